@@ -1,0 +1,28 @@
+# Two commands: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,sbml,progress]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	MPLBACKEND=Agg $(VENV)/bin/moa run all --quick --out results
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py
+
+docs: $(STAMP)
+	$(PY) -m moa.docgen
+
+clean:
+	rm -rf $(VENV) results

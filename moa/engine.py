@@ -1,0 +1,467 @@
+"""The model engine: mechanisms declare species, parameters and rate terms symbolically;
+the engine assembles them into one model, checks units, derives the right-hand side and the
+analytic Jacobian with sympy and compiles both into batched numpy functions.
+
+A mechanism is written with a :class:`Mechanism` builder::
+
+    pk = Mechanism("pharmacokinetics")
+    conc = pk.species("conc_central", "nM", "free drug in plasma")
+    cl = pk.parameter("clearance", "L/day", "linear clearance")
+    v1 = pk.parameter("volume_central", "L", "central volume")
+    pk.term(conc, -cl / v1 * conc, "linear clearance")
+
+and models are built explicitly, ``Model([pk, binding, ...])`` (no global model object).
+
+Compiled functions are component-major: states ``Y`` have shape ``(n, N)``, parameters
+``P`` shape ``(m, N)``; ``rhs_T(t, Y, P) -> (n, N)``. The public row-major forms
+``rhs(t, y[N, n], p[N, m]) -> [N, n]`` and ``jac(t, y, p) -> [N, n, n]`` wrap them.
+The right-hand side must not depend on ``t`` explicitly: time-varying inputs (infusions)
+are parameters that the simulator holds constant between breakpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import keyword
+import re
+from collections.abc import Iterable, Sequence
+from typing import Callable
+
+import numpy as np
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+
+from .errors import ModelError, UnitError
+from .units import conversion_factor, format_unit, parse_unit, same_unit, unit_of
+
+__all__ = ["Species", "Parameter", "Conversion", "Term", "Expression", "DoseRoute", "Mechanism", "Model", "CompiledModel", "TIME"]
+
+#: The model's time unit. Every rate term must have the unit of its species per day.
+TIME_UNIT = "day"
+TIME = sympy.Symbol("t", real=True)
+_RESERVED = {"t", "Y", "P", "np", "out", "n", "N"}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in _RESERVED:
+        raise ModelError(
+            f"{kind} name={name!r}: must be a Python identifier starting with a letter, "
+            f"not a keyword and not one of {sorted(_RESERVED)}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Species:
+    """A state variable: its unit, meaning and initial value (number or parameter expression)."""
+
+    name: str
+    unit: str
+    description: str
+    initial: sympy.Expr | float = 0.0
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return sympy.Symbol(self.name, real=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A named constant whose value comes from ``models/`` data."""
+
+    name: str
+    unit: str
+    description: str
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return sympy.Symbol(self.name, real=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """A unit-conversion constant: a symbol whose unit is dimensionless in disguise
+    (``nM*L/nmol``, ``nmol/molecule``) and whose value pint derives from that unit.
+
+    It lets equations convert units explicitly without a bare number in the code.
+    """
+
+    name: str
+    unit: str
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return sympy.Symbol(self.name, real=True)
+
+    @property
+    def value(self) -> float:
+        factor = conversion_factor(parse_unit(self.unit), parse_unit("dimensionless"))
+        if factor is None:
+            raise UnitError(f"conversion {self.name!r}: unit {self.unit!r} is not a pure conversion (it has a dimension)")
+        # The constant is the number 1 written in this unit: 1 = value * unit.
+        return 1.0 / factor
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """One additive contribution ``expr`` to ``d species / dt``, labelled for errors and docs."""
+
+    species: str
+    expr: sympy.Expr
+    label: str
+    mechanism: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Expression:
+    """A named derived quantity (occupancy, signal, diameter); reported as an observable."""
+
+    name: str
+    expr: sympy.Expr
+    unit: str
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DoseRoute:
+    """Where a drug's dose goes: ``species`` rises by ``per_mg * amount_mg``.
+
+    ``per_mg`` must have the unit of the species per mg (it usually is ``1/(MW * V)``).
+    An infusion of the same drug adds ``per_mg * rate_mg_per_day`` to ``d species/dt``.
+    """
+
+    drug: str
+    species: str
+    per_mg: sympy.Expr
+
+    @property
+    def infusion_symbol(self) -> sympy.Symbol:
+        return sympy.Symbol(f"infusion_{self.drug}", real=True)
+
+
+class Mechanism:
+    """Builder for one readable piece of biology: species, parameters, terms, expressions."""
+
+    def __init__(self, name: str, description: str = ""):
+        self.name = name
+        self.description = description
+        self.species_list: list[Species] = []
+        self.parameters: list[Parameter] = []
+        self.terms: list[Term] = []
+        self.expressions: list[Expression] = []
+        self.dose_routes: list[DoseRoute] = []
+        self.conversions: list[Conversion] = []
+
+    def conversion(self, name: str, unit: str) -> sympy.Symbol:
+        """A unit-conversion constant (value derived from ``unit`` by pint), e.g. ``"nmol/molecule"``."""
+        _check_name("conversion", name)
+        conv = Conversion(name, unit)
+        conv.value  # validate now, where the mechanism is written
+        self.conversions.append(conv)
+        return conv.symbol
+
+    def species(self, name: str, unit: str, description: str, initial: sympy.Expr | float = 0.0) -> sympy.Symbol:
+        _check_name("species", name)
+        self.species_list.append(Species(name, unit, description, initial))
+        return sympy.Symbol(name, real=True)
+
+    def parameter(self, name: str, unit: str, description: str) -> sympy.Symbol:
+        _check_name("parameter", name)
+        self.parameters.append(Parameter(name, unit, description))
+        return sympy.Symbol(name, real=True)
+
+    def term(self, species: sympy.Symbol | str, expr: sympy.Expr | float, label: str) -> None:
+        """Add ``expr`` to d(species)/dt."""
+        self.terms.append(Term(str(species), sympy.sympify(expr), label, self.name))
+
+    def flow(self, label: str, rate: sympy.Expr, source: sympy.Symbol | None = None, target: sympy.Symbol | None = None,
+             target_scale: sympy.Expr | float = 1) -> None:
+        """A transfer: ``rate`` leaves ``source`` and ``rate * target_scale`` enters ``target``.
+
+        ``target_scale`` converts between the units of source and target (a volume ratio,
+        or molecules per complex), so that the mass balance is explicit.
+        """
+        if source is not None:
+            self.term(source, -rate, label)
+        if target is not None:
+            self.term(target, rate * target_scale, label)
+
+    def expression(self, name: str, expr: sympy.Expr, unit: str, description: str) -> sympy.Symbol:
+        _check_name("expression", name)
+        self.expressions.append(Expression(name, sympy.sympify(expr), unit, description))
+        return sympy.Symbol(name, real=True)
+
+    def dose_route(self, drug: str, species: sympy.Symbol | str, per_mg: sympy.Expr) -> None:
+        _check_name("drug", drug)
+        self.dose_routes.append(DoseRoute(drug, str(species), sympy.sympify(per_mg)))
+
+
+def _merge(kind: str, items: Iterable, key=lambda x: x.name) -> dict:
+    """Merge declarations from several mechanisms; the same name must mean the same thing."""
+    out: dict = {}
+    for item in items:
+        name = key(item)
+        if name in out:
+            prev = out[name]
+            if not same_unit(parse_unit(prev.unit), parse_unit(item.unit)):
+                raise ModelError(f"{kind} {name!r} declared twice with different units: {prev.unit!r} and {item.unit!r}")
+            continue
+        out[name] = item
+    return out
+
+
+class Model:
+    """Mechanisms assembled into one ODE system. Building checks names and units."""
+
+    def __init__(self, mechanisms: Sequence[Mechanism], name: str = "model"):
+        if not mechanisms:
+            raise ModelError("mechanisms=[]: a model needs at least one mechanism")
+        self.name = name
+        self.mechanisms = tuple(mechanisms)
+        self.species: tuple[Species, ...] = tuple(_merge("species", (s for m in mechanisms for s in m.species_list)).values())
+        params = _merge("parameter", (p for m in mechanisms for p in m.parameters))
+        self.expressions: tuple[Expression, ...] = tuple(_merge("expression", (e for m in mechanisms for e in m.expressions)).values())
+        self.dose_routes: tuple[DoseRoute, ...] = tuple(r for m in mechanisms for r in m.dose_routes)
+        self.terms: tuple[Term, ...] = tuple(t for m in mechanisms for t in m.terms)
+        self.conversions: tuple[Conversion, ...] = tuple(_merge("conversion", (c for m in mechanisms for c in m.conversions)).values())
+
+        drugs = [r.drug for r in self.dose_routes]
+        dup = {d for d in drugs if drugs.count(d) > 1}
+        if dup:
+            raise ModelError(f"drug(s) {sorted(dup)} have more than one dose route")
+        # Infusion rates are inputs: parameters the simulator sets piecewise.
+        self.inputs: tuple[Parameter, ...] = tuple(
+            Parameter(r.infusion_symbol.name, "mg/day", f"infusion rate of {r.drug} (set by the regimen)") for r in self.dose_routes
+        )
+        self.parameters: tuple[Parameter, ...] = tuple(params.values())
+
+        names = [s.name for s in self.species] + [p.name for p in self.parameters] + [e.name for e in self.expressions] + [
+            i.name for i in self.inputs
+        ] + [c.name for c in self.conversions]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ModelError(f"name(s) {clash} are used for more than one of species/parameter/expression/input")
+        self._check_symbols()
+        self.check_units()
+
+    # ----- structure -------------------------------------------------------------------
+    @property
+    def species_names(self) -> list[str]:
+        return [s.name for s in self.species]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self.inputs]
+
+    @property
+    def drugs(self) -> list[str]:
+        return [r.drug for r in self.dose_routes]
+
+    def units(self) -> dict[sympy.Symbol, object]:
+        u = {s.symbol: parse_unit(s.unit) for s in self.species}
+        u.update({p.symbol: parse_unit(p.unit) for p in self.parameters + self.inputs + self.conversions})
+        u[TIME] = parse_unit(TIME_UNIT)
+        u.update({sympy.Symbol(e.name, real=True): parse_unit(e.unit) for e in self.expressions})
+        return u
+
+    def _check_symbols(self) -> None:
+        known = {s.symbol for s in self.species} | {p.symbol for p in self.parameters + self.inputs + self.conversions}
+        known |= {sympy.Symbol(e.name, real=True) for e in self.expressions}
+        species = set(self.species_names)
+        for term in self.terms:
+            if term.species not in species:
+                raise ModelError(f"term {term.label!r} ({term.mechanism}) acts on unknown species {term.species!r}")
+            unknown = term.expr.free_symbols - known
+            if TIME in term.expr.free_symbols:
+                raise ModelError(f"term {term.label!r} depends on t explicitly; model time-varying drive as an input")
+            if unknown:
+                raise ModelError(f"term {term.label!r} ({term.mechanism}) uses undeclared symbol(s) {sorted(map(str, unknown))}")
+        for e in self.expressions:
+            unknown = e.expr.free_symbols - known
+            if unknown:
+                raise ModelError(f"expression {e.name!r} uses undeclared symbol(s) {sorted(map(str, unknown))}")
+        for r in self.dose_routes:
+            if r.species not in species:
+                raise ModelError(f"dose route of {r.drug!r} targets unknown species {r.species!r}")
+        for s in self.species:
+            if isinstance(s.initial, sympy.Basic):
+                unknown = s.initial.free_symbols - {p.symbol for p in self.parameters + self.conversions} - {
+                    sympy.Symbol(e.name, real=True) for e in self.expressions}
+                if unknown:
+                    raise ModelError(f"initial value of {s.name!r} uses {sorted(map(str, unknown))}: only parameters are allowed")
+
+    def check_units(self) -> None:
+        """Refuse any term whose unit is not exactly its species' unit per day."""
+        units = self.units()
+        for e in self.expressions:
+            got = unit_of(e.expr, units)
+            if not same_unit(got, parse_unit(e.unit)):
+                raise UnitError(f"expression {e.name!r} has unit [{format_unit(got)}] but declares [{e.unit}]")
+        per_day = parse_unit(TIME_UNIT)
+        sp = {s.name: s for s in self.species}
+        for term in self.terms:
+            want = parse_unit(sp[term.species].unit) / per_day
+            try:
+                got = unit_of(term.expr, units)
+            except UnitError as exc:
+                raise UnitError(f"term {term.label!r} ({term.mechanism}) on {term.species}: {exc}") from None
+            if not same_unit(got, want):
+                raise UnitError(
+                    f"term {term.label!r} ({term.mechanism}) on {term.species}: unit [{format_unit(got)}] "
+                    f"but d{term.species}/dt needs [{format_unit(want)}]"
+                )
+        for r in self.dose_routes:
+            want = parse_unit(sp[r.species].unit) / parse_unit("mg")
+            got = unit_of(r.per_mg, units)
+            if not same_unit(got, want):
+                raise UnitError(f"dose route of {r.drug!r}: per_mg has unit [{format_unit(got)}], needs [{format_unit(want)}]")
+        for s in self.species:
+            if isinstance(s.initial, sympy.Basic) and not s.initial.is_Number:
+                got = unit_of(s.initial, units)
+                if not same_unit(got, parse_unit(s.unit)):
+                    raise UnitError(f"initial value of {s.name!r} has unit [{format_unit(got)}], needs [{s.unit}]")
+
+    # ----- symbolic equations ----------------------------------------------------------
+    @functools.cached_property
+    def _substitutions(self) -> dict:
+        """Expression symbols -> their definitions in species and parameters only."""
+        subs: dict = {c.symbol: sympy.Float(c.value) for c in self.conversions}
+        for e in self.expressions:  # declared in dependency order by the mechanisms
+            subs[sympy.Symbol(e.name, real=True)] = e.expr.xreplace(subs)
+        return subs
+
+    def expand(self, expr: sympy.Expr) -> sympy.Expr:
+        """Replace named expressions by their definitions."""
+        return sympy.sympify(expr).xreplace(self._substitutions)
+
+    @functools.cached_property
+    def rhs_symbolic(self) -> list[sympy.Expr]:
+        """d(species)/dt per species, expressions expanded, infusion inputs included."""
+        index = {name: i for i, name in enumerate(self.species_names)}
+        rhs = [sympy.Integer(0)] * len(self.species)
+        for term in self.terms:
+            rhs[index[term.species]] += term.expr
+        for r in self.dose_routes:
+            rhs[index[r.species]] += r.infusion_symbol * r.per_mg
+        return [self.expand(e) for e in rhs]
+
+    def ode_terms(self, species: str) -> list[Term]:
+        return [t for t in self.terms if t.species == species]
+
+    @functools.cached_property
+    def compiled(self) -> "CompiledModel":
+        return CompiledModel(self)
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}: {len(self.species)} species, {len(self.parameters)} parameters, {len(self.terms)} terms)"
+
+
+# ----- code generation ---------------------------------------------------------------------
+class _Printer(NumPyPrinter):
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False})
+
+    def _print_Heaviside(self, expr):
+        return f"np.heaviside({self._print(expr.args[0])}, 0.5)"
+
+
+def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
+              n_out: int, index: list[str]) -> Callable:
+    """Source for ``fname(t, Y, P) -> out`` with ``out[index[k]] = outputs[k]``, compiled by exec."""
+    printer = _Printer()
+    replacements, reduced = sympy.cse(outputs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
+    lines = [f"def {fname}(t, Y, P):"]
+    lines += [f"    {s.name} = Y[{i}]" for i, s in enumerate(y_syms)]
+    lines += [f"    {s.name} = P[{i}]" for i, s in enumerate(p_syms)]
+    lines += [f"    {sym} = {printer.doprint(expr)}" for sym, expr in replacements]
+    lines.append(f"    out = np.zeros(({n_out}, Y.shape[1]), dtype=float)")
+    for idx, expr in zip(index, reduced):
+        if expr != 0:
+            lines.append(f"    out[{idx}] = {printer.doprint(expr)}")
+    lines.append("    return out")
+    source = "\n".join(lines)
+    namespace: dict = {"np": np}
+    exec(compile(source, f"<moa generated {fname}>", "exec"), namespace)
+    func = namespace[fname]
+    func.source = source
+    return func
+
+
+class CompiledModel:
+    """Batched numpy functions generated from a :class:`Model`.
+
+    Attributes ``jac_rows``/``jac_cols`` give the Jacobian's sparsity pattern;
+    ``jac_values_T(t, Y, P) -> (nnz, N)`` its values.
+    """
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.species_names = model.species_names
+        self.parameter_names = model.parameter_names + model.input_names
+        y = [s.symbol for s in model.species]
+        p = [sympy.Symbol(n, real=True) for n in self.parameter_names]
+        self.n_species, self.n_parameters = len(y), len(p)
+        rhs = model.rhs_symbolic
+        self.rhs_T = _generate("rhs_T", rhs, y, p, len(y), [str(i) for i in range(len(y))])
+
+        jac = sympy.Matrix(rhs).jacobian(y)
+        rows, cols, vals = [], [], []
+        for i in range(len(y)):
+            for j in range(len(y)):
+                if jac[i, j] != 0:
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(jac[i, j])
+        self.jac_rows = np.array(rows, dtype=np.intp)
+        self.jac_cols = np.array(cols, dtype=np.intp)
+        self.jac_nnz = len(vals)
+        self.jac_values_T = _generate("jac_values_T", vals, y, p, max(len(vals), 1), [str(k) for k in range(len(vals))])
+
+        obs = [model.expand(sympy.Symbol(e.name, real=True)) for e in model.expressions]
+        self.observable_names = [e.name for e in model.expressions]
+        self._observables_T = _generate("observables_T", obs, y, p, max(len(obs), 1), [str(k) for k in range(len(obs))])
+
+        init = [sympy.sympify(model.expand(s.initial)) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial)
+                for s in model.species]
+        self._initial_T = _generate("initial_T", init, y, p, len(y), [str(i) for i in range(len(y))])
+
+        self.dose_index = {r.drug: self.species_names.index(r.species) for r in model.dose_routes}
+        self.input_index = {r.drug: self.parameter_names.index(r.infusion_symbol.name) for r in model.dose_routes}
+        per_mg = [model.expand(r.per_mg) for r in model.dose_routes]
+        self._dose_per_mg_T = _generate("dose_per_mg_T", per_mg, y, p, max(len(per_mg), 1), [str(k) for k in range(len(per_mg))])
+        self.drugs = [r.drug for r in model.dose_routes]
+
+    # component-major (n, N) forms used by solvers
+    def jac_dense_T(self, t, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """Dense Jacobian, shape (n, n, N)."""
+        J = np.zeros((self.n_species, self.n_species, Y.shape[1]))
+        if self.jac_nnz:
+            J[self.jac_rows, self.jac_cols] = self.jac_values_T(t, Y, P)[: self.jac_nnz]
+        return J
+
+    def observables_T(self, t, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+        return self._observables_T(t, Y, P)[: len(self.observable_names)]
+
+    def initial_T(self, P: np.ndarray) -> np.ndarray:
+        """Initial states (n, N) from parameters (m, N)."""
+        return self._initial_T(0.0, np.zeros((self.n_species, P.shape[1])), P)
+
+    def dose_per_mg_T(self, P: np.ndarray) -> np.ndarray:
+        """(n_drugs, N): increment of each drug's dose species per mg given."""
+        return self._dose_per_mg_T(0.0, np.zeros((self.n_species, P.shape[1])), P)[: len(self.drugs)]
+
+    # row-major public forms
+    def rhs(self, t, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """d y/dt for N parameter sets at once: y [N, n], p [N, m] -> [N, n]."""
+        y, p = np.atleast_2d(y), np.atleast_2d(p)
+        return self.rhs_T(t, y.T, p.T).T
+
+    def jac(self, t, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Analytic Jacobian d(rhs)/dy: [N, n, n]."""
+        y, p = np.atleast_2d(y), np.atleast_2d(p)
+        return np.moveaxis(self.jac_dense_T(t, y.T, p.T), -1, 0)

@@ -1,0 +1,17 @@
+"""Exceptions raised by moa, each with a message that says what to change."""
+
+
+class MoaError(Exception):
+    """Base class of moa's own errors."""
+
+
+class UnitError(MoaError, ValueError):
+    """A unit that cannot be parsed, or a rate term whose unit does not match its species."""
+
+
+class ModelError(MoaError, ValueError):
+    """A model that cannot be assembled: unknown symbols, clashing declarations."""
+
+
+class SimulationError(MoaError, RuntimeError):
+    """The solver failed; the message names the time, the parameter set and what to try."""

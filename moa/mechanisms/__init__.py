@@ -1,0 +1,1 @@
+"""Mechanism modules: each builds one readable :class:`moa.engine.Mechanism`."""
