@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from .engine import Model
-from .mechanisms.pharmacokinetics import antibody_two_compartment, systemic_pdl1_tmdd
+import functools
 
-__all__ = ["pk_model"]
+from .engine import Model
+from .mechanisms.binding import DRUG_ARMS, tumour_binding
+from .mechanisms.chemotherapy import nab_paclitaxel
+from .mechanisms.pharmacokinetics import antibody_two_compartment, systemic_pdl1_tmdd
+from .mechanisms.tcells import t_cells
+from .mechanisms.tumour import tumour
+
+__all__ = ["pk_model", "full_model"]
 
 
 def pk_model(drug: str = "bsab", label: str = "PD-L1 x 4-1BB bispecific") -> Model:
     """Two-compartment antibody PK with target-mediated disposition to systemic PD-L1."""
     return Model([antibody_two_compartment(drug, label), systemic_pdl1_tmdd(drug, label)], name=f"pk_tmdd_{drug}")
+
+
+@functools.lru_cache(maxsize=1)
+def full_model() -> Model:
+    """The mechanism-of-action model: three antibodies (bispecific, anti-PD-L1, anti-4-1BB)
+    with PK and systemic PD-L1 TMDD, tumour binding, T cells, tumour and nab-paclitaxel."""
+    mechanisms = []
+    for arms in DRUG_ARMS:
+        mechanisms.append(antibody_two_compartment(arms.drug, arms.label))
+        if arms.binds_pdl1:
+            mechanisms.append(systemic_pdl1_tmdd(arms.drug, arms.label))
+    mechanisms += [tumour_binding(), t_cells(), tumour(), nab_paclitaxel()]
+    return Model(mechanisms, name="moa_pdl1_41bb")  # cached: building and compiling take seconds

@@ -35,13 +35,21 @@ from sympy.printing.numpy import NumPyPrinter
 from .errors import ModelError, UnitError
 from .units import conversion_factor, format_unit, parse_unit, same_unit, unit_of
 
-__all__ = ["Species", "Parameter", "Conversion", "Term", "Expression", "DoseRoute", "Mechanism", "Model", "CompiledModel", "TIME"]
+__all__ = ["ref", "Species", "Parameter", "Conversion", "Term", "Expression", "DoseRoute", "Mechanism", "Model", "CompiledModel", "TIME"]
 
 #: The model's time unit. Every rate term must have the unit of its species per day.
 TIME_UNIT = "day"
 TIME = sympy.Symbol("t", real=True)
 _RESERVED = {"t", "Y", "P", "np", "out", "n", "N"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def ref(name: str) -> sympy.Symbol:
+    """A symbol declared by another mechanism (species, parameter or expression).
+
+    The model checks, when assembled, that every referenced name is declared somewhere.
+    """
+    return sympy.Symbol(name, real=True)
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -290,10 +298,9 @@ class Model:
                 raise ModelError(f"dose route of {r.drug!r} targets unknown species {r.species!r}")
         for s in self.species:
             if isinstance(s.initial, sympy.Basic):
-                unknown = s.initial.free_symbols - {p.symbol for p in self.parameters + self.conversions} - {
-                    sympy.Symbol(e.name, real=True) for e in self.expressions}
+                unknown = s.initial.free_symbols - known
                 if unknown:
-                    raise ModelError(f"initial value of {s.name!r} uses {sorted(map(str, unknown))}: only parameters are allowed")
+                    raise ModelError(f"initial value of {s.name!r} uses undeclared symbol(s) {sorted(map(str, unknown))}")
 
     def check_units(self) -> None:
         """Refuse any term whose unit is not exactly its species' unit per day."""
@@ -330,10 +337,23 @@ class Model:
     @functools.cached_property
     def _substitutions(self) -> dict:
         """Expression symbols -> their definitions in species and parameters only."""
-        subs: dict = {c.symbol: sympy.Float(c.value) for c in self.conversions}
-        for e in self.expressions:  # declared in dependency order by the mechanisms
-            subs[sympy.Symbol(e.name, real=True)] = e.expr.xreplace(subs)
-        return subs
+        consts = {c.symbol: sympy.Float(c.value) for c in self.conversions}
+        defs = {sympy.Symbol(e.name, real=True): e.expr for e in self.expressions}
+        resolved: dict = {}
+
+        def resolve(sym, stack=()):
+            if sym in resolved:
+                return resolved[sym]
+            if sym in stack:
+                raise ModelError(f"expressions refer to each other in a cycle: {' -> '.join(map(str, stack + (sym,)))}")
+            expr = defs[sym]
+            inner = {s: resolve(s, stack + (sym,)) for s in expr.free_symbols if s in defs}
+            resolved[sym] = expr.xreplace(inner).xreplace(consts)
+            return resolved[sym]
+
+        for sym in defs:
+            resolve(sym)
+        return {**consts, **resolved}
 
     def expand(self, expr: sympy.Expr) -> sympy.Expr:
         """Replace named expressions by their definitions."""
@@ -366,6 +386,23 @@ class _Printer(NumPyPrinter):
     def __init__(self):
         super().__init__({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False})
 
+    def _print_Max(self, expr):
+        args = [self._print(a) for a in expr.args]
+        out = args[0]
+        for a in args[1:]:
+            out = f"np.maximum({out}, {a})"
+        return out
+
+    def _print_Min(self, expr):
+        args = [self._print(a) for a in expr.args]
+        out = args[0]
+        for a in args[1:]:
+            out = f"np.minimum({out}, {a})"
+        return out
+
+    def _print_Pi(self, expr):
+        return "np.pi"
+
     def _print_Heaviside(self, expr):
         return f"np.heaviside({self._print(expr.args[0])}, 0.5)"
 
@@ -390,6 +427,25 @@ def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
     func = namespace[fname]
     func.source = source
     return func
+
+
+def _initial_values(model: Model) -> list[sympy.Expr]:
+    """Initial values in parameters only: species in an initial value stand for *their* initial values."""
+    raw = {s.symbol: (model.expand(s.initial) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial))
+           for s in model.species}
+    done: dict = {}
+
+    def resolve(sym, stack=()):
+        if sym in done:
+            return done[sym]
+        if sym in stack:
+            raise ModelError(f"initial values refer to each other in a cycle: {' -> '.join(map(str, stack + (sym,)))}")
+        expr = raw[sym]
+        inner = {x: resolve(x, stack + (sym,)) for x in expr.free_symbols if x in raw}
+        done[sym] = expr.xreplace(inner)
+        return done[sym]
+
+    return [resolve(s.symbol) for s in model.species]
 
 
 class CompiledModel:
@@ -426,8 +482,7 @@ class CompiledModel:
         self.observable_names = [e.name for e in model.expressions]
         self._observables_T = _generate("observables_T", obs, y, p, max(len(obs), 1), [str(k) for k in range(len(obs))])
 
-        init = [sympy.sympify(model.expand(s.initial)) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial)
-                for s in model.species]
+        init = _initial_values(model)
         self._initial_T = _generate("initial_T", init, y, p, len(y), [str(i) for i in range(len(y))])
 
         self.dose_index = {r.drug: self.species_names.index(r.species) for r in model.dose_routes}

@@ -1,0 +1,602 @@
+"""SBML export: a moa model, a parameter set and a regimen as one SBML Level 3 Version 2 file.
+
+``export(model, parameters, regimen)`` needs the ``sbml`` extra (python-libsbml). The file is
+meant to be simulated by other tools (libroadrunner, COPASI) and to give the same answer as
+:func:`moa.simulate`; ``tests/test_sbml.py`` checks that with libroadrunner.
+
+How moa maps onto SBML
+----------------------
+- **States** are SBML parameters with ``constant="false"``, each with one ``rateRule`` (its
+  moa right-hand side), not species. Species would have to live in a compartment and SBML
+  restricts a species' ``substanceUnits`` to mole, item, gram, kilogram, avogadro or
+  dimensionless (libsbml warning 20608), while moa's states are in nM, molecule/cell, cells
+  or mm^3; writing them as species in a unit compartment would either misstate their units or
+  make every tool divide by a volume. SBML simulators integrate rate-rule parameters exactly
+  like species (libroadrunner puts both in the same CVODE state vector, ``reset()`` restores
+  both), so nothing is lost; the values and units are moa's own.
+- **Parameters** (``model.parameters``) are constant parameters with the values of the
+  parameter set and their units. **Conversions** (``g_per_mg``...) are constant parameters
+  holding the number 1 written in their unit (``g_per_mg = 0.001 g/mg``), so no bare
+  conversion factor appears in the equations.
+- **Expressions** (observables) are parameters defined by ``assignmentRule`` s, so a simulator
+  reports them too; the rate rules refer to them by name, as the mechanisms do.
+- **Initial values** are evaluated from the parameter set (``CompiledModel.initial_T``) and
+  written as ``initialAmount``; when moa's initial value is an expression of parameters it is
+  also written as an ``initialAssignment``, so a simulator that changes parameters gets the
+  matching initial state.
+- **Doses**: ``dose_per_mg_<drug>`` is a parameter with an assignment rule (moa's ``per_mg``,
+  e.g. ``g_per_mg*nmol_per_mol/(mw*v1)``; its value equals ``CompiledModel.dose_per_mg_T``).
+  Infusion inputs ``infusion_<drug>`` (mg/day, initially 0) enter the rate rules as
+  ``infusion_<drug> * dose_per_mg_<drug>``. There is **one event per distinct dose time** (a
+  bolus start, an infusion start or an infusion end): it adds ``amount_mg * dose_per_mg`` to
+  each bolused species and sets each affected ``infusion_<drug>`` to the total rate of the
+  infusions running from that time on. One event per time, not per dose, because two events
+  firing together both read the pre-event state and one increment would be lost. Triggers
+  are ``time >= t_dose`` with ``persistent="true"``, ``initialValue="false"`` and
+  ``useValuesFromTriggerTime="true"``: each fires exactly once, including a dose at t = 0
+  (the trigger is already true at the start, and ``initialValue="false"`` makes that a
+  transition). Doses in mg/kg or mg/m² are written as ``amount * body_weight`` (or
+  ``body_surface_area``), so the amount follows the parameter.
+- **Units**: unit definitions are derived with pint from moa's unit strings (moa/units.py):
+  each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
+  ``cell`` (a dimension of its own) becomes SBML's base unit ``item``; ``molecule`` is
+  1/N_A mol, as in pint. Every number in the math carries ``sbml:units`` (dimensionless,
+  except dose amounts in mg, dose times in day and a number compared with a quantity), so
+  libsbml can check the units of every rule; the exported document is required to pass
+  ``checkConsistency`` with no errors and no warnings.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import re
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import sympy
+
+from .engine import TIME, TIME_UNIT, Model
+from .errors import UnitError
+from .parameters import ParameterSet
+from .regimen import DOSE_UNITS, Regimen
+from .results import atomic_write
+from .units import parse_unit, registry, unit_of
+
+__all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id"]
+
+SBML_LEVEL, SBML_VERSION = 3, 2
+
+# pint root unit -> SBML base unit kind
+_KINDS = {
+    "meter": "metre", "kilogram": "kilogram", "gram": "gram", "second": "second", "mole": "mole",
+    "cell": "item", "ampere": "ampere", "kelvin": "kelvin", "candela": "candela", "radian": "radian",
+}
+
+
+class SBMLValidationError(ValueError):
+    """The exported document failed libsbml's consistency check."""
+
+
+def _libsbml():
+    try:
+        import libsbml
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("moa.sbml needs python-libsbml: pip install 'moa[sbml]'") from None
+    return libsbml
+
+
+def dose_per_mg_id(drug: str) -> str:
+    """SBML id of the parameter holding the increment of ``drug``'s dose species per mg."""
+    return f"dose_per_mg_{drug}"
+
+
+def _check(code: int, what: str) -> None:
+    libsbml = _libsbml()
+    if code != libsbml.LIBSBML_OPERATION_SUCCESS:
+        raise RuntimeError(f"libsbml failed to {what}: {libsbml.OperationReturnValue_toString(code)}")
+
+
+# ----- units ---------------------------------------------------------------------------------
+class _Units:
+    """Creates SBML unit definitions on demand from moa unit strings, one per distinct unit."""
+
+    def __init__(self, sbml_model):
+        self.sbml_model = sbml_model
+        self.by_key: dict[tuple, str] = {}
+        self.used_ids: set[str] = set()
+
+    @staticmethod
+    def _readable_id(text: str) -> str:
+        s = text.replace("**", "^").replace(" ", "")
+        s = s.replace("^", "_pow").replace("/", "_per_").replace("*", "_")
+        s = re.sub(r"[^A-Za-z0-9_]", "", s).strip("_")
+        s = re.sub(r"_+", "_", s)
+        return "u_" + (s or "unit")
+
+    def id(self, text: str) -> str:
+        """UnitSId for moa unit ``text`` ("dimensionless" when it is exactly dimensionless)."""
+        q = registry().Quantity(1.0, parse_unit(text)).to_root_units()
+        magnitude = float(q.magnitude)
+        parts = sorted((name, float(exp)) for name, exp in q.units._units.items())
+        factor = float(f"{magnitude:.15g}")
+        if not parts and factor == 1.0:
+            return "dimensionless"
+        key = (factor, tuple(parts))
+        if key in self.by_key:
+            return self.by_key[key]
+        uid = self._readable_id(text)
+        base = uid
+        k = 2
+        while uid in self.used_ids:
+            uid, k = f"{base}_{k}", k + 1
+        ud = self.sbml_model.createUnitDefinition()
+        _check(ud.setId(uid), f"set unit id {uid}")
+        ud.setName(text)
+        # (multiplier * kind)^exponent: carry the factor on one unit, preferring exponent 1, so
+        # that 1 nM = (1e-6 mole) metre^-3 and 1 L = (0.1 metre)^3. Volumes stay in metre^3 (not
+        # litre): libsbml can then check rational powers such as volume^(1/3) (a diameter).
+        carrier = next((i for i, (_, e) in enumerate(parts) if e == 1), None)
+        if carrier is None:
+            carrier = next((i for i, (_, e) in enumerate(parts) if e == -1), 0)
+        for i, (name, exp) in enumerate(parts):
+            if name not in _KINDS:
+                raise ValueError(f"unit {text!r}: base unit {name!r} has no SBML equivalent; allowed: {sorted(_KINDS)}")
+            u = ud.createUnit()
+            u.setKind(_libsbml().UnitKind_forName(_KINDS[name]))
+            u.setExponent(exp)
+            u.setScale(0)
+            u.setMultiplier(float(f"{magnitude ** (1.0 / exp):.15g}") if i == carrier else 1.0)
+        if not parts:  # a pure number such as nmol/mol
+            u = ud.createUnit()
+            u.setKind(_libsbml().UNIT_KIND_DIMENSIONLESS)
+            u.setExponent(1.0)
+            u.setScale(0)
+            u.setMultiplier(factor)
+        self.by_key[key] = uid
+        self.used_ids.add(uid)
+        return uid
+
+
+# ----- sympy -> MathML (libsbml AST) ----------------------------------------------------------
+_FUNCTIONS = {
+    sympy.exp: "AST_FUNCTION_EXP", sympy.log: "AST_FUNCTION_LN", sympy.Abs: "AST_FUNCTION_ABS",
+    sympy.sin: "AST_FUNCTION_SIN", sympy.cos: "AST_FUNCTION_COS", sympy.tan: "AST_FUNCTION_TAN",
+    sympy.sinh: "AST_FUNCTION_SINH", sympy.cosh: "AST_FUNCTION_COSH", sympy.tanh: "AST_FUNCTION_TANH",
+    sympy.asin: "AST_FUNCTION_ARCSIN", sympy.acos: "AST_FUNCTION_ARCCOS", sympy.atan: "AST_FUNCTION_ARCTAN",
+    sympy.floor: "AST_FUNCTION_FLOOR", sympy.ceiling: "AST_FUNCTION_CEILING",
+}
+_RELATIONS = {
+    sympy.StrictLessThan: "AST_RELATIONAL_LT", sympy.LessThan: "AST_RELATIONAL_LEQ",
+    sympy.StrictGreaterThan: "AST_RELATIONAL_GT", sympy.GreaterThan: "AST_RELATIONAL_GEQ",
+    sympy.Equality: "AST_RELATIONAL_EQ", sympy.Unequality: "AST_RELATIONAL_NEQ",
+}
+_LOGIC = {sympy.And: "AST_LOGICAL_AND", sympy.Or: "AST_LOGICAL_OR", sympy.Xor: "AST_LOGICAL_XOR"}
+
+
+class _MathBuilder:
+    """Turns sympy expressions into libsbml ASTs directly (no string parsing, so model names
+    such as ``e``, ``pi`` or ``time`` cannot be mistaken for constants)."""
+
+    def __init__(self, known_ids: set[str], unit_of_expr, units: _Units):
+        self.known_ids = known_ids
+        self.unit_of_expr = unit_of_expr  # sympy expr -> moa unit string or None
+        self.units = units
+
+    def node(self, kind: str, *children):
+        libsbml = _libsbml()
+        n = libsbml.ASTNode(getattr(libsbml, kind))
+        for c in children:
+            _check(n.addChild(c), f"build MathML ({kind})")
+        return n
+
+    def number(self, value, unit: str = "dimensionless"):
+        libsbml = _libsbml()
+        value = sympy.sympify(value)
+        if value.is_Integer:
+            n = libsbml.ASTNode(libsbml.AST_INTEGER)
+            n.setValue(int(value))
+        elif value.is_Rational:
+            n = libsbml.ASTNode(libsbml.AST_RATIONAL)
+            n.setValue(int(value.p), int(value.q))
+        else:
+            v = float(value)
+            if not math.isfinite(v):
+                raise ValueError(f"cannot write the non-finite number {value} to SBML")
+            n = libsbml.ASTNode(libsbml.AST_REAL)
+            n.setValue(v)
+        _check(n.setUnits(unit), f"set units {unit} on a number")
+        return n
+
+    def name(self, symbol: sympy.Symbol):
+        libsbml = _libsbml()
+        if symbol == TIME:
+            n = libsbml.ASTNode(libsbml.AST_NAME_TIME)
+            n.setName("time")
+            return n
+        if symbol.name not in self.known_ids:
+            raise ValueError(f"symbol {symbol.name!r} is not declared in the SBML model")
+        n = libsbml.ASTNode(libsbml.AST_NAME)
+        n.setName(symbol.name)
+        return n
+
+    def __call__(self, expr) -> object:
+        return self.ast(sympy.sympify(expr))
+
+    def ast(self, e):
+        if e is sympy.true or e is sympy.false:
+            return self.node("AST_CONSTANT_TRUE" if e is sympy.true else "AST_CONSTANT_FALSE")
+        if e == sympy.pi:
+            return self.node("AST_CONSTANT_PI")
+        if e == sympy.E:
+            return self.node("AST_CONSTANT_E")
+        if e.is_Number:
+            if e.is_negative:
+                return self.node("AST_MINUS", self.number(-e))
+            return self.number(e)
+        if e.is_Symbol:
+            return self.name(e)
+        if e.is_Add:
+            return self.add(e)
+        if e.is_Mul:
+            return self.mul(e)
+        if e.is_Pow:
+            return self.pow(e)
+        if isinstance(e, sympy.Piecewise):
+            args = []
+            for value, cond in e.args:
+                args.append(self.ast(value))
+                if cond is sympy.true:
+                    break
+                args.append(self.ast(cond))
+            return self.node("AST_FUNCTION_PIECEWISE", *args)
+        if isinstance(e, (sympy.Max, sympy.Min)):
+            # piecewise rather than <max/> (L3V2 only, not read by every tool)
+            rel = sympy.GreaterThan if isinstance(e, sympy.Max) else sympy.LessThan
+            args = list(e.args)
+            acc = args[0]
+            out = self.ast(acc)
+            for b in args[1:]:
+                out = self.node("AST_FUNCTION_PIECEWISE", out, self.relation(rel, acc, b), self.ast(b))
+                acc = type(e)(acc, b, evaluate=False)
+            return out
+        if isinstance(e, sympy.Heaviside):
+            x = e.args[0]
+            return self.node("AST_FUNCTION_PIECEWISE", self.number(1), self.relation(sympy.StrictGreaterThan, x, 0),
+                             self.number(0), self.relation(sympy.StrictLessThan, x, 0), self.number(sympy.Rational(1, 2)))
+        if type(e) in _RELATIONS:
+            return self.relation(type(e), *e.args)
+        if type(e) in _LOGIC:
+            return self.node(_LOGIC[type(e)], *[self.ast(a) for a in e.args])
+        if isinstance(e, sympy.Not):
+            return self.node("AST_LOGICAL_NOT", self.ast(e.args[0]))
+        if isinstance(e, sympy.Function) and e.func in _FUNCTIONS:
+            return self.node(_FUNCTIONS[e.func], *[self.ast(a) for a in e.args])
+        raise ValueError(f"cannot write {e} ({type(e).__name__}) to SBML: unsupported function; "
+                         f"allowed: + - * / ^, Piecewise, Max, Min, Heaviside, relations, {sorted(f.__name__ for f in _FUNCTIONS)}")
+
+    def relation(self, rel, a, b):
+        """A comparison; a bare number compared with a quantity gets that quantity's unit."""
+        a, b = sympy.sympify(a), sympy.sympify(b)
+
+        def side(x, other):
+            if not (x.is_Number and not other.is_Number):
+                return self.ast(x)
+            unit = self.unit_of_expr(other)
+            uid = self.units.id(unit) if unit else "dimensionless"
+            return self.node("AST_MINUS", self.number(-x, uid)) if x.is_negative else self.number(x, uid)
+
+        return self.node(_RELATIONS[rel], side(a, b), side(b, a))
+
+    def add(self, e):
+        terms = list(e.as_ordered_terms())
+        pos = [t for t in terms if not t.could_extract_minus_sign()]
+        neg = [-t for t in terms if t.could_extract_minus_sign()]
+        if pos:
+            out = self.ast(pos[0])
+            for t in pos[1:]:
+                out = self.node("AST_PLUS", out, self.ast(t))
+        else:
+            out = self.node("AST_MINUS", self.ast(neg.pop(0)))
+        for t in neg:
+            out = self.node("AST_MINUS", out, self.ast(t))
+        return out
+
+    def mul(self, e):
+        coeff, rest = e.as_coeff_Mul()
+        if coeff.is_negative:
+            return self.node("AST_MINUS", self.ast(-e))
+        num, den = [], []
+        for f in sympy.Mul.make_args(e):
+            if f.is_Pow and f.exp.is_Number and f.exp.is_negative:
+                den.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp, evaluate=False))
+            elif f.is_Rational and not f.is_Integer and f.p == 1:
+                den.append(sympy.Integer(f.q))
+            else:
+                num.append(f)
+
+        def product(fs):
+            out = self.ast(fs[0])
+            for f in fs[1:]:
+                out = self.node("AST_TIMES", out, self.ast(f))
+            return out
+
+        top = product(num) if num else self.number(1)
+        return self.node("AST_DIVIDE", top, product(den)) if den else top
+
+    def pow(self, e):
+        base, exp = e.args
+        if exp.is_Number and exp.is_negative:
+            inner = base if exp == -1 else sympy.Pow(base, -exp, evaluate=False)
+            return self.node("AST_DIVIDE", self.number(1), self.ast(inner))
+        if exp == sympy.Rational(1, 2):
+            return self.node("AST_FUNCTION_ROOT", self.ast(base))
+        return self.node("AST_POWER", self.ast(base), self.ast(exp))
+
+
+# ----- export --------------------------------------------------------------------------------
+def _values(model: Model, parameters: ParameterSet) -> dict[str, float]:
+    if not isinstance(parameters, ParameterSet):
+        raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
+    if parameters.is_batched:
+        raise ValueError(f"parameters {parameters.name!r} is a batch of N={parameters.batch_size}; export one parameter set "
+                         "(select one with parameters.with_values({...: value}))")
+    P = parameters.matrix(model.parameter_names)
+    return {n: float(P[i, 0]) for i, n in enumerate(model.parameter_names)}
+
+
+def _raw_rhs(model: Model) -> list[sympy.Expr]:
+    """d(species)/dt with named expressions, conversions and dose_per_mg kept as symbols."""
+    index = {name: i for i, name in enumerate(model.species_names)}
+    rhs = [sympy.Integer(0)] * len(model.species)
+    for term in model.terms:
+        rhs[index[term.species]] += term.expr
+    for r in model.dose_routes:
+        rhs[index[r.species]] += r.infusion_symbol * sympy.Symbol(dose_per_mg_id(r.drug), real=True)
+    return rhs
+
+
+def _agrees_with_engine(model: Model, raw: list[sympy.Expr], values: Mapping[str, float]) -> bool:
+    """Numeric check that ``raw`` (named symbols kept) is the engine's ``rhs_symbolic``."""
+    rng = np.random.default_rng(0)
+    subs = {sympy.Symbol(dose_per_mg_id(r.drug), real=True): r.per_mg for r in model.dose_routes}
+    point = {sympy.Symbol(n, real=True): v for n, v in values.items()}
+    point.update({s.symbol: float(rng.uniform(0.5, 2.0)) for s in model.species})
+    point.update({p.symbol: float(rng.uniform(0.5, 2.0)) for p in model.inputs})
+    for mine, theirs in zip(raw, model.rhs_symbolic):
+        a = model.expand(mine.xreplace(subs)).xreplace(point)
+        b = theirs.xreplace(point)
+        try:
+            a, b = float(a), float(b)
+        except TypeError:
+            return False
+        if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 * (abs(a) + abs(b) + 1e-300)):
+            return False
+    return True
+
+
+def _dose_amount(dose, B: _MathBuilder):
+    """AST of the dose amount in mg: a number in mg, or number * body_weight / body_surface_area."""
+    key = DOSE_UNITS[dose.unit]
+    if key is None:
+        return B.number(dose.amount, B.units.id("mg"))
+    per = "mg/kg" if key == "body_weight" else "mg/m^2"
+    return B.node("AST_TIMES", B.number(dose.amount, B.units.id(per)), B.name(sympy.Symbol(key, real=True)))
+
+
+def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = None,
+           path: str | pathlib.Path | None = None) -> str:
+    """SBML Level 3 Version 2 text of ``model`` with ``parameters`` and the doses of ``regimen``.
+
+    Parameters
+    ----------
+    model: the assembled :class:`moa.engine.Model`.
+    parameters: one (unbatched) :class:`moa.parameters.ParameterSet`; values are written with
+        their units, initial states are evaluated from them.
+    regimen: doses written as events (``None``: untreated, no events). Time is in days, t = 0
+        is the first day of the regimen, as in :func:`moa.simulate`.
+    path: if given, the text is also written there atomically.
+
+    Returns the SBML document as a string. Raises :class:`SBMLValidationError` if libsbml's
+    consistency check reports an error or a warning.
+    """
+    libsbml = _libsbml()
+    if regimen is not None:
+        if not isinstance(regimen, Regimen):
+            raise ValueError(f"regimen={type(regimen).__name__}: must be a moa Regimen or None (untreated)")
+        unknown = sorted(set(regimen.drugs) - set(model.drugs))
+        if unknown:
+            raise ValueError(f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}")
+    values = _values(model, parameters)
+    compiled = model.compiled
+    P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
+    initial = compiled.initial_T(P)[:, 0]
+    if not np.all(np.isfinite(initial)):
+        bad = [n for n, v in zip(model.species_names, initial) if not np.isfinite(v)]
+        raise ValueError(f"initial values of {bad} are not finite for parameter set {parameters.name!r}")
+
+    doc = libsbml.SBMLDocument(SBML_LEVEL, SBML_VERSION)
+    m = doc.createModel()
+    model_id = re.sub(r"[^A-Za-z0-9_]", "_", model.name)
+    m.setId(model_id if re.match(r"[A-Za-z_]", model_id) else f"moa_{model_id}")
+    m.setName(f"{model.name} (moa)")
+    units = _Units(m)
+    _check(m.setTimeUnits(units.id(TIME_UNIT)), "set time units")
+    from . import __version__
+
+    regimen_text = regimen.name if regimen is not None else "untreated"
+    notes = (f"<body xmlns='http://www.w3.org/1999/xhtml'><p>Exported by moa {__version__} from model {model.name}, "
+             f"parameter set {parameters.name} (hash {parameters.digest()}, overlays {list(parameters.overlays)}), "
+             f"regimen {regimen_text}. Time in {TIME_UNIT}; t = 0 is the first day of the regimen.</p></body>")
+    m.setNotes(notes.replace("&", "&amp;"))
+
+    ids: set[str] = set()
+
+    def claim(sid: str, what: str) -> str:
+        if sid in ids:
+            raise ValueError(f"{what} id {sid!r} is used twice in the SBML model; rename it in the mechanism")
+        ids.add(sid)
+        return sid
+
+    # Declare every id first, so that the math builder can check the names it meets.
+    species_ids = [claim(s.name, "species") for s in model.species]
+    for p in model.parameters:
+        claim(p.name, "parameter")
+    for c in model.conversions:
+        claim(c.name, "conversion")
+    for p in model.inputs:
+        claim(p.name, "input")
+    for r in model.dose_routes:
+        claim(dose_per_mg_id(r.drug), "dose")
+    for e in model.expressions:
+        claim(e.name, "expression")
+    patient_params = sorted({DOSE_UNITS[d.unit] for d in (regimen.doses if regimen else ()) if DOSE_UNITS[d.unit]})
+    for name in patient_params:
+        if name not in ids:
+            if name not in parameters:
+                raise ValueError(f"regimen {regimen_text!r} doses in per-{name} units but parameter set lacks {name!r}")
+            claim(name, "patient parameter")
+
+    unit_map = model.units()
+    for r in model.dose_routes:
+        sp = next(s for s in model.species if s.name == r.species)
+        unit_map[sympy.Symbol(dose_per_mg_id(r.drug), real=True)] = parse_unit(sp.unit) / parse_unit("mg")
+
+    def unit_of_expr(expr) -> str | None:
+        try:
+            return str(unit_of(expr, unit_map))
+        except UnitError:  # a number compared with an expression moa cannot type: leave it dimensionless
+            return None
+
+    B = _MathBuilder(ids, unit_of_expr, units)
+
+    def parameter(pid: str, value: float | None, unit: str, name: str, constant: bool):
+        p = m.createParameter()
+        p.setId(pid)
+        p.setName(name)
+        if value is not None:
+            p.setValue(float(value))
+        p.setUnits(units.id(unit))
+        p.setConstant(constant)
+        return p
+
+    for s, x0 in zip(model.species, initial):
+        parameter(s.name, float(x0), s.unit, f"state: {s.description}", False)
+        if isinstance(s.initial, sympy.Basic) and not s.initial.is_Number:
+            ia = m.createInitialAssignment()
+            ia.setSymbol(s.name)
+            _check(ia.setMath(B(s.initial)), f"set initial assignment of {s.name}")
+
+    for p in model.parameters:
+        parameter(p.name, values[p.name], p.unit, p.description, True)
+    for name in patient_params:
+        if name not in values:
+            parameter(name, float(np.asarray(parameters[name])), parameters.unit(name),
+                      parameters.specs[name].description or name, True)
+    for c in model.conversions:
+        parameter(c.name, c.value, c.unit, f"unit conversion: the number 1 written in {c.unit}", True)
+    for p in model.inputs:
+        parameter(p.name, 0.0, p.unit, p.description, False)
+    per_mg_values = compiled.dose_per_mg_T(P)[:, 0] if compiled.drugs else []
+    for r, v in zip(model.dose_routes, per_mg_values):
+        sp = next(s for s in model.species if s.name == r.species)
+        parameter(dose_per_mg_id(r.drug), float(v), f"({sp.unit})/mg", f"increase of {r.species} per mg of {r.drug} given", False)
+        rule = m.createAssignmentRule()
+        rule.setVariable(dose_per_mg_id(r.drug))
+        _check(rule.setMath(B(r.per_mg)), f"set the dose rule of {r.drug}")
+    for e in model.expressions:
+        parameter(e.name, None, e.unit, e.description, False)
+        rule = m.createAssignmentRule()
+        rule.setVariable(e.name)
+        _check(rule.setMath(B(e.expr)), f"set the assignment rule of {e.name}")
+
+    raw = _raw_rhs(model)
+    if not _agrees_with_engine(model, raw, values):
+        warnings.warn(f"model {model.name!r}: the rate rules rebuilt from the terms differ from Model.rhs_symbolic; "
+                      "writing rhs_symbolic (conversions as numbers) instead", RuntimeWarning, stacklevel=2)
+        raw = [e.xreplace({r.infusion_symbol * r.per_mg: r.infusion_symbol * sympy.Symbol(dose_per_mg_id(r.drug), real=True)
+                           for r in model.dose_routes}) for e in model.rhs_symbolic]
+    for sid, rhs in zip(species_ids, raw):
+        rule = m.createRateRule()
+        rule.setVariable(sid)
+        _check(rule.setMath(B(rhs)), f"set the rate rule of {sid}")
+
+    if regimen is not None:
+        _add_dose_events(m, model, regimen, B, units)
+
+    errors = validate(doc)
+    if errors:
+        raise SBMLValidationError(f"exported SBML of {model.name!r} is not consistent:\n" + "\n".join(errors))
+    text = libsbml.writeSBMLToString(doc)
+    if path is not None:
+        with atomic_write(path) as tmp:
+            pathlib.Path(tmp).write_text(text)
+    return text
+
+
+def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: _Units) -> None:
+    """One event per distinct time at which a bolus is given or an infusion starts or stops."""
+    route = {r.drug: r for r in model.dose_routes}
+    times = sorted({d.time_days for d in regimen.doses} | {d.end_days for d in regimen.doses if d.route == "infusion"})
+    infused = sorted({d.drug for d in regimen.doses if d.route == "infusion"})
+    for k, t in enumerate(times):
+        ev = m.createEvent()
+        ev.setId(f"dose_event_{k}")
+        ev.setName(f"doses at t = {t:g} {TIME_UNIT}")
+        ev.setUseValuesFromTriggerTime(True)
+        trig = ev.createTrigger()
+        trig.setPersistent(True)
+        trig.setInitialValue(False)
+        _check(trig.setMath(B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.number(t, units.id(TIME_UNIT)))), "set trigger")
+        names = []
+        # boluses: species += sum(amount_mg * dose_per_mg)
+        increments: dict[str, list] = {}
+        for d in regimen.doses:
+            if d.route == "bolus" and d.time_days == t:
+                per_mg = B.name(sympy.Symbol(dose_per_mg_id(d.drug), real=True))
+                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", _dose_amount(d, B), per_mg))
+                names.append(f"{d.drug} {d.amount:g} {d.unit}")
+        for species, incs in increments.items():
+            math_ = B.name(sympy.Symbol(species, real=True))
+            for inc in incs:
+                math_ = B.node("AST_PLUS", math_, inc)
+            ea = ev.createEventAssignment()
+            ea.setVariable(species)
+            _check(ea.setMath(math_), f"set dose assignment of {species}")
+        # infusions: input = total rate of the infusions running on [t, next time)
+        for drug in infused:
+            if not any(d.drug == drug and d.route == "infusion" and t in (d.time_days, d.end_days) for d in regimen.doses):
+                continue
+            running = [d for d in regimen.doses if d.drug == drug and d.route == "infusion" and d.time_days <= t < d.end_days]
+            if running:
+                rate = None
+                for d in running:
+                    term = B.node("AST_DIVIDE", _dose_amount(d, B), B.number(d.duration_days, units.id(TIME_UNIT)))
+                    rate = term if rate is None else B.node("AST_PLUS", rate, term)
+                names.append(f"{drug} infusion rate set")
+            else:
+                rate = B.number(0, units.id("mg/day"))
+                names.append(f"{drug} infusion stops")
+            ea = ev.createEventAssignment()
+            ea.setVariable(route[drug].infusion_symbol.name)
+            _check(ea.setMath(rate), f"set infusion rate of {drug}")
+        ev.setName(f"t = {t:g} {TIME_UNIT}: " + ", ".join(names))
+
+
+def validate(doc_or_text, *, allow_warnings: bool = False) -> list[str]:
+    """Problems libsbml's consistency check finds (all checks, units included).
+
+    Returns one line per error (and per warning unless ``allow_warnings``); empty if clean.
+    """
+    libsbml = _libsbml()
+    doc = libsbml.readSBMLFromString(doc_or_text) if isinstance(doc_or_text, str) else doc_or_text
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, True)
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_MODELING_PRACTICE, True)
+    doc.checkConsistency()
+    out = []
+    for i in range(doc.getNumErrors()):
+        err = doc.getError(i)
+        if err.getSeverity() >= libsbml.LIBSBML_SEV_ERROR or (not allow_warnings and err.getSeverity() == libsbml.LIBSBML_SEV_WARNING):
+            out.append(f"[{err.getSeverityAsString()} {err.getErrorId()}] line {err.getLine()}: {err.getMessage().strip()}")
+    return out
