@@ -153,6 +153,10 @@ def test_batched_equals_single():
         assert one.h_last[0] == res.h_last[k]
         steps.add(int(res.n_steps[k]))
     assert len(steps) > 1  # trajectories really took different step sequences
+    chunked = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out,
+                              chunk_size=2, **kw)
+    np.testing.assert_array_equal(chunked.y, res.y)
+    np.testing.assert_array_equal(chunked.n_steps, res.n_steps)
 
 
 def test_failure_is_isolated():
