@@ -60,6 +60,14 @@ def _check_name(kind: str, name: str) -> None:
         )
 
 
+def _check_unit(kind: str, name: str, unit: str) -> None:
+    """Parse ``unit`` where it is declared, so the error names the species or parameter."""
+    try:
+        parse_unit(unit)
+    except UnitError as exc:
+        raise UnitError(f"{kind} {name!r}: {exc}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Species:
     """A state variable: its unit, meaning and initial value (number or parameter expression)."""
@@ -171,11 +179,13 @@ class Mechanism:
 
     def species(self, name: str, unit: str, description: str, initial: sympy.Expr | float = 0.0) -> sympy.Symbol:
         _check_name("species", name)
+        _check_unit("species", name, unit)
         self.species_list.append(Species(name, unit, description, initial))
         return sympy.Symbol(name, real=True)
 
     def parameter(self, name: str, unit: str, description: str) -> sympy.Symbol:
         _check_name("parameter", name)
+        _check_unit("parameter", name, unit)
         self.parameters.append(Parameter(name, unit, description))
         return sympy.Symbol(name, real=True)
 

@@ -11,6 +11,10 @@ from .base import SegmentResult
 
 __all__ = ["ScipySolver"]
 
+
+class _NonFinite(ArithmeticError):
+    """Raised from the right-hand side: LSODA keeps stepping on inf/NaN states and never returns."""
+
 METHODS = ("LSODA", "BDF", "Radau")
 
 
@@ -44,7 +48,10 @@ class ScipySolver:
             p = P[:, k : k + 1]
 
             def f(t, x, p=p):
-                return compiled.rhs_T(t, x[:, None], p)[:, 0]
+                dx = compiled.rhs_T(t, x[:, None], p)[:, 0]
+                if not (np.all(np.isfinite(x)) and np.all(np.isfinite(dx))):
+                    raise _NonFinite(f"non-finite state or rate at t={t:.6g} day")
+                return dx
 
             def jac(t, x, p=p):
                 return compiled.jac_dense_T(t, x[:, None], p)[:, :, 0]
@@ -53,6 +60,9 @@ class ScipySolver:
                 try:
                     sol = solve_ivp(f, (t0, t1), Y0[:, k], method=self.method, jac=jac, t_eval=t_eval,
                                     rtol=rtol, atol=atol)
+                except _NonFinite as exc:
+                    status[k], message[k] = 1, str(exc)
+                    continue
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
                     status[k], message[k] = 4, f"{type(exc).__name__}: {exc}"
                     continue
