@@ -21,9 +21,10 @@ How moa maps onto SBML
 - **Expressions** (observables) are parameters defined by ``assignmentRule`` s, so a simulator
   reports them too; the rate rules refer to them by name, as the mechanisms do.
 - **Initial values** are evaluated from the parameter set (``CompiledModel.initial_T``) and
-  written as ``initialAmount``; when moa's initial value is an expression of parameters it is
-  also written as an ``initialAssignment``, so a simulator that changes parameters gets the
-  matching initial state.
+  written as each state's ``value``; when moa's initial value is an expression (of
+  parameters, named expressions or other states) it is also written as an
+  ``initialAssignment``, which SBML evaluates at t = 0 together with the other initial
+  values (moa's meaning), so a simulator that changes a parameter gets the matching state.
 - **Doses**: ``dose_per_mg_<drug>`` is a parameter with an assignment rule (moa's ``per_mg``,
   e.g. ``g_per_mg*nmol_per_mol/(mw*v1)``; its value equals ``CompiledModel.dose_per_mg_T``).
   Infusion inputs ``infusion_<drug>`` (mg/day, initially 0) enter the rate rules as
@@ -43,7 +44,11 @@ How moa maps onto SBML
   1/N_A mol, as in pint. Every number in the math carries ``sbml:units`` (dimensionless,
   except dose amounts in mg, dose times in day and a number compared with a quantity), so
   libsbml can check the units of every rule; the exported document is required to pass
-  ``checkConsistency`` with no errors and no warnings.
+  ``checkConsistency`` (units and modelling practice included) with no errors and no
+  warnings. libsbml compares dimensions, not scale factors (it would accept 1/hour where
+  1/day is declared); moa's own unit check is the strict one, and the tests compare every
+  unit definition's factor with pint. Volumes stay in metre^3 rather than litre so that
+  libsbml can check rational powers such as volume^(1/3).
 """
 
 from __future__ import annotations
@@ -53,10 +58,12 @@ import pathlib
 import re
 import warnings
 from collections.abc import Mapping
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import sympy
 
+from . import __version__
 from .engine import TIME, TIME_UNIT, Model
 from .errors import UnitError
 from .parameters import ParameterSet
@@ -423,13 +430,11 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     m.setName(f"{model.name} (moa)")
     units = _Units(m)
     _check(m.setTimeUnits(units.id(TIME_UNIT)), "set time units")
-    from . import __version__
-
     regimen_text = regimen.name if regimen is not None else "untreated"
-    notes = (f"<body xmlns='http://www.w3.org/1999/xhtml'><p>Exported by moa {__version__} from model {model.name}, "
-             f"parameter set {parameters.name} (hash {parameters.digest()}, overlays {list(parameters.overlays)}), "
-             f"regimen {regimen_text}. Time in {TIME_UNIT}; t = 0 is the first day of the regimen.</p></body>")
-    m.setNotes(notes.replace("&", "&amp;"))
+    about = (f"Exported by moa {__version__} from model {model.name}, parameter set {parameters.name} "
+             f"(hash {parameters.digest()}, overlays {list(parameters.overlays)}), regimen {regimen_text}. "
+             f"Time in {TIME_UNIT}; t = 0 is the first day of the regimen.")
+    _check(m.setNotes(f"<body xmlns='http://www.w3.org/1999/xhtml'><p>{xml_escape(about)}</p></body>"), "set notes")
 
     ids: set[str] = set()
 
