@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import keyword
 import re
 from collections.abc import Iterable, Sequence
@@ -432,7 +433,11 @@ def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
             lines.append(f"    out[{idx}] = {printer.doprint(expr)}")
     lines.append("    return out")
     source = "\n".join(lines)
+    # The printer emits bare names (exp, log, maximum, reduce); bind them from their modules.
     namespace: dict = {"np": np}
+    for module, names in printer.module_imports.items():
+        imported = importlib.import_module(module)
+        namespace.update({name: getattr(imported, name) for name in names})
     exec(compile(source, f"<moa generated {fname}>", "exec"), namespace)
     func = namespace[fname]
     func.source = source
