@@ -70,22 +70,25 @@ def _netcdf_ready(ds: xr.Dataset) -> xr.Dataset:
 
 
 def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_variables: Iterable[str] | None = None) -> dict[str, pathlib.Path]:
-    """Write ``<stem>.nc``, ``<stem>.csv`` (selected variables, long format) and ``<stem>.provenance.json``."""
+    """Write ``<stem>.nc``, ``<stem>.csv`` (selected variables, long format) and ``<stem>.provenance.json``.
+
+    All files are written to temporaries first and renamed together, so a failure (a missing
+    CSV variable, a dataset NetCDF cannot hold) leaves none of them behind.
+    """
     out_dir = pathlib.Path(out_dir)
     paths = {"netcdf": out_dir / f"{stem}.nc", "csv": out_dir / f"{stem}.csv", "provenance": out_dir / f"{stem}.provenance.json"}
-    with atomic_write(paths["netcdf"]) as tmp:
-        _netcdf_ready(ds).to_netcdf(tmp, engine="scipy")
     names = list(csv_variables) if csv_variables is not None else [v for v in ds.data_vars if "time" in ds[v].dims]
-    if names:
-        missing = [n for n in names if n not in ds]
-        if missing:
-            raise ValueError(f"csv_variables: {missing} are not in the dataset; available: {sorted(ds.data_vars)}")
-        frame = ds[names].to_dataframe()
-        with atomic_write(paths["csv"]) as tmp:
-            frame.to_csv(tmp)
-    else:
+    missing = [n for n in names if n not in ds]
+    if missing:
+        raise ValueError(f"csv_variables: {missing} are not in the dataset; available: {sorted(ds.data_vars)}")
+    if not names:
         paths.pop("csv")
-    write_json(paths["provenance"], dict(ds.attrs))
+    with contextlib.ExitStack() as stack:
+        tmp = {key: stack.enter_context(atomic_write(path)) for key, path in paths.items()}
+        _netcdf_ready(ds).to_netcdf(tmp["netcdf"], engine="scipy")
+        if names:
+            ds[names].to_dataframe().to_csv(tmp["csv"])
+        tmp["provenance"].write_text(json.dumps(dict(ds.attrs), indent=2, sort_keys=True, default=_jsonable) + "\n")
     return paths
 
 
