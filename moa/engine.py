@@ -395,7 +395,11 @@ class Model:
 # ----- code generation ---------------------------------------------------------------------
 class _Printer(NumPyPrinter):
     def __init__(self):
-        super().__init__({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False})
+        super().__init__({"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": False})
+
+    def _print_DiracDelta(self, expr):
+        # derivative of a step (Heaviside): zero except on a set of measure zero
+        return f"(0.0*{self._print(expr.args[0])})"
 
     def _print_Max(self, expr):
         args = [self._print(a) for a in expr.args]
@@ -434,7 +438,7 @@ def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
     lines.append("    return out")
     source = "\n".join(lines)
     # The printer emits bare names (exp, log, maximum, reduce); bind them from their modules.
-    namespace: dict = {"np": np}
+    namespace: dict = {"np": np, "numpy": np}
     for module, names in printer.module_imports.items():
         imported = importlib.import_module(module)
         namespace.update({name: getattr(imported, name) for name in names})

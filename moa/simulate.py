@@ -65,7 +65,7 @@ def simulate(
     duration_days: float | None = None,
     times: Sequence[float] | np.ndarray | None = None,
     overrides: Mapping[str, object] | None = None,
-    solver: str | object = "LSODA",
+    solver: str | object = "auto",
     rtol: float = 1e-6,
     atol: float = 1e-9,
     pre_equilibrate_days: float = 0.0,
@@ -82,7 +82,8 @@ def simulate(
     regimen: doses; ``None`` means untreated. A regimen without doses is refused (ambiguous).
     duration_days / times: output grid in days. ``times`` wins; default daily to duration.
     overrides: parameter values replacing those in ``parameters`` (validated).
-    solver: "LSODA", "BDF", "Radau" (scipy, reference) or "rodas" (batched), or a solver object.
+    solver: "auto" (LSODA for fewer than 8 parameter sets, else "rodas"), "LSODA", "BDF",
+        "Radau" (scipy, one trajectory at a time) or "rodas" (batched Rodas4), or a solver object.
     rtol, atol: solver tolerances (atol in each species' own unit).
     pre_equilibrate_days: integrate the untreated system this long first and start from there.
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
@@ -122,6 +123,8 @@ def simulate(
     if not (np.isfinite(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
     t_end = float(t_out[-1])
+    if solver == "auto":
+        solver = "rodas" if parameters.batch_size >= 8 else "LSODA"
     backend = get_solver(solver)
 
     compiled = model.compiled
@@ -184,6 +187,11 @@ def simulate(
         Y_out[in_seg] = seg_out
         for i in np.nonzero(in_seg)[0]:
             P_at[i] = P.copy()
+
+    # A bolus at exactly the last output time: report the post-dose state there too.
+    for dose, amount in zip(doses, amounts):
+        if dose.route == "bolus" and dose.time_days == t_end and t_end > 0:
+            Y_out[-1, compiled.dose_index[dose.drug]] += amount * per_mg[drug_row[dose.drug]]
 
     if on_failure == "raise" and np.any(status != 0):
         k = int(np.nonzero(status != 0)[0][0])

@@ -1,0 +1,115 @@
+"""Scenarios as data: tumour settings, drug formats and treatment arms from ``models/``.
+
+``scenario(arm, setting)`` gives the parameter set and regimen of one arm in one setting::
+
+    params, regimen = moa.scenarios.scenario("bsab_2x2", "cold", duration_days=365)
+    ds = moa.simulate(moa.assemble.full_model(), params, regimen, duration_days=365)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+import tomllib
+
+from .parameters import MODELS_DIR, ParameterSet, load_parameters
+from .regimen import Regimen, regimen_from_table
+from .units import parse_unit, same_unit
+
+__all__ = ["Overlay", "Arm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
+
+#: Display order of arms and settings in figures and tables.
+ARM_ORDER = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_1x1", "bsab_2x2", "nabp", "nabp_apdl1", "nabp_bsab_2x2")
+SETTING_ORDER = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlay:
+    """Named parameter values (a tumour setting or a drug format) with their sources."""
+
+    name: str
+    label: str
+    values: dict
+    sources: dict
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    table: dict
+    format: str | None = None
+
+    def regimen(self, duration_days: float) -> Regimen | None:
+        """The doses up to ``duration_days``; ``None`` for the untreated arm."""
+        if not self.table.get("doses"):
+            return None
+        return regimen_from_table(self.name, {"dose": self.table["doses"]}, duration_days)
+
+
+def _read(path: pathlib.Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
+    out = {}
+    for name, table in _read(path).items():
+        values, sources = {}, {}
+        for key, entry in table.get("values", {}).items():
+            where = f"{path.name}: {name}.{key}"
+            if key not in specs:
+                raise ValueError(f"{where}: unknown parameter; see models/parameters/")
+            if not isinstance(entry, dict) or not {"value", "unit", "source"} <= set(entry):
+                raise ValueError(f"{where}: must be {{ value = ..., unit = ..., source = ... }}")
+            if not same_unit(parse_unit(entry["unit"]), parse_unit(specs[key].unit)):
+                raise ValueError(f"{where}: unit={entry['unit']!r} differs from the parameter's unit {specs[key].unit!r}")
+            values[key], sources[key] = float(entry["value"]), entry["source"]
+        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _defaults(models_dir: pathlib.Path = MODELS_DIR) -> ParameterSet:
+    return load_parameters(sorted((models_dir / "parameters").glob("*.toml")))
+
+
+def load_settings(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:
+    return _overlays(models_dir / "settings.toml", _defaults(models_dir).specs)
+
+
+def load_formats(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:
+    return _overlays(models_dir / "formats.toml", _defaults(models_dir).specs)
+
+
+def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
+    formats = load_formats(models_dir)
+    out = {}
+    for name, table in _read(models_dir / "arms.toml").items():
+        fmt = table.get("format")
+        if fmt is not None and fmt not in formats:
+            raise ValueError(f"arms.toml: {name}.format={fmt!r}: allowed formats are {sorted(formats)}")
+        arm = Arm(name, table.get("label", name), table, fmt)
+        arm.regimen(21.0)  # validate doses now
+        out[name] = arm
+    return out
+
+
+def scenario(arm: str, setting: str, duration_days: float = 365.0, base: ParameterSet | None = None,
+             models_dir: pathlib.Path = MODELS_DIR) -> tuple[ParameterSet, Regimen | None]:
+    """Parameters (defaults + setting + format overlays) and regimen of ``arm`` in ``setting``."""
+    arms, settings, formats = load_arms(models_dir), load_settings(models_dir), load_formats(models_dir)
+    if arm not in arms:
+        raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")
+    if setting not in settings:
+        raise ValueError(f"setting={setting!r}: allowed settings are {sorted(settings)}")
+    params = (base or _defaults(models_dir)).with_overlay(setting, settings[setting].values)
+    fmt = arms[arm].format
+    if fmt:
+        params = params.with_overlay(fmt, formats[fmt].values)
+    params = ParameterSet(params.specs, dict(params), name=f"{arm}@{setting}", overlays=params.overlays)
+    return params, arms[arm].regimen(duration_days)
