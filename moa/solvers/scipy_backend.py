@@ -16,6 +16,7 @@ class _NonFinite(ArithmeticError):
     """Raised from the right-hand side: LSODA keeps stepping on inf/NaN states and never returns."""
 
 METHODS = ("LSODA", "BDF", "Radau")
+_TINY_SEGMENT_DAYS = 1e-12  # ~0.1 microsecond
 
 
 @dataclasses.dataclass
@@ -42,6 +43,17 @@ class ScipySolver:
         if t1 <= t0:
             y[:] = Y0[None]
             return SegmentResult(y, Y0.copy(), status, message, n_steps)
+        if t1 - t0 < _TINY_SEGMENT_DAYS:
+            # LSODA never returns on a span of ~1e-200 day; one Euler step is exact to O(dt^2) here.
+            with np.errstate(all="ignore"):
+                dY = compiled.rhs_T(t0, Y0, P)
+            y[:] = Y0[None] + (np.asarray(t_out, dtype=float) - t0)[:, None, None] * dY[None]
+            y_final = Y0 + (t1 - t0) * dY
+            bad = ~np.all(np.isfinite(y_final), axis=0)
+            status[bad] = 1
+            for k in np.nonzero(bad)[0]:
+                message[k] = f"non-finite state or rate at t={t0:.6g} day"
+            return SegmentResult(y, y_final, status, message, n_steps)
         # t1 is always evaluated (the next segment starts from it) and stripped from the output.
         t_eval = np.append(t_out, t1) if not (len(t_out) and t_out[-1] == t1) else t_out
         for k in range(N):
