@@ -18,6 +18,7 @@ within their bounds.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -112,7 +113,8 @@ class ParameterSet(Mapping):
         out = {}
         for key, v in values.items():
             if key not in self.specs:
-                near = [k for k in self.specs if key.lower() in k.lower() or k.lower() in key.lower()][:5]
+                near = difflib.get_close_matches(key, list(self.specs), n=5, cutoff=0.6) or [
+                    k for k in self.specs if key.lower() in k.lower() or k.lower() in key.lower()][:5]
                 raise ValueError(f"parameter {key!r}: unknown; " + (f"did you mean {near}?" if near else f"see models/ for the {len(self.specs)} known names"))
             arr = np.asarray(v, dtype=float)
             if arr.ndim > 1:
