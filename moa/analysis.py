@@ -1,0 +1,137 @@
+"""Analysis of simulated tumours: RECIST 1.1 response, progression, ORR, PFS, Bliss synergy.
+
+RECIST 1.1 (Eisenhauer 2009) on the sum of target-lesion diameters ``d(t)`` (here one lesion),
+assessed at scan times:
+
+* CR: the lesion has disappeared (diameter below ``cr_diameter_mm``);
+* PR: at least a 30% decrease from baseline;
+* PD: at least a 20% increase over the smallest sum so far (nadir, baseline included) *and*
+  at least 5 mm absolute increase;
+* SD: neither.
+
+The thresholds live in ``models/recist.toml`` (data, with their source).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tomllib
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from .parameters import MODELS_DIR
+
+__all__ = ["RecistRules", "load_recist", "recist", "objective_response_rate", "progression_free_survival",
+           "bliss_synergy", "inhibition", "best_percent_change"]
+
+CATEGORIES = ("CR", "PR", "SD", "PD")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecistRules:
+    pr_fraction: float  # decrease from baseline for PR (0.30)
+    pd_fraction: float  # increase over nadir for PD (0.20)
+    pd_absolute_mm: float  # and at least this absolute increase (5 mm)
+    cr_diameter_mm: float  # below this the lesion counts as gone
+    scan_interval_days: float  # assessment schedule
+
+
+def load_recist(path: pathlib.Path = MODELS_DIR / "recist.toml") -> RecistRules:
+    data = tomllib.loads(pathlib.Path(path).read_text())
+    try:
+        return RecistRules(**{k: float(v["value"]) for k, v in data.items()})
+    except TypeError as exc:
+        raise ValueError(f"{path}: expected exactly {[f.name for f in dataclasses.fields(RecistRules)]}: {exc}") from None
+
+
+def scan_times(time_days: np.ndarray, interval_days: float) -> np.ndarray:
+    """Output times nearest to the assessment schedule 0, interval, 2 interval, ..."""
+    grid = np.arange(0.0, time_days[-1] + 1e-9, interval_days)
+    return np.unique(time_days[np.abs(time_days[:, None] - grid[None]).argmin(axis=0)])
+
+
+def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Dataset:
+    """Per-scan RECIST status, best overall response and time to progression.
+
+    ``diameter_mm`` has a ``time`` dimension (days) and any others (sample, arm, ...).
+    Returns ``status`` (time: scans), ``best_response`` (CR/PR/SD/PD), ``progression_day``
+    (NaN if no PD by the last scan) and ``progressed`` (bool).
+    """
+    rules = rules or load_recist()
+    if "time" not in diameter_mm.dims:
+        raise ValueError(f"diameter_mm: needs a 'time' dimension, has {diameter_mm.dims}")
+    scans = scan_times(diameter_mm["time"].values, rules.scan_interval_days)
+    d = diameter_mm.sel(time=scans).transpose("time", ...)
+    values = d.values
+    baseline = values[0]
+    nadir = np.minimum.accumulate(values, axis=0)
+    prev_nadir = np.concatenate([values[:1], nadir[:-1]], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pd = (values >= (1 + rules.pd_fraction) * prev_nadir) & (values - prev_nadir >= rules.pd_absolute_mm)
+        cr = values < rules.cr_diameter_mm
+        pr = values <= (1 - rules.pr_fraction) * baseline
+    status = np.where(pd, "PD", np.where(cr, "CR", np.where(pr, "PR", "SD")))
+    status[0] = "SD"  # baseline scan
+    # once progressed, later scans do not count towards best response
+    progressed_by = np.logical_or.accumulate(pd, axis=0)
+    first_pd = np.where(progressed_by.any(axis=0), np.argmax(pd, axis=0), -1)
+    before = ~np.concatenate([np.zeros_like(pd[:1]), progressed_by[:-1]], axis=0) & ~pd
+    any_cr = (cr & before)[1:].any(axis=0)
+    any_pr = (pr & before)[1:].any(axis=0)
+    best = np.where(any_cr, "CR", np.where(any_pr, "PR", np.where(first_pd == 1, "PD", "SD")))
+    prog_day = np.where(first_pd >= 0, scans[np.maximum(first_pd, 0)], np.nan)
+    other = [dim for dim in d.dims if dim != "time"]
+    coords = {k: v for k, v in d.coords.items() if k != "time" and set(d[k].dims) <= set(other)}
+    return xr.Dataset(
+        {
+            "status": (d.dims, status.astype("U2")),
+            "best_response": (other, np.asarray(best).astype("U2")),
+            "progression_day": (other, prog_day, {"units": "day"}),
+            "progressed": (other, first_pd >= 0),
+            "best_percent_change": (other, 100 * (np.nanmin(values[1:], axis=0) - baseline) / baseline, {"units": "%"}),
+        },
+        coords={"time": scans, **coords},
+        attrs={"rules": str(dataclasses.asdict(rules))},
+    )
+
+
+def best_percent_change(diameter_mm: xr.DataArray) -> xr.DataArray:
+    """Smallest diameter after baseline, as % change from baseline (negative = shrinkage)."""
+    base = diameter_mm.isel(time=0)
+    return (100 * (diameter_mm.isel(time=slice(1, None)).min("time") - base) / base).assign_attrs(units="%")
+
+
+def objective_response_rate(best_response: xr.DataArray, dim: str = "sample") -> xr.DataArray:
+    """Fraction of CR + PR along ``dim``."""
+    return ((best_response == "CR") | (best_response == "PR")).mean(dim).assign_attrs(units="1")
+
+
+def progression_free_survival(progression_day: np.ndarray, follow_up_days: float):
+    """Kaplan-Meier estimate (scipy.stats.ecdf with right censoring at ``follow_up_days``).
+
+    Returns (scipy result, median PFS in days or NaN if not reached).
+    """
+    t = np.asarray(progression_day, dtype=float)
+    event = np.isfinite(t)
+    times = np.where(event, t, follow_up_days)
+    data = stats.CensoredData(uncensored=times[event], right=times[~event])
+    res = stats.ecdf(data)
+    sf = res.sf
+    below = np.nonzero(sf.probabilities <= 0.5)[0]
+    median = float(sf.quantiles[below[0]]) if below.size else float("nan")
+    return res, median
+
+
+def inhibition(volume_treated, volume_untreated):
+    """Fractional inhibition of tumour volume vs untreated, 1 - V/V0 (1 = eradicated)."""
+    return 1 - np.asarray(volume_treated) / np.asarray(volume_untreated)
+
+
+def bliss_synergy(inhibition_a, inhibition_b, inhibition_ab):
+    """Bliss excess: observed combined inhibition minus the independent-action expectation
+    ``Ia + Ib - Ia Ib``; positive = synergy, negative = antagonism."""
+    ia, ib, iab = (np.asarray(x, dtype=float) for x in (inhibition_a, inhibition_b, inhibition_ab))
+    return iab - (ia + ib - ia * ib)
