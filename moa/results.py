@@ -30,10 +30,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[pathlib.P
     tmp_path = pathlib.Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
@@ -103,6 +110,7 @@ def staged_directory(final: str | os.PathLike) -> Iterator[pathlib.Path]:
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield stage
+        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
