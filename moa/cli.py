@@ -1,0 +1,164 @@
+"""The ``moa`` command: list and run the experiments.
+
+    moa list
+    moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress]
+
+``moa run`` writes each experiment into ``DIR/<name>/`` (default ``results/``), all or nothing,
+then ``DIR/index.md`` and ``DIR/index.html`` with every figure and its caption. Bad arguments
+(an unknown experiment, an output folder that cannot be written) exit with status 2 before
+anything is written; a failing experiment is reported, leaves no folder, and makes the exit
+status 1 while the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moa", description="Mechanism-of-action experiments for PD-L1 x 4-1BB bispecifics.")
+    parser.add_argument("--experiments", type=pathlib.Path, default=None, metavar="DIR",
+                        help="folder of experiment scripts (default: the repository's experiments/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list experiments and the question each answers")
+    run = sub.add_parser("run", help="run experiments into DIR/<name>/ and write DIR/index.html")
+    run.add_argument("names", nargs="+", metavar="NAME", help="experiment name(s), or 'all'")
+    run.add_argument("--quick", action="store_true", help="short horizons and coarse grids (minutes, not hours)")
+    run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"), metavar="DIR",
+                     help="results folder (default: results)")
+    run.add_argument("--progress", action="store_true", help="show a progress bar across experiments (needs tqdm)")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"moa: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _prepare_out(out: pathlib.Path) -> pathlib.Path | None:
+    """Create ``out`` if needed and check it can be written.
+
+    Returns the topmost folder this call created (to remove again if nothing is written),
+    or None. Raises OSError with a readable message; leaves nothing behind when it does.
+    """
+    out = out.absolute()
+    first_new = None
+    for candidate in [out, *out.parents]:
+        if candidate.exists():
+            break
+        first_new = candidate
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--out={out}: exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        if first_new is not None and first_new.exists():
+            _remove_empty_tree(first_new)
+        reason = exc.strerror or str(exc)
+        raise OSError(f"--out={out}: cannot write there ({reason}); choose a folder you can write to") from None
+    return first_new
+
+
+def _remove_empty_tree(top: pathlib.Path) -> None:
+    """Remove ``top`` and its sub-folders if they hold no files (never removes a file)."""
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    try:
+        top.rmdir()
+    except OSError:
+        pass
+
+
+def _short(text: str, limit: int = 400) -> str:
+    """One readable line: error messages that embed whole arrays are cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _list(experiments_dir: pathlib.Path | None) -> int:
+    from .experiments import EXPERIMENTS_DIR, discover
+
+    found = discover(experiments_dir)
+    if not found:
+        print(f"no experiments in {experiments_dir or EXPERIMENTS_DIR}")
+        return EXIT_OK
+    width = max(len(e.name) for e in found)
+    for e in found:
+        print(f"{e.name:<{width}}  {e.question}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .experiments import discover, find, run, write_index
+
+    try:
+        chosen = find(args.names, args.experiments)
+    except ValueError as exc:
+        return _error(str(exc))
+    if args.progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return _error("--progress needs tqdm: pip install 'moa[progress]'")
+    try:
+        created = _prepare_out(args.out)
+    except OSError as exc:
+        return _error(str(exc))
+
+    failures: list[tuple[str, str]] = []
+    iterator = tqdm(chosen, desc="moa run", unit="experiment") if args.progress else chosen
+    for experiment in iterator:
+        if args.progress:
+            iterator.set_postfix_str(experiment.name)
+        started = time.perf_counter()
+        try:
+            run(experiment, args.out, quick=args.quick)
+        except Exception as exc:  # one failing experiment must not stop the others
+            reason = _short(f"{type(exc).__name__}: {exc}")
+            failures.append((experiment.name, reason))
+            where = "".join(traceback.TracebackException.from_exception(exc).stack.format())
+            print(f"{experiment.name}: FAILED after {time.perf_counter() - started:.1f} s (no folder written)\n"
+                  f"{where}{reason}", file=sys.stderr)
+            continue
+        print(f"{experiment.name}: ok in {time.perf_counter() - started:.1f} s -> {args.out / experiment.name}")
+
+    if len(failures) == len(chosen) and created is not None:
+        _remove_empty_tree(created)  # nothing was written: leave no empty results folder
+    else:
+        index = write_index(args.out, discover(args.experiments))
+        print(f"index: {index['html']}")
+    if failures:
+        print(f"{len(failures)} of {len(chosen)} experiment(s) failed: " + ", ".join(name for name, _ in failures), file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``moa`` console script; returns the exit status."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures are files; never open a window
+    args = _parser().parse_args(argv)
+    if args.experiments is not None and not args.experiments.is_dir():
+        return _error(f"--experiments={args.experiments}: not a folder")
+    if args.command == "list":
+        return _list(args.experiments)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
