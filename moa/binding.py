@@ -209,13 +209,14 @@ def peripheral_engagement(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
     plasma (binding is fast next to antibody PK).
     """
     get = lambda k: float(np.asarray(params[k]).ravel()[0])  # noqa: E731
-    drugs = [(drug_binding(params, "bsab"), ds["bsab_central"].values),
-             (drug_binding(params, "apdl1"), ds["apdl1_central"].values),
-             (drug_binding(params, "a41bb"), ds["a41bb_central"].values)]
+    # solver round-off can leave undosed concentrations a hair below zero; NaN marks failed runs
+    plasma = {d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) for d in ("bsab", "apdl1", "a41bb")}
+    drugs = [(drug_binding(params, d), plasma[d]) for d in ("bsab", "apdl1", "a41bb")]
     eq = equilibrium(drugs, get("pdl1_peripheral_nM"), get("cd137_peripheral_nM"))
     trans = eq["ternary_cd137"].values
     agonist = sum(b * eq[complex_name("a41bb", 0, b)].values for b in (1, 2))
     cis = sum(b * eq[complex_name("bsab", 0, b)].values for b in (1, 2) if complex_name("bsab", 0, b) in eq)
     engaged = (trans + get("agonist_efficacy_a41bb") * agonist + get("cis_efficacy_bsab") * cis) / get("cd137_peripheral_nM")
-    return xr.DataArray(np.clip(engaged, 0, 1), dims=ds["bsab_central"].dims, coords=ds["bsab_central"].coords,
+    engaged = np.where(np.isfinite(ds["bsab_central"].values), np.clip(engaged, 0, 1), np.nan)
+    return xr.DataArray(engaged, dims=ds["bsab_central"].dims, coords=ds["bsab_central"].coords,
                         attrs={"units": "1", "description": "signalling-weighted fraction of peripheral (blood/liver) 4-1BB engaged"})
