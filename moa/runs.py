@@ -68,6 +68,8 @@ def run_arm(arm: str, settings: Sequence[str], duration_days: float, *, override
     if with_safety:
         ds["cd137_engaged_peripheral"] = peripheral_engagement(ds, params)
     ds = _keep(ds, list(variables or KEY_VARIABLES) + ["cd137_engaged_peripheral"])
+    if "sample" not in ds.dims:  # one setting: not batched
+        ds = ds.expand_dims("sample")
     ds = ds.rename({"sample": "setting"}).assign_coords(setting=list(settings))
     return ds.drop_vars([c for c in ds.coords if c not in ("setting", "time")])
 

@@ -1,0 +1,147 @@
+"""What does the 2:2 format buy over 1:1, and where is the top of the bell-shaped dose curve?
+
+In vitro: bridged (ternary) 4-1BB against drug concentration for the 2:2 and 1:1 formats
+(same KDs, valency only) across 4-1BB-arm affinities and PD-L1 densities (moa.binding, exact
+equilibrium). In vivo: tumour ternary 4-1BB, 4-1BB signal and tumour response against dose
+from 0.2 to 25 mg/kg Q3W (the phase I dose levels), with 15 mg/kg (RP2D) marked.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import xarray as xr
+
+from moa import plots
+from moa.binding import drug_binding, in_vitro
+from moa.parameters import load_parameters
+from moa.results import save_dataset
+from moa.runs import run_doses
+from moa.scenarios import load_formats
+
+DOSES_MG_PER_KG = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)  # ASCO 2024 abstract 4010 dose levels
+RP2D = 15.0
+FORMAT_STYLE = {"bsab_2x2": "-", "bsab_1x1": "--"}
+
+
+def bell_metrics(conc_nM: np.ndarray, ternary: np.ndarray) -> dict:
+    """Peak, concentration at peak and width (decades above half the peak) of a bell curve."""
+    k = int(np.nanargmax(ternary))
+    peak = float(ternary[k])
+    above = np.nonzero(ternary >= peak / 2)[0]
+    logc = np.log10(conc_nM)
+    width = float(logc[above[-1]] - logc[above[0]]) if above.size else 0.0
+    return {"peak": peak, "conc_at_peak_nM": float(conc_nM[k]), "width_decades": width,
+            "interior_peak": bool(0 < k < len(conc_nM) - 1)}
+
+
+def in_vitro_grid(quick: bool) -> xr.Dataset:
+    params = load_parameters()
+    formats = load_formats()
+    conc = np.logspace(-4, 4, 33 if quick else 81)
+    kds = (10.0, 100.0, 1000.0)
+    pdl1 = (1e3, 1e4, 1e5)
+    out = np.zeros((2, len(kds), len(pdl1), conc.size))
+    for i, fmt in enumerate(FORMAT_STYLE):
+        p = params.with_values(formats[fmt].values)
+        for j, kd in enumerate(kds):
+            drug = drug_binding(p.with_values({"kd_cd137_bsab": kd}), "bsab")
+            for k, density in enumerate(pdl1):
+                # co-culture: 1e6 PD-L1 cells/mL, 1e6 T cells/mL with the default 4-1BB per cell
+                eq = in_vitro(drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6)
+                out[i, j, k] = eq["ternary_per_cd137_cell"].values
+    return xr.Dataset(
+        {"ternary_per_t_cell": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), out,
+                                {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"})},
+        coords={"format": list(FORMAT_STYLE), "kd_cd137_nM": list(kds), "pdl1_per_cell": list(pdl1), "drug_nM": conc},
+        attrs={"description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium"},
+    )
+
+
+def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
+    summary: dict = {"in_vitro": {}, "in_vivo": {}}
+    vitro = in_vitro_grid(quick)
+    save_dataset(vitro, out_dir, "in_vitro_bell", csv_variables=["ternary_per_t_cell"])
+    conc = vitro.drug_nM.values
+    for fmt in FORMAT_STYLE:
+        for kd in vitro.kd_cd137_nM.values:
+            for dens in vitro.pdl1_per_cell.values:
+                key = f"{fmt}|kd={kd:g}|pdl1={dens:g}"
+                summary["in_vitro"][key] = bell_metrics(conc, vitro["ternary_per_t_cell"].sel(
+                    format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens).values)
+
+    with plots.style():
+        fig, axes = plots.subplots(1, 3, figsize=(16, 5), sharey=True)
+        colours = plots.dose_colours(len(vitro.pdl1_per_cell))
+        for ax, kd in zip(axes, vitro.kd_cd137_nM.values):
+            for colour, dens in zip(colours, vitro.pdl1_per_cell.values):
+                for fmt, ls in FORMAT_STYLE.items():
+                    ax.plot(conc, vitro["ternary_per_t_cell"].sel(format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens),
+                            ls, color=colour, lw=2, label=f"{fmt.split('_')[1]}, PD-L1 {dens:.0e}/cell")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_ylim(1e-3, None)
+            ax.set_title(f"4-1BB arm KD {kd:g} nM")
+            ax.set_xlabel(plots.label("bispecific concentration", "nM"))
+        axes[0].set_ylabel(plots.label("bridged 4-1BB per T cell", "molecule/cell"))
+        axes[-1].legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.02, 1))
+        plots.save_figure(fig, out_dir, "bell_in_vitro",
+                          "In-vitro ternary complex (4-1BB bridged to PD-L1 by the bispecific, per T cell) against drug "
+                          "concentration; solid 2:2, dashed 1:1 (same KDs and avidity factors, valency only). Exact "
+                          "equilibrium (moa.binding) for a co-culture of 1e6 PD-L1+ cells/mL and 1e6 T cells/mL with "
+                          "the default 4-1BB per cell; PD-L1 arm KD 1 nM (assumed class value).", {"parameter_set": "default (models/parameters) + format overlays"})
+
+    duration = 126.0 if quick else 252.0
+    doses = (0.2, 3.2, 15.0, 25.0) if quick else DOSES_MG_PER_KG
+    settings = ("hot_tnbc",) if quick else ("hot_tnbc", "cold")
+    vivo = []
+    for fmt in FORMAT_STYLE:
+        per_setting = [run_doses("bsab", doses, "mg/kg", 21.0, s, duration, arm=fmt).expand_dims(setting=[s]) for s in settings]
+        vivo.append(xr.concat(per_setting, dim="setting").expand_dims(format=[fmt]))
+    vivo = xr.concat(vivo, dim="format")
+    cycle2 = vivo.sel(time=slice(21, 42))
+    vivo["mean_ternary_cycle2"] = cycle2["ternary_bsab"].mean("time").assign_attrs(units="nM")
+    vivo["mean_cd137_signal_cycle2"] = cycle2["cd137_signal"].mean("time").assign_attrs(units="1")
+    d = vivo["tumour_diameter"]
+    vivo["best_percent_change"] = (100 * (d.isel(time=slice(1, None)).min("time") - d.isel(time=0)) / d.isel(time=0)).assign_attrs(units="%")
+    save_dataset(vivo, out_dir, "in_vivo_dose", csv_variables=["mean_ternary_cycle2", "mean_cd137_signal_cycle2", "best_percent_change"])
+
+    with plots.style():
+        fig, axes = plots.subplots(1, 3, figsize=(16, 5))
+        panels = (("mean_ternary_cycle2", plots.label("tumour bridged 4-1BB, mean of cycle 2", "nM")),
+                  ("mean_cd137_signal_cycle2", plots.label("4-1BB costimulation, mean of cycle 2", "1")),
+                  ("best_percent_change", plots.label(f"best diameter change over {duration:.0f} d", "%")))
+        for ax, (var, ylabel) in zip(axes, panels):
+            for s, colour in zip(settings, ("#b2182b", "#2166ac")):
+                for fmt, ls in FORMAT_STYLE.items():
+                    ax.plot(doses, vivo[var].sel(format=fmt, setting=s), ls, marker="o", color=colour, lw=2,
+                            label=f"{fmt.split('_')[1]}, {s}")
+            ax.axvline(RP2D, color="grey", ls=":", lw=1.5)
+            ax.set_xscale("log")
+            ax.set_xlabel(plots.label("dose Q3W", "mg/kg"))
+            ax.set_ylabel(ylabel)
+        axes[0].legend(fontsize=11)
+        axes[0].annotate("RP2D 15 mg/kg", (RP2D, 0), xycoords=("data", "axes fraction"), xytext=(3, 5),
+                         textcoords="offset points", fontsize=11, color="grey")
+        plots.save_figure(fig, out_dir, "dose_in_vivo",
+                          "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB and 4-1BB costimulation over cycle 2 "
+                          f"(days 21-42), and best diameter change over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
+                          "line at the recommended phase 2 dose. Default parameters with the named setting overlay.",
+                          vivo.attrs)
+
+    for fmt in FORMAT_STYLE:
+        for s in settings:
+            tern = vivo["mean_ternary_cycle2"].sel(format=fmt, setting=s).values
+            k = int(np.nanargmax(tern))
+            summary["in_vivo"][f"{fmt}|{s}"] = {
+                "dose_at_peak_ternary_mg_per_kg": float(doses[k]),
+                "peak_is_interior": bool(0 < k < len(doses) - 1),
+                "ternary_at_rp2d_over_peak": float(tern[list(doses).index(RP2D)] / tern[k]) if tern[k] > 0 else float("nan"),
+                "best_percent_change_at_rp2d": float(vivo["best_percent_change"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]),
+            }
+    ref = summary["in_vitro"]["bsab_2x2|kd=100|pdl1=100000"]
+    one = summary["in_vitro"]["bsab_1x1|kd=100|pdl1=100000"]
+    summary["format_gain_peak_ternary"] = ref["peak"] / one["peak"] if one["peak"] > 0 else float("inf")
+    summary["figures"] = ["bell_in_vitro.png", "dose_in_vivo.png"]
+    return summary
