@@ -1,0 +1,100 @@
+"""Does linking the arms in one molecule matter: two antibodies (anti-PD-L1 + anti-4-1BB) or one 2:2 bispecific?
+
+Efficacy and the peripheral 4-1BB safety surrogate against dose: the 2:2 bispecific from 0.2
+to 25 mg/kg Q3W, and the two-antibody combination with anti-PD-L1 fixed at 1200 mg Q3W and the
+anti-4-1BB agonist from 0.01 to 3 mg/kg Q3W (urelumab was tolerated at 0.1 mg/kg and caused
+liver toxicity at >= 1 mg/kg, Segal 2017). The surrogate is the signalling-weighted fraction of
+4-1BB engaged in blood/liver at equilibrium with plasma (moa.binding.peripheral_engagement).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import xarray as xr
+
+from moa import plots
+from moa.regimen import every
+from moa.results import save_dataset
+from moa.runs import run_doses
+
+BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
+AGONIST_DOSES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+URELUMAB_TOLERATED, URELUMAB_HEPATOTOXIC = 0.1, 1.0  # mg/kg Q3W, Segal 2017
+
+
+def _efficacy(ds: xr.Dataset) -> xr.Dataset:
+    d = ds["tumour_diameter"]
+    out = xr.Dataset()
+    out["best_percent_change"] = (100 * (d.isel(time=slice(1, None)).min("time") - d.isel(time=0)) / d.isel(time=0)).assign_attrs(units="%")
+    out["peak_peripheral_cd137"] = ds["cd137_engaged_peripheral"].max("time").assign_attrs(units="1")
+    out["mean_tumour_cd137_signal"] = ds["cd137_signal"].mean("time").assign_attrs(units="1")
+    return out
+
+
+def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
+    duration = 126.0 if quick else 252.0
+    settings = ("hot_tnbc", "cold")
+    bsab_doses = (0.2, 3.2, 15.0, 25.0) if quick else BSAB_DOSES
+    agonist_doses = (0.01, 0.1, 1.0, 3.0) if quick else AGONIST_DOSES
+    anti_pdl1 = every("apdl1", 1200.0, "mg", 21.0, duration)
+    results = {}
+    for s in settings:
+        results[("bsab_2x2", s)] = run_doses("bsab", bsab_doses, "mg/kg", 21.0, s, duration, arm="bsab_2x2")
+        results[("apdl1_a41bb", s)] = run_doses("a41bb", agonist_doses, "mg/kg", 21.0, s, duration, arm="apdl1_a41bb",
+                                                extra=anti_pdl1)
+    summary: dict = {"duration_days": duration}
+    data = []
+    for (arm, s), ds in results.items():
+        eff = _efficacy(ds).expand_dims(arm=[arm], setting=[s])
+        data.append(eff.rename({"dose": f"dose_{arm}"}))
+        summary[f"{arm}|{s}"] = {
+            "dose_mg_per_kg": [float(x) for x in ds.dose.values],
+            "best_percent_change": [round(float(x), 2) for x in eff["best_percent_change"].values.ravel()],
+            "peak_peripheral_cd137": [float(x) for x in eff["peak_peripheral_cd137"].values.ravel()],
+        }
+    merged = xr.merge(data, compat="no_conflicts", join="outer")
+    merged.attrs = results[("bsab_2x2", "hot_tnbc")].attrs
+    save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "peak_peripheral_cd137"])
+
+    with plots.style():
+        fig, axes = plots.subplots(1, 2, figsize=(15, 5.5))
+        for s, marker in zip(settings, ("o", "s")):
+            for arm in ("bsab_2x2", "apdl1_a41bb"):
+                ds = results[(arm, s)]
+                eff = _efficacy(ds)
+                axes[0].plot(ds.dose, eff["peak_peripheral_cd137"], marker=marker, color=plots.arm_colour(arm), lw=2,
+                             ls="-" if s == "hot_tnbc" else "--", label=f"{plots.arm_label(arm)}, {s}")
+                axes[1].plot(eff["peak_peripheral_cd137"].clip(min=1e-8), eff["best_percent_change"], marker=marker,
+                             color=plots.arm_colour(arm), lw=2, ls="-" if s == "hot_tnbc" else "--",
+                             label=f"{plots.arm_label(arm)}, {s}")
+        axes[0].axvspan(URELUMAB_HEPATOTOXIC, max(agonist_doses + bsab_doses), color="#fdd0a2", alpha=0.5,
+                        label="urelumab hepatotoxic range (agonist dose)")
+        axes[0].set_xscale("log")
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel(plots.label("dose Q3W (bispecific, or agonist with anti-PD-L1 1200 mg)", "mg/kg"))
+        axes[0].set_ylabel(plots.label("peak peripheral 4-1BB engaged (safety surrogate)", "1"))
+        axes[0].legend(fontsize=10)
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel(plots.label("peak peripheral 4-1BB engaged", "1"))
+        axes[1].set_ylabel(plots.label(f"best diameter change over {duration:.0f} d", "%"))
+        axes[1].set_title("efficacy against the safety surrogate")
+        plots.save_figure(fig, out_dir, "window",
+                          "Left: peak fraction of blood/liver 4-1BB engaged (signalling-weighted, equilibrium with plasma) "
+                          "against dose, for the 2:2 bispecific and for the anti-4-1BB agonist given with anti-PD-L1 1200 mg "
+                          "Q3W; shading marks agonist doses where urelumab was hepatotoxic (Segal 2017). Right: best change "
+                          "in tumour diameter against that surrogate (up and left is a wider window). Peripheral PD-L1 and "
+                          "4-1BB levels are assumed (models/parameters/safety.toml).",
+                          merged.attrs)
+
+    b = summary["bsab_2x2|hot_tnbc"]
+    a = summary["apdl1_a41bb|hot_tnbc"]
+    i15 = b["dose_mg_per_kg"].index(15.0)
+    i01 = a["dose_mg_per_kg"].index(0.1)
+    summary["peripheral_ratio_agonist0.1_over_bsab15"] = (a["peak_peripheral_cd137"][i01] / b["peak_peripheral_cd137"][i15]
+                                                          if b["peak_peripheral_cd137"][i15] > 0 else float("inf"))
+    summary["best_change_bsab15_hot"] = b["best_percent_change"][i15]
+    summary["best_change_two_mabs_agonist0.1_hot"] = a["best_percent_change"][i01]
+    summary["figures"] = ["window.png"]
+    return summary
