@@ -91,10 +91,10 @@ def drug_binding(params: Mapping, drug: str) -> DrugBinding:
     )
 
 
-def _check_conc(name: str, x) -> np.ndarray:
+def _check_conc(name: str, x, unit: str = "nM") -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name}: must be finite and >= 0 (nM), got {x!r}")
+        raise ValueError(f"{name}={x!r}: must be finite and >= 0 ({unit})")
     return arr
 
 
@@ -189,9 +189,9 @@ def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137
 
     Returns :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged 4-1BB per T cell).
     """
-    for name, v in (("pdl1_per_cell", pdl1_per_cell), ("pdl1_cells_per_mL", pdl1_cells_per_mL),
-                    ("cd137_per_cell", cd137_per_cell), ("cd137_cells_per_mL", cd137_cells_per_mL)):
-        _check_conc(name, v)
+    for name, v, unit in (("pdl1_per_cell", pdl1_per_cell, "molecule/cell"), ("pdl1_cells_per_mL", pdl1_cells_per_mL, "cell/mL"),
+                          ("cd137_per_cell", cd137_per_cell, "molecule/cell"), ("cd137_cells_per_mL", cd137_cells_per_mL, "cell/mL")):
+        _check_conc(name, v, unit)
     L = receptor_nM(pdl1_per_cell, pdl1_cells_per_mL)
     B = receptor_nM(cd137_per_cell, cd137_cells_per_mL)
     ds = equilibrium([(drug, drug_nM)], L, B)

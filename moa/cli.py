@@ -2,6 +2,7 @@
 
     moa list
     moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress]
+    moa binding [--format 2x2|1x1] [--drug-nM C ...] [--pdl1-per-cell N] ...
 
 ``moa run`` writes each experiment into ``DIR/<name>/`` (default ``results/``), all or nothing,
 then ``DIR/index.md`` and ``DIR/index.html`` with every figure and its caption. Bad arguments
@@ -38,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"), metavar="DIR",
                      help="results folder (default: results)")
     run.add_argument("--progress", action="store_true", help="show a progress bar across experiments (needs tqdm)")
+    b = sub.add_parser("binding", help="in-vitro binding equilibrium of the bispecific with PD-L1+ cells and 4-1BB+ T cells")
+    b.add_argument("--format", choices=("2x2", "1x1"), default="2x2", help="bispecific format (default 2x2)")
+    b.add_argument("--drug-nM", type=float, nargs="+", default=None, metavar="C",
+                   help="drug concentrations in nM (default: 1e-4 .. 1e4, 2 per decade)")
+    b.add_argument("--pdl1-per-cell", type=float, default=1e5, help="PD-L1 per PD-L1+ cell (default 1e5)")
+    b.add_argument("--pdl1-cells-per-mL", type=float, default=1e6, help="PD-L1+ cells per mL (default 1e6)")
+    b.add_argument("--cd137-per-cell", type=float, default=None, help="4-1BB per T cell (default: models/ value)")
+    b.add_argument("--cd137-cells-per-mL", type=float, default=1e6, help="T cells per mL (default 1e6)")
+    b.add_argument("--kd-pdl1-nM", type=float, default=None, help="PD-L1 arm KD in nM (default: models/ value)")
+    b.add_argument("--kd-cd137-nM", type=float, default=None, help="4-1BB arm KD in nM (default: models/ value)")
     return parser
 
 
@@ -141,8 +152,11 @@ def _run(args: argparse.Namespace) -> int:
     if len(failures) == len(chosen) and created is not None:
         _remove_empty_tree(created)  # nothing was written: leave no empty results folder
     else:
+        from .claims import write_claims
+
+        claims = write_claims(args.out)
         index = write_index(args.out, discover(args.experiments))
-        print(f"index: {index['html']}")
+        print(f"index: {index['html']}\nclaims: {claims}")
     if failures:
         print(f"{len(failures)} of {len(chosen)} experiment(s) failed: " + ", ".join(name for name, _ in failures), file=sys.stderr)
         return EXIT_FAILED
@@ -157,7 +171,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(f"--experiments={args.experiments}: not a folder")
     if args.command == "list":
         return _list(args.experiments)
+    if args.command == "binding":
+        return _binding(args)
     return _run(args)
+
+
+def _binding(args: argparse.Namespace) -> int:
+    """Print the equilibrium table (CSV) for the chosen format and co-culture."""
+    import numpy as np
+
+    from .binding import drug_binding, in_vitro
+    from .parameters import load_parameters
+    from .scenarios import load_formats
+
+    params = load_parameters()
+    params = params.with_values(load_formats()[f"bsab_{args.format}"].values)
+    overrides = {k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None}
+    try:
+        if overrides:
+            params = params.with_values(overrides)
+        conc = np.asarray(args.drug_nM if args.drug_nM else np.logspace(-4, 4, 17), dtype=float)
+        cd137 = args.cd137_per_cell if args.cd137_per_cell is not None else float(params["cd137_per_t_cell"])
+        eq = in_vitro(drug_binding(params, "bsab"), conc, args.pdl1_per_cell, args.pdl1_cells_per_mL, cd137,
+                      args.cd137_cells_per_mL)
+    except ValueError as exc:
+        return _error(str(exc))
+    print("drug_nM,pdl1_free_nM,cd137_free_nM,bsab_free_nM,ternary_cd137_nM,ternary_per_t_cell")
+    for i, c in enumerate(conc):
+        print(f"{c:.6g},{float(eq.pdl1_free[i]):.6g},{float(eq.cd137_free[i]):.6g},{float(eq.bsab_free[i]):.6g},"
+              f"{float(eq.ternary_cd137[i]):.6g},{float(eq.ternary_per_cd137_cell[i]):.6g}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

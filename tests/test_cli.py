@@ -130,7 +130,7 @@ def test_failing_experiment_leaves_no_folder_and_others_still_run(experiments_di
     assert code == 1
     err = capsys.readouterr().err
     assert "bad: FAILED" in err and "deliberate failure" in err
-    assert sorted(p.name for p in out.iterdir()) == ["good", "index.html", "index.md"]  # no staging leftovers
+    assert sorted(p.name for p in out.iterdir()) == ["claims.md", "good", "index.html", "index.md"]  # no staging leftovers
     assert (out / "good" / "good_figure.png").stat().st_size > 0
 
 
@@ -193,3 +193,21 @@ def test_missing_experiment_name_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--quick"])
     assert exit_info.value.code == 2 and "NAME" in capsys.readouterr().err
+
+
+def test_binding_command_prints_a_bell(capsys):
+    from moa.cli import main
+
+    assert main(["binding", "--drug-nM", "0.01", "10", "10000"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("drug_nM,")
+    ternary = [float(r.split(",")[-1]) for r in rows[1:]]
+    assert ternary[1] > ternary[0] and ternary[1] > ternary[2]
+
+
+def test_binding_command_refuses_bad_input(capsys):
+    from moa.cli import main
+
+    assert main(["binding", "--pdl1-per-cell", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert "pdl1_per_cell=-5.0" in err and "molecule/cell" in err

@@ -1,0 +1,206 @@
+"""The press release's claims, checked against the experiments' numbers.
+
+:func:`claims_markdown` is a pure function of the experiments' summaries (the ``summary`` in
+each ``results/<name>/run.json``); :func:`write_claims` reads them and writes
+``results/claims.md``. Each verdict is computed from the numbers with the thresholds below;
+nothing here knows what the press release hopes for.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+
+from .provenance import base_provenance
+from .results import write_text
+
+__all__ = ["claims_markdown", "write_claims", "load_summaries", "THRESHOLDS"]
+
+#: Decision thresholds (documented in every claims file).
+THRESHOLDS = {
+    "response_pct": -30.0,  # RECIST partial response on best % change
+    "bliss_synergy": 0.05,  # Bliss excess above which we call a combination synergistic
+    "meaningful_pct_points": 10.0,  # difference in best % change that counts as a real difference
+}
+SETTING_LABELS = {"hot_tnbc": "hot TNBC (PD-L1+)", "cold": "cold tumour", "pdl1_negative_tnbc": "PD-L1-negative TNBC"}
+
+
+def load_summaries(results_dir: str | pathlib.Path) -> dict[str, dict]:
+    """``{experiment: summary}`` from every ``results_dir/*/run.json``."""
+    out = {}
+    for path in sorted(pathlib.Path(results_dir).glob("*/run.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        out[record.get("experiment", path.parent.name)] = record.get("summary", {})
+    return out
+
+
+def _volume_inhibition(d_arm: float, d_ref: float) -> float:
+    """1 - V_arm/V_ref from diameters (V ~ d^3)."""
+    return 1.0 - (d_arm / d_ref) ** 3 if d_ref > 0 else float("nan")
+
+
+def _bliss(a: float, b: float, ab: float) -> float:
+    return ab - (a + b - a * b)
+
+
+def _fmt(x: float, unit: str = "") -> str:
+    return f"{x:+.0f}{unit}" if unit == "%" else f"{x:.3g}{unit}"
+
+
+def _arms_claims(s: Mapping) -> dict[str, list[str]]:
+    best = s["best_percent_change"]
+    final = s["final_diameter_mm"]
+    day = s.get("duration_days", float("nan"))
+    out: dict[str, list[str]] = {k: [] for k in ("synergy", "cold", "broader", "format", "chemo", "pdl1neg")}
+    thr, meaningful = THRESHOLDS["response_pct"], THRESHOLDS["meaningful_pct_points"]
+    for setting, label in SETTING_LABELS.items():
+        if setting not in best.get("untreated", {}):
+            continue
+        ref = final["untreated"][setting]
+        ia = _volume_inhibition(final["apdl1"][setting], ref)
+        ib = _volume_inhibition(final["a41bb"][setting], ref)
+        iab = _volume_inhibition(final["apdl1_a41bb"][setting], ref)
+        ibs = _volume_inhibition(final["bsab_2x2"][setting], ref)
+        ex_two, ex_bs = _bliss(ia, ib, iab), _bliss(ia, ib, ibs)
+        word = lambda e: "synergy" if e > THRESHOLDS["bliss_synergy"] else ("antagonism" if e < -THRESHOLDS["bliss_synergy"] else "additivity")  # noqa: E731
+        out["synergy"].append(
+            f"{label}: volume inhibition at day {day:.0f} anti-PD-L1 {ia:.2f}, anti-4-1BB {ib:.2f}; two mAbs {iab:.2f} "
+            f"(Bliss excess {ex_two:+.2f}: {word(ex_two)}); 2:2 bispecific {ibs:.2f} (Bliss excess vs the two "
+            f"monotherapies {ex_bs:+.2f}: {word(ex_bs)}).")
+        b_pd, b_bs = best["apdl1"][setting], best["bsab_2x2"][setting]
+        if setting == "cold":
+            resists = b_pd > thr
+            helps = b_bs <= thr
+            verdict = ("HOLDS" if resists and helps else "DOES NOT HOLD" if resists and not helps
+                       else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)")
+            out["cold"].append(f"{label}: best change anti-PD-L1 {_fmt(b_pd, '%')}, 2:2 bispecific {_fmt(b_bs, '%')} -> {verdict}.")
+        better = b_bs < b_pd - meaningful
+        out["broader"].append(f"{label}: 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
+                              + ("bispecific better" if better else "no meaningful difference" if abs(b_bs - b_pd) <= meaningful else "anti-PD-L1 better"))
+        b11 = best["bsab_1x1"][setting]
+        diff = b_bs - b11
+        out["format"].append(f"{label}: best change 2:2 {_fmt(b_bs, '%')} vs 1:1 {_fmt(b11, '%')} "
+                             f"(final diameter {final['bsab_2x2'][setting]:.1f} vs {final['bsab_1x1'][setting]:.1f} mm) -> "
+                             + ("2:2 better" if diff < -meaningful else "1:1 better" if diff > meaningful else "no meaningful difference"))
+        ic = _volume_inhibition(final["nabp"][setting], ref)
+        icb = _volume_inhibition(final["nabp_bsab_2x2"][setting], ref)
+        ex_c = _bliss(ic, ibs, icb)
+        out["chemo"].append(f"{label}: inhibition nab-paclitaxel {ic:.2f}, 2:2 bispecific {ibs:.2f}, both {icb:.2f} "
+                            f"(Bliss excess {ex_c:+.2f}: {word(ex_c)}); best change both {_fmt(best['nabp_bsab_2x2'][setting], '%')} "
+                            f"vs nab-paclitaxel + anti-PD-L1 {_fmt(best['nabp_apdl1'][setting], '%')}.")
+        if setting == "pdl1_negative_tnbc":
+            out["pdl1neg"].append(
+                f"{label}: best change untreated {_fmt(best['untreated'][setting], '%')}, anti-PD-L1 {_fmt(b_pd, '%')}, "
+                f"2:2 bispecific {_fmt(b_bs, '%')}, anti-4-1BB agonist {_fmt(best['a41bb'][setting], '%')}, "
+                f"nab-paclitaxel {_fmt(best['nabp'][setting], '%')}, nab-paclitaxel + 2:2 {_fmt(best['nabp_bsab_2x2'][setting], '%')} -> "
+                + ("the bispecific alone reaches a partial response" if b_bs <= thr else "the bispecific alone does not reach a partial response"))
+    return out
+
+
+def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
+    """The claims file's text, from the experiments' summaries (missing experiments are said so)."""
+    arms = summaries.get("arms_settings")
+    a = _arms_claims(arms) if arms else None
+    missing = "not run (run `moa run arms_settings`)"
+
+    def bullets(key: str) -> list[str]:
+        return [f"  - {line}" for line in a[key]] if a else [f"  - {missing}"]
+
+    lines = ["# The press release's claims, checked by the model", "",
+             "Generated by `moa run` from the experiments' numbers (moa.claims). Verdicts use fixed thresholds: "
+             f"partial response at {THRESHOLDS['response_pct']:.0f}% best change; Bliss excess beyond "
+             f"+-{THRESHOLDS['bliss_synergy']} on volume inhibition vs untreated; differences under "
+             f"{THRESHOLDS['meaningful_pct_points']:.0f} percentage points count as none. One typical patient per setting "
+             "with default parameters; the sweeps say where a verdict flips.", ""]
+
+    lines += ["## 1. PD-L1 blockade and 4-1BB activation act synergistically",
+              "Experiment `arms_settings` (figure best_response_heatmap).", *bullets("synergy"), ""]
+
+    lines += ["## 2. 4-1BB agonism reactivates exhausted T cells and drives their proliferation",
+              "Experiment `exhaustion_dynamics` (figure exhaustion_cold)."]
+    ex = summaries.get("exhaustion_dynamics")
+    if ex:
+        arms_ex = ex["arms"]
+        for arm in ("a41bb", "bsab_2x2", "apdl1"):
+            if arm not in arms_ex:
+                continue
+            w, wo = arms_ex[arm]["with_reinvigoration"], arms_ex[arm]["without_reinvigoration"]
+            lines.append(f"  - {arm} (cold, day {ex['day']:.0f}): Tpex x{w['t_pex_fold_vs_untreated']:.3g} and effectors "
+                         f"x{w['t_eff_fold_vs_untreated']:.3g} vs untreated; with reinvigoration set to 0: Tpex "
+                         f"x{wo['t_pex_fold_vs_untreated']:.3g}, effectors x{wo['t_eff_fold_vs_untreated']:.3g}; tumour "
+                         f"{w['tumour_diameter']:.1f} vs {wo['tumour_diameter']:.1f} mm.")
+        bs = arms_ex.get("bsab_2x2")
+        if bs:
+            w, wo = bs["with_reinvigoration"], bs["without_reinvigoration"]
+            prolif = w["t_eff_fold_vs_untreated"] > 2
+            reinv = abs(w["tumour_diameter"] - wo["tumour_diameter"]) > 0.1 * max(wo["tumour_diameter"], 1e-9)
+            lines.append("  - Verdict: proliferation " + ("HOLDS in the model (expansion >2x)" if prolif else "DOES NOT HOLD (no >2x expansion)")
+                         + "; reactivation of terminally exhausted cells "
+                         + ("changes the outcome" if reinv else "barely changes the outcome: the benefit comes from proliferation and survival")
+                         + f". The reinvigoration rate ({ex['default_reinvigoration_per_day']} /day) is assumed, not measured.")
+    else:
+        lines.append("  - not run (run `moa run exhaustion_dynamics`)")
+    lines.append("")
+
+    lines += ["## 3. Suited to cold tumours that resist PD-(L)1 blockade",
+              "Experiments `arms_settings` and `sweeps` (hot/cold levers).", *bullets("cold")]
+    sw = summaries.get("sweeps")
+    if sw:
+        frac = sw.get("map_fraction_bsab_better") or sw.get("fraction_bsab_better")
+        if frac is not None:
+            lines.append(f"  - PD-L1 density x infiltration map: the 2:2 bispecific beats anti-PD-L1 by >0.1 log10 volume in "
+                         f"{100 * float(frac):.0f}% of the map (see sweeps figures for where).")
+    lines.append("")
+
+    lines += ["## 4. The 2:2 structure is optimal", "Experiments `format_bell` and `arms_settings`."]
+    fb = summaries.get("format_bell")
+    if fb:
+        lines.append(f"  - In vitro (4-1BB arm KD 100 nM, 1e5 PD-L1 per cell): peak bridged 4-1BB of 2:2 is "
+                     f"x{fb['format_gain_peak_ternary']:.3g} that of 1:1 (same KDs, valency only).")
+        for key, v in fb.get("in_vivo", {}).items():
+            lines.append(f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
+                         f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is {100 * v['ternary_at_rp2d_over_peak']:.0f}% "
+                         f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%.")
+    lines += bullets("format")
+    lines += ["  - The model compares 2:2 with 1:1 only; 'optimal' among all formats is beyond what it tests.", ""]
+
+    lines += ["## 5. Broader potential than PD-(L)1 inhibitors alone", "Experiment `arms_settings`.", *bullets("broader"), ""]
+
+    lines += ["## 6. Benefit with nab-paclitaxel", "Experiments `arms_settings` and `chemo_combination`.", *bullets("chemo")]
+    ch = summaries.get("chemo_combination")
+    if ch:
+        lines.append("  - Schedules and Bliss excess per setting: see chemo_combination/run.json; "
+                     + json.dumps({k: v for k, v in ch.items() if "bliss" in k.lower() or "schedule" in k.lower()}, default=str)[:600])
+    lines.append("")
+
+    lines += ["## 7. A case in PD-L1-negative TNBC", "Experiment `arms_settings`.", *bullets("pdl1neg"), ""]
+
+    lines += ["## 8. Conditional agonism spares the periphery (favourable safety)", "Experiment `mabs_vs_bispecific`."]
+    mv = summaries.get("mabs_vs_bispecific")
+    if mv:
+        r = mv["peripheral_ratio_agonist0.1_over_bsab15"]
+        lines.append(f"  - Peak peripheral 4-1BB engagement of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
+                     f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv['best_change_bsab15_hot']:+.0f}%, "
+                     f"two mAbs (agonist 0.1 mg/kg) {mv['best_change_two_mabs_agonist0.1_hot']:+.0f}% -> "
+                     + ("HOLDS: wider window for the bispecific" if r > 3 else "DOES NOT HOLD: no clear peripheral advantage"))
+    else:
+        lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
+    lines += ["", "## What the model does not know",
+              "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
+              "4-1BB reinvigoration and costimulation gains are assumed and swept; there are no regulatory T cells, "
+              "myeloid suppression, resistant tumour clones or multiple lesions; peripheral safety is a binding "
+              "surrogate, not a toxicity model. See docs/model.md.", ""]
+    prov = base_provenance()
+    lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(results_dir: str | pathlib.Path) -> pathlib.Path:
+    """Write ``results_dir/claims.md`` from the experiments found there."""
+    path = pathlib.Path(results_dir) / "claims.md"
+    write_text(path, claims_markdown(load_summaries(results_dir)))
+    return path

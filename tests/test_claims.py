@@ -1,0 +1,63 @@
+"""The claims file follows the numbers: change an input, the verdict text changes with it."""
+
+import copy
+import json
+import pathlib
+
+import pytest
+
+from moa.claims import claims_markdown, write_claims
+
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
+
+
+@pytest.fixture
+def arms_summary():
+    return json.loads(FIXTURE.read_text())["summary"]
+
+
+def _section(text: str, number: int) -> str:
+    start = text.index(f"## {number}.")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+def test_cold_claim_verdict_follows_numbers(arms_summary):
+    s = copy.deepcopy(arms_summary)
+    s["best_percent_change"]["apdl1"]["cold"] = 10.0
+    s["best_percent_change"]["bsab_2x2"]["cold"] = -50.0
+    assert "-> HOLDS" in _section(claims_markdown({"arms_settings": s}), 3)
+    s["best_percent_change"]["bsab_2x2"]["cold"] = -5.0
+    assert "-> DOES NOT HOLD" in _section(claims_markdown({"arms_settings": s}), 3)
+    s["best_percent_change"]["apdl1"]["cold"] = -60.0
+    assert "NOT TESTED HERE" in _section(claims_markdown({"arms_settings": s}), 3)
+
+
+def test_synergy_verdict_follows_final_sizes(arms_summary):
+    s = copy.deepcopy(arms_summary)
+    f = s["final_diameter_mm"]
+    f["untreated"]["cold"], f["apdl1"]["cold"], f["a41bb"]["cold"] = 40.0, 40.0, 40.0
+    f["apdl1_a41bb"]["cold"] = 10.0  # combination works where neither does: synergy
+    text = _section(claims_markdown({"arms_settings": s}), 1)
+    assert "two mAbs 0.98 (Bliss excess +0.98: synergy)" in text
+    f["apdl1_a41bb"]["cold"] = 40.0
+    assert "(Bliss excess +0.00: additivity)" in _section(claims_markdown({"arms_settings": s}), 1)
+
+
+def test_format_and_safety_verdicts(arms_summary):
+    s = copy.deepcopy(arms_summary)
+    s["best_percent_change"]["bsab_2x2"]["hot_tnbc"] = -80.0
+    s["best_percent_change"]["bsab_1x1"]["hot_tnbc"] = -40.0
+    assert "hot TNBC (PD-L1+): best change 2:2 -80% vs 1:1 -40%" in claims_markdown({"arms_settings": s})
+    assert "-> 2:2 better" in _section(claims_markdown({"arms_settings": s}), 4)
+    safety = {"peripheral_ratio_agonist0.1_over_bsab15": 1.2, "best_change_bsab15_hot": -50.0,
+              "best_change_two_mabs_agonist0.1_hot": -50.0}
+    assert "DOES NOT HOLD" in _section(claims_markdown({"mabs_vs_bispecific": safety}), 8)
+    safety["peripheral_ratio_agonist0.1_over_bsab15"] = 30.0
+    assert "HOLDS: wider window" in _section(claims_markdown({"mabs_vs_bispecific": safety}), 8)
+
+
+def test_missing_experiments_are_said(tmp_path):
+    text = write_claims(tmp_path).read_text()
+    assert "not run (run `moa run arms_settings`)" in text
+    assert "not run (run `moa run mabs_vs_bispecific`)" in text
