@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import importlib
 import keyword
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Callable
@@ -32,6 +33,7 @@ from typing import Callable
 import numpy as np
 import sympy
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import ModelError, UnitError
 from .units import conversion_factor, format_unit, parse_unit, same_unit, unit_of
@@ -467,6 +469,45 @@ def _initial_values(model: Model) -> list[sympy.Expr]:
     return [resolve(s.symbol) for s in model.species]
 
 
+class _ScalarPrinter(PythonCodePrinter):
+    """Plain-float Python (math module): for one trajectory this beats numpy's per-call overhead."""
+
+    def _print_Max(self, expr):
+        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Min(self, expr):
+        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Heaviside(self, expr):
+        x = self._print(expr.args[0])
+        return f"(1.0 if ({x}) > 0 else (0.5 if ({x}) == 0 else 0.0))"
+
+    def _print_DiracDelta(self, expr):
+        return "0.0"
+
+
+def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol]) -> Callable:
+    """Source for ``fname(Y, P) -> list[float]`` on plain sequences of floats (one trajectory)."""
+    printer = _ScalarPrinter({"fully_qualified_modules": False})
+    replacements, reduced = sympy.cse(outputs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
+    lines = [f"def {fname}(Y, P):"]
+    if y_syms:
+        lines.append(f"    {', '.join(s.name for s in y_syms)}, = Y")
+    if p_syms:
+        lines.append(f"    {', '.join(s.name for s in p_syms)}, = P")
+    lines += [f"    {sym} = {printer.doprint(expr)}" for sym, expr in replacements]
+    lines.append("    return [" + ", ".join(printer.doprint(e) for e in reduced) + "]")
+    source = "\n".join(lines)
+    namespace: dict = {"math": math}
+    for module, names in printer.module_imports.items():
+        imported = importlib.import_module(module)
+        namespace.update({name: getattr(imported, name) for name in names})
+    exec(compile(source, f"<moa generated {fname}>", "exec"), namespace)
+    func = namespace[fname]
+    func.source = source
+    return func
+
+
 class CompiledModel:
     """Batched numpy functions generated from a :class:`Model`.
 
@@ -496,6 +537,9 @@ class CompiledModel:
         self.jac_cols = np.array(cols, dtype=np.intp)
         self.jac_nnz = len(vals)
         self.jac_values_T = _generate("jac_values_T", vals, y, p, max(len(vals), 1), [str(k) for k in range(len(vals))])
+        # one-trajectory forms for the scipy reference backend
+        self.rhs_scalar = _generate_scalar("rhs_scalar", rhs, y, p)
+        self.jac_values_scalar = _generate_scalar("jac_values_scalar", vals, y, p)
 
         obs = [model.expand(sympy.Symbol(e.name, real=True)) for e in model.expressions]
         self.observable_names = [e.name for e in model.expressions]

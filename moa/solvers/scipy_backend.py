@@ -56,17 +56,27 @@ class ScipySolver:
             return SegmentResult(y, y_final, status, message, n_steps)
         # t1 is always evaluated (the next segment starts from it) and stripped from the output.
         t_eval = np.append(t_out, t1) if not (len(t_out) and t_out[-1] == t1) else t_out
+        n_states, rows, cols = compiled.n_species, compiled.jac_rows, compiled.jac_cols
         for k in range(N):
-            p = P[:, k : k + 1]
+            p = P[:, k].tolist()
 
+            # plain-float generated code: numpy's per-call overhead dominates for one trajectory
             def f(t, x, p=p):
-                dx = compiled.rhs_T(t, x[:, None], p)[:, 0]
+                try:
+                    dx = np.array(compiled.rhs_scalar(x.tolist(), p), dtype=float)
+                except (ArithmeticError, ValueError, TypeError) as exc:
+                    raise _NonFinite(f"{type(exc).__name__} in the rate law at t={t:.6g} day: {exc}") from None
                 if not (np.all(np.isfinite(x)) and np.all(np.isfinite(dx))):
                     raise _NonFinite(f"non-finite state or rate at t={t:.6g} day")
                 return dx
 
             def jac(t, x, p=p):
-                return compiled.jac_dense_T(t, x[:, None], p)[:, :, 0]
+                J = np.zeros((n_states, n_states))
+                try:
+                    J[rows, cols] = compiled.jac_values_scalar(x.tolist(), p)
+                except (ArithmeticError, ValueError, TypeError) as exc:
+                    raise _NonFinite(f"{type(exc).__name__} in the Jacobian at t={t:.6g} day: {exc}") from None
+                return J
 
             with np.errstate(all="ignore"):
                 try:
