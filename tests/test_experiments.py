@@ -1,0 +1,62 @@
+"""Every experiment runs in quick mode (Agg backend) and writes figures, captions, data and provenance;
+the index page links every figure, and every link resolves."""
+
+import html.parser
+import json
+import pathlib
+
+import matplotlib
+import pytest
+import xarray as xr
+
+from moa.experiments import discover, run, write_index
+
+matplotlib.use("Agg")
+
+EXPERIMENTS = {e.name: e for e in discover()}
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("href", "src") and value and not value.startswith(("http:", "https:", "#")):
+                self.links.append(value)
+
+
+@pytest.fixture(scope="module")
+def out_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_quick_writes_figures_data_provenance(name, out_root):
+    summary = run(EXPERIMENTS[name], out_root, quick=True)
+    folder = out_root / name
+    assert isinstance(summary, dict) and summary
+    pngs = sorted(folder.glob("*.png"))
+    assert pngs, f"{name} wrote no figure"
+    for png in pngs:
+        assert png.stat().st_size > 10_000, f"{png.name} looks empty"
+        assert png.with_suffix(".svg").exists()
+        caption = (folder / f"{png.stem}.caption.md").read_text()
+        assert "moa version" in caption and "git commit" in caption
+    datasets = sorted(folder.glob("*.nc"))
+    assert datasets, f"{name} wrote no data"
+    for nc in datasets:
+        with xr.open_dataset(nc, engine="scipy") as ds:
+            assert ds.data_vars and all(size > 0 for size in ds.sizes.values())
+        assert nc.with_suffix(".provenance.json").exists()
+    record = json.loads((folder / "run.json").read_text())
+    assert record["quick"] is True and record["experiment"] == name
+
+    index = write_index(out_root)
+    parser = _Links()
+    parser.feed(pathlib.Path(index["html"]).read_text())
+    for png in pngs:
+        assert any(link.endswith(f"{name}/{png.name}") for link in parser.links), f"index does not link {png.name}"
+    for link in parser.links:
+        assert (out_root / link).exists(), f"broken link {link}"
