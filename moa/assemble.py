@@ -24,9 +24,12 @@ def full_model() -> Model:
     """The mechanism-of-action model: three antibodies (bispecific, anti-PD-L1, anti-4-1BB)
     with PK and systemic PD-L1 TMDD, tumour binding, T cells, tumour and nab-paclitaxel."""
     mechanisms = []
+    pool_done = False
     for arms in DRUG_ARMS:
         mechanisms.append(antibody_two_compartment(arms.drug, arms.label))
         if arms.binds_pdl1:
-            mechanisms.append(systemic_pdl1_tmdd(arms.drug, arms.label))
+            # the systemic PD-L1 pool is shared: its synthesis and turnover are added once
+            mechanisms.append(systemic_pdl1_tmdd(arms.drug, arms.label, pool_turnover=not pool_done))
+            pool_done = True
     mechanisms += [tumour_binding(), t_cells(), tumour(), nab_paclitaxel()]
     return Model(mechanisms, name="moa_pdl1_41bb")  # cached: building and compiling take seconds

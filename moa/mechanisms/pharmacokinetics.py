@@ -32,12 +32,14 @@ def antibody_two_compartment(drug: str, label: str) -> Mechanism:
     return m
 
 
-def systemic_pdl1_tmdd(drug: str, label: str) -> Mechanism:
+def systemic_pdl1_tmdd(drug: str, label: str, pool_turnover: bool = True) -> Mechanism:
     """Binding of ``drug`` to a systemic PD-L1 pool in plasma-accessible tissue (TMDD).
 
     PD-L1 is made at ``kdeg * baseline`` and turned over at ``kdeg``; the drug-PD-L1
     complex is internalised at ``kint``. One binding site is assumed for the sink (the
-    second arm's avidity is folded into the effective KD).
+    second arm's avidity is folded into the effective KD). The pool is shared by every
+    drug that binds PD-L1: give ``pool_turnover=True`` to exactly one of them, or the
+    synthesis and turnover of the pool are counted once per drug.
     """
     m = Mechanism(f"tmdd_{drug}", f"target-mediated disposition of {label} to systemic PD-L1")
     c1 = m.species(f"{drug}_central", "nM", f"free {label} in plasma")
@@ -53,7 +55,8 @@ def systemic_pdl1_tmdd(drug: str, label: str) -> Mechanism:
     m.term(c1, -binding, "binding to systemic PD-L1")
     m.term(r, -binding, "binding of drug")
     m.term(rc, binding, "complex formation")
-    m.term(r, kdeg * r0 - kdeg * r, "PD-L1 synthesis and turnover")
+    if pool_turnover:
+        m.term(r, kdeg * r0 - kdeg * r, "PD-L1 synthesis and turnover")
     m.term(rc, -kint * rc, "complex internalisation")
     m.expression(f"pdl1_systemic_occupancy_{drug}", rc / (r + rc), "1", f"fraction of systemic PD-L1 bound by {label}")
     return m
