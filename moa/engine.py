@@ -351,22 +351,8 @@ class Model:
     def _substitutions(self) -> dict:
         """Expression symbols -> their definitions in species and parameters only."""
         consts = {c.symbol: sympy.Float(c.value) for c in self.conversions}
-        defs = {sympy.Symbol(e.name, real=True): e.expr for e in self.expressions}
-        resolved: dict = {}
-
-        def resolve(sym, stack=()):
-            if sym in resolved:
-                return resolved[sym]
-            if sym in stack:
-                raise ModelError(f"expressions refer to each other in a cycle: {' -> '.join(map(str, stack + (sym,)))}")
-            expr = defs[sym]
-            inner = {s: resolve(s, stack + (sym,)) for s in expr.free_symbols if s in defs}
-            resolved[sym] = expr.xreplace(inner).xreplace(consts)
-            return resolved[sym]
-
-        for sym in defs:
-            resolve(sym)
-        return {**consts, **resolved}
+        defs = {sympy.Symbol(e.name, real=True): e.expr.xreplace(consts) for e in self.expressions}
+        return {**consts, **_resolve_definitions(defs, "expressions")}
 
     def expand(self, expr: sympy.Expr) -> sympy.Expr:
         """Replace named expressions by their definitions."""
@@ -438,9 +424,12 @@ def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
         if expr != 0:
             lines.append(f"    out[{idx}] = {printer.doprint(expr)}")
     lines.append("    return out")
-    source = "\n".join(lines)
-    # The printer emits bare names (exp, log, maximum, reduce); bind them from their modules.
-    namespace: dict = {"np": np, "numpy": np}
+    return _compile_source(fname, "\n".join(lines), printer, {"np": np, "numpy": np})
+
+
+def _compile_source(fname: str, source: str, printer, namespace: dict) -> Callable:
+    """exec generated source; the printer emits bare names (exp, log, maximum), bound from their modules."""
+    namespace = dict(namespace)
     for module, names in printer.module_imports.items():
         imported = importlib.import_module(module)
         namespace.update({name: getattr(imported, name) for name in names})
@@ -454,19 +443,27 @@ def _initial_values(model: Model) -> list[sympy.Expr]:
     """Initial values in parameters only: species in an initial value stand for *their* initial values."""
     raw = {s.symbol: (model.expand(s.initial) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial))
            for s in model.species}
+    done = _resolve_definitions(raw, "initial values")
+    return [done[s.symbol] for s in model.species]
+
+
+def _resolve_definitions(defs: dict, what: str) -> dict:
+    """Substitute definitions into each other until each is free of defined symbols."""
     done: dict = {}
 
     def resolve(sym, stack=()):
         if sym in done:
             return done[sym]
         if sym in stack:
-            raise ModelError(f"initial values refer to each other in a cycle: {' -> '.join(map(str, stack + (sym,)))}")
-        expr = raw[sym]
-        inner = {x: resolve(x, stack + (sym,)) for x in expr.free_symbols if x in raw}
+            raise ModelError(f"{what} refer to each other in a cycle: {' -> '.join(map(str, stack + (sym,)))}")
+        expr = defs[sym]
+        inner = {x: resolve(x, stack + (sym,)) for x in expr.free_symbols if x in defs}
         done[sym] = expr.xreplace(inner)
         return done[sym]
 
-    return [resolve(s.symbol) for s in model.species]
+    for sym in defs:
+        resolve(sym)
+    return done
 
 
 class _ScalarPrinter(PythonCodePrinter):
@@ -497,15 +494,7 @@ def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.S
         lines.append(f"    {', '.join(s.name for s in p_syms)}, = P")
     lines += [f"    {sym} = {printer.doprint(expr)}" for sym, expr in replacements]
     lines.append("    return [" + ", ".join(printer.doprint(e) for e in reduced) + "]")
-    source = "\n".join(lines)
-    namespace: dict = {"math": math}
-    for module, names in printer.module_imports.items():
-        imported = importlib.import_module(module)
-        namespace.update({name: getattr(imported, name) for name in names})
-    exec(compile(source, f"<moa generated {fname}>", "exec"), namespace)
-    func = namespace[fname]
-    func.source = source
-    return func
+    return _compile_source(fname, "\n".join(lines), printer, {"math": math})
 
 
 class CompiledModel:
