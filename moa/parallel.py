@@ -1,0 +1,218 @@
+"""Large batches over several processes: split ``sample`` into chunks, simulate each chunk in a
+worker process with :func:`moa.simulate`, concatenate the results along ``sample``.
+
+::
+
+    from moa.parallel import simulate_parallel
+    ds = simulate_parallel("full_model", params, regimen, duration_days=365, workers=2, progress=True)
+
+The model is named by its *builder* (``"full_model"`` = :func:`moa.assemble.full_model`, or
+``"package.module:function"``, or an importable module-level function) rather than passed as a
+:class:`moa.Model`: each worker builds and compiles the model itself (a few seconds, once per
+worker process) instead of receiving pickled generated code.
+
+Failures are recorded per sample, never fatal for the other samples: every worker runs with
+``on_failure="record"``; a chunk whose worker raises (or dies) has each of its samples marked
+with status 4 and the exception in ``message``. ``on_failure="raise"`` raises a
+:class:`moa.SimulationError` naming the first failed sample *after* all chunks have finished.
+
+Results equal a single-process :func:`moa.simulate` of the whole batch: ``solver="auto"`` is
+resolved on the whole batch size before splitting, and the batched Rodas4 solver integrates
+every trajectory independently (its results do not depend on which other trajectories share a
+batch).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import math
+import multiprocessing
+import os
+from collections.abc import Callable
+
+import numpy as np
+import xarray as xr
+
+from .errors import SimulationError
+from .parameters import ParameterSet
+
+__all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
+
+#: Samples per chunk when ``chunks`` is not given: large enough that the batched solver's
+#: per-step overhead is amortised, small enough that both cores get work and the progress bar moves.
+DEFAULT_CHUNK_SAMPLES = 1000
+_FAILED_CHUNK = 4  # status code (moa.solvers.base.STATUS: "solver failure")
+
+
+def resolve_builder(builder: str | Callable):
+    """The model builder named by ``builder``: a name in :mod:`moa.assemble` (``"full_model"``),
+    ``"package.module:function"``, or a callable (returned unchanged)."""
+    if callable(builder):
+        return builder
+    if not isinstance(builder, str) or not builder:
+        raise ValueError(f"model={builder!r}: give a builder name such as 'full_model' or 'package.module:function'")
+    module_name, _, func = builder.rpartition(":") if ":" in builder else ("moa.assemble", ":", builder)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"model={builder!r}: cannot import module {module_name!r}: {exc}") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        known = sorted(n for n in getattr(module, "__all__", dir(module)) if callable(getattr(module, n, None)))
+        raise ValueError(f"model={builder!r}: {module_name} has no builder {func!r}; known: {known}")
+    return fn
+
+
+def split_parameters(parameters: ParameterSet, bounds) -> list[ParameterSet]:
+    """One :class:`ParameterSet` per ``(start, stop)`` in ``bounds``, slicing every batched value."""
+    out = []
+    for a, b in bounds:
+        values = {k: (v[a:b] if np.ndim(v) == 1 else v) for k, v in parameters.items()}
+        out.append(ParameterSet(parameters.specs, values, name=parameters.name, overlays=parameters.overlays))
+    return out
+
+
+def _limit_blas_threads(n: int) -> None:
+    """Worker initializer: one BLAS thread per process (the processes are the parallelism)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional; env vars set by the parent then apply
+        return
+    threadpool_limits(n)
+
+
+def _run_chunk(builder, parameters: ParameterSet, regimen, kwargs: dict):
+    """Worker: build (cached per process) the model and simulate one chunk, recording failures."""
+    model = resolve_builder(builder)()
+    import moa
+
+    return moa.simulate(model, parameters, regimen, on_failure="record", **kwargs)
+
+
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=None, *, workers: int | None = None,
+                      chunks: int | None = None, progress: bool = False, on_failure: str = "record",
+                      mp_context: str = "spawn", blas_threads: int = 1, **simulate_kwargs) -> xr.Dataset:
+    """:func:`moa.simulate` of a batch of ``N`` parameter sets split over ``workers`` processes.
+
+    Parameters
+    ----------
+    model: builder name (``"full_model"``, ``"pk_model"``, ``"package.module:function"``) or an
+        importable module-level function returning a :class:`moa.Model`.
+    parameters: a batched :class:`ParameterSet` (array values of length ``N``).
+    regimen: as for :func:`moa.simulate`.
+    workers: processes (default: the number of CPUs this process may use, at least 1).
+    chunks: number of chunks the ``sample`` dimension is split into (default:
+        ``max(workers, ceil(N / 1000))``, never more than ``N``); chunks are as equal as possible.
+    progress: a tqdm progress bar over finished chunks (needs the ``progress`` extra).
+    on_failure: ``"record"`` (default; failed samples have ``status`` != 0 and a ``message``) or
+        ``"raise"`` (a :class:`moa.SimulationError` after all chunks finished).
+    mp_context: ``"spawn"`` (default; a fresh interpreter per worker) or ``"fork"``/``"forkserver"``.
+    blas_threads: BLAS threads per worker (1: the processes are the parallelism).
+    simulate_kwargs: passed to :func:`moa.simulate` (``duration_days``, ``times``, ``solver``,
+        ``rtol``, ``atol``, ``overrides``, ``pre_equilibrate_days``). ``progress`` is this
+        function's own argument (per chunk), not passed on.
+
+    Returns
+    -------
+    The concatenated dataset, with ``sample`` = 0..N-1 and attrs of the first chunk plus
+    ``parallel_workers``/``parallel_chunks``, and ``parameter_hash`` of the whole batch.
+    """
+    if not isinstance(parameters, ParameterSet):
+        raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
+    if on_failure not in ("raise", "record"):
+        raise ValueError(f"on_failure={on_failure!r}: allowed values are 'raise' and 'record'")
+    for bad in ("on_failure", "progress"):
+        simulate_kwargs.pop(bad, None)
+    resolve_builder(model)  # fail early on a bad name, in this process
+    overrides = simulate_kwargs.pop("overrides", None)
+    if overrides:
+        parameters = parameters.with_values(overrides)
+    if not parameters.is_batched:
+        raise ValueError("simulate_parallel needs a batched ParameterSet (array values along 'sample'); "
+                         "use moa.simulate for one parameter set")
+    N = parameters.batch_size
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r}: must be an integer >= 1")
+    if chunks is None:
+        chunks = max(workers, math.ceil(N / DEFAULT_CHUNK_SAMPLES))
+    if not (isinstance(chunks, int) and chunks >= 1):
+        raise ValueError(f"chunks={chunks!r}: must be an integer >= 1")
+    chunks = min(chunks, N)
+    # "auto" chooses by batch size: decide on the whole batch so chunks use the same solver.
+    if simulate_kwargs.get("solver", "auto") == "auto":
+        simulate_kwargs["solver"] = "rodas" if N >= 8 else "LSODA"
+    edges = np.linspace(0, N, chunks + 1).round().astype(int)
+    bounds = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    parts = split_parameters(parameters, bounds)
+
+    results: list[xr.Dataset | None] = [None] * len(parts)
+    errors: dict[int, str] = {}
+    saved_env = {k: os.environ.get(k) for k in _BLAS_ENV}
+    try:
+        for k in _BLAS_ENV:  # inherited by spawned workers before they import numpy
+            os.environ[k] = str(blas_threads)
+        ctx = multiprocessing.get_context(mp_context)
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=ctx,
+                                    initializer=_limit_blas_threads, initargs=(blas_threads,)) as pool:
+            futures = {pool.submit(_run_chunk, model, part, regimen, simulate_kwargs): i for i, part in enumerate(parts)}
+            done = cf.as_completed(futures)
+            if progress:
+                from tqdm.auto import tqdm  # optional extra
+
+                done = tqdm(done, total=len(futures), desc=f"simulate {N} samples on {workers} processes", unit="chunk")
+            for fut in done:
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as exc:  # noqa: BLE001 - recorded per sample, reported below
+                    errors[i] = f"worker failed on samples {bounds[i][0]}..{bounds[i][1] - 1}: {type(exc).__name__}: {exc}"
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    template = next((r for r in results if r is not None), None)
+    if template is None:
+        raise SimulationError("every chunk failed: " + "; ".join(errors[i] for i in sorted(errors)))
+    for i, msg in errors.items():
+        results[i] = _failed_like(template, bounds[i], parts[i], msg)
+    ds = xr.concat(results, dim="sample", data_vars="all", coords="different", compat="equals", join="outer",
+                   combine_attrs="override")
+    ds = ds.assign_coords(sample=np.arange(N))
+    ds.attrs.update({"parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts)})
+
+    if on_failure == "raise":
+        status = np.asarray(ds["status"])
+        if np.any(status != 0):
+            k = int(np.nonzero(status != 0)[0][0])
+            raise SimulationError(f"parameter set {k} of {N} (hash {parameters.digest()}) failed: {ds['message'].values[k]}. "
+                                  f"{int(np.sum(status != 0))} of {N} failed; use on_failure='record' to keep the others.")
+    return ds
+
+
+def _failed_like(template: xr.Dataset, bounds, part: ParameterSet, message: str) -> xr.Dataset:
+    """A chunk result for a chunk whose worker failed: NaN values, status 4, the reason."""
+    n = bounds[1] - bounds[0]
+    data = {}
+    for name, var in template.data_vars.items():
+        shape = tuple(n if d == "sample" else template.sizes[d] for d in var.dims)
+        if name == "status":
+            values = np.full(shape, _FAILED_CHUNK, dtype=var.dtype)
+        elif name == "message":
+            values = np.full(shape, message, dtype=object)
+        else:
+            values = np.full(shape, np.nan)
+        data[name] = (var.dims, values, var.attrs)
+    coords = {"time": template["time"], "sample": ("sample", np.arange(*bounds))}
+    for name, coord in template.coords.items():
+        if name not in coords and coord.dims == ("sample",):
+            coords[name] = ("sample", np.asarray(part[name], dtype=float), coord.attrs)
+    return xr.Dataset(data, coords=coords, attrs=template.attrs)
