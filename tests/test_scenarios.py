@@ -1,0 +1,88 @@
+"""Every arm in every tumour setting: one year without solver failure, states non-negative,
+formats that differ only by valency, and the outcomes against a committed regression table
+(tests/baselines/arms_settings.csv, made by ``python -m moa.docgen --baselines``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moa.assemble import full_model
+from moa.docgen import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, arm_setting_outcome, read_baselines
+from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_arms, load_formats, load_settings, scenario
+
+PAIRS = [(a, s) for a in ARM_ORDER for s in SETTING_ORDER]
+#: Regression tolerances, as stated in the CSV header.
+DIAMETER_REL, DIAMETER_ABS_MM, BEST_CHANGE_PP = 0.02, 0.5, 1.0
+
+
+@pytest.fixture(scope="session")
+def year_runs():
+    """All 27 one-year runs (LSODA, the baseline tolerances), made once per session."""
+    model = full_model()
+    return {pair: arm_setting_outcome(*pair, model=model) for pair in PAIRS}
+
+
+def test_arms_and_settings_cover_the_issue():
+    assert set(load_arms()) == set(ARM_ORDER) and set(load_settings()) == set(SETTING_ORDER)
+
+
+def test_formats_differ_only_by_valency():
+    formats = load_formats()
+    assert set(formats) == {"bsab_2x2", "bsab_1x1"}
+    keys = {k for f in formats.values() for k in f.values}
+    assert keys == {"valency_pdl1_bsab", "valency_cd137_bsab"}
+    for setting in SETTING_ORDER:
+        two, one = scenario("bsab_2x2", setting)[0], scenario("bsab_1x1", setting)[0]
+        differ = {k for k in two if np.any(np.asarray(two[k]) != np.asarray(one[k]))}
+        assert differ == keys, setting
+    assert (formats["bsab_2x2"].values["valency_pdl1_bsab"], formats["bsab_1x1"].values["valency_pdl1_bsab"]) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize("arm, setting", PAIRS)
+def test_each_arm_runs_a_year_in_each_setting(year_runs, arm, setting):
+    ds, row = year_runs[arm, setting]
+    assert row["status"] == 0, str(ds["message"].values)
+    assert float(ds.time[-1]) == 365.0
+    assert np.all(np.isfinite(ds.tumour_diameter.values))
+
+
+def test_all_states_stay_non_negative_over_a_year(year_runs):
+    """Round-off below zero is allowed only at 1e-9 of the species' own maximum, plus the
+    solver's absolute tolerance (1e-9 in the species' unit) for species that stay at zero,
+    such as an undosed drug whose states hold solver noise of order 1e-11 nM."""
+    model = full_model()
+    bad = []
+    for pair, (ds, _) in year_runs.items():
+        for name in model.species_names:
+            y = ds[name].values
+            if y.min() < -(1e-9 * np.abs(y).max() + BASELINE_SOLVER["atol"]):
+                bad.append((pair, name, float(y.min()), float(np.abs(y).max())))
+    assert bad == []
+
+
+def test_untreated_tumours_grow_in_every_setting(year_runs):
+    for setting in SETTING_ORDER:
+        row = year_runs["untreated", setting][1]
+        assert row["diameter_d365_mm"] > 1.5 * row["diameter_d0_mm"]
+
+
+def _close(got, want, rel, abs_):
+    return abs(got - want) <= max(rel * abs(want), abs_)
+
+
+def test_outcomes_match_the_regression_baselines(year_runs):
+    baselines = {(r["arm"], r["setting"]): r for r in read_baselines()}
+    assert set(baselines) == set(PAIRS), f"{BASELINE_PATH} is missing pairs; run python -m moa.docgen --baselines"
+    off = []
+    for pair in PAIRS:
+        got, want = year_runs[pair][1], baselines[pair]
+        if got["status"] != want["status"]:
+            off.append((pair, "status", got["status"], want["status"]))
+        for day in (0,) + BASELINE_DAYS:
+            key = f"diameter_d{day}_mm"
+            if not _close(got[key], want[key], DIAMETER_REL, DIAMETER_ABS_MM):
+                off.append((pair, key, got[key], want[key]))
+        if not _close(got["best_change_pct"], want["best_change_pct"], 0.0, BEST_CHANGE_PP):
+            off.append((pair, "best_change_pct", got["best_change_pct"], want["best_change_pct"]))
+    assert off == [], "outcomes moved; if the model change is deliberate, run python -m moa.docgen --baselines"
