@@ -351,13 +351,19 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
         ax.set_ylabel(plots.label(_pretty(ya), str(grid[ya].attrs.get("units", "1"))))
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=11)
         frac = float((finite > MARGIN_LOG10).mean()) if finite.size else float("nan")
+        drawn = [k for k in handles if k.startswith("benefit =")]
+        styles = {"benefit = 0": "solid", f"benefit = {MARGIN_LOG10:g}": "dashed"}
+        contours = (f"Black contours: {'; '.join(f'{k} ({styles[k]})' for k in drawn)}." if drawn else
+                    f"The benefit lies between {finite.min():.2f} and {finite.max():.2f} everywhere on the map, so it "
+                    f"crosses neither 0 nor {MARGIN_LOG10:g} and no such contour is drawn; thin white lines are iso-lines."
+                    if finite.size else "No point finished.")
         caption = (
             f"Benefit of the 2:2 bispecific over anti-PD-L1 (log10 of the ratio of viable tumour cells, anti-PD-L1 / "
             f"bispecific, at day {day:g}, each floored at one cell) over tumour PD-L1 per cell x infiltration rate, both "
             f"log-spaced across their bounds ({len(x)} x {len(y)} points). Every other parameter is held at the "
             f"{settings[MAP_SETTING].label} values (default parameters + the '{MAP_SETTING}' overlay: antigenicity, initial "
-            "T cells and their exhaustion, myeloid PD-L1). Solid contour: benefit = 0; dashed: benefit = "
-            f"{MARGIN_LOG10} (the bispecific beats anti-PD-L1 by > 1.26-fold on {frac:.0%} of the finite points). The "
+            f"T cells and their exhaustion, myeloid PD-L1). {contours} The bispecific beats anti-PD-L1 by > "
+            f"{MARGIN_LOG10} log10 (1.26-fold) on {frac:.0%} of the finite points. The "
             "markers show where each setting's PD-L1 and infiltration lie; the other settings differ in more than these "
             "two values, so the map at their marker is not their outcome. Grey crosses: failed points (reason in the legend)."
         )
