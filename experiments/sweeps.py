@@ -270,6 +270,9 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
     """Best % change of diameter of each arm against each swept parameter, per setting."""
     settings = load_settings()
     duration = float(ds.time[-1])
+    names = {"-": "solid", "--": "dashed", ":": "dotted"}
+    styles = ", ".join(f"{settings[str(st)].label}: {names[SETTING_STYLE.get(str(st), ('', '-', ''))[1]]}"
+                       for st in ds.setting.values)
     with plots.style():
         fig, axes, params = _sweep_grid(ds)
         handles: dict = {}
@@ -288,7 +291,7 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 3))
         caption = (
             f"Best change of tumour diameter from baseline within {duration:g} days for anti-PD-L1 and the 2:2 bispecific "
-            "against each swept parameter; solid: cold setting, dashed: hot TNBC (line style by setting, colour by arm). "
+            f"against each swept parameter; line style by setting ({styles}), colour by arm. "
             "The dashed grey line is the RECIST partial-response threshold (-30%). One parameter varies at a time across "
             "its bounds in models/parameters/; all others keep the setting's values (models/settings.toml). Grey crosses: "
             "failed points (reason in the legend), drawn at 0%."
