@@ -210,8 +210,9 @@ def _flows(model: Model) -> list[tuple[str, str, str]]:
 def diagram_md(model: Model) -> str:
     """Mermaid flowchart: species by mechanism, transfers (solid) and regulation by named signals (dotted)."""
     out = [_HEADER.format(what="the sympy model (species, transfers, signals)"), "# Model diagram\n"]
-    out.append("Boxes are species, grouped by the mechanism that declares them; solid arrows are transfers "
-               "(mass leaves one species and enters another: PK distribution, binding, T-cell state changes); "
+    out.append("Boxes are species, grouped by the mechanism that declares them; thin arrows are transfers "
+               "(mass leaves one species and enters another: binding, T-cell state changes); thick arrows are gains "
+               "driven by another species that does not lose by it (distribution, exchange, shedding, priming); "
                "rounded nodes are named signals (expressions) and dotted arrows show which species' rate terms "
                "use them. Doses enter at the `*_central` species.\n")
     lines = ["```mermaid", "flowchart LR"]
@@ -226,6 +227,19 @@ def diagram_md(model: Model) -> str:
             lines.append("  end")
     for a, b, label in _flows(model):
         lines.append(f"  {a} -->|{label}| {b}")
+    flows = _flows(model)
+    flow_labels = {label for _, _, label in flows}
+    species_names = set(model.species_names)
+    drives: list[tuple[str, str, str]] = []
+    for t in model.terms:  # gains driven by another species without taking from it (shedding, exchange, priming)
+        label = re.sub(r"\s*\(\d,\d\)->\(\d,\d\)", "", t.label)
+        if t.expr.could_extract_minus_sign() or label in flow_labels:
+            continue
+        for sym in sorted(t.expr.free_symbols, key=str):
+            edge = (str(sym), t.species, label)
+            if str(sym) in species_names and str(sym) != t.species and edge not in drives:
+                drives.append(edge)
+    lines += [f"  {a} ==>|{label}| {b}" for a, b, label in drives]
     signals = {e.name for e in model.expressions}
     used: list[tuple[str, str]] = []
     for t in model.terms:
