@@ -150,10 +150,23 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
               "Experiments `arms_settings` and `sweeps` (hot/cold levers).", *bullets("cold")]
     sw = summaries.get("sweeps")
     if sw:
-        frac = sw.get("map_fraction_bsab_better") or sw.get("fraction_bsab_better")
-        if frac is not None:
-            lines.append(f"  - PD-L1 density x infiltration map: the 2:2 bispecific beats anti-PD-L1 by >0.1 log10 volume in "
-                         f"{100 * float(frac):.0f}% of the map (see sweeps figures for where).")
+        mp = sw.get("map") or {}
+        if mp.get("fraction_bsab_beats_apdl1") is not None:
+            lo, hi = mp.get("benefit_range_log10") or (float("nan"), float("nan"))
+            lines.append(f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.get('benefit_day')}): "
+                         f"the 2:2 bispecific leaves fewer tumour cells than anti-PD-L1 by > {mp.get('margin_log10')} log10 on "
+                         f"{100 * mp['fraction_bsab_beats_apdl1']:.0f}% of the map and anti-PD-L1 wins on "
+                         f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10).")
+        for setting, params in sw.get("sweeps", {}).items():
+            flips = {p: v["sign_changes_at"] for p, v in params.items() if v.get("sign_changes_at")}
+            weakest = min(params.items(), key=lambda kv: min(x for x in (kv[1]["low"]["benefit_log10"], kv[1]["high"]["benefit_log10"])
+                                                               if x is not None))
+            lines.append(f"  - One-parameter sweeps ({setting}): the benefit changes sign "
+                         + (f"at {flips}" if flips else "nowhere within the bounds")
+                         + f"; it is smallest at the {('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
+                         f"end of {weakest[0]} ({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10).")
+        if sw.get("failed_points"):
+            lines.append(f"  - {sw['failed_points']} sweep point(s) failed: {sw.get('failure_reasons')}.")
     lines.append("")
 
     lines += ["## 4. The 2:2 structure is optimal", "Experiments `format_bell` and `arms_settings`."]
@@ -173,8 +186,12 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     lines += ["## 6. Benefit with nab-paclitaxel", "Experiments `arms_settings` and `chemo_combination`.", *bullets("chemo")]
     ch = summaries.get("chemo_combination")
     if ch:
-        lines.append("  - Schedules and Bliss excess per setting: see chemo_combination/run.json; "
-                     + json.dumps({k: v for k, v in ch.items() if "bliss" in k.lower() or "schedule" in k.lower()}, default=str)[:600])
+        for setting, combos in ch.get("bliss_excess", {}).items():
+            parts = [f"{c}: " + ", ".join(f"{d} {v:+.3f}" for d, v in days.items()) for c, days in combos.items()]
+            lines.append(f"  - Bliss excess on inhibition, {SETTING_LABELS.get(setting, setting)}: " + "; ".join(parts) + ".")
+        for setting, verdicts in ch.get("schedule", {}).items():
+            lines.append(f"  - Schedule, {SETTING_LABELS.get(setting, setting)}: "
+                         + "; ".join(f"day {v['day']:g}: {v['better']}" for v in verdicts) + ".")
     lines.append("")
 
     lines += ["## 7. A case in PD-L1-negative TNBC", "Experiment `arms_settings`.", *bullets("pdl1neg"), ""]
