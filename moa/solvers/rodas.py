@@ -747,5 +747,22 @@ class _LinearSolver:
         with np.errstate(all="ignore"):
             x = self.plan._solve(self.a, self.d, b, self.t)
         if self.dense_cols is not None:
-            x[:, self.dense_cols] = np.linalg.solve(self.dense_mats, bd)[..., 0].T
+            x[:, self.dense_cols] = _dense_solve(self.dense_mats, bd).T
         return x
+
+
+def _dense_solve(mats: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pivoted solves of ``mats`` (k, n, n) with ``b`` (k, n, 1) -> (k, n). A singular (or
+    non-finite) matrix gives NaN for its trajectory only: its step is then rejected and the
+    trajectory fails on its own (step size underflow) instead of the whole batch raising."""
+    with np.errstate(all="ignore"):
+        try:
+            return np.linalg.solve(mats, b)[..., 0]
+        except np.linalg.LinAlgError:
+            out = np.full(b.shape[:2], np.nan)
+            for j in range(mats.shape[0]):
+                try:
+                    out[j] = np.linalg.solve(mats[j], b[j])[:, 0]
+                except np.linalg.LinAlgError:
+                    pass
+            return out
