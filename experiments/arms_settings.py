@@ -63,7 +63,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
 
     lines = ["| arm | " + " | ".join(settings[s].label for s in SETTING_ORDER) + " |",
              "|---|" + "---|" * len(SETTING_ORDER)]
-    summary: dict = {"duration_days": duration, "best_percent_change": {}, "best_response": {}, "final_diameter_mm": {}}
+    summary: dict = {"duration_days": duration, "best_percent_change": {}, "best_response": {}, "final_diameter_mm": {},
+                     "diameter_mm_day84": {}}
     for arm in ARM_ORDER:
         cells = []
         for s in SETTING_ORDER:
@@ -74,6 +75,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             summary["best_percent_change"].setdefault(arm, {})[s] = round(v, 2)
             summary["best_response"].setdefault(arm, {})[s] = br
             summary["final_diameter_mm"].setdefault(arm, {})[s] = round(fin, 3)
+            summary["diameter_mm_day84"].setdefault(arm, {})[s] = round(float(ds["tumour_diameter"].sel(arm=arm, setting=s, time=84.0)), 3)
         lines.append(f"| {plots.arm_label(arm)} | " + " | ".join(cells) + " |")
     write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
     failed = int((ds["status"] != 0).sum())

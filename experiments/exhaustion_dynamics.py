@@ -65,7 +65,11 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         for rate, key in ((default_reinvigoration, "with_reinvigoration"), (0.0, "without_reinvigoration")):
             e = end.sel(arm=arm, reinvigoration_per_day=rate)
             entry[key] = {v: float(e[v]) for v in ("t_eff", "t_pex", "t_ex", "tumour_diameter")}
-            entry[key]["mean_cd137_signal"] = float(ds["cd137_signal"].sel(arm=arm, reinvigoration_per_day=rate).mean())
+            run = ds.sel(arm=arm, reinvigoration_per_day=rate)
+            entry[key]["mean_cd137_signal"] = float(run["cd137_signal"].mean())
+            entry[key]["peak_t_eff"] = float(run["t_eff"].max())
+            entry[key]["peak_t_pex"] = float(run["t_pex"].max())
+            entry[key]["diameter_day84"] = float(run["tumour_diameter"].sel(time=84.0))
         summary["arms"][arm] = entry
     base = summary["arms"]["untreated"]["with_reinvigoration"]
     for arm in ARMS:
@@ -73,5 +77,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             e = summary["arms"][arm][key]
             e["t_eff_fold_vs_untreated"] = e["t_eff"] / base["t_eff"] if base["t_eff"] > 0 else np.nan
             e["t_pex_fold_vs_untreated"] = e["t_pex"] / base["t_pex"] if base["t_pex"] > 0 else np.nan
+            e["peak_t_eff_fold_vs_untreated"] = e["peak_t_eff"] / base["peak_t_eff"]
+            e["peak_t_pex_fold_vs_untreated"] = e["peak_t_pex"] / base["peak_t_pex"]
     summary["figures"] = ["exhaustion_cold.png"]
     return summary

@@ -61,3 +61,12 @@ def test_missing_experiments_are_said(tmp_path):
     text = write_claims(tmp_path).read_text()
     assert "not run (run `moa run arms_settings`)" in text
     assert "not run (run `moa run mabs_vs_bispecific`)" in text
+
+
+def test_day84_sizes_are_used_when_present(arms_summary):
+    s = copy.deepcopy(arms_summary)
+    s["diameter_mm_day84"] = copy.deepcopy(s["final_diameter_mm"])
+    s["diameter_mm_day84"]["bsab_2x2"]["cold"] = 5.0
+    s["diameter_mm_day84"]["bsab_1x1"]["cold"] = 20.0
+    text = _section(claims_markdown({"arms_settings": s}), 4)
+    assert "diameter at day 84 5.0 vs 20.0 mm -> 2:2 better" in text
