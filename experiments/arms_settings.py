@@ -32,9 +32,10 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     with plots.style():
         fig, axes = plots.subplots(1, len(SETTING_ORDER), figsize=(16, 5.2), sharey=True)
         for ax, setting in zip(axes, SETTING_ORDER):
-            for arm in ARM_ORDER:
+            for arm in ARM_ORDER[1:] + ARM_ORDER[:1]:  # untreated last and dashed: other arms may lie on it
                 d = ds["tumour_diameter"].sel(arm=arm, setting=setting)
-                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=2)
+                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=2,
+                        ls="--" if arm == "untreated" else "-")
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
             ax.set_yscale("symlog", linthresh=1.0)

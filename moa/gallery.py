@@ -1,0 +1,92 @@
+"""Build ``docs/gallery.md`` (and ``docs/claims.md``) from a full ``moa run all`` folder.
+
+    python -m moa.gallery results/        # after: moa run all --out results
+
+Copies every figure (PNG) into ``docs/figures/<experiment>/``, and writes the gallery: per
+figure its caption (from the caption file the experiment wrote) and a short note on what to
+read in it and what to distrust. The notes are about reading the figure; the numbers live in
+the captions' data and in ``docs/claims.md``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sys
+
+from .parameters import MODELS_DIR
+from .results import write_text
+
+DOCS = MODELS_DIR.parent / "docs"
+
+NOTES = {
+    "pk_occupancy": "Plasma concentration and systemic PD-L1 occupancy of the bispecific at three dose levels. The "
+                    "target-mediated sink makes the lowest dose clear faster; caveat: LBL-024 has no public PK, so "
+                    "these are atezolizumab-class values.",
+    "diameter_by_setting": "One typical patient per setting, every arm. Read the order of the curves, not the timing "
+                           "of cures: the model has no resistant clone, so active arms shrink the tumour to nothing "
+                           "within a year and chemotherapy is stronger than IMpassion130 suggests.",
+    "best_response_heatmap": "Best change from baseline and RECIST best response per arm and setting. Anti-PD-L1 alone "
+                             "barely moves the hot tumour in this calibration (by design: monotherapy response rates "
+                             "in mTNBC are low); everything containing 4-1BB costimulation responds.",
+    "exhaustion_cold": "Cold tumour T-cell states. The 4-1BB signal turns a shrinking T-cell pool into an expanding one "
+                       "(proliferation and survival); the dotted lines (no reinvigoration of Tex) lie almost on the solid "
+                       "ones, so in this model the benefit does not hinge on reversing terminal exhaustion. The gains are "
+                       "assumed parameters.",
+    "bell_in_vitro": "Exact binding equilibrium: the bridged complex is bell-shaped in drug concentration for both "
+                     "formats; 2:2 peaks higher and at lower concentration because of avidity. The PD-L1 density "
+                     "scales the peak roughly in proportion.",
+    "dose_in_vivo": "In the tumour, the bridged complex and the 4-1BB signal peak at a few mg/kg and decline slowly "
+                    "above (hook effect), while the response saturates; at 15 mg/kg the signal is close to its top "
+                    "in the hot setting and a little past it in the cold one.",
+    "window": "The safety surrogate separates the agonist (most blood/liver 4-1BB engaged at tolerated doses) from the "
+              "conditional bispecific (about a tenth, falling with dose as single-arm binding outcompetes bridging). "
+              "Peripheral receptor levels are assumed; this is binding, not liver toxicity.",
+    "chemo_diameter": "nab-paclitaxel with the bispecific, concurrent and after a one-cycle lead-in. Concurrent dosing "
+                      "leaves fewer tumour cells early in every setting; both schedules end below one cell.",
+    "chemo_bliss": "Bliss excess on fractional inhibition (and on log kill, which does not saturate). The interaction "
+                   "is near additive on the inhibition scale because chemotherapy alone removes most of the tumour.",
+    "chemo_mechanism": "What chemotherapy does to T cells and antigen: it depletes proliferating effectors and Tpex "
+                       "while releasing antigen; the net effect on the bispecific is small in this model.",
+    "sweeps_benefit": "Benefit of the 2:2 bispecific over anti-PD-L1 (log10 fewer tumour cells at day 168) across each "
+                      "parameter's bounds. It never changes sign within the bounds; trans-bridging avidity (chi trans) "
+                      "is the drug property it depends on most, and priming has a non-monotone effect in hot tumours "
+                      "(with strong priming anti-PD-L1 works too).",
+    "sweeps_best_response": "Each arm's best diameter change across the same sweeps: where anti-PD-L1 itself starts to "
+                            "work, the bispecific's relative benefit shrinks.",
+    "benefit_map": "PD-L1 density x infiltration on the cold background: the bispecific's benefit stays positive "
+                   "everywhere, so no contour at zero exists. The verdict would change only through parameters held "
+                   "fixed here (chi trans, costimulation gains).",
+}
+
+
+def build(results_dir: str | pathlib.Path, docs_dir: pathlib.Path = DOCS) -> pathlib.Path:
+    results_dir = pathlib.Path(results_dir)
+    pngs = sorted(results_dir.glob("*/*.png"))
+    if not pngs:
+        raise ValueError(f"{results_dir}: no figures; run `moa run all --out {results_dir}` first")
+    lines = ["# Gallery", "",
+             "Every figure of a full `moa run all`, with its caption and a note on how to read it. Regenerate with "
+             "`moa run all --out results && python -m moa.gallery results`. The claims these figures test are in "
+             "[claims.md](claims.md).", ""]
+    for experiment in sorted({p.parent.name for p in pngs}):
+        lines += [f"## {experiment}", ""]
+        for png in sorted(p for p in pngs if p.parent.name == experiment):
+            target = docs_dir / "figures" / experiment / png.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, target)
+            caption = (png.parent / f"{png.stem}.caption.md").read_text().splitlines()
+            body = [ln for ln in caption[1:] if not ln.startswith("#")]
+            lines += [f"### {png.stem}", "", f"![{png.stem}](figures/{experiment}/{png.name})", "",
+                      *[ln for ln in body if ln.strip()][:12], ""]
+            if png.stem in NOTES:
+                lines += [f"**Reading it.** {NOTES[png.stem]}", ""]
+    path = write_text(docs_dir / "gallery.md", "\n".join(lines))
+    claims = results_dir / "claims.md"
+    if claims.exists():
+        write_text(docs_dir / "claims.md", claims.read_text())
+    return path
+
+
+if __name__ == "__main__":
+    print(build(sys.argv[1] if len(sys.argv) > 1 else "results"))
