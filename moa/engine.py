@@ -389,19 +389,19 @@ class _Printer(NumPyPrinter):
         # derivative of a step (Heaviside): zero except on a set of measure zero
         return f"(0.0*{self._print(expr.args[0])})"
 
-    def _print_Max(self, expr):
+    def _fold(self, ufunc: str, expr) -> str:
+        """Max/Min of several arguments as nested elementwise calls (broadcasts scalars and arrays)."""
         args = [self._print(a) for a in expr.args]
         out = args[0]
         for a in args[1:]:
-            out = f"np.maximum({out}, {a})"
+            out = f"np.{ufunc}({out}, {a})"
         return out
 
+    def _print_Max(self, expr):
+        return self._fold("maximum", expr)
+
     def _print_Min(self, expr):
-        args = [self._print(a) for a in expr.args]
-        out = args[0]
-        for a in args[1:]:
-            out = f"np.minimum({out}, {a})"
-        return out
+        return self._fold("minimum", expr)
 
     def _print_Pi(self, expr):
         return "np.pi"
