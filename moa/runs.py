@@ -84,6 +84,15 @@ def run_arms(arms: Sequence[str], settings: Sequence[str], duration_days: float,
             progress(arm)
     ds = xr.concat(parts, dim="arm")
     ds = ds.assign_coords(arm_label=("arm", [labels[a].label for a in arms]))
+    # provenance of the whole grid, not of the first arm that xr.concat kept
+    overlays = dict.fromkeys(o for part in parts for o in part.attrs.get("overlays", "").split(",") if o)
+    ds.attrs.update({
+        "parameter_set": f"models/parameters defaults; arms {', '.join(arms)} (models/arms.toml)",
+        "overlays": ",".join(overlays),
+        "parameter_hash": "+".join(dict.fromkeys(part.attrs.get("parameter_hash", "?") for part in parts)),
+        "regimen": "per arm (models/arms.toml)",
+    })
+    ds.attrs.pop("doses", None)
     return ds
 
 
