@@ -14,8 +14,8 @@ by Latin hypercube within the bounds in ``models/`` (log-uniform where the param
 ``VARIED``): PK and body size, target/receptor numbers, tumour growth, killing, T-cell rates.
 Drug-design constants (affinities, valencies, molecular weights), the setting's own values,
 parameters of drugs not given in this arm, and numerical floors keep their scenario values; so
-do the initial T-cell fractions (``initial_fraction_pex + initial_fraction_ex`` must stay <= 1:
-drawn independently within their bounds they can exceed 1 and start with negative effectors).
+do the initial T-cell fractions (kept as measured; with the old upper bounds of 0.6 their sum could
+exceed 1 and start with negative effectors; each is now bounded at 0.5 in models/).
 
 Measured, all in this one process with BLAS pinned to one thread (one core), one after another:
 
