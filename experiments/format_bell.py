@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from moa import plots
+from moa.analysis import best_percent_change
 from moa.binding import drug_binding, in_vitro
 from moa.parameters import load_parameters
 from moa.results import save_dataset
@@ -104,7 +105,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     vivo["mean_ternary_cycle2"] = cycle2["ternary_bsab"].mean("time").assign_attrs(units="nM")
     vivo["mean_cd137_signal_cycle2"] = cycle2["cd137_signal"].mean("time").assign_attrs(units="1")
     d = vivo["tumour_diameter"]
-    vivo["best_percent_change"] = (100 * (d.isel(time=slice(1, None)).min("time") - d.isel(time=0)) / d.isel(time=0)).assign_attrs(units="%")
+    vivo["best_percent_change"] = best_percent_change(d)
     save_dataset(vivo, out_dir, "in_vivo_dose", csv_variables=["mean_ternary_cycle2", "mean_cd137_signal_cycle2", "best_percent_change"])
 
     with plots.style():

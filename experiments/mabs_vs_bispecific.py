@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from moa import plots
+from moa.analysis import best_percent_change
 from moa.regimen import every
 from moa.results import save_dataset
 from moa.runs import run_doses
@@ -27,7 +28,7 @@ URELUMAB_TOLERATED, URELUMAB_HEPATOTOXIC = 0.1, 1.0  # mg/kg Q3W, Segal 2017
 def _efficacy(ds: xr.Dataset) -> xr.Dataset:
     d = ds["tumour_diameter"]
     out = xr.Dataset()
-    out["best_percent_change"] = (100 * (d.isel(time=slice(1, None)).min("time") - d.isel(time=0)) / d.isel(time=0)).assign_attrs(units="%")
+    out["best_percent_change"] = best_percent_change(d)
     out["peak_peripheral_cd137"] = ds["cd137_engaged_peripheral"].max("time").assign_attrs(units="1")
     out["mean_tumour_cd137_signal"] = ds["cd137_signal"].mean("time").assign_attrs(units="1")
     return out

@@ -74,13 +74,18 @@ def _binom(n: float, k: int) -> float:
     return max(out, 0.0)
 
 
+def _scalar(params: Mapping, key: str) -> float:
+    """One number from a parameter set (the first sample if batched)."""
+    return float(np.asarray(params[key]).ravel()[0])
+
+
 def drug_binding(params: Mapping, drug: str) -> DrugBinding:
     """Constants of ``drug`` ("bsab", "apdl1", "a41bb") from a parameter set (scalars)."""
     arms = {a.drug: a for a in DRUG_ARMS}
     if drug not in arms:
         raise ValueError(f"drug={drug!r}: allowed drugs are {sorted(arms)}")
     a = arms[drug]
-    get = lambda k: float(np.asarray(params[k]).ravel()[0])  # noqa: E731
+    get = lambda k: _scalar(params, k)  # noqa: E731
     return DrugBinding(
         drug,
         valency_pdl1=get(f"valency_pdl1_{drug}") if a.binds_pdl1 else 0.0,
@@ -208,7 +213,7 @@ def peripheral_engagement(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
     ``pdl1_peripheral_nM`` and ``cd137_peripheral_nM``; binding is taken at equilibrium with
     plasma (binding is fast next to antibody PK).
     """
-    get = lambda k: float(np.asarray(params[k]).ravel()[0])  # noqa: E731
+    get = lambda k: _scalar(params, k)  # noqa: E731
     # solver round-off can leave undosed concentrations a hair below zero; NaN marks failed runs
     plasma = {d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) for d in ("bsab", "apdl1", "a41bb")}
     drugs = [(drug_binding(params, d), plasma[d]) for d in ("bsab", "apdl1", "a41bb")]

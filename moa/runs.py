@@ -15,7 +15,7 @@ import xarray as xr
 from .assemble import full_model
 from .binding import peripheral_engagement
 from .parameters import ParameterSet
-from .regimen import Regimen
+from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
 from .simulate import simulate
 
@@ -148,8 +148,6 @@ def run_doses(drug: str, doses: Sequence[float], unit: str, interval_days: float
               arm: str, extra: Regimen | None = None, overrides: Mapping | None = None,
               variables: Iterable[str] | None = None) -> xr.Dataset:
     """The arm's parameters with ``drug`` given at each dose (one simulation per dose)."""
-    from .regimen import every
-
     params, _ = scenario(arm, setting, duration_days)
     if overrides:
         params = params.with_values(overrides)

@@ -204,19 +204,3 @@ def _reaction(m: Mechanism, net: sympy.Expr, consumed: list, produced: list, lab
         m.term(s, -net, label)
     for s in produced:
         m.term(s, net, label)
-
-
-def equilibrium_weight(a: int, b: int, n_l: float, n_b: float, kd_l: float, kd_b: float,
-                       chi_cis_l: float, chi_cis_b: float, chi_trans: float) -> tuple[float, int, int]:
-    """Constant K with [C(a,b)] = K [D] [L]^a [B]^b (numbers; for tests and moa.binding)."""
-    e_l, e_b, e_t = avidity_exponents(a, b)
-    coeff = _binom(n_l, a) * _binom(n_b, b) * chi_cis_l**e_l * chi_cis_b**e_b * chi_trans**e_t
-    return coeff / (kd_l**a * kd_b**b), a, b
-
-
-def _binom(n: float, k: int) -> float:
-    """Generalised binomial n (n-1) ... (n-k+1) / k! (valency may be a real number in sweeps)."""
-    out = 1.0
-    for i in range(k):
-        out *= (n - i) / (i + 1)
-    return out if out > 0 else 0.0
