@@ -161,7 +161,9 @@ def simulate(
     drug_row = {d: i for i, d in enumerate(compiled.drugs)}
     edges = [0.0] + (regimen.breakpoints(t_end) if regimen is not None else []) + [t_end]
     Y_out = np.full((len(t_out), compiled.n_species, N), np.nan)
-    P_at = np.empty((len(t_out),), dtype=object)
+    # parameters (with the segment's infusion inputs) in force at each output time, one copy per segment
+    segment_params: list[np.ndarray] = []
+    segment_of = np.full(len(t_out), -1)
 
     segments = list(zip(edges[:-1], edges[1:]))
     iterator = segments
@@ -185,8 +187,8 @@ def simulate(
         in_seg = (t_out >= a) & ((t_out <= b) if last else (t_out < b))
         seg_out, Y = run(a, b, Y, t_out[in_seg])
         Y_out[in_seg] = seg_out
-        for i in np.nonzero(in_seg)[0]:
-            P_at[i] = P.copy()
+        segment_params.append(P.copy())
+        segment_of[in_seg] = len(segment_params) - 1
 
     # A bolus at exactly the last output time: report the post-dose state there too.
     for dose, amount in zip(doses, amounts):
@@ -207,8 +209,8 @@ def simulate(
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
     for i, t in enumerate(t_out):
-        if P_at[i] is not None:
-            obs[i] = compiled.observables_T(t, Y_out[i], P_at[i])
+        if segment_of[i] >= 0:
+            obs[i] = compiled.observables_T(t, Y_out[i], segment_params[segment_of[i]])
     return _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
                        pre_equilibrate_days)
 
