@@ -512,6 +512,8 @@ class CompiledModel:
         p = [sympy.Symbol(n, real=True) for n in self.parameter_names]
         self.n_species, self.n_parameters = len(y), len(p)
         rhs = model.rhs_symbolic
+        #: (rhs expressions, state symbols, parameter symbols in the order of P's rows), for code generators
+        self.symbolic = (list(rhs), list(y), list(p))
         self.rhs_T = _generate("rhs_T", rhs, y, p, len(y), [str(i) for i in range(len(y))])
 
         jac = sympy.Matrix(rhs).jacobian(y)

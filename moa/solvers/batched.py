@@ -1,4 +1,9 @@
-"""The fast backend: batched Rodas4 (:mod:`moa.solvers.rodas`) behind the solver interface."""
+"""The fast backend: batched Rodas4 behind the solver interface.
+
+Two implementations of the same method: compiled with numba (:mod:`moa.solvers.jit`, optional
+extra ``moa[fast]``) and pure numpy (:mod:`moa.solvers.rodas`). ``backend="auto"`` takes the
+compiled one when numba is installed.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,42 @@ import dataclasses
 
 import numpy as np
 
+from . import jit
 from .base import SegmentResult
 from .rodas import SparseLUPlan, integrate_batch
 
-__all__ = ["RodasSolver"]
+__all__ = ["RodasSolver", "BACKENDS"]
+
+BACKENDS = ("auto", "numba", "numpy")
 
 
 @dataclasses.dataclass
 class RodasSolver:
     """All N parameter sets at once, each with its own adaptive step.
 
+    backend: "auto" (numba when installed, else numpy), "numba" or "numpy".
     The sparse LU plan depends only on the Jacobian's pattern, so it is built once per
     compiled model and kept on this solver object (deterministic; results do not depend on it).
     """
 
     chunk_size: int = 4096
     dense_output: bool = True
+    backend: str = "auto"
     _plans: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    name = "moa-rodas4"
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}: allowed values are {BACKENDS}")
+        if self.backend == "numba" and not jit.available():
+            raise ImportError("backend='numba' needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
+
+    @property
+    def compiled_backend(self) -> bool:
+        return self.backend == "numba" or (self.backend == "auto" and jit.available())
+
+    @property
+    def name(self) -> str:
+        return "moa-rodas4-numba" if self.compiled_backend else "moa-rodas4"
 
     def _plan(self, compiled) -> SparseLUPlan:
         key = id(compiled)
@@ -37,7 +59,12 @@ class RodasSolver:
         if t1 <= t0:
             return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), np.zeros(N, int), [""] * N,
                                  np.zeros(N, int))
-        res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0, t1,
-                              Y0, P, np.asarray(t_out, dtype=float), rtol=rtol, atol=atol, plan=self._plan(compiled),
-                              dense_output=self.dense_output, chunk_size=self.chunk_size)
+        t_out = np.asarray(t_out, dtype=float)
+        if self.compiled_backend:
+            res = jit.integrate_batch_jit(jit.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
+                                          atol=atol, dense_output=self.dense_output)
+        else:
+            res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
+                                  t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),
+                                  dense_output=self.dense_output, chunk_size=self.chunk_size)
         return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps)

@@ -238,6 +238,7 @@ class SparseLUPlan:
         self.l_slot = np.array([slot[(i, k)] for k in range(n) for i in Lcols[k]], dtype=np.intp)
         self.n_factor_ops = sum(len(Lcols[k]) * (len(Urows[k]) + 1) for k in range(n))
         self.n_solve_ops = sum(len(Lcols[k]) + len(Urows[k]) for k in range(n))
+        self._slot, self._Lcols, self._Urows = slot, Lcols, Urows   # symbolic factors (for moa.solvers.jit)
         self._build_kernels(slot, Lcols, Urows)
 
     # -- code generation ----------------------------------------------------------------------
