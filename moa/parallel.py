@@ -35,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import SimulationError
+from .solvers import auto_solver
 from .parameters import ParameterSet
 
 __all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
@@ -146,7 +147,7 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     chunks = min(chunks, N)
     # "auto" chooses by batch size: decide on the whole batch so chunks use the same solver.
     if simulate_kwargs.get("solver", "auto") == "auto":
-        simulate_kwargs["solver"] = "rodas" if N >= 8 else "LSODA"
+        simulate_kwargs["solver"] = auto_solver(N)
     edges = np.linspace(0, N, chunks + 1).round().astype(int)
     bounds = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
     parts = split_parameters(parameters, bounds)

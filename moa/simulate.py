@@ -13,7 +13,7 @@ from .errors import SimulationError
 from .parameters import ParameterSet
 from .provenance import base_provenance
 from .regimen import Regimen
-from .solvers import get_solver
+from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS
 
 __all__ = ["simulate", "output_times"]
@@ -82,8 +82,10 @@ def simulate(
     regimen: doses; ``None`` means untreated. A regimen without doses is refused (ambiguous).
     duration_days / times: output grid in days. ``times`` wins; default daily to duration.
     overrides: parameter values replacing those in ``parameters`` (validated).
-    solver: "auto" (LSODA for fewer than 8 parameter sets, else "rodas"), "LSODA", "BDF",
-        "Radau" (scipy, one trajectory at a time) or "rodas" (batched Rodas4), or a solver object.
+    solver: "auto" (:func:`moa.solvers.auto_solver`: "rodas" when numba is installed, else LSODA for
+        fewer than 8 parameter sets and "rodas" from 8 up), "LSODA", "BDF", "Radau" (scipy, one
+        trajectory at a time) or "rodas" (batched Rodas4, compiled with numba when installed), or a
+        solver object such as ``RodasSolver(backend="numpy")``.
     rtol, atol: solver tolerances (atol in each species' own unit).
     pre_equilibrate_days: integrate the untreated system this long first and start from there.
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
@@ -124,7 +126,7 @@ def simulate(
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
     t_end = float(t_out[-1])
     if solver == "auto":
-        solver = "rodas" if parameters.batch_size >= 8 else "LSODA"
+        solver = auto_solver(parameters.batch_size)
     backend = get_solver(solver)
 
     compiled = model.compiled

@@ -52,9 +52,11 @@ def test_parallel_equals_single_process_spawn(batch, single):
     assert par.attrs["parallel_chunks"] == 3 and par.attrs["parallel_workers"] == 2
 
 
-def test_auto_solver_is_chosen_on_the_whole_batch(batch, single):
-    """16 samples -> rodas, even though each of 4 chunks (4 samples) alone would pick LSODA."""
+def test_auto_solver_is_chosen_on_the_whole_batch(batch, monkeypatch):
+    """Without numba: 16 samples -> rodas, even though each of 4 chunks (4 samples) alone would pick LSODA."""
     params, regimen = batch
+    monkeypatch.setenv("MOA_NO_JIT", "1")  # forked workers inherit it
+    single = moa.simulate(full_model(), params, regimen, duration_days=DAYS, solver=RodasSolver(backend="numpy"))
     par = simulate_parallel(full_model, params, regimen, duration_days=DAYS, workers=2, chunks=4, mp_context="fork")
     assert par.attrs["solver"] == "moa-rodas4"
     _assert_same(single, par)

@@ -13,6 +13,7 @@ from moa.assemble import pk_model
 from moa.engine import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
 from moa.results import save_dataset
+from moa.solvers import jit
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_result_is_labelled_with_provenance(pk_result):
     for key in ("moa_version", "git_commit", "parameter_hash", "solver", "rtol", "atol", "regimen"):
         assert key in ds.attrs, key
     assert ds.attrs["moa_version"] == moa.__version__
-    assert ds.attrs["solver"] == "scipy-LSODA"
+    assert ds.attrs["solver"] == ("moa-rodas4-numba" if jit.available() else "scipy-LSODA")  # solver="auto"
     # The hash follows the values.
     other = moa.simulate(pk_model("bsab"), moa.load_parameters(), moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0), duration_days=42.0)
     assert other.attrs["parameter_hash"] != ds.attrs["parameter_hash"]

@@ -1,4 +1,4 @@
-"""The batched Rodas4 solver on the full model (39 states, nab-paclitaxel + 2:2 bispecific doses):
+"""The batched Rodas4 solver (numpy and compiled backends) on the full model (39 states, nab-paclitaxel + 2:2 bispecific doses):
 it agrees with scipy LSODA run one trajectory at a time, and a trajectory that fails is reported
 with its index and reason while the others finish and match their own runs."""
 
@@ -11,6 +11,8 @@ import moa
 from moa.assemble import full_model
 from moa.roadrunner import relative_difference
 from moa.scenarios import scenario
+from moa.solvers import jit
+from moa.solvers.batched import RodasSolver
 
 DAYS = 30.0  # bispecific at t = 0, 21; nab-paclitaxel at t = 0, 7, 14, 28
 RTOL_AGREE = 1e-4
@@ -42,11 +44,19 @@ def singles(setup):
     return out
 
 
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not jit.available(), reason="numba not installed"))]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def batch(setup):
+def batch(setup, backend):
     model, params, regimen = setup
     return moa.simulate(model, params.with_values({k: np.array(v) for k, v in SETS.items()}), regimen,
-                        duration_days=DAYS, solver="rodas")  # moa.simulate's default tolerances
+                        duration_days=DAYS, solver=RodasSolver(backend=backend))  # moa.simulate's default tolerances
 
 
 def _max_rel(ds_a, ds_b, variables=COMPARED) -> dict[str, float]:
@@ -55,7 +65,7 @@ def _max_rel(ds_a, ds_b, variables=COMPARED) -> dict[str, float]:
 
 
 def test_batched_rodas_agrees_with_single_lsoda(batch, singles):
-    assert batch.attrs["solver"] == "moa-rodas4"
+    assert batch.attrs["solver"] in ("moa-rodas4", "moa-rodas4-numba")
     assert np.all(batch["status"].values == 0)
     for k, single in enumerate(singles):
         assert int(single["status"]) == 0
@@ -66,7 +76,7 @@ def test_batched_rodas_agrees_with_single_lsoda(batch, singles):
     assert np.ptp(np.log10(np.maximum(final, 1e-30))) > 1
 
 
-def test_failing_trajectory_is_reported_and_the_others_finish(setup, batch, singles):
+def test_failing_trajectory_is_reported_and_the_others_finish(setup, backend, batch, singles):
     """Sample 1 gets an absurd association rate (1e300): its Jacobian overflows, the iteration
     matrix is singular, the step is rejected until it underflows. Before the fix the dense
     fallback raised LinAlgError and took the whole batch down."""
@@ -75,8 +85,8 @@ def test_failing_trajectory_is_reported_and_the_others_finish(setup, batch, sing
     values["kon_pdl1_bsab"] = np.array([params["kon_pdl1_bsab"], params["kon_pdl1_bsab"], 1e300,
                                         params["kon_pdl1_bsab"]])
     with np.errstate(all="ignore"):
-        ds = moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS, solver="rodas",
-                          on_failure="record")
+        ds = moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS,
+                          solver=RodasSolver(backend=backend), on_failure="record")
     status, message = ds["status"].values, ds["message"].values
     assert status.tolist()[:2] == [0, 0] and status[3] == 0
     assert status[2] != 0
@@ -92,15 +102,28 @@ def test_failing_trajectory_is_reported_and_the_others_finish(setup, batch, sing
         assert max(diffs.values()) < RTOL_AGREE, (k_batch, diffs)
 
     with pytest.raises(moa.SimulationError, match=r"parameter set 2 of 4"), np.errstate(all="ignore"):
-        moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS, solver="rodas")
+        moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS, solver=RodasSolver(backend=backend))
 
 
-def test_non_finite_initial_rhs_is_reported(setup):
+def test_non_finite_initial_rhs_is_reported(setup, backend):
     """An overflowing growth rate makes the rhs non-finite at t = 0: status 1 for that sample only."""
     model, params, regimen = setup
     p = params.with_values({"tumour_growth_rate": np.array([0.01, 1e300, 0.02] + [0.01] * 5)})
     with np.errstate(all="ignore"):
-        ds = moa.simulate(model, p, regimen, times=[0.0, 1.0, 2.0], solver="rodas", on_failure="record")
+        ds = moa.simulate(model, p, regimen, times=[0.0, 1.0, 2.0], solver=RodasSolver(backend=backend),
+                          on_failure="record")
     assert ds["status"].values.tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
     assert "non-finite" in ds["message"].values[1] and "t=0" in ds["message"].values[1]
     assert np.all(np.isfinite(ds["tumour_cells"].values[[0, 2]]))
+
+
+@pytest.mark.skipif(not jit.available(), reason="numba not installed")
+def test_compiled_and_numpy_backends_agree(setup):
+    """Same method, two implementations: a year-scale difference would mean a bug in one of them."""
+    model, params, regimen = setup
+    p = params.with_values({k: np.array(v) for k, v in SETS.items()})
+    a = moa.simulate(model, p, regimen, duration_days=DAYS, solver=RodasSolver(backend="numba"))
+    b = moa.simulate(model, p, regimen, duration_days=DAYS, solver=RodasSolver(backend="numpy"))
+    assert a.attrs["solver"] == "moa-rodas4-numba" and b.attrs["solver"] == "moa-rodas4"
+    diffs = _max_rel(a, b)
+    assert max(diffs.values()) < 1e-9, diffs

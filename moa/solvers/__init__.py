@@ -6,9 +6,18 @@ from .base import STATUS, SegmentResult, Solver
 from .scipy_backend import METHODS as SCIPY_METHODS
 from .scipy_backend import ScipySolver
 
-__all__ = ["get_solver", "Solver", "SegmentResult", "STATUS", "SOLVERS"]
+__all__ = ["get_solver", "auto_solver", "Solver", "SegmentResult", "STATUS", "SOLVERS"]
 
 SOLVERS = (*SCIPY_METHODS, "rodas")
+
+
+def auto_solver(batch_size: int) -> str:
+    """The solver ``solver="auto"`` stands for: the compiled Rodas4 whenever numba is installed (it is
+    faster than LSODA even for one trajectory); without numba, LSODA below 8 parameter sets (numpy's
+    batched Rodas4 pays a fixed Python cost per step) and the numpy Rodas4 from 8 up."""
+    from . import jit
+
+    return "rodas" if (jit.available() or batch_size >= 8) else "LSODA"
 
 
 def get_solver(solver) -> Solver:
