@@ -19,7 +19,9 @@ exceed 1 and start with negative effectors; each is now bounded at 0.5 in models
 
 Measured, all in this one process with BLAS pinned to one thread (one core), one after another:
 
-(a) moa ``simulate(solver="rodas")`` on the whole batch (work-precision over rtol 1e-3..1e-7);
+(a) moa ``simulate(solver=RodasSolver(backend="numba"))`` on the whole batch: the compiled Rodas4
+    (work-precision over rtol 1e-3..1e-7), and the same method in pure numpy
+    (``backend="numpy"``) at ``--numpy-rtols``;
 (b) libroadrunner (CVODE) on the SBML exported by ``moa.sbml.export``, one simulation after
     another, every parameter set before each run (``moa.roadrunner.SBMLSimulator``), rtol
     1e-5..1e-8, on the first ``--n-rr`` sets;
@@ -78,8 +80,9 @@ TUMOUR_FLOOR_CELLS = 1e6  # 1e-3 x 1e9 cells
 OBS_FLOOR_FRACTION = 1e-3
 KEY = ("tumour_volume", "bsab_central", "t_eff", "cd137_signal", "pdl1_drug_occupancy", "nabp_central")
 TUMOUR_TARGET = 1e-5
-RODAS_RTOLS = (1e-3, 1e-4, 5e-5, 2e-5, 1e-5, 1e-6, 1e-7)
-RR_RTOLS = (1e-5, 1e-6, 1e-7, 1e-8)
+RODAS_RTOLS = (1e-3, 1e-4, 3e-5, 1e-5, 5e-6, 3e-6, 2e-6, 1e-6, 1e-7)
+NUMPY_RTOLS = (1e-5, 1e-6)
+RR_RTOLS = (1e-5, 1e-6, 5e-7, 3e-7, 2e-7, 1e-7, 1e-8)
 
 #: Parameters varied between virtual patients, by group (bounds and scale from models/).
 VARIED = {
@@ -261,6 +264,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--reference", choices=("radau", "lsoda"), default=None,
                     help="reference solver: Radau rtol 1e-10 (default) or LSODA rtol 1e-11 (default with --quick)")
     ap.add_argument("--rodas-rtols", type=float, nargs="+", default=None, help=f"default {RODAS_RTOLS}")
+    ap.add_argument("--numpy-rtols", type=float, nargs="*", default=None,
+                    help=f"rtols for moa's numpy backend (default {NUMPY_RTOLS}; 1e-6 with --quick)")
     ap.add_argument("--rr-rtols", type=float, nargs="+", default=None, help=f"default {RR_RTOLS}")
     ap.add_argument("--seed", type=int, default=20241)
     ap.add_argument("--out", default="results/benchmarks/throughput.json")
@@ -275,6 +280,7 @@ def main(argv=None) -> dict:
     ref_kind = args.reference or ("lsoda" if quick else "radau")
     rodas_rtols = tuple(args.rodas_rtols or ((1e-3, 1e-4, 1e-5, 1e-6) if quick else RODAS_RTOLS))
     rr_rtols = tuple(args.rr_rtols or ((1e-6, 1e-7) if quick else RR_RTOLS))
+    numpy_rtols = tuple(args.numpy_rtols if args.numpy_rtols is not None else ((1e-6,) if quick else NUMPY_RTOLS))
     if 1e-6 not in rodas_rtols:
         rodas_rtols = tuple(sorted(set(rodas_rtols) | {1e-6}, reverse=True))
     out_path = ROOT / args.out if not pathlib.Path(args.out).is_absolute() else pathlib.Path(args.out)
@@ -295,19 +301,29 @@ def main(argv=None) -> dict:
 
     ref = reference(params, regimen, values, times, n_ref, ref_kind, out_path.parent)
 
+    from moa.solvers import jit
+    from moa.solvers.batched import RodasSolver
+
+    backends = (["numba"] if jit.available() else []) + (["numpy"] if numpy_rtols else [])
+    if not jit.available():
+        print("numba not installed: only the numpy backend is measured (pip install 'moa[fast]')")
     # warm-up (compilation, caches) outside the timings
-    run_moa(model, params, regimen, subset(values, slice(0, 8)), times[:8], "rodas", 1e-6)
+    for backend in backends:
+        run_moa(model, params, regimen, subset(values, slice(0, 8)), times[:8], RodasSolver(backend=backend), 1e-6)
 
     rows_moa = []
-    for rtol in rodas_rtols:
-        secs, ds = run_moa(model, params, regimen, values, times, "rodas", rtol)
-        res = moa_arrays(ds)
-        row = {"solver": "moa-rodas4", "rtol": rtol, "atol": ATOL, "n": n, "seconds": secs, "sims_per_s": n / secs,
-               "failed": int(np.sum(res["status"] != 0)), "errors": errors(res, ref, density),
-               "load_average": load_average()}
-        rows_moa.append(row)
-        print(f"moa rodas   rtol {rtol:7.0e}: {n:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
-              f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {row['failed']}", flush=True)
+    for backend in backends:
+        solver = RodasSolver(backend=backend)
+        for rtol in (rodas_rtols if backend == "numba" else numpy_rtols):
+            secs, ds = run_moa(model, params, regimen, values, times, solver, rtol)
+            res = moa_arrays(ds)
+            row = {"solver": solver.name, "rtol": rtol, "atol": ATOL, "n": n, "seconds": secs,
+                   "sims_per_s": n / secs, "failed": int(np.sum(res["status"] != 0)),
+                   "errors": errors(res, ref, density), "load_average": load_average()}
+            rows_moa.append(row)
+            print(f"{solver.name:<17}rtol {rtol:7.0e}: {n:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
+                  f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {row['failed']}",
+                  flush=True)
 
     rows_rr = []
     try:
@@ -340,12 +356,18 @@ def main(argv=None) -> dict:
         ok = [r for r in rows if r["errors"]["tumour_volume"]["max"] <= TUMOUR_TARGET and r["failed"] == 0]
         return max(ok, key=lambda r: r["sims_per_s"]) if ok else None
 
-    default_moa = next(r for r in rows_moa if r["rtol"] == 1e-6)
+    main_name = rows_moa[0]["solver"]  # the compiled backend when numba is installed
+    main_rows = [r for r in rows_moa if r["solver"] == main_name]
+    numpy_rows = [r for r in rows_moa if r["solver"] == "moa-rodas4"]
+    default_moa = next(r for r in main_rows if r["rtol"] == 1e-6)
     default_rr = next((r for r in rows_rr if r["rtol"] == 1e-6), None)
-    best_moa, best_rr = best(rows_moa), best(rows_rr)
+    best_moa, best_rr = best(main_rows), best(rows_rr)
+    default_numpy = next((r for r in numpy_rows if r["rtol"] == 1e-6), None)
     summary = {
+        "moa_solver": main_name,
         "at_default_tolerances": {
             "moa_sims_per_s": default_moa["sims_per_s"],
+            "moa_numpy_backend_sims_per_s": default_numpy["sims_per_s"] if default_numpy else None,
             "libroadrunner_sims_per_s": default_rr["sims_per_s"] if default_rr else None,
             "ratio_moa_to_libroadrunner": default_moa["sims_per_s"] / default_rr["sims_per_s"] if default_rr else None,
             "scipy_lsoda_sims_per_s": row_lsoda["sims_per_s"],
@@ -383,7 +405,7 @@ def main(argv=None) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2))
     print("\nwork-precision (tumour-volume error max / median over the reference sets)")
-    print(f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour        bsab_central    t_eff           cd137_signal")
+    print(f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour             bsab_central       t_eff              cd137_signal")
     for r in rows_moa + rows_rr + [row_lsoda]:
         e = r["errors"]
         print(f"{r['solver'][:21]:<22}{r['rtol']:>8.0e}{r['sims_per_s']:>10.1f}   {fmt_err(e['tumour_volume'])}  "
