@@ -169,3 +169,17 @@ def test_bad_shapes_are_refused(robertson):
         jit.integrate_batch_jit(robertson, 0.0, 1.0, np.ones((3, 2)), np.ones((3, 1)), [1.0])
     with pytest.raises(ValueError, match="t_out"):
         jit.integrate_batch_jit(robertson, 0.0, 1.0, np.ones((3, 1)), np.ones((3, 1)), [2.0])
+
+
+def test_auto_solver_prefers_the_compiled_backend(monkeypatch):
+    from moa.solvers import auto_solver, get_solver
+    from moa.solvers.batched import RodasSolver
+
+    assert auto_solver(1) == "rodas" and get_solver("rodas").name == "moa-rodas4-numba"
+    monkeypatch.setenv("MOA_NO_JIT", "1")
+    assert auto_solver(1) == "LSODA" and auto_solver(8) == "rodas"
+    assert get_solver("rodas").name == "moa-rodas4"
+    with pytest.raises(ImportError, match="numba"):
+        RodasSolver(backend="numba")
+    with pytest.raises(ValueError, match="backend='fortran'.*allowed"):
+        RodasSolver(backend="fortran")
