@@ -200,15 +200,9 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
     jv = np.zeros(N_SLOTS)
     a = np.empty(N_SLOTS)
     d = np.empty(n)
-    k1 = np.empty(n)
-    k2 = np.empty(n)
-    k3 = np.empty(n)
-    k4 = np.empty(n)
-    k5 = np.empty(n)
-    k6 = np.empty(n)
-    ys = np.empty(n)
-    fs = np.empty(n)
-    y_new = np.empty(n)
+    work = np.empty((9, n))       # six stage vectors, stage argument, rhs value, new state
+    k1, k2, k3, k4, k5, k6 = work[0], work[1], work[2], work[3], work[4], work[5]
+    ys, fs, y_new = work[6], work[7], work[8]
     lu = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import sympy
-from sympy.printing.pycode import PythonCodePrinter
 
+from ..engine import _ScalarPrinter
 from .rodas import BatchResult, SparseLUPlan
 
 __all__ = ["available", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
@@ -67,26 +67,6 @@ def cache_dir() -> Path:
     path = Path(tempfile.gettempdir()) / f"moa-jit-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-class _Printer(PythonCodePrinter):
-    """Scalar Python that numba compiles: math functions by bare name, Max/Min as builtins."""
-
-    def __init__(self):
-        super().__init__({"fully_qualified_modules": False})
-
-    def _print_Max(self, expr):
-        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Min(self, expr):
-        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
-
-    def _print_Heaviside(self, expr):
-        x = self._print(expr.args[0])
-        return f"(1.0 if ({x}) > 0 else (0.5 if ({x}) == 0 else 0.0))"
-
-    def _print_DiracDelta(self, expr):
-        return "0.0"
 
 
 _DECORATOR = '@njit(cache=True, error_model="numpy")'
@@ -143,7 +123,7 @@ def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: lis
     n = len(y_syms)
     if len(rhs) != n or plan.n != n:
         raise ValueError(f"rhs has {len(rhs)} entries, states {n}, LU plan {plan.n}")
-    printer = _Printer()
+    printer = _ScalarPrinter({"fully_qualified_modules": False})  # the engine's one-trajectory printer
     jac = sympy.Matrix(rhs).jacobian(y_syms)
     rhs_out = [(f"out[{i}]", e) for i, e in enumerate(rhs)]
     jac_out = [(f"jv[{plan.jac_slot[k]}]", jac[int(r), int(c)])
