@@ -183,3 +183,24 @@ def test_auto_solver_prefers_the_compiled_backend(monkeypatch):
         RodasSolver(backend="numba")
     with pytest.raises(ValueError, match="backend='fortran'.*allowed"):
         RodasSolver(backend="fortran")
+
+
+def test_auto_backend_falls_back_to_numpy_when_numba_cannot_compile(monkeypatch):
+    from moa.assemble import pk_model
+    from moa.parameters import load_parameters
+    from moa.regimen import every
+    from moa.solvers.batched import RodasSolver
+
+    import moa
+
+    def broken(compiled, compile_now=False):
+        raise RuntimeError("numba could not type this model")
+
+    monkeypatch.setattr(jit, "kernels_for_model", broken)
+    model, params = pk_model("bsab"), load_parameters()
+    regimen = every("bsab", 3.0, "mg/kg", 21.0, 42.0)
+    with pytest.warns(RuntimeWarning, match="numpy backend"):
+        ds = moa.simulate(model, params, regimen, duration_days=42.0, solver=RodasSolver())
+    assert ds.attrs["solver"] == "moa-rodas4" and int(ds["status"]) == 0
+    with pytest.raises(RuntimeError, match="could not type"):
+        moa.simulate(model, params, regimen, duration_days=42.0, solver=RodasSolver(backend="numba"))

@@ -8,6 +8,7 @@ compiled one when numba is installed.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class RodasSolver:
     dense_output: bool = True
     backend: str = "auto"
     _plans: dict = dataclasses.field(default_factory=dict, repr=False)
+    _jit_failed: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -42,11 +44,24 @@ class RodasSolver:
 
     @property
     def compiled_backend(self) -> bool:
-        return self.backend == "numba" or (self.backend == "auto" and jit.available())
+        return self.backend == "numba" or (self.backend == "auto" and jit.available() and not self._jit_failed)
 
     @property
     def name(self) -> str:
         return "moa-rodas4-numba" if self.compiled_backend else "moa-rodas4"
+
+    def _kernels(self, compiled):
+        """The compiled kernels; with backend="auto", a model numba cannot compile falls back to numpy
+        with a warning (backend="numba" raises)."""
+        try:
+            return jit.kernels_for_model(compiled, compile_now=True)
+        except Exception as exc:  # noqa: BLE001 -- numba's errors have no common public base
+            if self.backend == "numba":
+                raise
+            self._jit_failed = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"the compiled Rodas4 could not be built for this model ({self._jit_failed[:300]}); "
+                          "using the numpy backend (same method, slower)", RuntimeWarning, stacklevel=3)
+            return None
 
     def _plan(self, compiled) -> SparseLUPlan:
         key = id(compiled)
@@ -60,9 +75,10 @@ class RodasSolver:
             return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), np.zeros(N, int), [""] * N,
                                  np.zeros(N, int))
         t_out = np.asarray(t_out, dtype=float)
-        if self.compiled_backend:
-            res = jit.integrate_batch_jit(jit.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
-                                          atol=atol, dense_output=self.dense_output)
+        kernels = self._kernels(compiled) if self.compiled_backend else None
+        if kernels is not None:
+            res = jit.integrate_batch_jit(kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol,
+                                          dense_output=self.dense_output)
         else:
             res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
                                   t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),

@@ -152,6 +152,7 @@ class JitKernels:
     def __init__(self, module, plan: SparseLUPlan, path: Path):
         self.module, self.plan, self.path = module, plan, path
         self.n = plan.n
+        self.compiled = False   # set once integrate_all has been compiled or loaded
 
     def rhs(self, y, p) -> np.ndarray:
         """Right-hand side of one trajectory (for checks)."""
@@ -204,9 +205,19 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     return kernels(rhs, y_syms, p_syms, plan)
 
 
-def kernels_for_model(compiled) -> JitKernels:
-    """Compiled Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object)."""
-    return _kernels_for_compiled(compiled)
+def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
+    """Compiled Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object).
+
+    ``compile_now``: compile (or load from the disk cache) at once, on a one-step problem, so that a
+    model numba cannot compile fails here rather than inside a simulation.
+    """
+    k = _kernels_for_compiled(compiled)
+    if compile_now and not k.compiled:
+        n, m = compiled.n_species, compiled.n_parameters
+        with np.errstate(all="ignore"):
+            integrate_batch_jit(k, 0.0, 1e-9, np.zeros((n, 1)), np.ones((m, 1)), [], fixed_step=1e-9)
+        k.compiled = True
+    return k
 
 
 _MESSAGES = {
