@@ -204,3 +204,24 @@ def test_auto_backend_falls_back_to_numpy_when_numba_cannot_compile(monkeypatch)
     assert ds.attrs["solver"] == "moa-rodas4" and int(ds["status"]) == 0
     with pytest.raises(RuntimeError, match="could not type"):
         moa.simulate(model, params, regimen, duration_days=42.0, solver=RodasSolver(backend="numba"))
+
+
+def test_model_kernels_are_found_again_without_sympy(monkeypatch, tmp_path):
+    """A second process (here: a cleared in-memory cache) finds a model's module through the index
+    file instead of writing the kernels again with sympy."""
+    from moa.assemble import pk_model
+
+    monkeypatch.setenv("MOA_CACHE_DIR", str(tmp_path))
+    compiled = pk_model("bsab").compiled
+    jit._kernels_for_compiled.cache_clear()
+    first = jit.kernels_for_model(compiled)
+    assert first.path.parent == tmp_path / "jit" and len(list((tmp_path / "jit").glob("model_*.txt"))) == 1
+    jit._kernels_for_compiled.cache_clear()
+
+    def no_sympy(*args, **kwargs):
+        raise AssertionError("kernels were written again")
+
+    monkeypatch.setattr(jit, "kernels", no_sympy)
+    again = jit.kernels_for_model(compiled, compile_now=True)
+    assert again.path == first.path
+    jit._kernels_for_compiled.cache_clear()

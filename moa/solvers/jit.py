@@ -200,9 +200,26 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
 
 @lru_cache(maxsize=16)
 def _kernels_for_compiled(compiled) -> JitKernels:
+    if not available():
+        raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
     plan = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
+    # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
+    # generated numpy code (which fixes its equations and symbol order) led to.
+    key = hashlib.sha256("\n".join([
+        _TEMPLATE.read_text(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
+        repr(compiled.jac_rows.tolist()), repr(compiled.jac_cols.tolist()), repr(compiled.parameter_names),
+    ]).encode()).hexdigest()[:20]
+    index = cache_dir() / f"model_{key}.txt"
+    if index.exists():
+        path = index.parent / index.read_text().strip()
+        if path.exists():
+            return _load(path.read_text(), plan)
     rhs, y_syms, p_syms = compiled.symbolic
-    return kernels(rhs, y_syms, p_syms, plan)
+    k = kernels(rhs, y_syms, p_syms, plan)
+    tmp = index.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(k.path.name)
+    os.replace(tmp, index)
+    return k
 
 
 def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
