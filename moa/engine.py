@@ -528,9 +528,7 @@ class CompiledModel:
         self.jac_cols = np.array(cols, dtype=np.intp)
         self.jac_nnz = len(vals)
         self.jac_values_T = _generate("jac_values_T", vals, y, p, max(len(vals), 1), [str(k) for k in range(len(vals))])
-        # one-trajectory forms for the scipy reference backend
-        self.rhs_scalar = _generate_scalar("rhs_scalar", rhs, y, p)
-        self.jac_values_scalar = _generate_scalar("jac_values_scalar", vals, y, p)
+        self._jac_exprs = vals
 
         obs = [model.expand(sympy.Symbol(e.name, real=True)) for e in model.expressions]
         self.observable_names = [e.name for e in model.expressions]
@@ -544,6 +542,18 @@ class CompiledModel:
         per_mg = [model.expand(r.per_mg) for r in model.dose_routes]
         self._dose_per_mg_T = _generate("dose_per_mg_T", per_mg, y, p, max(len(per_mg), 1), [str(k) for k in range(len(per_mg))])
         self.drugs = [r.drug for r in model.dose_routes]
+
+    # one-trajectory forms for the scipy reference backend, generated on first use (sympy's cse of
+    # the full model takes seconds, and the compiled Rodas4 does not need them)
+    @functools.cached_property
+    def rhs_scalar(self) -> Callable:
+        rhs, y, p = self.symbolic
+        return _generate_scalar("rhs_scalar", rhs, y, p)
+
+    @functools.cached_property
+    def jac_values_scalar(self) -> Callable:
+        _, y, p = self.symbolic
+        return _generate_scalar("jac_values_scalar", self._jac_exprs, y, p)
 
     # component-major (n, N) forms used by solvers
     def jac_dense_T(self, t, Y: np.ndarray, P: np.ndarray) -> np.ndarray:

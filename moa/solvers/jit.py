@@ -164,13 +164,13 @@ class JitKernels:
 def _load(source: str, plan: SparseLUPlan) -> JitKernels:
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     name = f"moa_rodas_{digest}"
-    if name in sys.modules:
-        return JitKernels(sys.modules[name], plan, Path(sys.modules[name].__file__))
     path = cache_dir() / f"{name}.py"
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(source)
         os.replace(tmp, path)   # atomic: a concurrent process sees the old or the new file whole
+    if name in sys.modules:     # already compiled in this process (possibly from another cache folder)
+        return JitKernels(sys.modules[name], plan, path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
