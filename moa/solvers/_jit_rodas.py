@@ -9,7 +9,7 @@ text followed by the model's generated kernels, which redefine the placeholders 
 * ``_factor(a, d) -> growth``: unpivoted sparse LU in place; ``d`` gets the inverse pivots; returns
   the largest |multiplier|.
 * ``_solve(a, d, b)``: solves with the factors in place on ``b``.
-* ``N_STATES``, ``N_SLOTS``, ``DIAG_SLOT``, ``FILL_ROWS``, ``FILL_COLS``.
+* ``N_SLOTS``, ``DIAG_SLOT``, ``FILL_ROWS``, ``FILL_COLS``, and the method's coefficients.
 
 The method, controller and output rules are those of :func:`moa.solvers.rodas.integrate_batch`
 (Hairer & Wanner's Rodas4 with their rodas.f coefficients, Gustafsson's predictive controller,
@@ -24,7 +24,6 @@ import math
 import numpy as np
 from numba import njit
 
-N_STATES = 0
 N_SLOTS = 0
 DIAG_SLOT = np.zeros(0, dtype=np.int64)
 FILL_ROWS = np.zeros(0, dtype=np.int64)
@@ -47,26 +46,9 @@ def _solve(a, d, b):  # placeholder
     raise NotImplementedError
 
 
-# Rodas4 (Hairer & Wanner, rodas.f), transformed form; same numbers as moa.solvers.rodas.RODAS4.
-GAMMA = 0.25
-A21 = 1.544
-A31, A32 = 0.9466785280815826, 0.2557011698983284
-A41, A42, A43 = 3.314825187068521, 2.896124015972201, 0.9986419139977817
-A51, A52, A53, A54 = 1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950
-C21 = -5.6688
-C31, C32 = -2.430093356833875, -0.2063599157091915
-C41, C42, C43 = -0.1073529058151375, -9.594562251023355, -20.47028614809616
-C51, C52, C53, C54 = 7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160
-C61, C62, C63, C64, C65 = (8.083246795921522, -7.981132988064893, -31.52159432874371,
-                           16.31930543123136, -6.058818238834054)
-H21, H22, H23, H24, H25 = (10.12623508344586, -7.487995877610167, -34.80091861555747,
-                           -7.992771707568823, 1.025137723295662)
-H31, H32, H33, H34, H35 = (-0.6762803392801253, 6.087714651680015, 16.43084320892478,
-                           24.76722511418386, -6.594389125716872)
-SAFE = 0.9
-FAC_MIN = 0.2
-FAC_MAX = 6.0
-GROWTH_LIMIT = 1e8
+# Rodas4 coefficients (GAMMA, Aij, Cij, dense-output H2j/H3j) and the controller's constants (SAFE,
+# FAC_MIN, FAC_MAX, GROWTH_LIMIT) are appended by the generator from moa.solvers.rodas (RODAS4 and
+# its _SAFE, ...), so the two implementations share one set of numbers.
 EPS = 2.220446049250313e-16
 
 

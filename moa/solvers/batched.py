@@ -39,8 +39,8 @@ class RodasSolver:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r}: allowed values are {BACKENDS}")
-        if self.backend == "numba" and not jit.available():
-            raise ImportError("backend='numba' needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
+        if self.backend == "numba":
+            jit.require()
 
     @property
     def compiled_backend(self) -> bool:

@@ -32,9 +32,10 @@ import numpy as np
 import sympy
 
 from ..engine import _ScalarPrinter
-from .rodas import BatchResult, SparseLUPlan
+from . import rodas
+from .rodas import RODAS4, BatchResult, SparseLUPlan
 
-__all__ = ["available", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
+__all__ = ["available", "require", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
 
 _TEMPLATE = Path(__file__).with_name("_jit_rodas.py")
 
@@ -136,14 +137,27 @@ def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: lis
     body += _lu_functions(plan) + [""]
     imports = sorted({f"from {m} import {name}" for m, names in printer.module_imports.items()
                       for name in names})
-    consts = [
-        f"N_STATES = {n}",
+    consts = _method_constants() + [
         f"N_SLOTS = {plan.nnz_fill}",
         f"DIAG_SLOT = np.array({plan.diag_slot.tolist()}, dtype=np.int64)",
         f"FILL_ROWS = np.array({plan.fill_rows.tolist()}, dtype=np.int64)",
         f"FILL_COLS = np.array({plan.fill_cols.tolist()}, dtype=np.int64)",
     ]
     return _TEMPLATE.read_text() + "\n".join(body + imports + consts) + "\n"
+
+
+def _method_constants() -> list[str]:
+    """Rodas4's coefficients and the controller's constants, taken from the numpy backend so that
+    both implementations use one set of numbers."""
+    t = RODAS4
+    lines = [f"GAMMA = {t.gamma!r}"]
+    for i in range(1, 6):   # stage i + 1; its argument weights A only up to stage 5 (stage 6's is stage 5's + U5)
+        lines += [f"A{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.a[i])] if i < 5 else []
+        lines += [f"C{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.c[i])]
+    lines += [f"H2{j + 1} = {v!r}" for j, v in enumerate(t.h2)] + [f"H3{j + 1} = {v!r}" for j, v in enumerate(t.h3)]
+    lines += [f"SAFE = {rodas._SAFE!r}", f"FAC_MIN = {rodas._FAC_MIN!r}", f"FAC_MAX = {rodas._FAC_MAX!r}",
+              f"GROWTH_LIMIT = {rodas._GROWTH_LIMIT!r}"]
+    return lines
 
 
 class JitKernels:
@@ -161,15 +175,20 @@ class JitKernels:
         return out
 
 
-def _load(source: str, plan: SparseLUPlan) -> JitKernels:
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"moa_rodas_{digest}"
-    path = cache_dir() / f"{name}.py"
+def _write_module(source: str) -> Path:
+    """Save ``source`` as ``moa_rodas_<hash>.py`` in the cache folder (unchanged if already there,
+    so numba's cache beside it stays valid)."""
+    path = cache_dir() / f"moa_rodas_{hashlib.sha256(source.encode()).hexdigest()[:20]}.py"
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(source)
         os.replace(tmp, path)   # atomic: a concurrent process sees the old or the new file whole
-    if name in sys.modules:     # already compiled in this process (possibly from another cache folder)
+    return path
+
+
+def _import(path: Path, plan: SparseLUPlan) -> JitKernels:
+    name = path.stem
+    if name in sys.modules:     # already imported in this process (possibly from another cache folder)
         return JitKernels(sys.modules[name], plan, path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -182,26 +201,30 @@ def _load(source: str, plan: SparseLUPlan) -> JitKernels:
     return JitKernels(module, plan, path)
 
 
+def require() -> None:
+    """Raise ImportError (saying how to install it) unless the compiled backend can be used."""
+    if not available():
+        raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
+
+
 def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None) -> JitKernels:
     """Compiled Rodas4 for the autonomous system ``dy/dt = rhs(y; p)`` given symbolically.
 
     ``p_syms`` fixes the order of the rows of the parameter matrix passed to
     :func:`integrate_batch_jit`. Requires numba (``pip install moa[fast]``).
     """
-    if not available():
-        raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
+    require()
     y_syms, p_syms = list(y_syms), list(p_syms)
     if plan is None:
         jac = sympy.Matrix(rhs).jacobian(y_syms)
         nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
         plan = SparseLUPlan(len(y_syms), [i for i, _ in nz], [j for _, j in nz])
-    return _load(kernel_source(list(rhs), y_syms, p_syms, plan), plan)
+    return _import(_write_module(kernel_source(list(rhs), y_syms, p_syms, plan)), plan)
 
 
 @lru_cache(maxsize=16)
 def _kernels_for_compiled(compiled) -> JitKernels:
-    if not available():
-        raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
+    require()
     plan = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
     # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
     # generated numpy code (which fixes its equations and symbol order) led to.
@@ -213,7 +236,7 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     if index.exists():
         path = index.parent / index.read_text().strip()
         if path.exists():
-            return _load(path.read_text(), plan)
+            return _import(path, plan)
     rhs, y_syms, p_syms = compiled.symbolic
     k = kernels(rhs, y_syms, p_syms, plan)
     tmp = index.with_suffix(f".tmp{os.getpid()}")
