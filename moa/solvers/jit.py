@@ -89,30 +89,24 @@ def _function(printer, name: str, args: str, y_syms, p_syms, outputs: list[tuple
 
 
 def _lu_functions(plan: SparseLUPlan) -> list[str]:
-    """Scalar straight-line factorisation and solve for ``plan`` (same order of operations as its
-    numpy kernels)."""
-    n, perm = plan.n, plan.perm.tolist()
-    slot, Lcols, Urows = plan._slot, plan._Lcols, plan._Urows
+    """Scalar straight-line factorisation and solve, printed from the plan's operation lists (the
+    same operations, in the same order, as its numpy kernels)."""
     f = [_DECORATOR, "def _factor(a, d):", "    g = 0.0"]
-    for k in range(n):
-        f.append(f"    d[{k}] = 1.0 / a[{slot[(k, k)]}]")
-        for i in Lcols[k]:
-            ik = slot[(i, k)]
-            f.append(f"    a[{ik}] *= d[{k}]")
-            f.append(f"    g = max(g, abs(a[{ik}]))")
-        for i in Lcols[k]:
-            ik = slot[(i, k)]
-            for j in Urows[k]:
-                f.append(f"    a[{slot[(i, j)]}] -= a[{ik}] * a[{slot[(k, j)]}]")
+    for op in plan.factor_ops:
+        if op[0] == "pivot":
+            f.append(f"    d[{op[1]}] = 1.0 / a[{op[2]}]")
+        elif op[0] == "scale":
+            f.append(f"    a[{op[1]}] *= d[{op[2]}]")
+            f.append(f"    g = max(g, abs(a[{op[1]}]))")   # largest multiplier, for the pivot check
+        else:
+            f.append(f"    a[{op[1]}] -= a[{op[2]}] * a[{op[3]}]")
     f.append("    return g")
     s = [_DECORATOR, "def _solve(a, d, b):"]
-    for k in range(n):
-        for i in Lcols[k]:
-            s.append(f"    b[{perm[i]}] -= a[{slot[(i, k)]}] * b[{perm[k]}]")
-    for k in reversed(range(n)):
-        for j in Urows[k]:
-            s.append(f"    b[{perm[k]}] -= a[{slot[(k, j)]}] * b[{perm[j]}]")
-        s.append(f"    b[{perm[k]}] *= d[{k}]")
+    for op in plan.solve_ops:
+        if op[0] == "sub":
+            s.append(f"    b[{op[1]}] -= a[{op[2]}] * b[{op[3]}]")
+        else:
+            s.append(f"    b[{op[1]}] *= d[{op[2]}]")
     if len(s) == 2:
         s.append("    pass")
     return f + [""] + s

@@ -153,6 +153,26 @@ def _rcm_order(n: int, pattern: set[tuple[int, int]]) -> list[int]:
     return [int(v) for v in reverse_cuthill_mckee(g, symmetric_mode=True)]
 
 
+def _elimination_ops(n, perm, slot, Lcols, Urows):
+    """The numeric LU and the solves as operation lists, for any code printer.
+
+    Factorisation (on slots of the stored matrix): ``("pivot", k, kk)`` d_k = 1/a[kk];
+    ``("scale", ik, k)`` a[ik] *= d_k; ``("update", ij, ik, kj)`` a[ij] -= a[ik] a[kj].
+    Solve (on ``x`` in original component order): ``("sub", i, slot, k)`` x_i -= a[slot] x_k
+    (forward, then backward); ``("diag", k, p)`` x_k *= d_p.
+    """
+    factor = []
+    for k in range(n):
+        factor.append(("pivot", k, slot[(k, k)]))
+        factor += [("scale", slot[(i, k)], k) for i in Lcols[k]]
+        factor += [("update", slot[(i, j)], slot[(i, k)], slot[(k, j)]) for i in Lcols[k] for j in Urows[k]]
+    solve = [("sub", perm[i], slot[(i, k)], perm[k]) for k in range(n) for i in Lcols[k]]
+    for k in reversed(range(n)):
+        solve += [("sub", perm[k], slot[(k, j)], perm[j]) for j in Urows[k]]
+        solve.append(("diag", perm[k], k))
+    return factor, solve
+
+
 class SparseLUPlan:
     """Symbolic sparse LU (no pivoting) of an ``n x n`` pattern, with generated numeric kernels.
 
@@ -238,13 +258,14 @@ class SparseLUPlan:
         self.l_slot = np.array([slot[(i, k)] for k in range(n) for i in Lcols[k]], dtype=np.intp)
         self.n_factor_ops = sum(len(Lcols[k]) * (len(Urows[k]) + 1) for k in range(n))
         self.n_solve_ops = sum(len(Lcols[k]) + len(Urows[k]) for k in range(n))
-        self._slot, self._Lcols, self._Urows = slot, Lcols, Urows   # symbolic factors (for moa.solvers.jit)
-        self._build_kernels(slot, Lcols, Urows)
+        self.factor_ops, self.solve_ops = _elimination_ops(n, self.perm.tolist(), slot, Lcols, Urows)
+        self._build_kernels()
 
     # -- code generation ----------------------------------------------------------------------
 
-    def _build_kernels(self, slot, Lcols, Urows):
-        n, perm = self.n, self.perm.tolist()
+    def _build_kernels(self):
+        """numpy kernels from the operation lists: one ufunc call on a length-N row per line."""
+        n = self.n
 
         def unpack(prefix, count, src):
             names = ", ".join(f"{prefix}{s}" for s in range(count))
@@ -252,35 +273,26 @@ class SparseLUPlan:
 
         # Numeric factorisation: a (nnz_fill, N) in place, d (n, N) inverse pivots, t (N,) scratch.
         f = ["def factor(a, d, t):", unpack("a", self.nnz_fill, "a"), unpack("d", n, "d")]
-        for k in range(n):
-            kk = slot[(k, k)]
-            f.append(f"    _div(1.0, a{kk}, out=d{k})")
-            for i in Lcols[k]:
-                ik = slot[(i, k)]
-                f.append(f"    _mul(a{ik}, d{k}, out=a{ik})")
-            for i in Lcols[k]:
-                ik = slot[(i, k)]
-                for j in Urows[k]:
-                    f.append(f"    _mul(a{ik}, a{slot[(k, j)]}, out=t)")
-                    f.append(f"    _sub(a{slot[(i, j)]}, t, out=a{slot[(i, j)]})")
+        for op in self.factor_ops:
+            if op[0] == "pivot":        # d_k = 1 / a_kk
+                f.append(f"    _div(1.0, a{op[2]}, out=d{op[1]})")
+            elif op[0] == "scale":      # l_ik = a_ik d_k
+                f.append(f"    _mul(a{op[1]}, d{op[2]}, out=a{op[1]})")
+            else:                       # a_ij -= l_ik u_kj
+                f.append(f"    _mul(a{op[2]}, a{op[3]}, out=t)")
+                f.append(f"    _sub(a{op[1]}, t, out=a{op[1]})")
         f.append("    return d")
 
-        # Solve L U x = b in place on b (n, N) in ORIGINAL component order; the permutation is
-        # folded into the generated names so no permuted copies are made.
+        # Solve L U x = b in place on b (n, N) in ORIGINAL component order (the permutation is in the
+        # operations' indices, so no permuted copies are made).
         s = ["def solve(a, d, b, t):", unpack("a", self.nnz_fill, "a"), unpack("d", n, "d"),
              unpack("x", n, "b")]
-        for k in range(n):                    # forward: unit lower triangle
-            xk = f"x{perm[k]}"
-            for i in Lcols[k]:
-                xi = f"x{perm[i]}"
-                s.append(f"    _mul(a{slot[(i, k)]}, {xk}, out=t)")
-                s.append(f"    _sub({xi}, t, out={xi})")
-        for k in reversed(range(n)):          # backward: upper triangle, then scale by 1/pivot
-            xk = f"x{perm[k]}"
-            for j in Urows[k]:
-                s.append(f"    _mul(a{slot[(k, j)]}, x{perm[j]}, out=t)")
-                s.append(f"    _sub({xk}, t, out={xk})")
-            s.append(f"    _mul({xk}, d{k}, out={xk})")
+        for op in self.solve_ops:
+            if op[0] == "sub":          # x_i -= a_slot x_k
+                s.append(f"    _mul(a{op[2]}, x{op[3]}, out=t)")
+                s.append(f"    _sub(x{op[1]}, t, out=x{op[1]})")
+            else:                       # x_k *= d_pivot
+                s.append(f"    _mul(x{op[1]}, d{op[2]}, out=x{op[1]})")
         s.append("    return b")
 
         self.source = "\n".join(f) + "\n\n" + "\n".join(s) + "\n"
