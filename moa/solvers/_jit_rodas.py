@@ -48,7 +48,13 @@ def _solve(a, d, b):  # placeholder
 
 # Rodas4 coefficients (GAMMA, Aij, Cij, dense-output H2j/H3j) and the controller's constants (SAFE,
 # FAC_MIN, FAC_MAX, GROWTH_LIMIT) are appended by the generator from moa.solvers.rodas (RODAS4 and
-# its _SAFE, ...), so the two implementations share one set of numbers.
+# its _SAFE, ...), so the two implementations share one set of numbers. Placeholders (NaN, so a
+# module missing them could not take a step):
+GAMMA = SAFE = FAC_MIN = FAC_MAX = GROWTH_LIMIT = float("nan")
+A21 = A31 = A32 = A41 = A42 = A43 = A51 = A52 = A53 = A54 = float("nan")
+C21 = C31 = C32 = C41 = C42 = C43 = C51 = C52 = C53 = C54 = float("nan")
+C61 = C62 = C63 = C64 = C65 = float("nan")
+H21 = H22 = H23 = H24 = H25 = H31 = H32 = H33 = H34 = H35 = float("nan")
 EPS = 2.220446049250313e-16
 
 
