@@ -11,33 +11,14 @@ from scipy.linalg import expm
 
 from moa.solvers import jit
 from moa.solvers.rodas import integrate_batch
+from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
+                               rob_params, rob_radau_errors, rob_rhs)
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
 
 Y1, Y2, Y3 = sp.symbols("y1 y2 y3")
 K1, K2, K3 = sp.symbols("k1 k2 k3")
 ROB = [-K1 * Y1 + K3 * Y2 * Y3, K1 * Y1 - K2 * Y2**2 - K3 * Y2 * Y3, K2 * Y2**2]
-ROB_ATOL = np.array([1e-10, 1e-14, 1e-10])
-
-
-def rob_params(N, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.array([[0.04], [3e7], [1e4]]) * rng.uniform(0.9, 1.1, size=(3, N))
-
-
-def numpy_form(rhs, y_syms, p_syms):
-    """The same system as batched numpy callables for moa.solvers.rodas.integrate_batch."""
-    jac = sp.Matrix(rhs).jacobian(y_syms)
-    nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
-    f_rhs = sp.lambdify([y_syms, p_syms], rhs, "numpy")
-    f_jac = sp.lambdify([y_syms, p_syms], [jac[i, j] for i, j in nz], "numpy")
-
-    def stack(values, N):
-        return np.array([np.broadcast_to(np.asarray(v, dtype=float), (N,)) for v in values])
-
-    return (lambda t, Y, P: stack(f_rhs(list(Y), list(P)), Y.shape[1]),
-            lambda t, Y, P: stack(f_jac(list(Y), list(P)), Y.shape[1]),
-            [i for i, _ in nz], [j for _, j in nz])
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +28,14 @@ def robertson():
 
 @pytest.mark.parametrize("dense_output", [True, False])
 def test_step_for_step_equal_to_numpy_backend(robertson, dense_output):
+    """The sympy-generated compiled kernels against the hand-written numpy Robertson."""
     N, t1 = 6, 4e5
     P = rob_params(N, seed=3)
-    Y0 = np.tile(np.array([[1.0], [0.0], [0.0]]), (1, N))
-    t_out = np.sort(np.concatenate([[0.0, 40.0], np.logspace(-4, np.log10(t1), 25)]))
-    t_out[-1] = t1
+    Y0 = np.tile(ROB_Y0, (1, N))
+    t_out = rob_output_times(t1)
     kw = dict(rtol=1e-6, atol=ROB_ATOL, dense_output=dense_output)
     a = jit.integrate_batch_jit(robertson, 0.0, t1, Y0, P, t_out, **kw)
-    b = integrate_batch(*numpy_form(ROB, [Y1, Y2, Y3], [K1, K2, K3]), 0.0, t1, Y0, P, t_out, **kw)
+    b = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out, **kw)
     assert (a.status == 0).all() and (b.status == 0).all()
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
@@ -68,23 +49,11 @@ def test_step_for_step_equal_to_numpy_backend(robertson, dense_output):
 def test_robertson_against_radau(robertson):
     N, t1 = 3, 4e5
     P = rob_params(N)
-    Y0 = np.tile(np.array([[1.0], [0.0], [0.0]]), (1, N))
-    t_out = np.sort(np.concatenate([[0.0], np.logspace(-4, np.log10(t1), 20)]))
-    t_out[-1] = t1
-    res = jit.integrate_batch_jit(robertson, 0.0, t1, Y0, P, t_out, rtol=1e-6, atol=ROB_ATOL)
-    rhs, jv, rows, cols = numpy_form(ROB, [Y1, Y2, Y3], [K1, K2, K3])
-    for k in range(N):
-        pk = P[:, k:k + 1]
-
-        def jac(t, y):
-            J = np.zeros((3, 3))
-            J[rows, cols] = jv(t, y[:, None], pk)[:, 0]
-            return J
-
-        ref = solve_ivp(lambda t, y: rhs(t, y[:, None], pk)[:, 0], (0.0, t1), Y0[:, k], method="Radau",
-                        rtol=1e-10, atol=1e-14, jac=jac, t_eval=t_out).y.T
-        err = np.abs(res.y[:, :, k] - ref) / (np.abs(ref) + 1e-6 * np.abs(ref).max(axis=0))
-        assert err.max() < 1e-4, (k, err.max())
+    t_out = rob_output_times(t1, n_log=20)
+    res = jit.integrate_batch_jit(robertson, 0.0, t1, np.tile(ROB_Y0, (1, N)), P, t_out, rtol=1e-6, atol=ROB_ATOL)
+    assert (res.status == 0).all(), res.message
+    errs = rob_radau_errors(res.y, P, t1, t_out)
+    assert errs.max() < 1e-4, errs
 
 
 @pytest.mark.parametrize("dense_output", [True, False])
