@@ -164,6 +164,23 @@ def test_any_strictly_increasing_grid_is_accepted_and_kept(times):
     np.testing.assert_allclose(ds["x"].values, 5.0 * np.exp(-0.3 * times), rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.parametrize("times", [[5e-324], [0.0, 1e-200, 2.0], [0.0, 1.0, 1.0 + 1e-13, 3.0]])
+@pytest.mark.parametrize("backend", ["LSODA", "numpy", "numba"])
+def test_vanishingly_short_segments_on_every_backend(times, backend):
+    """Found by hypothesis (times=[5e-324]): on a denormal span Rodas4's 1/(gamma h) overflows, and
+    LSODA never returned on ~1e-200 day. Every backend takes one Euler step on spans < 1e-12 day."""
+    from moa.solvers import jit
+    from moa.solvers.batched import RodasSolver
+
+    if backend == "numba" and not jit.available():
+        pytest.skip("numba not installed")
+    solver = "LSODA" if backend == "LSODA" else RodasSolver(backend=backend)
+    times = np.array(times)
+    ds = moa.simulate(DECAY, DECAY_PARAMETERS, times=times, rtol=1e-8, atol=1e-12, solver=solver)
+    assert int(ds["status"]) == 0
+    np.testing.assert_allclose(ds["x"].values, 5.0 * np.exp(-0.3 * times), rtol=1e-6, atol=1e-10)
+
+
 @settings(max_examples=30, deadline=None)
 @given(increasing_grids.filter(lambda t: len(t) >= 2), st.data())
 def test_any_grid_that_steps_back_or_repeats_is_refused(times, data):

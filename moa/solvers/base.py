@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SegmentResult", "Solver", "STATUS"]
+__all__ = ["SegmentResult", "Solver", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment"]
 
 #: Status codes shared by all backends.
 STATUS = {0: "ok", 1: "non-finite state or rate", 2: "step size underflow", 3: "too many steps", 4: "solver failure"}
@@ -34,3 +34,34 @@ class Solver(Protocol):
 
     def integrate(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray,
                   rtol: float, atol: float) -> SegmentResult: ...
+
+
+#: Segments shorter than this (~0.1 microsecond) are not handed to a solver (see trivial_segment).
+TINY_SEGMENT_DAYS = 1e-12
+
+
+def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out) -> SegmentResult | None:
+    """The result of a segment no solver should integrate, or None.
+
+    ``t1 <= t0``: the state is unchanged. ``t1 - t0 < TINY_SEGMENT_DAYS`` (e.g. output times a few
+    ulps apart, or 5e-324 day): one explicit Euler step, exact to O(dt^2) there. Solvers fail on such
+    spans in their own ways -- LSODA never returned on ~1e-200 day; Rodas4's 1/(gamma h) overflows
+    on a denormal step -- so every backend starts with this check.
+    """
+    n, N = Y0.shape
+    t_out = np.asarray(t_out, dtype=float)
+    status = np.zeros(N, dtype=int)
+    message = [""] * N
+    if t1 <= t0:
+        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int))
+    if t1 - t0 >= TINY_SEGMENT_DAYS:
+        return None
+    with np.errstate(all="ignore"):
+        dY = compiled.rhs_T(t0, Y0, P)
+        y = Y0[None] + (t_out - t0)[:, None, None] * dY[None]
+        y_final = Y0 + (t1 - t0) * dY
+    bad = ~np.all(np.isfinite(y_final), axis=0)
+    status[bad] = 1
+    for k in np.nonzero(bad)[0]:
+        message[k] = f"non-finite state or rate at t={t0:.6g} day"
+    return SegmentResult(y, y_final, status, message, np.zeros(N, int))

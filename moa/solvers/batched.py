@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from . import jit
-from .base import SegmentResult
+from .base import SegmentResult, trivial_segment
 from .rodas import SparseLUPlan, integrate_batch
 
 __all__ = ["RodasSolver", "BACKENDS"]
@@ -70,10 +70,9 @@ class RodasSolver:
         return self._plans[key]
 
     def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
-        n, N = Y0.shape
-        if t1 <= t0:
-            return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), np.zeros(N, int), [""] * N,
-                                 np.zeros(N, int))
+        trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
+        if trivial is not None:
+            return trivial
         t_out = np.asarray(t_out, dtype=float)
         kernels = self._kernels(compiled) if self.compiled_backend else None
         if kernels is not None:

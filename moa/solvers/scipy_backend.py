@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .base import SegmentResult
+from .base import SegmentResult, trivial_segment
 
 __all__ = ["ScipySolver"]
 
@@ -16,7 +16,6 @@ class _NonFinite(ArithmeticError):
     """Raised from the right-hand side: LSODA keeps stepping on inf/NaN states and never returns."""
 
 METHODS = ("LSODA", "BDF", "Radau")
-_TINY_SEGMENT_DAYS = 1e-12  # ~0.1 microsecond
 
 
 @dataclasses.dataclass
@@ -34,26 +33,15 @@ class ScipySolver:
         return f"scipy-{self.method}"
 
     def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
+        trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
+        if trivial is not None:
+            return trivial
         n, N = Y0.shape
         y = np.full((len(t_out), n, N), np.nan)
         y_final = np.full((n, N), np.nan)
         status = np.zeros(N, dtype=int)
         message = [""] * N
         n_steps = np.zeros(N, dtype=int)
-        if t1 <= t0:
-            y[:] = Y0[None]
-            return SegmentResult(y, Y0.copy(), status, message, n_steps)
-        if t1 - t0 < _TINY_SEGMENT_DAYS:
-            # LSODA never returns on a span of ~1e-200 day; one Euler step is exact to O(dt^2) here.
-            with np.errstate(all="ignore"):
-                dY = compiled.rhs_T(t0, Y0, P)
-            y[:] = Y0[None] + (np.asarray(t_out, dtype=float) - t0)[:, None, None] * dY[None]
-            y_final = Y0 + (t1 - t0) * dY
-            bad = ~np.all(np.isfinite(y_final), axis=0)
-            status[bad] = 1
-            for k in np.nonzero(bad)[0]:
-                message[k] = f"non-finite state or rate at t={t0:.6g} day"
-            return SegmentResult(y, y_final, status, message, n_steps)
         # t1 is always evaluated (the next segment starts from it) and stripped from the output.
         t_eval = np.append(t_out, t1) if not (len(t_out) and t_out[-1] == t1) else t_out
         n_states, rows, cols = compiled.n_species, compiled.jac_rows, compiled.jac_cols
