@@ -133,14 +133,14 @@ def staged_directory(final: str | os.PathLike) -> Iterator[pathlib.Path]:
     _restore_legacy_old(final)
     remove_stale(final.parent)
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", dir=final.parent))
-    published = False
     try:
         yield stage
         os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700
         _publish(stage, final)
-        published = True
     finally:
-        if not published:
+        with contextlib.suppress(FileNotFoundError):
+            stage.with_name(stage.name + ".link").unlink()  # left only if the swap failed
+        if _link_target(final) != stage.name:  # failed, or interrupted before the swap
             shutil.rmtree(stage, ignore_errors=True)
 
 
