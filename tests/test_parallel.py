@@ -13,7 +13,7 @@ import pytest
 
 import moa
 from moa.assemble import full_model, pk_model
-from moa.parallel import resolve_builder, simulate_parallel, split_parameters
+from moa.parallel import _inside_main_guard, resolve_builder, simulate_parallel, split_parameters
 from moa.scenarios import scenario
 from moa.solvers.batched import RodasSolver
 from parallel_helpers import KillingSolver
@@ -181,9 +181,8 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
     assert done.returncode != 0
     assert "RuntimeError" in done.stderr and "if __name__ == \"__main__\":" in done.stderr
     assert f"{script} (line 6)" in done.stderr
-    # The same call under the guard gets past the check (it fails later, on purpose: workers=0).
-    guarded = UNGUARDED.replace("simulate_parallel(", "if __name__ == '__main__':\n    simulate_parallel(").replace(
-        "workers=2)", "workers=0)")
-    script.write_text(guarded)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
-    assert "workers=0" in done.stderr and "__main__" not in done.stderr
+    assert not _inside_main_guard(str(script), 6)
+    # The same call under the guard (either spelling) passes the check.
+    for test in ("__name__ == '__main__'", '"__main__" == __name__'):
+        script.write_text(UNGUARDED.replace("simulate_parallel(", f"if {test}:\n    simulate_parallel("))
+        assert _inside_main_guard(str(script), 7)
