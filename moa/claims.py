@@ -30,6 +30,8 @@ def load_summaries(results_dir: str | pathlib.Path) -> dict[str, dict]:
     """``{experiment: summary}`` from every ``results_dir/*/run.json``."""
     out = {}
     for path in sorted(pathlib.Path(results_dir).glob("*/run.json")):
+        if path.parent.name.startswith("."):
+            continue  # a hidden version or staging folder; its experiment is read through the link
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

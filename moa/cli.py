@@ -8,7 +8,9 @@
 then ``DIR/index.md`` and ``DIR/index.html`` with every figure and its caption. Bad arguments
 (an unknown experiment, an output folder that cannot be written) exit with status 2 before
 anything is written; a failing experiment is reported, leaves no folder, and makes the exit
-status 1 while the others still run.
+status 1 while the others still run. ``DIR/<name>`` is a link to a hidden version folder swapped
+in atomically: a killed ``moa run`` leaves the previous folder visible, and the next run removes
+the hidden leftovers of the killed one.
 """
 
 from __future__ import annotations

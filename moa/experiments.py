@@ -7,8 +7,11 @@ The contract of an experiment ``experiments/<name>.py``:
   figures (with caption files), data and provenance into ``out_dir`` and returns a small
   JSON-able summary of the numbers it found.
 
-:func:`run` builds ``<out_root>/<name>/`` under a temporary name and moves it into place only
-when ``main`` returns, so a failed experiment leaves no partial folder.
+:func:`run` builds ``<out_root>/<name>/`` under a hidden name and makes it visible only when
+``main`` returns, so a failed experiment leaves no partial folder; ``<out_root>/<name>`` is a
+symbolic link to the hidden ``.<name>.<pid>-<random>`` version folder, swapped atomically, so a
+kill at any instant leaves the old or the new folder visible, and the next run removes what a
+killed run left (:func:`moa.results.staged_directory`).
 :func:`write_index` writes ``index.md`` and a static ``index.html`` with every figure and caption.
 """
 
@@ -143,7 +146,7 @@ def _figures(out_root: pathlib.Path) -> list[tuple[str, pathlib.Path, str]]:
     out = []
     for png in sorted(out_root.glob("*/*.png")):
         if png.parent.name.startswith("."):
-            continue  # a staging folder of a run in progress
+            continue  # a hidden version or staging folder (moa.results.staged_directory)
         caption_file = png.with_name(f"{png.stem}.caption.md")
         caption = caption_file.read_text() if caption_file.exists() else "(no caption file)"
         out.append((png.parent.name, png.relative_to(out_root), caption))
@@ -153,6 +156,8 @@ def _figures(out_root: pathlib.Path) -> list[tuple[str, pathlib.Path, str]]:
 def _questions(out_root: pathlib.Path, experiments: Iterable[Experiment]) -> dict[str, str]:
     questions = {e.name: e.question for e in experiments}
     for run_json in out_root.glob("*/run.json"):
+        if run_json.parent.name.startswith("."):
+            continue  # a hidden version or staging folder
         try:
             questions.setdefault(run_json.parent.name, json.loads(run_json.read_text()).get("question", ""))
         except (OSError, ValueError):

@@ -62,7 +62,7 @@ NOTES = {
 
 def build(results_dir: str | pathlib.Path, docs_dir: pathlib.Path = DOCS) -> pathlib.Path:
     results_dir = pathlib.Path(results_dir)
-    pngs = sorted(results_dir.glob("*/*.png"))
+    pngs = sorted(p for p in results_dir.glob("*/*.png") if not p.parent.name.startswith("."))  # not hidden versions
     if not pngs:
         raise ValueError(f"{results_dir}: no figures; run `moa run all --out {results_dir}` first")
     lines = ["# Gallery", "",

@@ -12,9 +12,23 @@ The model is named by its *builder* (``"full_model"`` = :func:`moa.assemble.full
 worker process) instead of receiving pickled generated code.
 
 Failures are recorded per sample, never fatal for the other samples: every worker runs with
-``on_failure="record"``; a chunk whose worker raises (or dies) has each of its samples marked
-with status 4 and the exception in ``message``. ``on_failure="raise"`` raises a
-:class:`moa.SimulationError` naming the first failed sample *after* all chunks have finished.
+``on_failure="record"``; a chunk whose worker raises has each of its samples marked with status
+4 and the exception in ``message``. ``on_failure="raise"`` raises a :class:`moa.SimulationError`
+naming the first failed sample *after* all chunks have finished.
+
+A worker process that dies (a crash in compiled code, the out-of-memory killer, a signal) breaks
+its whole pool, and every chunk not finished by then is lost with it, although only one chunk
+killed it. Retry policy: chunks that finished keep their results; the lost chunks are run again
+in a new pool; if that pool breaks too, each chunk still lost runs alone in a pool of its own
+(up to ``workers`` such pools at a time), so a death is traced to its chunk. A chunk whose
+worker dies when it runs alone (at the latest its third run) is marked failed with the reason
+("worker process died (killed by signal SIGKILL) while simulating samples a..b"); the others are
+exact. ``attrs["parallel_chunk_retries"]`` counts the reruns.
+
+Under ``spawn`` (the default) and ``forkserver`` each worker imports the script that called
+:func:`simulate_parallel` again, as ``__mp_main__``: a script that calls it at module level must
+do so under ``if __name__ == "__main__":``, or every worker would start the batch again. Such a
+call is refused with a :class:`RuntimeError` that says so before any process starts.
 
 When it pays: with the compiled Rodas4 one core runs about 55-60 one-year full-model simulations
 a second, while a worker's start (interpreter and imports, model compilation ~2 s, kernel load)
@@ -31,11 +45,14 @@ batch).
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures as cf
 import importlib
 import math
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -136,6 +153,8 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     for bad in ("on_failure", "progress"):
         simulate_kwargs.pop(bad, None)
     resolve_builder(model)  # fail early on a bad name, in this process
+    if mp_context in ("spawn", "forkserver"):
+        _check_main_guard()
     overrides = simulate_kwargs.pop("overrides", None)
     if overrides:
         parameters = parameters.with_values(overrides)
@@ -162,25 +181,26 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     results: list[xr.Dataset | None] = [None] * len(parts)
     errors: dict[int, str] = {}
     saved_env = {k: os.environ.get(k) for k in _BLAS_ENV}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # optional extra
+
+        bar = tqdm(total=len(parts), desc=f"simulate {N} samples on {workers} processes", unit="chunk")
+    chunk_runs = _ChunkRuns(model, parts, bounds, regimen, simulate_kwargs, multiprocessing.get_context(mp_context),
+                            blas_threads, results, errors, bar)
+    retries = 0
     try:
         for k in _BLAS_ENV:  # inherited by spawned workers before they import numpy
             os.environ[k] = str(blas_threads)
-        ctx = multiprocessing.get_context(mp_context)
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=ctx,
-                                    initializer=_limit_blas_threads, initargs=(blas_threads,)) as pool:
-            futures = {pool.submit(_run_chunk, model, part, regimen, simulate_kwargs): i for i, part in enumerate(parts)}
-            done = cf.as_completed(futures)
-            if progress:
-                from tqdm.auto import tqdm  # optional extra
-
-                done = tqdm(done, total=len(futures), desc=f"simulate {N} samples on {workers} processes", unit="chunk")
-            for fut in done:
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - recorded per sample, reported below
-                    errors[i] = f"worker failed on samples {bounds[i][0]}..{bounds[i][1] - 1}: {type(exc).__name__}: {exc}"
+        lost = chunk_runs.in_one_pool(range(len(parts)), workers)
+        if len(lost) > 1:
+            retries += len(lost)
+            lost = chunk_runs.in_one_pool(lost, workers)
+        retries += len(lost)
+        chunk_runs.each_alone(lost, workers)
     finally:
+        if bar is not None:
+            bar.close()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -195,7 +215,8 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     ds = xr.concat(results, dim="sample", data_vars="all", coords="different", compat="equals", join="outer",
                    combine_attrs="override")
     ds = ds.assign_coords(sample=np.arange(N))
-    ds.attrs.update({"parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts)})
+    ds.attrs.update({"parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts),
+                     "parallel_chunk_retries": retries})
 
     if on_failure == "raise":
         status = np.asarray(ds["status"])
@@ -204,6 +225,136 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
             raise SimulationError(f"parameter set {k} of {N} (hash {parameters.digest()}) failed: {ds['message'].values[k]}. "
                                   f"{int(np.sum(status != 0))} of {N} failed; use on_failure='record' to keep the others.")
     return ds
+
+
+class _ChunkRuns:
+    """Runs chunks in worker pools, storing each chunk's dataset in ``results[i]`` or its failure
+    in ``errors[i]``; a chunk lost to a pool that broke is returned to the caller to run again."""
+
+    def __init__(self, model, parts, bounds, regimen, kwargs, ctx, blas_threads, results, errors, bar):
+        self.model, self.parts, self.bounds, self.regimen, self.kwargs = model, parts, bounds, regimen, kwargs
+        self.ctx, self.blas_threads, self.results, self.errors, self.bar = ctx, blas_threads, results, errors, bar
+
+    def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_limit_blas_threads,
+                                      initargs=(self.blas_threads,))
+
+    def _submit(self, pool: cf.ProcessPoolExecutor, i: int) -> cf.Future:
+        return pool.submit(_run_chunk, self.model, self.parts[i], self.regimen, self.kwargs)
+
+    def _samples(self, i: int) -> str:
+        return f"samples {self.bounds[i][0]}..{self.bounds[i][1] - 1}"
+
+    def _store(self, i: int, fut: cf.Future) -> None:
+        """The chunk's result, or the exception its worker raised (not a dead worker)."""
+        try:
+            self.results[i] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - recorded per sample
+            self.errors[i] = f"worker failed on {self._samples(i)}: {type(exc).__name__}: {exc}"
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def in_one_pool(self, chunks, workers: int) -> list[int]:
+        """Run ``chunks`` in one pool of up to ``workers`` processes; return those lost when it broke."""
+        chunks = list(chunks)
+        if not chunks:
+            return []
+        lost = []
+        with self._pool(min(workers, len(chunks))) as pool:
+            futures = {self._submit(pool, i): i for i in chunks}
+            for fut in cf.as_completed(futures):
+                if isinstance(fut.exception(), cf.process.BrokenProcessPool):
+                    lost.append(futures[fut])
+                else:
+                    self._store(futures[fut], fut)
+        return sorted(lost)
+
+    def each_alone(self, chunks, workers: int) -> None:
+        """Run each chunk in a pool of its own (``workers`` at a time); a chunk whose lone worker
+        dies is marked failed with the worker's exit status."""
+        queue = list(chunks)
+        running: dict[cf.Future, tuple[int, cf.ProcessPoolExecutor, list]] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    i = queue.pop(0)
+                    pool = self._pool(1)
+                    fut = self._submit(pool, i)
+                    # The pool's own process list (private; empty if it changes): for the exit status.
+                    running[fut] = (i, pool, list(getattr(pool, "_processes", {}).values()))
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    i, pool, processes = running.pop(fut)
+                    pool.shutdown(wait=True)
+                    if isinstance(fut.exception(), cf.process.BrokenProcessPool):
+                        self.errors[i] = (f"worker process died ({_exit_status(processes)}) while simulating "
+                                          f"{self._samples(i)}, also when run alone; the other chunks are unaffected")
+                        if self.bar is not None:
+                            self.bar.update(1)
+                    else:
+                        self._store(i, fut)
+        finally:
+            for _, pool, _ in running.values():
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _exit_status(processes) -> str:
+    """How the (single) worker process ended: ``killed by signal SIGKILL`` or ``exit code 1``."""
+    codes = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+    if not codes:
+        return "exit status unknown"
+    code = codes[0]
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _check_main_guard() -> None:
+    """Refuse a call made while the ``__main__`` script runs its top level outside
+    ``if __name__ == "__main__":`` (spawned workers would import the script and run it again)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return  # an interactive session, a notebook or `python -c`: workers do not re-import it
+    frame = sys._getframe(1)
+    top = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path):
+            top = frame  # the outermost frame of the script's top level
+        frame = frame.f_back
+    if top is None or _inside_main_guard(path, top.f_lineno):
+        return
+    raise RuntimeError(f"simulate_parallel was called at the top level of {path} (line {top.f_lineno}) outside "
+                       "'if __name__ == \"__main__\":'. With mp_context='spawn' or 'forkserver' each worker process "
+                       "imports this script again and would start the batch again; put the call (or the code that "
+                       "leads to it) under 'if __name__ == \"__main__\":', or use mp_context='fork'.")
+
+
+def _inside_main_guard(path: str, line: int) -> bool:
+    """Whether ``line`` of the script ``path`` lies in the body of an ``if __name__ == "__main__":``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return True  # cannot tell: let the call go ahead
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            first, last = node.body[0].lineno, max(getattr(n, "end_lineno", n.lineno) for n in node.body)
+            if first <= line <= last:
+                return True
+    return False
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either order)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
 
 
 def _failed_like(template: xr.Dataset, bounds, part: ParameterSet, message: str) -> xr.Dataset:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html.parser
+import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import xarray as xr
@@ -130,7 +133,8 @@ def test_failing_experiment_leaves_no_folder_and_others_still_run(experiments_di
     assert code == 1
     err = capsys.readouterr().err
     assert "bad: FAILED" in err and "deliberate failure" in err
-    assert sorted(p.name for p in out.iterdir()) == ["claims.md", "good", "index.html", "index.md"]  # no staging leftovers
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["claims.md", "good", "index.html", "index.md"]
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {os.readlink(out / "good")}  # no staging leftovers
     assert (out / "good" / "good_figure.png").stat().st_size > 0
 
 
@@ -148,6 +152,51 @@ def test_rerun_replaces_the_folder_and_progress_bar_runs(experiments_dir, tmp_pa
     assert not (out / "good" / "stale.txt").exists()
     assert '"quick": true' in (out / "good" / "run.json").read_text()
     assert "experiment" in capsys.readouterr().err  # tqdm writes its bar to stderr
+
+
+SLOW = '''\
+"""Does a killed run leave the previous results visible?"""
+import json
+import os
+import pathlib
+import time
+
+
+def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
+    (out_dir / "version.txt").write_text("slow")
+    if os.environ.get("MOA_TEST_SLOW_STARTED"):
+        pathlib.Path(os.environ["MOA_TEST_SLOW_STARTED"]).write_text(str(out_dir))
+        time.sleep(120)  # killed long before
+    return {"quick": quick}
+'''
+
+
+def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(experiments_dir, tmp_path, monkeypatch):
+    (experiments_dir / "slow.py").write_text(SLOW)
+    out = tmp_path / "results"
+    assert main(["--experiments", str(experiments_dir), "run", "slow", "--out", str(out)]) == 0
+    first = os.readlink(out / "slow")
+    started = tmp_path / "started.txt"
+    env = {**os.environ, "MOA_TEST_SLOW_STARTED": str(started), "MOA_NO_JIT": "1",
+           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "moa.cli", "--experiments", str(experiments_dir), "run", "slow",
+                             "--out", str(out)], env=env)
+    try:
+        for _ in range(600):  # up to 60 s for the interpreter to start and reach main()
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert started.exists(), "the experiment never started"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    stage = pathlib.Path(started.read_text())
+    assert stage.parent == out and stage.name.startswith(".slow.") and stage.is_dir()  # left behind by the kill
+    assert os.readlink(out / "slow") == first and json.loads((out / "slow" / "run.json").read_text())["experiment"] == "slow"
+    assert main(["--experiments", str(experiments_dir), "run", "slow", "--out", str(out)]) == 0
+    assert not stage.exists()
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {os.readlink(out / "slow")}
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +228,8 @@ def test_index_links_every_figure_and_all_links_resolve(pk_run):
     assert "pk_occupancy/pk_occupancy.png" in links and "pk_occupancy/pk_occupancy.svg" in links
     for link in links + markdown_links(index_md):
         assert (pk_run / link).is_file(), f"broken link {link}"
-    every_png = {p.relative_to(pk_run).as_posix() for p in pk_run.glob("*/*.png")}
+    every_png = {p.relative_to(pk_run).as_posix() for p in pk_run.glob("*/*.png")
+                 if not p.parent.name.startswith(".")}  # hidden: the version folders behind the links
     assert every_png <= set(links)
     assert "systemic PD-L1" in index_html.read_text()  # the caption is on the page
 

@@ -3,14 +3,20 @@ chunk are recorded per sample and do not stop the other chunks."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import moa
-from moa.assemble import full_model
-from moa.parallel import resolve_builder, simulate_parallel, split_parameters
+from moa.assemble import full_model, pk_model
+from moa.parallel import _inside_main_guard, resolve_builder, simulate_parallel, split_parameters
 from moa.scenarios import scenario
 from moa.solvers.batched import RodasSolver
+from parallel_helpers import KillingSolver
 
 DAYS = 14.0  # bispecific at t = 0, nab-paclitaxel at t = 0, 7, 14 (the last at the end time)
 
@@ -109,3 +115,74 @@ def test_builder_names_and_bad_inputs(batch):
     parts = split_parameters(params, [(0, 5), (5, 16)])
     assert [p.batch_size for p in parts] == [5, 11]
     np.testing.assert_array_equal(parts[1]["cl_bsab"], np.asarray(params["cl_bsab"])[5:])
+
+
+# ----- a dying worker costs only its own chunk (issue 10, item 7) -------------------------------
+PK_DAYS = 7.0
+
+
+@pytest.fixture(scope="module")
+def pk_batch():
+    """8 bispecific PK parameter sets (2 per chunk with chunks=4) and their single-process result."""
+    params = moa.load_parameters().with_values({"cl_bsab": np.linspace(0.12, 0.33, 8)})
+    regimen = moa.every("bsab", 3.0, "mg/kg", 7.0, PK_DAYS)
+    single = moa.simulate(pk_model("bsab"), params, regimen, duration_days=PK_DAYS, solver=RodasSolver(backend="numpy"))
+    return params, regimen, single
+
+
+def test_a_worker_killed_by_one_chunk_fails_only_that_chunk(pk_batch):
+    params, regimen, single = pk_batch
+    poisoned = float(np.asarray(params["cl_bsab"])[2])  # chunk 1 of 4: samples 2..3
+    par = simulate_parallel("pk_model", params, regimen, duration_days=PK_DAYS, workers=2, chunks=4, mp_context="fork",
+                            solver=KillingSolver(backend="numpy", poisoned_value=poisoned))
+    status, message = par["status"].values, par["message"].values
+    assert list(np.nonzero(status)[0]) == [2, 3] and np.all(status[[2, 3]] == 4)
+    for k in (2, 3):
+        assert "worker process died (killed by signal SIGKILL) while simulating samples 2..3" in message[k]
+        assert np.all(np.isnan(par["bsab_central"].values[k]))
+    ok = [0, 1, 4, 5, 6, 7]
+    for v in single.data_vars:
+        if v != "message":
+            np.testing.assert_array_equal(par[v].values[ok], single[v].values[ok], err_msg=v)
+    assert list(par["message"].values[ok]) == list(single["message"].values[ok])
+    assert par.attrs["parallel_chunk_retries"] >= 1
+
+
+def test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds(pk_batch, tmp_path):
+    params, regimen, single = pk_batch
+    marker = tmp_path / "died_once"
+    poisoned = float(np.asarray(params["cl_bsab"])[6])  # chunk 3 of 4
+    par = simulate_parallel("pk_model", params, regimen, duration_days=PK_DAYS, workers=2, chunks=4, mp_context="fork",
+                            solver=KillingSolver(backend="numpy", poisoned_value=poisoned, once_marker=str(marker)))
+    assert marker.exists()  # the worker did die once
+    assert np.all(par["status"].values == 0)
+    for v in single.data_vars:
+        if v != "message":
+            np.testing.assert_array_equal(par[v].values, single[v].values, err_msg=v)
+    assert par.attrs["parallel_chunk_retries"] >= 1
+
+
+UNGUARDED = """\
+import numpy as np
+import moa
+from moa.parallel import simulate_parallel
+
+params = moa.load_parameters().with_values({"cl_bsab": np.linspace(0.12, 0.33, 4)})
+simulate_parallel("pk_model", params, moa.every("bsab", 3.0, "mg/kg", 7.0, 7.0), duration_days=7.0, workers=2)
+"""
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    root = pathlib.Path(moa.__file__).parents[1]
+    env = {**os.environ, "MOA_NO_JIT": "1", "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    assert "RuntimeError" in done.stderr and "if __name__ == \"__main__\":" in done.stderr
+    assert f"{script} (line 6)" in done.stderr
+    assert not _inside_main_guard(str(script), 6)
+    # The same call under the guard (either spelling) passes the check.
+    for test in ("__name__ == '__main__'", '"__main__" == __name__'):
+        script.write_text(UNGUARDED.replace("simulate_parallel(", f"if {test}:\n    simulate_parallel("))
+        assert _inside_main_guard(str(script), 7)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ import moa
 from moa.assemble import pk_model
 from moa.engine import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
-from moa.results import save_dataset
+from moa.results import remove_stale, save_dataset, staged_directory
 from moa.solvers import jit
 
 
@@ -108,3 +112,168 @@ def test_on_failure_record_keeps_the_other_samples():
     t = ds["time"].values
     for i in (0, 2):
         np.testing.assert_allclose(ds["x"].isel(sample=i).values, 1 / (1 - k[i] * t), rtol=1e-7)
+
+
+# ----- results folders survive a kill (issue 10, item 6) ---------------------------------------
+def _build(final, label: str) -> None:
+    """A complete version: run.json plus a figure, both saying which version they are."""
+    with staged_directory(final) as stage:
+        (stage / "figure.png").write_text(label)
+        (stage / "run.json").write_text(json.dumps({"version": label}))
+
+
+def _build_in_finished_process(final, label: str) -> None:
+    """:func:`_build` in a child process that has ended, as an earlier ``moa run`` would have."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _build(final, label)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _visible_version(final) -> str:
+    """The version ``final`` shows; fails unless the folder is complete."""
+    version = json.loads((final / "run.json").read_text())["version"]
+    assert (final / "figure.png").read_text() == version
+    return version
+
+
+def _hidden(folder) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name.startswith(".")}
+
+
+def test_staged_directory_publishes_through_a_link_and_replaces_an_old_real_folder(tmp_path):
+    final = tmp_path / "exp"
+    final.mkdir()  # a folder written by moa before version links
+    (final / "run.json").write_text("{}")
+    _build(final, "first")
+    assert final.is_symlink() and _visible_version(final) == "first"
+    assert _hidden(tmp_path) == {os.readlink(final)}  # the old real folder is gone
+    _build(final, "second")
+    assert _visible_version(final) == "second" and _hidden(tmp_path) == {os.readlink(final)}
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.png")
+                  if not p.parent.name.startswith(".")) == ["exp/figure.png"]  # readers see it through the link
+    with pytest.raises(RuntimeError):
+        with staged_directory(final) as stage:
+            (stage / "run.json").write_text("half")
+            raise RuntimeError("failed experiment")
+    assert _visible_version(final) == "second" and _hidden(tmp_path) == {os.readlink(final)}
+
+
+def _die(target, name: str, when: str) -> None:
+    """Replace ``target.name`` by a wrapper that ends the process (as SIGKILL would: no cleanup)
+    just before or just after its first call."""
+    original = getattr(target, name)
+
+    def wrapper(*args, **kwargs):
+        if when == "before":
+            os._exit(17)
+        original(*args, **kwargs)
+        os._exit(17)
+
+    setattr(target, name, wrapper)
+
+
+# Every step of publishing a version: each kill point, and which version must then be visible.
+KILL_POINTS = {
+    "while building": (None, None, "old"),
+    "after making the new link": ("os", "symlink", "old"),
+    "before swapping the link": ("os", "replace", "old"),
+    "after swapping the link": ("os", "replace", "new"),
+    "before removing the old version": ("shutil", "rmtree", "new"),
+}
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_a_kill_at_any_instant_of_the_swap_leaves_a_complete_folder_and_the_next_run_cleans_up(tmp_path, point):
+    final = tmp_path / "exp"
+    _build_in_finished_process(final, "old")
+    module, name, expected = KILL_POINTS[point]
+    pid = os.fork()
+    if pid == 0:  # the child publishes "new" and is killed on the way
+        try:
+            if name is not None:
+                _die({"os": os, "shutil": shutil}[module], name, "after" if expected == "new" and name == "replace" else "before")
+            with staged_directory(final) as stage:
+                (stage / "figure.png").write_text("new")
+                (stage / "run.json").write_text(json.dumps({"version": "new"}))
+                if name is None:
+                    os._exit(17)
+        finally:
+            os._exit(3)  # not reached unless the kill point was missed
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 17, "the kill point was not reached"
+    assert _visible_version(final) == expected
+    _build(final, "next")  # the next run removes what the killed one left
+    assert _visible_version(final) == "next" and _hidden(tmp_path) == {os.readlink(final)}
+
+
+def test_a_kill_between_the_two_renames_of_the_fallback_swap_is_repaired(tmp_path, monkeypatch):
+    """Without renameat2 a real folder is renamed to .exp.old, then the link takes its place;
+    a kill between the two leaves the old folder under .exp.old, and the next run restores it
+    before anything else (the same repairs the leftovers of moa's earlier two-rename swap)."""
+    from moa import results
+
+    final = tmp_path / "exp"
+    final.mkdir()
+    (final / "figure.png").write_text("old")
+    (final / "run.json").write_text(json.dumps({"version": "old"}))
+    monkeypatch.setattr(results, "_rename_exchange", lambda a, b: False)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            calls = []
+            original = os.replace
+
+            def replace(src, dst):
+                original(src, dst)
+                calls.append(dst)
+                if str(dst).endswith(".exp.old"):
+                    os._exit(17)
+
+            os.replace = replace
+            with staged_directory(final) as stage:
+                (stage / "run.json").write_text(json.dumps({"version": "new"}))
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 17
+    assert not final.exists() and (tmp_path / ".exp.old" / "run.json").exists()
+    with pytest.raises(RuntimeError):  # even a run that then fails restores the old folder
+        with staged_directory(final):
+            assert _visible_version(final) == "old"
+            raise RuntimeError("failed experiment")
+    assert _visible_version(final) == "old"
+    _build(final, "next")
+    assert _visible_version(final) == "next" and _hidden(tmp_path) == {os.readlink(final)}
+
+
+def test_remove_stale_keeps_live_runs_and_published_versions(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".exp.{sleeper.pid}-live1234"
+        live.mkdir()
+        dead_pid = _dead_pid()
+        stale = [tmp_path / f".exp.{dead_pid}-dead1234", tmp_path / f".index.html.{dead_pid}-abcd_123.tmp"]
+        stale[0].mkdir()
+        stale[1].write_text("half")
+        (tmp_path / f".exp.{dead_pid}-dead1234.link").symlink_to(stale[0].name)
+        published = tmp_path / f".exp.{dead_pid}-publishd"
+        published.mkdir()
+        (tmp_path / "exp").symlink_to(published.name)
+        (tmp_path / ".not_ours").mkdir()
+        removed = remove_stale(tmp_path)
+        assert sorted(removed) == sorted([stale[0].name, stale[1].name, f".exp.{dead_pid}-dead1234.link"])
+        assert _hidden(tmp_path) == {live.name, published.name, ".not_ours"}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
