@@ -106,7 +106,7 @@ def convert_value(value, from_unit: str, to_unit: str, what: str):
     try:
         out = ureg.Quantity(np.asarray(value, dtype=float), a).to(b).magnitude
     except pint.DimensionalityError:
-        shown = value if np.ndim(value) == 0 else f"array of {np.size(value)}"
+        shown = f"{float(value):g}" if np.ndim(value) == 0 else f"array of {np.size(value)}"
         raise UnitError(f"{what}: value={shown} in {from_unit!r} [{format_unit(a)}] cannot be expressed in "
                         f"{to_unit!r} [{format_unit(b)}]: different dimensions") from None
     return float(out) if np.ndim(out) == 0 else np.asarray(out, dtype=float)
@@ -219,7 +219,7 @@ class ParameterSet(Mapping):
                 raise ValueError(f"parameter {key!r}: unknown; " + (f"did you mean {near}?" if near else f"see models/ for the {len(self.specs)} known names"))
             spec = self.specs[key]
             if isinstance(v, pint.Quantity):
-                v = convert_value(v.magnitude, format(v.units), spec.unit, f"{origin}: parameter {key!r}")
+                v = convert_value(v.magnitude, f"{v.units:~C}", spec.unit, f"{origin}: parameter {key!r}")
             arr = np.asarray(v, dtype=float)
             if arr.ndim > 1:
                 raise ValueError(f"parameter {key!r}: value must be a number or a 1-D array, got shape {arr.shape}")
