@@ -277,7 +277,7 @@ def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
     pdl1, cd137 = float(ds.pdl1_total[0]), float(ds.cd137_total[0])
     pd1 = float(ds.pd1_free[0] + ds.pd1_pdl1[0])
     eq = equilibrium([(drug_binding(params, "bsab"), conc)], pdl1, cd137, pd1_nM=pd1,
-                     kd_pd1_nM=float(params["kd_pd1_pdl1"]), chi_pd1=float(params["chi_pd1"]))
+                     kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")), chi_pd1=float(params.value_in("chi_pd1", "1")))
     ternary = eq["ternary_cd137"].values
     k = int(np.argmax(ternary))
     above = np.nonzero(ternary >= ternary[k] / 2)[0]
