@@ -227,3 +227,12 @@ def test_every_observable_is_finite_when_the_tumour_and_its_t_cells_are_gone():
     bad = [n for n, v in zip(compiled.observable_names, obs) if not np.isfinite(v)]
     assert bad == []
     assert obs[list(compiled.observable_names).index("effector_target_ratio")] == 0.0
+
+
+def test_fractions_that_sum_past_one_give_a_failed_sample_not_negative_effectors():
+    """Each fraction is inside its domain, but together they leave -10% of the T cells as effectors."""
+    with pytest.warns(BoundsWarning):
+        ds = moa.simulate(full_model(), DEFAULTS, None, times=[0.0, 1.0], solver="LSODA", on_failure="record",
+                          overrides={"initial_fraction_pex": 0.5, "initial_fraction_ex": 0.6})
+    assert int(ds.status) == 5
+    assert "species t_eff" in str(ds.message.values) and "t=0 day" in str(ds.message.values)
