@@ -42,19 +42,17 @@ import json
 import math
 import pathlib
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-
-import warnings
-
 import pint
 
 from .errors import BoundsWarning
 from .units import UnitError, format_unit, parse_unit, registry
 
 __all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR", "DOMAINS",
-           "check_domain", "convert_value", "model_units"]
+           "check_domain", "convert_value", "convert_spec", "model_units"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
 _FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale", "domain"}
