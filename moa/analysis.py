@@ -15,6 +15,7 @@ The thresholds live in ``models/recist.toml`` (data, with their source).
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import tomllib
 
@@ -22,7 +23,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from .parameters import MODELS_DIR
+from .parameters import MODELS_DIR, convert_value
 
 __all__ = ["RecistRules", "load_recist", "recist", "objective_response_rate", "progression_free_survival",
            "bliss_synergy", "inhibition", "best_percent_change"]
@@ -39,12 +40,30 @@ class RecistRules:
     scan_interval_days: float  # assessment schedule
 
 
+#: The unit each RECIST rule is used in; values in recist.toml are converted to it.
+RECIST_UNITS = {"pr_fraction": "1", "pd_fraction": "1", "pd_absolute_mm": "mm", "cr_diameter_mm": "mm",
+                "scan_interval_days": "day"}
+
+
 def load_recist(path: pathlib.Path = MODELS_DIR / "recist.toml") -> RecistRules:
-    data = tomllib.loads(pathlib.Path(path).read_text())
+    """Read the RECIST rules, converting each value from its written unit to :data:`RECIST_UNITS`
+    (a value in another dimension is refused naming the file, the field, the value and both units)."""
+    path = pathlib.Path(path)
     try:
-        return RecistRules(**{k: float(v["value"]) for k, v in data.items()})
-    except TypeError as exc:
-        raise ValueError(f"{path}: expected exactly {[f.name for f in dataclasses.fields(RecistRules)]}: {exc}") from None
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    if set(data) != set(RECIST_UNITS):
+        raise ValueError(f"{path}: expected exactly {sorted(RECIST_UNITS)}, got {sorted(data)}")
+    values = {}
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or not {"value", "unit"} <= set(entry):
+            raise ValueError(f"{path}: {key}: must be a table with value, unit and source")
+        value = entry["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{path}: {key}: value={value!r}: must be a finite number >= 0")
+        values[key] = float(convert_value(float(value), entry["unit"], RECIST_UNITS[key], f"{path}: {key}"))
+    return RecistRules(**values)
 
 
 def scan_times(time_days: np.ndarray, interval_days: float) -> np.ndarray:

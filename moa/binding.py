@@ -74,9 +74,11 @@ def _binom(n: float, k: int) -> float:
     return max(out, 0.0)
 
 
-def _scalar(params: Mapping, key: str) -> float:
-    """One number from a parameter set (the first sample if batched)."""
-    return float(np.asarray(params[key]).ravel()[0])
+def _scalar(params: Mapping, key: str, unit: str) -> float:
+    """One number in ``unit`` from a parameter set (the first sample if batched); a plain
+    mapping is taken to hold it in ``unit`` already."""
+    value = params.value_in(key, unit) if hasattr(params, "value_in") else params[key]
+    return float(np.asarray(value).ravel()[0])
 
 
 def drug_binding(params: Mapping, drug: str) -> DrugBinding:
@@ -85,13 +87,13 @@ def drug_binding(params: Mapping, drug: str) -> DrugBinding:
     if drug not in arms:
         raise ValueError(f"drug={drug!r}: allowed drugs are {sorted(arms)}")
     a = arms[drug]
-    get = lambda k: _scalar(params, k)  # noqa: E731
+    get = lambda k, unit="1": _scalar(params, k, unit)  # noqa: E731
     return DrugBinding(
         drug,
         valency_pdl1=get(f"valency_pdl1_{drug}") if a.binds_pdl1 else 0.0,
         valency_cd137=get(f"valency_cd137_{drug}") if a.binds_cd137 else 0.0,
-        kd_pdl1_nM=get(f"kd_pdl1_{drug}") if a.binds_pdl1 else np.inf,
-        kd_cd137_nM=get(f"kd_cd137_{drug}") if a.binds_cd137 else np.inf,
+        kd_pdl1_nM=get(f"kd_pdl1_{drug}", "nM") if a.binds_pdl1 else np.inf,
+        kd_cd137_nM=get(f"kd_cd137_{drug}", "nM") if a.binds_cd137 else np.inf,
         chi_cis_pdl1=get("chi_cis_pdl1"), chi_cis_cd137=get("chi_cis_cd137"), chi_trans=get("chi_trans"),
     )
 
@@ -213,15 +215,15 @@ def peripheral_engagement(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
     ``pdl1_peripheral_nM`` and ``cd137_peripheral_nM``; binding is taken at equilibrium with
     plasma (binding is fast next to antibody PK).
     """
-    get = lambda k: _scalar(params, k)  # noqa: E731
+    get = lambda k, unit="1": _scalar(params, k, unit)  # noqa: E731
     # solver round-off can leave undosed concentrations a hair below zero; NaN marks failed runs
     plasma = {d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) for d in ("bsab", "apdl1", "a41bb")}
     drugs = [(drug_binding(params, d), plasma[d]) for d in ("bsab", "apdl1", "a41bb")]
-    eq = equilibrium(drugs, get("pdl1_peripheral_nM"), get("cd137_peripheral_nM"))
+    eq = equilibrium(drugs, get("pdl1_peripheral_nM", "nM"), get("cd137_peripheral_nM", "nM"))
     trans = eq["ternary_cd137"].values
     agonist = sum(b * eq[complex_name("a41bb", 0, b)].values for b in (1, 2))
     cis = sum(b * eq[complex_name("bsab", 0, b)].values for b in (1, 2) if complex_name("bsab", 0, b) in eq)
-    engaged = (trans + get("agonist_efficacy_a41bb") * agonist + get("cis_efficacy_bsab") * cis) / get("cd137_peripheral_nM")
+    engaged = (trans + get("agonist_efficacy_a41bb") * agonist + get("cis_efficacy_bsab") * cis) / get("cd137_peripheral_nM", "nM")
     engaged = np.where(np.isfinite(ds["bsab_central"].values), np.clip(engaged, 0, 1), np.nan)
     return xr.DataArray(engaged, dims=ds["bsab_central"].dims, coords=ds["bsab_central"].coords,
                         attrs={"units": "1", "description": "signalling-weighted fraction of peripheral (blood/liver) 4-1BB engaged"})

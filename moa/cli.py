@@ -193,7 +193,7 @@ def _binding(args: argparse.Namespace) -> int:
         if overrides:
             params = params.with_values(overrides)
         conc = np.asarray(args.drug_nM if args.drug_nM else np.logspace(-4, 4, 17), dtype=float)
-        cd137 = args.cd137_per_cell if args.cd137_per_cell is not None else float(params["cd137_per_t_cell"])
+        cd137 = args.cd137_per_cell if args.cd137_per_cell is not None else float(params.value_in("cd137_per_t_cell", "molecule/cell"))
         eq = in_vitro(drug_binding(params, "bsab"), conc, args.pdl1_per_cell, args.pdl1_cells_per_mL, cd137,
                       args.cd137_cells_per_mL)
     except ValueError as exc:

@@ -145,9 +145,11 @@ def parameters_md(models_dir: pathlib.Path = MODELS_DIR) -> str:
     from .scenarios import load_arms, load_formats, load_settings, _defaults
 
     out = [_HEADER.format(what="models/"), "# Parameters\n"]
-    out.append("Every number of the model with its unit, sweep bounds (`lower`, `upper`), the scale sweeps sample on "
-               "and its source: a citation, `assumed: <why>` or `calibrated: <what>` (see docs/model.md for the "
-               "calibrations).\n")
+    out.append("Every number of the model with its unit, sweep bounds (`lower`, `upper`), its physical domain, the "
+               "scale sweeps sample on and its source: a citation, `assumed: <why>` or `calibrated: <what>` (see "
+               "docs/model.md for the calibrations). The domain (`nonnegative` >= 0, `positive` > 0, `fraction` "
+               "in [0, 1], `at_least_one` >= 1) is always enforced; the bounds are the plausible range, and a value "
+               "outside them is allowed with a warning (refused with `strict=True`).\n")
     files = sorted((models_dir / "parameters").glob("*.toml"))
     for path in files:
         specs = load_parameter_file(path)
@@ -155,8 +157,9 @@ def parameters_md(models_dir: pathlib.Path = MODELS_DIR) -> str:
         out.append(f"## {path.stem} (`models/parameters/{path.name}`)\n")
         if comment:
             out.append(comment + "\n")
-        out.append(_table(["name", "value", "unit", "lower", "upper", "scale", "source", "description"],
-                          [(f"`{s.name}`", _num(s.value), s.unit, _num(s.lower), _num(s.upper), s.scale, s.source, s.description)
+        out.append(_table(["name", "value", "unit", "lower", "upper", "domain", "scale", "source", "description"],
+                          [(f"`{s.name}`", _num(s.value), s.unit, _num(s.lower), _num(s.upper), s.domain, s.scale, s.source,
+                            s.description)
                            for s in specs.values()]))
         out.append("")
     defaults = _defaults(models_dir)
@@ -274,7 +277,7 @@ def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
     pdl1, cd137 = float(ds.pdl1_total[0]), float(ds.cd137_total[0])
     pd1 = float(ds.pd1_free[0] + ds.pd1_pdl1[0])
     eq = equilibrium([(drug_binding(params, "bsab"), conc)], pdl1, cd137, pd1_nM=pd1,
-                     kd_pd1_nM=float(params["kd_pd1_pdl1"]), chi_pd1=float(params["chi_pd1"]))
+                     kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")), chi_pd1=float(params.value_in("chi_pd1", "1")))
     ternary = eq["ternary_cd137"].values
     k = int(np.argmax(ternary))
     above = np.nonzero(ternary >= ternary[k] / 2)[0]

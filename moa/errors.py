@@ -15,3 +15,7 @@ class ModelError(MoaError, ValueError):
 
 class SimulationError(MoaError, RuntimeError):
     """The solver failed; the message names the time, the parameter set and what to try."""
+
+
+class BoundsWarning(UserWarning):
+    """A parameter value outside its sweep bounds (the plausible range) but inside its physical domain."""

@@ -11,8 +11,26 @@ A parameter file is a table per parameter::
     description = "linear clearance of an IgG1"
 
 ``source`` is a citation, ``assumed: <why>`` or ``calibrated: <what>``. Overlays (drug formats,
-tumour settings) are tables of ``name = value`` that must name known parameters and stay
-within their bounds.
+tumour settings) are tables of ``name = value`` that must name known parameters.
+
+**Units.** A spec keeps the unit its file was written in (``"mL/h"`` is fine for a clearance).
+The unit a number must be *used* in is the one the mechanism declares
+(``m.parameter(name, unit, ...)``); :meth:`ParameterSet.in_units` converts every spec and value
+to given units with pint and refuses a different dimension, naming the file, the field, the
+value and both units. ``moa.simulate`` and the SBML export call it with the model's declared
+units (:func:`model_units`) before anything reaches the compiled model, so every downstream
+number (the parameter matrix, dose amounts, sweep coordinates) is in the mechanism's unit.
+Code that reads one parameter outside a model (dose scaling by body weight, binding
+equilibria) asks for it in the unit it needs with :meth:`ParameterSet.value_in`. New values
+(``with_values``, overlays) may be plain numbers in the spec's unit or pint Quantities
+(converted).
+
+**Physical domain vs. sweep bounds.** ``domain`` (one of :data:`DOMAINS`; default
+``"nonnegative"``) is what the quantity can physically be, and is always enforced: a value
+outside it is refused naming the parameter, the value, the domain and where the value came
+from. ``lower``/``upper`` are the plausible range for sweeps and must lie inside the domain;
+a new value outside them is allowed with a :class:`moa.errors.BoundsWarning`, or refused with
+``strict=True``. A spec's own default value must lie within its bounds.
 """
 
 from __future__ import annotations
@@ -24,16 +42,77 @@ import json
 import math
 import pathlib
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import pint
 
-from .units import UnitError, parse_unit
+from .errors import BoundsWarning
+from .units import UnitError, format_unit, parse_unit, registry
 
-__all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR"]
+__all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR", "DOMAINS",
+           "check_domain", "convert_value", "convert_spec", "model_units"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
-_FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale"}
+_FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale", "domain"}
+
+#: Physical domains: name -> (lowest value, lowest included?, highest value), in the
+#: parameter's unit (for dimensionless units, after conversion to the plain number 1).
+DOMAINS = {
+    "nonnegative": (0.0, True, math.inf),  # >= 0 (the default)
+    "positive": (0.0, False, math.inf),  # > 0: volumes, masses, densities, KDs, capacities
+    "fraction": (0.0, True, 1.0),  # [0, 1]
+    "at_least_one": (1.0, True, math.inf),  # >= 1: fold changes, valencies
+}
+_DOMAIN_TEXT = {"nonnegative": ">= 0", "positive": "> 0", "fraction": "in [0, 1]", "at_least_one": ">= 1"}
+
+
+def _to_plain_number(unit: str) -> float:
+    """Factor that turns a value in ``unit`` into a plain number, 1 unless the unit is
+    dimensionless but scaled (``"percent"``), for which domains such as fraction are stated."""
+    q = registry().Quantity(1.0, parse_unit(unit))
+    return float(q.to("dimensionless").magnitude) if q.dimensionless else 1.0
+
+
+def check_domain(name: str, value, domain: str, unit: str, origin: str) -> None:
+    """Raise ValueError unless every element of ``value`` (in ``unit``) lies in ``domain``.
+
+    The message names the parameter, the value, the domain and ``origin`` (where the value came from).
+    """
+    if domain not in DOMAINS:
+        raise ValueError(f"{origin}: parameter {name!r}: domain={domain!r}: allowed domains are {sorted(DOMAINS)}")
+    low, low_included, high = DOMAINS[domain]
+    arr = np.asarray(value, dtype=float) * _to_plain_number(unit)
+    bad = (arr < low) | (arr > high) | ((arr == low) & (not low_included))
+    if np.any(bad):
+        first = float(np.asarray(value, dtype=float).ravel()[np.argmax(bad.ravel())])
+        raise ValueError(f"{origin}: parameter {name!r}={first:g} {unit}: outside its physical domain "
+                         f"{domain!r} (must be {_DOMAIN_TEXT[domain]})")
+
+
+def convert_value(value, from_unit: str, to_unit: str, what: str):
+    """``value`` (number or array) in ``from_unit`` expressed in ``to_unit``.
+
+    ``what`` says where the value came from (file and field) for the error raised when the
+    dimensions differ.
+    """
+    ureg = registry()
+    a, b = parse_unit(from_unit), parse_unit(to_unit)
+    if a == b:
+        return value
+    try:
+        out = ureg.Quantity(np.asarray(value, dtype=float), a).to(b).magnitude
+    except pint.DimensionalityError:
+        shown = f"{float(value):g}" if np.ndim(value) == 0 else f"array of {np.size(value)}"
+        raise UnitError(f"{what}: value={shown} in {from_unit!r} [{format_unit(a)}] cannot be expressed in "
+                        f"{to_unit!r} [{format_unit(b)}]: different dimensions") from None
+    return float(out) if np.ndim(out) == 0 else np.asarray(out, dtype=float)
+
+
+def model_units(model) -> dict[str, str]:
+    """The unit each parameter of ``model`` (a :class:`moa.engine.Model`) is declared in."""
+    return {p.name: p.unit for p in model.parameters}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +127,8 @@ class ParameterSpec:
     source: str
     description: str = ""
     scale: str = "lin"  # "lin" or "log": how sweeps sample between the bounds
+    domain: str = "nonnegative"  # physical domain, one of DOMAINS; always enforced
+    origin: str = dataclasses.field(default="", compare=False)  # file the spec was read from ("" if built in code)
 
     def __post_init__(self):
         where = f"parameter {self.name!r}"
@@ -61,6 +142,10 @@ class ParameterSpec:
             raise ValueError(f"{where}: {exc}") from None
         if not self.source or not str(self.source).strip():
             raise ValueError(f"{where}: source is empty: give a citation, 'assumed: <why>' or 'calibrated: <what>'")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"{where}: domain={self.domain!r}: allowed domains are {sorted(DOMAINS)}")
+        for field in ("value", "lower", "upper"):
+            check_domain(self.name, getattr(self, field), self.domain, self.unit, f"field {field!r}")
         if not self.lower <= self.value <= self.upper:
             raise ValueError(f"{where}: value={self.value} lies outside [lower={self.lower}, upper={self.upper}]")
         if self.scale not in ("lin", "log"):
@@ -87,10 +172,21 @@ def load_parameter_file(path: str | pathlib.Path) -> dict[str, ParameterSpec]:
         if missing:
             raise ValueError(f"{path}: parameter {name!r}: missing field(s) {sorted(missing)}")
         try:
-            out[name] = ParameterSpec(name=name, **table)
+            out[name] = ParameterSpec(name=name, **table, origin=str(path))
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return out
+
+
+def convert_spec(spec: ParameterSpec, unit: str) -> ParameterSpec:
+    """``spec`` with value and bounds expressed in ``unit`` (refused when the dimensions differ)."""
+    if parse_unit(spec.unit) == parse_unit(unit):
+        return spec
+    what = f"{spec.origin or 'parameter spec'}: parameter {spec.name!r}"
+    value, lower, upper = (convert_value(getattr(spec, f), spec.unit, unit, what) for f in ("value", "lower", "upper"))
+    # rounding in the conversion may push a bound a few ulps past the value
+    lower, upper = min(lower, value), max(upper, value)
+    return dataclasses.replace(spec, value=value, unit=unit, lower=lower, upper=upper)
 
 
 class ParameterSet(Mapping):
@@ -107,40 +203,80 @@ class ParameterSet(Mapping):
         self.overlays = tuple(overlays)
         self._values: dict[str, np.ndarray | float] = {k: float(s.value) for k, s in self.specs.items()}
         if values:
-            self._values.update(self._validated(values, check_bounds=False))
+            # values handed over with the specs (copies, slices of a batch) were checked against
+            # their bounds where they entered; the domain is checked again here
+            self._values.update(self._validated(values, bounds="ignore", origin="values"))
 
-    def _validated(self, values: Mapping[str, object], check_bounds: bool) -> dict:
+    def _validated(self, values: Mapping[str, object], bounds: str, origin: str) -> dict:
+        """Checked values in each spec's unit. ``bounds``: "ignore", "warn" or "strict"."""
         out = {}
         for key, v in values.items():
             if key not in self.specs:
                 near = difflib.get_close_matches(key, list(self.specs), n=5, cutoff=0.6) or [
                     k for k in self.specs if key.lower() in k.lower() or k.lower() in key.lower()][:5]
                 raise ValueError(f"parameter {key!r}: unknown; " + (f"did you mean {near}?" if near else f"see models/ for the {len(self.specs)} known names"))
+            spec = self.specs[key]
+            if isinstance(v, pint.Quantity):
+                v = convert_value(v.magnitude, f"{v.units:~C}", spec.unit, f"{origin}: parameter {key!r}")
             arr = np.asarray(v, dtype=float)
             if arr.ndim > 1:
                 raise ValueError(f"parameter {key!r}: value must be a number or a 1-D array, got shape {arr.shape}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"parameter {key!r}={v!r}: must be finite")
-            if np.any(arr < 0):
-                raise ValueError(f"parameter {key!r}={v!r}: must be >= 0 (all moa parameters are non-negative)")
-            spec = self.specs[key]
-            if check_bounds and (np.any(arr < spec.lower) or np.any(arr > spec.upper)):
-                raise ValueError(f"parameter {key!r}={v!r}: outside its bounds [{spec.lower}, {spec.upper}] {spec.unit}")
+            check_domain(key, arr, spec.domain, spec.unit, origin)
+            outside = (arr < spec.lower) | (arr > spec.upper)
+            if bounds != "ignore" and np.any(outside):
+                first = float(arr.ravel()[np.argmax(outside.ravel())])
+                text = (f"{origin}: parameter {key!r}={first:g} {spec.unit} lies outside its sweep bounds "
+                        f"[{spec.lower:g}, {spec.upper:g}] {spec.unit}")
+                if bounds == "strict":
+                    raise ValueError(text + " (strict bounds)")
+                warnings.warn(text + "; allowed, as it is inside the physical domain "
+                              f"{spec.domain!r} (pass strict=True to refuse)", BoundsWarning, stacklevel=3)
             out[key] = float(arr) if arr.ndim == 0 else arr
         return out
 
-    def with_values(self, values: Mapping[str, object], *, check_bounds: bool = False, name: str | None = None) -> "ParameterSet":
-        """A copy with ``values`` replaced. ``check_bounds=True`` also enforces the sweep bounds."""
-        new = ParameterSet(self.specs, {**self._values, **self._validated(values, check_bounds)}, name or self.name, self.overlays)
-        return new
+    def with_values(self, values: Mapping[str, object], *, strict: bool = False, check_bounds: bool = False,
+                    name: str | None = None, origin: str = "with_values") -> "ParameterSet":
+        """A copy with ``values`` replaced.
 
-    def with_overlay(self, overlay_name: str, values: Mapping[str, object]) -> "ParameterSet":
-        """Apply a named overlay (drug format, tumour setting); values must lie within bounds."""
-        try:
-            checked = self._validated(values, check_bounds=True)
-        except ValueError as exc:
-            raise ValueError(f"overlay {overlay_name!r}: {exc}") from None
+        Values are numbers in the spec's unit or pint Quantities (converted). Every value must lie in
+        the parameter's physical domain; one outside the sweep bounds gives a BoundsWarning, or a
+        ValueError with ``strict=True`` (``check_bounds=True`` is the older spelling of strict).
+        """
+        checked = self._validated(values, "strict" if (strict or check_bounds) else "warn", origin)
+        return ParameterSet(self.specs, {**self._values, **checked}, name or self.name, self.overlays)
+
+    def with_overlay(self, overlay_name: str, values: Mapping[str, object], *, strict: bool = False) -> "ParameterSet":
+        """Apply a named overlay (drug format, tumour setting); checked as in :meth:`with_values`."""
+        checked = self._validated(values, "strict" if strict else "warn", f"overlay {overlay_name!r}")
         return ParameterSet(self.specs, {**self._values, **checked}, self.name, self.overlays + (overlay_name,))
+
+    def in_units(self, units: Mapping[str, str]) -> "ParameterSet":
+        """A copy whose specs and values named in ``units`` are expressed in those units.
+
+        Used with :func:`model_units` so the numbers handed to a model are in the units its
+        mechanisms declare. A different dimension is refused naming the file, the parameter, the
+        value and both units. Names in ``units`` that this set lacks are left to the caller.
+        """
+        specs, values = dict(self.specs), dict(self._values)
+        for name, unit in units.items():
+            if name not in specs or parse_unit(specs[name].unit) == parse_unit(unit):
+                continue
+            spec = specs[name]
+            specs[name] = convert_spec(spec, unit)
+            values[name] = convert_value(values[name], spec.unit, unit,
+                                         f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}")
+        out = ParameterSet.__new__(ParameterSet)  # values were checked on the way in: no second check
+        out.specs, out.name, out.overlays, out._values = specs, self.name, self.overlays, values
+        return out
+
+    def value_in(self, name: str, unit: str):
+        """The value of ``name`` expressed in ``unit`` (number or array)."""
+        if name not in self._values:
+            raise ValueError(f"parameter set {self.name!r} lacks {name!r}; add it to models/")
+        spec = self.specs[name]
+        return convert_value(self._values[name], spec.unit, unit, f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}")
 
     # Mapping interface
     def __getitem__(self, key: str):

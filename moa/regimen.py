@@ -15,6 +15,8 @@ __all__ = ["Dose", "Regimen", "every", "cycles", "regimen_from_table", "DOSE_UNI
 
 #: Dose units and the patient quantity that converts them to mg.
 DOSE_UNITS = {"mg": None, "mg/kg": "body_weight", "mg/m^2": "body_surface_area"}
+#: Unit each per-patient parameter is used in when scaling a dose.
+PATIENT_UNITS = {"body_weight": "kg", "body_surface_area": "m^2"}
 ROUTES = ("bolus", "infusion")
 
 
@@ -52,7 +54,9 @@ class Dose:
             return self.amount
         if key not in patient:
             raise ValueError(f"dose of {self.drug} in {self.unit} needs parameter {key!r}, which the parameter set lacks")
-        return self.amount * np.asarray(patient[key], dtype=float)
+        # a ParameterSet may hold the patient value in another unit of the same dimension
+        per = patient.value_in(key, PATIENT_UNITS[key]) if hasattr(patient, "value_in") else patient[key]
+        return self.amount * np.asarray(per, dtype=float)
 
     @property
     def end_days(self) -> float:

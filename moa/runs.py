@@ -111,7 +111,7 @@ def sweep(arm: str, setting: str, parameter: str, values: Sequence[float], durat
                   solver=solver, on_failure="record")
     ds = _keep(ds, variables)
     ds = ds.swap_dims({"sample": parameter}).drop_vars("sample")
-    ds[parameter].attrs["units"] = params.unit(parameter)
+    ds[parameter].attrs.setdefault("units", params.unit(parameter))  # simulate's coordinate: the model's unit
     return ds
 
 

@@ -66,8 +66,8 @@ import sympy
 from . import __version__
 from .engine import TIME, TIME_UNIT, Model
 from .errors import UnitError
-from .parameters import ParameterSet
-from .regimen import DOSE_UNITS, Regimen
+from .parameters import ParameterSet, model_units
+from .regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
 from .results import atomic_write
 from .units import parse_unit, registry, unit_of
 
@@ -415,6 +415,8 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         unknown = sorted(set(regimen.drugs) - set(model.drugs))
         if unknown:
             raise ValueError(f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}")
+    if isinstance(parameters, ParameterSet):  # numbers in the units the model (and dose scaling) uses
+        parameters = parameters.in_units({**model_units(model), **PATIENT_UNITS})
     values = _values(model, parameters)
     compiled = model.compiled
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])

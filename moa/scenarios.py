@@ -13,9 +13,9 @@ import functools
 import pathlib
 import tomllib
 
-from .parameters import MODELS_DIR, ParameterSet, load_parameters
+from .errors import UnitError
+from .parameters import MODELS_DIR, ParameterSet, convert_value, load_parameters
 from .regimen import Regimen, regimen_from_table
-from .units import parse_unit, same_unit
 
 __all__ = ["Overlay", "Arm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
 
@@ -66,9 +66,14 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
                 raise ValueError(f"{where}: unknown parameter; see models/parameters/")
             if not isinstance(entry, dict) or not {"value", "unit", "source"} <= set(entry):
                 raise ValueError(f"{where}: must be {{ value = ..., unit = ..., source = ... }}")
-            if not same_unit(parse_unit(entry["unit"]), parse_unit(specs[key].unit)):
-                raise ValueError(f"{where}: unit={entry['unit']!r} differs from the parameter's unit {specs[key].unit!r}")
-            values[key], sources[key] = float(entry["value"]), entry["source"]
+            value = entry["value"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where}: value={value!r}: must be a number")
+            try:  # written in any unit of the parameter's dimension; stored in the parameter's unit
+                values[key] = float(convert_value(float(value), entry["unit"], specs[key].unit, f"{path}: {name}.{key}"))
+            except UnitError as exc:
+                raise ValueError(f"{exc} (the parameter's unit is {specs[key].unit!r})") from None
+            sources[key] = entry["source"]
         out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""))
     return out
 
@@ -100,16 +105,20 @@ def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
 
 
 def scenario(arm: str, setting: str, duration_days: float = 365.0, base: ParameterSet | None = None,
-             models_dir: pathlib.Path = MODELS_DIR) -> tuple[ParameterSet, Regimen | None]:
-    """Parameters (defaults + setting + format overlays) and regimen of ``arm`` in ``setting``."""
+             models_dir: pathlib.Path = MODELS_DIR, strict: bool = False) -> tuple[ParameterSet, Regimen | None]:
+    """Parameters (defaults + setting + format overlays) and regimen of ``arm`` in ``setting``.
+
+    An overlay value outside its parameter's sweep bounds gives a BoundsWarning (a ValueError
+    with ``strict=True``); one outside the physical domain is always refused.
+    """
     arms, settings, formats = load_arms(models_dir), load_settings(models_dir), load_formats(models_dir)
     if arm not in arms:
         raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")
     if setting not in settings:
         raise ValueError(f"setting={setting!r}: allowed settings are {sorted(settings)}")
-    params = (base or _defaults(models_dir)).with_overlay(setting, settings[setting].values)
+    params = (base or _defaults(models_dir)).with_overlay(setting, settings[setting].values, strict=strict)
     fmt = arms[arm].format
     if fmt:
-        params = params.with_overlay(fmt, formats[fmt].values)
+        params = params.with_overlay(fmt, formats[fmt].values, strict=strict)
     params = ParameterSet(params.specs, dict(params), name=f"{arm}@{setting}", overlays=params.overlays)
     return params, arms[arm].regimen(duration_days)

@@ -10,13 +10,18 @@ import xarray as xr
 
 from .engine import Model
 from .errors import SimulationError
-from .parameters import ParameterSet
+from .parameters import ParameterSet, model_units
 from .provenance import base_provenance
 from .regimen import Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS
 
-__all__ = ["simulate", "output_times"]
+__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL"]
+
+#: A species below ``-(atol + NEGATIVE_NOISE_REL * max|y|)`` (its maximum over the trajectory) is
+#: not solver noise: the sample is marked failed (status 5). Rodas4 with rtol 1e-6 leaves
+#: decayed species at about -atol; 1e-6 of the species' scale allows round-off of large terms.
+NEGATIVE_NOISE_REL = 1e-6
 
 
 def output_times(duration_days: float, step_days: float = 1.0) -> np.ndarray:
@@ -71,6 +76,7 @@ def simulate(
     pre_equilibrate_days: float = 0.0,
     on_failure: str = "raise",
     progress: bool = False,
+    strict_bounds: bool = False,
 ) -> xr.Dataset:
     """Simulate ``model`` with ``parameters`` under ``regimen``.
 
@@ -81,7 +87,9 @@ def simulate(
         values (all of one length N) run N parameter sets at once along dim ``sample``.
     regimen: doses; ``None`` means untreated. A regimen without doses is refused (ambiguous).
     duration_days / times: output grid in days. ``times`` wins; default daily to duration.
-    overrides: parameter values replacing those in ``parameters`` (validated).
+    overrides: parameter values replacing those in ``parameters``: numbers in the parameter's unit or
+        pint Quantities (converted). A value outside the physical domain is refused; one outside the
+        sweep bounds gives a :class:`moa.errors.BoundsWarning` (a ValueError with ``strict_bounds=True``).
     solver: "auto" (:func:`moa.solvers.auto_solver`: "rodas" when numba is installed, else LSODA for
         fewer than 8 parameter sets and "rodas" from 8 up), "LSODA", "BDF", "Radau" (scipy, one
         trajectory at a time) or "rodas" (batched Rodas4, compiled with numba when installed), or a
@@ -90,6 +98,12 @@ def simulate(
     pre_equilibrate_days: integrate the untreated system this long first and start from there.
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
     progress: show a progress bar over dosing segments (needs the ``progress`` extra).
+    strict_bounds: refuse override values outside their sweep bounds instead of warning.
+
+    Parameters are converted to the units the model's mechanisms declare before they reach the
+    solver (a different dimension is refused naming the file, parameter, value and both units);
+    batched parameters appear as ``sample`` coordinates in those units. A species that goes
+    negative beyond solver noise (see :data:`NEGATIVE_NOISE_REL`) fails its sample with status 5.
 
     Returns
     -------
@@ -102,7 +116,8 @@ def simulate(
     if not isinstance(parameters, ParameterSet):
         raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
     if overrides:
-        parameters = parameters.with_values(overrides)
+        parameters = parameters.with_values(overrides, strict=strict_bounds, origin="overrides")
+    parameters = parameters.in_units(model_units(model))
     if regimen is not None:
         if not isinstance(regimen, Regimen):
             raise ValueError(f"regimen={type(regimen).__name__}: must be a moa Regimen or None (untreated)")
@@ -197,6 +212,10 @@ def simulate(
         if dose.route == "bolus" and dose.time_days == t_end and t_end > 0:
             Y_out[-1, compiled.dose_index[dose.drug]] += amount * per_mg[drug_row[dose.drug]]
 
+    for k, text in negative_states(model, t_out, Y_out, atol).items():
+        if status[k] == 0:
+            status[k], message[k], failed_at[k] = 5, text, np.nan
+
     if on_failure == "raise" and np.any(status != 0):
         k = int(np.nonzero(status != 0)[0][0])
         swept = {n: float(np.asarray(parameters[n]).ravel()[k if np.ndim(parameters[n]) else 0])
@@ -204,7 +223,8 @@ def simulate(
         raise SimulationError(
             f"solver {backend.name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
             + (f", batched values {swept}" if swept else "")
-            + f") in the segment starting at t={failed_at[k]:g} day: {message[k]}. "
+            + (f") in the segment starting at t={failed_at[k]:g} day" if np.isfinite(failed_at[k]) else ")")
+            + f": {message[k]}. "
             "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
             "use on_failure='record' to keep the other parameter sets."
         )
@@ -215,6 +235,27 @@ def simulate(
             obs[i] = compiled.observables_T(t, Y_out[i], segment_params[segment_of[i]])
     return _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
                        pre_equilibrate_days)
+
+
+def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: float) -> dict[int, str]:
+    """Samples whose trajectory has a species below solver noise, with a message naming the
+    species, the value and the time of its most negative point.
+
+    ``Y_out`` is (time, species, N). Noise tolerance per species and sample:
+    ``atol + NEGATIVE_NOISE_REL * max_t |y|``; NaN (failed) entries are ignored.
+    """
+    with np.errstate(invalid="ignore"):
+        scale = np.nanmax(np.abs(Y_out), axis=0, initial=0.0)  # (species, N)
+        limit = -(atol + NEGATIVE_NOISE_REL * scale)
+        below = np.nan_to_num(Y_out, nan=0.0) < limit[None]
+    out = {}
+    for k in np.nonzero(below.any(axis=(0, 1)))[0]:
+        j = int(np.nonzero(below[:, :, k].any(axis=0))[0][0])
+        i = int(np.nanargmin(Y_out[:, j, k]))
+        s = model.species[j]
+        out[int(k)] = (f"species {s.name} = {Y_out[i, j, k]:.6g} {s.unit} at t={t_out[i]:g} day is negative beyond solver "
+                       f"noise (tolerance {-limit[j, k]:.3g} {s.unit}); check the rate terms and parameters")
+    return out
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days) -> xr.Dataset:

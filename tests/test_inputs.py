@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import moa
 from moa.assemble import pk_model
 from moa.engine import Mechanism, Model
+from moa.errors import BoundsWarning
 from moa.parameters import ParameterSet, ParameterSpec
 
 PK = pk_model("bsab")
@@ -64,10 +65,13 @@ def test_unknown_species_unit_is_refused_naming_the_species():
         m.species("tumour_volume", "mL3", "tumour volume")
 
 
-def test_overlay_outside_bounds_is_refused():
+def test_overlay_outside_bounds_warns_and_strict_refuses():
     spec = DEFAULTS.specs["cl_bsab"]
+    with pytest.warns(BoundsWarning, match=r"overlay 'fast clearance'.*cl_bsab.*bounds"):
+        fast = DEFAULTS.with_overlay("fast clearance", {"cl_bsab": spec.upper * 2})
+    assert fast["cl_bsab"] == spec.upper * 2
     with pytest.raises(ValueError, match=r"overlay 'fast clearance'.*cl_bsab.*bounds"):
-        DEFAULTS.with_overlay("fast clearance", {"cl_bsab": spec.upper * 2})
+        DEFAULTS.with_overlay("fast clearance", {"cl_bsab": spec.upper * 2}, strict=True)
 
 
 # ----- regimen ----------------------------------------------------------------------------------

@@ -61,6 +61,18 @@ def test_all_states_stay_non_negative_over_a_year(year_runs):
     assert bad == []
 
 
+def test_every_observable_is_finite_over_a_year(year_runs):
+    """No observable is left inf or NaN in a run whose status is ok (e.g. the effector:target
+    ratio as the tumour shrinks)."""
+    bad = []
+    for pair, (ds, row) in year_runs.items():
+        assert row["status"] == 0, pair
+        for name, var in ds.data_vars.items():
+            if var.attrs.get("kind") == "observable" and not np.all(np.isfinite(var.values)):
+                bad.append((pair, name))
+    assert bad == []
+
+
 def test_untreated_tumours_grow_in_every_setting(year_runs):
     for setting in SETTING_ORDER:
         row = year_runs["untreated", setting][1]

@@ -63,7 +63,11 @@ def t_cells() -> Mechanism:
     total = m.expression("tumour_t_cells", t_eff + t_pex + t_ex, "cell", "CD8 T cells in the tumour")
     antigen_signal = m.expression("antigen_signal", C / (C + antigen_k), "1", "chronic antigen signal in the tumour (0..1)")
     crowding = 1 / (1 + total / (ratio_max * C + antigen_k))
-    m.expression("effector_target_ratio", t_eff / C, "1", "effector : tumour cell ratio")
+    # the denominator of the killing law (moa.mechanisms.tumour): the cells of the volume floor keep
+    # the ratio finite, and 0 with no effectors, when the tumour is gone
+    floor_cells = ref("tumour_cell_density") * ref("tumour_volume_floor")
+    m.expression("effector_target_ratio", t_eff / (C + floor_cells), "1",
+                 "effector : tumour cell ratio, t_eff / (tumour_cells + tumour_cell_density * tumour_volume_floor)")
 
     A = ref("antigen")
     m.term(t_primed, prime_max * antigenicity * A / (A + antigen_half), "priming in the draining node")

@@ -15,7 +15,8 @@ import numpy as np
 __all__ = ["SegmentResult", "Solver", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment"]
 
 #: Status codes shared by all backends.
-STATUS = {0: "ok", 1: "non-finite state or rate", 2: "step size underflow", 3: "too many steps", 4: "solver failure"}
+STATUS = {0: "ok", 1: "non-finite state or rate", 2: "step size underflow", 3: "too many steps", 4: "solver failure",
+          5: "negative state beyond solver noise"}
 
 
 @dataclasses.dataclass
