@@ -15,3 +15,8 @@ class ModelError(MoaError, ValueError):
 
 class SimulationError(MoaError, RuntimeError):
     """The solver failed; the message names the time, the parameter set and what to try."""
+
+
+class DoseWarning(UserWarning):
+    """Doses of a regimen that a run does not give (after its end), or gives only in part
+    (an infusion running past the end); the result and its provenance hold only what was given."""
