@@ -19,3 +19,8 @@ class SimulationError(MoaError, RuntimeError):
 
 class BoundsWarning(UserWarning):
     """A parameter value outside its sweep bounds (the plausible range) but inside its physical domain."""
+
+
+class DoseWarning(UserWarning):
+    """Doses of a regimen that a run does not give (after its end), or gives only in part
+    (an infusion running past the end); the result and its provenance hold only what was given."""

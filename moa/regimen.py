@@ -11,13 +11,28 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["Dose", "Regimen", "every", "cycles", "regimen_from_table", "DOSE_UNITS"]
+__all__ = ["Dose", "Regimen", "every", "cycles", "regimen_from_table", "DOSE_UNITS", "MAX_DOSES"]
 
 #: Dose units and the patient quantity that converts them to mg.
 DOSE_UNITS = {"mg": None, "mg/kg": "body_weight", "mg/m^2": "body_surface_area"}
 #: Unit each per-patient parameter is used in when scaling a dose.
 PATIENT_UNITS = {"body_weight": "kg", "body_surface_area": "m^2"}
 ROUTES = ("bolus", "infusion")
+
+#: The most doses one regimen may hold, checked before any dose is made (``every``, ``cycles``)
+#: and again on every :class:`Regimen`. assumed: a million is hourly dosing for 114 years, far
+#: beyond any schedule studied here, while a Dose takes ~160 bytes (160 MB at the limit) and each
+#: dose a solver segment (~30-100 us each, so a minute or two of simulation at the limit). Above
+#: it, a schedule is almost surely a unit mistake (``interval_days=1e-6``) that would otherwise
+#: allocate until memory runs out.
+MAX_DOSES = 1_000_000
+
+
+def _check_dose_count(n_doses: float, what: str) -> None:
+    """Refuse ``n_doses`` (a count, possibly inf) above MAX_DOSES; ``what`` names the field(s) that set it."""
+    if not n_doses <= MAX_DOSES:
+        count = f"{math.ceil(n_doses):,}" if math.isfinite(n_doses) else str(n_doses)
+        raise ValueError(f"{what}: would make {count} doses; at most moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +77,23 @@ class Dose:
     def end_days(self) -> float:
         return self.time_days + self.duration_days
 
+    def given_until(self, t_end: float) -> "Dose | None":
+        """The part of this dose a run ending at ``t_end`` [day] gives, or None.
+
+        A bolus at or before ``t_end`` is given whole (one exactly at ``t_end`` shows in the last
+        output). An infusion that starts before ``t_end`` and ends after it is given up to ``t_end``:
+        the same rate [amount/day] over the shorter duration, so a pro-rata amount. An infusion that
+        starts at or after ``t_end`` gives nothing within the run.
+        """
+        if self.route == "bolus":
+            return self if self.time_days <= t_end else None
+        if self.time_days >= t_end:
+            return None
+        if self.end_days <= t_end:
+            return self
+        given_days = t_end - self.time_days
+        return dataclasses.replace(self, amount=self.amount * (given_days / self.duration_days), duration_days=given_days)
+
 
 @dataclasses.dataclass(frozen=True)
 class Regimen:
@@ -71,7 +103,10 @@ class Regimen:
     doses: tuple[Dose, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "doses", tuple(sorted(self.doses, key=lambda d: (d.time_days, d.drug))))
+        doses = tuple(self.doses)
+        if len(doses) > MAX_DOSES:
+            raise ValueError(f"regimen {self.name!r} holds {len(doses):,} doses; at most moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed")
+        object.__setattr__(self, "doses", tuple(sorted(doses, key=lambda d: (d.time_days, d.drug))))
 
     @property
     def drugs(self) -> list[str]:
@@ -81,6 +116,24 @@ class Regimen:
         """Times in (0, t_end) where the right-hand side or the state jumps."""
         pts = {d.time_days for d in self.doses} | {d.end_days for d in self.doses if d.route == "infusion"}
         return sorted(t for t in pts if 0 < t < t_end)
+
+    def given_until(self, t_end: float) -> tuple["Regimen", tuple[Dose, ...], tuple[Dose, ...]]:
+        """Split the doses for a run that ends at ``t_end`` [day] (see :meth:`Dose.given_until`).
+
+        Returns ``(given, not_given, cut)``: a regimen of the doses (or parts of infusions) given,
+        the doses given not at all, and the infusions (as scheduled) of which only a part is given.
+        One pass over the doses.
+        """
+        given, not_given, cut = [], [], []
+        for d in self.doses:
+            part = d.given_until(t_end)
+            if part is None:
+                not_given.append(d)
+            else:
+                given.append(part)
+                if part is not d:
+                    cut.append(d)
+        return Regimen(self.name, tuple(given)), tuple(not_given), tuple(cut)
 
     def __add__(self, other: "Regimen") -> "Regimen":
         return Regimen(f"{self.name} + {other.name}", self.doses + other.doses)
@@ -94,9 +147,13 @@ def every(drug: str, amount: float, unit: str, interval_days: float, until_days:
     """Doses every ``interval_days`` from ``start_days`` while t < ``until_days`` (e.g. Q3W: 21)."""
     if not (interval_days > 0 and math.isfinite(interval_days)):
         raise ValueError(f"interval_days={interval_days!r}: must be a finite number > 0")
-    if not until_days > start_days:
-        raise ValueError(f"until_days={until_days!r}: must be > start_days={start_days!r}")
-    times = np.arange(start_days, until_days - 1e-12, interval_days)
+    if not (math.isfinite(until_days) and until_days > start_days):
+        raise ValueError(f"until_days={until_days!r}: must be a finite number > start_days={start_days!r}")
+    stop_days = until_days - 1e-12
+    # the length np.arange will have, counted before anything is allocated
+    _check_dose_count((stop_days - start_days) / interval_days,
+                      f"interval_days={interval_days!r} from start_days={start_days!r} to until_days={until_days!r}")
+    times = np.arange(start_days, stop_days, interval_days)
     doses = tuple(Dose(drug, amount, unit, float(t), route, duration_days) for t in times)
     return Regimen(name or f"{drug} {amount:g} {unit} q{interval_days:g}d", doses)
 
@@ -109,6 +166,7 @@ def cycles(drug: str, amount: float, unit: str, days: Iterable[int], cycle_days:
         raise ValueError(f"days={days!r}: must be a non-empty list of cycle days within 1..{cycle_days}")
     if not (isinstance(n_cycles, int) and n_cycles >= 1):
         raise ValueError(f"n_cycles={n_cycles!r}: must be an integer >= 1")
+    _check_dose_count(n_cycles * len(days), f"n_cycles={n_cycles!r} with {len(days)} dose day(s) per cycle")
     doses = tuple(
         Dose(drug, amount, unit, float(start_days + c * cycle_days + d - 1), route, duration_days)
         for c in range(n_cycles) for d in days
@@ -122,7 +180,7 @@ def regimen_from_table(name: str, table: Mapping, until_days: float) -> Regimen:
     entries = table.get("dose", [])
     if not isinstance(entries, list):
         raise ValueError(f"regimen {name!r}: 'dose' must be a list of tables")
-    out = Regimen(name)
+    given: list[Dose] = []
     allowed = {"drug", "amount", "unit", "interval_days", "cycle_days", "days", "start_days", "route", "duration_days", "n_doses"}
     for i, e in enumerate(entries):
         unknown = set(e) - allowed
@@ -132,16 +190,18 @@ def regimen_from_table(name: str, table: Mapping, until_days: float) -> Regimen:
             if req not in e:
                 raise ValueError(f"regimen {name!r} dose {i}: missing field {req!r}")
         common = dict(route=e.get("route", "bolus"), duration_days=e.get("duration_days", 0.0), start_days=e.get("start_days", 0.0))
-        if "cycle_days" in e:
-            n = max(1, math.ceil((until_days - common["start_days"]) / e["cycle_days"]))
-            part = cycles(e["drug"], e["amount"], e["unit"], e.get("days", [1]), e["cycle_days"], n, **common)
-        elif "interval_days" in e:
-            until = until_days
-            if "n_doses" in e:
-                until = min(until, common["start_days"] + e["n_doses"] * e["interval_days"])
-            part = every(e["drug"], e["amount"], e["unit"], e["interval_days"], until, **common)
-        else:
-            part = Regimen(name, (Dose(e["drug"], e["amount"], e["unit"], common["start_days"], common["route"], common["duration_days"]),))
-        part = Regimen(name, tuple(d for d in part.doses if d.time_days < until_days))
-        out = Regimen(name, out.doses + part.doses)
-    return out
+        try:
+            if "cycle_days" in e:
+                n = max(1, math.ceil((until_days - common["start_days"]) / e["cycle_days"]))
+                part = cycles(e["drug"], e["amount"], e["unit"], e.get("days", [1]), e["cycle_days"], n, **common)
+            elif "interval_days" in e:
+                until = until_days
+                if "n_doses" in e:
+                    until = min(until, common["start_days"] + e["n_doses"] * e["interval_days"])
+                part = every(e["drug"], e["amount"], e["unit"], e["interval_days"], until, **common)
+            else:
+                part = Regimen(name, (Dose(e["drug"], e["amount"], e["unit"], common["start_days"], common["route"], common["duration_days"]),))
+        except ValueError as exc:  # say which entry of the table
+            raise ValueError(f"regimen {name!r} dose {i}: {exc}") from None
+        given.extend(d for d in part.doses if d.time_days < until_days)
+    return Regimen(name, tuple(given))  # built once: sorting the doses is O(n log n) in all

@@ -93,6 +93,7 @@ def run_arms(arms: Sequence[str], settings: Sequence[str], duration_days: float,
         "regimen": "per arm (models/arms.toml)",
     })
     ds.attrs.pop("doses", None)
+    ds.attrs.pop("doses_not_given", None)  # per arm too, like "doses"
     return ds
 
 

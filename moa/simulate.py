@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
 from .engine import Model
-from .errors import SimulationError
+from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
 from .provenance import base_provenance
-from .regimen import Regimen
+from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS
 
-__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL"]
+__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "MAX_SEGMENTS"]
 
 #: A species below ``-(atol + NEGATIVE_NOISE_REL * max|y|)`` (its maximum over the trajectory) is
 #: not solver noise: the sample is marked failed (status 5). Rodas4 with rtol 1e-6 leaves
 #: decayed species at about -atol; 1e-6 of the species' scale allows round-off of large terms.
 NEGATIVE_NOISE_REL = 1e-6
+
+#: The most solver segments (spans between dose times and infusion ends) one run may have.
+#: assumed: the same as moa.regimen.MAX_DOSES, since each segment costs about what a dose does;
+#: infusions (a start and an end each) could otherwise double the segments of a regimen at that limit.
+MAX_SEGMENTS = MAX_DOSES
 
 
 def output_times(duration_days: float, step_days: float = 1.0) -> np.ndarray:
@@ -58,8 +64,78 @@ def _check_tolerances(rtol: float, atol: float) -> None:
         raise ValueError(f"rtol={rtol!r}: allowed range is 1e-13 .. 0.1")
 
 
-def _dose_amounts_mg(regimen: Regimen, parameters: ParameterSet, N: int) -> list[np.ndarray]:
-    return [np.broadcast_to(np.asarray(d.amount_mg(parameters), dtype=float), (N,)) for d in regimen.doses]
+def _dose_mg(dose: Dose, parameters: ParameterSet, N: int, known: dict) -> np.ndarray:
+    """The dose in mg for each of the N parameter sets, (N,). ``known`` holds those already computed by
+    (amount, unit): a long regimen repeats a few amounts, so no (doses, N) array is ever kept."""
+    key = (dose.amount, dose.unit)
+    if key not in known:
+        known[key] = np.broadcast_to(np.asarray(dose.amount_mg(parameters), dtype=float), (N,))
+    return known[key]
+
+
+def _given_doses(regimen: Regimen, t_end: float) -> tuple[Regimen, str]:
+    """The part of ``regimen`` a run ending at ``t_end`` [day] gives, and the ``doses_not_given`` record (JSON).
+
+    Doses after the end are left out with a :class:`DoseWarning`; an infusion running past the end is
+    given up to it (pro rata, see :meth:`moa.regimen.Dose.given_until`). A regimen none of whose
+    doses falls within the run is refused: that is almost surely a mistake in the times or the
+    duration, and a silent untreated result would hide it.
+    """
+    given, not_given, cut = regimen.given_until(t_end)
+    if not given.doses:
+        raise ValueError(f"regimen {regimen.name!r}: no dose falls within the run: the first dose is at day "
+                         f"{regimen.doses[0].time_days:g} and the run ends at day {t_end:g} (duration_days or times[-1]); "
+                         "lengthen the run, move the doses, or pass regimen=None for an untreated arm")
+    record = _not_given_record(not_given, cut)
+    if not_given or cut:
+        parts = []
+        if not_given:
+            parts.append(f"{len(not_given)} of {len(regimen.doses)} doses ({', '.join(record['drugs'])}) fall after the end "
+                         f"of the run at day {t_end:g} and are not given, the first at day {not_given[0].time_days:g}")
+        if cut:
+            parts.append(f"{len(cut)} infusion(s) ({', '.join(sorted({d.drug for d in cut}))}) run past day {t_end:g} "
+                         "and are given only up to it (pro rata)")
+        warnings.warn(DoseWarning(f"regimen {regimen.name!r}: {'; '.join(parts)}. The result and attrs['doses'] hold "
+                                  "only what was given; attrs['doses_not_given'] records the rest"), stacklevel=3)
+    return given, json.dumps(record)
+
+
+def _not_given_record(not_given: Sequence[Dose] = (), cut: Sequence[Dose] = ()) -> dict:
+    """Provenance of what a run left out: how many doses, of which drugs, from when; and the infusions
+    (as scheduled: drug, amount, unit, start day, duration in days) given only up to the end."""
+    return {
+        "count": len(not_given),
+        "drugs": sorted({d.drug for d in not_given}),
+        "first_time_days": not_given[0].time_days if not_given else None,
+        "infusions_cut_at_end": [[d.drug, d.amount, d.unit, d.time_days, d.duration_days] for d in cut],
+    }
+
+
+def _infusions_running(doses: Sequence[Dose], segment_starts: Sequence[float]) -> Iterator[dict[str, list[Dose]]]:
+    """For each segment start (sorted, days), the infusions running over the segment, for the drugs whose
+    set changed there (``{drug: [doses in regimen order]}``; an empty dict when nothing changed).
+
+    One sweep with two pointers, over the infusions sorted by start and by end: O(doses log doses +
+    segments), not a scan of every dose per segment. An infusion runs over [start, end).
+    """
+    infusions = [d for d in doses if d.route == "infusion"]  # a Regimen keeps its doses sorted by time
+    by_end = sorted(range(len(infusions)), key=lambda k: infusions[k].end_days)
+    running: dict[str, dict[int, Dose]] = {}
+    n_started = n_ended = 0
+    for a in segment_starts:
+        changed = set()
+        while n_started < len(infusions) and infusions[n_started].time_days <= a:
+            dose = infusions[n_started]
+            running.setdefault(dose.drug, {})[n_started] = dose
+            changed.add(dose.drug)
+            n_started += 1
+        while n_ended < len(by_end) and infusions[by_end[n_ended]].end_days <= a:
+            dose = infusions[by_end[n_ended]]
+            del running[dose.drug][by_end[n_ended]]
+            changed.add(dose.drug)
+            n_ended += 1
+        # dicts keep insertion order, so each drug's infusions stay in regimen order (rates sum as before)
+        yield {drug: list(running[drug].values()) for drug in changed}
 
 
 def simulate(
@@ -140,6 +216,17 @@ def simulate(
     if not (np.isfinite(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
     t_end = float(t_out[-1])
+    if regimen is not None:
+        regimen, doses_not_given = _given_doses(regimen, t_end)
+        for dose in {d.unit: d for d in regimen.doses}.values():
+            dose.amount_mg(parameters)  # a missing body_weight / body_surface_area fails here, before any solving
+    else:
+        doses_not_given = json.dumps(_not_given_record())
+    edges = [0.0] + (regimen.breakpoints(t_end) if regimen is not None else []) + [t_end]
+    if len(edges) - 1 > MAX_SEGMENTS:
+        raise ValueError(f"regimen {regimen.name!r} cuts the run into {len(edges) - 1:,} solver segments (at every dose "
+                         f"time and infusion end within 0..{t_end:g} day); at most moa.simulate.MAX_SEGMENTS="
+                         f"{MAX_SEGMENTS:,} are allowed")
     if solver == "auto":
         solver = auto_solver(parameters.batch_size)
     backend = get_solver(solver)
@@ -173,44 +260,49 @@ def simulate(
         _, Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
 
     doses = regimen.doses if regimen is not None else ()
-    amounts = _dose_amounts_mg(regimen, parameters, N) if regimen is not None else []
     per_mg = compiled.dose_per_mg_T(P) if compiled.drugs else np.zeros((0, N))
     drug_row = {d: i for i, d in enumerate(compiled.drugs)}
-    edges = [0.0] + (regimen.breakpoints(t_end) if regimen is not None else []) + [t_end]
+    mg_known: dict = {}
+    boluses_at: dict[float, list[Dose]] = {}
+    for dose in doses:
+        if dose.route == "bolus":
+            boluses_at.setdefault(dose.time_days, []).append(dose)
     Y_out = np.full((len(t_out), compiled.n_species, N), np.nan)
-    # parameters (with the segment's infusion inputs) in force at each output time, one copy per segment
-    segment_params: list[np.ndarray] = []
-    segment_of = np.full(len(t_out), -1)
+    # only the infusion inputs change between segments: keep their values at each output time, not a
+    # copy of all parameters per segment (that would be O(segments x parameters x N) memory)
+    input_rows = slice(len(model.parameter_names), P.shape[0])
+    inputs_out = np.zeros((len(t_out), P.shape[0] - len(model.parameter_names), N))
 
-    segments = list(zip(edges[:-1], edges[1:]))
-    iterator = segments
+    # the output times within each segment [a, b) (the last: [a, t_end]), found for all segments at once
+    first_out = np.searchsorted(t_out, edges[:-1], "left").tolist()
+    end_out = np.searchsorted(t_out, edges[1:], "left").tolist()
+    end_out[-1] = len(t_out)
+    segments = list(zip(edges[:-1], edges[1:], first_out, end_out))
+    iterator = zip(segments, _infusions_running(doses, edges[:-1]))
     if progress:
         from tqdm.auto import tqdm  # optional extra
 
-        iterator = tqdm(segments, desc=f"simulate {regimen.name if regimen else 'untreated'}", unit="segment")
-    for a, b in iterator:
-        Y = Y.copy()
-        for dose, amount in zip(doses, amounts):
-            if dose.route == "bolus" and dose.time_days == a:
-                row = compiled.dose_index[dose.drug]
-                Y[row] += amount * per_mg[drug_row[dose.drug]]
-        for drug in compiled.drugs:
+        iterator = tqdm(iterator, total=len(segments), desc=f"simulate {regimen.name if regimen else 'untreated'}",
+                        unit="segment")
+    for (a, b, lo, hi), infusions in iterator:
+        if a in boluses_at:
+            Y = Y.copy()
+            for dose in boluses_at[a]:
+                Y[compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
+        for drug, running in infusions.items():
             rate = np.zeros(N)
-            for dose, amount in zip(doses, amounts):
-                if dose.drug == drug and dose.route == "infusion" and dose.time_days <= a < dose.end_days:
-                    rate = rate + amount / dose.duration_days
+            for dose in running:
+                rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days
             P[compiled.input_index[drug]] = rate
-        last = b == t_end
-        in_seg = (t_out >= a) & ((t_out <= b) if last else (t_out < b))
-        seg_out, Y = run(a, b, Y, t_out[in_seg])
-        Y_out[in_seg] = seg_out
-        segment_params.append(P.copy())
-        segment_of[in_seg] = len(segment_params) - 1
+        seg_out, Y = run(a, b, Y, t_out[lo:hi])
+        if hi > lo:
+            Y_out[lo:hi] = seg_out
+            inputs_out[lo:hi] = P[input_rows]
 
     # A bolus at exactly the last output time: report the post-dose state there too.
-    for dose, amount in zip(doses, amounts):
-        if dose.route == "bolus" and dose.time_days == t_end and t_end > 0:
-            Y_out[-1, compiled.dose_index[dose.drug]] += amount * per_mg[drug_row[dose.drug]]
+    if t_end > 0:
+        for dose in boluses_at.get(t_end, ()):
+            Y_out[-1, compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
         if status[k] == 0:
@@ -230,11 +322,12 @@ def simulate(
         )
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
+    P_at = P.copy()
     for i, t in enumerate(t_out):
-        if segment_of[i] >= 0:
-            obs[i] = compiled.observables_T(t, Y_out[i], segment_params[segment_of[i]])
+        P_at[input_rows] = inputs_out[i]
+        obs[i] = compiled.observables_T(t, Y_out[i], P_at)
     return _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                       pre_equilibrate_days)
+                       pre_equilibrate_days, doses_not_given)
 
 
 def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: float) -> dict[int, str]:
@@ -258,7 +351,8 @@ def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: fl
     return out
 
 
-def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days) -> xr.Dataset:
+def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
+                doses_not_given) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
@@ -294,5 +388,6 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         "pre_equilibrate_days": pre_days,
         "regimen": regimen.name if regimen else "untreated",
         "doses": json.dumps([[d.drug, d.amount, d.unit, d.time_days, d.route, d.duration_days] for d in regimen.doses]) if regimen else "[]",
+        "doses_not_given": doses_not_given,
     })
     return xr.Dataset(data, coords=coords, attrs=attrs)
