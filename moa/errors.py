@@ -15,3 +15,8 @@ class ModelError(MoaError, ValueError):
 
 class SimulationError(MoaError, RuntimeError):
     """The solver failed; the message names the time, the parameter set and what to try."""
+
+
+class CacheWarning(UserWarning):
+    """A damaged or unwritable compiled-solver cache was found; the message names the file or folder
+    and says what was done about it (rebuilt, moved to a temporary folder)."""
