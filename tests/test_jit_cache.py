@@ -9,17 +9,20 @@ numba keeps compiled code in memory), on a copy of one clean cache built once fo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
 
+from moa.errors import CacheWarning
 from moa.solvers import jit
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
@@ -28,18 +31,37 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # One run of a small model (two-compartment PK, 42 days) with RodasSolver(backend="auto"); prints the
 # solver used, the kernels' module path and every warning, saves the states to argv[1]. With
-# MOA_TEST_FULL_DISK set, every write under that folder fails with ENOSPC (our writes and numba's).
+# MOA_TEST_FULL_DISK set, every write of data under that folder fails with ENOSPC (ours and numba's).
 RUN = r"""
 import builtins, errno, io, json, os, sys, warnings
 full = os.environ.get("MOA_TEST_FULL_DISK")
-if full:
+if full:   # files open (and empty ones get made) but no byte can be written, as on a full disk
     real_open = io.open
 
+    class FullDisk:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            if len(data):
+                raise OSError(errno.ENOSPC, "No space left on device", self._f.name)
+            return 0
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
     def open_on_full_disk(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
         if (isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+")
                 and os.path.abspath(os.fspath(file)).startswith(full)):
-            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(file))
-        return real_open(file, mode, *args, **kwargs)
+            return FullDisk(f)
+        return f
 
     io.open = builtins.open = open_on_full_disk
 import numpy as np
@@ -138,25 +160,49 @@ def test_empty_or_garbage_index_is_rebuilt(clean, cache, tmp_path, content):
     assert index.read_text() == module_of(cache).name
 
 
-def test_full_disk_compiles_in_a_temporary_folder_then_heals(clean, tmp_path):
-    """Every write to the cache folder fails with ENOSPC: still compiled (in the fallback folder), with a
-    warning naming the folder and the fix; the next run with space again uses the cache folder."""
-    cache = tmp_path / "cache" / "jit"
-    cache.mkdir(parents=True)
-    info, y = run(tmp_path, cache.parent, full_disk=cache)
-    assert_healed(info, y, clean[1], str(cache), tmp_path / "tmp" / f"moa-jit-{os.getuid()}")
-    assert any("MOA_CACHE_DIR" in m and "free space" in m for _, m in info["warnings"])
-    assert list(cache.iterdir()) == []                  # nothing half-written
-    info, y = run(tmp_path, cache.parent)
-    assert info["warnings"] == [] and info["solver"] == "moa-rodas4-numba" and Path(info["module"]).parent == cache
-    np.testing.assert_array_equal(y, clean[1])
-
-
-def test_full_disk_for_numba_alone_falls_back_to_a_temporary_folder(clean, cache, tmp_path):
-    """The module and index are already cached but numba cannot save its machine code."""
+def test_full_disk_compiles_in_a_temporary_folder_then_heals(clean, cache, tmp_path):
+    """Module and index are cached, numba's machine code is not, and the disk is full: numba cannot
+    save it, so the module is compiled in the temporary folder (still compiled) with a warning naming
+    the cache folder and the fix; the next run, with space again, uses the cache folder."""
     shutil.rmtree(cache / "__pycache__")
     info, y = run(tmp_path, cache.parent, full_disk=cache)
     assert_healed(info, y, clean[1], str(cache), tmp_path / "tmp" / f"moa-jit-{os.getuid()}")
+    assert any("MOA_CACHE_DIR" in m and "free space" in m for _, m in info["warnings"])
+    assert list((cache / "__pycache__").iterdir()) == []          # nothing half-written by numba
+    info, y = run(tmp_path, cache.parent)
+    assert info["warnings"] == [] and info["solver"] == "moa-rodas4-numba", info
+    assert Path(info["module"]).parent == cache
+    np.testing.assert_array_equal(y, clean[1])
+
+
+def test_module_written_to_temporary_folder_when_the_disk_is_full(tmp_path, monkeypatch):
+    """In-process: writing a new module fails half-way (ENOSPC); the partial file is removed and the
+    module goes to the fallback folder, with a warning naming the cache folder and the fix."""
+    folder = tmp_path / "jit"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    real_write = Path.write_text
+
+    def full_disk(self, data, *args, **kwargs):
+        if self.parent == folder:
+            real_write(self, data[:10], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    source = "# a module\n"
+    with pytest.warns(CacheWarning, match=f"{folder}.*No space left.*MOA_CACHE_DIR"):
+        path = jit._write_module(source, folder)
+    assert path.parent == tmp_path / "tmp" / f"moa-jit-{os.getuid()}" and jit._read_verified(path) == source
+    assert list(folder.iterdir()) == []
+
+
+def test_unusable_cache_folder_falls_back_with_a_warning(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("MOA_CACHE_DIR", str(tmp_path / "a_file"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with pytest.warns(CacheWarning, match=f"{tmp_path / 'a_file' / 'jit'}.*MOA_CACHE_DIR"):
+        assert jit.cache_dir() == tmp_path / "tmp" / f"moa-jit-{os.getuid()}"
 
 
 def test_hand_edited_module_is_detected_and_written_again(clean, cache, tmp_path):
@@ -184,5 +230,28 @@ def test_index_naming_another_models_module_is_rebuilt(tmp_path, monkeypatch):
     index = k.path.parent / "model_0123456789abcdef0123.txt"
     index.write_text(k.path.name)
     assert jit._from_index(index, rob).path == k.path
-    with pytest.warns(jit.CacheWarning, match="built for another model"):
+    with pytest.warns(CacheWarning, match="built for another model"):
         assert jit._from_index(index, other) is None
+
+
+def test_compilation_error_is_raised_not_healed(tmp_path, recwarn):
+    """An error that does not come out of numba's cache (here: the integrator raises) propagates, so
+    that RodasSolver(backend="auto") falls back to numpy; numba's intact cache files are kept."""
+    import pickle
+    import types
+
+    path = tmp_path / "moa_rodas_0123456789abcdef0123.py"
+    index = tmp_path / "__pycache__" / f"{path.stem}.integrate_all-1.py311.nbi"
+    index.parent.mkdir()
+    index.write_bytes(pickle.dumps("version") + pickle.dumps(("stamp", {})))
+
+    def integrate_all(*args):
+        raise RuntimeError("numba cannot type this model")
+
+    k = jit.JitKernels(types.SimpleNamespace(integrate_all=integrate_all), jit.SparseLUPlan(1, [0], [0]), path)
+    with pytest.raises(RuntimeError, match="cannot type"):
+        jit._compile_healing(k, 1)
+    assert index.exists() and jit._pickles_intact(index)
+    assert not [w for w in recwarn if issubclass(w.category, CacheWarning)]
+    index.write_bytes(index.read_bytes()[:-3])
+    assert not jit._pickles_intact(index)

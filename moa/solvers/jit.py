@@ -36,6 +36,7 @@ import pickletools
 import re
 import sys
 import tempfile
+import traceback
 import types
 import warnings
 from functools import lru_cache
@@ -217,7 +218,7 @@ class _DamagedModule(Exception):
 def _read_verified(path: Path) -> str:
     """The text of a cached module, checked against the hash in its name."""
     try:
-        source = path.read_text()
+        source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _DamagedModule(f"{path} cannot be read ({exc})") from exc
     if _module_name(source) != path.name:
@@ -230,7 +231,7 @@ def _atomic_write(path: Path, text: str) -> None:
     the old or the new file whole); on failure nothing is left behind."""
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -411,6 +412,12 @@ def _first_call(k: JitKernels, n_parameters: int) -> None:
         integrate_batch_jit(k, 0.0, 1e-9, np.zeros((k.n, 1)), np.ones((n_parameters, 1)), [], fixed_step=1e-9)
 
 
+def _raised_by_numba_cache(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of numba's cache loading (``numba/core/caching.py``)."""
+    marker = os.path.join("numba", "core", "caching.py")
+    return any(frame.f_code.co_filename.endswith(marker) for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
 # errors of a folder that cannot take numba's machine code (full disk, quota, read-only)
 _UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -420,8 +427,9 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
 
     numba's cache files that cannot be loaded are removed (the damaged ones first, then all of the
     module's) and the module loaded afresh and compiled again; a folder where numba cannot save its
-    machine code is swapped for :func:`_fallback_dir`. Anything else, or a failure after the repair,
-    is raised: numba cannot compile this model. ``k`` is updated in place (it is held by a cache).
+    machine code is swapped for :func:`_fallback_dir`. Anything else (an error that did not come out
+    of numba's cache), or a failure after the repair, is raised: numba cannot compile this model.
+    ``k`` is updated in place (it is held by a cache).
     """
     for attempt in range(2):
         try:
@@ -433,9 +441,9 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
             path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, exc))
         except Exception as exc:  # noqa: BLE001 -- numba's and pickle's errors have no common base
             files = _numba_cache_files(k.path)
-            if not files:
-                raise
             bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
+            if not files or not (bad or _raised_by_numba_cache(exc)):
+                raise   # a compilation error, not a damaged cache
             _remove(bad or files)
             removed = ", ".join(map(str, bad)) if bad else f"all {len(files)} numba cache files of {k.path}"
             _warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
