@@ -274,14 +274,17 @@ def _write_module(source: str, folder: Path | None = None) -> Path:
     replaced by :func:`_fallback_dir`, with a warning."""
     folder = cache_dir() if folder is None else folder
     path = folder / _module_name(source)
+    damaged = False
     if path.exists():
         try:
             _read_verified(path)
             return path
         except _DamagedModule as exc:
-            _remove(_numba_cache_files(path))
-            _warn(f"compiled-solver cache: {exc}; written again and its numba cache removed")
+            damaged = True
+            _warn(f"compiled-solver cache: {exc}; writing it again and removing its numba cache")
     try:
+        if damaged:
+            _remove(_numba_cache_files(path))
         _atomic_write(path, source)
     except OSError as exc:
         return _write_module(source, _fall_back(folder, exc))
@@ -444,11 +447,14 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
             bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
             if not files or not (bad or _raised_by_numba_cache(exc)):
                 raise   # a compilation error, not a damaged cache
-            _remove(bad or files)
             removed = ", ".join(map(str, bad)) if bad else f"all {len(files)} numba cache files of {k.path}"
             _warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
-                  f"({type(exc).__name__}: {str(exc)[:200]}); removed {removed} and compiling again")
+                  f"({type(exc).__name__}: {str(exc)[:200]}); removing {removed} and compiling again")
             path = k.path
+            try:
+                _remove(bad or files)
+            except OSError as rm_exc:   # cannot be removed: compile the module in a fresh folder
+                path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, rm_exc))
         k.module, k.path = _load(path), path
     _first_call(k, n_parameters)
 
