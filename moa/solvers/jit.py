@@ -14,17 +14,31 @@ step costs a few hundred numpy calls with their temporaries), the compiled integ
 trajectory from ``t0`` to ``t1`` before the next: its state, stages and LU (a few kB) stay in the
 L1 cache and no step pays interpreter overhead. Results agree with the numpy backend to rounding.
 
-Cache directory: ``$MOA_CACHE_DIR`` if set, else ``~/.cache/moa``; a temporary directory when
-neither is writable.
+Cache directory: ``$MOA_CACHE_DIR`` if set, else ``~/.cache/moa``; a temporary directory, with a
+:class:`~moa.errors.CacheWarning`, when that cannot be written (a full disk, a read-only folder).
+
+The cache heals itself. A module is executed only after its text has been checked against the
+sha256 its name carries (a truncated or hand-edited module is written again, and numba's machine
+code for it removed); an index file that is empty, names no module or names a module that does not
+fit the model is ignored and rewritten; numba cache files that cannot be loaded (truncated ``.nbi``
+or ``.nbc``) are removed and that code compiled again, in the same run. Each repair is announced
+with a ``CacheWarning`` naming the file. Only when numba cannot compile the model at all does the
+caller fall back to the numpy backend.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import importlib.util
+import io
 import os
+import pickletools
+import re
 import sys
 import tempfile
+import traceback
+import types
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +46,7 @@ import numpy as np
 import sympy
 
 from ..engine import _ScalarPrinter
+from ..errors import CacheWarning
 from . import rodas
 from .rodas import RODAS4, BatchResult, SparseLUPlan
 
@@ -52,22 +67,41 @@ def available() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where generated kernel modules (and numba's machine code beside them) are kept."""
-    for candidate in (os.environ.get("MOA_CACHE_DIR"), Path.home() / ".cache" / "moa"):
-        if not candidate:
-            continue
-        path = Path(candidate) / "jit"
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-            return path
-        except OSError:
-            continue
-    path = Path(tempfile.gettempdir()) / f"moa-jit-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    """Where generated kernel modules (and numba's machine code beside them) are kept:
+    ``$MOA_CACHE_DIR/jit`` or ``~/.cache/moa/jit``; :func:`_fallback_dir`, with a warning, when that
+    folder cannot be created or written."""
+    path = Path(os.environ.get("MOA_CACHE_DIR") or Path.home() / ".cache" / "moa") / "jit"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return path
+    except OSError as exc:
+        return _fall_back(path, exc)
+
+
+def _fallback_dir() -> Path:
+    """A per-user temporary folder for the cache when the configured one cannot be written."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    path = Path(tempfile.gettempdir()) / f"moa-jit-{uid}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _fall_back(folder: Path, exc: OSError) -> Path:
+    """The fallback folder, after a warning naming the folder that failed, why, and the fix."""
+    fallback = _fallback_dir()
+    if folder == fallback:
+        raise exc
+    _warn(f"cannot write to the compiled-solver cache {folder} ({exc}); compiling in {fallback} "
+          "instead (still compiled, but not kept for later runs if that folder is cleared): free space "
+          "there or set MOA_CACHE_DIR to a writable folder")
+    return fallback
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, CacheWarning, stacklevel=3)
 
 
 _DECORATOR = '@njit(cache=True, error_model="numpy")'
@@ -169,30 +203,123 @@ class JitKernels:
         return out
 
 
-def _write_module(source: str) -> Path:
-    """Save ``source`` as ``moa_rodas_<hash>.py`` in the cache folder (unchanged if already there,
-    so numba's cache beside it stays valid)."""
-    path = cache_dir() / f"moa_rodas_{hashlib.sha256(source.encode()).hexdigest()[:20]}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(source)
-        os.replace(tmp, path)   # atomic: a concurrent process sees the old or the new file whole
+_MODULE_NAME = re.compile(r"moa_rodas_[0-9a-f]{20}\.py")
+
+
+def _module_name(source: str) -> str:
+    """``moa_rodas_<first 20 hex digits of the sha256 of source>.py``."""
+    return f"moa_rodas_{hashlib.sha256(source.encode()).hexdigest()[:20]}.py"
+
+
+class _DamagedModule(Exception):
+    """A cached module whose text does not hash to its name (truncated, edited, unreadable)."""
+
+
+def _read_verified(path: Path) -> str:
+    """The text of a cached module, checked against the hash in its name."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _DamagedModule(f"{path} cannot be read ({exc})") from exc
+    if _module_name(source) != path.name:
+        raise _DamagedModule(f"{path} does not match the content hash in its name (truncated or edited)")
+    return source
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a process-specific temporary file renamed into place (a concurrent reader sees
+    the old or the new file whole); on failure nothing is left behind."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _numba_cache_files(path: Path) -> list[Path]:
+    """numba's index and data files for the module at ``path`` (in ``__pycache__`` beside it)."""
+    return sorted((path.parent / "__pycache__").glob(f"{path.stem}.*.nb[ic]"))
+
+
+def _pickles_intact(path: Path) -> bool:
+    """Whether a numba cache file is whole: an index (``.nbi``) is two pickles back to back, a data
+    file (``.nbc``) one; each must run to its STOP opcode and end the file. Nothing is unpickled."""
+    try:
+        stream = io.BytesIO(path.read_bytes())
+        for _ in range(2 if path.suffix == ".nbi" else 1):
+            for _op in pickletools.genops(stream):
+                pass
+        return stream.read() == b""
+    except Exception:  # noqa: BLE001 -- any parse error means damage
+        return False
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _write_module(source: str, folder: Path | None = None) -> Path:
+    """Save ``source`` as ``moa_rodas_<hash>.py`` in the cache folder (unchanged if already there
+    and intact, so numba's cache beside it stays valid). A damaged file of that name is written
+    again and numba's machine code for it removed; a folder that cannot be written (full disk) is
+    replaced by :func:`_fallback_dir`, with a warning."""
+    folder = cache_dir() if folder is None else folder
+    path = folder / _module_name(source)
+    damaged = False
+    if path.exists():
+        try:
+            _read_verified(path)
+            return path
+        except _DamagedModule as exc:
+            damaged = True
+            _warn(f"compiled-solver cache: {exc}; writing it again and removing its numba cache")
+    try:
+        if damaged:
+            _remove(_numba_cache_files(path))
+        _atomic_write(path, source)
+    except OSError as exc:
+        return _write_module(source, _fall_back(folder, exc))
     return path
+
+
+def _load(path: Path):
+    """Execute the cached module at ``path`` after checking its text against its name (the text
+    checked is the text executed), and register it under its name, replacing an earlier load."""
+    source = _read_verified(path)
+    module = types.ModuleType(path.stem)
+    module.__file__ = str(path)
+    sys.modules[path.stem] = module
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 -- our own generated code
+    except BaseException:
+        del sys.modules[path.stem]
+        raise
+    return module
 
 
 def _import(path: Path, plan: SparseLUPlan) -> JitKernels:
     name = path.stem
-    if name in sys.modules:     # already imported in this process (possibly from another cache folder)
+    if name in sys.modules:     # already loaded (and checked) in this process, maybe from another folder
         return JitKernels(sys.modules[name], plan, path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[name]
-        raise
-    return JitKernels(module, plan, path)
+    return JitKernels(_load(path), plan, path)
+
+
+def _fits(module, plan: SparseLUPlan) -> bool:
+    """Whether a loaded module was generated for this LU plan (guards against an index that names
+    another model's module)."""
+    return (getattr(module, "N_SLOTS", None) == plan.nnz_fill
+            and np.array_equal(getattr(module, "DIAG_SLOT", None), plan.diag_slot)
+            and np.array_equal(getattr(module, "FILL_ROWS", None), plan.fill_rows)
+            and np.array_equal(getattr(module, "FILL_COLS", None), plan.fill_cols))
 
 
 def require() -> None:
@@ -227,15 +354,45 @@ def _kernels_for_compiled(compiled) -> JitKernels:
         repr(compiled.jac_rows.tolist()), repr(compiled.jac_cols.tolist()), repr(compiled.parameter_names),
     ]).encode()).hexdigest()[:20]
     index = cache_dir() / f"model_{key}.txt"
-    if index.exists():
-        path = index.parent / index.read_text().strip()
-        if path.exists():
-            return _import(path, plan)
+    k = _from_index(index, plan)
+    if k is not None:
+        return k
     rhs, y_syms, p_syms = compiled.symbolic
     k = kernels(rhs, y_syms, p_syms, plan)
-    tmp = index.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(k.path.name)
-    os.replace(tmp, index)
+    index = k.path.parent / index.name   # beside the module (the fallback folder on a full disk)
+    try:
+        _atomic_write(index, k.path.name)
+    except OSError as exc:
+        _warn(f"cannot write the compiled-solver index {index} ({exc}): later runs will write the kernels "
+              "again with sympy; free space there or set MOA_CACHE_DIR to a writable folder")
+    return k
+
+
+def _from_index(index: Path, plan: SparseLUPlan) -> JitKernels | None:
+    """The kernels the index file names, or None (to rebuild them) when there is no index; an
+    index that is damaged or names a damaged or foreign module is reported and then rebuilt."""
+    try:
+        name = index.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        _warn(f"compiled-solver cache: index {index} cannot be read ({exc}); rebuilding it")
+        return None
+    if not _MODULE_NAME.fullmatch(name):
+        _warn(f"compiled-solver cache: index {index} holds {name[:60]!r}, not a module name; rebuilding it")
+        return None
+    path = index.parent / name
+    if not path.exists():
+        _warn(f"compiled-solver cache: index {index} names {name}, which is missing; rebuilding it")
+        return None
+    try:
+        k = _import(path, plan)
+    except _DamagedModule:
+        return None     # kernels() writes the module again under the same name and says so
+    if not _fits(k.module, plan):
+        _warn(f"compiled-solver cache: index {index} names {path}, which was built for another model; "
+              "rebuilding it")
+        return None
     return k
 
 
@@ -247,11 +404,59 @@ def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
     """
     k = _kernels_for_compiled(compiled)
     if compile_now and not k.compiled:
-        n, m = compiled.n_species, compiled.n_parameters
-        with np.errstate(all="ignore"):
-            integrate_batch_jit(k, 0.0, 1e-9, np.zeros((n, 1)), np.ones((m, 1)), [], fixed_step=1e-9)
+        _compile_healing(k, compiled.n_parameters)
         k.compiled = True
     return k
+
+
+def _first_call(k: JitKernels, n_parameters: int) -> None:
+    """One tiny step, which makes numba load the machine code from its cache or compile it."""
+    with np.errstate(all="ignore"):
+        integrate_batch_jit(k, 0.0, 1e-9, np.zeros((k.n, 1)), np.ones((n_parameters, 1)), [], fixed_step=1e-9)
+
+
+def _raised_by_numba_cache(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of numba's cache loading (``numba/core/caching.py``)."""
+    marker = os.path.join("numba", "core", "caching.py")
+    return any(frame.f_code.co_filename.endswith(marker) for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+# errors of a folder that cannot take numba's machine code (full disk, quota, read-only)
+_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _compile_healing(k: JitKernels, n_parameters: int) -> None:
+    """Compile (or load) ``k`` on a first call, repairing the cache when that fails because of it.
+
+    numba's cache files that cannot be loaded are removed (the damaged ones first, then all of the
+    module's) and the module loaded afresh and compiled again; a folder where numba cannot save its
+    machine code is swapped for :func:`_fallback_dir`. Anything else (an error that did not come out
+    of numba's cache), or a failure after the repair, is raised: numba cannot compile this model.
+    ``k`` is updated in place (it is held by a cache).
+    """
+    for attempt in range(2):
+        try:
+            _first_call(k, n_parameters)
+            return
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE or k.path.parent == _fallback_dir():
+                raise
+            path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, exc))
+        except Exception as exc:  # noqa: BLE001 -- numba's and pickle's errors have no common base
+            files = _numba_cache_files(k.path)
+            bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
+            if not files or not (bad or _raised_by_numba_cache(exc)):
+                raise   # a compilation error, not a damaged cache
+            removed = ", ".join(map(str, bad)) if bad else f"all {len(files)} numba cache files of {k.path}"
+            _warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
+                  f"({type(exc).__name__}: {str(exc)[:200]}); removing {removed} and compiling again")
+            path = k.path
+            try:
+                _remove(bad or files)
+            except OSError as rm_exc:   # cannot be removed: compile the module in a fresh folder
+                path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, rm_exc))
+        k.module, k.path = _load(path), path
+    _first_call(k, n_parameters)
 
 
 _MESSAGES = {
