@@ -25,6 +25,7 @@ class DoseWarning(UserWarning):
     """Doses of a regimen that a run does not give (after its end), or gives only in part
     (an infusion running past the end); the result and its provenance hold only what was given."""
 
+
 class CacheWarning(UserWarning):
     """A damaged or unwritable compiled-solver cache was found; the message names the file or folder
     and says what was done about it (rebuilt, moved to a temporary folder)."""
