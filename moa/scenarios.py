@@ -13,6 +13,7 @@ import functools
 import pathlib
 import tomllib
 
+from .checks import is_finite_real, read_utf8
 from .parameters import MODELS_DIR, ParameterSet, load_parameters
 from .regimen import Regimen, regimen_from_table
 from .units import parse_unit, same_unit
@@ -51,7 +52,7 @@ class Arm:
 
 def _read(path: pathlib.Path) -> dict:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_utf8(path))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
 
@@ -94,7 +95,10 @@ def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
         if fmt is not None and fmt not in formats:
             raise ValueError(f"arms.toml: {name}.format={fmt!r}: allowed formats are {sorted(formats)}")
         arm = Arm(name, table.get("label", name), table, fmt)
-        arm.regimen(21.0)  # validate doses now
+        try:
+            arm.regimen(21.0)  # validate doses now
+        except ValueError as exc:
+            raise ValueError(f"arms.toml: arm {name!r}: {exc}") from None
         out[name] = arm
     return out
 
@@ -102,6 +106,8 @@ def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
 def scenario(arm: str, setting: str, duration_days: float = 365.0, base: ParameterSet | None = None,
              models_dir: pathlib.Path = MODELS_DIR) -> tuple[ParameterSet, Regimen | None]:
     """Parameters (defaults + setting + format overlays) and regimen of ``arm`` in ``setting``."""
+    if not (is_finite_real(duration_days) and duration_days > 0):
+        raise ValueError(f"scenario({arm!r}, {setting!r}): duration_days={duration_days!r}: must be a finite number of days > 0")
     arms, settings, formats = load_arms(models_dir), load_settings(models_dir), load_formats(models_dir)
     if arm not in arms:
         raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")

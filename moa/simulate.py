@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from .checks import is_finite_real
 from .engine import Model
 from .errors import SimulationError
 from .parameters import ParameterSet
@@ -21,9 +22,9 @@ __all__ = ["simulate", "output_times"]
 
 def output_times(duration_days: float, step_days: float = 1.0) -> np.ndarray:
     """Regular output grid 0, step, ..., duration (inclusive)."""
-    if not (np.isfinite(duration_days) and duration_days > 0):
+    if not (is_finite_real(duration_days) and duration_days > 0):
         raise ValueError(f"duration_days={duration_days!r}: must be a finite number > 0")
-    if not (np.isfinite(step_days) and step_days > 0):
+    if not (is_finite_real(step_days) and step_days > 0):
         raise ValueError(f"step_days={step_days!r}: must be a finite number > 0")
     n = int(np.floor(duration_days / step_days + 1e-9))
     t = np.arange(n + 1) * step_days
@@ -47,7 +48,7 @@ def _check_times(times) -> np.ndarray:
 
 def _check_tolerances(rtol: float, atol: float) -> None:
     for name, v in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+        if not (is_finite_real(v) and v > 0):
             raise ValueError(f"{name}={v!r}: must be a finite number > 0")
     if rtol < 1e-13 or rtol > 0.1:
         raise ValueError(f"rtol={rtol!r}: allowed range is 1e-13 .. 0.1")
@@ -122,7 +123,7 @@ def simulate(
         t_out = _check_times(times)
         if duration_days is not None and not np.isclose(duration_days, t_out[-1]):
             raise ValueError(f"duration_days={duration_days} disagrees with times[-1]={t_out[-1]}; give one of them")
-    if not (np.isfinite(pre_equilibrate_days) and pre_equilibrate_days >= 0):
+    if not (is_finite_real(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
     t_end = float(t_out[-1])
     if solver == "auto":
@@ -198,16 +199,7 @@ def simulate(
             Y_out[-1, compiled.dose_index[dose.drug]] += amount * per_mg[drug_row[dose.drug]]
 
     if on_failure == "raise" and np.any(status != 0):
-        k = int(np.nonzero(status != 0)[0][0])
-        swept = {n: float(np.asarray(parameters[n]).ravel()[k if np.ndim(parameters[n]) else 0])
-                 for n in model.parameter_names if np.ndim(parameters[n])}
-        raise SimulationError(
-            f"solver {backend.name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
-            + (f", batched values {swept}" if swept else "")
-            + f") in the segment starting at t={failed_at[k]:g} day: {message[k]}. "
-            "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
-            "use on_failure='record' to keep the other parameter sets."
-        )
+        raise SimulationError(_failure_message(model, parameters, backend.name, status, message, failed_at))
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
     for i, t in enumerate(t_out):
@@ -215,6 +207,29 @@ def simulate(
             obs[i] = compiled.observables_T(t, Y_out[i], segment_params[segment_of[i]])
     return _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
                        pre_equilibrate_days)
+
+
+def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, status: np.ndarray, message: list[str],
+                     failed_at: np.ndarray, max_values: int = 4, max_reason: int = 200) -> str:
+    """A short SimulationError text: the first failed set, its reason, and where the others are.
+
+    A batch of thousands of sets with dozens of swept parameters would otherwise give a message
+    of pages; the full list is what ``on_failure='record'`` returns (``status``, ``message``).
+    """
+    failed = np.nonzero(status != 0)[0]
+    k, N = int(failed[0]), len(status)
+    swept = [(n, float(np.asarray(parameters[n]).ravel()[k])) for n in model.parameter_names if np.ndim(parameters[n])]
+    values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (f", ... ({len(swept)} swept)" if len(swept) > max_values else "")
+    reason = " ".join(str(message[k]).split())
+    reason = reason if len(reason) <= max_reason else reason[: max_reason - 3] + "..."
+    others = (f" {len(failed) - 1} other set(s) of {N} failed too;" if len(failed) > 1 else "")
+    return (
+        f"solver {solver_name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
+        + (f", batched values {values}" if swept else "")
+        + f") in the segment starting at t={failed_at[k]:g} day: {reason}.{others} "
+        "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
+        "use on_failure='record' to keep the other parameter sets (their reasons are in the result's status and message)."
+    )
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days) -> xr.Dataset:
