@@ -76,9 +76,9 @@ def _prepare_out(out: pathlib.Path) -> pathlib.Path | None:
         if candidate.exists():
             break
         first_new = candidate
+    if out.exists() and not out.is_dir():
+        raise OSError(f"--out={out}: exists and is not a folder; choose a folder you can write to")
     try:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--out={out}: exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
