@@ -46,6 +46,8 @@ class Dose:
             raise ValueError(f"duration_days={self.duration_days!r} for infused {self.drug}: must be > 0")
         if self.route == "bolus" and self.duration_days != 0:
             raise ValueError(f"duration_days={self.duration_days!r} for a bolus of {self.drug}: must be 0 (use route='infusion')")
+        for field in ("amount", "time_days", "duration_days"):  # numpy scalars in, plain floats stored (JSON, repr)
+            object.__setattr__(self, field, float(getattr(self, field)))
 
     def amount_mg(self, patient: Mapping[str, object]) -> np.ndarray | float:
         """Dose in mg for a patient mapping that holds body_weight [kg] / body_surface_area [m^2]."""

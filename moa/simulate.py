@@ -115,6 +115,7 @@ def simulate(
     if on_failure not in ("raise", "record"):
         raise ValueError(f"on_failure={on_failure!r}: allowed values are 'raise' and 'record'")
     _check_tolerances(rtol, atol)
+    rtol, atol = float(rtol), float(atol)  # numpy scalars: one compiled signature, JSON-able provenance
     if times is None:
         if duration_days is None:
             raise ValueError("give duration_days or times")
@@ -125,6 +126,7 @@ def simulate(
             raise ValueError(f"duration_days={duration_days} disagrees with times[-1]={t_out[-1]}; give one of them")
     if not (is_finite_real(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
+    pre_equilibrate_days = float(pre_equilibrate_days)
     t_end = float(t_out[-1])
     if solver == "auto":
         solver = auto_solver(parameters.batch_size)

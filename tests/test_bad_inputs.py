@@ -3,6 +3,8 @@ docs/reliability.md is what the catalogue generates; numpy scalars count as numb
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from bad_inputs import CASES, DOC_PATH, EXIT_USAGE, GROUPS, Refusal, _batched_decay, files_under, prepare, refuse, \
@@ -78,8 +80,18 @@ def test_numpy_scalars_are_accepted_by_simulate_and_scenario():
     ds = moa.simulate(moa.Model([m]), params, duration_days=np.int64(4), rtol=np.float32(1e-8), atol=np.float64(1e-12),
                       pre_equilibrate_days=np.int64(0), solver="LSODA")
     np.testing.assert_allclose(ds["x"].values, 2.0 * np.exp(-0.25 * np.arange(5)), rtol=1e-6)
+    assert ds.attrs["rtol"] == float(np.float32(1e-8)) and type(ds.attrs["rtol"]) is float
     _, regimen = scenario("bsab_2x2", "cold", duration_days=np.int64(42))
     assert [d.time_days for d in regimen.doses] == [0.0, 21.0]
+
+
+def test_numpy_scalar_doses_reach_the_provenance_as_plain_numbers():
+    from moa.assemble import pk_model
+
+    regimen = moa.Regimen("np", (moa.Dose("bsab", np.int64(3), "mg/kg", np.float32(0.0)),))
+    assert type(regimen.doses[0].amount) is float
+    ds = moa.simulate(pk_model("bsab"), moa.load_parameters(), regimen, duration_days=np.int64(2), solver="LSODA")
+    assert json.loads(ds.attrs["doses"]) == [["bsab", 3.0, "mg/kg", 0.0, "bolus", 0.0]]
 
 
 def test_solver_failure_message_stays_short_with_many_sets_and_parameters():
