@@ -161,6 +161,9 @@ def _experiment_script(name: str, body: str) -> Callable[[pathlib.Path], None]:
     return _write(f"experiments/{name}.py", body)
 
 
+GOOD_EXPERIMENT = '"""Does the good experiment run?"""\n\ndef main(out_dir, quick=False):\n    return {}\n'
+
+
 def _run_experiment(tmp: pathlib.Path, name: str):
     from moa import experiments
 
@@ -386,10 +389,12 @@ CASES: tuple[Case, ...] = (
     Case("parallel-builder-module", B, "simulate_parallel('no_such_module:f', ...)", "ValueError", "cannot import",
          lambda tmp: moa.parallel.resolve_builder("no_such_module:f")),
     # --- command line: moa run / list ---
-    Case("cli-run-unknown", C, "moa run pk_occupancy no_such_experiment --out results", EXIT_USAGE, "no_such_experiment",
-         argv=["run", "pk_occupancy", "no_such_experiment", "--quick", "--out", "results"]),
-    Case("cli-run-all-unknown", C, "moa run all nosuch --out results", EXIT_USAGE, "['nosuch']",
-         argv=["run", "all", "nosuch", "--out", "results"]),
+    Case("cli-run-unknown", C, "moa --experiments experiments run good no_such_experiment --out results", EXIT_USAGE,
+         "no_such_experiment", argv=["--experiments", "{tmp}/experiments", "run", "good", "no_such_experiment", "--out", "results"],
+         setup=_experiment_script("good", GOOD_EXPERIMENT)),
+    Case("cli-run-all-unknown", C, "moa --experiments experiments run all nosuch --out results", EXIT_USAGE, "['nosuch']",
+         argv=["--experiments", "{tmp}/experiments", "run", "all", "nosuch", "--out", "results"],
+         setup=_experiment_script("good", GOOD_EXPERIMENT)),
     Case("cli-run-no-name", C, "moa run --quick", EXIT_USAGE, "NAME", argv=["run", "--quick"]),
     Case("cli-out-empty", C, "moa run pk_occupancy --out ''", EXIT_USAGE, "empty folder name",
          argv=["run", "pk_occupancy", "--quick", "--out", ""]),
