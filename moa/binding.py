@@ -29,6 +29,9 @@ __all__ = ["DrugBinding", "equilibrium", "in_vitro", "receptor_nM", "peripheral_
 
 AVOGADRO = 6.02214076e23  # 1/mol (SI definition)
 _ITER = 70  # bisection halvings in log space: brackets of e^80 shrink below 1e-12 relative
+#: Finite KDs allowed, in nM. Measured KDs lie within fM..mM (1e-6..1e6 nM); outside 1e-12..1e12 nM the
+#: weights KD^-(a+b) of the complexes with up to four bonds over- or underflow in double precision.
+KD_RANGE_NM = (1e-12, 1e12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,11 @@ class DrugBinding:
             v = getattr(self, field)
             if not v > 0:
                 raise ValueError(f"{self.name}: {field}={v}: must be > 0")
+        for field in ("kd_pdl1_nM", "kd_cd137_nM"):
+            v = getattr(self, field)
+            if v != np.inf and not KD_RANGE_NM[0] <= v <= KD_RANGE_NM[1]:
+                raise ValueError(f"{self.name}: {field}={v:g}: must lie in {KD_RANGE_NM[0]:g} .. {KD_RANGE_NM[1]:g} nM "
+                                 "(or inf for an arm that does not bind)")
 
     @property
     def states(self) -> list[tuple[int, int]]:

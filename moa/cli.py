@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run experiments into DIR/<name>/ and write DIR/index.html")
     run.add_argument("names", nargs="+", metavar="NAME", help="experiment name(s), or 'all'")
     run.add_argument("--quick", action="store_true", help="short horizons and coarse grids (minutes, not hours)")
-    run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"), metavar="DIR",
+    run.add_argument("--out", type=_folder, default=pathlib.Path("results"), metavar="DIR",
                      help="results folder (default: results)")
     run.add_argument("--progress", action="store_true", help="show a progress bar across experiments (needs tqdm)")
     b = sub.add_parser("binding", help="in-vitro binding equilibrium of the bispecific with PD-L1+ cells and 4-1BB+ T cells")
@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--kd-pdl1-nM", type=float, default=None, help="PD-L1 arm KD in nM (default: models/ value)")
     b.add_argument("--kd-cd137-nM", type=float, default=None, help="4-1BB arm KD in nM (default: models/ value)")
     return parser
+
+
+def _folder(text: str) -> pathlib.Path:
+    """``--out`` as a path; an empty name is refused (``pathlib.Path("")`` would quietly mean ".")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is an empty folder name; give a folder such as results, or . for the current one")
+    return pathlib.Path(text)
 
 
 def _error(message: str) -> int:
@@ -71,9 +78,9 @@ def _prepare_out(out: pathlib.Path) -> pathlib.Path | None:
         if candidate.exists():
             break
         first_new = candidate
+    if out.exists() and not out.is_dir():
+        raise OSError(f"--out={out}: exists and is not a folder; choose a folder you can write to")
     try:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--out={out}: exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass

@@ -71,13 +71,13 @@ def find(names: Iterable[str], directory: str | pathlib.Path | None = None) -> l
     names = list(names)
     if not names:
         raise ValueError("experiment names: none given; name one or more experiments, or 'all'")
+    unknown = [n for n in names if n != "all" and n not in known]
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {unknown}; known: {sorted(known)} (or 'all'); see `moa list`")
     if "all" in names:
         if not known:
             raise ValueError(f"no experiments found in {directory or EXPERIMENTS_DIR}")
         return list(known.values())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; known: {sorted(known)} (or 'all'); see `moa list`")
     return [known[n] for n in dict.fromkeys(names)]
 
 

@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pint
 
+from .checks import is_finite_real, read_utf8
 from .errors import BoundsWarning
 from .units import UnitError, format_unit, parse_unit, registry
 
@@ -134,7 +135,7 @@ class ParameterSpec:
         where = f"parameter {self.name!r}"
         for field in ("value", "lower", "upper"):
             v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not is_finite_real(v):
                 raise ValueError(f"{where}: {field}={v!r}: must be a finite number")
         try:
             parse_unit(self.unit)
@@ -158,7 +159,7 @@ def load_parameter_file(path: str | pathlib.Path) -> dict[str, ParameterSpec]:
     """Read one TOML file of parameter tables, validating every field."""
     path = pathlib.Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_utf8(path))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     out = {}
@@ -206,6 +207,7 @@ class ParameterSet(Mapping):
             # values handed over with the specs (copies, slices of a batch) were checked against
             # their bounds where they entered; the domain is checked again here
             self._values.update(self._validated(values, bounds="ignore", origin="values"))
+            self.batch_size  # refuse arrays of different lengths now, not at the first simulate
 
     def _validated(self, values: Mapping[str, object], bounds: str, origin: str) -> dict:
         """Checked values in each spec's unit. ``bounds``: "ignore", "warn" or "strict"."""
@@ -291,9 +293,12 @@ class ParameterSet(Mapping):
     @property
     def batch_size(self) -> int:
         """N: 1 unless some value is an array."""
-        sizes = {np.size(v) for v in self._values.values() if np.ndim(v) == 1}
+        lengths = {k: np.size(v) for k, v in self._values.items() if np.ndim(v) == 1}
+        sizes = set(lengths.values())
         if len(sizes) > 1:
-            raise ValueError(f"parameter arrays have different lengths {sorted(sizes)}; all batched values must have the same length")
+            by_length = {n: sorted(k for k, m in lengths.items() if m == n) for n in sorted(sizes)}
+            named = "; ".join(f"length {n}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for n, keys in by_length.items())
+            raise ValueError(f"parameter arrays have different lengths ({named}); all batched values must have the same length")
         return sizes.pop() if sizes else 1
 
     @property

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from .checks import is_finite_real, is_integer
+
 __all__ = ["Dose", "Regimen", "every", "cycles", "regimen_from_table", "DOSE_UNITS", "MAX_DOSES"]
 
 #: Dose units and the patient quantity that converts them to mg.
@@ -49,18 +51,20 @@ class Dose:
     def __post_init__(self):
         if not isinstance(self.drug, str) or not self.drug:
             raise ValueError(f"drug={self.drug!r}: must be a non-empty drug name")
-        if not (isinstance(self.amount, (int, float)) and math.isfinite(self.amount) and self.amount >= 0):
+        if not (is_finite_real(self.amount) and self.amount >= 0):
             raise ValueError(f"amount={self.amount!r} for {self.drug}: must be a finite number >= 0")
         if self.unit not in DOSE_UNITS:
             raise ValueError(f"unit={self.unit!r} for {self.drug}: allowed units are {sorted(DOSE_UNITS)}")
-        if not (isinstance(self.time_days, (int, float)) and math.isfinite(self.time_days) and self.time_days >= 0):
+        if not (is_finite_real(self.time_days) and self.time_days >= 0):
             raise ValueError(f"time_days={self.time_days!r} for {self.drug}: must be a finite number >= 0")
         if self.route not in ROUTES:
             raise ValueError(f"route={self.route!r} for {self.drug}: allowed routes are {ROUTES}")
-        if self.route == "infusion" and not (math.isfinite(self.duration_days) and self.duration_days > 0):
+        if self.route == "infusion" and not (is_finite_real(self.duration_days) and self.duration_days > 0):
             raise ValueError(f"duration_days={self.duration_days!r} for infused {self.drug}: must be > 0")
         if self.route == "bolus" and self.duration_days != 0:
             raise ValueError(f"duration_days={self.duration_days!r} for a bolus of {self.drug}: must be 0 (use route='infusion')")
+        for field in ("amount", "time_days", "duration_days"):  # numpy scalars in, plain floats stored (JSON, repr)
+            object.__setattr__(self, field, float(getattr(self, field)))
 
     def amount_mg(self, patient: Mapping[str, object]) -> np.ndarray | float:
         """Dose in mg for a patient mapping that holds body_weight [kg] / body_surface_area [m^2]."""
@@ -145,7 +149,7 @@ class Regimen:
 def every(drug: str, amount: float, unit: str, interval_days: float, until_days: float, start_days: float = 0.0,
           route: str = "bolus", duration_days: float = 0.0, name: str | None = None) -> Regimen:
     """Doses every ``interval_days`` from ``start_days`` while t < ``until_days`` (e.g. Q3W: 21)."""
-    if not (interval_days > 0 and math.isfinite(interval_days)):
+    if not (is_finite_real(interval_days) and interval_days > 0):
         raise ValueError(f"interval_days={interval_days!r}: must be a finite number > 0")
     if not (math.isfinite(until_days) and until_days > start_days):
         raise ValueError(f"until_days={until_days!r}: must be a finite number > start_days={start_days!r}")
@@ -164,7 +168,7 @@ def cycles(drug: str, amount: float, unit: str, days: Iterable[int], cycle_days:
     days = list(days)
     if not days or any(d < 1 or d > cycle_days for d in days):
         raise ValueError(f"days={days!r}: must be a non-empty list of cycle days within 1..{cycle_days}")
-    if not (isinstance(n_cycles, int) and n_cycles >= 1):
+    if not (is_integer(n_cycles) and n_cycles >= 1):
         raise ValueError(f"n_cycles={n_cycles!r}: must be an integer >= 1")
     _check_dose_count(n_cycles * len(days), f"n_cycles={n_cycles!r} with {len(days)} dose day(s) per cycle")
     doses = tuple(

@@ -13,6 +13,7 @@ import functools
 import pathlib
 import tomllib
 
+from .checks import is_finite_real, read_utf8
 from .errors import UnitError
 from .parameters import MODELS_DIR, ParameterSet, convert_value, load_parameters
 from .regimen import Regimen, regimen_from_table
@@ -51,7 +52,7 @@ class Arm:
 
 def _read(path: pathlib.Path) -> dict:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_utf8(path))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
 
@@ -99,7 +100,10 @@ def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
         if fmt is not None and fmt not in formats:
             raise ValueError(f"arms.toml: {name}.format={fmt!r}: allowed formats are {sorted(formats)}")
         arm = Arm(name, table.get("label", name), table, fmt)
-        arm.regimen(21.0)  # validate doses now
+        try:
+            arm.regimen(21.0)  # validate doses now
+        except ValueError as exc:
+            raise ValueError(f"arms.toml: arm {name!r}: {exc}") from None
         out[name] = arm
     return out
 
@@ -111,6 +115,8 @@ def scenario(arm: str, setting: str, duration_days: float = 365.0, base: Paramet
     An overlay value outside its parameter's sweep bounds gives a BoundsWarning (a ValueError
     with ``strict=True``); one outside the physical domain is always refused.
     """
+    if not (is_finite_real(duration_days) and duration_days > 0):
+        raise ValueError(f"scenario({arm!r}, {setting!r}): duration_days={duration_days!r}: must be a finite number of days > 0")
     arms, settings, formats = load_arms(models_dir), load_settings(models_dir), load_formats(models_dir)
     if arm not in arms:
         raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")

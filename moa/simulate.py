@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from .checks import is_finite_real
 from .engine import Model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
@@ -32,9 +33,9 @@ MAX_SEGMENTS = MAX_DOSES
 
 def output_times(duration_days: float, step_days: float = 1.0) -> np.ndarray:
     """Regular output grid 0, step, ..., duration (inclusive)."""
-    if not (np.isfinite(duration_days) and duration_days > 0):
+    if not (is_finite_real(duration_days) and duration_days > 0):
         raise ValueError(f"duration_days={duration_days!r}: must be a finite number > 0")
-    if not (np.isfinite(step_days) and step_days > 0):
+    if not (is_finite_real(step_days) and step_days > 0):
         raise ValueError(f"step_days={step_days!r}: must be a finite number > 0")
     n = int(np.floor(duration_days / step_days + 1e-9))
     t = np.arange(n + 1) * step_days
@@ -58,7 +59,7 @@ def _check_times(times) -> np.ndarray:
 
 def _check_tolerances(rtol: float, atol: float) -> None:
     for name, v in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+        if not (is_finite_real(v) and v > 0):
             raise ValueError(f"{name}={v!r}: must be a finite number > 0")
     if rtol < 1e-13 or rtol > 0.1:
         raise ValueError(f"rtol={rtol!r}: allowed range is 1e-13 .. 0.1")
@@ -205,6 +206,7 @@ def simulate(
     if on_failure not in ("raise", "record"):
         raise ValueError(f"on_failure={on_failure!r}: allowed values are 'raise' and 'record'")
     _check_tolerances(rtol, atol)
+    rtol, atol = float(rtol), float(atol)  # numpy scalars: one compiled signature, JSON-able provenance
     if times is None:
         if duration_days is None:
             raise ValueError("give duration_days or times")
@@ -213,8 +215,9 @@ def simulate(
         t_out = _check_times(times)
         if duration_days is not None and not np.isclose(duration_days, t_out[-1]):
             raise ValueError(f"duration_days={duration_days} disagrees with times[-1]={t_out[-1]}; give one of them")
-    if not (np.isfinite(pre_equilibrate_days) and pre_equilibrate_days >= 0):
+    if not (is_finite_real(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
+    pre_equilibrate_days = float(pre_equilibrate_days)
     t_end = float(t_out[-1])
     if regimen is not None:
         regimen, doses_not_given = _given_doses(regimen, t_end)
@@ -309,17 +312,7 @@ def simulate(
             status[k], message[k], failed_at[k] = 5, text, np.nan
 
     if on_failure == "raise" and np.any(status != 0):
-        k = int(np.nonzero(status != 0)[0][0])
-        swept = {n: float(np.asarray(parameters[n]).ravel()[k if np.ndim(parameters[n]) else 0])
-                 for n in model.parameter_names if np.ndim(parameters[n])}
-        raise SimulationError(
-            f"solver {backend.name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
-            + (f", batched values {swept}" if swept else "")
-            + (f") in the segment starting at t={failed_at[k]:g} day" if np.isfinite(failed_at[k]) else ")")
-            + f": {message[k]}. "
-            "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
-            "use on_failure='record' to keep the other parameter sets."
-        )
+        raise SimulationError(_failure_message(model, parameters, backend.name, status, message, failed_at))
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
     P_at = P.copy()
@@ -349,6 +342,30 @@ def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: fl
         out[int(k)] = (f"species {s.name} = {Y_out[i, j, k]:.6g} {s.unit} at t={t_out[i]:g} day is negative beyond solver "
                        f"noise (tolerance {-limit[j, k]:.3g} {s.unit}); check the rate terms and parameters")
     return out
+
+
+def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, status: np.ndarray, message: list[str],
+                     failed_at: np.ndarray, max_values: int = 4, max_reason: int = 200) -> str:
+    """A short SimulationError text: the first failed set, its reason, and where the others are.
+
+    A batch of thousands of sets with dozens of swept parameters would otherwise give a message
+    of pages; the full list is what ``on_failure='record'`` returns (``status``, ``message``).
+    """
+    failed = np.nonzero(status != 0)[0]
+    k, N = int(failed[0]), len(status)
+    swept = [(n, float(np.asarray(parameters[n]).ravel()[k])) for n in model.parameter_names if np.ndim(parameters[n])]
+    values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (f", ... ({len(swept)} swept)" if len(swept) > max_values else "")
+    reason = " ".join(str(message[k]).split())
+    reason = reason if len(reason) <= max_reason else reason[: max_reason - 3] + "..."
+    others = (f" {len(failed) - 1} other set(s) of {N} failed too;" if len(failed) > 1 else "")
+    return (
+        f"solver {solver_name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
+        + (f", batched values {values}" if swept else "")
+        + (f") in the segment starting at t={failed_at[k]:g} day" if np.isfinite(failed_at[k]) else ")")
+        + f": {reason}.{others} "
+        "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
+        "use on_failure='record' to keep the other parameter sets (their reasons are in the result's status and message)."
+    )
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
