@@ -221,8 +221,23 @@ CASES: tuple[Case, ...] = (
          lambda tmp: _defaults().with_values({"cl_bsab": [[0.1, 0.2]]})),
     Case("param-string", P, "with_values({'cl_bsab': 'fast'})", "ValueError", "could not convert",
          lambda tmp: _defaults().with_values({"cl_bsab": "fast"})),
-    Case("overlay-out-of-bounds", P, "with_overlay('fast clearance', {'cl_bsab': 2 x upper bound})", "ValueError", "bounds",
-         lambda tmp: _defaults().with_overlay("fast clearance", {"cl_bsab": _defaults().specs["cl_bsab"].upper * 2})),
+    Case("overlay-out-of-bounds-strict", P, "with_overlay('fast clearance', {'cl_bsab': 2 x upper bound}, strict=True)",
+         "ValueError", "sweep bounds",
+         lambda tmp: _defaults().with_overlay("fast clearance", {"cl_bsab": _defaults().specs["cl_bsab"].upper * 2}, strict=True)),
+    Case("override-fraction-above-one", P, "overrides={'initial_fraction_ex': 5}", "ValueError", "physical domain 'fraction'",
+         lambda tmp: _defaults().with_values({"initial_fraction_ex": 5.0})),
+    Case("override-body-weight-zero", P, "overrides={'body_weight': 0}", "ValueError", "physical domain 'positive'",
+         lambda tmp: _simulate_pk(overrides={"body_weight": 0.0})),
+    Case("override-valency-below-one", P, "with_values({'valency_pdl1_bsab': 0.5})", "ValueError", "physical domain 'at_least_one'",
+         lambda tmp: _defaults().with_values({"valency_pdl1_bsab": 0.5})),
+    Case("override-out-of-bounds-strict", P, "simulate(overrides={'cl_bsab': 2 x upper}, strict_bounds=True)", "ValueError",
+         "sweep bounds", lambda tmp: _simulate_pk(overrides={"cl_bsab": 0.8}, strict_bounds=True)),
+    Case("quantity-wrong-dimension", P, "with_values({'cl_bsab': Quantity(8.3, 'mg')})", "UnitError", "different dimensions",
+         lambda tmp: _defaults().with_values({"cl_bsab": moa.units.registry().Quantity(8.3, "mg")})),
+    Case("spec-domain-unknown", P, "ParameterSpec(domain='whole')", "ValueError", "allowed domains",
+         lambda tmp: _spec(domain="whole")),
+    Case("spec-bounds-outside-domain", P, "ParameterSpec(domain='fraction', upper=2)", "ValueError", "fraction",
+         lambda tmp: _spec(domain="fraction", value=0.5, lower=0.0, upper=2.0)),
     Case("spec-unit-unknown", P, "ParameterSpec(unit='furlongs_per_fortnight_squared')", "ValueError", "furlongs_per_fortnight_squared",
          lambda tmp: _spec(unit="furlongs_per_fortnight_squared")),
     Case("spec-value-nan", P, "ParameterSpec(value=nan)", "ValueError", "value=nan",
@@ -280,9 +295,9 @@ CASES: tuple[Case, ...] = (
     Case("settings-unknown-parameter", F, "settings.toml: a value for `tumour_growth_rte`", "ValueError", "unknown parameter",
          lambda tmp: moa.scenarios.load_settings(tmp / "models"),
          setup=_models_with("settings.toml", "[hot_tnbc.values]\n", '[hot_tnbc.values]\ntumour_growth_rte = { value = 0.1, unit = "1/day", source = "x" }\n')),
-    Case("settings-unit-differs", F, "settings.toml: `cl_bsab` given in `L/h`", "ValueError", "differs from the parameter's unit",
+    Case("settings-unit-other-dimension", F, "settings.toml: `cl_bsab` given in `mg`", "ValueError", "different dimensions",
          lambda tmp: moa.scenarios.load_settings(tmp / "models"),
-         setup=_models_with("settings.toml", "[hot_tnbc.values]\n", '[hot_tnbc.values]\ncl_bsab = { value = 0.01, unit = "L/h", source = "x" }\n')),
+         setup=_models_with("settings.toml", "[hot_tnbc.values]\n", '[hot_tnbc.values]\ncl_bsab = { value = 0.01, unit = "mg", source = "x" }\n')),
     Case("settings-no-source", F, "settings.toml: `cl_bsab = { value = 0.2, unit = \"L/day\" }`", "ValueError", "source = ...",
          lambda tmp: moa.scenarios.load_settings(tmp / "models"),
          setup=_models_with("settings.toml", "[hot_tnbc.values]\n", '[hot_tnbc.values]\ncl_bsab = { value = 0.2, unit = "L/day" }\n')),
@@ -323,6 +338,11 @@ CASES: tuple[Case, ...] = (
          lambda tmp: moa.simulate(_pk(), _defaults(), moa.Regimen("x"), duration_days=10.0)),
     Case("regimen-wrong-drug", R, "simulate(pk_model('bsab'), regimen of apdl1)", "ValueError", "allowed drugs: ['bsab']",
          lambda tmp: moa.simulate(_pk(), _defaults(), moa.every("apdl1", 3.0, "mg/kg", 21.0, 42.0), duration_days=42.0)),
+    Case("every-too-many-doses", R, "every(interval_days=1e-6, until_days=365)", "ValueError", "MAX_DOSES",
+         lambda tmp: moa.every("bsab", 1.0, "mg", 1e-6, 365.0)),
+    Case("regimen-all-doses-after-end", R, "simulate(one dose at day 500, duration_days=42)", "ValueError", "no dose",
+         lambda tmp: moa.simulate(_pk(), _defaults(), moa.every("bsab", 3.0, "mg/kg", 21.0, 521.0, start_days=500.0),
+                                  duration_days=42.0)),
     Case("regimen-not-a-regimen", R, "simulate(regimen={'bsab': 3})", "ValueError", "regimen=dict",
          lambda tmp: moa.simulate(_pk(), _defaults(), {"bsab": 3}, duration_days=42.0)),
     # --- simulate options ---
@@ -443,9 +463,7 @@ CASES: tuple[Case, ...] = (
 )
 
 FAULTS_HEADER = ("Fault", "What survives", "Shown by")
-TO_FILL = "**to be filled after merge**"
-#: Faults and what survives them. Rows marked TO_FILL describe work on other branches at the time
-#: this table was written; the lead completes them after merging.
+#: Faults and what survives them, each with the test that shows it.
 FAULTS: tuple[tuple[str, str, str], ...] = (
     ("an experiment raises during `moa run`",
      "exit status 1; no folder for it (built under a staging name, moved into place only on success); "
@@ -453,17 +471,34 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
      "tests/test_cli.py::test_failing_experiment_leaves_no_folder_and_others_still_run"),
     ("every chosen experiment fails", "exit status 1 and no results folder at all",
      "tests/test_cli.py::test_only_failures_leave_no_results_folder"),
-    ("`moa run` killed (SIGKILL) mid-experiment", TO_FILL, TO_FILL),
+    ("`moa run` killed (SIGKILL or SIGTERM) mid-experiment or mid-swap",
+     "`<out>/<name>` is a link to a hidden version folder, swapped in by one rename: the old or the new complete folder is "
+     "visible at every instant; the next run removes the dead run's staging folders (their pid is gone)",
+     "tests/test_cli.py::test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up, "
+     "tests/test_results.py::test_a_kill_at_any_instant_of_the_swap_leaves_a_complete_folder_and_the_next_run_cleans_up"),
     ("a figure write fails half-way (`OSError: disk full` on the SVG)", "neither the PNG nor a temporary is left",
      "tests/test_plots.py::test_save_figure_failing_half_way_leaves_no_files"),
     ("the NetCDF writer fails inside `save_dataset`", "no file and no temporary is left",
      "tests/test_results.py::test_failure_inside_netcdf_writer_leaves_no_files"),
-    ("full disk during `moa run`", TO_FILL, TO_FILL),
-    ("compiled cache damaged: truncated kernel file", TO_FILL, TO_FILL),
-    ("compiled cache damaged: empty kernel file", TO_FILL, TO_FILL),
-    ("compiled cache damaged: random bytes in place of a kernel", TO_FILL, TO_FILL),
-    ("compiled cache damaged: index from another numba/moa version", TO_FILL, TO_FILL),
-    ("compiled cache damaged: cache folder not writable", TO_FILL, TO_FILL),
+    ("full disk during `moa run`",
+     "the experiment fails like any other (exit 1); its files are written to temporaries and renamed, so no half-written "
+     "file and no new folder appear; the previous folder stays",
+     "tests/test_plots.py::test_save_figure_failing_half_way_leaves_no_files, tests/test_cli.py::test_failing_experiment_leaves_no_folder_and_others_still_run"),
+    ("compiled cache damaged: truncated numba cache file (.nbi or .nbc)",
+     "CacheWarning names the file; it is removed and the kernels compiled again; the compiled backend is used and results equal a clean cache",
+     "tests/test_jit_cache.py::test_truncated_numba_cache_file_is_removed_and_compiled_again"),
+    ("compiled cache damaged: truncated generated module",
+     "its content does not hash to its name: CacheWarning names it, it is written again and compiled; results equal a clean cache",
+     "tests/test_jit_cache.py::test_truncated_module_is_written_again"),
+    ("compiled cache damaged: hand-edited generated module",
+     "detected by the sha256 in its file name before it runs; written again; results equal a clean cache",
+     "tests/test_jit_cache.py::test_hand_edited_module_is_detected_and_written_again"),
+    ("compiled cache damaged: empty, garbage or foreign index file",
+     "CacheWarning names it; it is rebuilt; the compiled backend is used",
+     "tests/test_jit_cache.py::test_empty_or_garbage_index_is_rebuilt, tests/test_jit_cache.py::test_index_naming_another_models_module_is_rebuilt"),
+    ("compiled cache on a full disk or an unwritable folder",
+     "compiled in a temporary folder (still compiled) with a CacheWarning naming the folder and the fix; the next run uses the cache folder again",
+     "tests/test_jit_cache.py::test_full_disk_compiles_in_a_temporary_folder_then_heals, tests/test_jit_cache.py::test_unusable_cache_folder_falls_back_with_a_warning"),
     ("one sweep point the solver cannot integrate",
      "the sweep finishes; that point is marked failed with its reason; the others equal an unperturbed run; "
      "the summary counts the failures and the figure draws the rest and marks the failed point",
@@ -471,7 +506,10 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ("a worker chunk raises in `simulate_parallel`",
      "with on_failure='record' its samples get status 4, NaN states and the exception in `message`; the other chunks are kept",
      "tests/test_parallel.py::test_failed_chunk_is_recorded_per_sample"),
-    ("a worker process dies (killed) in `simulate_parallel`", TO_FILL, TO_FILL),
+    ("a worker process dies (killed) in `simulate_parallel`",
+     "lost chunks rerun in a new pool, then each alone; only the chunk whose lone worker dies is marked failed (with the signal); "
+     "every other sample equals a single-process run exactly",
+     "tests/test_parallel.py::test_a_worker_killed_by_one_chunk_fails_only_that_chunk, tests/test_parallel.py::test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds"),
 )
 
 
@@ -566,8 +604,8 @@ def reliability_md(cases: Sequence[Case] = CASES, got: dict[str, Refusal] | None
     lines += [
         "## Faults and what survives",
         "",
-        "Faults that are not bad input: the process, the disk or a worker fails. Rows marked "
-        f"{TO_FILL} describe behaviour being built on other branches when this table was written.",
+        "Faults that are not bad input: the process, the disk, the compiled-solver cache or a worker fails; "
+        "each row names the test that shows what survives.",
         "",
         *_table(FAULTS_HEADER, FAULTS),
         "",
