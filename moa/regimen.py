@@ -151,7 +151,9 @@ def every(drug: str, amount: float, unit: str, interval_days: float, until_days:
     """Doses every ``interval_days`` from ``start_days`` while t < ``until_days`` (e.g. Q3W: 21)."""
     if not (is_finite_real(interval_days) and interval_days > 0):
         raise ValueError(f"interval_days={interval_days!r}: must be a finite number > 0")
-    if not (math.isfinite(until_days) and until_days > start_days):
+    if not (is_finite_real(start_days) and start_days >= 0):
+        raise ValueError(f"start_days={start_days!r}: must be a finite number of days >= 0")
+    if not (is_finite_real(until_days) and until_days > start_days):
         raise ValueError(f"until_days={until_days!r}: must be a finite number > start_days={start_days!r}")
     stop_days = until_days - 1e-12
     # the length np.arange will have, counted before anything is allocated
@@ -165,8 +167,10 @@ def every(drug: str, amount: float, unit: str, interval_days: float, until_days:
 def cycles(drug: str, amount: float, unit: str, days: Iterable[int], cycle_days: float, n_cycles: int,
            start_days: float = 0.0, route: str = "bolus", duration_days: float = 0.0, name: str | None = None) -> Regimen:
     """Doses on the given (1-based) days of each cycle, e.g. days (1, 8, 15) of a 28-day cycle."""
+    if not (is_finite_real(cycle_days) and cycle_days > 0):
+        raise ValueError(f"cycle_days={cycle_days!r}: must be a finite number of days > 0")
     days = list(days)
-    if not days or any(d < 1 or d > cycle_days for d in days):
+    if not days or any(not is_finite_real(d) or d < 1 or d > cycle_days for d in days):
         raise ValueError(f"days={days!r}: must be a non-empty list of cycle days within 1..{cycle_days}")
     if not (is_integer(n_cycles) and n_cycles >= 1):
         raise ValueError(f"n_cycles={n_cycles!r}: must be an integer >= 1")
