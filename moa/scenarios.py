@@ -33,6 +33,7 @@ class Overlay:
     values: dict
     sources: dict
     description: str = ""
+    levers: tuple[str, ...] = ()  # the parameters that define a tumour setting (each also in ``values``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,10 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
             if not same_unit(parse_unit(entry["unit"]), parse_unit(specs[key].unit)):
                 raise ValueError(f"{where}: unit={entry['unit']!r} differs from the parameter's unit {specs[key].unit!r}")
             values[key], sources[key] = float(entry["value"]), entry["source"]
-        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""))
+        levers = table.get("levers", [])
+        if not isinstance(levers, list) or any(k not in values for k in levers):
+            raise ValueError(f"{path.name}: {name}.levers={levers!r}: must be a list of parameters set in {name}.values")
+        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""), tuple(levers))
     return out
 
 
