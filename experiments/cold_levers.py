@@ -2,8 +2,9 @@
 
 Levers: the cold setting with one of its levers (models/settings.toml ``levers``: priming and
 antigen recognition, exclusion, Treg and myeloid recruitment, PD-L1) set to its hot-TNBC
-value at a time, and with all of them at once; the cold state at the first dose (initial T
-cells and their exhaustion) is kept. Gains: the 4-1BB costimulation parameters (proliferation
+value at a time, with all of them at once, and with all but one (which levers the hot
+response needs); the cold state at the first dose (initial T cells and their exhaustion) is
+kept. Gains: the 4-1BB costimulation parameters (proliferation
 gain, survival effect, signal EC50, expression lag, reinvigoration, Treg loss factor) at the
 low and the high end of their bounds, one at a time, in the cold and the hot TNBC settings.
 
@@ -35,17 +36,20 @@ VARIABLES = ("tumour_diameter", "t_eff")
 
 
 def lever_points(setting: str = SETTING, reference: str = REFERENCE) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Point labels and parameter columns: the setting, each lever at the reference value, all levers."""
+    """Point labels and parameter columns: the setting, each lever at the reference value, all levers
+    at the reference values, and all but one (``all_but:<lever>``, that one kept at the setting's value)."""
     settings = load_settings()
     levers = list(settings[setting].levers)
     base, _ = scenario("untreated", setting)
     ref, _ = scenario("untreated", reference)
-    labels = ["baseline"] + levers + ["all_levers"]
+    labels = ["baseline"] + levers + ["all_levers"] + [f"all_but:{k}" for k in levers]
     columns = {k: np.full(len(labels), float(base[k])) for k in levers}
     for i, k in enumerate(levers, start=1):
         columns[k][i] = float(ref[k])
     for k in levers:
-        columns[k][-1] = float(ref[k])
+        columns[k][len(levers) + 1:] = float(ref[k])
+    for i, k in enumerate(levers, start=len(levers) + 2):
+        columns[k][i] = float(base[k])
     return labels, columns
 
 
@@ -101,7 +105,8 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         ax.set_ylabel(plots.label("best change of diameter", "%"))
         ax.legend(fontsize=11)
         caption = (f"Best change of tumour diameter in the {SETTING} setting with one lever at a time set to its "
-                   f"{REFERENCE} value (levers from models/settings.toml), and with all of them; the cold state at the "
+                   f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
+                   "lever kept cold); the cold state at the "
                    "first dose (initial T cells, their exhaustion) is kept. Dashed: partial response (-30%). Default "
                    "parameters otherwise.")
         path = plots.save_figure(fig, out_dir, "cold_levers", caption, ds.attrs)
@@ -119,7 +124,7 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
     plot_levers(levers_ds, out_dir)
     settings = load_settings()
     summary: dict = {"setting": SETTING, "reference_setting": REFERENCE, "duration_days": duration,
-                     "levers": {k: {"value": float(columns[k][0]), "reference_value": float(columns[k][-1]),
+                     "levers": {k: {"value": float(columns[k][0]), "reference_value": float(columns[k][labels.index("all_levers")]),
                                     "unit": scenario("untreated", SETTING)[0].unit(k)} for k in settings[SETTING].levers},
                      "lever_outcomes": outcomes(levers_ds), "gains": {}, "figures": ["cold_levers.png"]}
     for setting in GAIN_SETTINGS:

@@ -95,6 +95,12 @@ def _lever_claims(s: Mapping) -> list[str]:
     every = points["all_levers"]
     out.append(f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
                f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every)[0]}.")
+    needed = [k for k in levers if f"all_but:{k}" in points and _point_verdicts(points[f"all_but:{k}"])[0] != _point_verdicts(every)[0]]
+    if any(f"all_but:{k}" in points for k in levers):
+        parts = [f"{k} {_fmt(points[f'all_but:{k}']['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
+        out.append("All levers hot but one (that one kept cold), 2:2 bispecific best change: " + ", ".join(parts) + "; "
+                   + (f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold." if needed
+                      else "no single cold lever changes the all-levers verdict."))
     driver = max(moves, key=lambda k: abs(moves[k])) if moves else None
     meaningful = THRESHOLDS["meaningful_pct_points"]
     out.append("Verdict driver: " + (f"the verdict changes when {', '.join(flips)} alone take(s) the hot value" if flips

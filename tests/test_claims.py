@@ -80,7 +80,8 @@ def _levers_summary(bsab_best_when_antigenic: float) -> dict:
     levers = {"antigenicity": {"value": 0.1, "reference_value": 1.0, "unit": "1"},
               "infiltration_rate": {"value": 0.02, "reference_value": 0.5, "unit": "1/day"}}
     outcomes = {"baseline": point(40.0, 30.0), "antigenicity": point(35.0, bsab_best_when_antigenic, 5.0),
-                "infiltration_rate": point(38.0, 28.0), "all_levers": point(-40.0, -90.0, 20.0)}
+                "infiltration_rate": point(38.0, 28.0), "all_levers": point(-40.0, -90.0, 20.0),
+                "all_but:antigenicity": point(30.0, 20.0), "all_but:infiltration_rate": point(-35.0, -80.0)}
     gains = {"cold": {"values": {"baseline": {"cd137_prolif_gain": 2.0}, "cd137_prolif_gain:low": {"cd137_prolif_gain": 0.0},
                                  "cd137_prolif_gain:high": {"cd137_prolif_gain": 5.0}},
                       "outcomes": {"baseline": point(40.0, 30.0, 1.5), "cd137_prolif_gain:low": point(40.0, 35.0, 1.1),
@@ -96,6 +97,7 @@ def test_lever_driving_the_cold_verdict_follows_the_numbers():
     text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 3)
     assert "no single lever changes the verdict alone" in text
     assert "All levers at once: anti-PD-L1 -40%, 2:2 bispecific -90% -> NOT TESTED HERE" in text
+    assert "the all-levers verdict is lost when antigenicity stay(s) cold" in text
 
 
 def test_costimulation_gain_verdicts_follow_the_numbers():
