@@ -44,7 +44,7 @@ def t_cells() -> Mechanism:
     pd1 = ref("pd1_engaged")
 
     prime_max = m.parameter("priming_rate_max", "cell/day", "maximal rate of priming of tumour-specific CD8 T cells")
-    antigenicity = m.parameter("antigenicity", "1", "immunogenicity of tumour antigen (scales priming)")
+    antigenicity = m.parameter("antigenicity", "1", "immunogenicity of tumour antigen (scales priming and the antigen recognition that induces 4-1BB)")
     antigen_half = m.parameter("antigen_half_priming", "cell", "antigen (dead-cell equivalents) for half-maximal priming")
     infiltration = m.parameter("infiltration_rate", "1/day", "rate at which primed cells enter the tumour")
     death_primed = m.parameter("death_rate_primed", "1/day", "death rate of primed cells outside the tumour")
