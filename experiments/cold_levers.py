@@ -9,7 +9,8 @@ gain, survival effect, signal EC50, expression lag, reinvigoration, Treg loss fa
 low and the high end of their bounds, one at a time, in the cold and the hot TNBC settings.
 
 Arms untreated, anti-PD-L1, anti-4-1BB and the 2:2 bispecific; numbers: best % change of
-diameter and the peak of tumour effectors relative to untreated. moa.claims turns them into
+diameter (RECIST scans, models/recist.toml, as in arms_settings) and the peak of tumour
+effectors relative to untreated. moa.claims turns them into
 verdicts. All points of one arm and setting run as one batched simulation.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from moa import plots
-from moa.analysis import best_percent_change
+from moa.analysis import recist
 from moa.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import load_settings, scenario
@@ -72,8 +73,9 @@ def _run(setting: str, labels: list[str], columns: Mapping[str, np.ndarray], dur
 
 
 def outcomes(ds: xr.Dataset) -> dict[str, dict]:
-    """Per point: best % change per arm, peak effectors per arm relative to untreated, status."""
-    best = best_percent_change(ds["tumour_diameter"])
+    """Per point: best % change per arm (RECIST scans, as in arms_settings), peak effectors per arm
+    relative to untreated, status."""
+    best = recist(ds["tumour_diameter"])["best_percent_change"]
     fold = (ds["t_eff"] / ds["t_eff"].sel(arm="untreated")).max("time")
     out = {}
     for label in ds.point.values:
@@ -91,7 +93,7 @@ def _num(v) -> float | None:
 
 
 def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
-    best = best_percent_change(ds["tumour_diameter"])
+    best = recist(ds["tumour_diameter"])["best_percent_change"]
     labels = [str(p) for p in ds.point.values]
     with plots.style():
         fig, ax = plots.subplots(figsize=(12, 6.5))
@@ -104,7 +106,7 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         ax.set_xticks(x, [lab.replace("_", " ") for lab in labels], rotation=30, ha="right")
         ax.set_ylabel(plots.label("best change of diameter", "%"))
         ax.legend(fontsize=11)
-        caption = (f"Best change of tumour diameter in the {SETTING} setting with one lever at a time set to its "
+        caption = (f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "
                    f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
                    "lever kept cold); the cold state at the "
                    "first dose (initial T cells, their exhaustion) is kept. Dashed: partial response (-30%). Default "
