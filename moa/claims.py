@@ -79,10 +79,12 @@ def _lever_claims(s: Mapping) -> list[str]:
     out = [f"Levers ({s['setting']} with one lever at a time at its {s['reference_setting']} value, day "
            f"{s['duration_days']:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
            f"bispecific's best change {_fmt(base_bs, '%')}."]
-    flips, moves = [], {}
+    flips, prolif_flips, moves = [], [], {}
     for lever, info in levers.items():
         point = points[lever]
-        cold, _ = _point_verdicts(point)
+        cold, prolif = _point_verdicts(point)
+        if prolif != base_prolif:
+            prolif_flips.append(lever)
         best = point["best_percent_change"]
         if None not in (best.get("bsab_2x2"), base_bs):
             moves[lever] = best["bsab_2x2"] - base_bs
@@ -107,7 +109,10 @@ def _lever_claims(s: Mapping) -> list[str]:
                                      else "no single lever changes the verdict alone")
                + (f"; the lever that moves the bispecific's best change most is {driver} "
                   f"({moves[driver]:+.0f} percentage points)." if driver and abs(moves[driver]) > meaningful
-                  else f"; no lever alone moves the bispecific's best change by more than {meaningful:.0f} percentage points."))
+                  else f"; no lever alone moves the bispecific's best change by more than {meaningful:.0f} percentage points.")
+               + f" Proliferation verdict (bispecific) as it stands {base_prolif}; "
+               + (f"it changes when {', '.join(prolif_flips)} alone take(s) the hot value." if prolif_flips
+                  else "no single lever changes it."))
     return out
 
 

@@ -98,6 +98,8 @@ def test_lever_driving_the_cold_verdict_follows_the_numbers():
     assert "no single lever changes the verdict alone" in text
     assert "All levers at once: anti-PD-L1 -40%, 2:2 bispecific -90% -> NOT TESTED HERE" in text
     assert "the all-levers verdict is lost when antigenicity stay(s) cold" in text
+    assert "Proliferation verdict (bispecific) as it stands DOES NOT HOLD" in text
+    assert "it changes when antigenicity alone take(s) the hot value" in text
 
 
 def test_costimulation_gain_verdicts_follow_the_numbers():
