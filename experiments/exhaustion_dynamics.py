@@ -2,9 +2,10 @@
 
 Cold setting, arms untreated, anti-PD-L1, anti-4-1BB, the two together and the 2:2
 bispecific; effectors, progenitor-exhausted (Tpex), terminally exhausted (Tex) cells and the
-4-1BB signal over time. Each arm is run twice: with the default reinvigoration rate (4-1BB
-returns Tex to Tpex) and with it set to zero, which separates what 4-1BB does through
-proliferation and survival from what it does by reversing terminal exhaustion.
+4-1BB costimulation acting on CD8 cells (the signal times the antigen-induced 4-1BB) over
+time. Each arm is run twice: with the default reinvigoration rate (4-1BB returns Tex to
+Tpex) and with it set to zero, which separates what 4-1BB does through proliferation and
+survival from what it does by reversing terminal exhaustion.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from moa.runs import run_arm
 
 ARMS = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_2x2")
 PANELS = (("t_eff", "effector CD8"), ("t_pex", "progenitor-exhausted CD8 (Tpex)"), ("t_ex", "terminally exhausted CD8 (Tex)"),
-          ("cd137_signal", "4-1BB costimulation"))
+          ("cd137_costimulation", "4-1BB costimulation on CD8 (signal x induced 4-1BB)"))
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -33,7 +34,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 for arm in ARMS]
         parts.append(xr.concat(runs, dim="arm").expand_dims(reinvigoration_per_day=[rate]))
     ds = xr.concat(parts, dim="reinvigoration_per_day").sel(setting="cold", drop=True)
-    save_dataset(ds, out_dir, "exhaustion_dynamics", csv_variables=["t_eff", "t_pex", "t_ex", "cd137_signal", "tumour_diameter"])
+    save_dataset(ds, out_dir, "exhaustion_dynamics", csv_variables=["t_eff", "t_pex", "t_ex", "cd137_signal", "cd137_costimulation", "tumour_diameter"])
 
     with plots.style():
         fig, axes = plots.subplots(2, 2, figsize=(14, 10), sharex=True)
@@ -45,7 +46,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                             label=plots.arm_label(arm) if rate else None)
             unit = ds[var].attrs.get("units", "1")
             ax.set_ylabel(plots.label(title, "cells" if unit == "cell" else unit))
-            if var != "cd137_signal":
+            if var != "cd137_costimulation":
                 ax.set_yscale("log")
             ax.set_title(title)
         for ax in axes[1]:
@@ -67,6 +68,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             entry[key] = {v: float(e[v]) for v in ("t_eff", "t_pex", "t_ex", "tumour_diameter")}
             run = ds.sel(arm=arm, reinvigoration_per_day=rate)
             entry[key]["mean_cd137_signal"] = float(run["cd137_signal"].mean())
+            entry[key]["mean_cd137_costimulation"] = float(run["cd137_costimulation"].mean())
             entry[key]["peak_t_eff"] = float(run["t_eff"].max())
             entry[key]["peak_t_pex"] = float(run["t_pex"].max())
             entry[key]["diameter_day84"] = float(run["tumour_diameter"].sel(time=84.0))

@@ -2,7 +2,7 @@
 
 One-parameter sweeps across each parameter's bounds (models/parameters/; log-spaced where
 scale = "log") of the levers that make a tumour hot or cold (priming, antigenicity,
-infiltration, tumour PD-L1) and of drug properties (4-1BB-arm KD, trans-bridging avidity,
+infiltration, Treg and myeloid recruitment, tumour PD-L1) and of drug properties (4-1BB-arm KD, trans-bridging avidity,
 4-1BB reinvigoration of exhausted cells), on the cold and the hot TNBC settings; then a
 two-parameter map of tumour PD-L1 x infiltration on the cold background.
 
@@ -32,7 +32,8 @@ from moa.scenarios import SETTING_ORDER, load_settings, scenario
 from moa.solvers.base import STATUS
 
 #: Swept parameters: hot/cold levers first, then properties of the drug.
-SWEPT = ("priming_rate_max", "antigenicity", "infiltration_rate", "pdl1_per_tumour_cell", "kd_cd137_bsab", "chi_trans",
+SWEPT = ("priming_rate_max", "antigenicity", "infiltration_rate", "treg_density", "myeloid_density", "pdl1_per_tumour_cell",
+         "kd_cd137_bsab", "chi_trans",
          "cd137_reinvigoration_rate")
 ARMS = ("apdl1", "bsab_2x2")  # reference first: benefit = log10(reference / bispecific)
 SWEEP_SETTINGS = ("cold", "hot_tnbc")
@@ -365,7 +366,7 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
             f"bispecific, at day {day:g}, each floored at one cell) over tumour PD-L1 per cell x infiltration rate, both "
             f"log-spaced across their bounds ({len(x)} x {len(y)} points). Every other parameter is held at the "
             f"{settings[MAP_SETTING].label} values (default parameters + the '{MAP_SETTING}' overlay: antigenicity, initial "
-            f"T cells and their exhaustion, myeloid PD-L1). {contours} The bispecific beats anti-PD-L1 by > "
+            f"T cells and their exhaustion, Treg and myeloid densities, myeloid PD-L1). {contours} The bispecific beats anti-PD-L1 by > "
             f"{MARGIN_LOG10} log10 (1.26-fold) on {frac:.0%} of the finite points. The "
             "markers show where each setting's PD-L1 and infiltration lie; the other settings differ in more than these "
             "two values, so the map at their marker is not their outcome. Grey crosses: failed points (reason in the legend)."

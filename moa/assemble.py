@@ -8,6 +8,7 @@ from .engine import Model
 from .mechanisms.binding import DRUG_ARMS, tumour_binding
 from .mechanisms.chemotherapy import nab_paclitaxel
 from .mechanisms.pharmacokinetics import antibody_two_compartment, systemic_pdl1_tmdd
+from .mechanisms.suppression import regulatory_t_cells, suppressive_myeloid_cells
 from .mechanisms.tcells import t_cells
 from .mechanisms.tumour import tumour
 
@@ -22,7 +23,8 @@ def pk_model(drug: str = "bsab", label: str = "PD-L1 x 4-1BB bispecific") -> Mod
 @functools.lru_cache(maxsize=1)
 def full_model() -> Model:
     """The mechanism-of-action model: three antibodies (bispecific, anti-PD-L1, anti-4-1BB)
-    with PK and systemic PD-L1 TMDD, tumour binding, T cells, tumour and nab-paclitaxel."""
+    with PK and systemic PD-L1 TMDD, tumour binding, T cells, tumour and nab-paclitaxel, plus the
+    cells that suppress effectors (regulatory T cells, suppressive myeloid cells)."""
     mechanisms = []
     pool_done = False
     for arms in DRUG_ARMS:
@@ -32,4 +34,5 @@ def full_model() -> Model:
             mechanisms.append(systemic_pdl1_tmdd(arms.drug, arms.label, pool_turnover=not pool_done))
             pool_done = True
     mechanisms += [tumour_binding(), t_cells(), tumour(), nab_paclitaxel()]
+    mechanisms += [regulatory_t_cells(), suppressive_myeloid_cells()]
     return Model(mechanisms, name="moa_pdl1_41bb")  # cached: building and compiling take seconds

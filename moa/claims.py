@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from .provenance import base_provenance
 from .results import write_text
 
-__all__ = ["claims_markdown", "write_claims", "load_summaries", "THRESHOLDS"]
+__all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict", "THRESHOLDS"]
 
 #: Decision thresholds (documented in every claims file).
 THRESHOLDS = {
@@ -53,6 +53,98 @@ def _fmt(x: float, unit: str = "") -> str:
     return f"{x:+.0f}{unit}" if unit == "%" else f"{x:.3g}{unit}"
 
 
+def cold_verdict(best_apdl1_pct: float, best_bsab_pct: float) -> str:
+    """Claim 3 in one setting: anti-PD-L1 resists (no partial response) and the bispecific responds."""
+    thr = THRESHOLDS["response_pct"]
+    resists, helps = best_apdl1_pct > thr, best_bsab_pct <= thr
+    return ("HOLDS" if resists and helps else "DOES NOT HOLD" if resists
+            else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)")
+
+
+def proliferation_verdict(peak_t_eff_fold: float) -> str:
+    """Claim 2 (proliferation): the bispecific expands tumour effectors more than 2-fold over untreated."""
+    return "HOLDS (peak effectors >2x untreated)" if peak_t_eff_fold > 2 else "DOES NOT HOLD (peak effectors <=2x untreated)"
+
+
+def _point_verdicts(point: Mapping) -> tuple[str, str]:
+    best, fold = point["best_percent_change"], point["peak_t_eff_fold_vs_untreated"]
+    if point.get("failed") or best.get("apdl1") is None or best.get("bsab_2x2") is None:
+        return "FAILED", "FAILED"
+    return cold_verdict(best["apdl1"], best["bsab_2x2"]), proliferation_verdict(fold["bsab_2x2"])
+
+
+def _lever_claims(s: Mapping) -> list[str]:
+    """Which lever of the cold setting drives the cold verdict (one lever at a time at its hot value)."""
+    points, levers = s["lever_outcomes"], s["levers"]
+    base_cold, base_prolif = _point_verdicts(points["baseline"])
+    base_bs = points["baseline"]["best_percent_change"]["bsab_2x2"]
+    out = [f"Levers ({s['setting']} with one lever at a time at its {s['reference_setting']} value, day "
+           f"{s['duration_days']:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
+           f"bispecific's best change {_fmt(base_bs, '%')}."]
+    flips, prolif_flips, moves = [], [], {}
+    for lever, info in levers.items():
+        point = points[lever]
+        cold, prolif = _point_verdicts(point)
+        if prolif != base_prolif:
+            prolif_flips.append(lever)
+        best = point["best_percent_change"]
+        if None not in (best.get("bsab_2x2"), base_bs):
+            moves[lever] = best["bsab_2x2"] - base_bs
+        if cold != base_cold:
+            flips.append(lever)
+        fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
+        out.append(f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g} {info['unit']}: anti-PD-L1 "
+                   f"{_fmt(best['apdl1'], '%')}, 2:2 bispecific {_fmt(best['bsab_2x2'], '%')} (its peak effectors "
+                   f"x{fold:.3g} untreated) -> {cold}.")
+    every = points["all_levers"]
+    out.append(f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
+               f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every)[0]}.")
+    needed = [k for k in levers if f"all_but:{k}" in points and _point_verdicts(points[f"all_but:{k}"])[0] != _point_verdicts(every)[0]]
+    if any(f"all_but:{k}" in points for k in levers):
+        parts = [f"{k} {_fmt(points[f'all_but:{k}']['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
+        out.append("All levers hot but one (that one kept cold), 2:2 bispecific best change: " + ", ".join(parts) + "; "
+                   + (f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold." if needed
+                      else "no single cold lever changes the all-levers verdict."))
+    driver = max(moves, key=lambda k: abs(moves[k])) if moves else None
+    meaningful = THRESHOLDS["meaningful_pct_points"]
+    out.append("Verdict driver: " + (f"the verdict changes when {', '.join(flips)} alone take(s) the hot value" if flips
+                                     else "no single lever changes the verdict alone")
+               + (f"; the lever that moves the bispecific's best change most is {driver} "
+                  f"({moves[driver]:+.0f} percentage points)." if driver and abs(moves[driver]) > meaningful
+                  else f"; no lever alone moves the bispecific's best change by more than {meaningful:.0f} percentage points.")
+               + f" Proliferation verdict (bispecific) as it stands {base_prolif}; "
+               + (f"it changes when {', '.join(prolif_flips)} alone take(s) the hot value." if prolif_flips
+                  else "no single lever changes it."))
+    return out
+
+
+def _gain_claims(s: Mapping) -> list[str]:
+    """How each costimulation verdict depends on the 4-1BB gains (each at the ends of its bounds)."""
+    out = []
+    for setting, block in s.get("gains", {}).items():
+        points, values = block["outcomes"], block["values"]
+        base_cold, base_prolif = _point_verdicts(points["baseline"])
+        parts, changes = [], []
+        for label, point in points.items():
+            if label == "baseline":
+                continue
+            gain, end = label.split(":")
+            cold, prolif = _point_verdicts(point)
+            fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
+            parts.append(f"{gain} {end} ({values[label][gain]:.3g}): effectors x{fold:.3g}, bispecific "
+                         f"{_fmt(point['best_percent_change']['bsab_2x2'], '%')}")
+            if prolif != base_prolif:
+                changes.append(f"proliferation verdict at {gain} {end}")
+            if setting == "cold" and cold != base_cold:
+                changes.append(f"cold verdict at {gain} {end}")
+        label = SETTING_LABELS.get(setting, setting)
+        out.append(f"Costimulation gains, {label} (as it stands: proliferation {base_prolif}"
+                   + (f"; cold verdict {base_cold}" if setting == "cold" else "") + "): " + "; ".join(parts) + ". "
+                   + ("Verdicts that flip within the bounds: " + ", ".join(changes) if changes
+                      else "No verdict flips within the bounds of these gains") + ".")
+    return out
+
+
 def _arms_claims(s: Mapping) -> dict[str, list[str]]:
     best = s["best_percent_change"]
     # Inhibition is compared at day 84 (four cycles) when available: by a year most active arms
@@ -77,10 +169,7 @@ def _arms_claims(s: Mapping) -> dict[str, list[str]]:
             f"monotherapies {ex_bs:+.2f}: {word(ex_bs)}).")
         b_pd, b_bs = best["apdl1"][setting], best["bsab_2x2"][setting]
         if setting == "cold":
-            resists = b_pd > thr
-            helps = b_bs <= thr
-            verdict = ("HOLDS" if resists and helps else "DOES NOT HOLD" if resists and not helps
-                       else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)")
+            verdict = cold_verdict(b_pd, b_bs)
             out["cold"].append(f"{label}: best change anti-PD-L1 {_fmt(b_pd, '%')}, 2:2 bispecific {_fmt(b_bs, '%')} -> {verdict}.")
         better = b_bs < b_pd - meaningful
         out["broader"].append(f"{label}: 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
@@ -151,10 +240,19 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
                          + f". The reinvigoration rate ({ex['default_reinvigoration_per_day']} /day) is assumed, not measured.")
     else:
         lines.append("  - not run (run `moa run exhaustion_dynamics`)")
+    levers = summaries.get("cold_levers")
+    if levers:
+        lines += [f"  - {line}" for line in _gain_claims(levers)]
+    else:
+        lines.append("  - Costimulation gains: not run (run `moa run cold_levers`)")
     lines.append("")
 
     lines += ["## 3. Suited to cold tumours that resist PD-(L)1 blockade",
-              "Experiments `arms_settings` and `sweeps` (hot/cold levers).", *bullets("cold")]
+              "Experiments `arms_settings`, `cold_levers` and `sweeps` (hot/cold levers).", *bullets("cold")]
+    if levers:
+        lines += [f"  - {line}" for line in _lever_claims(levers)]
+    else:
+        lines.append("  - Levers: not run (run `moa run cold_levers`)")
     sw = summaries.get("sweeps")
     if sw:
         mp = sw.get("map") or {}
@@ -215,8 +313,9 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
         lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
     lines += ["", "## What the model does not know",
               "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
-              "4-1BB reinvigoration and costimulation gains are assumed and swept; there are no regulatory T cells, "
-              "myeloid suppression, resistant tumour clones or multiple lesions; peripheral safety is a binding "
+              "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
+              "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); there "
+              "are no resistant tumour clones or multiple lesions; peripheral safety is a binding "
               "surrogate, not a toxicity model. See docs/model.md.", ""]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")

@@ -24,7 +24,8 @@ __all__ = ["stack_parameter_sets", "run_arm", "run_arms", "sweep", "run_points",
 #: Variables kept by the experiments (a full dataset has ~70).
 KEY_VARIABLES = ("tumour_diameter", "tumour_volume", "tumour_cells", "t_eff", "t_pex", "t_ex", "t_primed",
                  "tumour_t_cells", "cd137_signal", "cd137_engaged", "pd1_engaged", "pdl1_drug_occupancy", "ternary_bsab",
-                 "bsab_central", "apdl1_central", "a41bb_central", "nabp_effect", "immune_kill_rate", "chemo_kill_rate")
+                 "bsab_central", "apdl1_central", "a41bb_central", "nabp_effect", "immune_kill_rate", "chemo_kill_rate",
+                 "cd137_costimulation", "t_reg", "myeloid_cells", "effector_function", "t_cell_density")
 
 
 def stack_parameter_sets(sets: Sequence[ParameterSet], name: str = "stacked") -> ParameterSet:

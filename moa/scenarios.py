@@ -34,6 +34,7 @@ class Overlay:
     values: dict
     sources: dict
     description: str = ""
+    levers: tuple[str, ...] = ()  # the parameters that define a tumour setting (each also in ``values``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,10 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
             except UnitError as exc:
                 raise ValueError(f"{exc} (the parameter's unit is {specs[key].unit!r})") from None
             sources[key] = entry["source"]
-        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""))
+        levers = table.get("levers", [])
+        if not isinstance(levers, list) or any(k not in values for k in levers):
+            raise ValueError(f"{path.name}: {name}.levers={levers!r}: must be a list of parameters set in {name}.values")
+        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""), tuple(levers))
     return out
 
 

@@ -215,7 +215,7 @@ def no_pdl1_runs(model):
     for arm in ("bsab_2x2", "bsab_1x1", "a41bb"):
         params, regimen = scenario(arm, "hot_tnbc", duration_days=42)
         for pdl1 in (True, False):
-            p = params if pdl1 else params.with_values({"pdl1_per_tumour_cell": 0.0, "pdl1_myeloid_nM": 0.0})
+            p = params if pdl1 else params.with_values({"pdl1_per_tumour_cell": 0.0, "pdl1_per_myeloid_cell": 0.0})
             out[arm, pdl1] = (p, moa.simulate(model, p, regimen, duration_days=42))
     return out
 

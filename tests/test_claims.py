@@ -70,3 +70,39 @@ def test_day84_sizes_are_used_when_present(arms_summary):
     s["diameter_mm_day84"]["bsab_1x1"]["cold"] = 20.0
     text = _section(claims_markdown({"arms_settings": s}), 4)
     assert "diameter at day 84 5.0 vs 20.0 mm -> 2:2 better" in text
+
+
+def _levers_summary(bsab_best_when_antigenic: float) -> dict:
+    def point(apdl1, bsab, fold=1.0):
+        return {"best_percent_change": {"untreated": 50.0, "apdl1": apdl1, "a41bb": 40.0, "bsab_2x2": bsab},
+                "peak_t_eff_fold_vs_untreated": {"apdl1": 1.0, "a41bb": fold, "bsab_2x2": fold}, "failed": False}
+
+    levers = {"antigenicity": {"value": 0.1, "reference_value": 1.0, "unit": "1"},
+              "infiltration_rate": {"value": 0.02, "reference_value": 0.5, "unit": "1/day"}}
+    outcomes = {"baseline": point(40.0, 30.0), "antigenicity": point(35.0, bsab_best_when_antigenic, 5.0),
+                "infiltration_rate": point(38.0, 28.0), "all_levers": point(-40.0, -90.0, 20.0),
+                "all_but:antigenicity": point(30.0, 20.0), "all_but:infiltration_rate": point(-35.0, -80.0)}
+    gains = {"cold": {"values": {"baseline": {"cd137_prolif_gain": 2.0}, "cd137_prolif_gain:low": {"cd137_prolif_gain": 0.0},
+                                 "cd137_prolif_gain:high": {"cd137_prolif_gain": 5.0}},
+                      "outcomes": {"baseline": point(40.0, 30.0, 1.5), "cd137_prolif_gain:low": point(40.0, 35.0, 1.1),
+                                   "cd137_prolif_gain:high": point(40.0, -40.0, 3.0)}}}
+    return {"setting": "cold", "reference_setting": "hot_tnbc", "duration_days": 168.0, "levers": levers,
+            "lever_outcomes": outcomes, "gains": gains}
+
+
+def test_lever_driving_the_cold_verdict_follows_the_numbers():
+    text = _section(claims_markdown({"cold_levers": _levers_summary(-50.0)}), 3)
+    assert "Verdict driver: the verdict changes when antigenicity alone" in text
+    assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in text and "-> HOLDS" in text
+    text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 3)
+    assert "no single lever changes the verdict alone" in text
+    assert "All levers at once: anti-PD-L1 -40%, 2:2 bispecific -90% -> NOT TESTED HERE" in text
+    assert "the all-levers verdict is lost when antigenicity stay(s) cold" in text
+    assert "Proliferation verdict (bispecific) as it stands DOES NOT HOLD" in text
+    assert "it changes when antigenicity alone take(s) the hot value" in text
+
+
+def test_costimulation_gain_verdicts_follow_the_numbers():
+    text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 2)
+    assert "proliferation verdict at cd137_prolif_gain high" in text and "cold verdict at cd137_prolif_gain high" in text
+    assert "proliferation verdict at cd137_prolif_gain low" not in text

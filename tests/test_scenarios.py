@@ -98,3 +98,27 @@ def test_outcomes_match_the_regression_baselines(year_runs):
         if not _close(got["best_change_pct"], want["best_change_pct"], 0.0, BEST_CHANGE_PP):
             off.append((pair, "best_change_pct", got["best_change_pct"], want["best_change_pct"]))
     assert off == [], "outcomes moved; if the model change is deliberate, run python -m moa.docgen --baselines"
+
+
+def test_t_cell_density_never_exceeds_the_packing_limit(year_runs):
+    """Issue 12 item 4: T cells (CD8 and Treg) per mL of lesion stay at or below
+    ``t_cell_packing_limit`` in every arm x setting over a year, and, counted per mL of tumour
+    cells alone (the old accounting), they would not have: the check can fail."""
+    limit = float(scenario("untreated", "hot_tnbc")[0]["t_cell_packing_limit"])
+    worst, old_worst = 0.0, 0.0
+    for pair, (ds, _) in year_runs.items():
+        assert float(ds["t_cell_density"].max()) <= limit * (1 + 1e-9), pair
+        worst = max(worst, float(ds["t_cell_density"].max()))
+        per_tumour_volume = (ds["tumour_t_cells"] + ds["t_reg"]) / (ds["tumour_volume"] + 1e-3)
+        old_worst = max(old_worst, float(per_tumour_volume.max()))
+    assert worst > 0
+    assert old_worst > limit
+
+
+def test_t_cells_die_off_once_the_tumour_is_gone(year_runs):
+    """Where an arm eradicates the tumour (< 1 cell by day 365), no antigen signal and no
+    induced 4-1BB are left to sustain T cells: they fall far below their peak."""
+    gone = [(pair, ds) for pair, (ds, _) in year_runs.items() if float(ds["tumour_cells"][-1]) < 1.0]
+    for pair, ds in gone:
+        assert float(ds["cd137_induction_cd8"][-1]) < 0.01, pair
+        assert float(ds["tumour_t_cells"][-1]) < 1e-3 * float(ds["tumour_t_cells"].max()), pair

@@ -46,7 +46,7 @@ def tumour() -> Mechanism:
     # The floor keeps (E/C)^l differentiable when effectors vanish (or a solver overshoots below 0).
     ratio_floor = m.parameter("kill_ratio_floor", "1", "numerical floor of the effector:target ratio")
     ratio = sympy.Max(effectors / (C + density * v_min), ratio_floor)
-    kill_per_cell = kill_max * ratio**kill_l / (kill_s + ratio**kill_l) * (1 - pd1_inhib * ref("pd1_engaged"))
+    kill_per_cell = kill_max * ratio**kill_l / (kill_s + ratio**kill_l) * (1 - pd1_inhib * ref("pd1_engaged")) * ref("effector_function")
     immune_kill = m.expression("immune_kill_rate", kill_per_cell * C, "cell/day", "tumour cells killed by T cells per day")
     m.term(C, growth * C * (1 - C / capacity), "logistic growth")
     m.term(C, -immune_kill, "T-cell killing")
