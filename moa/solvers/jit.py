@@ -289,7 +289,7 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     k0 = int(np.searchsorted(t_out, t0, side="right"))
     y_out[:k0] = Y0[None]
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
-    ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None else np.broadcast_to(
+    ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
         np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)), dtype=float)
     ext_day = np.full((ext_idx.size, N), np.nan)
     if t1 == t0:

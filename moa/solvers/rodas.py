@@ -487,7 +487,7 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
     elif plan.n != n:
         raise ValueError("plan was built for a different number of states")
     ext_idx = np.zeros(0, np.int64) if extinct_index is None else np.asarray(extinct_index, np.int64)
-    ext_thr = (np.zeros((0, N)) if extinct_threshold is None
+    ext_thr = (np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0
                else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)))
     if N > chunk_size:
         return _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan,
