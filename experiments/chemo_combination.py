@@ -244,8 +244,9 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             for i, (var, name, unit) in enumerate(rows):
                 ax = axes[i, j]
                 for arm in arms:
-                    ax.plot(ds.time, ds[var].sel(arm=arm, setting=setting), label=_label(arm), **_style(arm))
-                ax.set_yscale("log")
+                    ax.plot(ds.time, np.maximum(ds[var].sel(arm=arm, setting=setting), 1.0), label=_label(arm),
+                            **_style(arm))
+                plots.floor_at_one_cell(ax, 1.0)
                 ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
                 if j == 0:
                     ax.set_ylabel(plots.label(name, unit))
@@ -259,7 +260,7 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells (nabp_tcell_tox_max) and "
             "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is the trade-off. "
             "T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these panels show the "
-            "balance, not toxicity alone. Log axes. Default parameters + the setting overlay of models/settings.toml."
+            "balance, not toxicity alone. Log axes floored at one cell. Default parameters + the setting overlay of models/settings.toml."
         )
         plots.save_figure(fig, out_dir, "chemo_mechanism", caption, ds.attrs)
 

@@ -214,8 +214,9 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     lines += ["", "## What the model does not know",
               "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
               "4-1BB reinvigoration and costimulation gains are assumed and swept; there are no regulatory T cells, "
-              "myeloid suppression, resistant tumour clones or multiple lesions; peripheral safety is a binding "
-              "surrogate, not a toxicity model. See docs/model.md.", ""]
+              "myeloid suppression or multiple lesions; the taxane-resistant and immune-escape clones have assumed "
+              "or calibrated shares and strengths; peripheral safety is a binding surrogate, not a toxicity model. "
+              "See docs/model.md.", ""]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
     return "\n".join(lines) + "\n"
