@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import tomllib
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -83,8 +84,12 @@ def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Da
     progressed_by = np.logical_or.accumulate(pd, axis=0)
     first_pd = np.where(progressed_by.any(axis=0), np.argmax(pd, axis=0), -1)
     counted = np.arange(len(scans)).reshape((-1,) + (1,) * (values.ndim - 1)) <= np.where(first_pd >= 0, first_pd, len(scans))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        best_change = 100 * (np.nanmin(np.where(counted, values, np.nan)[1:], axis=0) - baseline) / baseline
+    if len(scans) < 2:   # no scan after baseline yet: no best change
+        best_change = np.full(baseline.shape, np.nan)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN (failed) trajectories give NaN
+            best_change = 100 * (np.nanmin(np.where(counted, values, np.nan)[1:], axis=0) - baseline) / baseline
     before = ~np.concatenate([np.zeros_like(pd[:1]), progressed_by[:-1]], axis=0) & ~pd
     any_cr = (cr & before)[1:].any(axis=0)
     any_pr = (pr & before)[1:].any(axis=0)

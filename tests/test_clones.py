@@ -244,3 +244,9 @@ def test_best_change_ignores_scans_after_progression():
     rec = recist(d, rules)
     assert rec["progression_day"].item() == 2 * rules.scan_interval_days
     assert float(rec["best_percent_change"]) == pytest.approx(-40.0)
+
+
+def test_best_change_is_undefined_before_the_first_scan():
+    rules = load_recist()
+    d = _diameters([20.0, 10.0, 5.0], rules.scan_interval_days / 4)   # ends before the first scan
+    assert np.isnan(float(best_percent_change(d, rules)))
