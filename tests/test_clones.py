@@ -250,3 +250,19 @@ def test_best_change_is_undefined_before_the_first_scan():
     rules = load_recist()
     d = _diameters([20.0, 10.0, 5.0], rules.scan_interval_days / 4)   # ends before the first scan
     assert np.isnan(float(best_percent_change(d, rules)))
+
+
+def test_extinction_threshold_is_unit_checked_and_parameter_only():
+    from moa.errors import ModelError
+
+    def build(threshold):
+        m = Mechanism("toy")
+        x = m.species("clone", "cell", "a clone", initial=1.0, extinct_below=threshold(m))
+        m.term(x, -m.parameter("death", "1/day", "death") * x, "death")
+        return Model([m])
+
+    with pytest.raises(UnitError, match="extinction threshold of 'clone'"):
+        build(lambda m: m.parameter("thr", "nM", "a threshold in the wrong unit"))
+    with pytest.raises(ModelError, match="extinction threshold of 'clone' may use parameters only"):
+        build(lambda m: sympy.Symbol("clone", real=True))
+    assert build(lambda m: m.parameter("thr", "cell", "one cell")).compiled.extinct_names == ["clone"]
