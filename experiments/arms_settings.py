@@ -13,9 +13,13 @@ import numpy as np
 
 from moa import plots
 from moa.analysis import recist
+from moa.parameters import load_parameters
 from moa.results import save_dataset, write_text
 from moa.runs import run_arms
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_settings
+
+#: Diameter (mm) of a one-cell tumour at the default cell density: figures floor their axes there.
+ONE_CELL_MM = plots.one_cell_diameter_mm(float(load_parameters()["tumour_cell_density"]))
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -33,16 +37,16 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         fig, axes = plots.subplots(1, len(SETTING_ORDER), figsize=(16, 5.2), sharey=True)
         for ax, setting in zip(axes, SETTING_ORDER):
             for arm in ARM_ORDER[1:] + ARM_ORDER[:1]:  # untreated last and dashed: other arms may lie on it
-                d = ds["tumour_diameter"].sel(arm=arm, setting=setting)
+                d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
                 ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=2,
                         ls="--" if arm == "untreated" else "-")
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            ax.set_yscale("symlog", linthresh=1.0)
+            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
         axes[0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         plots.save_figure(fig, out_dir, "diameter_by_setting",
-                          "Tumour diameter (sphere of the viable tumour volume; symlog axis) over time for every arm in "
+                          "Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over time for every arm in "
                           "each tumour setting, default parameters (one typical patient per setting, no variability). "
                           "Doses: models/arms.toml; settings: models/settings.toml.", prov)
 

@@ -21,6 +21,7 @@ import xarray as xr
 
 from moa import plots
 from moa.analysis import bliss_synergy, inhibition
+from moa.parameters import load_parameters
 from moa.regimen import Regimen
 from moa.results import save_dataset
 from moa.runs import run_arm
@@ -49,6 +50,9 @@ MARGIN_LOG10 = 0.1  # schedules closer than 1.26-fold in tumour cells count as e
 VARIABLES = ("tumour_diameter", "tumour_volume", "tumour_cells", "t_eff", "t_pex", "t_ex", "antigen", "nabp_effect",
              "chemo_kill_rate", "immune_kill_rate", "cd137_signal")
 FIGURES = ("chemo_diameter", "chemo_bliss", "chemo_mechanism")
+
+#: Diameter (mm) of a one-cell tumour at the default cell density: figures floor their axes there.
+ONE_CELL_MM = plots.one_cell_diameter_mm(float(load_parameters()["tumour_cell_density"]))
 
 
 def _label(arm: str) -> str:
@@ -159,16 +163,16 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         fig, axes = plots.subplots(1, n, figsize=(5.6 * n + 3, 5.4), sharey=True, squeeze=False)
         for ax, setting in zip(axes[0], ds.setting.values):
             for arm in ds.arm.values:
-                d = ds["tumour_diameter"].sel(arm=arm, setting=setting)
+                d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
                 ax.plot(ds.time, d, label=_label(str(arm)), lw=2, **_style(str(arm)))
             ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
             ax.set_title(settings[str(setting)].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            ax.set_yscale("symlog", linthresh=1.0)
+            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
         axes[0, 0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         caption = (
-            f"Tumour diameter (sphere of the viable tumour volume; symlog axis, linear below 1 mm) over {duration:g} days "
+            f"Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over {duration:g} days "
             "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 (concurrent), a "
             f"chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), the delayed "
             "bispecific alone (dashed vermillion) and anti-PD-L1 with and without nab-paclitaxel, in each setting "
@@ -240,8 +244,9 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             for i, (var, name, unit) in enumerate(rows):
                 ax = axes[i, j]
                 for arm in arms:
-                    ax.plot(ds.time, ds[var].sel(arm=arm, setting=setting), label=_label(arm), **_style(arm))
-                ax.set_yscale("log")
+                    ax.plot(ds.time, np.maximum(ds[var].sel(arm=arm, setting=setting), 1.0), label=_label(arm),
+                            **_style(arm))
+                plots.floor_at_one_cell(ax, 1.0)
                 ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
                 if j == 0:
                     ax.set_ylabel(plots.label(name, unit))
@@ -255,7 +260,7 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells (nabp_tcell_tox_max) and "
             "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is the trade-off. "
             "T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these panels show the "
-            "balance, not toxicity alone. Log axes. Default parameters + the setting overlay of models/settings.toml."
+            "balance, not toxicity alone. Log axes floored at one cell. Default parameters + the setting overlay of models/settings.toml."
         )
         plots.save_figure(fig, out_dir, "chemo_mechanism", caption, ds.attrs)
 

@@ -42,11 +42,15 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             for arm in ARMS:
                 for rate, style in ((default_reinvigoration, "-"), (0.0, ":")):
                     y = ds[var].sel(arm=arm, reinvigoration_per_day=rate)
+                    if ds[var].attrs.get("units") == "cell":
+                        y = np.maximum(y, 1.0)   # below one cell is extinction, not biology
                     ax.plot(ds.time, y, style, color=plots.arm_colour(arm), lw=2,
                             label=plots.arm_label(arm) if rate else None)
             unit = ds[var].attrs.get("units", "1")
             ax.set_ylabel(plots.label(title, "cells" if unit == "cell" else unit))
-            if var != "cd137_costimulation":
+            if unit == "cell":
+                plots.floor_at_one_cell(ax, 1.0)
+            elif var != "cd137_costimulation":
                 ax.set_yscale("log")
             ax.set_title(title)
         for ax in axes[1]:

@@ -10,6 +10,10 @@ assessed at scan times:
 * SD: neither.
 
 The thresholds live in ``models/recist.toml`` (data, with their source).
+
+"Best change" has one definition everywhere (figures, baselines, claims, experiments): the
+smallest diameter at a scan after baseline, up to and including the first PD scan, as a % change
+from baseline (:func:`best_percent_change`, also ``recist(...)["best_percent_change"]``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import math
 import pathlib
 import tomllib
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -97,6 +102,13 @@ def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Da
     # once progressed, later scans do not count towards best response
     progressed_by = np.logical_or.accumulate(pd, axis=0)
     first_pd = np.where(progressed_by.any(axis=0), np.argmax(pd, axis=0), -1)
+    counted = np.arange(len(scans)).reshape((-1,) + (1,) * (values.ndim - 1)) <= np.where(first_pd >= 0, first_pd, len(scans))
+    if len(scans) < 2:   # no scan after baseline yet: no best change
+        best_change = np.full(baseline.shape, np.nan)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN (failed) trajectories give NaN
+            best_change = 100 * (np.nanmin(np.where(counted, values, np.nan)[1:], axis=0) - baseline) / baseline
     before = ~np.concatenate([np.zeros_like(pd[:1]), progressed_by[:-1]], axis=0) & ~pd
     any_cr = (cr & before)[1:].any(axis=0)
     any_pr = (pr & before)[1:].any(axis=0)
@@ -110,17 +122,19 @@ def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Da
             "best_response": (other, np.asarray(best).astype("U2")),
             "progression_day": (other, prog_day, {"units": "day"}),
             "progressed": (other, first_pd >= 0),
-            "best_percent_change": (other, 100 * (np.nanmin(values[1:], axis=0) - baseline) / baseline, {"units": "%"}),
+            "best_percent_change": (other, best_change, {"units": "%", "description": "smallest diameter at a scan after "
+                                    "baseline, up to the first PD scan, as % change from baseline"}),
         },
         coords={"time": scans, **coords},
         attrs={"rules": str(dataclasses.asdict(rules))},
     )
 
 
-def best_percent_change(diameter_mm: xr.DataArray) -> xr.DataArray:
-    """Smallest diameter after baseline, as % change from baseline (negative = shrinkage)."""
-    base = diameter_mm.isel(time=0)
-    return (100 * (diameter_mm.isel(time=slice(1, None)).min("time") - base) / base).assign_attrs(units="%")
+def best_percent_change(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.DataArray:
+    """The one "best change": smallest diameter at a RECIST scan after baseline, up to and including
+    the first PD scan, as % change from baseline (negative = shrinkage). Scan-based, as in
+    :func:`recist`, whose ``best_percent_change`` it is."""
+    return recist(diameter_mm, rules)["best_percent_change"]
 
 
 def objective_response_rate(best_response: xr.DataArray, dim: str = "sample") -> xr.DataArray:

@@ -314,9 +314,10 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     lines += ["", "## What the model does not know",
               "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
               "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
-              "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); there "
-              "are no resistant tumour clones or multiple lesions; peripheral safety is a binding "
-              "surrogate, not a toxicity model. See docs/model.md.", ""]
+              "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); "
+              "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; there "
+              "are no multiple lesions; peripheral safety is a binding surrogate, not a toxicity model. "
+              "See docs/model.md.", ""]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
     return "\n".join(lines) + "\n"

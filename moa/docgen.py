@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy
 
+from .analysis import recist
 from .engine import Model
 from .parameters import MODELS_DIR, load_parameter_file
 
@@ -358,14 +359,18 @@ def arm_setting_outcome(arm: str, setting: str, model: Model | None = None):
 
     model = model or full_model()
     params, regimen = scenario(arm, setting, duration_days=365.0)
-    ds = moa.simulate(model, params, regimen, duration_days=365.0, on_failure="record", **BASELINE_SOLVER)
+    ds = moa.simulate(model, params, regimen, duration_days=365.0, on_failure="record", start="quasi_steady",
+                      **BASELINE_SOLVER)
     d = ds["tumour_diameter"]
-    change = (d.values - d.values[0]) / d.values[0] * 100
-    best = int(np.nanargmin(change[1:])) + 1
+    rec = recist(d)   # the one best-change definition: scan-based, up to the first PD scan
+    scans = rec["time"].values
+    counted = scans <= (rec["progression_day"].item() if rec["progressed"].item() else scans[-1])
+    at_scans = d.sel(time=scans).values
+    best = int(np.nanargmin(np.where(counted, at_scans, np.nan)[1:])) + 1
     row = {"arm": arm, "setting": setting, "status": int(ds["status"]), "diameter_d0_mm": float(d.values[0])}
     for day in BASELINE_DAYS:
         row[f"diameter_d{day}_mm"] = float(d.sel(time=day).values)
-    row["best_change_pct"], row["day_of_best"] = float(change[best]), float(ds.time.values[best])
+    row["best_change_pct"], row["day_of_best"] = float(rec["best_percent_change"]), float(scans[best])
     return ds, row
 
 

@@ -73,12 +73,18 @@ def _check_unit(kind: str, name: str, unit: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Species:
-    """A state variable: its unit, meaning and initial value (number or parameter expression)."""
+    """A state variable: its unit, meaning and initial value (number or parameter expression).
+
+    ``extinct_below`` (a parameter expression in the species' unit, or None): a population that
+    falls below it is extinct -- every solver sets it to exactly 0 after the step that takes it
+    there and records the time (see :mod:`moa.solvers.base`).
+    """
 
     name: str
     unit: str
     description: str
     initial: sympy.Expr | float = 0.0
+    extinct_below: sympy.Expr | None = None
 
     @property
     def symbol(self) -> sympy.Symbol:
@@ -180,10 +186,14 @@ class Mechanism:
         self.conversions.append(conv)
         return conv.symbol
 
-    def species(self, name: str, unit: str, description: str, initial: sympy.Expr | float = 0.0) -> sympy.Symbol:
+    def species(self, name: str, unit: str, description: str, initial: sympy.Expr | float = 0.0,
+                extinct_below: sympy.Expr | None = None) -> sympy.Symbol:
+        """A state. ``extinct_below``: threshold (parameters only, the species' unit) under which the
+        population is extinct and set to 0 (e.g. one cell)."""
         _check_name("species", name)
         _check_unit("species", name, unit)
-        self.species_list.append(Species(name, unit, description, initial))
+        self.species_list.append(Species(name, unit, description, initial,
+                                         None if extinct_below is None else sympy.sympify(extinct_below)))
         return sympy.Symbol(name, real=True)
 
     def parameter(self, name: str, unit: str, description: str) -> sympy.Symbol:
@@ -314,6 +324,11 @@ class Model:
                 unknown = s.initial.free_symbols - known
                 if unknown:
                     raise ModelError(f"initial value of {s.name!r} uses undeclared symbol(s) {sorted(map(str, unknown))}")
+            if s.extinct_below is not None:
+                params = {p.symbol for p in self.parameters + self.conversions}
+                if s.extinct_below.free_symbols - params:
+                    raise ModelError(f"extinction threshold of {s.name!r} may use parameters only, uses "
+                                     f"{sorted(map(str, s.extinct_below.free_symbols - params))}")
 
     def check_units(self) -> None:
         """Refuse any term whose unit is not exactly its species' unit per day."""
@@ -345,6 +360,10 @@ class Model:
                 got = unit_of(s.initial, units)
                 if not same_unit(got, parse_unit(s.unit)):
                     raise UnitError(f"initial value of {s.name!r} has unit [{format_unit(got)}], needs [{s.unit}]")
+            if s.extinct_below is not None and not s.extinct_below.is_Number:
+                got = unit_of(s.extinct_below, units)
+                if not same_unit(got, parse_unit(s.unit)):
+                    raise UnitError(f"extinction threshold of {s.name!r} has unit [{format_unit(got)}], needs [{s.unit}]")
 
     # ----- symbolic equations ----------------------------------------------------------
     @functools.cached_property
@@ -543,6 +562,14 @@ class CompiledModel:
         self._dose_per_mg_T = _generate("dose_per_mg_T", per_mg, y, p, max(len(per_mg), 1), [str(k) for k in range(len(per_mg))])
         self.drugs = [r.drug for r in model.dose_routes]
 
+        ext = [(i, s) for i, s in enumerate(model.species) if s.extinct_below is not None]
+        #: species that go extinct below a threshold: their indices, in model order
+        self.extinct_index = np.array([i for i, _ in ext], dtype=np.int64)
+        self.extinct_names = [s.name for _, s in ext]
+        thr = [model.expand(s.extinct_below) for _, s in ext]
+        self._extinct_threshold_T = _generate("extinct_threshold_T", thr, y, p, max(len(thr), 1),
+                                              [str(k) for k in range(len(thr))])
+
     # one-trajectory forms for the scipy reference backend, generated on first use (sympy's cse of
     # the full model takes seconds, and the compiled Rodas4 does not need them)
     @functools.cached_property
@@ -569,6 +596,10 @@ class CompiledModel:
     def initial_T(self, P: np.ndarray) -> np.ndarray:
         """Initial states (n, N) from parameters (m, N)."""
         return self._initial_T(0.0, np.zeros((self.n_species, P.shape[1])), P)
+
+    def extinct_threshold_T(self, P: np.ndarray) -> np.ndarray:
+        """(n_extinct, N): extinction threshold of each species in ``extinct_index``."""
+        return self._extinct_threshold_T(0.0, np.zeros((self.n_species, P.shape[1])), P)[: self.extinct_index.size]
 
     def dose_per_mg_T(self, P: np.ndarray) -> np.ndarray:
         """(n_drugs, N): increment of each drug's dose species per mg given."""

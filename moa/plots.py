@@ -26,7 +26,7 @@ from .provenance import base_provenance
 from .results import atomic_write
 
 __all__ = ["ARM_COLOURS", "ARM_LABELS", "arm_colour", "arm_label", "dose_colours", "style", "subplots", "label",
-           "save_figure", "caption_text"]
+           "save_figure", "caption_text", "one_cell_diameter_mm", "floor_at_one_cell"]
 
 #: One colour per arm, the same in every figure (colour-blind-safe Okabe-Ito / Tol hues).
 #: Combinations share the hue family of their main component.
@@ -165,3 +165,23 @@ def save_figure(fig, out_dir: str | os.PathLike, stem: str, caption: str,
         if close:
             plt.close(fig)
     return paths
+
+
+def one_cell_diameter_mm(cells_per_ml: float) -> float:
+    """Diameter (mm) of a sphere holding one tumour cell at ``cells_per_ml`` (1 mL = 1000 mm^3)."""
+    if not cells_per_ml > 0:
+        raise ValueError(f"cells_per_ml={cells_per_ml!r}: must be > 0")
+    return (6.0 * 1000.0 / (3.141592653589793 * cells_per_ml)) ** (1.0 / 3.0)
+
+
+def floor_at_one_cell(ax, one_cell: float, what: str = "below one cell") -> None:
+    """Log y axis floored at ``one_cell`` (in the axis' unit: 1 cell, or a one-cell diameter in mm),
+    with the floor drawn and labelled: values there are extinct populations, not biology.
+    Plot data clipped at the floor (``np.maximum(y, one_cell)``) so nothing is drawn below it."""
+    ax.set_yscale("log")
+    top = ax.get_ylim()[1]
+    ax.set_ylim(one_cell / 1.5, max(top, one_cell * 10))
+    ax.axhspan(one_cell / 1.5, one_cell, color="0.88", zorder=0, lw=0)
+    ax.axhline(one_cell, color="0.45", lw=0.8, ls=":")
+    ax.text(0.01, one_cell, what, transform=ax.get_yaxis_transform(), fontsize=9, color="0.35", va="top")
+

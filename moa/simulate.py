@@ -17,8 +17,9 @@ from .provenance import base_provenance
 from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS
+from .steady_state import quasi_steady_state
 
-__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "MAX_SEGMENTS"]
+__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "MAX_SEGMENTS", "START_OPTIONS"]
 
 #: A species below ``-(atol + NEGATIVE_NOISE_REL * max|y|)`` (its maximum over the trajectory) is
 #: not solver noise: the sample is marked failed (status 5). Rodas4 with rtol 1e-6 leaves
@@ -29,6 +30,9 @@ NEGATIVE_NOISE_REL = 1e-6
 #: assumed: the same as moa.regimen.MAX_DOSES, since each segment costs about what a dose does;
 #: infusions (a start and an end each) could otherwise double the segments of a regimen at that limit.
 MAX_SEGMENTS = MAX_DOSES
+
+#: How ``simulate`` may start (see its ``start`` argument).
+START_OPTIONS = ("parameters", "quasi_steady")
 
 
 def output_times(duration_days: float, step_days: float = 1.0) -> np.ndarray:
@@ -151,6 +155,7 @@ def simulate(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     pre_equilibrate_days: float = 0.0,
+    start: str = "parameters",
     on_failure: str = "raise",
     progress: bool = False,
     strict_bounds: bool = False,
@@ -173,6 +178,10 @@ def simulate(
         solver object such as ``RodasSolver(backend="numpy")``.
     rtol, atol: solver tolerances (atol in each species' own unit).
     pre_equilibrate_days: integrate the untreated system this long first and start from there.
+    start: "parameters" (the initial values the mechanisms derive from the parameters) or
+        "quasi_steady" (T cells, receptors and antigen relaxed to balance with the tumour held
+        fixed, :func:`moa.steady_state.quasi_steady_state`; the default of ``moa.runs`` and the
+        experiments). Applied before ``pre_equilibrate_days``.
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
     progress: show a progress bar over dosing segments (needs the ``progress`` extra).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
@@ -215,6 +224,8 @@ def simulate(
         t_out = _check_times(times)
         if duration_days is not None and not np.isclose(duration_days, t_out[-1]):
             raise ValueError(f"duration_days={duration_days} disagrees with times[-1]={t_out[-1]}; give one of them")
+    if start not in START_OPTIONS:
+        raise ValueError(f"start={start!r}: allowed values are {START_OPTIONS}")
     if not (is_finite_real(pre_equilibrate_days) and pre_equilibrate_days >= 0):
         raise ValueError(f"pre_equilibrate_days={pre_equilibrate_days!r}: must be a finite number >= 0")
     pre_equilibrate_days = float(pre_equilibrate_days)
@@ -241,6 +252,21 @@ def simulate(
     status = np.zeros(N, dtype=int)
     message = [""] * N
     failed_at = np.full(N, np.nan)
+    start_note = "parameters"
+    if start == "quasi_steady":
+        qss = quasi_steady_state(model, P)
+        Y = qss.y
+        for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
+            status[k], message[k], failed_at[k] = 4, "quasi-steady start: the relaxation failed", 0.0
+        slow = int(np.sum(~qss.converged & (status == 0)))
+        if slow:
+            warnings.warn(f"quasi-steady start: {slow} of {N} parameter set(s) still change by more than "
+                          f"1e-4 of themselves per day after {qss.days:g} days; starting from there", RuntimeWarning,
+                          stacklevel=2)
+        start_note = (f"quasi_steady: held {','.join(qss.held)}; relaxed the rest for {qss.days:g} days; "
+                      f"converged {int(qss.converged.sum())}/{N}; max relative rate "
+                      f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day")
+    extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
 
     def run(t0, t1, Y0, t_seg):
         alive = status == 0
@@ -251,6 +277,9 @@ def simulate(
                 res = backend.integrate(compiled, t0, t1, Y0[:, alive], P[:, alive], t_seg, rtol, atol)
             idx = np.nonzero(alive)[0]
             out[:, :, idx], Yend[:, idx] = res.y, res.y_final
+            if res.extinct_day is not None and extinct_day.size:
+                seen = extinct_day[:, idx]
+                extinct_day[:, idx] = np.where(np.isnan(seen), res.extinct_day, seen)
             for j, k in enumerate(idx):
                 if res.status[j] != 0:
                     status[k] = res.status[j]
@@ -261,6 +290,7 @@ def simulate(
 
     if pre_equilibrate_days > 0:
         _, Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
+        extinct_day[:] = np.nan   # the clock starts at the first dose
 
     doses = regimen.doses if regimen is not None else ()
     per_mg = compiled.dose_per_mg_T(P) if compiled.drugs else np.zeros((0, N))
@@ -319,8 +349,10 @@ def simulate(
     for i, t in enumerate(t_out):
         P_at[input_rows] = inputs_out[i]
         obs[i] = compiled.observables_T(t, Y_out[i], P_at)
-    return _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                       pre_equilibrate_days, doses_not_given)
+    ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
+                     pre_equilibrate_days, doses_not_given, extinct_day)
+    ds.attrs["start"] = start_note
+    return ds
 
 
 def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: float) -> dict[int, str]:
@@ -369,7 +401,7 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
-                doses_not_given) -> xr.Dataset:
+                doses_not_given, extinct_day) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
@@ -381,6 +413,11 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         data[s.name] = (dims, arr(Y_out[:, j, :]), {"units": s.unit, "description": s.description, "kind": "species"})
     for j, e in enumerate(model.expressions):
         data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
+    for e, name in enumerate(model.compiled.extinct_names):
+        day = extinct_day[e] if batched else extinct_day[e, 0]
+        data[f"extinct_day_{name}"] = (("sample",) if batched else (), day, {
+            "units": "day", "kind": "extinction",
+            "description": f"first time {name} fell below its extinction threshold and was set to 0 (NaN: never)"})
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}
     if batched:
         N = parameters.batch_size

@@ -84,7 +84,7 @@ def test_steady_state_without_drug_and_without_tumour_growth_drive(model):
     constant inputs and relaxes to a fixed point. Priming stays on, so the fixed point has
     T cells (a non-trivial steady state, not everything at zero)."""
     params, _ = scenario("untreated", "hot_tnbc")
-    params = params.with_values({"tumour_growth_rate": 0.0, "kill_rate_max": 0.0})
+    params = params.with_values({"tumour_growth_rate": 0.0, "kill_rate_max": 0.0, "resistance_transition_rate": 0.0})
     ds = moa.simulate(model, params, None, times=np.linspace(0, 3000, 31), rtol=1e-9, atol=1e-12)
     assert int(ds.status) == 0
     y = np.array([ds[n].values for n in model.species_names])  # (species, time)

@@ -221,7 +221,8 @@ def test_every_observable_is_finite_when_the_tumour_and_its_t_cells_are_gone():
     compiled = model.compiled
     P = np.vstack([DEFAULTS.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     Y = compiled.initial_T(P)
-    for name in ("tumour_cells", "t_eff", "t_pex", "t_ex", "antigen", "ifng_tumour"):
+    for name in ("tumour_cells_sensitive", "tumour_cells_resistant", "tumour_cells_escape", "t_eff", "t_pex", "t_ex",
+                 "t_reg", "antigen", "ifng_tumour"):
         Y[model.species_names.index(name)] = 0.0
     obs = compiled.observables_T(0.0, Y, P)[:, 0]
     bad = [n for n, v in zip(compiled.observable_names, obs) if not np.isfinite(v)]

@@ -9,8 +9,13 @@ dropped; dosing is a bolus (the 30-minute infusion is short against days).
 Effects, on an effect-compartment concentration ``nabp_effect`` (nM; tumour-to-plasma
 ratio times plasma, delayed by ``ke0``):
 
-* Emax killing of tumour cells, limited to the cells a drug can reach
-  (``C * reach / (C + reach)``, after QSPIO-TNBC's penetration cap);
+* Emax killing of proliferating tumour cells: clone ``i`` dies at
+  ``kill_max * Ce/(Ce + EC50) * sensitivity_i * fitness_i`` per cell, where the clone's relative
+  proliferation rate ``fitness_i`` stands for its cycling fraction (taxanes kill cells in
+  mitosis) and ``sensitivity_i`` is 1 except for the taxane-resistant clone. The per-cell rate
+  does not depend on tumour size: QSPIO-TNBC's penetration cap (``C reach/(C + reach)``), which
+  made log-kill speed up as the tumour shrank, is gone; slowing of shrinkage comes from the
+  resistant clone taking over.
 * Emax toxicity to proliferating T cells (primed cells and effectors);
 * immunogenic cell death: chemotherapy-killed cells release antigen with a boost factor.
 """
@@ -54,16 +59,23 @@ def nab_paclitaxel() -> Mechanism:
 
     kill_max = m.parameter("nabp_kill_max", "1/day", "maximal paclitaxel kill rate of reachable tumour cells")
     ec50 = m.parameter("nabp_ec50", "nM", "paclitaxel concentration for half-maximal killing")
-    reach = m.parameter("nabp_reach_cells", "cell", "tumour cells a drug can reach (penetration limit)")
+    sens_res = m.parameter("nabp_resistant_sensitivity", "1", "nab-paclitaxel kill of a resistant cell relative to a sensitive one")
     tox_max = m.parameter("nabp_tcell_tox_max", "1/day", "maximal paclitaxel death rate of proliferating T cells")
     icd = m.parameter("nabp_icd_boost", "1", "antigen released per chemotherapy-killed cell relative to other deaths")
 
-    C = ref("tumour_cells")
+    S, R, X = ref("tumour_cells_sensitive"), ref("tumour_cells_resistant"), ref("tumour_cells_escape")
     effect = ce / (ce + ec50)
-    chemo_kill = m.expression("chemo_kill_rate", kill_max * effect * C * reach / (C + reach), "cell/day",
-                              "tumour cells killed by nab-paclitaxel per day")
-    m.term(C, -chemo_kill, "nab-paclitaxel killing")
-    m.term(ref("antigen"), icd * chemo_kill, "immunogenic cell death")
+    per_cell = m.expression("chemo_kill_per_cell", kill_max * effect, "1/day",
+                            "nab-paclitaxel kill rate per proliferating sensitive tumour cell")
+    kill_s = per_cell * S
+    kill_r = per_cell * sens_res * ref("resistant_fitness") * R
+    kill_x = per_cell * ref("escape_fitness") * X
+    m.expression("chemo_kill_rate", kill_s + kill_r + kill_x, "cell/day", "tumour cells killed by nab-paclitaxel per day")
+    m.term(S, -kill_s, "nab-paclitaxel killing")
+    m.term(R, -kill_r, "nab-paclitaxel killing")
+    m.term(X, -kill_x, "nab-paclitaxel killing")
+    released = kill_s + kill_r + ref("escape_antigen_fraction") * kill_x
+    m.term(ref("antigen"), icd * released, "immunogenic cell death")
     m.term(ref("t_primed"), -tox_max * effect * ref("t_primed"), "nab-paclitaxel toxicity")
     m.term(ref("t_eff"), -tox_max * effect * ref("t_eff"), "nab-paclitaxel toxicity")
     return m

@@ -5,7 +5,8 @@ effectors (``t_eff``), progenitor-exhausted cells (``t_pex``, TCF1+, proliferate
 PD-1 blockade) and terminally exhausted cells (``t_ex``, TIM-3+, do not).
 
 * Priming in the draining node grows with antigen (saturating) and antigenicity.
-* Chronic antigen in the tumour (``antigen_signal = C / (C + K)``) drives
+* Chronic antigen in the tumour (``antigen_signal = Ca / (Ca + K)``, Ca the antigen-weighted
+  tumour cells, in which an immune-escape cell counts less than a sensitive one) drives
   effector -> Tpex -> Tex; PD-1 engagement speeds both steps.
 * Tpex renew themselves and feed effectors; PD-1 engagement brakes that differentiation
   (this is what PD-(L)1 blockade releases).
@@ -79,12 +80,15 @@ def t_cells() -> Mechanism:
     t_ex = m.species("t_ex", "cell", "terminally exhausted (TIM-3+) CD8 T cells in the tumour", initial=t0 * f_ex)
 
     total = m.expression("tumour_t_cells", t_eff + t_pex + t_ex, "cell", "CD8 T cells in the tumour")
-    antigen_signal = m.expression("antigen_signal", C / (C + antigen_k), "1", "chronic antigen signal in the tumour (0..1)")
-    # interface: with tumour clones, recognition should count only the recognisable tumour cells
+    # escape-clone cells carry less antigen (moa.mechanisms.tumour: tumour_antigen_cells), so they
+    # give less chronic signal and less TCR-driven 4-1BB induction than their number
+    C_antigen = ref("tumour_antigen_cells")
+    antigen_signal = m.expression("antigen_signal", C_antigen / (C_antigen + antigen_k), "1",
+                                  "chronic antigen signal in the tumour (0..1), from antigen-weighted tumour cells")
     recognition = m.expression("antigen_recognition", antigenicity * antigen_signal, "1",
                                "TCR signal of tumour CD8 T cells: antigenicity x antigen signal (0..1)")
     induced = m.species("cd137_induction_cd8", "1", "4-1BB expression on tumour CD8 T cells, fraction of the antigen-engaged level",
-                        initial=antigenicity * C / (C + antigen_k))
+                        initial=antigenicity * C_antigen / (C_antigen + antigen_k))
     m.term(induced, (recognition - induced) / cd137_lag, "induction by antigen recognition, loss without it")
     m.expression("cd137_per_cd8", cd137_max * induced, "molecule/cell", "mean 4-1BB on a tumour CD8 T cell (induced)")
     costim = m.expression("cd137_costimulation", signal_41bb * induced, "1",

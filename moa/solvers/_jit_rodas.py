@@ -176,10 +176,13 @@ def _all_finite(x):
 
 @njit(cache=True, error_model="numpy")
 def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min, dense_output,
-                  fixed_step, y_out, j):
+                  fixed_step, y_out, j, ext_idx, ext_thr, ext_day):
     """Integrate one trajectory (``y`` (n,) is overwritten with the final state).
 
-    Writes outputs ``y_out[k, :, j]`` for ``t_out[k] > t0`` up to the time reached. Returns
+    Writes outputs ``y_out[k, :, j]`` for ``t_out[k] > t0`` up to the time reached. Extinction:
+    after each accepted step a state ``ext_idx[e]`` that is non-zero and below ``ext_thr[e]`` is
+    set to 0 and ``ext_day[e, j]`` gets the step's end time if still NaN (the rule of
+    ``moa.solvers.base.extinguish``). Returns
     ``(status, t_reached, n_accepted, n_rejected, h_last, last_nonfinite, h_now)``.
     """
     n = y.size
@@ -338,6 +341,12 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             for i in range(n):
                 y[i] = y_new[i]
             t = t_new
+            for e in range(ext_idx.size):
+                i = ext_idx[e]
+                if y[i] != 0.0 and y[i] < ext_thr[e]:
+                    y[i] = 0.0
+                    if math.isnan(ext_day[e, j]):
+                        ext_day[e, j] = t
             h_acc = hh
             err_acc = max(1e-2, err)
             h_last = h_new_acc
@@ -361,19 +370,23 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
 @njit(cache=True, error_model="numpy")
 def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output,
                   fixed_step, y_out, y_final, status, t_reached, n_steps, n_rej, h_last,
-                  last_nonfinite, h_now):
-    """Every column of ``Y0`` (n, N) from ``t0`` to ``t1``; results into the given arrays."""
+                  last_nonfinite, h_now, ext_idx, ext_thr, ext_day):
+    """Every column of ``Y0`` (n, N) from ``t0`` to ``t1``; results into the given arrays
+    (``ext_thr``, ``ext_day``: (n_extinct, N))."""
     n, N = Y0.shape
     y = np.empty(n)
     p = np.empty(P.shape[0])
+    thr = np.empty(ext_idx.size)
     for j in range(N):
         for i in range(n):
             y[i] = Y0[i, j]
         for i in range(P.shape[0]):
             p[i] = P[i, j]
+        for e in range(ext_idx.size):
+            thr[e] = ext_thr[e, j]
         st, tr, na, nr, hl, lnf, hn = integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h0[j],
                                                 max_steps, h_min, dense_output, fixed_step,
-                                                y_out, j)
+                                                y_out, j, ext_idx, thr, ext_day)
         status[j] = st
         t_reached[j] = tr
         n_steps[j] = na

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SegmentResult", "Solver", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment"]
+__all__ = ["SegmentResult", "Solver", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment", "extinguish"]
 
 #: Status codes shared by all backends.
 STATUS = {0: "ok", 1: "non-finite state or rate", 2: "step size underflow", 3: "too many steps", 4: "solver failure",
@@ -26,6 +26,9 @@ class SegmentResult:
     status: np.ndarray  # (N,) int, 0 = ok
     message: list[str]  # per trajectory; "" when ok
     n_steps: np.ndarray  # (N,) accepted steps
+    #: (n_extinct, N) time a species of ``compiled.extinct_index`` was first set to 0 in this
+    #: segment (NaN: not in this segment); None from a backend that does not handle extinction
+    extinct_day: np.ndarray | None = None
 
 
 class Solver(Protocol):
@@ -35,6 +38,27 @@ class Solver(Protocol):
 
     def integrate(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray,
                   rtol: float, atol: float) -> SegmentResult: ...
+
+
+def extinguish(Y: np.ndarray, index: np.ndarray, threshold: np.ndarray, extinct_day: np.ndarray, t) -> None:
+    """Extinction, in place: every species ``index[e]`` of column ``k`` that is non-zero and below
+    ``threshold[e, k]`` is set to exactly 0 and, if ``extinct_day[e, k]`` is NaN, it gets ``t``
+    (a scalar or (N,) times).
+
+    All backends apply this rule after every accepted step (the compiled Rodas4 in its own loop,
+    the same test), so a population below one cell cannot regrow from a fraction of a cell; only
+    an inflow (e.g. mutation from another clone) can re-seed it.
+    """
+    if not index.size:
+        return
+    sub = Y[index]
+    gone = (sub != 0) & (sub < threshold)
+    if gone.any():
+        sub[gone] = 0.0
+        Y[index] = sub
+        tt = np.broadcast_to(np.asarray(t, dtype=float), (Y.shape[1],))
+        first = gone & np.isnan(extinct_day)
+        extinct_day[first] = np.broadcast_to(tt[None], extinct_day.shape)[first]
 
 
 #: Segments shorter than this (~0.1 microsecond) are not handed to a solver (see trivial_segment).

@@ -75,11 +75,12 @@ class RodasSolver:
             return trivial
         t_out = np.asarray(t_out, dtype=float)
         kernels = self._kernels(compiled) if self.compiled_backend else None
+        ext = dict(extinct_index=compiled.extinct_index, extinct_threshold=compiled.extinct_threshold_T(P))
         if kernels is not None:
             res = jit.integrate_batch_jit(kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol,
-                                          dense_output=self.dense_output)
+                                          dense_output=self.dense_output, **ext)
         else:
             res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
                                   t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),
-                                  dense_output=self.dense_output, chunk_size=self.chunk_size)
-        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps)
+                                  dense_output=self.dense_output, chunk_size=self.chunk_size, **ext)
+        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)

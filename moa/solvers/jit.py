@@ -469,8 +469,10 @@ _MESSAGES = {
 
 def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rtol=1e-6, atol=1e-9, h0=None,
                         max_steps=200_000, h_min=1e-14, dense_output: bool = True,
-                        fixed_step: float | None = None) -> BatchResult:
-    """Same contract as :func:`moa.solvers.rodas.integrate_batch`, on compiled kernels ``k``."""
+                        fixed_step: float | None = None, extinct_index=None,
+                        extinct_threshold=None) -> BatchResult:
+    """Same contract as :func:`moa.solvers.rodas.integrate_batch` (extinction included), on compiled
+    kernels ``k``."""
     t0, t1 = float(t0), float(t1)
     if not t1 >= t0:
         raise ValueError("integrate_batch needs t1 >= t0")
@@ -491,10 +493,14 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     y_out = np.full((t_out.size, n, N), np.nan)
     k0 = int(np.searchsorted(t_out, t0, side="right"))
     y_out[:k0] = Y0[None]
+    ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
+    ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
+        np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)), dtype=float)
+    ext_day = np.full((ext_idx.size, N), np.nan)
     if t1 == t0:
         return BatchResult(y_out, Y0.copy(), np.zeros(N, np.int64), [""] * N, np.full(N, t0),
                            np.zeros(N, np.int64), np.zeros(N, np.int64),
-                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy())
+                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy(), ext_day)
     h0a = np.full(N, np.nan) if h0 is None else np.ascontiguousarray(np.broadcast_to(np.asarray(h0, float), (N,)))
     y_final = np.empty((n, N))
     status = np.zeros(N, np.int64)
@@ -506,10 +512,10 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     h_now = np.zeros(N)
     k.module.integrate_all(Y0, P, t0, t1, t_out, k0, atol_c, float(rtol), h0a, int(max_steps), float(h_min),
                            bool(dense_output), float(fixed_step or 0.0), y_out, y_final, status, t_reached,
-                           n_steps, n_rej, h_last, last_nonfinite, h_now)
+                           n_steps, n_rej, h_last, last_nonfinite, h_now, ext_idx, ext_thr, ext_day)
     message = [""] * N
     for j in np.nonzero(status)[0]:
         why = " after non-finite stage values" if last_nonfinite[j] else ""
         message[j] = _MESSAGES[int(status[j])].format(t=t_reached[j], h=h_now[j], why=why, max_steps=max_steps)
     status[status == 5] = 1
-    return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last)
+    return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, ext_day)

@@ -62,6 +62,8 @@ from typing import Callable
 
 import numpy as np
 
+from .base import extinguish
+
 __all__ = [
     "BatchResult",
     "SparseLUPlan",
@@ -367,6 +369,8 @@ class BatchResult:
     h_last : (N,) step size to restart the next segment with: the controller's proposal after the
         last accepted step, not shortened by the landing on ``t1`` (same time unit as ``t``;
         NaN if the trajectory accepted no step).
+    extinct_day : (n_extinct, N) time at the end of the accepted step after which each species of
+        ``extinct_index`` was set to 0 (first time in this call; NaN if never).
     """
 
     y: np.ndarray
@@ -377,6 +381,7 @@ class BatchResult:
     n_steps: np.ndarray
     n_rejected: np.ndarray
     h_last: np.ndarray
+    extinct_day: np.ndarray | None = None
 
 
 # Step-size controller constants (Hairer & Wanner rodas.f defaults).
@@ -393,7 +398,7 @@ def _rms(x: np.ndarray) -> np.ndarray:
 class _Work:
     """Compact working arrays for the active trajectories (last axis = active trajectory)."""
 
-    names = ("idx", "Y", "P", "t", "h", "hacc", "erracc", "reject", "ptr", "stale", "F0", "JV")
+    names = ("idx", "Y", "P", "t", "h", "hacc", "erracc", "reject", "ptr", "stale", "F0", "JV", "thr")
 
     def __init__(self, **arrays):
         for k in self.names:
@@ -425,7 +430,8 @@ def _initial_step(rhs, t0, Y, P, F0, atol_c, rtol, span, order):
 def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y0, p, t_out, *,
                     rtol=1e-6, atol=1e-9, h0=None, max_steps=200_000, h_min=1e-14,
                     plan: SparseLUPlan | None = None, dense_output: bool = True,
-                    fixed_step: float | None = None, chunk_size: int = 4096) -> BatchResult:
+                    fixed_step: float | None = None, chunk_size: int = 4096, extinct_index=None,
+                    extinct_threshold=None) -> BatchResult:
     """Integrate ``N`` independent autonomous ODE systems from ``t0`` to ``t1`` with Rodas4.
 
     Parameters
@@ -450,6 +456,9 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
     chunk_size : trajectories are integrated in independent chunks of at most this many (results
         are identical to one big batch). Throughput per trajectory saturates around 2,000-4,000
         columns (30 states) and falls beyond, when the working arrays leave the CPU caches.
+    extinct_index, extinct_threshold : (n_extinct,) state indices and (n_extinct, N) thresholds:
+        after every accepted step a listed state that is non-zero and below its threshold is set
+        to 0 (:func:`moa.solvers.base.extinguish`); None: no extinction.
 
     Returns
     -------
@@ -477,10 +486,14 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
         plan = SparseLUPlan(n, jac_rows, jac_cols)
     elif plan.n != n:
         raise ValueError("plan was built for a different number of states")
+    ext_idx = np.zeros(0, np.int64) if extinct_index is None else np.asarray(extinct_index, np.int64)
+    ext_thr = (np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0
+               else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)))
     if N > chunk_size:
         return _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan,
                         chunk_size, dict(rtol=rtol, atol=atol, max_steps=max_steps, h_min=h_min,
-                                         dense_output=dense_output, fixed_step=fixed_step))
+                                         dense_output=dense_output, fixed_step=fixed_step),
+                        ext_idx, ext_thr)
 
     # Global results.
     y_out = np.full((n_out, n, N), np.nan)
@@ -492,13 +505,14 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
     n_rej = np.zeros(N, dtype=np.int64)
     h_last = np.full(N, np.nan)
     last_nonfinite = np.zeros(N, dtype=bool)
+    extinct_day = np.full((ext_idx.size, N), np.nan)
 
     # Outputs at t0 are the initial state; everything else comes from steps.
     k0 = int(np.searchsorted(t_out, t0, side="right"))
     y_out[:k0] = Y0[None]
     if t1 == t0:
         return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej,
-                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy())
+                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy(), extinct_day)
 
     with np.errstate(all="ignore"):
         F0 = np.asarray(rhs(t0, Y0, P0), dtype=float)
@@ -517,15 +531,15 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
         w = _Work(idx=np.arange(N), Y=Y0.copy(), P=P0.copy(), t=np.full(N, t0), h=hinit,
                   hacc=np.zeros(N), erracc=np.ones(N), reject=np.zeros(N, dtype=bool),
                   ptr=np.full(N, k0, dtype=np.intp), stale=np.zeros(N, dtype=bool), F0=F0,
-                  JV=np.asarray(jac_values(t0, Y0, P0), dtype=float))
+                  JV=np.asarray(jac_values(t0, Y0, P0), dtype=float), thr=np.array(ext_thr, dtype=float))
         _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, h_min,
              dense_output, fixed_step, y_out, y_final, status, message, t_reached, n_steps,
-             n_rej, h_last, last_nonfinite)
-    return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last)
+             n_rej, h_last, last_nonfinite, ext_idx, extinct_day)
+    return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, extinct_day)
 
 
 def _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan, chunk_size,
-             kw) -> BatchResult:
+             kw, ext_idx, ext_thr) -> BatchResult:
     """Integrate column chunks of (nearly) equal size one after the other and stitch results."""
     N = Y0.shape[1]
     n_chunks = -(-N // chunk_size)
@@ -535,7 +549,8 @@ def _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, pla
     for a, b in zip(bounds[:-1], bounds[1:]):
         parts.append(integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0[:, a:b],
                                      P0[:, a:b], t_out, h0=None if h0a is None else h0a[a:b],
-                                     plan=plan, chunk_size=chunk_size, **kw))
+                                     plan=plan, chunk_size=chunk_size, extinct_index=ext_idx,
+                                     extinct_threshold=ext_thr[:, a:b], **kw))
     return BatchResult(
         y=np.concatenate([r.y for r in parts], axis=2),
         y_final=np.concatenate([r.y_final for r in parts], axis=1),
@@ -545,12 +560,13 @@ def _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, pla
         n_steps=np.concatenate([r.n_steps for r in parts]),
         n_rejected=np.concatenate([r.n_rejected for r in parts]),
         h_last=np.concatenate([r.h_last for r in parts]),
+        extinct_day=np.concatenate([r.extinct_day for r in parts], axis=1),
     )
 
 
 def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, h_min,
          dense_output, fixed_step, y_out, y_final, status, message, t_reached, n_steps, n_rej,
-         h_last, last_nonfinite):
+         h_last, last_nonfinite, ext_idx, extinct_day):
     """Main loop: one Rodas4 step for every active trajectory per iteration."""
     n = w.Y.shape[0]
     n_out = t_out.size
@@ -699,6 +715,14 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
             w.hacc[acc_idx] = h[acc_idx]
             w.erracc[acc_idx] = np.maximum(1e-2, err[acc_idx])
             w.stale[acc_idx] = True
+            if ext_idx.size:   # extinction: a population below its threshold (one cell) is gone
+                Ya = w.Y[:, acc_idx]
+                day = np.full((ext_idx.size, acc_idx.size), np.nan)
+                extinguish(Ya, ext_idx, w.thr[:, acc_idx], day, w.t[acc_idx])
+                w.Y[:, acc_idx] = Ya
+                gi_acc = gi[acc_idx]
+                prev = extinct_day[:, gi_acc]
+                extinct_day[:, gi_acc] = np.where(np.isnan(prev), day, prev)
         w.h = np.where(accept, h_new_acc, h_new_rej)
         w.reject = ~accept
         h_last[gi[acc_idx]] = h_new_acc[acc_idx]

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .base import SegmentResult, trivial_segment
+from .base import SegmentResult, extinguish, trivial_segment
 
 __all__ = ["ScipySolver"]
 
@@ -20,7 +20,13 @@ METHODS = ("LSODA", "BDF", "Radau")
 
 @dataclasses.dataclass
 class ScipySolver:
-    """``solve_ivp`` with ``method`` in LSODA, BDF, Radau. Slow per trajectory; the reference."""
+    """``solve_ivp`` with ``method`` in LSODA, BDF, Radau. Slow per trajectory; the reference.
+
+    Extinction (species in ``compiled.extinct_index``) is a terminal event at the exact crossing of
+    the threshold from above: the species is set to 0 there and the integration restarts. (The
+    Rodas4 backends test after each accepted step instead, so their extinction days can differ by
+    up to one step.)
+    """
 
     method: str = "LSODA"
 
@@ -42,6 +48,9 @@ class ScipySolver:
         status = np.zeros(N, dtype=int)
         message = [""] * N
         n_steps = np.zeros(N, dtype=int)
+        ext_idx = compiled.extinct_index
+        ext_thr = compiled.extinct_threshold_T(P)
+        extinct_day = np.full((ext_idx.size, N), np.nan)
         # t1 is always evaluated (the next segment starts from it) and stripped from the output.
         t_eval = np.append(t_out, t1) if not (len(t_out) and t_out[-1] == t1) else t_out
         n_states, rows, cols = compiled.n_species, compiled.jac_rows, compiled.jac_cols
@@ -66,22 +75,51 @@ class ScipySolver:
                     raise _NonFinite(f"{type(exc).__name__} in the Jacobian at t={t:.6g} day: {exc}") from None
                 return J
 
+            day = extinct_day[:, k:k + 1]
+            ys, yend, nfev, failure = self._solve(f, jac, t0, t1, Y0[:, k].copy(), t_eval, rtol, atol,
+                                                 ext_idx, ext_thr[:, k:k + 1], day)
+            if failure:
+                status[k], message[k] = failure
+                continue
+            y[:, :, k] = ys[:, : len(t_out)].T
+            y_final[:, k] = yend
+            n_steps[k] = nfev
+        return SegmentResult(y, y_final, status, message, n_steps, extinct_day)
+
+    def _solve(self, f, jac, t0, t1, y0, t_eval, rtol, atol, ext_idx, thr, day):
+        """One trajectory, restarted at every extinction event. Returns (states at t_eval (n, len),
+        final state, rhs evaluations, None or (status, message))."""
+        pieces, start, y_start, nfev = [], t0, y0, 0
+        while True:
+            extinguish(y_start[:, None], ext_idx, thr, day, start)
+            live = [e for e in range(ext_idx.size) if y_start[ext_idx[e]] != 0]
+            events = [_threshold_event(int(ext_idx[e]), float(thr[e, 0])) for e in live]
+            te = t_eval[t_eval >= start] if not pieces else t_eval[t_eval > start]
             with np.errstate(all="ignore"):
                 try:
-                    sol = solve_ivp(f, (t0, t1), Y0[:, k], method=self.method, jac=jac, t_eval=t_eval,
-                                    rtol=rtol, atol=atol)
+                    sol = solve_ivp(f, (start, t1), y_start, method=self.method, jac=jac, t_eval=te,
+                                    rtol=rtol, atol=atol, events=events or None)
                 except _NonFinite as exc:
-                    status[k], message[k] = 1, str(exc)
-                    continue
+                    return None, None, nfev, (1, str(exc))
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-                    status[k], message[k] = 4, f"{type(exc).__name__}: {exc}"
-                    continue
-            if sol.status != 0 or not np.all(np.isfinite(sol.y)):
-                reached = sol.t[-1] if sol.t.size else t0
-                status[k] = 1 if sol.status == 0 else 4
-                message[k] = f"{sol.message} (reached t={reached:.6g} day)"
-                continue
-            y[:, :, k] = sol.y[:, : len(t_out)].T
-            y_final[:, k] = sol.y[:, -1]
-            n_steps[k] = sol.nfev
-        return SegmentResult(y, y_final, status, message, n_steps)
+                    return None, None, nfev, (4, f"{type(exc).__name__}: {exc}")
+            nfev += sol.nfev
+            if sol.status < 0 or not np.all(np.isfinite(sol.y)):
+                reached = sol.t[-1] if sol.t.size else start
+                return None, None, nfev, (1 if sol.status == 0 else 4, f"{sol.message} (reached t={reached:.6g} day)")
+            pieces.append(sol.y)
+            if sol.status == 0:
+                return np.concatenate(pieces, axis=1), sol.y[:, -1], nfev, None
+            # an extinction event ended the piece: restart from there with the species at 0
+            hit = next(i for i, t_ev in enumerate(sol.t_events) if t_ev.size)
+            start, y_start = float(sol.t_events[hit][0]), sol.y_events[hit][0].copy()
+            y_start[events[hit].species] = 0.0
+            day[live[hit], 0] = start if np.isnan(day[live[hit], 0]) else day[live[hit], 0]
+
+
+def _threshold_event(species: int, threshold: float):
+    """Terminal event: ``y[species]`` falls through ``threshold``."""
+    def event(t, x):
+        return x[species] - threshold
+    event.terminal, event.direction, event.species = True, -1, species
+    return event
