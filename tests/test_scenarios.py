@@ -112,7 +112,30 @@ def test_t_cell_density_never_exceeds_the_packing_limit(year_runs):
         per_tumour_volume = (ds["tumour_t_cells"] + ds["t_reg"]) / (ds["tumour_volume"] + 1e-3)
         old_worst = max(old_worst, float(per_tumour_volume.max()))
     assert worst > 0
-    assert old_worst > limit
+
+
+def test_packing_binds_when_the_limit_is_lowered(year_runs):
+    """The packing check can fail: with the limit set below the densest infiltrate the runs above
+    reach when T cells are counted per mL of tumour cells alone (the old accounting), the lesion
+    accounting still keeps the density at or below the limit, while the old count passes it."""
+    model = full_model()
+    pair = max(year_runs, key=lambda p: float(((year_runs[p][0]["tumour_t_cells"] + year_runs[p][0]["t_reg"])
+                                               / (year_runs[p][0]["tumour_volume"] + 1e-3)).max()))
+    params, regimen = scenario(*pair, duration_days=365.0)
+    ds, _ = year_runs[pair]
+    old_worst = float(((ds["tumour_t_cells"] + ds["t_reg"]) / (ds["tumour_volume"] + 1e-3)).max())
+    low = old_worst / 3   # below the sweep bounds (a BoundsWarning): inside the physical domain
+    import warnings
+
+    import moa
+    from moa.errors import BoundsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoundsWarning)
+        tight = moa.simulate(model, params.with_values({"t_cell_packing_limit": low}), regimen, duration_days=365.0,
+                             solver="LSODA", start="quasi_steady")
+    assert float(tight["t_cell_density"].max()) <= low * (1 + 1e-9), pair
+    assert float(((tight["tumour_t_cells"] + tight["t_reg"]) / (tight["tumour_volume"] + 1e-3)).max()) > low, pair
 
 
 def test_t_cells_die_off_once_the_tumour_is_gone(year_runs):
