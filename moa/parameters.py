@@ -33,7 +33,7 @@ from .units import UnitError, parse_unit
 __all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
-_FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale"}
+_FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale", "domain"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ def load_parameter_file(path: str | pathlib.Path) -> dict[str, ParameterSpec]:
         if missing:
             raise ValueError(f"{path}: parameter {name!r}: missing field(s) {sorted(missing)}")
         try:
-            out[name] = ParameterSpec(name=name, **table)
+            out[name] = ParameterSpec(name=name, **{k: v for k, v in table.items() if k != "domain"})  # domain: checked in the params branch
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return out
