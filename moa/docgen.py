@@ -259,29 +259,36 @@ def diagram_md(model: Model) -> str:
 
 # ----- 2:2 vs 1:1 bell metrics -------------------------------------------------------------
 def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
-    """Ternary (PD-L1-anchored 4-1BB) vs total bispecific concentration at the tumour's initial
-    receptor levels of ``params``, at equilibrium (moa.binding.equilibrium, PD-1 included).
+    """Bridged (ternary) 4-1BB vs total bispecific concentration at the tumour's initial
+    receptor pools of ``params`` (off contact and in contact zones, PD-1 included), at
+    equilibrium (moa.binding.equilibrium), and the 4-1BB signal of the bridges.
 
     Returns peak ternary as a fraction of 4-1BB and in nM, the concentration at the peak, the
-    width of the bell in decades at half maximum, and the curve itself.
+    width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
     """
     import moa
     from .assemble import full_model
-    from .binding import drug_binding, equilibrium
+    from .binding import cluster_signal, clustering, drug_binding, equilibrium
 
-    conc = np.logspace(-4, 5, 901) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
+    conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
     ds = moa.simulate(full_model(), params, None, times=[0.0, 1.0])
-    pdl1, cd137 = float(ds.pdl1_total[0]), float(ds.cd137_total[0])
-    pd1 = float(ds.pd1_free[0] + ds.pd1_pdl1[0])
-    eq = equilibrium([(drug_binding(params, "bsab"), conc)], pdl1, cd137, pd1_nM=pd1,
-                     kd_pd1_nM=float(params["kd_pd1_pdl1"]), chi_pd1=float(params["chi_pd1"]))
+    at0 = {k: float(ds[k][0]) for k in ("pdl1_free", "pdl1_syn", "pd1_pdl1", "cd137_free", "cd137_syn", "pd1_free",
+                                         "contact_volume_fraction", "cd137_total", "pdl1_total")}
+    phi = at0["contact_volume_fraction"] + float(params["contact_floor"])
+    eq = equilibrium([(drug_binding(params, "bsab"), conc)], at0["pdl1_free"], at0["cd137_free"],
+                     at0["pdl1_syn"] + at0["pd1_pdl1"], at0["cd137_syn"], pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
+                     contact_volume_fraction=phi, kd_pd1_nM=float(params["kd_pd1_pdl1"]), chi_pd1=float(params["chi_pd1"]))
     ternary = eq["ternary_cd137"].values
+    cd137 = at0["cd137_total"]
+    signal = cluster_signal(ternary / cd137 * float(params["cd137_per_t_cell"]), clustering(params))
     k = int(np.argmax(ternary))
     above = np.nonzero(ternary >= ternary[k] / 2)[0]
     lo, hi = _half_crossing(conc, ternary, above[0], -1), _half_crossing(conc, ternary, above[-1], +1)
     return {
-        "pdl1_nM": pdl1, "cd137_nM": cd137, "pd1_nM": pd1,
+        "pdl1_nM": at0["pdl1_total"], "cd137_nM": cd137, "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
+        "pdl1_per_contact": float(ds["pdl1_per_contact"][0]),
         "peak_fraction": ternary[k] / cd137, "peak_nM": ternary[k], "conc_at_peak_nM": conc[k],
+        "peak_signal": float(signal[k]),
         "width_decades": math.log10(hi / lo) if np.isfinite(lo * hi) else math.inf,
         "peak_index": k, "concentrations_nM": conc, "ternary_nM": ternary,
     }
@@ -311,10 +318,10 @@ def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negat
 
 def format_table_md(rows: list[dict]) -> str:
     body = _table(
-        ["setting", "format", "PD-L1 (nM)", "4-1BB (nM)", "peak ternary (fraction of 4-1BB)", "drug at peak (nM)",
-         "bell width (decades at half max)"],
-        [(r["setting"], r["format"], _num(r["pdl1_nM"]), _num(r["cd137_nM"]), f"{r['peak_fraction']:.4f}",
-          _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}") for r in rows])
+        ["setting", "format", "PD-L1 per contact", "4-1BB (nM)", "peak bridged (fraction of 4-1BB)", "4-1BB signal at peak",
+         "drug at peak (nM)", "bell width (decades at half max)"],
+        [(r["setting"], r["format"], _num(r["pdl1_per_contact"]), _num(r["cd137_nM"]), f"{r['peak_fraction']:.4f}",
+          f"{r['peak_signal']:.3f}", _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}") for r in rows])
     return f"{TABLE_BEGIN}\n{body}{TABLE_END}"
 
 
