@@ -24,7 +24,7 @@ import math
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -34,7 +34,7 @@ from .parameters import MODELS_DIR, load_parameter_file
 
 __all__ = [
     "ROOT", "DOCS_DIR", "BASELINE_PATH", "equations_md", "parameters_md", "diagram_md", "bell_metrics",
-    "format_comparison", "format_table_md", "model_md", "generated_docs", "arm_setting_outcome",
+    "format_comparison", "pdl1_thresholds", "format_table_md", "model_md", "generated_docs", "arm_setting_outcome",
     "baseline_rows", "baselines_csv", "read_baselines", "BASELINE_SOLVER", "main",
 ]
 
@@ -305,32 +305,59 @@ def _half_crossing(conc, y, i, direction) -> float:
 
 
 def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negative_tnbc")) -> list[dict]:
+    """2:2 against 1:1 in each setting: the equilibrium bell at the initial tumour receptor pools,
+    the in vivo 4-1BB signal over cycle 2 (days 21-42) of the arm's regimen, and the one-year
+    tumour outcome from the regression baselines (tests/baselines/arms_settings.csv)."""
+    import moa
+    from .assemble import full_model
     from .scenarios import scenario
 
+    outcomes = {(r["arm"], r["setting"]): r for r in read_baselines()} if BASELINE_PATH.exists() else {}
     rows = []
     for setting in settings:
         for arm in ("bsab_2x2", "bsab_1x1"):
-            params, _ = scenario(arm, setting)
+            params, regimen = scenario(arm, setting, duration_days=42.0)
             m = bell_metrics(params)
-            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)}})
+            ds = moa.simulate(full_model(), params, regimen, times=np.arange(21.0, 43.0))
+            out = outcomes.get((arm, setting), {})
+            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
+                         "signal_cycle2": float(ds["cd137_signal"].mean()),
+                         "best_change_pct": float(out.get("best_change_pct", "nan")),
+                         "diameter_d365_mm": float(out.get("diameter_d365_mm", "nan"))})
     return rows
 
 
-def format_table_md(rows: list[dict]) -> str:
+def pdl1_thresholds() -> dict[str, float]:
+    """In-vitro PD-L1 threshold of each format (``moa binding --threshold``), PD-L1 per cell."""
+    from .binding import pdl1_threshold
+    from .parameters import load_parameters
+    from .scenarios import load_formats
+
+    return {fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
+            for fmt in ("bsab_2x2", "bsab_1x1")}
+
+
+def format_table_md(rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
     body = _table(
         ["setting", "format", "PD-L1 per contact", "4-1BB (nM)", "peak bridged (fraction of 4-1BB)", "4-1BB signal at peak",
-         "drug at peak (nM)", "bell width (decades at half max)"],
+         "drug at peak (nM)", "bell width (decades)", "in vivo 4-1BB signal, cycle 2", "best change (%)",
+         "diameter at 1 year (mm)"],
         [(r["setting"], r["format"], _num(r["pdl1_per_contact"]), _num(r["cd137_nM"]), f"{r['peak_fraction']:.4f}",
-          f"{r['peak_signal']:.3f}", _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}") for r in rows])
+          f"{r['peak_signal']:.3f}", _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}", f"{r['signal_cycle2']:.3f}",
+          f"{r['best_change_pct']:.1f}", _num(r["diameter_d365_mm"])) for r in rows])
+    if thresholds:
+        body += ("\nIn-vitro PD-L1 threshold (`moa binding --threshold`: PD-L1 per cell at which the best 4-1BB signal over "
+                 "drug concentration is half of its value at 1e6 per cell): 2:2 " + _num(thresholds["bsab_2x2"])
+                 + ", 1:1 " + _num(thresholds["bsab_1x1"]) + " PD-L1 per cell.\n")
     return f"{TABLE_BEGIN}\n{body}{TABLE_END}"
 
 
-def model_md(current: str, rows: list[dict]) -> str:
+def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
     """``docs/model.md`` with its generated block replaced (the prose is kept as written)."""
     pattern = re.compile(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END), re.S)
     if not pattern.search(current):
         raise ValueError(f"docs/model.md: marker {TABLE_BEGIN!r} ... {TABLE_END!r} not found; add it where the table goes")
-    return pattern.sub(lambda _: format_table_md(rows), current)
+    return pattern.sub(lambda _: format_table_md(rows, thresholds), current)
 
 
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
@@ -345,7 +372,7 @@ def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]
         docs_dir / "equations.md": equations_md(model, defaults),
         docs_dir / "parameters.md": parameters_md(),
         docs_dir / "model_diagram.md": diagram_md(model),
-        model_path: model_md(model_path.read_text(), format_comparison()),
+        model_path: model_md(model_path.read_text(), format_comparison(), pdl1_thresholds()),
     }
 
 
