@@ -37,7 +37,7 @@ import xarray as xr
 from .mechanisms.binding import DRUG_ARMS, DrugArms, complex_name, contact_name, contact_states, off_contact_states
 
 __all__ = ["DrugBinding", "ContactGeometry", "Clustering", "equilibrium", "in_vitro", "receptor_nM", "drug_binding",
-           "contact_geometry", "clustering", "contact_volume_fraction", "cluster_signal", "pdl1_threshold",
+           "contact_geometry", "clustering", "contact_volume_fraction", "contact_shares", "cluster_signal", "pdl1_threshold",
            "liver_signal", "liver_toxicity_readout"]
 
 AVOGADRO = 6.02214076e23  # 1/mol (SI definition)
@@ -175,6 +175,17 @@ def clustering(params: Mapping) -> Clustering:
 def contact_volume_fraction(contacts_per_mL, geometry: ContactGeometry):
     """Volume of all contact zones per mL of medium (dimensionless)."""
     return np.asarray(contacts_per_mL, dtype=float) * geometry.synapse_area_um2 * geometry.synapse_gap_nm * ML_PER_UM2_NM
+
+
+def contact_shares(t_cells_per_mL, anchor_cells_per_mL, geometry: ContactGeometry):
+    """(fraction of 4-1BB-bearing cells holding a contact, fraction of anchor surface in contacts).
+
+    Cells compete for anchor surface: with demand s = cells x synapse area / anchor surface, a
+    fraction 1/(1+s) holds a contact, covering s/(1+s) of the anchor surface (the ODE's rule).
+    """
+    anchors = np.maximum(np.asarray(anchor_cells_per_mL, dtype=float), 1e-300)
+    demand = np.asarray(t_cells_per_mL, dtype=float) * geometry.synapse_area_um2 / (anchors * geometry.anchor_area_um2)
+    return 1 / (1 + demand), demand / (1 + demand)
 
 
 def cluster_signal(crosslinked_per_cell, clust: Clustering):
@@ -364,8 +375,8 @@ def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137
              geometry: ContactGeometry, clust: Clustering | None = None) -> xr.Dataset:
     """In-vitro co-culture: ``drug_nM`` of one drug with PD-L1-bearing (anchor) and 4-1BB-bearing cells.
 
-    Every 4-1BB-bearing cell holds one contact with an anchor cell (so the anchor surface must
-    cover the contacts). Returns :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged
+    Every 4-1BB-bearing cell holds one contact with an anchor cell, or a fraction of them
+    where the anchor surface is short (:func:`contact_shares`, as in the ODE model). Returns :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged
     4-1BB per T cell), ``pdl1_per_contact`` and, with ``clust``, ``crosslinked_per_cd137_cell``
     and ``cd137_signal``.
     """
@@ -375,15 +386,11 @@ def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137
     t_cells = np.asarray(cd137_cells_per_mL, dtype=float)
     if np.any(t_cells <= 0):
         raise ValueError(f"cd137_cells_per_mL={cd137_cells_per_mL!r}: must be > 0 (cells that make the contacts)")
-    anchor_share = t_cells * geometry.synapse_area_um2 / (np.maximum(np.asarray(pdl1_cells_per_mL, dtype=float), 1e-300)
-                                                          * geometry.anchor_area_um2)
-    if np.any(anchor_share > 1):
-        raise ValueError(f"pdl1_cells_per_mL={pdl1_cells_per_mL!r}: anchor surface too small for one contact per 4-1BB cell "
-                         f"(contact share {np.max(anchor_share):.3g} > 1)")
+    in_contact, anchor_share = contact_shares(t_cells, pdl1_cells_per_mL, geometry)
     L = receptor_nM(pdl1_per_cell, pdl1_cells_per_mL)
     B = receptor_nM(cd137_per_cell, cd137_cells_per_mL)
-    share_b = geometry.t_cell_share
-    phi = contact_volume_fraction(t_cells, geometry)
+    share_b = geometry.t_cell_share * in_contact
+    phi = contact_volume_fraction(t_cells * in_contact, geometry)
     ds = equilibrium([(drug, drug_nM)], L * (1 - anchor_share), B * (1 - share_b), L * anchor_share, B * share_b,
                      contact_volume_fraction=phi)
     ds["ternary_per_cd137_cell"] = xr.DataArray(_per_cell(ds["ternary_cd137"].values, t_cells), dims=ds["ternary_cd137"].dims,
@@ -451,14 +458,12 @@ def liver_signal(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
     plasma = {d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) * exposure for d in ("bsab", "apdl1", "a41bb")}
     drugs = [drug_binding(params, d) for d in ("bsab", "apdl1", "a41bb")]
     cells, anchors = get("liver_myeloid_cell_density"), get("liver_anchor_cell_density")
-    anchor_share = cells * geometry.synapse_area_um2 / (anchors * geometry.anchor_area_um2)
-    if anchor_share > 1:
-        raise ValueError(f"liver_anchor_cell_density={anchors}: anchor surface too small for one contact per liver myeloid cell")
+    in_contact, anchor_share = (float(x) for x in contact_shares(cells, anchors, geometry))
     L = float(receptor_nM(get("pdl1_per_liver_anchor_cell"), anchors))
     B = float(receptor_nM(get("cd137_per_liver_myeloid_cell"), cells))
-    share_b = geometry.t_cell_share
+    share_b = geometry.t_cell_share * in_contact
     eq = equilibrium([(d, plasma[d.name]) for d in drugs], L * (1 - anchor_share), B * (1 - share_b), L * anchor_share,
-                     B * share_b, contact_volume_fraction=float(contact_volume_fraction(cells, geometry)))
+                     B * share_b, contact_volume_fraction=float(contact_volume_fraction(cells * in_contact, geometry)))
     signal = cluster_signal(_per_cell(crosslinked_nM(eq, drugs, clustering(params)), cells), clustering(params))
     signal = np.where(np.isfinite(ds["bsab_central"].values), signal, np.nan)
     return xr.DataArray(signal, dims=ds["bsab_central"].dims, coords=ds["bsab_central"].coords,

@@ -6,7 +6,8 @@ anti-PD-L1 IgG: 2 and 0; anti-4-1BB IgG: 0 and 2). A bound molecule is the state
 ``(a, b)``: ``a`` PD-L1 arms and ``b`` 4-1BB arms engaged (``bsab_LLB`` is a = 2, b = 1).
 
 **Contact zones.** Every tumour T cell holds one contact with a PD-L1-bearing (anchor) cell:
-a tumour or myeloid cell. The contact zone is a thin slab of area ``synapse_area`` and gap
+a tumour or myeloid cell (when T cells would cover more anchor surface than exists, a fraction
+``1/(1 + demand)`` of them holds one, ``demand`` = T-cell contact area over anchor surface). The contact zone is a thin slab of area ``synapse_area`` and gap
 ``synapse_gap`` (QSP-IO: about 38 um^2 and 3 nm). It holds the receptors of its footprint:
 the T cell's 4-1BB and PD-1 times ``synapse_area / t_cell_area``, and the anchor surface's
 PD-L1 density times ``synapse_area``; receptors do not move between the footprint and the
@@ -167,10 +168,15 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
     cd137_target = m.expression("cd137_target", cd137_per_cell * per_volume, "nM", "4-1BB concentration set by tumour T cells")
     pd1_target = m.expression("pd1_target", pd1_per_cell * per_volume, "nM", "PD-1 concentration set by tumour T cells")
     anchor_area = (density * tumour_cell_area + myeloid_density * myeloid_cell_area) / interstitial_fraction
-    anchor_share = m.expression("anchor_contact_share", t_per_volume * synapse_area / anchor_area, "1",
+    # T cells compete for anchor surface: with demand s = T x area / anchor surface, a fraction 1/(1+s) of
+    # them holds a contact, so contacts never cover more than the anchor surface (s is about 1e-3 normally)
+    demand = t_per_volume * synapse_area / anchor_area
+    in_contact = m.expression("t_cell_contact_fraction", 1 / (1 + demand), "1", "fraction of tumour T cells holding a contact")
+    anchor_share = m.expression("anchor_contact_share", demand * in_contact, "1",
                                 "fraction of anchor-cell (tumour and myeloid) surface in T-cell contacts")
-    t_share = m.expression("t_cell_contact_share", synapse_area / t_cell_area, "1", "fraction of T-cell surface in its contact")
-    phi = m.expression("contact_volume_fraction", t_per_volume * synapse_area * synapse_gap * ml_per_slab, "1",
+    t_share = m.expression("t_cell_contact_share", synapse_area / t_cell_area * in_contact, "1",
+                           "fraction of all tumour T-cell surface in contacts")
+    phi = m.expression("contact_volume_fraction", t_per_volume * in_contact * synapse_area * synapse_gap * ml_per_slab, "1",
                        "volume of all contact zones per interstitial volume")
     local = 1 / (phi + contact_floor)  # tissue-average nM -> local nM in the contact slab
     m.expression("pdl1_per_contact", anchor_pdl1 * synapse_area / (anchor_area * interstitial_fraction), "molecule/cell",
@@ -179,12 +185,11 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
     kon_pd1 = m.parameter("kon_pd1_pdl1", "1/(nM*day)", "PD-1:PD-L1 association rate (3D)")
     kd_pd1 = m.parameter("kd_pd1_pdl1", "nM", "PD-1:PD-L1 dissociation constant (3D)")
     chi_pd1 = m.parameter("chi_pd1", "1", "correction to the ideal 2D PD-1:PD-L1 affinity in the contact zone")
-    # start with PD-1:PD-L1 at its equilibrium in the contacts (a quadratic: either may be scarce)
+    # start with PD-1:PD-L1 near its equilibrium in the contacts: P L / (P + L + 1/K) is exact when either
+    # partner is scarce, and within a factor 2 otherwise (the fast binding corrects it within hours)
     pd1_contact = t_share * pd1_target
     pdl1_contact = anchor_share * pdl1_target
-    k_inv = kd_pd1 / (chi_pd1 * local)
-    pl_sum = pd1_contact + pdl1_contact + k_inv
-    pl0 = 2 * pd1_contact * pdl1_contact / (pl_sum + sympy.sqrt(pl_sum**2 - 4 * pd1_contact * pdl1_contact))
+    pl0 = pd1_contact * pdl1_contact / (pd1_contact + pdl1_contact + kd_pd1 / (chi_pd1 * local))
     L = m.species("pdl1_free", "nM", "free PD-L1 off contact in the tumour", initial=(1 - anchor_share) * pdl1_target)
     Lc = m.species("pdl1_syn", "nM", "free PD-L1 in T-cell contact zones", initial=pdl1_contact - pl0)
     B = m.species("cd137_free", "nM", "free 4-1BB off contact on tumour T cells", initial=(1 - t_share) * cd137_target)
