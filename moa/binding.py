@@ -257,51 +257,58 @@ def equilibrium(drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[Dru
     active = T > 0
     u = np.where(active, np.log(np.where(active, T, 1.0)), -800.0)
 
-    def evaluate(u):
-        """Phi, gradient, Hessian and each ligand's state probabilities at u (log free receptors)."""
-        x = np.where(active, np.exp(u), 0.0)
-        phi_val = np.sum(np.where(active, x - T * u, 0.0), axis=1)
-        grad = x - T
-        hess = np.zeros((n_pts, 4, 4))
+    def evaluate(u, sel):
+        """Phi, gradient, Hessian and each ligand's state probabilities at u (log free receptors) for points sel."""
+        act, tt = active[sel], T[sel]
+        x = np.where(act, np.exp(u), 0.0)
+        phi_val = np.sum(np.where(act, x - tt * u, 0.0), axis=1)
+        grad = x - tt
+        hess = np.zeros((len(sel), 4, 4))
         hess[:, range(4), range(4)] = x
         probs = []
         for (_, tot, rows), e, lw in zip(ligands, E, logw):
             if not rows:
-                probs.append(np.zeros((n_pts, 0)))
+                probs.append(np.zeros((len(sel), 0)))
                 continue
-            z = lw + u @ e.T  # (N, S)
+            z = lw[sel] + u @ e.T  # (n, S)
             zmax = np.maximum(z.max(axis=1), 0.0)
             logZ = zmax + np.log(np.exp(-zmax) + np.exp(z - zmax[:, None]).sum(axis=1))
             p = np.exp(z - logZ[:, None])
             probs.append(p)
-            phi_val = phi_val + tot * logZ
-            mean = p @ e  # (N, 4)
-            grad = grad + tot[:, None] * mean
+            phi_val = phi_val + tot[sel] * logZ
+            mean = p @ e  # (n, 4)
+            grad = grad + tot[sel][:, None] * mean
             second = np.einsum("ns,si,sj->nij", p, e, e)
-            hess = hess + tot[:, None, None] * (second - mean[:, :, None] * mean[:, None, :])
-        grad = np.where(active, grad, 0.0)
+            hess = hess + tot[sel][:, None, None] * (second - mean[:, :, None] * mean[:, None, :])
+        grad = np.where(act, grad, 0.0)
         return phi_val, grad, hess, probs
 
     scale = np.where(active, T, 1.0)
-    for _ in range(_NEWTON_MAX):
-        f, g, H, _ = evaluate(u)
-        todo = np.any(np.abs(g) > _TOL * scale, axis=1)
-        if not todo.any():
+    todo = np.arange(n_pts)
+    for _ in range(_NEWTON_MAX):  # damped Newton, only on the points not yet converged
+        f, g, H, _ = evaluate(u[todo], todo)
+        left = np.any(np.abs(g) > _TOL * scale[todo], axis=1)
+        todo, f, g, H = todo[left], f[left], g[left], H[left]
+        if not todo.size:
             break
-        H = np.where(active[:, :, None] & active[:, None, :], H, 0.0)
-        H[:, range(4), range(4)] = np.where(active, H[:, range(4), range(4)], 1.0)
-        step = -np.linalg.solve(H, g[..., None])[..., 0]
-        step = np.clip(step, -30.0, 30.0)
+        act = active[todo]
+        H = np.where(act[:, :, None] & act[:, None, :], H, 0.0)
+        H[:, range(4), range(4)] = np.where(act, H[:, range(4), range(4)], 1.0)
+        step = np.clip(-np.linalg.solve(H, g[..., None])[..., 0], -30.0, 30.0)
         slope = np.sum(g * step, axis=1)
-        t = np.ones(n_pts)
+        t = np.ones(todo.size)
+        pending = np.arange(todo.size)
         for _ in range(60):  # backtracking (Armijo) with a round-off allowance
-            f_new = evaluate(u + t[:, None] * step)[0]
-            ok = (f_new <= f + 1e-4 * t * slope + 1e-13 * np.abs(f)) | ~todo
-            if ok.all():
+            trial = u[todo[pending]] + t[pending, None] * step[pending]
+            f_new = evaluate(trial, todo[pending])[0]
+            ok = f_new <= f[pending] + 1e-4 * t[pending] * slope[pending] + 1e-13 * np.abs(f[pending])
+            pending = pending[~ok]
+            if not pending.size:
                 break
-            t = np.where(ok, t, 0.5 * t)
-        u = np.where(todo[:, None] & active, u + t[:, None] * step, u)
-    f, g, H, probs = evaluate(u)
+            t[pending] *= 0.5
+        u[todo] = np.where(act, u[todo] + t[:, None] * step, u[todo])
+    everything = np.arange(n_pts)
+    f, g, H, probs = evaluate(u, everything)
     x = np.where(active, np.exp(u), 0.0)
 
     reshape = lambda v: np.asarray(v).reshape(shape)  # noqa: E731
