@@ -30,7 +30,7 @@ from moa.scenarios import load_settings, scenario
 
 ARMS = ("untreated", "apdl1", "a41bb", "bsab_2x2")
 SETTING, REFERENCE = "cold", "hot_tnbc"
-GAINS = ("cd137_prolif_gain", "cd137_survival", "cd137_signal_ec50", "cd137_expression_lag", "cd137_reinvigoration_rate",
+GAINS = ("cd137_prolif_gain", "cd137_survival", "cd137_cluster_k", "cd137_expression_lag", "cd137_reinvigoration_rate",
          "cd137_treg_loss_factor")
 GAIN_SETTINGS = ("cold", "hot_tnbc")
 VARIABLES = ("tumour_diameter", "t_eff")

@@ -15,7 +15,7 @@ import xarray as xr
 
 from moa import plots
 from moa.analysis import best_percent_change
-from moa.binding import drug_binding, in_vitro
+from moa.binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
 from moa.parameters import load_parameters
 from moa.results import save_dataset
 from moa.runs import run_doses
@@ -44,17 +44,21 @@ def in_vitro_grid(quick: bool) -> xr.Dataset:
     kds = (10.0, 100.0, 1000.0)
     pdl1 = (1e3, 1e4, 1e5)
     out = np.zeros((2, len(kds), len(pdl1), conc.size))
+    signal = np.zeros_like(out)
     for i, fmt in enumerate(FORMAT_STYLE):
         p = params.with_values(formats[fmt].values)
         for j, kd in enumerate(kds):
             drug = drug_binding(p.with_values({"kd_cd137_bsab": kd}), "bsab")
             for k, density in enumerate(pdl1):
                 # co-culture: 1e6 PD-L1 cells/mL, 1e6 T cells/mL with the default 4-1BB per cell
-                eq = in_vitro(drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6)
+                eq = in_vitro(drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6, contact_geometry(p), clustering(p))
                 out[i, j, k] = eq["ternary_per_cd137_cell"].values
+                signal[i, j, k] = eq["cd137_signal"].values
     return xr.Dataset(
         {"ternary_per_t_cell": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), out,
-                                {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"})},
+                                {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"}),
+         "cd137_signal": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), signal,
+                          {"units": "1", "description": "4-1BB signal of the T cells (clustering of cross-linked 4-1BB)"})},
         coords={"format": list(FORMAT_STYLE), "kd_cd137_nM": list(kds), "pdl1_per_cell": list(pdl1), "drug_nM": conc},
         attrs={"description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium"},
     )
@@ -140,7 +144,14 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 "peak_is_interior": bool(0 < k < len(doses) - 1),
                 "ternary_at_rp2d_over_peak": float(tern[list(doses).index(RP2D)] / tern[k]) if tern[k] > 0 else float("nan"),
                 "best_percent_change_at_rp2d": float(vivo["best_percent_change"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]),
+                "cd137_signal_cycle2_at_rp2d": float(vivo["mean_cd137_signal_cycle2"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]),
             }
+    for fmt in FORMAT_STYLE:
+        thr = pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))
+        summary.setdefault("pdl1_threshold_per_cell", {})[fmt] = thr["threshold_pdl1_per_cell"]
+        for dens in vitro.pdl1_per_cell.values:
+            summary["in_vitro"][f"{fmt}|kd=100|pdl1={dens:g}"]["peak_signal"] = float(
+                vitro["cd137_signal"].sel(format=fmt, kd_cd137_nM=100.0, pdl1_per_cell=dens).max())
     ref = summary["in_vitro"]["bsab_2x2|kd=100|pdl1=100000"]
     one = summary["in_vitro"]["bsab_1x1|kd=100|pdl1=100000"]
     summary["format_gain_peak_ternary"] = ref["peak"] / one["peak"] if one["peak"] > 0 else float("inf")

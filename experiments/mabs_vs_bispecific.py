@@ -1,10 +1,12 @@
 """Does linking the arms in one molecule matter: two antibodies (anti-PD-L1 + anti-4-1BB) or one 2:2 bispecific?
 
-Efficacy and the peripheral 4-1BB safety surrogate against dose: the 2:2 bispecific from 0.2
-to 25 mg/kg Q3W, and the two-antibody combination with anti-PD-L1 fixed at 1200 mg Q3W and the
-anti-4-1BB agonist from 0.01 to 3 mg/kg Q3W (urelumab was tolerated at 0.1 mg/kg and caused
-liver toxicity at >= 1 mg/kg, Segal 2017). The surrogate is the signalling-weighted fraction of
-4-1BB engaged in blood/liver at equilibrium with plasma (moa.binding.peripheral_engagement).
+Efficacy and the liver safety readout against dose: the 2:2 bispecific from 0.2 to 25 mg/kg
+Q3W, and the two-antibody combination with anti-PD-L1 fixed at 1200 mg Q3W and the anti-4-1BB
+agonist from 0.01 to 3 mg/kg Q3W (urelumab was tolerated at 0.1 mg/kg and caused liver toxicity
+at >= 1 mg/kg, Segal 2017). The readout is the area under the 4-1BB signal of liver myeloid
+cells over the first cycle (moa.binding.liver_signal / liver_toxicity_readout), whose threshold
+is calibrated between the agonist's 0.1 and 1 mg/kg; the bispecific's readout is a prediction,
+swept over its unanchored signal (``cis_efficacy_bsab``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import xarray as xr
 
 from moa import plots
 from moa.analysis import best_percent_change
+from moa.binding import liver_toxicity_readout
+from moa.parameters import load_parameters
 from moa.regimen import every
 from moa.results import save_dataset
 from moa.runs import run_doses
@@ -23,13 +27,14 @@ from moa.runs import run_doses
 BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
 AGONIST_DOSES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 URELUMAB_TOLERATED, URELUMAB_HEPATOTOXIC = 0.1, 1.0  # mg/kg Q3W, Segal 2017
+CIS_EFFICACY_SWEEP = (0.0, 0.02, 0.1, 0.3)  # cis_efficacy_bsab across its bounds (default 0.02)
 
 
 def _efficacy(ds: xr.Dataset) -> xr.Dataset:
     d = ds["tumour_diameter"]
     out = xr.Dataset()
     out["best_percent_change"] = best_percent_change(d)
-    out["peak_peripheral_cd137"] = ds["cd137_engaged_peripheral"].max("time").assign_attrs(units="1")
+    out["liver_readout"] = liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters())
     out["mean_tumour_cd137_signal"] = ds["cd137_signal"].mean("time").assign_attrs(units="1")
     return out
 
@@ -53,11 +58,20 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         summary[f"{arm}|{s}"] = {
             "dose_mg_per_kg": [float(x) for x in ds.dose.values],
             "best_percent_change": [round(float(x), 2) for x in eff["best_percent_change"].values.ravel()],
-            "peak_peripheral_cd137": [float(x) for x in eff["peak_peripheral_cd137"].values.ravel()],
+            "liver_readout_day": [float(x) for x in eff["liver_readout"].values.ravel()],
         }
+    threshold = float(load_parameters()["liver_toxicity_auc_threshold"])
+    summary["liver_threshold_day"] = threshold
+    # the bispecific's readout is a prediction: sweep its unanchored signal (hot TNBC, 21 days suffice)
+    sweep = {}
+    for cis in CIS_EFFICACY_SWEEP:
+        ds = run_doses("bsab", bsab_doses, "mg/kg", 21.0, "hot_tnbc", 21.0, arm="bsab_2x2",
+                       overrides={"cis_efficacy_bsab": cis}, variables=("bsab_central",))
+        sweep[f"{cis:g}"] = [float(x) for x in liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters()).values.ravel()]
+    summary["bsab_liver_readout_by_cis_efficacy"] = sweep
     merged = xr.merge(data, compat="no_conflicts", join="outer")
     merged.attrs = results[("bsab_2x2", "hot_tnbc")].attrs
-    save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "peak_peripheral_cd137"])
+    save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "liver_readout"])
 
     with plots.style():
         fig, axes = plots.subplots(1, 2, figsize=(15, 5.5))
@@ -65,36 +79,45 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             for arm in ("bsab_2x2", "apdl1_a41bb"):
                 ds = results[(arm, s)]
                 eff = _efficacy(ds)
-                axes[0].plot(ds.dose, eff["peak_peripheral_cd137"], marker=marker, color=plots.arm_colour(arm), lw=2,
+                axes[0].plot(ds.dose, eff["liver_readout"], marker=marker, color=plots.arm_colour(arm), lw=2,
                              ls="-" if s == "hot_tnbc" else "--", label=f"{plots.arm_label(arm)}, {s}")
-                axes[1].plot(eff["peak_peripheral_cd137"].clip(min=1e-8), eff["best_percent_change"], marker=marker,
+                axes[1].plot(eff["liver_readout"].clip(min=1e-4), eff["best_percent_change"], marker=marker,
                              color=plots.arm_colour(arm), lw=2, ls="-" if s == "hot_tnbc" else "--",
                              label=f"{plots.arm_label(arm)}, {s}")
         axes[0].axvspan(URELUMAB_HEPATOTOXIC, max(agonist_doses + bsab_doses), color="#fdd0a2", alpha=0.5,
                         label="urelumab hepatotoxic range (agonist dose)")
+        for cis, values in summary["bsab_liver_readout_by_cis_efficacy"].items():
+            axes[0].plot(bsab_doses, values, ls=":", color=plots.arm_colour("bsab_2x2"), lw=1.2, alpha=0.7)
+            axes[0].annotate(f"cis {cis}", (bsab_doses[-1], values[-1]), fontsize=9, color=plots.arm_colour("bsab_2x2"))
+        axes[0].axhline(threshold, color="#d6604d", lw=1.5, ls="--", label="toxicity threshold (calibrated)")
         axes[0].set_xscale("log")
         axes[0].set_yscale("log")
         axes[0].set_xlabel(plots.label("dose Q3W (bispecific, or agonist with anti-PD-L1 1200 mg)", "mg/kg"))
-        axes[0].set_ylabel(plots.label("peak peripheral 4-1BB engaged (safety surrogate)", "1"))
+        axes[0].set_ylabel(plots.label("liver 4-1BB signal AUC, first cycle", "day"))
         axes[0].legend(fontsize=10)
         axes[1].set_xscale("log")
-        axes[1].set_xlabel(plots.label("peak peripheral 4-1BB engaged", "1"))
+        axes[1].set_xlabel(plots.label("liver 4-1BB signal AUC, first cycle", "day"))
         axes[1].set_ylabel(plots.label(f"best diameter change over {duration:.0f} d", "%"))
         axes[1].set_title("efficacy against the safety surrogate")
         plots.save_figure(fig, out_dir, "window",
-                          "Left: peak fraction of blood/liver 4-1BB engaged (signalling-weighted, equilibrium with plasma) "
-                          "against dose, for the 2:2 bispecific and for the anti-4-1BB agonist given with anti-PD-L1 1200 mg "
-                          "Q3W; shading marks agonist doses where urelumab was hepatotoxic (Segal 2017). Right: best change "
-                          "in tumour diameter against that surrogate (up and left is a wider window). Peripheral PD-L1 and "
-                          "4-1BB levels are assumed (models/parameters/safety.toml).",
+                          "Left: liver safety readout (area under the 4-1BB signal of liver myeloid cells over the first "
+                          "21 days, equilibrium with plasma) against dose, for the 2:2 bispecific and for the anti-4-1BB "
+                          "agonist given with anti-PD-L1 1200 mg Q3W; dashed line: toxicity threshold, calibrated between "
+                          "the agonist at 0.1 and 1 mg/kg; dotted: the bispecific with its unanchored signal "
+                          "cis_efficacy_bsab swept (a prediction); shading marks agonist doses where urelumab was "
+                          "hepatotoxic (Segal 2017). Right: best change in tumour diameter against the readout (up and "
+                          "left is a wider window). Liver receptor levels and exposure are assumed "
+                          "(models/parameters/safety.toml).",
                           merged.attrs)
 
     b = summary["bsab_2x2|hot_tnbc"]
     a = summary["apdl1_a41bb|hot_tnbc"]
     i15 = b["dose_mg_per_kg"].index(15.0)
     i01 = a["dose_mg_per_kg"].index(0.1)
-    summary["peripheral_ratio_agonist0.1_over_bsab15"] = (a["peak_peripheral_cd137"][i01] / b["peak_peripheral_cd137"][i15]
-                                                          if b["peak_peripheral_cd137"][i15] > 0 else float("inf"))
+    summary["peripheral_ratio_agonist0.1_over_bsab15"] = (a["liver_readout_day"][i01] / b["liver_readout_day"][i15]
+                                                          if b["liver_readout_day"][i15] > 0 else float("inf"))
+    summary["agonist_readout_0.1_and_1_mg_per_kg"] = [a["liver_readout_day"][i01],
+                                                     a["liver_readout_day"][a["dose_mg_per_kg"].index(1.0)]]
     summary["best_change_bsab15_hot"] = b["best_percent_change"][i15]
     summary["best_change_two_mabs_agonist0.1_hot"] = a["best_percent_change"][i01]
     summary["figures"] = ["window.png"]

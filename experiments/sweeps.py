@@ -33,7 +33,7 @@ from moa.solvers.base import STATUS
 
 #: Swept parameters: hot/cold levers first, then properties of the drug.
 SWEPT = ("priming_rate_max", "antigenicity", "infiltration_rate", "treg_density", "myeloid_density", "pdl1_per_tumour_cell",
-         "kd_cd137_bsab", "chi_trans",
+         "kd_cd137_bsab", "cis_efficacy_bsab",
          "cd137_reinvigoration_rate")
 ARMS = ("apdl1", "bsab_2x2")  # reference first: benefit = log10(reference / bispecific)
 SWEEP_SETTINGS = ("cold", "hot_tnbc")

@@ -282,7 +282,12 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
         for key, v in fb.get("in_vivo", {}).items():
             lines.append(f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
                          f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is {100 * v['ternary_at_rp2d_over_peak']:.0f}% "
-                         f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%.")
+                         f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%"
+                         + (f"; 4-1BB signal in cycle 2 at 15 mg/kg {v['cd137_signal_cycle2_at_rp2d']:.2f}."
+                            if "cd137_signal_cycle2_at_rp2d" in v else "."))
+        for fmt, thr in fb.get("pdl1_threshold_per_cell", {}).items():
+            lines.append(f"  - In vitro PD-L1 threshold of conditional agonism ({fmt}): half-maximal best 4-1BB signal at "
+                         f"{thr:.3g} PD-L1 per cell (emerges from contact-zone bridging and clustering; MCLA-145 needed about 5-6e3).")
     lines += bullets("format")
     lines += ["  - The model compares 2:2 with 1:1 only; 'optimal' among all formats is beyond what it tests.", ""]
 
@@ -305,10 +310,19 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     mv = summaries.get("mabs_vs_bispecific")
     if mv:
         r = mv["peripheral_ratio_agonist0.1_over_bsab15"]
-        lines.append(f"  - Peak peripheral 4-1BB engagement of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
+        lines.append(f"  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
                      f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv['best_change_bsab15_hot']:+.0f}%, "
                      f"two mAbs (agonist 0.1 mg/kg) {mv['best_change_two_mabs_agonist0.1_hot']:+.0f}% -> "
                      + ("HOLDS: wider window for the bispecific" if r > 3 else "DOES NOT HOLD: no clear peripheral advantage"))
+        if mv.get("liver_threshold_day") is not None:
+            lo, hi = mv["agonist_readout_0.1_and_1_mg_per_kg"]
+            lines.append(f"  - Threshold {mv['liver_threshold_day']:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "
+                         f"and 1 mg/kg ({hi:.3g} day) (Segal 2017).")
+            for cis, values in mv.get("bsab_liver_readout_by_cis_efficacy", {}).items():
+                worst = max(values)
+                lines.append(f"  - Prediction, 2:2 bispecific 0.2-25 mg/kg with unanchored signal cis_efficacy_bsab = {cis}: "
+                             f"readout up to {worst:.3g} day -> "
+                             + ("above the threshold" if worst > mv["liver_threshold_day"] else "below the threshold"))
     else:
         lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
     lines += ["", "## What the model does not know",
@@ -316,8 +330,8 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
               "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
               "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); "
               "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; there "
-              "are no multiple lesions; peripheral safety is a binding surrogate, not a toxicity model. "
-              "See docs/model.md.", ""]
+              "are no multiple lesions; liver safety is a 4-1BB signalling readout with a calibrated threshold, not a "
+              "toxicity model. See docs/model.md.", ""]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
     return "\n".join(lines) + "\n"

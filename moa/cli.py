@@ -3,6 +3,7 @@
     moa list
     moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress]
     moa binding [--format 2x2|1x1] [--drug-nM C ...] [--pdl1-per-cell N] ...
+    moa binding --threshold   (PD-L1 per cell at half-maximal bispecific 4-1BB signal, 2:2 and 1:1)
 
 ``moa run`` writes each experiment into ``DIR/<name>/`` (default ``results/``), all or nothing,
 then ``DIR/index.md`` and ``DIR/index.html`` with every figure and its caption. Bad arguments
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cd137-cells-per-mL", type=float, default=1e6, help="T cells per mL (default 1e6)")
     b.add_argument("--kd-pdl1-nM", type=float, default=None, help="PD-L1 arm KD in nM (default: models/ value)")
     b.add_argument("--kd-cd137-nM", type=float, default=None, help="4-1BB arm KD in nM (default: models/ value)")
+    b.add_argument("--threshold", action="store_true",
+                   help="print, for 2:2 and 1:1, the PD-L1 per cell at which the best 4-1BB signal (over drug concentration) "
+                        "is half its value at 1e6 PD-L1 per cell (1:1 co-culture, 1e6 cells/mL each)")
     return parser
 
 
@@ -186,29 +190,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _binding(args: argparse.Namespace) -> int:
-    """Print the equilibrium table (CSV) for the chosen format and co-culture."""
+    """Print the equilibrium table (CSV) for the chosen format and co-culture, or the PD-L1 threshold."""
     import numpy as np
 
-    from .binding import drug_binding, in_vitro
+    from .binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
     from .parameters import load_parameters
     from .scenarios import load_formats
 
-    params = load_parameters()
-    params = params.with_values(load_formats()[f"bsab_{args.format}"].values)
+    base = load_parameters()
     overrides = {k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None}
     try:
         if overrides:
-            params = params.with_values(overrides)
+            base = base.with_values(overrides)
+        if args.threshold:
+            rows = []
+            for fmt in ("2x2", "1x1"):
+                r = pdl1_threshold(base.with_values(load_formats()[f"bsab_{fmt}"].values))
+                rows.append(f"{fmt},{r['threshold_pdl1_per_cell']:.4g},{r['signal_at_densest']:.4g}")
+            print("format,threshold_pdl1_per_cell,signal_at_1e6_pdl1_per_cell")
+            print("\n".join(rows))
+            return EXIT_OK
+        params = base.with_values(load_formats()[f"bsab_{args.format}"].values)
         conc = np.asarray(args.drug_nM if args.drug_nM else np.logspace(-4, 4, 17), dtype=float)
         cd137 = args.cd137_per_cell if args.cd137_per_cell is not None else float(params.value_in("cd137_per_t_cell", "molecule/cell"))
         eq = in_vitro(drug_binding(params, "bsab"), conc, args.pdl1_per_cell, args.pdl1_cells_per_mL, cd137,
-                      args.cd137_cells_per_mL)
+                      args.cd137_cells_per_mL, contact_geometry(params), clustering(params))
     except ValueError as exc:
         return _error(str(exc))
-    print("drug_nM,pdl1_free_nM,cd137_free_nM,bsab_free_nM,ternary_cd137_nM,ternary_per_t_cell")
+    print("drug_nM,pdl1_free_nM,cd137_free_nM,bsab_free_nM,cd137_signal,ternary_cd137_nM,ternary_per_t_cell")
     for i, c in enumerate(conc):
         print(f"{c:.6g},{float(eq.pdl1_free[i]):.6g},{float(eq.cd137_free[i]):.6g},{float(eq.bsab_free[i]):.6g},"
-              f"{float(eq.ternary_cd137[i]):.6g},{float(eq.ternary_per_cd137_cell[i]):.6g}")
+              f"{float(eq.cd137_signal[i]):.6g},{float(eq.ternary_cd137[i]):.6g},{float(eq.ternary_per_cd137_cell[i]):.6g}")
     return EXIT_OK
 
 

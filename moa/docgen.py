@@ -24,7 +24,7 @@ import math
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -35,7 +35,7 @@ from .parameters import MODELS_DIR, load_parameter_file
 
 __all__ = [
     "ROOT", "DOCS_DIR", "BASELINE_PATH", "equations_md", "parameters_md", "diagram_md", "bell_metrics",
-    "format_comparison", "format_table_md", "model_md", "generated_docs", "arm_setting_outcome",
+    "format_comparison", "pdl1_thresholds", "format_table_md", "model_md", "generated_docs", "arm_setting_outcome",
     "baseline_rows", "baselines_csv", "read_baselines", "BASELINE_SOLVER", "main",
 ]
 
@@ -263,29 +263,37 @@ def diagram_md(model: Model) -> str:
 
 # ----- 2:2 vs 1:1 bell metrics -------------------------------------------------------------
 def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
-    """Ternary (PD-L1-anchored 4-1BB) vs total bispecific concentration at the tumour's initial
-    receptor levels of ``params``, at equilibrium (moa.binding.equilibrium, PD-1 included).
+    """Bridged (ternary) 4-1BB vs total bispecific concentration at the tumour's initial
+    receptor pools of ``params`` (off contact and in contact zones, PD-1 included), at
+    equilibrium (moa.binding.equilibrium), and the 4-1BB signal of the bridges.
 
     Returns peak ternary as a fraction of 4-1BB and in nM, the concentration at the peak, the
-    width of the bell in decades at half maximum, and the curve itself.
+    width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
     """
     import moa
     from .assemble import full_model
-    from .binding import drug_binding, equilibrium
+    from .binding import cluster_signal, clustering, drug_binding, equilibrium
 
-    conc = np.logspace(-4, 5, 901) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
+    conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
     ds = moa.simulate(full_model(), params, None, times=[0.0, 1.0])
-    pdl1, cd137 = float(ds.pdl1_total[0]), float(ds.cd137_total[0])
-    pd1 = float(ds.pd1_free[0] + ds.pd1_pdl1[0])
-    eq = equilibrium([(drug_binding(params, "bsab"), conc)], pdl1, cd137, pd1_nM=pd1,
-                     kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")), chi_pd1=float(params.value_in("chi_pd1", "1")))
+    at0 = {k: float(ds[k][0]) for k in ("pdl1_free", "pdl1_syn", "pd1_pdl1", "cd137_free", "cd137_syn", "pd1_free",
+                                         "contact_volume_fraction", "cd137_total", "pdl1_total")}
+    phi = at0["contact_volume_fraction"] + float(params.value_in("contact_floor", "1"))
+    eq = equilibrium([(drug_binding(params, "bsab"), conc)], at0["pdl1_free"], at0["cd137_free"],
+                     at0["pdl1_syn"] + at0["pd1_pdl1"], at0["cd137_syn"], pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
+                     contact_volume_fraction=phi, kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")),
+                     chi_pd1=float(params.value_in("chi_pd1", "1")))
     ternary = eq["ternary_cd137"].values
+    cd137 = at0["cd137_total"]
+    signal = cluster_signal(ternary / cd137 * float(params.value_in("cd137_per_t_cell", "molecule/cell")), clustering(params))
     k = int(np.argmax(ternary))
     above = np.nonzero(ternary >= ternary[k] / 2)[0]
     lo, hi = _half_crossing(conc, ternary, above[0], -1), _half_crossing(conc, ternary, above[-1], +1)
     return {
-        "pdl1_nM": pdl1, "cd137_nM": cd137, "pd1_nM": pd1,
+        "pdl1_nM": at0["pdl1_total"], "cd137_nM": cd137, "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
+        "pdl1_per_contact": float(ds["pdl1_per_contact"][0]),
         "peak_fraction": ternary[k] / cd137, "peak_nM": ternary[k], "conc_at_peak_nM": conc[k],
+        "peak_signal": float(signal[k]),
         "width_decades": math.log10(hi / lo) if np.isfinite(lo * hi) else math.inf,
         "peak_index": k, "concentrations_nM": conc, "ternary_nM": ternary,
     }
@@ -302,32 +310,59 @@ def _half_crossing(conc, y, i, direction) -> float:
 
 
 def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negative_tnbc")) -> list[dict]:
+    """2:2 against 1:1 in each setting: the equilibrium bell at the initial tumour receptor pools,
+    the in vivo 4-1BB signal over cycle 2 (days 21-42) of the arm's regimen, and the one-year
+    tumour outcome from the regression baselines (tests/baselines/arms_settings.csv)."""
+    import moa
+    from .assemble import full_model
     from .scenarios import scenario
 
+    outcomes = {(r["arm"], r["setting"]): r for r in read_baselines()} if BASELINE_PATH.exists() else {}
     rows = []
     for setting in settings:
         for arm in ("bsab_2x2", "bsab_1x1"):
-            params, _ = scenario(arm, setting)
+            params, regimen = scenario(arm, setting, duration_days=42.0)
             m = bell_metrics(params)
-            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)}})
+            ds = moa.simulate(full_model(), params, regimen, times=np.arange(21.0, 43.0))
+            out = outcomes.get((arm, setting), {})
+            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
+                         "signal_cycle2": float(ds["cd137_signal"].mean()),
+                         "best_change_pct": float(out.get("best_change_pct", "nan")),
+                         "diameter_d365_mm": float(out.get("diameter_d365_mm", "nan"))})
     return rows
 
 
-def format_table_md(rows: list[dict]) -> str:
+def pdl1_thresholds() -> dict[str, float]:
+    """In-vitro PD-L1 threshold of each format (``moa binding --threshold``), PD-L1 per cell."""
+    from .binding import pdl1_threshold
+    from .parameters import load_parameters
+    from .scenarios import load_formats
+
+    return {fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
+            for fmt in ("bsab_2x2", "bsab_1x1")}
+
+
+def format_table_md(rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
     body = _table(
-        ["setting", "format", "PD-L1 (nM)", "4-1BB (nM)", "peak ternary (fraction of 4-1BB)", "drug at peak (nM)",
-         "bell width (decades at half max)"],
-        [(r["setting"], r["format"], _num(r["pdl1_nM"]), _num(r["cd137_nM"]), f"{r['peak_fraction']:.4f}",
-          _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}") for r in rows])
+        ["setting", "format", "PD-L1 per contact", "4-1BB (nM)", "peak bridged (fraction of 4-1BB)", "4-1BB signal at peak",
+         "drug at peak (nM)", "bell width (decades)", "in vivo 4-1BB signal, cycle 2", "best change (%)",
+         "diameter at 1 year (mm)"],
+        [(r["setting"], r["format"], _num(r["pdl1_per_contact"]), _num(r["cd137_nM"]), f"{r['peak_fraction']:.4f}",
+          f"{r['peak_signal']:.3f}", _num(r["conc_at_peak_nM"]), f"{r['width_decades']:.2f}", f"{r['signal_cycle2']:.3f}",
+          f"{r['best_change_pct']:.1f}", _num(r["diameter_d365_mm"])) for r in rows])
+    if thresholds:
+        body += ("\nIn-vitro PD-L1 threshold (`moa binding --threshold`: PD-L1 per cell at which the best 4-1BB signal over "
+                 "drug concentration is half of its value at 1e6 per cell): 2:2 " + _num(thresholds["bsab_2x2"])
+                 + ", 1:1 " + _num(thresholds["bsab_1x1"]) + " PD-L1 per cell.\n")
     return f"{TABLE_BEGIN}\n{body}{TABLE_END}"
 
 
-def model_md(current: str, rows: list[dict]) -> str:
+def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
     """``docs/model.md`` with its generated block replaced (the prose is kept as written)."""
     pattern = re.compile(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END), re.S)
     if not pattern.search(current):
         raise ValueError(f"docs/model.md: marker {TABLE_BEGIN!r} ... {TABLE_END!r} not found; add it where the table goes")
-    return pattern.sub(lambda _: format_table_md(rows), current)
+    return pattern.sub(lambda _: format_table_md(rows, thresholds), current)
 
 
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
@@ -342,7 +377,7 @@ def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]
         docs_dir / "equations.md": equations_md(model, defaults),
         docs_dir / "parameters.md": parameters_md(),
         docs_dir / "model_diagram.md": diagram_md(model),
-        model_path: model_md(model_path.read_text(), format_comparison()),
+        model_path: model_md(model_path.read_text(), format_comparison(), pdl1_thresholds()),
     }
 
 

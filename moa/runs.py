@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .assemble import full_model
-from .binding import peripheral_engagement
+from .binding import liver_signal
 from .parameters import ParameterSet
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
@@ -72,8 +72,8 @@ def run_arm(arm: str, settings: Sequence[str], duration_days: float, *, override
     ds = simulate(full_model(), params, reg, duration_days=duration_days, solver=solver, on_failure="record",
                   start="quasi_steady")
     if with_safety:
-        ds["cd137_engaged_peripheral"] = peripheral_engagement(ds, params)
-    ds = _keep(ds, list(variables or KEY_VARIABLES) + ["cd137_engaged_peripheral"])
+        ds["cd137_signal_liver"] = liver_signal(ds, params)
+    ds = _keep(ds, list(variables or KEY_VARIABLES) + ["cd137_signal_liver"])
     if "sample" not in ds.dims:  # one setting: not batched
         ds = ds.expand_dims("sample")
     ds = ds.rename({"sample": "setting"}).assign_coords(setting=list(settings))
@@ -164,7 +164,7 @@ def run_doses(drug: str, doses: Sequence[float], unit: str, interval_days: float
         if extra is not None:
             reg = reg + extra
         ds = simulate(full_model(), params, reg, duration_days=duration_days, on_failure="record", start="quasi_steady")
-        ds["cd137_engaged_peripheral"] = peripheral_engagement(ds, params)
-        parts.append(_keep(ds, list(variables or KEY_VARIABLES) + ["cd137_engaged_peripheral"]))
+        ds["cd137_signal_liver"] = liver_signal(ds, params)
+        parts.append(_keep(ds, list(variables or KEY_VARIABLES) + ["cd137_signal_liver"]))
     out = xr.concat(parts, dim="dose")
     return out.assign_coords(dose=("dose", np.asarray(doses, dtype=float), {"units": unit}))

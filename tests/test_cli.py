@@ -248,7 +248,7 @@ def test_missing_experiment_name_is_a_usage_error(capsys):
 def test_binding_command_prints_a_bell(capsys):
     from moa.cli import main
 
-    assert main(["binding", "--drug-nM", "0.01", "10", "10000"]) == 0
+    assert main(["binding", "--drug-nM", "0.00001", "1", "1000000"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("drug_nM,")
     ternary = [float(r.split(",")[-1]) for r in rows[1:]]

@@ -172,7 +172,7 @@ def test_every_parameter_has_a_domain_consistent_with_its_bounds():
     for name, s in specs.items():
         if re.match(r"(v\d|mw|kd)_|body_", name):
             assert s.domain == "positive", name
-        if name.startswith("valency_") or name.startswith("chi_"):
+        if name.startswith("valency_") or name.startswith("chi_cis_"):
             assert s.domain == "at_least_one", name
     assert {specs[n].domain for n in ("initial_fraction_ex", "initial_fraction_pex", "tumour_interstitial_fraction")} == {"fraction"}
 

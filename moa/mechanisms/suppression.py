@@ -79,7 +79,9 @@ def suppressive_myeloid_cells() -> Mechanism:
     m.term(cells, turnover * (density * volume - cells), "recruitment and turnover")
     m.expression("pdl1_myeloid_nM", pdl1_per_cell * cells / ref("tumour_interstitial_volume") * nmol_per_molecule * ml_per_l,
                  "nM", "PD-L1 on suppressive myeloid cells, per interstitial volume (the bispecific's myeloid anchor)")
-    m.expression("myeloid_suppression", _saturating(max_supp, cells / (volume + v_min), half), "1",
+    cell_density = m.expression("myeloid_cell_density", cells / (volume + v_min), "cell/mL",
+                                "suppressive myeloid cells per mL of tumour (the binding mechanism's myeloid anchor density)")
+    m.expression("myeloid_suppression", _saturating(max_supp, cell_density, half), "1",
                  "fraction of effector proliferation and killing removed by suppressive myeloid cells")
     ref_density = m.parameter("myeloid_reference_density", "cell/mL", "myeloid density of hot TNBC, where killing and T-cell rates were calibrated")
     m.expression("myeloid_suppression_reference", _saturating(max_supp, ref_density, half), "1",
