@@ -22,11 +22,14 @@ from .steady_state import quasi_steady_state
 __all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
            "START_OPTIONS"]
 
-#: A species below ``-(NEGATIVE_NOISE_ATOL * atol + NEGATIVE_NOISE_REL * max|y|)`` (its maximum over
-#: the trajectory) is not solver noise: the sample is marked failed (status 5). Rodas4 with rtol 1e-6
-#: leaves decayed species at up to a few atol below zero (1.4 atol seen on a bispecific complex in a
-#: one-year run); 1e-6 of the species' scale allows round-off of large terms.
+#: A species below ``-(NEGATIVE_NOISE_ATOL * max(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * max|y|)``
+#: (its maximum over the trajectory) is not solver noise: the sample is marked failed (status 5).
+#: Rodas4 with rtol 1e-6 leaves decayed species at up to a few atol below zero (1.4 atol seen on a
+#: bispecific complex in a one-year run), and the linear solves mix round-off of large coupled
+#: species (1e5 nM x 1e-16) into species that should stay 0, so a tighter atol does not shrink the
+#: noise below about 1e-11: hence the floor. 1e-6 of the species' own scale allows round-off of large terms.
 NEGATIVE_NOISE_ATOL = 10.0
+NOISE_ATOL_FLOOR = 1e-9
 NEGATIVE_NOISE_REL = 1e-6
 
 #: The most solver segments (spans between dose times and infusion ends) one run may have.
@@ -363,11 +366,12 @@ def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: fl
     species, the value and the time of its most negative point.
 
     ``Y_out`` is (time, species, N). Noise tolerance per species and sample:
-    ``NEGATIVE_NOISE_ATOL * atol + NEGATIVE_NOISE_REL * max_t |y|``; NaN (failed) entries are ignored.
+    ``NEGATIVE_NOISE_ATOL * max(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * max_t |y|``; NaN (failed)
+    entries are ignored.
     """
     with np.errstate(invalid="ignore"):
         scale = np.nanmax(np.abs(Y_out), axis=0, initial=0.0)  # (species, N)
-        limit = -(NEGATIVE_NOISE_ATOL * atol + NEGATIVE_NOISE_REL * scale)
+        limit = -(NEGATIVE_NOISE_ATOL * np.maximum(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * scale)
         below = np.nan_to_num(Y_out, nan=0.0) < limit[None]
     out = {}
     for k in np.nonzero(below.any(axis=(0, 1)))[0]:

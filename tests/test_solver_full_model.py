@@ -119,11 +119,15 @@ def test_non_finite_initial_rhs_is_reported(setup, backend):
 
 @pytest.mark.skipif(not jit.available(), reason="numba not installed")
 def test_compiled_and_numpy_backends_agree(setup):
-    """Same method, two implementations: a year-scale difference would mean a bug in one of them."""
+    """Same method, two implementations: a difference beyond the tolerances would mean a bug in one of
+    them. Since the contact-zone binding (issue 13) the contact complexes sit at 1e-7..1e-4 nM, within a
+    few decades of atol = 1e-9 nM, so step-size decisions (and with them the trajectories) differ between
+    the two implementations' round-off at about 1e-6 (both are that close to Radau at rtol 1e-10); the
+    step-for-step agreement of the two is checked on Robertson and a linear system in tests/test_jit.py."""
     model, params, regimen = setup
     p = params.with_values({k: np.array(v) for k, v in SETS.items()})
     a = moa.simulate(model, p, regimen, duration_days=DAYS, solver=RodasSolver(backend="numba"))
     b = moa.simulate(model, p, regimen, duration_days=DAYS, solver=RodasSolver(backend="numpy"))
     assert a.attrs["solver"] == "moa-rodas4-numba" and b.attrs["solver"] == "moa-rodas4"
     diffs = _max_rel(a, b)
-    assert max(diffs.values()) < 1e-9, diffs
+    assert max(diffs.values()) < 1e-5, diffs
