@@ -23,16 +23,19 @@ NOTES = {
     "pk_occupancy": "Plasma concentration and systemic PD-L1 occupancy of the bispecific at three dose levels. The "
                     "target-mediated sink makes the lowest dose clear faster; caveat: LBL-024 has no public PK, so "
                     "these are atezolizumab-class values.",
-    "diameter_by_setting": "One typical patient per setting, every arm. Read the order of the curves, not the timing "
-                           "of cures: the model has no resistant clone, so active arms shrink the tumour to nothing "
-                           "within a year and chemotherapy is stronger than IMpassion130 suggests.",
-    "best_response_heatmap": "Best change from baseline and RECIST best response per arm and setting. Anti-PD-L1 alone "
-                             "barely moves the hot tumour in this calibration (by design: monotherapy response rates "
-                             "in mTNBC are low); everything containing 4-1BB costimulation responds.",
-    "exhaustion_cold": "Cold tumour T-cell states. The 4-1BB signal turns a shrinking T-cell pool into an expanding one "
-                       "(proliferation and survival); the dotted lines (no reinvigoration of Tex) lie almost on the solid "
-                       "ones, so in this model the benefit does not hinge on reversing terminal exhaustion. The gains are "
-                       "assumed parameters.",
+    "diameter_by_setting": 'One typical patient per setting, every arm, from a quasi-steady start, with taxane-resistant '
+                           'and immune-escape clones. Nothing is eradicated within the year: nab-paclitaxel arms shrink the '
+                           'lesion and then regrow from the resistant clone, the hot-TNBC bispecific relapses through the '
+                           'escape clone, and the cold and PD-L1-negative tumours grow under every antibody. Read the order '
+                           'and the timing of relapse; the patients are typical, not a population.',
+    "best_response_heatmap": 'Scan-based best change and RECIST best response per arm and setting. Only arms with '
+                             'nab-paclitaxel reach a partial response outside hot TNBC; in hot TNBC 4-1BB costimulation helps '
+                             'only together with PD-L1 blockade or chemotherapy. One patient per cell: the sweeps and the '
+                             'cold_levers experiment say how fragile each entry is.',
+    "exhaustion_cold": 'Cold tumour T-cell states. With low antigenicity little 4-1BB is induced, so neither the '
+                       'agonist nor the bispecific expands effectors much (peak about 1.2x); the dotted lines (no '
+                       'reinvigoration of Tex) lie on the solid ones. The costimulation gains and the induction are '
+                       'assumed parameters (see cold_levers).',
     "bell_in_vitro": "Exact contact-zone equilibrium: bridged 4-1BB per T cell against drug concentration. Bridging in "
                      "a contact is 2D, so with dense PD-L1 it fills the contact's 4-1BB at sub-nM drug and the hook "
                      "appears only above about 1e4 nM; with sparse PD-L1 the bridges are PD-L1-limited and 2:2 bridges "
@@ -45,21 +48,28 @@ NOTES = {
               "between; the bispecific stays far below it at every dose with the default unanchored signal, and the "
               "dotted lines show how it rises with cis_efficacy_bsab (a prediction, not a calibration). Liver receptor "
               "levels and exposure are assumed.",
-    "chemo_diameter": "nab-paclitaxel with the bispecific, concurrent and after a one-cycle lead-in. Concurrent dosing "
-                      "leaves fewer tumour cells early in every setting; both schedules end below one cell.",
-    "chemo_bliss": "Bliss excess on fractional inhibition (and on log kill, which does not saturate). The interaction "
-                   "is near additive on the inhibition scale because chemotherapy alone removes most of the tumour.",
+    "chemo_diameter": 'nab-paclitaxel with the bispecific, concurrent and after a one-cycle lead-in. In hot TNBC the '
+                      'combination goes deepest and concurrent dosing leaves fewer cells early; in cold and '
+                      'PD-L1-negative tumours the bispecific adds nothing visible to chemotherapy, and every arm '
+                      'regrows from the resistant clone.',
+    "chemo_bliss": 'Bliss excess on fractional inhibition (and on log kill). The interaction is near additive '
+                   'everywhere: in hot TNBC both drugs work and their effects multiply; elsewhere the bispecific '
+                   'alone does nothing to add.',
     "chemo_mechanism": "What chemotherapy does to T cells and antigen: it depletes proliferating effectors and Tpex "
                        "while releasing antigen; the net effect on the bispecific is small in this model.",
-    "sweeps_benefit": "Benefit of the 2:2 bispecific over anti-PD-L1 (log10 fewer tumour cells at day 168) across each "
-                      "parameter's bounds. It never changes sign within the bounds; trans-bridging avidity (chi trans) "
-                      "is the drug property it depends on most, and priming has a non-monotone effect in hot tumours "
-                      "(with strong priming anti-PD-L1 works too).",
+    "sweeps_benefit": 'Benefit of the 2:2 bispecific over anti-PD-L1 (log10 fewer tumour cells at day 168) across each '
+                      "parameter's bounds, cold and hot. In the cold background the benefit stays near zero across "
+                      'every lever swept alone; in hot TNBC it is positive and depends most on priming and '
+                      'antigenicity.',
     "sweeps_best_response": "Each arm's best diameter change across the same sweeps: where anti-PD-L1 itself starts to "
                             "work, the bispecific's relative benefit shrinks.",
-    "benefit_map": "PD-L1 density x infiltration on the cold background: the bispecific's benefit stays positive "
-                   "everywhere, so no contour at zero exists. The verdict would change only through parameters held "
-                   "fixed here (chi trans, costimulation gains).",
+    "benefit_map": 'PD-L1 density x infiltration on the cold background: the benefit stays within 0.002 log10 of '
+                   'zero over the whole map, so neither anchor density nor infiltration alone rescues the cold '
+                   'tumour in this model (antigen recognition limits 4-1BB induction).',
+    "cold_levers": 'The cold tumour with each of its levers set to the hot-TNBC value one at a time, all at once, '
+                   'and all but one. No single lever turns the 2:2 bispecific into a responder; all levers together '
+                   'do, and that response is lost if antigenicity stays cold. Lever values are assumed; this is a '
+                   "map of the model's structure, not a measurement.",
 }
 
 
