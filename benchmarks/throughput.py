@@ -6,7 +6,7 @@ Usage::
     python benchmarks/throughput.py --quick              # N = 64, 120 days, LSODA reference (CI)
     python benchmarks/throughput.py --n 500 --out results/benchmarks/throughput.json
 
-What is simulated: the full model (``moa.assemble.full_model``, 39 states) in the ``hot_tnbc``
+What is simulated: the full model (``moa.assemble.full_model``, 54 states) in the ``hot_tnbc``
 setting under the full ``nabp_bsab_2x2`` regimen (nab-paclitaxel 100 mg/m^2 d1,8,15 q28d + the
 2:2 bispecific 15 mg/kg Q3W; 58 bolus doses in a year), daily output, for N parameter sets drawn
 by Latin hypercube within the bounds in ``models/`` (log-uniform where the parameter's

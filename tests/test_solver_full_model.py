@@ -1,4 +1,4 @@
-"""The batched Rodas4 solver (numpy and compiled backends) on the full model (39 states, nab-paclitaxel + 2:2 bispecific doses):
+"""The batched Rodas4 solver (numpy and compiled backends) on the full model (54 states, nab-paclitaxel + 2:2 bispecific doses):
 it agrees with scipy LSODA run one trajectory at a time, and a trajectory that fails is reported
 with its index and reason while the others finish and match their own runs."""
 
