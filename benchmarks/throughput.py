@@ -57,6 +57,7 @@ import pathlib  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
@@ -68,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 import moa  # noqa: E402
 from moa.assemble import full_model  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
+from moa.errors import DoseWarning  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -229,10 +231,10 @@ def reference(params, regimen, values, times, n_ref: int, kind: str, cache_dir: 
 
 def errors(result: dict[str, np.ndarray], ref: dict[str, np.ndarray], density: np.ndarray) -> dict[str, dict]:
     """Per variable: max and median over the reference sets of max_t |x - ref| / max(|ref|, floor)."""
-    n = ref["tumour_volume"].shape[0]
+    n = min(ref["tumour_volume"].shape[0], result["tumour_volume"].shape[0])  # a solver may run fewer sets
     out = {}
     for v in KEY:
-        x, r = result[v][:n], ref[v]
+        x, r = result[v][:n], ref[v][:n]
         if v == "tumour_volume":
             floor = (TUMOUR_FLOOR_CELLS / density[:n])[:, None]
         else:
@@ -309,7 +311,9 @@ def main(argv=None) -> dict:
         print("numba not installed: only the numpy backend is measured (pip install 'moa[fast]')")
     # warm-up (compilation, caches) outside the timings
     for backend in backends:
-        run_moa(model, params, regimen, subset(values, slice(0, 8)), times[:8], RodasSolver(backend=backend), 1e-6)
+        with warnings.catch_warnings():  # the short warm-up leaves the later doses out (DoseWarning): expected
+            warnings.simplefilter("ignore", DoseWarning)
+            run_moa(model, params, regimen, subset(values, slice(0, 8)), times[:8], RodasSolver(backend=backend), 1e-6)
 
     rows_moa = []
     for backend in backends:
@@ -352,8 +356,8 @@ def main(argv=None) -> dict:
     print(f"scipy LSODA rtol   1e-06: {n_lsoda:5d} sims {secs:7.1f} s {row_lsoda['sims_per_s']:8.1f} sims/s  "
           f"tumour err max/median {fmt_err(row_lsoda['errors']['tumour_volume'])}", flush=True)
 
-    def best(rows):
-        ok = [r for r in rows if r["errors"]["tumour_volume"]["max"] <= TUMOUR_TARGET and r["failed"] == 0]
+    def best(rows, stat="max"):
+        ok = [r for r in rows if r["errors"]["tumour_volume"][stat] <= TUMOUR_TARGET and (stat == "median" or r["failed"] == 0)]
         return max(ok, key=lambda r: r["sims_per_s"]) if ok else None
 
     main_name = rows_moa[0]["solver"]  # the compiled backend when numba is installed
@@ -379,6 +383,15 @@ def main(argv=None) -> dict:
             "libroadrunner": {k: best_rr[k] for k in ("rtol", "sims_per_s")} | {"tumour_error": best_rr["errors"]["tumour_volume"]}
             if best_rr else None,
             "ratio_moa_to_libroadrunner": best_moa["sims_per_s"] / best_rr["sims_per_s"] if best_moa and best_rr else None,
+        },
+        "at_equal_median_accuracy": {
+            "criterion": f"fastest tolerance with median relative tumour-volume error <= {TUMOUR_TARGET:g} (failed "
+                         "sets allowed; for when one solver never meets the max criterion)",
+            "moa": {k: best(main_rows, "median")[k] for k in ("rtol", "sims_per_s")} if best(main_rows, "median") else None,
+            "libroadrunner": {k: best(rows_rr, "median")[k] for k in ("rtol", "sims_per_s", "failed")}
+            if best(rows_rr, "median") else None,
+            "ratio_moa_to_libroadrunner": best(main_rows, "median")["sims_per_s"] / best(rows_rr, "median")["sims_per_s"]
+            if best(main_rows, "median") and best(rows_rr, "median") else None,
         },
         "moa_defaults_within_target": default_moa["errors"]["tumour_volume"]["max"] <= TUMOUR_TARGET,
     }

@@ -8,8 +8,6 @@ lowers Tregs where an expanding one raises them).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 
 import numpy as np
 import pytest
@@ -20,6 +18,8 @@ import moa
 from moa.assemble import full_model
 from moa.errors import UnitError
 from moa.scenarios import SETTING_ORDER, load_settings, scenario
+
+from model_edits import with_term_replaced
 
 YEAR = 365.0
 
@@ -189,17 +189,6 @@ NEW_TERMS = [("regulatory_t_cells", "recruitment (braked by T-cell packing)"),
 def test_unit_check_covers_the_new_terms(model, mechanism, label):
     """Each new term is checked: dividing it by a rate constant is refused, naming the term."""
     kdeg = sympy.Symbol("kdeg_pdl1", real=True)
-    out, hit = [], 0
-    for mech in model.mechanisms:
-        if mech.name == mechanism:
-            mech = copy.copy(mech)
-            terms = []
-            for t in mech.terms:
-                if t.label == label:
-                    t, hit = dataclasses.replace(t, expr=t.expr / kdeg), hit + 1
-                terms.append(t)
-            mech.terms = terms
-        out.append(mech)
-    assert hit
+    out = with_term_replaced(model, mechanism, label, lambda e: e / kdeg)
     with pytest.raises(UnitError, match=label.split(" (")[0]):
         moa.Model(out)

@@ -7,8 +7,6 @@ Issue 4 "Must show". Single runs use LSODA; the full model is compiled once per 
 from __future__ import annotations
 
 import collections
-import copy
-import dataclasses
 
 import numpy as np
 import pytest
@@ -18,6 +16,8 @@ import moa
 from moa.assemble import full_model
 from moa.errors import UnitError
 from moa.scenarios import scenario
+
+from model_edits import with_term_replaced
 
 
 @pytest.fixture(scope="session")
@@ -35,26 +35,9 @@ def test_full_model_passes_the_unit_check(model):
     assert len(model.terms) > 100 and len(model.species) > 30
 
 
-def _with_term_replaced(model, mechanism, label, change):
-    """The model's mechanisms with one term of ``mechanism`` rewritten by ``change(expr)``."""
-    out, hit = [], 0
-    for mech in model.mechanisms:
-        if mech.name == mechanism:
-            mech = copy.copy(mech)
-            terms = []
-            for t in mech.terms:
-                if t.label == label:
-                    t, hit = dataclasses.replace(t, expr=change(t.expr)), hit + 1
-                terms.append(t)
-            mech.terms = terms
-        out.append(mech)
-    assert hit, f"no term {label!r} in {mechanism}"
-    return out
-
-
 def test_a_term_with_a_wrong_unit_is_refused(model):
     kdeg = sympy.Symbol("kdeg_pdl1", real=True)
-    broken = _with_term_replaced(model, "binding", "PD-L1 synthesis and turnover", lambda e: e / kdeg)
+    broken = with_term_replaced(model, "binding", "PD-L1 synthesis and turnover", lambda e: e / kdeg)
     with pytest.raises(UnitError, match="PD-L1 synthesis and turnover"):
         moa.Model(broken)
 
@@ -62,7 +45,7 @@ def test_a_term_with_a_wrong_unit_is_refused(model):
 def test_a_missing_unit_conversion_is_refused(model):
     # drop the explicit mL/L conversion from IFN-gamma secretion: cells*nmol/cell/day/mL is not nM/day
     ml_per_l = sympy.Symbol("mL_per_L", real=True)
-    broken = _with_term_replaced(model, "t_cells", "secretion by effectors", lambda e: e.subs(ml_per_l, 1))
+    broken = with_term_replaced(model, "t_cells", "secretion by effectors", lambda e: e.subs(ml_per_l, 1))
     with pytest.raises(UnitError, match="secretion by effectors"):
         moa.Model(broken)
 
