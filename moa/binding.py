@@ -363,24 +363,6 @@ def receptor_nM(receptors_per_cell, cells_per_mL):
     return np.asarray(receptors_per_cell, dtype=float) * np.asarray(cells_per_mL, dtype=float) * 1e3 / AVOGADRO * 1e9
 
 
-def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137_per_cell, cd137_cells_per_mL) -> xr.Dataset:
-    """In-vitro co-culture: ``drug_nM`` of one drug with PD-L1-bearing and 4-1BB-bearing cells.
-
-    Returns :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged 4-1BB per T cell).
-    """
-    for name, v, unit in (("pdl1_per_cell", pdl1_per_cell, "molecule/cell"), ("pdl1_cells_per_mL", pdl1_cells_per_mL, "cell/mL"),
-                          ("cd137_per_cell", cd137_per_cell, "molecule/cell"), ("cd137_cells_per_mL", cd137_cells_per_mL, "cell/mL")):
-        _check_conc(name, v, unit)
-    L = receptor_nM(pdl1_per_cell, pdl1_cells_per_mL)
-    B = receptor_nM(cd137_per_cell, cd137_cells_per_mL)
-    ds = equilibrium([(drug, drug_nM)], L, B)
-    per_cell = ds["ternary_cd137"] * 1e-9 * 1e-3 * AVOGADRO / np.maximum(np.asarray(cd137_cells_per_mL, dtype=float), 1e-300)
-    ds["ternary_per_cd137_cell"] = per_cell.assign_attrs(units="molecule/cell")
-    return ds
-
-
-
-
 def _per_cell(conc_nM, cells_per_mL):
     """nM of a receptor pool -> molecules per cell."""
     return np.asarray(conc_nM) * 1e-12 * AVOGADRO / np.maximum(np.asarray(cells_per_mL, dtype=float), 1e-300)
