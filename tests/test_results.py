@@ -50,8 +50,8 @@ def test_save_dataset_writes_three_files_and_netcdf_round_trips(tmp_path, pk_res
     np.testing.assert_array_equal(back["time"].values, pk_result["time"].values)
     assert back["bsab_central"].attrs["units"] == "nM"
     assert back.attrs["parameter_hash"] == pk_result.attrs["parameter_hash"]
-    header = paths["csv"].read_text().splitlines()[0].split(",")
-    assert {"sample", "time", "bsab_central", "pdl1_systemic_occupancy_bsab"} <= set(header)
+    header = paths["csv"].read_text().splitlines()[1].split(",")  # line 0: the provenance
+    assert {"sample", "time [day]", "bsab_central [nM]", "pdl1_systemic_occupancy_bsab [1]", "status", "message"} <= set(header)
     provenance = json.loads(paths["provenance"].read_text())
     assert provenance["git_commit"] == pk_result.attrs["git_commit"]
     assert provenance["rtol"] == pk_result.attrs["rtol"]
