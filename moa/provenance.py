@@ -66,11 +66,15 @@ def git_commit() -> str:
 
 
 def _caller_folders() -> list[pathlib.Path]:
-    """Where the caller lives: the running script's folder (``sys.argv[0]``), then the working directory."""
+    """Where the caller lives: the running script's folder (``sys.argv[0]``; not a program installed in the
+    Python environment, such as ``moa`` or ``pytest``), then the working directory."""
     folders = []
     script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    installed = {pathlib.Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     if script and os.path.exists(script):
-        folders.append(pathlib.Path(script).resolve().parent)
+        folder = pathlib.Path(script).resolve().parent
+        if not any(folder.is_relative_to(prefix) for prefix in installed):
+            folders.append(folder)
     with contextlib.suppress(OSError):
         folders.append(pathlib.Path.cwd())
     return folders
