@@ -90,7 +90,7 @@ def run(settings: Sequence[str], duration_days: float) -> xr.Dataset:
         base, regimen = built.get(arm, (arm, None))
         ds = run_arm(base, settings, duration_days, regimen=regimen, variables=VARIABLES, with_safety=False)
         parts.append(ds.expand_dims(arm=[arm]))
-    ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="drop")
+    ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")  # keeps units
     ds = ds.assign_coords(arm_label=("arm", [_label(a) for a in ARMS]))
     ds.attrs = {**{k: v for k, v in parts[0].attrs.items() if k != "simulation"}, **ds.attrs, "parameter_set": "default + setting overlay (bispecific arms: + bsab_2x2 format)",
                 "overlays": ", ".join(settings) + ", bsab_2x2", "regimen": "per arm; see arm_label",

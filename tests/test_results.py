@@ -419,3 +419,23 @@ def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_re
     assert prov["caller_commit"] == head
     assert "caller_project" not in moa.provenance.base_provenance() or \
         pathlib.Path(moa.provenance.base_provenance()["caller_project"]).resolve() != pathlib.Path(moa.__file__).resolve().parent.parent
+
+
+def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):
+    """pk_occupancy (quick), as ``moa run`` writes it: its provenance.json alone re-simulates every dose's
+    trajectories to the saved NetCDF within 1e-12, and says it was quick mode."""
+    from moa import experiments
+
+    experiments.run(experiments.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
+    folder = tmp_path / "results" / "pk_occupancy"
+    alone = tmp_path / "elsewhere" / "pk_occupancy.provenance.json"
+    alone.parent.mkdir()
+    shutil.copy(folder / alone.name, alone)
+    assert read_provenance(alone)["quick"] is True
+    with xr.open_dataset(folder / "pk_occupancy.nc") as saved:
+        saved = saved.load()
+    again = rerun(alone)
+    assert [label for label, _ in again] == [{"dose_mg_per_kg": d} for d in saved["dose_mg_per_kg"].values.tolist()]
+    for label, ds in again:
+        assert len(ds.data_vars) == 7  # 4 states, 1 observable, status, message
+        _assert_same_trajectories(ds, saved.sel(label))
