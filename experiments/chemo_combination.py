@@ -23,6 +23,7 @@ from moa import plots
 from moa.analysis import bliss_synergy, inhibition
 from moa.parameters import load_parameters
 from moa.regimen import Regimen
+from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_arm
 from moa.scenarios import SETTING_ORDER, load_arms, load_settings
@@ -89,9 +90,9 @@ def run(settings: Sequence[str], duration_days: float) -> xr.Dataset:
         base, regimen = built.get(arm, (arm, None))
         ds = run_arm(base, settings, duration_days, regimen=regimen, variables=VARIABLES, with_safety=False)
         parts.append(ds.expand_dims(arm=[arm]))
-    ds = xr.concat(parts, dim="arm", coords="different", compat="equals", combine_attrs="drop")
+    ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")  # keeps units
     ds = ds.assign_coords(arm_label=("arm", [_label(a) for a in ARMS]))
-    ds.attrs = {**parts[0].attrs, "parameter_set": "default + setting overlay (bispecific arms: + bsab_2x2 format)",
+    ds.attrs = {**{k: v for k, v in parts[0].attrs.items() if k != "simulation"}, **ds.attrs, "parameter_set": "default + setting overlay (bispecific arms: + bsab_2x2 format)",
                 "overlays": ", ".join(settings) + ", bsab_2x2", "regimen": "per arm; see arm_label",
                 "doses": "models/arms.toml (nabp, bsab_2x2, apdl1, nabp_apdl1, nabp_bsab_2x2); lead-in: bispecific doses "
                          f"shifted by {LEAD_IN_DAYS:g} days"}

@@ -24,6 +24,7 @@ import xarray as xr
 
 from moa import plots
 from moa.analysis import recist
+from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import load_settings, scenario
@@ -68,7 +69,7 @@ def gain_points(setting: str, gains: Sequence[str] = GAINS) -> tuple[list[str], 
 def _run(setting: str, labels: list[str], columns: Mapping[str, np.ndarray], duration: float, solver) -> xr.Dataset:
     parts = [run_points(arm, setting, columns, duration, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
              for arm in ARMS]
-    ds = xr.concat(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
+    ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
     return ds.assign_coords(point=labels)
 
 

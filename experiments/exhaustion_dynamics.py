@@ -17,6 +17,7 @@ import xarray as xr
 
 from moa import plots
 from moa.parameters import load_parameters
+from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_arm
 
@@ -32,8 +33,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     for rate in (default_reinvigoration, 0.0):
         runs = [run_arm(arm, ["cold"], duration, overrides={"cd137_reinvigoration_rate": rate}).expand_dims(arm=[arm])
                 for arm in ARMS]
-        parts.append(xr.concat(runs, dim="arm").expand_dims(reinvigoration_per_day=[rate]))
-    ds = xr.concat(parts, dim="reinvigoration_per_day").sel(setting="cold", drop=True)
+        parts.append(concat_runs(runs, dim="arm").expand_dims(reinvigoration_per_day=[rate]))
+    ds = concat_runs(parts, dim="reinvigoration_per_day").sel(setting="cold", drop=True)
     save_dataset(ds, out_dir, "exhaustion_dynamics", csv_variables=["t_eff", "t_pex", "t_ex", "cd137_signal", "cd137_costimulation", "tumour_diameter"])
 
     with plots.style():

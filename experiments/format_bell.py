@@ -8,6 +8,7 @@ from 0.2 to 25 mg/kg Q3W (the phase I dose levels), with 15 mg/kg (RP2D) marked.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -17,7 +18,8 @@ from moa import plots
 from moa.analysis import best_percent_change
 from moa.binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
 from moa.parameters import load_parameters
-from moa.results import save_dataset
+from moa.provenance import concat_runs, parameter_values
+from moa.results import save_dataset, with_status
 from moa.runs import run_doses
 from moa.scenarios import load_formats
 
@@ -54,14 +56,18 @@ def in_vitro_grid(quick: bool) -> xr.Dataset:
                 eq = in_vitro(drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6, contact_geometry(p), clustering(p))
                 out[i, j, k] = eq["ternary_per_cd137_cell"].values
                 signal[i, j, k] = eq["cd137_signal"].values
-    return xr.Dataset(
+    return with_status(xr.Dataset(
         {"ternary_per_t_cell": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), out,
                                 {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"}),
          "cd137_signal": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), signal,
                           {"units": "1", "description": "4-1BB signal of the T cells (clustering of cross-linked 4-1BB)"})},
-        coords={"format": list(FORMAT_STYLE), "kd_cd137_nM": list(kds), "pdl1_per_cell": list(pdl1), "drug_nM": conc},
-        attrs={"description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium"},
-    )
+        coords={"format": list(FORMAT_STYLE), "kd_cd137_nM": ("kd_cd137_nM", list(kds), {"units": "nM"}),
+                "pdl1_per_cell": ("pdl1_per_cell", list(pdl1), {"units": "molecule/cell"}),
+                "drug_nM": ("drug_nM", conc, {"units": "nM"})},
+        attrs={"description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium",
+               "parameters": json.dumps(parameter_values(params)),
+               "overlays": "per format: models/formats.toml " + ", ".join(FORMAT_STYLE) + "; kd_cd137_bsab per kd_cd137_nM"},
+    ))
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -103,8 +109,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     vivo = []
     for fmt in FORMAT_STYLE:
         per_setting = [run_doses("bsab", doses, "mg/kg", 21.0, s, duration, arm=fmt).expand_dims(setting=[s]) for s in settings]
-        vivo.append(xr.concat(per_setting, dim="setting").expand_dims(format=[fmt]))
-    vivo = xr.concat(vivo, dim="format")
+        vivo.append(concat_runs(per_setting, dim="setting").expand_dims(format=[fmt]))
+    vivo = concat_runs(vivo, dim="format")
     cycle2 = vivo.sel(time=slice(21, 42))
     vivo["mean_ternary_cycle2"] = cycle2["ternary_bsab"].mean("time").assign_attrs(units="nM")
     vivo["mean_cd137_signal_cycle2"] = cycle2["cd137_signal"].mean("time").assign_attrs(units="1")

@@ -20,7 +20,8 @@ from moa.analysis import best_percent_change
 from moa.binding import liver_toxicity_readout
 from moa.parameters import load_parameters
 from moa.regimen import every
-from moa.results import save_dataset
+from moa.provenance import combine_simulations
+from moa.results import save_dataset, with_status
 from moa.runs import run_doses
 
 BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
@@ -35,7 +36,7 @@ def _efficacy(ds: xr.Dataset) -> xr.Dataset:
     out["best_percent_change"] = best_percent_change(d)
     out["liver_readout"] = liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters())
     out["mean_tumour_cd137_signal"] = ds["cd137_signal"].mean("time").assign_attrs(units="1")
-    return out
+    return with_status(out, ds)
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -69,7 +70,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         sweep[f"{cis:g}"] = [float(x) for x in liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters()).values.ravel()]
     summary["bsab_liver_readout_by_cis_efficacy"] = sweep
     merged = xr.merge(data, compat="no_conflicts", join="outer")
-    merged.attrs = results[("bsab_2x2", "hot_tnbc")].attrs
+    merged.attrs = {**results[("bsab_2x2", "hot_tnbc")].attrs,
+                    "simulations": combine_simulations([({"arm": a, "setting": s}, r.attrs) for (a, s), r in results.items()])}
     save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "liver_readout"])
 
     with plots.style():

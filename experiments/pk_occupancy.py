@@ -16,6 +16,7 @@ import xarray as xr
 import moa
 from moa import plots
 from moa.assemble import pk_model
+from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.units import registry
 
@@ -34,7 +35,7 @@ def simulate_doses(duration_days: float) -> xr.Dataset:
     for dose in DOSES_MG_PER_KG:
         regimen = moa.every(DRUG, dose, "mg/kg", INTERVAL_DAYS, duration_days, name=f"{DRUG} {dose:g} mg/kg Q3W")
         runs.append(moa.simulate(model, parameters, regimen, times=times, solver="LSODA", rtol=1e-8, atol=1e-12))
-    ds = xr.concat(runs, dim="dose_mg_per_kg", combine_attrs="drop_conflicts")
+    ds = concat_runs(runs, dim="dose_mg_per_kg", labels=DOSES_MG_PER_KG, combine_attrs="drop_conflicts")
     ds = ds.assign_coords(dose_mg_per_kg=("dose_mg_per_kg", np.array(DOSES_MG_PER_KG),
                                           {"units": "mg/kg", "long_name": "dose every 3 weeks"}))
     ds.attrs["regimen"] = f"{DRUG} Q3W IV bolus at " + ", ".join(f"{d:g}" for d in DOSES_MG_PER_KG) + " mg/kg"

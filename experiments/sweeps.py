@@ -26,6 +26,7 @@ import xarray as xr
 from moa import plots
 from moa.analysis import best_percent_change
 from moa.parameters import ParameterSpec
+from moa.provenance import combine_simulations, concat_runs
 from moa.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import SETTING_ORDER, load_settings, scenario
@@ -111,7 +112,7 @@ def run_sweeps(settings: Sequence[str] = SWEEP_SETTINGS, parameters: Sequence[st
     """
     if benefit_day > duration_days:
         raise ValueError(f"benefit_day={benefit_day}: must be <= duration_days={duration_days}")
-    sweeps, grid, attrs = [], None, {}
+    sweeps, grid, attrs, runs = [], None, {}, []
     run_settings = list(settings) + ([MAP_SETTING] if map_points and MAP_SETTING not in settings else [])
     for setting in run_settings:
         base, _ = scenario(ARMS[-1], setting, duration_days)
@@ -124,7 +125,9 @@ def run_sweeps(settings: Sequence[str] = SWEEP_SETTINGS, parameters: Sequence[st
         design = _design(base, blocks)
         parts = [run_points(arm, setting, design, duration_days, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
                  for arm in ARMS]
-        points = xr.concat(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
+        points = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
+        if setting in settings:
+            runs.append(({"setting": setting}, points.attrs))
         attrs = {**points.attrs, "parameter_set": f"default + {setting} overlay (bispecific: + bsab_2x2 format)",
                  "overlays": ", ".join(dict.fromkeys(o for p in parts for o in p.attrs.get("overlays", "").split(",") if o))}
         if setting in settings:
@@ -139,7 +142,8 @@ def run_sweeps(settings: Sequence[str] = SWEEP_SETTINGS, parameters: Sequence[st
     ds = None
     if sweeps:
         ds = add_outcomes(xr.concat(sweeps, dim="setting", coords="different", compat="equals", combine_attrs="override"), benefit_day)
-        ds.attrs = {**attrs, "parameter_set": f"default + setting overlay ({', '.join(settings)}); one parameter varied at a time"}
+        ds.attrs = {**attrs, "parameter_set": f"default + setting overlay ({', '.join(settings)}); one parameter varied at a time",
+                    "simulations": combine_simulations(runs)}
     return ds, grid
 
 

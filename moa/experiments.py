@@ -29,7 +29,7 @@ import types
 from collections.abc import Iterable
 
 from .parameters import MODELS_DIR
-from .provenance import base_provenance
+from .provenance import base_provenance, run_context
 from .results import staged_directory, write_json, write_text
 
 __all__ = ["EXPERIMENTS_DIR", "Experiment", "discover", "find", "load", "run", "write_index"]
@@ -109,7 +109,8 @@ def run(experiment: Experiment, out_root: str | pathlib.Path, quick: bool = Fals
     final = pathlib.Path(out_root) / experiment.name
     started = time.perf_counter()
     with staged_directory(final) as stage:
-        summary = module.main(stage, quick=quick)
+        with run_context(experiment=experiment.name, quick=quick):  # results files say which run and mode
+            summary = module.main(stage, quick=quick)
         if summary is None:
             summary = {}
         if not isinstance(summary, dict):
@@ -121,7 +122,8 @@ def run(experiment: Experiment, out_root: str | pathlib.Path, quick: bool = Fals
             "quick": quick,
             "seconds": round(time.perf_counter() - started, 3),
             "summary": summary,
-            **{k: v for k, v in base_provenance().items() if k in ("moa_version", "git_commit", "created_utc", "python")},
+            **{k: v for k, v in base_provenance().items()
+               if k in ("moa_version", "git_commit", "created_utc", "python", "caller_project", "caller_commit")},
         }
         write_json(stage / "run.json", record)
     return summary

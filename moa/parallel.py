@@ -61,6 +61,7 @@ import xarray as xr
 from .errors import SimulationError
 from .solvers import auto_solver
 from .parameters import ParameterSet
+from .provenance import combine_simulations
 
 __all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
 
@@ -138,13 +139,15 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     mp_context: ``"spawn"`` (default; a fresh interpreter per worker) or ``"fork"``/``"forkserver"``.
     blas_threads: BLAS threads per worker (1: the processes are the parallelism).
     simulate_kwargs: passed to :func:`moa.simulate` (``duration_days``, ``times``, ``solver``,
-        ``rtol``, ``atol``, ``overrides``, ``pre_equilibrate_days``). ``progress`` is this
+        ``rtol``, ``atol``, ``overrides``, ``pre_equilibrate_days``, ``keep``). ``progress`` is this
         function's own argument (per chunk), not passed on.
 
     Returns
     -------
     The concatenated dataset, with ``sample`` = 0..N-1 and attrs of the first chunk plus
-    ``parallel_workers``/``parallel_chunks``, and ``parameter_hash`` of the whole batch.
+    ``parallel_workers``/``parallel_chunks``, and ``parameter_hash`` of the whole batch; the run
+    record of each chunk that ran is in ``simulations``, labelled ``{"samples": [first, end)}``
+    (:func:`moa.results.rerun`).
     """
     if not isinstance(parameters, ParameterSet):
         raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
@@ -210,12 +213,14 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     template = next((r for r in results if r is not None), None)
     if template is None:
         raise SimulationError("every chunk failed: " + "; ".join(errors[i] for i in sorted(errors)))
+    records = combine_simulations([({"samples": list(bounds[i])}, r.attrs) for i, r in enumerate(results) if r is not None])
     for i, msg in errors.items():
         results[i] = _failed_like(template, bounds[i], parts[i], msg)
     ds = xr.concat(results, dim="sample", data_vars="all", coords="different", compat="equals", join="outer",
                    combine_attrs="override")
     ds = ds.assign_coords(sample=np.arange(N))
-    ds.attrs.update({"parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts),
+    ds.attrs.pop("simulation", None)  # the first chunk's: each chunk's is in "simulations"
+    ds.attrs.update({"simulations": records, "parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts),
                      "parallel_chunk_retries": retries})
 
     if on_failure == "raise":

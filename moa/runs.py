@@ -16,9 +16,10 @@ import xarray as xr
 from .assemble import full_model
 from .binding import liver_signal
 from .parameters import ParameterSet
+from .provenance import concat_runs
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
-from .simulate import simulate
+from .simulate import simulate, variable_names
 
 __all__ = ["stack_parameter_sets", "run_arm", "run_arms", "sweep", "run_points", "run_doses", "KEY_VARIABLES"]
 
@@ -50,6 +51,13 @@ def stack_parameter_sets(sets: Sequence[ParameterSet], name: str = "stacked") ->
         first = keys[0]
         out = out.with_values({first: np.full(len(sets), float(sets[0][first]))})
     return out
+
+
+def _simulated(variables: Iterable[str] | None) -> list[str]:
+    """The names of ``variables`` (default :data:`KEY_VARIABLES`) that ``simulate(keep=...)`` returns
+    for the full model; the others (derived ones such as ``cd137_signal_liver``) are left to ``_keep``."""
+    known = set(variable_names(full_model()))
+    return [v for v in (variables or KEY_VARIABLES) if v in known]
 
 
 def _keep(ds: xr.Dataset, variables: Iterable[str] | None) -> xr.Dataset:
@@ -88,7 +96,7 @@ def run_arms(arms: Sequence[str], settings: Sequence[str], duration_days: float,
         parts.append(run_arm(arm, settings, duration_days, **kwargs).expand_dims(arm=[arm]))
         if progress:
             progress(arm)
-    ds = xr.concat(parts, dim="arm")
+    ds = concat_runs(parts, dim="arm")
     ds = ds.assign_coords(arm_label=("arm", [labels[a].label for a in arms]))
     # provenance of the whole grid, not of the first arm that xr.concat kept
     overlays = dict.fromkeys(o for part in parts for o in part.attrs.get("overlays", "").split(",") if o)
@@ -115,7 +123,7 @@ def sweep(arm: str, setting: str, parameter: str, values: Sequence[float], durat
         raise ValueError(f"parameter={parameter!r}: unknown; see models/parameters/")
     params = params.with_values({**(overrides or {}), parameter: np.asarray(values, dtype=float)})
     ds = simulate(full_model(), params, regimen if regimen is not None else reg, duration_days=duration_days,
-                  solver=solver, on_failure="record", start="quasi_steady")
+                  solver=solver, on_failure="record", start="quasi_steady", keep=_simulated(variables))
     ds = _keep(ds, variables)
     ds = ds.swap_dims({"sample": parameter}).drop_vars("sample")
     ds[parameter].attrs.setdefault("units", params.unit(parameter))  # simulate's coordinate: the model's unit
@@ -143,7 +151,7 @@ def run_points(arm: str, setting: str, values: Mapping[str, Sequence[float]], du
         raise ValueError(f"values: need one or more parameters with arrays of one non-zero length, got lengths {lengths}")
     params = params.with_values({**(overrides or {}), **arrays})
     ds = simulate(full_model(), params, regimen if regimen is not None else reg, duration_days=duration_days,
-                  solver=solver, on_failure="record", start="quasi_steady")
+                  solver=solver, on_failure="record", start="quasi_steady", keep=_simulated(variables))
     ds = _keep(ds, variables)
     if "sample" not in ds.dims:  # one point: not batched
         ds = ds.expand_dims("sample")
@@ -166,5 +174,7 @@ def run_doses(drug: str, doses: Sequence[float], unit: str, interval_days: float
         ds = simulate(full_model(), params, reg, duration_days=duration_days, on_failure="record", start="quasi_steady")
         ds["cd137_signal_liver"] = liver_signal(ds, params)
         parts.append(_keep(ds, list(variables or KEY_VARIABLES) + ["cd137_signal_liver"]))
-    out = xr.concat(parts, dim="dose")
+    out = concat_runs(parts, dim="dose", labels=[float(d) for d in doses])
+    out.attrs.pop("doses", None)
+    out.attrs["regimen"] = f"{drug} every {interval_days:g} day at each dose in {unit}" + (f" + {extra.name}" if extra else "")
     return out.assign_coords(dose=("dose", np.asarray(doses, dtype=float), {"units": unit}))

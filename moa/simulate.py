@@ -13,13 +13,13 @@ from .checks import is_finite_real
 from .engine import Model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
-from .provenance import base_provenance
+from .provenance import base_provenance, simulation_record
 from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS
 from .steady_state import quasi_steady_state
 
-__all__ = ["simulate", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
+__all__ = ["simulate", "variable_names", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
            "START_OPTIONS"]
 
 #: A species below ``-(NEGATIVE_NOISE_ATOL * max(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * max|y|)``
@@ -165,6 +165,7 @@ def simulate(
     on_failure: str = "raise",
     progress: bool = False,
     strict_bounds: bool = False,
+    keep: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Simulate ``model`` with ``parameters`` under ``regimen``.
 
@@ -191,6 +192,9 @@ def simulate(
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
     progress: show a progress bar over dosing segments (needs the ``progress`` extra).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
+    keep: names of the species, observables and extinction days (``extinct_day_<species>``) to return;
+        ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
+        those that exist. A large sweep keeps only what it needs this way (see :func:`variable_names`).
 
     Parameters are converted to the units the model's mechanisms declare before they reach the
     solver (a different dimension is refused naming the file, parameter, value and both units);
@@ -200,13 +204,17 @@ def simulate(
     Returns
     -------
     xarray.Dataset with one variable per species and observable (dims ``time`` and, when
-    batched, ``sample``), ``status``/``message`` per sample, and provenance in ``attrs``.
+    batched, ``sample``), ``status``/``message`` per sample, and provenance in ``attrs``:
+    besides version, commit and hash, ``attrs["simulation"]`` (JSON) holds every parameter value
+    with its unit, the regimen given, the output times, solver, tolerances and start, from which
+    :func:`moa.results.rerun` repeats the run (see :func:`moa.provenance.simulation_record`).
     Output at a dose time is the state just *after* the dose.
     """
     if not isinstance(model, Model):
         raise ValueError(f"model={type(model).__name__}: must be a moa Model")
     if not isinstance(parameters, ParameterSet):
         raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
+    keep = _check_keep(model, keep)
     if overrides:
         parameters = parameters.with_values(overrides, strict=strict_bounds, origin="overrides")
     parameters = parameters.in_units(model_units(model))
@@ -356,9 +364,32 @@ def simulate(
         P_at[input_rows] = inputs_out[i]
         obs[i] = compiled.observables_T(t, Y_out[i], P_at)
     ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                     pre_equilibrate_days, doses_not_given, extinct_day)
+                     pre_equilibrate_days, doses_not_given, extinct_day, keep)
     ds.attrs["start"] = start_note
+    ds.attrs["simulation"] = json.dumps(simulation_record(
+        model=model, parameters=parameters, regimen=regimen, times=t_out, solver=backend.name, rtol=rtol, atol=atol,
+        start=start, pre_equilibrate_days=pre_equilibrate_days, keep=keep))
     return ds
+
+
+def variable_names(model: Model) -> list[str]:
+    """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days."""
+    return ([s.name for s in model.species] + [e.name for e in model.expressions]
+            + [f"extinct_day_{n}" for n in model.compiled.extinct_names])
+
+
+def _check_keep(model: Model, keep) -> list[str] | None:
+    """``keep`` as a list of known variable names (None: all); unknown names refused, listing what exists."""
+    if keep is None:
+        return None
+    if isinstance(keep, str):
+        raise ValueError(f"keep={keep!r}: must be a list of variable names, not one string (write keep=[{keep!r}])")
+    names = list(dict.fromkeys(keep))
+    known = variable_names(model)
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        raise ValueError(f"keep: {unknown} are not variables of model {model.name!r}; it has {len(known)}: {known}")
+    return names
 
 
 def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: float) -> dict[int, str]:
@@ -408,19 +439,24 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
-                doses_not_given, extinct_day) -> xr.Dataset:
+                doses_not_given, extinct_day, keep=None) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
     def arr(a):  # a: (time, N)
         return a.T if batched else a[:, 0]
 
+    wanted = set(keep) if keep is not None else None
     data = {}
     for j, s in enumerate(model.species):
-        data[s.name] = (dims, arr(Y_out[:, j, :]), {"units": s.unit, "description": s.description, "kind": "species"})
+        if wanted is None or s.name in wanted:
+            data[s.name] = (dims, arr(Y_out[:, j, :]), {"units": s.unit, "description": s.description, "kind": "species"})
     for j, e in enumerate(model.expressions):
-        data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
+        if wanted is None or e.name in wanted:
+            data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
     for e, name in enumerate(model.compiled.extinct_names):
+        if wanted is not None and f"extinct_day_{name}" not in wanted:
+            continue
         day = extinct_day[e] if batched else extinct_day[e, 0]
         data[f"extinct_day_{name}"] = (("sample",) if batched else (), day, {
             "units": "day", "kind": "extinction",
@@ -440,6 +476,7 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
     attrs = base_provenance()
     attrs.update({
         "model": model.name,
+        "model_states": len(model.species),
         "parameter_set": parameters.name,
         "overlays": ",".join(parameters.overlays),
         "parameter_hash": parameters.digest(),

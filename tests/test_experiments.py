@@ -10,6 +10,8 @@ import pytest
 import xarray as xr
 
 from moa.experiments import discover, run, write_index
+from moa.provenance import records_of
+from moa.results import read_csv, read_provenance
 
 matplotlib.use("Agg")
 
@@ -47,9 +49,15 @@ def test_experiment_quick_writes_figures_data_provenance(name, out_root):
     datasets = sorted(folder.glob("*.nc"))
     assert datasets, f"{name} wrote no data"
     for nc in datasets:
-        with xr.open_dataset(nc, engine="scipy") as ds:
+        with xr.open_dataset(nc) as ds:  # scipy's NetCDF3, or NetCDF4 when netCDF4/h5netcdf is installed
             assert ds.data_vars and all(size > 0 for size in ds.sizes.values())
-        assert nc.with_suffix(".provenance.json").exists()
+            assert {"status", "message"} <= set(ds.data_vars), f"{nc.name}: no status/message per sample"
+        provenance = read_provenance(nc.with_suffix(".provenance.json"))
+        assert provenance["experiment"] == name and provenance["quick"] is True
+        assert records_of(provenance) or "parameters" in provenance, f"{nc.name}: no parameter values"
+        if nc.with_suffix(".csv").exists():
+            frame, _ = read_csv(nc.with_suffix(".csv"))
+            assert "status" in frame and any(column.endswith("]") for column in frame), f"{nc.name}: CSV without units"
     record = json.loads((folder / "run.json").read_text())
     assert record["quick"] is True and record["experiment"] == name
 

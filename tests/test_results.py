@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +18,9 @@ import moa
 from moa.assemble import pk_model
 from moa.engine import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
-from moa.results import remove_stale, save_dataset, staged_directory
+from moa import results
+from moa.provenance import concat_runs, run_context
+from moa.results import read_csv, read_provenance, remove_stale, rerun, save_dataset, staged_directory, with_status
 from moa.solvers import jit
 
 
@@ -50,8 +54,8 @@ def test_save_dataset_writes_three_files_and_netcdf_round_trips(tmp_path, pk_res
     np.testing.assert_array_equal(back["time"].values, pk_result["time"].values)
     assert back["bsab_central"].attrs["units"] == "nM"
     assert back.attrs["parameter_hash"] == pk_result.attrs["parameter_hash"]
-    header = paths["csv"].read_text().splitlines()[0].split(",")
-    assert {"sample", "time", "bsab_central", "pdl1_systemic_occupancy_bsab"} <= set(header)
+    header = paths["csv"].read_text().splitlines()[1].split(",")  # line 0: the provenance
+    assert {"sample", "time [day]", "bsab_central [nM]", "pdl1_systemic_occupancy_bsab [1]", "status", "message"} <= set(header)
     provenance = json.loads(paths["provenance"].read_text())
     assert provenance["git_commit"] == pk_result.attrs["git_commit"]
     assert provenance["rtol"] == pk_result.attrs["rtol"]
@@ -277,3 +281,161 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+# ----- provenance a result can be re-run from (issue 11, item 4) --------------------------------
+def _assert_same_trajectories(again: xr.Dataset, saved: xr.Dataset) -> None:
+    """Every variable of the re-run equals the saved one to 1e-12 (relative, or absolute in its own unit)."""
+    compared = [v for v in again.data_vars if v not in ("status", "message")]
+    assert compared
+    for name in compared:
+        np.testing.assert_allclose(again[name].values, saved[name].values, rtol=1e-12, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(again["status"].values, saved["status"].values)
+
+
+def test_a_results_file_alone_reproduces_its_trajectories(tmp_path, pk_result):
+    """The values, units, regimen, times and solver travel with the file: each of the three files,
+    copied alone into an empty folder, re-simulates to the saved trajectories within 1e-12."""
+    paths = save_dataset(pk_result, tmp_path / "saved", "pk")
+    with xr.open_dataset(paths["netcdf"]) as saved:
+        saved = saved.load()
+    for key, path in paths.items():
+        alone = tmp_path / key / path.name
+        alone.parent.mkdir()
+        shutil.copy(path, alone)
+        again = rerun(alone)
+        assert set(again.data_vars) == set(pk_result.data_vars)
+        np.testing.assert_array_equal(again["kd_pdl1_bsab"].values, [0.1, 1.0])  # the batched values, from the file
+        _assert_same_trajectories(again, saved)
+
+
+def test_provenance_carries_values_units_regimen_model_and_mode(tmp_path, pk_result):
+    with run_context(experiment="a_test", quick=True):
+        paths = save_dataset(pk_result, tmp_path, "pk")
+    for path in paths.values():
+        prov = read_provenance(path)
+        record = prov["simulation"]
+        assert record["model"] == "pk_tmdd_bsab" and record["n_states"] == 4 == prov["model_states"]
+        assert record["parameters"]["kd_pdl1_bsab"] == {"value": [0.1, 1.0], "unit": "nM"}
+        assert record["parameters"]["body_weight"]["unit"] == "kg"  # doses in mg/kg are scaled by it
+        assert record["varying"] == ["kd_pdl1_bsab"]
+        doses = record["regimen"]["doses"]
+        assert [(d["drug"], d["amount"], d["unit"], d["time_days"], d["route"]) for d in doses] == [
+            ("bsab", 3.0, "mg/kg", 0.0, "bolus"), ("bsab", 3.0, "mg/kg", 21.0, "bolus")]
+        assert prov["experiment"] == "a_test"
+        assert prov["quick"] in (True, "true")  # NetCDF attributes hold JSON text
+    frame, prov = read_csv(paths["csv"])
+    assert prov["parameter_hash"] == pk_result.attrs["parameter_hash"]
+    assert {"time [day]", "bsab_central [nM]", "kd_pdl1_bsab [nM]", "status", "message"} <= set(frame.columns)
+    with xr.open_dataset(paths["netcdf"]) as back:
+        assert back.attrs["netcdf_compression"].startswith("none: " if results._netcdf_engine() == "scipy" else "zlib")
+    outside = json.loads(paths["provenance"].read_text())
+    assert "experiment" not in moa.simulate(pk_model("bsab"), moa.load_parameters(), duration_days=1.0).attrs
+    assert outside["simulation"]["times_days"] == pk_result["time"].values.tolist()
+
+
+def test_rerun_of_combined_runs_labels_each_part_and_an_infusion_cut_at_the_end(tmp_path):
+    """Several simulations combined along a dim (as the experiments do) come back one per label; an
+    infusion running past the end is recorded as given (pro rata) and re-runs without a warning."""
+    params = moa.load_parameters()
+    model = pk_model("bsab")
+    regimens = {"bolus": moa.every("bsab", 3.0, "mg/kg", 7.0, 14.0),
+                "infusion": moa.Regimen("long infusion", (moa.Dose("bsab", 300.0, "mg", 10.0, "infusion", 10.0),))}
+    with pytest.warns(moa.errors.DoseWarning):
+        parts = [moa.simulate(model, params, reg, duration_days=14.0, solver="LSODA", rtol=1e-8, atol=1e-12,
+                              keep=["bsab_central"]).expand_dims(route=[name]) for name, reg in regimens.items()]
+    combined = concat_runs(parts, dim="route")
+    paths = save_dataset(combined, tmp_path, "routes")
+    with xr.open_dataset(paths["netcdf"]) as saved:
+        saved = saved.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = rerun(paths["provenance"])
+    assert [label for label, _ in again] == [{"route": "bolus"}, {"route": "infusion"}]
+    for label, ds in again:
+        assert list(ds.data_vars) == ["bsab_central", "status", "message"]  # keep= is part of the record
+        _assert_same_trajectories(ds, saved.sel(label))
+    cut = again[1][1].attrs["simulation"]
+    assert json.loads(cut)["regimen"]["doses"][0]["amount"] == pytest.approx(120.0)  # 4 of 10 days of 300 mg
+
+
+def test_rerun_refuses_files_without_a_record_and_models_that_changed(tmp_path, pk_result):
+    table = with_status(xr.Dataset({"x": ("point", [1.0, 2.0], {"units": "nM"})}))
+    paths = save_dataset(table, tmp_path, "table", csv_variables=["x"])
+    with pytest.raises(ValueError, match="carries no run record"):
+        rerun(paths["netcdf"])
+    record = json.loads(pk_result.attrs["simulation"])
+    record["n_states"] = 3
+    changed = pk_result.copy()
+    changed.attrs = {**pk_result.attrs, "simulation": json.dumps(record)}
+    paths = save_dataset(changed, tmp_path, "changed")
+    with pytest.raises(ValueError, match="the record has 3 states, this moa's model has 4"):
+        rerun(paths["provenance"])
+    with pytest.raises(ValueError, match="not a results file"):
+        rerun(tmp_path / "table.txt")
+
+
+def test_results_files_must_carry_status_and_with_status_copies_the_worst_per_sample(tmp_path):
+    table = xr.Dataset({"best_percent_change": ("dose", [-10.0, -30.0], {"units": "%"})})
+    with pytest.raises(ValueError, match=r"lacks \['status', 'message'\].*with_status"):
+        save_dataset(table, tmp_path, "summary")
+    assert list(tmp_path.iterdir()) == []
+    source = xr.Dataset({"status": (("dose", "setting"), [[0, 0], [0, 5]]),
+                         "message": (("dose", "setting"), np.array([["", ""], ["", "species x negative"]], dtype=object))})
+    labelled = with_status(table, source)
+    assert labelled["status"].values.tolist() == [0, 5]
+    assert labelled["message"].values.tolist() == ["", "species x negative"]
+    frame, _ = read_csv(save_dataset(labelled, tmp_path, "summary", csv_variables=["best_percent_change"])["csv"])
+    assert frame.columns.tolist() == ["dose", "best_percent_change [%]", "status", "message"]
+    assert frame["status"].tolist() == [0, 5]
+
+
+def test_keep_returns_only_the_named_variables_and_refuses_unknown_names(pk_result):
+    model = pk_model("bsab")
+    kept = moa.simulate(model, moa.load_parameters(), duration_days=2.0, keep=["pdl1_systemic_occupancy_bsab"])
+    assert list(kept.data_vars) == ["pdl1_systemic_occupancy_bsab", "status", "message"]
+    with pytest.raises(ValueError) as err:
+        moa.simulate(model, moa.load_parameters(), duration_days=2.0, keep=["bsab_central", "tumour_volume"])
+    assert "['tumour_volume']" in str(err.value) and "pdl1_systemic_occupancy_bsab" in str(err.value)  # lists what exists
+    with pytest.raises(ValueError, match="not one string"):
+        moa.simulate(model, moa.load_parameters(), duration_days=2.0, keep="bsab_central")
+
+
+def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_repository(tmp_path):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "PYTHONPATH": os.pathsep.join(sys.path)}
+    project = tmp_path / "study"
+    project.mkdir()
+    script = project / "analysis.py"
+    script.write_text("import json, moa.provenance as p\nprint(json.dumps(p.base_provenance()))\n")
+    for args in (["init", "-q"], ["add", "analysis.py"], ["commit", "-q", "-m", "analysis"]):
+        subprocess.run(["git", *args], cwd=project, env=env, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True).stdout.strip()
+    elsewhere = tmp_path / "elsewhere"  # the script's repository counts, not only the working directory
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, str(script)], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    prov = json.loads(out.stdout)
+    assert pathlib.Path(prov["caller_project"]).resolve() == project.resolve()
+    assert prov["caller_commit"] == head
+    assert "caller_project" not in moa.provenance.base_provenance() or \
+        pathlib.Path(moa.provenance.base_provenance()["caller_project"]).resolve() != pathlib.Path(moa.__file__).resolve().parent.parent
+
+
+def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):
+    """pk_occupancy (quick), as ``moa run`` writes it: its provenance.json alone re-simulates every dose's
+    trajectories to the saved NetCDF within 1e-12, and says it was quick mode."""
+    from moa import experiments
+
+    experiments.run(experiments.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
+    folder = tmp_path / "results" / "pk_occupancy"
+    alone = tmp_path / "elsewhere" / "pk_occupancy.provenance.json"
+    alone.parent.mkdir()
+    shutil.copy(folder / alone.name, alone)
+    assert read_provenance(alone)["quick"] is True
+    with xr.open_dataset(folder / "pk_occupancy.nc") as saved:
+        saved = saved.load()
+    again = rerun(alone)
+    assert [label for label, _ in again] == [{"dose_mg_per_kg": d} for d in saved["dose_mg_per_kg"].values.tolist()]
+    for label, ds in again:
+        assert len(ds.data_vars) == 7  # 4 states, 1 observable, status, message
+        _assert_same_trajectories(ds, saved.sel(label))
