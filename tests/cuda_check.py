@@ -199,7 +199,10 @@ def main(argv=None) -> int:
         print("--device needs NUMBA_ENABLE_CUDASIM unset; without --device it must be 1", file=sys.stderr)
         return 2
     cuda.require()
-    out: dict = {"mode": "device" if args.device else "simulator"}
+    from moa.solvers.batched import RodasSolver
+
+    out: dict = {"mode": "device" if args.device else "simulator",
+                 "auto_picks_cuda": RodasSolver(backend="auto", gpu_min_batch=1)._gpu_for(10**6)}
     t = time.perf_counter()
     robertson(out)
     if args.n_full > 0:

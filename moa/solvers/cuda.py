@@ -30,6 +30,7 @@ it for ``backend="cuda"`` (or ``"auto"`` with a GPU and a large batch).
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from functools import lru_cache
@@ -76,7 +77,7 @@ def missing() -> str:
     except ImportError:
         return "numba is not installed (pip install 'moa[gpu]')"
     try:
-        from numba import cuda
+        cuda = importlib.import_module("numba.cuda")
     except ImportError as exc:
         return f"numba-cuda is not installed (pip install 'moa[gpu]'): {exc}"
     if simulator():
@@ -88,7 +89,7 @@ def missing() -> str:
     if not ok:
         why = ""
         try:
-            why = str(cuda.cuda_error() or "")
+            why = " ".join(str(cuda.cuda_error() or "").split())
         except Exception:  # noqa: BLE001
             pass
         return "no CUDA driver or GPU found (numba.cuda.is_available() is False" + (f": {why}" if why else "") + ")"
@@ -109,17 +110,23 @@ def require() -> None:
 
 def kernel_source(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan) -> str:
     """The text of the CUDA module: the template plus this system's device functions, printed by
-    the numba backend's printers (:func:`moa.solvers.jit.kernel_source` minus the template)."""
-    cpu = jit.kernel_source(rhs, list(y_syms), list(p_syms), plan)
-    generated = cpu[len(jit._TEMPLATE.read_text()):]
-    # the CPU backend's index arrays (DIAG_SLOT, FILL_*) are not needed: the diagonal is added by
-    # a printed straight-line function instead
-    kept = [line for line in generated.splitlines()
+    the numba backend's printers (see :func:`cuda_source`)."""
+    return cuda_source(jit.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
+
+
+def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:
+    """The CUDA module made from the numba backend's module text ``cpu_source`` (its template followed
+    by the generated kernels): the same generated functions, decorated ``@cuda.jit(device=True)``,
+    after the CUDA template; the diagonal of the iteration matrix is added by a printed straight-line
+    function (the CPU backend's index arrays are dropped)."""
+    template = jit._TEMPLATE.read_text()
+    if not cpu_source.startswith(template):
+        raise ValueError("cpu_source is not a module of the numba backend's current template")
+    kept = [line for line in cpu_source[len(template):].splitlines()
             if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
     text = "\n".join(kept).replace(jit._DECORATOR, _DEVICE_DECORATOR)
     diag = [_DEVICE_DECORATOR, "def _add_diag(a, c):"] + [f"    a[{s}] += c" for s in plan.diag_slot.tolist()]
-    return (_TEMPLATE.read_text() + text + "\n\n" + "\n".join(diag) + "\n"
-            + f"N_STATES = {plan.n}\n")
+    return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(diag) + "\n" + f"N_STATES = {plan.n}\n"
 
 
 class CudaKernels:
@@ -168,18 +175,22 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
         jac = sympy.Matrix(rhs).jacobian(y_syms)
         nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
         plan = SparseLUPlan(len(y_syms), [i for i, _ in nz], [j for _, j in nz])
-    source = kernel_source(list(rhs), y_syms, p_syms, plan)
+    return _load(kernel_source(list(rhs), y_syms, p_syms, plan), plan)
+
+
+def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
     path = jit._write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
     return CudaKernels(jit._load(path), plan, path)
 
 
 @lru_cache(maxsize=16)
 def kernels_for_model(compiled) -> CudaKernels:
-    """CUDA Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object)."""
+    """CUDA Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object), made from the
+    numba backend's generated module for that model (written by sympy once, then read from the
+    compiled-solver cache; numba's CPU compilation is not triggered)."""
     require()
-    plan = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
-    rhs, y_syms, p_syms = compiled.symbolic
-    return kernels(rhs, y_syms, p_syms, plan)
+    cpu = jit.kernels_for_model(compiled)   # its text, from the numba backend's cache (no sympy when cached)
+    return _load(cuda_source(jit._read_verified(cpu.path), cpu.plan), cpu.plan)
 
 
 _MESSAGES = dict(jit._MESSAGES)
