@@ -141,6 +141,7 @@ class CudaKernels:
         self.kernel_seconds = 0.0
         self.compile_seconds = 0.0
         self.launches = 0
+        self.cpu_reruns = 0     # trajectory-segments rerun on the CPU (sparse LU needed the dense fallback)
         self._compiled = False
 
     def resources(self) -> dict:
@@ -279,6 +280,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
     if redo.size and callable(cpu_kernels):
         cpu_kernels = cpu_kernels()
     if redo.size and cpu_kernels is not None:
+        k.cpu_reruns += redo.size
         cpu = jit.integrate_batch_jit(cpu_kernels, t0, t1, Y0[:, redo], P[:, redo], t_out, rtol=rtol, atol=atol,
                                       h0=None if h0 is None else h0a[redo], max_steps=max_steps, h_min=h_min,
                                       dense_output=dense_output, fixed_step=fixed_step, extinct_index=extinct_index,
