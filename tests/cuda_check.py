@@ -73,6 +73,24 @@ def robertson(out: dict) -> None:
             "n_rejected_cuda": a.n_rejected.tolist(), "n_rejected_cpu": b.n_rejected.tolist(),
             "y_rel_diff": rel_diff(a.y, b.y, 1e-22), "y_final_rel_diff": rel_diff(a.y_final, b.y_final, 1e-22),
         }
+    if cuda.simulator():
+        # the simulator reads module globals at run time: a growth limit of 0 makes every sparse LU
+        # "unstable", the case the CPU backends solve with a dense LU; the GPU hands those
+        # trajectories to the CPU (cpu_kernels), or reports them (status 4) without it
+        saved = kc.module.GROWTH_LIMIT
+        kc.module.GROWTH_LIMIT = 0.0
+        try:
+            with np.errstate(all="ignore"):
+                a = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, P, t_out, cpu_kernels=lambda: kj, **kw)
+                c = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, P, t_out, **kw)
+        finally:
+            kc.module.GROWTH_LIMIT = saved
+        out["dense_fallback"] = {
+            "cpu_reruns": kc.cpu_reruns, "status_rerun": a.status.tolist(), "n_steps_rerun": a.n_steps.tolist(),
+            "n_steps_cpu": out["robertson"]["n_steps_cpu"],
+            "y_rel_diff_rerun": rel_diff(a.y, jit.integrate_batch_jit(kj, 0.0, t1, Y0, P, t_out, **kw).y, 1e-22),
+            "status_no_cpu": c.status.tolist(), "message_no_cpu": c.message[0],
+        }
 
 
 def _broken(P: np.ndarray) -> np.ndarray:

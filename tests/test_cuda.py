@@ -118,3 +118,14 @@ def test_occupancy_from_registers(regs, blocks, fraction):
     assert occ["max_active_blocks_per_sm"] == blocks
     assert occ["max_active_threads_per_sm"] == 64 * blocks
     assert occ["occupancy"] == pytest.approx(fraction)
+
+
+@needs_numba
+def test_unstable_sparse_lu_goes_to_the_cpu_or_is_reported(simulated):
+    """Where the CPU backends need the dense-LU fallback, the GPU reruns the trajectory on the CPU
+    (identical results) or, without CPU kernels, reports it with the reason (status 4)."""
+    d = simulated["dense_fallback"]
+    assert d["cpu_reruns"] == 4
+    assert d["status_rerun"] == [0, 0, 0, 0] and d["n_steps_rerun"] == d["n_steps_cpu"]
+    assert d["y_rel_diff_rerun"] == 0.0
+    assert d["status_no_cpu"] == [4, 4, 4, 4] and "no dense-LU fallback" in d["message_no_cpu"]

@@ -289,7 +289,7 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             return 3, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
 
 
-@cuda.jit
+@cuda.jit(cache=True)   # numba-cuda keeps the compiled kernel beside the module (a second process loads it)
 def integrate_kernel(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output,
                      fixed_step, y_out, y_final, status, t_reached, n_steps, n_rej, h_last,
                      last_nonfinite, h_now, ext_idx, ext_thr, ext_day):

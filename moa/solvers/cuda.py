@@ -255,7 +255,8 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         hi = min(N, lo + chunk_size)
         m = hi - lo
         d_out = {name: cuda.device_array(arr.shape[:-1] + (m,), dtype=arr.dtype) for name, arr in out.items()}
-        d_out["ext_day"].copy_to_device(np.full((ext_idx.size, m), np.nan))
+        if ext_idx.size:
+            d_out["ext_day"].copy_to_device(np.full((ext_idx.size, m), np.nan))
         blocks = -(-m // threads_per_block)
         start = time.perf_counter()
         k.module.integrate_kernel[blocks, threads_per_block](
@@ -266,7 +267,8 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
             d_out["h_last"], d_out["last_nonfinite"], d_out["h_now"], d_ext_idx,
             cuda.to_device(np.ascontiguousarray(ext_thr[:, lo:hi])), d_out["ext_day"])
         for name, arr in out.items():
-            arr[..., lo:hi] = d_out[name].copy_to_host()
+            if arr.size:
+                arr[..., lo:hi] = d_out[name].copy_to_host()
         seconds = time.perf_counter() - start
         if not k._compiled:
             k.compile_seconds += seconds    # the first launch compiles (its run time is included)
