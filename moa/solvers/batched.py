@@ -40,6 +40,7 @@ class RodasSolver:
     gpu_min_batch: int = 4096
     _jit_failed: str = dataclasses.field(default="", repr=False)
     _used: str = dataclasses.field(default="", repr=False)
+    _gpu_failed: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -66,7 +67,8 @@ class RodasSolver:
         (not numba's simulator) and at least ``gpu_min_batch`` trajectories."""
         if self.backend == "cuda":
             return True
-        if self.backend != "auto" or n_trajectories < self.gpu_min_batch or not jit.available():
+        if (self.backend != "auto" or n_trajectories < self.gpu_min_batch or self._gpu_failed
+                or not jit.available()):
             return False
         from . import cuda
 
@@ -100,10 +102,18 @@ class RodasSolver:
         if self._gpu_for(Y0.shape[1]):
             from . import cuda
 
-            self._used = "cuda"
             cpu = (lambda: self._kernels(compiled)) if jit.available() else None   # reruns dense-LU cases
-            res = cuda.integrate_batch_cuda(cuda.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
-                                            atol=atol, dense_output=self.dense_output, cpu_kernels=cpu, **ext)
+            try:
+                res = cuda.integrate_batch_cuda(cuda.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
+                                                atol=atol, dense_output=self.dense_output, cpu_kernels=cpu, **ext)
+            except Exception as exc:  # noqa: BLE001 -- CUDA's and numba's errors have no common base
+                if self.backend == "cuda":
+                    raise
+                self._gpu_failed = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"the CUDA Rodas4 failed for this model ({self._gpu_failed[:300]}); using the CPU "
+                              "backends (same method)", RuntimeWarning, stacklevel=3)
+                return self.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+            self._used = "cuda"
             return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
         self._used = ""
         kernels = self._kernels(compiled) if self.compiled_backend else None
