@@ -128,15 +128,15 @@ def markdown(result: dict) -> str:
              "| N | wall s (simulate) | sims/s (simulate) | GPU solver s | sims/s (GPU solver) | failed |",
              "|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['sims_per_s']:,.0f} | {r['solver_seconds']:.1f} | "
-                     f"{r['solver_sims_per_s']:,.0f} | {r['failed']} |")
+        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['sims_per_s']:,.1f} | {r['solver_seconds']:.1f} | "
+                     f"{r['solver_sims_per_s'] or 0:,.1f} | {r['failed']} |")
     lines += ["", f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
               f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same tolerances);"
               f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
               f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
-              f"ratio at the largest N: {s['ratio_to_one_core']:,.0f}x (simulate), {s['solver_ratio_to_one_core']:,.0f}x (GPU solver).",
+              f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), {s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
               f"* libroadrunner ({result['libroadrunner']['source'] if result['libroadrunner'] else 'n/a'}): "
-              + (f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.0f}x (simulate)."
+              + (f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.3g}x (simulate)."
                  if result["libroadrunner"] else "not available.")]
     return "\n".join(lines) + "\n"
 

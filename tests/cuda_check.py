@@ -111,7 +111,7 @@ class _Recorder:
     def __enter__(self):
         def wrapped(*args, **kwargs):
             res = self.original(*args, **kwargs)
-            if res.n_steps.size == self.n:   # not numba's one-step compile call
+            if res.n_steps.size == self.n and not kwargs.get("fixed_step"):   # not numba's compile call
                 self.calls.append((res.n_steps.copy(), res.n_rejected.copy()))
             return res
 

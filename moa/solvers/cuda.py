@@ -149,10 +149,13 @@ class CudaKernels:
         at :data:`THREADS_PER_BLOCK` (empty before the first launch or in the simulator)."""
         if not self._compiled or simulator():
             return {}
-        regs = self.kernel.get_regs_per_thread()
-        regs = max(regs.values()) if isinstance(regs, dict) else int(regs)
-        local = self.kernel.get_local_mem_per_thread()
-        local = max(local.values()) if isinstance(local, dict) else int(local)
+        try:
+            regs = self.kernel.get_regs_per_thread()
+            regs = max(regs.values()) if isinstance(regs, dict) else int(regs)
+            local = self.kernel.get_local_mem_per_thread()
+            local = max(local.values()) if isinstance(local, dict) else int(local)
+        except Exception as exc:  # noqa: BLE001 -- an older numba-cuda without these queries
+            return {"error": f"{type(exc).__name__}: {exc}"}
         return {"registers_per_thread": regs, "local_bytes_per_thread": local} | occupancy(regs)
 
 
