@@ -8,7 +8,8 @@ Usage::
 
 Cases:
 
-* ``robertson``: Robertson's kinetics (sympy, 4 randomised trajectories to 4e5 s), both backends'
+* ``robertson``: Robertson's kinetics (sympy, 4 randomised trajectories to 4e5 s; on the GPU in two
+  chunks of 3 and 1 and blocks of 2 threads), both backends'
   ``integrate_batch``: accepted/rejected steps per trajectory and outputs.
 * ``failures``: the same batch with a NaN rate constant in column 1 and k1 = -1e10 (an exploding
   trajectory: step-size underflow) in column 2; columns 0 and 3 must finish as on the CPU.
@@ -63,7 +64,7 @@ def robertson(out: dict) -> None:
     for case, Pc in (("robertson", P), ("failures", _broken(P))):
         t = time.perf_counter()
         with np.errstate(all="ignore"):
-            a = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=2, **kw)
+            a = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=2, chunk_size=3, **kw)  # 2 chunks
             seconds = time.perf_counter() - t
             b = jit.integrate_batch_jit(kj, 0.0, t1, Y0, Pc, t_out, **kw)
         out[case] = {
