@@ -1,8 +1,10 @@
 """The fast backend: batched Rodas4 behind the solver interface.
 
-Two implementations of the same method: compiled with numba (:mod:`moa.solvers.jit`, optional
-extra ``moa[fast]``) and pure numpy (:mod:`moa.solvers.rodas`). ``backend="auto"`` takes the
-compiled one when numba is installed.
+Three implementations of the same method: compiled with numba (:mod:`moa.solvers.jit`, optional
+extra ``moa[fast]``), pure numpy (:mod:`moa.solvers.rodas`) and one GPU thread per trajectory
+(:mod:`moa.solvers.cuda`, extra ``moa[gpu]``, imported only when used). ``backend="auto"`` takes
+the GPU for batches of at least ``gpu_min_batch`` when a CUDA GPU is present (never numba's
+simulator), else the compiled one when numba is installed.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from .rodas import SparseLUPlan, integrate_batch
 
 __all__ = ["RodasSolver", "BACKENDS"]
 
-BACKENDS = ("auto", "numba", "numpy")
+BACKENDS = ("auto", "numba", "numpy", "cuda")
 
 
 @dataclasses.dataclass
 class RodasSolver:
     """All N parameter sets at once, each with its own adaptive step.
 
-    backend: "auto" (numba when installed, else numpy), "numba" or "numpy".
+    backend: "auto" (the GPU for large batches when one is present, else numba when installed, else
+    numpy), "numba", "numpy" or "cuda" (raises, naming the missing piece, without a usable GPU).
     The sparse LU plan depends only on the Jacobian's pattern, so it is built once per
     compiled model and kept on this solver object (deterministic; results do not depend on it).
     """
@@ -34,13 +37,20 @@ class RodasSolver:
     dense_output: bool = True
     backend: str = "auto"
     _plans: dict = dataclasses.field(default_factory=dict, repr=False)
+    gpu_min_batch: int = 4096
     _jit_failed: str = dataclasses.field(default="", repr=False)
+    _used: str = dataclasses.field(default="", repr=False)
+    _gpu_failed: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r}: allowed values are {BACKENDS}")
         if self.backend == "numba":
             jit.require()
+        if self.backend == "cuda":
+            from . import cuda
+
+            cuda.require()
 
     @property
     def compiled_backend(self) -> bool:
@@ -48,7 +58,21 @@ class RodasSolver:
 
     @property
     def name(self) -> str:
+        if self._used == "cuda" or self.backend == "cuda":
+            return "moa-rodas4-cuda"
         return "moa-rodas4-numba" if self.compiled_backend else "moa-rodas4"
+
+    def _gpu_for(self, n_trajectories: int) -> bool:
+        """Whether this batch goes to the GPU: always for "cuda"; for "auto" only with a real GPU
+        (not numba's simulator) and at least ``gpu_min_batch`` trajectories."""
+        if self.backend == "cuda":
+            return True
+        if (self.backend != "auto" or n_trajectories < self.gpu_min_batch or self._gpu_failed
+                or not jit.available()):
+            return False
+        from . import cuda
+
+        return cuda.available() and not cuda.simulator()
 
     def _kernels(self, compiled):
         """The compiled kernels; with backend="auto", a model numba cannot compile falls back to numpy
@@ -74,8 +98,25 @@ class RodasSolver:
         if trivial is not None:
             return trivial
         t_out = np.asarray(t_out, dtype=float)
-        kernels = self._kernels(compiled) if self.compiled_backend else None
         ext = dict(extinct_index=compiled.extinct_index, extinct_threshold=compiled.extinct_threshold_T(P))
+        if self._gpu_for(Y0.shape[1]):
+            from . import cuda
+
+            cpu = (lambda: self._kernels(compiled)) if jit.available() else None   # reruns dense-LU cases
+            try:
+                res = cuda.integrate_batch_cuda(cuda.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
+                                                atol=atol, dense_output=self.dense_output, cpu_kernels=cpu, **ext)
+            except Exception as exc:  # noqa: BLE001 -- CUDA's and numba's errors have no common base
+                if self.backend == "cuda":
+                    raise
+                self._gpu_failed = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"the CUDA Rodas4 failed for this model ({self._gpu_failed[:300]}); using the CPU "
+                              "backends (same method)", RuntimeWarning, stacklevel=3)
+                return self.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+            self._used = "cuda"
+            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
+        self._used = ""
+        kernels = self._kernels(compiled) if self.compiled_backend else None
         if kernels is not None:
             res = jit.integrate_batch_jit(kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol,
                                           dense_output=self.dense_output, **ext)

@@ -1,0 +1,258 @@
+"""Throughput of the CUDA Rodas4 (``RodasSolver(backend="cuda")``) on the throughput benchmark's problem.
+
+Usage::
+
+    python benchmarks/gpu.py --out results/benchmarks/gpu            # N = 1e3, 1e4, 1e5, 1e6
+    python benchmarks/gpu.py --quick --out $OUT                       # N = 1e3, 1e4, 1e5 (< 5 min on an H200)
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu.py --n 2 --days 10 --out /tmp/g   # a dry run without a GPU
+
+Problem (as ``benchmarks/throughput.py``): the full model in ``hot_tnbc`` under ``nabp_bsab_2x2``
+(nab-paclitaxel + the 2:2 bispecific), one year, daily output, parameter sets drawn by Latin
+hypercube within the bounds in ``models/`` (``throughput.draw_parameters``; one draw of max(N) sets,
+each N takes the first N), rtol 1e-6 and atol 1e-9 (``--rtol``), through ``moa.simulate`` in calls of
+``--per-call`` sets (bounding host memory: daily outputs of 54 states are 158 kB per set).
+
+Reported per N: wall seconds and sims/s end to end (``moa.simulate``: dose segments, host-side
+outputs and observables included), and of the GPU solver alone (kernel launches with their
+transfers); the first launch (numba compiles the kernel there) is timed separately as
+``compile_seconds`` and excluded. Accuracy: max relative tumour-volume error over the first
+``--n-ref`` sets against the numba Rodas4 at rtol 1e-10 / atol 1e-14 (not timed), with the
+throughput benchmark's floor (volume of 1e6 cells). Ratios: to the one-core numba backend measured
+in this process on the first ``--n-cpu`` sets (same tolerances), and to libroadrunner if importable
+(same sets, same tolerances), else to the libroadrunner rate in benchmarks/README.md, labelled so.
+Registers per thread, local memory and occupancy of the compiled kernel are reported too.
+
+Writes ``gpu.json`` and ``gpu.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import sys
+import time
+import warnings
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import throughput as tp  # noqa: E402  (pins BLAS to one thread before numpy loads: the CPU rows are one core)
+import numpy as np  # noqa: E402
+
+import moa  # noqa: E402
+from moa.assemble import full_model  # noqa: E402
+from moa.errors import DoseWarning  # noqa: E402
+from moa.scenarios import scenario  # noqa: E402
+
+README = ROOT / "benchmarks" / "README.md"
+REF_RTOL, REF_ATOL = 1e-10, 1e-14
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(model, params, regimen, values, times, solver, rtol, atol):
+    """moa.simulate on one batch; (seconds, tumour volume (N, T), status (N,))."""
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DoseWarning)
+        ds = moa.simulate(model, params.with_values(values), regimen, times=times, solver=solver, rtol=rtol,
+                          atol=atol, on_failure="record")
+    seconds = time.perf_counter() - t
+    tumour = np.asarray(ds["tumour_volume"].values, float).reshape(-1, len(times))   # (sample, time)
+    return seconds, tumour, np.asarray(ds["status"].values).reshape(-1)
+
+
+def tumour_error(x: np.ndarray, ref: np.ndarray, density: np.ndarray) -> float:
+    """max over sets and time of |x - ref| / max(|ref|, volume of 1e6 cells) (inf where x is not finite)."""
+    floor = (tp.TUMOUR_FLOOR_CELLS / density)[:, None]
+    with np.errstate(invalid="ignore"):
+        e = np.abs(x - ref) / np.maximum(np.abs(ref), floor)
+    return float(np.max(np.where(np.isfinite(e), e, np.inf)))
+
+
+def readme_roadrunner() -> float | None:
+    """libroadrunner's one-core sims/s at rtol 1e-6 from the first table of benchmarks/README.md."""
+    for line in README.read_text().splitlines():
+        m = re.match(r"\|\s*libroadrunner CVODE\s*\|\s*1e-6\s*\|\s*([0-9.]+)", line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def roadrunner_rate(model, params, regimen, values, times, n, rtol, atol):
+    """libroadrunner sims/s on the first n sets, or None when it cannot be imported."""
+    try:
+        from moa.roadrunner import SBMLSimulator
+        from moa.sbml import export
+    except ImportError as exc:
+        log(f"libroadrunner not importable ({exc})")
+        return None
+    try:
+        sim = SBMLSimulator(export(model, params, regimen), rtol=rtol, atol=atol)
+        sim.run(times[:5], {k: float(v[0]) for k, v in values.items()})
+        secs, _, failures = tp.run_roadrunner(sim, tp.subset(values, slice(0, n)), times, n)
+    except ImportError as exc:
+        log(f"libroadrunner not importable ({exc})")
+        return None
+    return {"sims_per_s": n / secs, "n": n, "failed": failures, "source": "measured in this process"}
+
+
+def device_info() -> dict:
+    from numba import cuda
+
+    from moa.solvers import cuda as moa_cuda
+
+    if moa_cuda.simulator():
+        return {"name": "numba CUDA simulator (no GPU)"}
+    dev = cuda.get_current_device()
+    return {"name": dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name),
+            "compute_capability": list(dev.compute_capability),
+            "multiprocessors": dev.MULTIPROCESSOR_COUNT}
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [f"# benchmarks/gpu.py ({result['finished_utc']})", "",
+             f"Device: {result['device']}. Problem: {result['problem']['model']} ({result['problem']['states']} states), "
+             f"{result['problem']['arm']} in {result['problem']['setting']}, {result['problem']['days']:g} days, "
+             f"rtol {result['rtol']:g}, atol {result['atol']:g}. Kernel compile: {result['compile_seconds']:.1f} s "
+             "(first launch, excluded). " + (f"Kernel: {result['kernel']}." if result["kernel"] else ""), "",
+             "| N | wall s (simulate) | sims/s (simulate) | GPU solver s | sims/s (GPU solver) | failed |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['sims_per_s']:,.1f} | {r['solver_seconds']:.1f} | "
+                     f"{r['solver_sims_per_s'] or 0:,.1f} | {r['failed']} |")
+    lines += ["", f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
+              f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same tolerances);"
+              f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
+              f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
+              f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), {s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
+              f"* libroadrunner ({result['libroadrunner']['source'] if result['libroadrunner'] else 'n/a'}): "
+              + (f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.3g}x (simulate)."
+                 if result["libroadrunner"] else "not available.")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N = 1e3, 1e4, 1e5 (under 5 minutes on an H200)")
+    ap.add_argument("--n", type=int, nargs="+", default=None, help="batch sizes (default 1e3 1e4 1e5 1e6)")
+    ap.add_argument("--days", type=float, default=365.0)
+    ap.add_argument("--rtol", type=float, default=1e-6)
+    ap.add_argument("--per-call", type=int, default=32_768, help="sets per moa.simulate call (host memory)")
+    ap.add_argument("--n-ref", type=int, default=None, help="sets with a reference (default 16; 8 with --quick)")
+    ap.add_argument("--n-cpu", type=int, default=None, help="sets timed on one core (default 32; 16 with --quick)")
+    ap.add_argument("--n-rr", type=int, default=20, help="sets run by libroadrunner when importable")
+    ap.add_argument("--seed", type=int, default=20241)
+    ap.add_argument("--out", required=True, help="output folder (gpu.json, gpu.md)")
+    args = ap.parse_args(argv)
+    sizes = args.n or ([1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000])
+    if any(n < 1 for n in sizes) or args.per_call < 1:
+        raise SystemExit(f"--n {sizes} and --per-call {args.per_call}: must be >= 1")
+    n_max = max(sizes)
+    n_ref = min(n_max, args.n_ref if args.n_ref is not None else (8 if args.quick else 16))
+    n_cpu = min(n_max, args.n_cpu if args.n_cpu is not None else (16 if args.quick else 32))
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    from moa.solvers import cuda
+    from moa.solvers.batched import RodasSolver
+
+    cuda.require()
+    log(f"device: {device_info()}")
+    model = full_model()
+    params, regimen = scenario(tp.ARM, tp.SETTING, duration_days=args.days)
+    times = moa.output_times(args.days)
+    values = tp.draw_parameters(params, n_max, args.seed)
+    dens_all = np.broadcast_to(np.asarray(params.with_values(values)["tumour_cell_density"], float), (n_max,))
+    log(f"full model: {model.compiled.n_species} states; {len(regimen.doses)} doses in {args.days:g} days; "
+        f"N = {sizes}")
+
+    cpu_solver = RodasSolver(backend="numba")
+    run(model, params, regimen, tp.subset(values, slice(0, 2)), times[:3], cpu_solver, args.rtol, tp.ATOL)  # compile
+    t = time.perf_counter()
+    _, ref, ref_status = run(model, params, regimen, tp.subset(values, slice(0, n_ref)), times, cpu_solver,
+                             REF_RTOL, REF_ATOL)
+    log(f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in {time.perf_counter() - t:.1f} s "
+        f"(failed {int(np.sum(ref_status != 0))})")
+    cpu_secs, cpu_tumour, cpu_status = run(model, params, regimen, tp.subset(values, slice(0, n_cpu)), times,
+                                           cpu_solver, args.rtol, tp.ATOL)
+    cpu = {"n": n_cpu, "seconds": cpu_secs, "sims_per_s": n_cpu / cpu_secs, "failed": int(np.sum(cpu_status != 0)),
+           "max_tumour_error": tumour_error(cpu_tumour[:n_ref], ref, dens_all[:n_ref])}
+    log(f"one-core numba: {cpu['sims_per_s']:.1f} sims/s on {n_cpu} sets; tumour error {cpu['max_tumour_error']:.2e}")
+
+    gpu_solver = RodasSolver(backend="cuda")
+    t = time.perf_counter()
+    run(model, params, regimen, tp.subset(values, slice(0, 2)), times[:3], gpu_solver, args.rtol, tp.ATOL)
+    kernels = cuda.kernels_for_model(model.compiled)
+    compile_seconds = time.perf_counter() - t
+    log(f"GPU warm-up (kernel generation + numba-cuda compile at first launch): {compile_seconds:.1f} s "
+        f"(first launch {kernels.compile_seconds:.1f} s); kernel {kernels.resources()}")
+
+    rows, gpu_first = [], None
+    for n in sizes:
+        secs, solver_secs, failed = 0.0, 0.0, 0
+        for lo in range(0, n, args.per_call):
+            hi = min(n, lo + args.per_call)
+            before = kernels.kernel_seconds
+            s, tumour, status = run(model, params, regimen, tp.subset(values, slice(lo, hi)), times, gpu_solver,
+                                    args.rtol, tp.ATOL)
+            secs += s
+            solver_secs += kernels.kernel_seconds - before
+            failed += int(np.sum(status != 0))
+            if gpu_first is None or (lo == 0 and tumour.shape[0] > gpu_first.shape[0]):
+                gpu_first = tumour   # the first sets, for the accuracy checks
+        row = {"n": n, "seconds": secs, "sims_per_s": n / secs, "solver_seconds": solver_secs,
+               "solver_sims_per_s": n / solver_secs if solver_secs > 0 else None, "failed": failed}
+        rows.append(row)
+        log(f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver {solver_secs:8.2f} s  "
+            f"{row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}")
+
+    k = min(n_ref, gpu_first.shape[0])
+    gpu_err = tumour_error(gpu_first[:k], ref[:k], dens_all[:k])
+    m = min(n_cpu, gpu_first.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = float(np.nanmax(np.abs(gpu_first[:m] - cpu_tumour[:m]) / np.abs(cpu_tumour[:m])))
+    rr = roadrunner_rate(model, params, regimen, values, times, min(args.n_rr, n_max), args.rtol, tp.ATOL)
+    if rr is None and readme_roadrunner() is not None:
+        rr = {"sims_per_s": readme_roadrunner(), "source": "benchmarks/README.md (54-state model, rtol 1e-6, one "
+              "AMD EPYC core; not measured here)"}
+    big = rows[-1]
+    summary = {"max_tumour_error": gpu_err, "gpu_vs_cpu_tumour_rel_diff": diff,
+               "largest_n": big["n"], "sims_per_s": big["sims_per_s"], "solver_sims_per_s": big["solver_sims_per_s"],
+               "ratio_to_one_core": big["sims_per_s"] / cpu["sims_per_s"],
+               "solver_ratio_to_one_core": (big["solver_sims_per_s"] or 0) / cpu["sims_per_s"],
+               "ratio_to_libroadrunner": big["sims_per_s"] / rr["sims_per_s"] if rr else None,
+               "target_10k_per_s_at_1e-5": bool(big["sims_per_s"] >= 1e4 and gpu_err <= 1e-5)}
+    result = {
+        "benchmark": "benchmarks/gpu.py", "command": "python benchmarks/gpu.py " + " ".join(argv or sys.argv[1:]),
+        "started_utc": started, "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_info(), "machine": {"cpu": tp.machine_info().get("cpu"), "python": platform.python_version(),
+                                             "numpy": np.__version__},
+        "problem": {"model": "full_model", "states": model.compiled.n_species, "arm": tp.ARM, "setting": tp.SETTING,
+                    "days": args.days, "doses": len(regimen.doses), "seed": args.seed, "varied": tp.varied_names()},
+        "rtol": args.rtol, "atol": tp.ATOL, "per_call": args.per_call, "chunk_size": cuda.CHUNK_SIZE,
+        "compile_seconds": compile_seconds, "first_launch_seconds": kernels.compile_seconds,
+        "kernel": kernels.resources(),
+        "reference": {"solver": f"numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g}", "sets": n_ref},
+        "cpu": cpu, "libroadrunner": rr, "rows": rows, "summary": summary,
+    }
+    (out_dir / "gpu.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "gpu.md").write_text(markdown(result))
+    print(markdown(result), flush=True)
+    log(f"wrote {out_dir / 'gpu.json'} and {out_dir / 'gpu.md'}")
+    return result
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 18 in one run on a device machine (about 5-7 minutes on an H200):
+#   1. install the wheels the device image lacks (pint & co., carried in .whl/) into /tmp/site;
+#   2. print nvidia-smi and versions;
+#   3. tests/cuda_check.py --device --check: the CUDA backend on the real GPU against the numba CPU
+#      backend on the same trajectories (Robertson, failures, full model 30 days x 3 sets): equal
+#      accepted/rejected steps and outputs within 1e-9 relative;
+#   4. benchmarks/gpu.py --quick --out $OUT (N = 1e3, 1e4, 1e5; gpu.json and gpu.md in $OUT).
+# Usage (repository root): OUT=/some/folder bash benchmarks/gpu_device.sh
+# A dry run without a GPU: NUMBA_ENABLE_CUDASIM=1 GPU_SH_SIM=1 OUT=/tmp/x bash benchmarks/gpu_device.sh
+set -u
+export PYTHONUNBUFFERED=1
+PY=${PY:-/opt/torch/.venv/bin/python3}
+[ -x "$PY" ] || PY=python3
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export MOA_CACHE_DIR=${MOA_CACHE_DIR:-/tmp/moa-cache}
+T0=$(date +%s)
+step() { echo; echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
+
+step "wheels"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet --no-index --no-deps --target /tmp/site .whl/*.whl && echo "installed: $(ls .whl)"
+else
+    echo "no .whl/ folder: using the image's packages"
+fi
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+step "device and versions"
+nvidia-smi || echo "nvidia-smi not available"
+"$PY" - <<'PY'
+import importlib, platform
+print("python", platform.python_version())
+for m in ("numpy", "scipy", "sympy", "xarray", "pint", "numba", "numba_cuda", "llvmlite", "cupy", "roadrunner"):
+    try:
+        mod = importlib.import_module(m)
+        print(f"{m:12s} {getattr(mod, '__version__', '?')}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"{m:12s} not importable ({type(exc).__name__}: {exc})")
+from moa.solvers import cuda
+print("moa.solvers.cuda.missing():", repr(cuda.missing()))
+PY
+
+DEVICE_FLAG=--device
+[ "${GPU_SH_SIM:-0}" = "1" ] && DEVICE_FLAG=
+step "correctness: CUDA vs numba CPU on the same trajectories (tests/cuda_check.py $DEVICE_FLAG --check)"
+if timeout 300 "$PY" tests/cuda_check.py $DEVICE_FLAG --check --n-full ${N_FULL:-3} --days 30 > "$OUT/cuda_check.json"; then
+    echo "cuda_check: all checks passed"
+else
+    echo "cuda_check: FAILED (exit $?)"
+fi
+"$PY" - "$OUT/cuda_check.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as exc:  # noqa: BLE001
+    sys.exit(f"no JSON from cuda_check ({exc})")
+for case in ("robertson", "failures", "full_model"):
+    c = d.get(case)
+    if c:
+        keep = {k: v for k, v in c.items() if not k.startswith("message_cpu")}
+        print(case, json.dumps(keep))
+print("failed checks:", d["failed_checks"] or "none", "| seconds:", round(d["seconds"], 1))
+PY
+
+step "benchmark: benchmarks/gpu.py ${GPU_ARGS:---quick} --out $OUT"
+timeout ${BENCH_TIMEOUT:-400} "$PY" benchmarks/gpu.py ${GPU_ARGS:---quick} --out "$OUT" || echo "gpu.py: FAILED (exit $?)"
+step "done"
