@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -284,7 +285,11 @@ def _binding(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None}
     try:
         if overrides:
-            base = base.with_values(overrides)
+            with warnings.catch_warnings(record=True) as caught:   # said again in option terms
+                warnings.simplefilter("always")
+                base = base.with_values(overrides)
+            for w in caught:
+                print(f"moa: warning: {in_option_terms(str(w.message))}", file=sys.stderr)
         if args.threshold:
             rows = []
             for fmt in ("2x2", "1x1"):
