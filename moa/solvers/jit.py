@@ -6,8 +6,9 @@ compiled. sympy writes the model's right-hand side, its Jacobian (straight into 
 sparse LU) and the sparse LU itself (from :class:`~moa.solvers.rodas.SparseLUPlan`) as scalar
 Python; that text, appended to the integrator template ``_jit_rodas.py``, is saved as a module in
 the cache directory and compiled by numba, which also caches the machine code on disk. The first
-use of a model pays the compilation (tens of seconds for the full model); later processes load it
-in about a second.
+use of a model pays the compilation (tens of seconds for the full model), announced by one line on
+stderr (:data:`COMPILING_NOTICE`) when numba has no machine code for it yet; later processes load
+it in about a second, silently.
 
 Where numpy's batched Rodas4 advances every trajectory one step per Python iteration (so each
 step costs a few hundred numpy calls with their temporaries), the compiled integrator takes one
