@@ -1,7 +1,8 @@
-"""The ``moa`` command: list and run the experiments.
+"""The ``moa`` command (also ``python -m moa``): list and run the experiments.
 
-    moa list
-    moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress]
+    moa --version
+    moa list [--experiments DIR]
+    moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress] [--experiments DIR]
     moa binding [--format 2x2|1x1] [--drug-nM C ...] [--pdl1-per-cell N] ...
     moa binding --threshold   (PD-L1 per cell at half-maximal bispecific 4-1BB signal, 2:2 and 1:1)
 
@@ -12,17 +13,28 @@ anything is written; a failing experiment is reported, leaves no folder, and mak
 status 1 while the others still run. ``DIR/<name>`` is a link to a hidden version folder swapped
 in atomically: a killed ``moa run`` leaves the previous folder visible, and the next run removes
 the hidden leftovers of the killed one.
+
+``--experiments DIR`` (a folder of your own experiment scripts) may come before or after the
+subcommand. The shipped experiments and model files are found as :mod:`moa.paths` describes
+(``MOA_DATA_DIR``, the checkout, or the installed package); when there are none, the command says
+where it looked and exits with status 1. ``--progress`` shows a bar across experiments and, inside
+each, one per simulation (``MOA_PROGRESS=1``, which :func:`moa.simulate` and
+:func:`moa.parallel.simulate_parallel` read). Numbers given on the command line are checked before
+anything runs, and a bad one is reported under its option's name (``--drug-nM``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -30,32 +42,63 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+#: Environment variable that turns on the progress bars of each simulation (set by ``moa run --progress``).
+PROGRESS_ENV = "MOA_PROGRESS"
+
+_EXPERIMENTS_HELP = "folder of your own experiment scripts (default: the shipped experiments; see moa.paths)"
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="moa", description="Mechanism-of-action experiments for PD-L1 x 4-1BB bispecifics.")
-    parser.add_argument("--experiments", type=pathlib.Path, default=None, metavar="DIR",
-                        help="folder of experiment scripts (default: the repository's experiments/)")
+    parser.add_argument("--version", action="version", version=f"moa {__version__}")
+    parser.add_argument("--experiments", type=pathlib.Path, default=None, metavar="DIR", help=_EXPERIMENTS_HELP)
+    # the same option after the subcommand; SUPPRESS keeps a value given before it
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--experiments", type=pathlib.Path, default=argparse.SUPPRESS, metavar="DIR", help=_EXPERIMENTS_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list experiments and the question each answers")
-    run = sub.add_parser("run", help="run experiments into DIR/<name>/ and write DIR/index.html")
+    sub.add_parser("list", parents=[after], help="list experiments and the question each answers")
+    run = sub.add_parser("run", parents=[after], help="run experiments into DIR/<name>/ and write DIR/index.html")
     run.add_argument("names", nargs="+", metavar="NAME", help="experiment name(s), or 'all'")
     run.add_argument("--quick", action="store_true", help="short horizons and coarse grids (minutes, not hours)")
     run.add_argument("--out", type=_folder, default=pathlib.Path("results"), metavar="DIR",
                      help="results folder (default: results)")
-    run.add_argument("--progress", action="store_true", help="show a progress bar across experiments (needs tqdm)")
+    run.add_argument("--progress", action="store_true",
+                     help="show progress bars across experiments and over each experiment's simulations (needs tqdm)")
     b = sub.add_parser("binding", help="in-vitro binding equilibrium of the bispecific with PD-L1+ cells and 4-1BB+ T cells")
     b.add_argument("--format", choices=("2x2", "1x1"), default="2x2", help="bispecific format (default 2x2)")
-    b.add_argument("--drug-nM", type=float, nargs="+", default=None, metavar="C",
+    b.add_argument("--drug-nM", type=_number(">= 0", "nM"), nargs="+", default=None, metavar="C",
                    help="drug concentrations in nM (default: 1e-4 .. 1e4, 2 per decade)")
-    b.add_argument("--pdl1-per-cell", type=float, default=1e5, help="PD-L1 per PD-L1+ cell (default 1e5)")
-    b.add_argument("--pdl1-cells-per-mL", type=float, default=1e6, help="PD-L1+ cells per mL (default 1e6)")
-    b.add_argument("--cd137-per-cell", type=float, default=None, help="4-1BB per T cell (default: models/ value)")
-    b.add_argument("--cd137-cells-per-mL", type=float, default=1e6, help="T cells per mL (default 1e6)")
-    b.add_argument("--kd-pdl1-nM", type=float, default=None, help="PD-L1 arm KD in nM (default: models/ value)")
-    b.add_argument("--kd-cd137-nM", type=float, default=None, help="4-1BB arm KD in nM (default: models/ value)")
+    b.add_argument("--pdl1-per-cell", type=_number(">= 0", "molecule/cell"), default=1e5,
+                   help="PD-L1 per PD-L1+ cell (default 1e5)")
+    b.add_argument("--pdl1-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6,
+                   help="PD-L1+ cells per mL (default 1e6)")
+    b.add_argument("--cd137-per-cell", type=_number(">= 0", "molecule/cell"), default=None,
+                   help="4-1BB per T cell (default: models/ value)")
+    b.add_argument("--cd137-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6, help="T cells per mL (default 1e6)")
+    b.add_argument("--kd-pdl1-nM", type=_number("> 0", "nM"), default=None, help="PD-L1 arm KD in nM (default: models/ value)")
+    b.add_argument("--kd-cd137-nM", type=_number("> 0", "nM"), default=None, help="4-1BB arm KD in nM (default: models/ value)")
     b.add_argument("--threshold", action="store_true",
                    help="print, for 2:2 and 1:1, the PD-L1 per cell at which the best 4-1BB signal (over drug concentration) "
                         "is half its value at 1e6 PD-L1 per cell (1:1 co-culture, 1e6 cells/mL each)")
     return parser
+
+
+def _number(allowed: str, unit: str):
+    """An argparse ``type`` for a finite number ``>= 0`` or ``> 0`` in ``unit``; argparse puts the
+    option's name in front of the refusal (``argument --drug-nM: ...``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (allowed == "> 0" and value == 0):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {allowed} ({unit})")
+        return value
+
+    return parse
 
 
 def _folder(text: str) -> pathlib.Path:
@@ -129,7 +172,7 @@ def _list(experiments_dir: pathlib.Path | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import discover, find, run, write_index
+    from .experiments import find
 
     try:
         chosen = find(args.names, args.experiments)
@@ -144,11 +187,26 @@ def _run(args: argparse.Namespace) -> int:
         created = _prepare_out(args.out)
     except OSError as exc:
         return _error(str(exc))
+    saved_progress = os.environ.get(PROGRESS_ENV)
+    if args.progress:
+        os.environ[PROGRESS_ENV] = "1"  # each simulation's own bar; worker processes inherit it
+    try:
+        return _run_chosen(args, chosen, created, tqdm if args.progress else None)
+    finally:
+        if saved_progress is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved_progress
+
+
+def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | None, tqdm) -> int:
+    """Run ``chosen`` into ``args.out``, then write the index and claims (see the module docstring)."""
+    from .experiments import discover, run, write_index
 
     failures: list[tuple[str, str]] = []
-    iterator = tqdm(chosen, desc="moa run", unit="experiment") if args.progress else chosen
+    iterator = tqdm(chosen, desc="moa run", unit="experiment") if tqdm else chosen
     for experiment in iterator:
-        if args.progress:
+        if tqdm:
             iterator.set_postfix_str(experiment.name)
         started = time.perf_counter()
         try:
@@ -182,11 +240,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.experiments is not None and not args.experiments.is_dir():
         return _error(f"--experiments={args.experiments}: not a folder")
-    if args.command == "list":
-        return _list(args.experiments)
-    if args.command == "binding":
-        return _binding(args)
-    return _run(args)
+    from .paths import DataNotFoundError
+
+    try:
+        if args.command == "list":
+            return _list(args.experiments)
+        if args.command == "binding":
+            return _binding(args)
+        return _run(args)
+    except DataNotFoundError as exc:  # an install without its data: say where moa looked
+        print(f"moa: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+#: Internal names that reach ``moa binding``'s errors from the library, and the option each came from.
+_BINDING_OPTIONS = {
+    "kd_pdl1_nM": "--kd-pdl1-nM", "kd_pdl1_bsab": "--kd-pdl1-nM", "kd_cd137_nM": "--kd-cd137-nM",
+    "kd_cd137_bsab": "--kd-cd137-nM", "pdl1_per_cell": "--pdl1-per-cell", "cd137_per_cell": "--cd137-per-cell",
+    "pdl1_cells_per_mL": "--pdl1-cells-per-mL", "cd137_cells_per_mL": "--cd137-cells-per-mL", "bsab total": "--drug-nM",
+}
+#: Quantities computed from two options (receptor concentration = per cell x cells per mL).
+_BINDING_DERIVED = {"pdl1_nM": ("--pdl1-per-cell", "--pdl1-cells-per-mL"),
+                    "cd137_nM": ("--cd137-per-cell", "--cd137-cells-per-mL")}
+
+
+def in_option_terms(message: str) -> str:
+    """A library error about ``moa binding``'s inputs, with each internal field named by its option
+    (``kd_pdl1_nM=1e-300`` -> ``--kd-pdl1-nM=1e-300``); a derived quantity gets the options it came from."""
+    for field, option in _BINDING_OPTIONS.items():
+        message = re.sub(rf"(?:parameter )?'?(?<![\w-]){re.escape(field)}'?(?==)", option, message)
+    derived = [options for field, options in _BINDING_DERIVED.items() if re.search(rf"(?<![\w-]){field}=", message)]
+    return message + "".join(f" (from {' x '.join(options)})" for options in derived)
 
 
 def _binding(args: argparse.Namespace) -> int:
@@ -201,7 +285,11 @@ def _binding(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None}
     try:
         if overrides:
-            base = base.with_values(overrides)
+            with warnings.catch_warnings(record=True) as caught:   # said again in option terms
+                warnings.simplefilter("always")
+                base = base.with_values(overrides)
+            for w in caught:
+                print(f"moa: warning: {in_option_terms(str(w.message))}", file=sys.stderr)
         if args.threshold:
             rows = []
             for fmt in ("2x2", "1x1"):
@@ -216,7 +304,7 @@ def _binding(args: argparse.Namespace) -> int:
         eq = in_vitro(drug_binding(params, "bsab"), conc, args.pdl1_per_cell, args.pdl1_cells_per_mL, cd137,
                       args.cd137_cells_per_mL, contact_geometry(params), clustering(params))
     except ValueError as exc:
-        return _error(str(exc))
+        return _error(in_option_terms(str(exc)))
     print("drug_nM,pdl1_free_nM,cd137_free_nM,bsab_free_nM,cd137_signal,ternary_cd137_nM,ternary_per_t_cell")
     for i, c in enumerate(conc):
         print(f"{c:.6g},{float(eq.pdl1_free[i]):.6g},{float(eq.cd137_free[i]):.6g},{float(eq.bsab_free[i]):.6g},"

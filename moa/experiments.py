@@ -28,13 +28,14 @@ import time
 import types
 from collections.abc import Iterable
 
-from .parameters import MODELS_DIR
+from .paths import data_dir, require_experiments_dir
 from .provenance import base_provenance, run_context
 from .results import staged_directory, write_json, write_text
 
 __all__ = ["EXPERIMENTS_DIR", "Experiment", "discover", "find", "load", "run", "write_index"]
 
-EXPERIMENTS_DIR = MODELS_DIR.parent / "experiments"
+#: The experiment scripts: ``experiments/`` of the checkout, of ``MOA_DATA_DIR`` or of the installed package.
+EXPERIMENTS_DIR = data_dir() / "experiments"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,9 @@ def _question(path: pathlib.Path) -> str:
 
 def discover(directory: str | pathlib.Path | None = None) -> list[Experiment]:
     """All experiments in ``directory`` (default: the repository's ``experiments/``), by name."""
-    directory = pathlib.Path(directory) if directory is not None else EXPERIMENTS_DIR
+    if directory is None:
+        directory = require_experiments_dir(EXPERIMENTS_DIR)
+    directory = pathlib.Path(directory)
     if not directory.is_dir():
         return []
     return [Experiment(p.stem, p, _question(p)) for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]

@@ -14,10 +14,9 @@ import pathlib
 import shutil
 import sys
 
-from .parameters import MODELS_DIR
 from .results import write_text
 
-DOCS = MODELS_DIR.parent / "docs"
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"  # the checkout's docs/ (not MOA_DATA_DIR)
 
 NOTES = {
     "pk_occupancy": "Plasma concentration and systemic PD-L1 occupancy of the bispecific at three dose levels. The "

@@ -113,14 +113,14 @@ def _run_chunk(builder, parameters: ParameterSet, regimen, kwargs: dict):
     model = resolve_builder(builder)()
     import moa
 
-    return moa.simulate(model, parameters, regimen, on_failure="record", **kwargs)
+    return moa.simulate(model, parameters, regimen, on_failure="record", progress=False, **kwargs)  # the parent's bar counts chunks
 
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=None, *, workers: int | None = None,
-                      chunks: int | None = None, progress: bool = False, on_failure: str = "record",
+                      chunks: int | None = None, progress: bool | None = None, on_failure: str = "record",
                       mp_context: str = "spawn", blas_threads: int = 1, **simulate_kwargs) -> xr.Dataset:
     """:func:`moa.simulate` of a batch of ``N`` parameter sets split over ``workers`` processes.
 
@@ -133,7 +133,8 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     workers: processes (default: the number of CPUs this process may use, at least 1).
     chunks: number of chunks the ``sample`` dimension is split into (default:
         ``max(workers, ceil(N / 1000))``, never more than ``N``); chunks are as equal as possible.
-    progress: a tqdm progress bar over finished chunks (needs the ``progress`` extra).
+    progress: a tqdm progress bar over finished chunks (needs the ``progress`` extra); None (the
+        default): only when the ``MOA_PROGRESS`` environment variable is set (``moa run --progress``).
     on_failure: ``"record"`` (default; failed samples have ``status`` != 0 and a ``message``) or
         ``"raise"`` (a :class:`moa.SimulationError` after all chunks finished).
     mp_context: ``"spawn"`` (default; a fresh interpreter per worker) or ``"fork"``/``"forkserver"``.
@@ -185,7 +186,7 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     errors: dict[int, str] = {}
     saved_env = {k: os.environ.get(k) for k in _BLAS_ENV}
     bar = None
-    if progress:
+    if progress or (progress is None and os.environ.get("MOA_PROGRESS")):
         from tqdm.auto import tqdm  # optional extra
 
         bar = tqdm(total=len(parts), desc=f"simulate {N} samples on {workers} processes", unit="chunk")

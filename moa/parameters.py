@@ -50,12 +50,14 @@ import pint
 
 from .checks import is_finite_real, read_utf8
 from .errors import BoundsWarning
+from .paths import data_dir, require_models_dir
 from .units import UnitError, format_unit, parse_unit, registry
 
 __all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR", "DOMAINS",
            "check_domain", "convert_value", "convert_spec", "model_units"]
 
-MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
+#: The model files: ``models/`` of the checkout, of ``MOA_DATA_DIR`` or of the installed package (see moa.paths).
+MODELS_DIR = data_dir() / "models"
 _FIELDS = {"value", "unit", "lower", "upper", "source", "description", "scale", "domain"}
 
 #: Physical domains: name -> (lowest value, lowest included?, highest value), in the
@@ -329,7 +331,9 @@ class ParameterSet(Mapping):
 def load_parameters(paths: Iterable[str | pathlib.Path] | None = None, name: str = "default") -> ParameterSet:
     """Load and merge parameter files (default: every ``models/parameters/*.toml``)."""
     if paths is None:
-        paths = sorted((MODELS_DIR / "parameters").glob("*.toml"))
+        paths = sorted((require_models_dir(MODELS_DIR) / "parameters").glob("*.toml"))
+        if not paths:
+            raise FileNotFoundError(f"moa's model files: no *.toml in {MODELS_DIR / 'parameters'}")
     specs: dict[str, ParameterSpec] = {}
     for path in paths:
         for key, spec in load_parameter_file(path).items():

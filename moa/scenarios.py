@@ -16,6 +16,7 @@ import tomllib
 from .checks import is_finite_real, read_utf8
 from .errors import UnitError
 from .parameters import MODELS_DIR, ParameterSet, convert_value, load_parameters
+from .paths import require_models_dir
 from .regimen import Regimen, regimen_from_table
 
 __all__ = ["Overlay", "Arm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
@@ -85,7 +86,7 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
 
 @functools.lru_cache(maxsize=4)
 def _defaults(models_dir: pathlib.Path = MODELS_DIR) -> ParameterSet:
-    return load_parameters(sorted((models_dir / "parameters").glob("*.toml")))
+    return load_parameters(sorted((require_models_dir(models_dir) / "parameters").glob("*.toml")))
 
 
 def load_settings(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -163,7 +164,7 @@ def simulate(
     pre_equilibrate_days: float = 0.0,
     start: str = "parameters",
     on_failure: str = "raise",
-    progress: bool = False,
+    progress: bool | None = None,
     strict_bounds: bool = False,
     keep: Sequence[str] | None = None,
 ) -> xr.Dataset:
@@ -190,7 +191,8 @@ def simulate(
         fixed, :func:`moa.steady_state.quasi_steady_state`; the default of ``moa.runs`` and the
         experiments). Applied before ``pre_equilibrate_days``.
     on_failure: "raise" (SimulationError) or "record" (NaN states, reason in ``status``/``message``).
-    progress: show a progress bar over dosing segments (needs the ``progress`` extra).
+    progress: show a progress bar over dosing segments (needs the ``progress`` extra); None (the
+        default): only when the ``MOA_PROGRESS`` environment variable is set (``moa run --progress``).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
     keep: names of the species, observables and extinction days (``extinct_day_<species>``) to return;
         ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
@@ -326,7 +328,7 @@ def simulate(
     end_out[-1] = len(t_out)
     segments = list(zip(edges[:-1], edges[1:], first_out, end_out))
     iterator = zip(segments, _infusions_running(doses, edges[:-1]))
-    if progress:
+    if progress or (progress is None and os.environ.get("MOA_PROGRESS")):
         from tqdm.auto import tqdm  # optional extra
 
         iterator = tqdm(iterator, total=len(segments), desc=f"simulate {regimen.name if regimen else 'untreated'}",

@@ -258,6 +258,121 @@ def test_binding_command_prints_a_bell(capsys):
 def test_binding_command_refuses_bad_input(capsys):
     from moa.cli import main
 
-    assert main(["binding", "--pdl1-per-cell", "-5"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["binding", "--pdl1-per-cell", "-5"])
     err = capsys.readouterr().err
-    assert "pdl1_per_cell=-5.0" in err and "molecule/cell" in err
+    assert exit_info.value.code == 2 and "--pdl1-per-cell: '-5'" in err and "molecule/cell" in err
+
+
+# --- command-line conventions (issue 11, item 2) ---
+
+@pytest.mark.parametrize("argv, option", [
+    (["--drug-nM", "1", "-1"], "--drug-nM"), (["--drug-nM", "ten"], "--drug-nM"),
+    (["--pdl1-per-cell", "nan"], "--pdl1-per-cell"), (["--pdl1-cells-per-mL", "-1"], "--pdl1-cells-per-mL"),
+    (["--cd137-per-cell", "inf"], "--cd137-per-cell"), (["--cd137-cells-per-mL", "-2"], "--cd137-cells-per-mL"),
+    (["--kd-pdl1-nM", "0"], "--kd-pdl1-nM"), (["--kd-cd137-nM", "-3"], "--kd-cd137-nM"),
+])
+def test_binding_errors_name_the_command_line_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["binding", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {option}: " in err
+    assert "_nM=" not in err and "per_cell" not in err and "per_mL" not in err   # no internal field names
+
+
+def test_binding_errors_from_the_library_are_put_in_option_terms(capsys):
+    assert main(["binding", "--kd-pdl1-nM", "1e-300"]) == 2   # passes the parser, refused by moa.binding
+    err = capsys.readouterr().err
+    assert "--kd-pdl1-nM=1e-300" in err and "kd_pdl1" not in err
+    assert main(["binding", "--pdl1-per-cell", "1e300"]) == 2   # overflows the receptor concentration
+    assert "(from --pdl1-per-cell x --pdl1-cells-per-mL)" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import moa
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"moa {moa.__version__}"
+
+
+def test_python_dash_m_moa_is_the_command():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0 and "pk_occupancy" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "moa", "simulate"], capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr   # the exit status comes through
+
+
+def test_experiments_option_after_the_subcommand(experiments_dir, tmp_path, capsys):
+    assert main(["list", "--experiments", str(experiments_dir)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["bad", "good"]
+    out = tmp_path / "results"
+    assert main(["run", "good", "--experiments", str(experiments_dir), "--out", str(out)]) == 0
+    assert (out / "good" / "good_figure.png").is_file()
+    # before the subcommand still works, and a value given there is kept when none follows it
+    assert main(["--experiments", str(experiments_dir), "run", "good", "--out", str(out)]) == 0
+    assert main(["run", "good", "--experiments", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "--experiments=" in capsys.readouterr().err
+
+
+SIMULATING = '''\
+"""Does --progress show the simulations inside an experiment?"""
+import os
+import pathlib
+
+import moa
+from moa.assemble import pk_model
+
+
+def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
+    regimen = moa.every("bsab", 3.0, "mg/kg", interval_days=21, until_days=42)
+    moa.simulate(pk_model("bsab"), moa.load_parameters(), regimen, duration_days=42, solver="LSODA")
+    return {"progress_env": os.environ.get("MOA_PROGRESS")}
+'''
+
+
+def test_progress_shows_each_simulation_inside_an_experiment(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MOA_PROGRESS", raising=False)
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "simulating.py").write_text(SIMULATING)
+    out = tmp_path / "results"
+    assert main(["run", "simulating", "--experiments", str(folder), "--out", str(out)]) == 0
+    assert "segment" not in capsys.readouterr().err   # no bars unless asked
+    assert main(["run", "simulating", "--progress", "--experiments", str(folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "simulate" in err and "segment" in err   # the bar of moa.simulate, inside the experiment
+    assert json.loads((out / "simulating" / "run.json").read_text())["summary"]["progress_env"] == "1"
+    assert "MOA_PROGRESS" not in os.environ   # restored after the run
+
+
+def test_missing_data_is_a_clear_error_not_an_empty_model(tmp_path):
+    """With MOA_DATA_DIR naming a folder without models/, nothing reads as 0 parameters or no experiments."""
+    env = {**os.environ, "MOA_DATA_DIR": str(tmp_path / "empty"), "MOA_NO_JIT": "1",
+           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    listed = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
+    assert listed.returncode == 1 and f"MOA_DATA_DIR={tmp_path / 'empty'}" in listed.stderr
+    probe = ("import moa\nfrom moa.scenarios import scenario\n"
+             "for call in (moa.load_parameters, lambda: scenario('untreated', 'hot_tnbc')):\n"
+             "    try:\n        call()\n    except FileNotFoundError as exc:\n        print(type(exc).__name__, exc)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("DataNotFoundError") and "models/parameters" in line for line in lines), result
+
+
+def test_moa_data_dir_is_used_before_the_checkout(tmp_path, monkeypatch):
+    import shutil
+
+    from moa import paths
+    from moa.parameters import MODELS_DIR
+
+    assert paths.data_dir() == MODELS_DIR.parent   # here: the checkout
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    assert paths.data_dir() == tmp_path
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert paths.data_dir() == tmp_path / "elsewhere"   # named on purpose: never replaced by the checkout
+    with pytest.raises(paths.DataNotFoundError, match="elsewhere/models/parameters"):
+        paths.require_models_dir(paths.data_dir() / "models")

@@ -95,7 +95,7 @@ def run(tmp: Path, cache: Path, full_disk: Path | None = None) -> tuple[dict, np
     proc = subprocess.run([sys.executable, "-c", RUN, str(out)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}, np.load(out)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def clean(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clean")
     info, y = run(tmp, tmp / "cache")
     assert info["solver"] == "moa-rodas4-numba" and info["warnings"] == [], info
-    return tmp / "cache", y
+    return tmp / "cache", y, info
 
 
 @pytest.fixture
@@ -132,6 +132,13 @@ def assert_healed(info: dict, y: np.ndarray, clean_y: np.ndarray, bad: str, modu
     assert info["solver"] == "moa-rodas4-numba"
     assert Path(info["module"]).parent == module_folder
     np.testing.assert_array_equal(y, clean_y)
+
+
+def test_first_compilation_is_announced_in_one_line_and_a_cached_run_is_silent(clean, cache, tmp_path):
+    assert clean[2]["stderr"].count(jit.COMPILING_NOTICE) == 1   # the run that built the cache
+    info, y = run(tmp_path, cache.parent)
+    assert jit.COMPILING_NOTICE not in info["stderr"]
+    np.testing.assert_array_equal(y, clean[1])
 
 
 @pytest.mark.parametrize("suffix", [".nbi", ".nbc"])

@@ -6,8 +6,9 @@ compiled. sympy writes the model's right-hand side, its Jacobian (straight into 
 sparse LU) and the sparse LU itself (from :class:`~moa.solvers.rodas.SparseLUPlan`) as scalar
 Python; that text, appended to the integrator template ``_jit_rodas.py``, is saved as a module in
 the cache directory and compiled by numba, which also caches the machine code on disk. The first
-use of a model pays the compilation (tens of seconds for the full model); later processes load it
-in about a second.
+use of a model pays the compilation (tens of seconds for the full model), announced by one line on
+stderr (:data:`COMPILING_NOTICE`) when numba has no machine code for it yet; later processes load
+it in about a second, silently.
 
 Where numpy's batched Rodas4 advances every trajectory one step per Python iteration (so each
 step costs a few hundred numpy calls with their temporaries), the compiled integrator takes one
@@ -404,9 +405,22 @@ def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
     """
     k = _kernels_for_compiled(compiled)
     if compile_now and not k.compiled:
+        if not _machine_code_cached(k.path):
+            print(COMPILING_NOTICE, file=sys.stderr, flush=True)
         _compile_healing(k, compiled.n_parameters)
         k.compiled = True
     return k
+
+
+#: One line on stderr when numba has to compile the model (not when it loads its cached machine code).
+COMPILING_NOTICE = "moa: compiling the model for the numba solver (first run, about 30 s)..."
+
+
+def _machine_code_cached(path: Path) -> bool:
+    """Whether numba has an index of machine code for the integrator of the module at ``path``, for
+    this Python (its file names carry the version); without one the first call compiles."""
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return any((path.parent / "__pycache__").glob(f"{path.stem}.integrate_all-*.{tag}.nbi"))
 
 
 def _first_call(k: JitKernels, n_parameters: int) -> None:
