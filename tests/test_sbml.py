@@ -105,10 +105,27 @@ def test_export_validates_with_libsbml(built, parameters):
     m = doc.getModel()
     rate_rules = {m.getRule(i).getVariable() for i in range(m.getNumRules()) if m.getRule(i).isRate()}
     assert rate_rules == set(model.species_names)
-    assert m.getNumEvents() == len({d.time_days for d in q3w_regimen(model, cfg["days"]).doses})
-    for i in range(m.getNumEvents()):
-        ev = m.getEvent(i)
+    # every state is a species in a compartment, with a substance unit SBML allows
+    assert {m.getSpecies(i).getId() for i in range(m.getNumSpecies())} == set(model.species_names)
+    compartments = {m.getCompartment(i).getId() for i in range(m.getNumCompartments())}
+    for s in model.species:
+        sp = m.getSpecies(s.name)
+        assert sp.getCompartment() in compartments and sp.isSetSubstanceUnits(), s.name
+        assert sp.getHasOnlySubstanceUnits() == (s.unit in ("cell", "1")), (s.name, s.unit)
+    regimen = q3w_regimen(model, cfg["days"])
+    dose_events = [m.getEvent(i) for i in range(m.getNumEvents()) if m.getEvent(i).getId().startswith("dose_event_")]
+    extinction = [m.getEvent(i) for i in range(m.getNumEvents()) if m.getEvent(i).getId().startswith("extinction_")]
+    assert len(dose_events) == len({d.time_days for d in regimen.doses})
+    assert len(dose_events) + len(extinction) == m.getNumEvents()
+    assert sorted(e.getEventAssignment(0).getVariable() for e in extinction) == sorted(
+        s.name for s in model.species if s.extinct_below is not None)
+    for ev in dose_events:
         assert ev.getTrigger().getPersistent() and not ev.getTrigger().getInitialValue() and ev.getUseValuesFromTriggerTime()
+        # the trigger time is a named parameter, not a literal
+        assert libsbml.formulaToL3String(ev.getTrigger().getMath()).startswith("time >= dose_time_")
+    for i, d in enumerate(regimen.doses):  # every dose amount is a named parameter in the dose's unit
+        par = m.getParameter(f"dose{i}_{d.drug}_amount")
+        assert par.getConstant() and par.getValue() == d.amount and m.getUnitDefinition(par.getUnits()).getName() == d.unit
     for p in model.parameters:
         par = m.getParameter(p.name)
         assert par.getConstant() and math.isclose(par.getValue(), parameters[p.name]) and par.isSetUnits()
@@ -268,8 +285,10 @@ def test_function_math_matches_sympy():
         for y_val in (0.0, 0.1, 0.25, 0.3, 0.4, 0.5, 0.8, 1.3):
             rr["drug_x"], rr["effect_y"] = x_val, y_val
             point = {**values, sympy.Symbol("drug_x", real=True): x_val, sympy.Symbol("effect_y", real=True): y_val}
+            # rr["drug_x'"] is refused for a species with a rate rule; the rates vector is not
+            rates = dict(zip(rr.model.getFloatingSpeciesIds(), rr.getRatesOfChange()))
             for name, expr in zip(model.species_names, rhs):
-                assert rr[f"{name}'"] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (name, x_val, y_val)
+                assert rates[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (name, x_val, y_val)
             for name, expr in observables.items():
                 assert rr[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (name, x_val, y_val)
 
