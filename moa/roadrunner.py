@@ -23,6 +23,10 @@ libroadrunner behaviour this module deals with:
   while ``moa.simulate`` does not apply doses at its end time.
 - ``reset()`` itself fires the t = 0 events; the following ``simulate`` does not fire them
   again (checked in tests/test_sbml.py).
+- States are species with rate rules. A concentration species (nM, ug/L) is selected as
+  ``[id]``, an amount species (cells, fractions) as ``id``; results are keyed by the plain id.
+  ``rr["id'"]`` (a rate) is refused for a species with a rate rule; ``rr.getRatesOfChange()``
+  (in the order of ``rr.model.getFloatingSpeciesIds()``) gives the rates.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ libsbml = pytest.importorskip("libsbml", reason="python-libsbml not importable (
 pytest.importorskip("roadrunner", reason="libroadrunner not importable (install the 'sbml' extra: pip install -e '.[sbml]')")
 
 from moa.roadrunner import SBMLSimulator, compare_to_moa, relative_difference  # noqa: E402
-from moa.sbml import dose_per_mg_id, export, validate  # noqa: E402
+from moa.sbml import compartment_of, dose_per_mg_id, export, validate  # noqa: E402
 
 RTOL_MATCH = 1e-4  # the issue's acceptance: relative difference to moa.simulate
 FLOOR_FRACTION = 1e-3  # values below 1e-3 of a variable's peak count by absolute error at that scale
@@ -318,6 +318,75 @@ def test_repeated_runs_do_not_leak_state(parameters):
     assert other["pdl1_systemic"][0] == pytest.approx(4.0)  # initial assignment follows the parameter
     for k in first:
         np.testing.assert_array_equal(again[k], first[k])
+
+
+def test_dose_parameters_change_the_doses(parameters):
+    """Dose amounts and times are named parameters: a run that sets them gives what moa gives for
+    the changed regimen (second dose doubled and moved from day 21 to day 14)."""
+    model = moa.assemble.pk_model()
+    regimen = moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0)  # doses at 0 and 21
+    sim = SBMLSimulator(export(model, parameters, regimen), **SOLVER_TOL)
+    assert {"dose0_bsab_amount", "dose1_bsab_amount", "dose_time_0", "dose_time_1"} <= set(sim.defaults)
+    times = moa.output_times(30.0, 0.25)
+    got = sim.run(times, {"dose1_bsab_amount": 6.0, "dose_time_1": 14.0})
+    changed = moa.Regimen("changed", (moa.Dose("bsab", 3.0, "mg/kg", 0.0), moa.Dose("bsab", 6.0, "mg/kg", 14.0)))
+    ref = moa.simulate(model, parameters, changed, times=times, solver="LSODA", **SOLVER_TOL)
+    diffs = compare_to_moa(ref, got, floor_fraction=FLOOR_FRACTION, abs_floor=ABS_FLOOR)
+    assert max(diffs.values()) < RTOL_MATCH, diffs
+    unchanged = sim.run(times)  # the overrides do not stick
+    assert unchanged["bsab_central"][np.searchsorted(times, 21.0)] > unchanged["bsab_central"][np.searchsorted(times, 20.75)]
+
+
+def _extinction_model() -> tuple[Model, moa.ParameterSet]:
+    """A population dying at a constant rate, extinct below one cell."""
+    from moa.parameters import ParameterSpec
+
+    m = Mechanism("dying")
+    one = m.parameter("extinction_threshold_cells", "cell", "extinct below this")
+    k = m.parameter("death_rate", "1/day", "death rate")
+    n0 = m.parameter("cells_initial", "cell", "initial population")
+    cells = m.species("cells", "cell", "a dying population", initial=n0, extinct_below=one)
+    m.term(cells, -k * cells, "death")
+    specs = {
+        "extinction_threshold_cells": ParameterSpec("extinction_threshold_cells", 1.0, "cell", 1.0, 1.0, "assumed: test"),
+        "death_rate": ParameterSpec("death_rate", 1.0, "1/day", 0.5, 2.0, "assumed: test"),
+        "cells_initial": ParameterSpec("cells_initial", 1000.0, "cell", 100.0, 1e4, "assumed: test"),
+    }
+    return Model([m], name="dying"), moa.ParameterSet(specs)
+
+
+def test_extinction_is_an_event():
+    """Below its threshold (1 cell, reached at ln(1000) = 6.9 days) the population is set to 0,
+    in libroadrunner by the exported event as in moa.simulate; before that both follow
+    1000 exp(-t)."""
+    model, ps = _extinction_model()
+    text = export(model, ps, None)
+    m = libsbml.readSBMLFromString(text).getModel()
+    ev = m.getEvent("extinction_cells")
+    assert libsbml.formulaToL3String(ev.getTrigger().getMath()) == "cells < extinction_threshold_cells"
+    times = moa.output_times(10.0, 0.25)
+    got = SBMLSimulator(text, **SOLVER_TOL).run(times)["cells"]
+    ref = moa.simulate(model, ps, None, times=times, solver="LSODA", **SOLVER_TOL)["cells"].values
+    alive = times < np.log(1000.0)
+    np.testing.assert_allclose(got[alive], 1000.0 * np.exp(-times[alive]), rtol=1e-7)
+    assert np.all(got[~alive] == 0.0) and np.all(ref[~alive] == 0.0)
+
+
+def test_hold_and_compartments(parameters):
+    model = moa.assemble.pk_model()
+    text = export(model, parameters, None, hold=["pdl1_systemic"])
+    m = libsbml.readSBMLFromString(text).getModel()
+    sp = m.getSpecies("pdl1_systemic")
+    assert sp.getBoundaryCondition() and sp.getConstant()
+    assert "pdl1_systemic" not in {m.getRule(i).getVariable() for i in range(m.getNumRules())}
+    assert {s.name: compartment_of(model, s.name) for s in model.species} == {
+        "bsab_central": "plasma", "bsab_peripheral": "peripheral", "pdl1_systemic": "plasma", "pdl1_systemic_bsab": "plasma"}
+    with pytest.raises(ValueError, match="hold=.*not states"):
+        export(model, parameters, None, hold=["tumour_cells_sensitive"])
+    with pytest.raises(ValueError, match="cannot be dosed"):
+        export(model, parameters, moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0), hold=["bsab_central"])
+    with pytest.raises(ValueError, match="species 'nope'"):
+        compartment_of(model, "nope")
 
 
 # ----- math printing ----------------------------------------------------------------------
