@@ -42,8 +42,8 @@ How moa maps onto SBML
 - **Expressions** (observables) are parameters defined by ``assignmentRule`` s, so a simulator
   reports them too; the rate rules refer to them by name, as the mechanisms do.
 - **Initial values** are evaluated from the parameter set (``CompiledModel.initial_T``) and
-  written as each state's initial concentration or amount; when moa's initial value is an expression (of
-  parameters, named expressions or other states) it is also written as an
+  written as each state's initial concentration or amount; when moa's initial value is an
+  expression (of parameters, named expressions or other states) it is also written as an
   ``initialAssignment``, which SBML evaluates at t = 0 together with the other initial
   values (moa's meaning), so a simulator that changes a parameter gets the matching state.
 - **Doses**: ``dose_per_mg_<drug>`` is a parameter with an assignment rule (moa's ``per_mg``,
@@ -55,18 +55,19 @@ How moa maps onto SBML
   infusions running from that time on. Every number of the regimen is a named constant
   parameter the events use: ``dose_time_<k>`` (day) of event k, ``dose<i>_<drug>_amount`` (in
   the dose's unit: mg, mg/kg or mg/m^2) and ``dose<i>_<drug>_duration`` (day, infusions) of
-  dose i in regimen order; changing ``dose_time_<k>`` moves every dose of event k. One event per time, not per dose, because two events
-  firing together both read the pre-event state and one increment would be lost. Triggers
-  are ``time >= t_dose`` with ``persistent="true"``, ``initialValue="false"`` and
-  ``useValuesFromTriggerTime="true"``: each fires exactly once, including a dose at t = 0
+  dose i in regimen order; changing ``dose_time_<k>`` moves every dose of event k. One event
+  per time, not per dose, because two events firing together both read the pre-event state
+  and one increment would be lost. Triggers are ``time >= dose_time_<k>`` with
+  ``persistent="true"``, ``initialValue="false"`` and ``useValuesFromTriggerTime="true"``: each fires exactly once, including a dose at t = 0
   (the trigger is already true at the start, and ``initialValue="false"`` makes that a
-  transition). Doses in mg/kg or mg/m² are written as ``amount * body_weight`` (or
-  ``body_surface_area``), so the amount follows the parameter.
+  transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
+  (or ``body_surface_area``), so the amount follows the parameter.
 - **Units**: unit definitions are derived with pint from moa's unit strings (moa/units.py):
   each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
   ``cell`` (a dimension of its own) becomes SBML's base unit ``item``; ``molecule`` is
   1/N_A mol, as in pint. Every number in the math carries ``sbml:units`` (dimensionless,
-  except dose amounts in mg, dose times in day and a number compared with a quantity), so
+  except the 0 of a stopped infusion or of an extinct state, and a number compared with a
+  quantity), so
   libsbml can check the units of every rule; the exported document is required to pass
   ``checkConsistency`` (units and modelling practice included) with no errors and no
   warnings. libsbml compares dimensions, not scale factors (it would accept 1/hour where
@@ -119,12 +120,23 @@ _TUMOUR_MECHANISMS = ("binding", "t_cells", "tumour", "nab_paclitaxel", "regulat
 #: Tolerances libroadrunner needs for the exported file (measured in tests/test_sbml.py).
 TOLERANCE_NOTE = (
     "libroadrunner's default settings (CVODE, relative_tolerance 1e-6, absolute_tolerance 1e-12) run the "
-    "full model through one year of Q3W doses of the three antibodies (3 mg/kg) within 1e-4 of moa.simulate "
-    "(worst state: the paclitaxel effect site); no other tolerance is needed. Agreement to 1e-6 and better "
+    "full model through one year of Q3W doses (3 mg/kg of each antibody and of nab-paclitaxel) within 2e-4 of "
+    "moa.simulate (measured 1.0e-4, in the paclitaxel effect site); no other tolerance is needed. Agreement to 1e-6 and better "
     "takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as a vector, "
     "as moa.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
     "roadrunner.Config.ALLOW_EVENTS_IN_STEADY_STATE_CALCULATIONS is set: export untreated with the tumour "
     "clones held (hold=CLONES), which removes the extinction events, for a steady state.")
+
+
+# pint root unit -> SBML base unit kind
+_KINDS = {
+    "meter": "metre", "kilogram": "kilogram", "gram": "gram", "second": "second", "mole": "mole",
+    "cell": "item", "ampere": "ampere", "kelvin": "kelvin", "candela": "candela", "radian": "radian",
+}
+
+
+class SBMLValidationError(ValueError):
+    """The exported document failed libsbml's consistency check."""
 
 
 def _libsbml():
