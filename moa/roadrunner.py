@@ -79,7 +79,8 @@ class SBMLSimulator:
         model = self.rr.model
         species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
         #: selection string of each species: its concentration, or its amount when it has only substance units
-        self.selectors: dict[str, str] = {sid: sid if sp.getHasOnlySubstanceUnits() else f"[{sid}]" for sid, sp in species.items()}
+        self.selectors: dict[str, str] = {sid: sid if sp.getHasOnlySubstanceUnits() else f"[{sid}]"
+                                          for sid, sp in species.items()}
         #: the integrated states, in CVODE's order: floating species, then parameters with rate rules
         rate_ruled = [m.getRule(i).getVariable() for i in range(m.getNumRules()) if m.getRule(i).isRate()]
         n_states = len(model.getFloatingSpeciesIds()) + sum(v not in species for v in rate_ruled)

@@ -58,9 +58,9 @@ How moa maps onto SBML
   dose i in regimen order; changing ``dose_time_<k>`` moves every dose of event k. One event
   per time, not per dose, because two events firing together both read the pre-event state
   and one increment would be lost. Triggers are ``time >= dose_time_<k>`` with
-  ``persistent="true"``, ``initialValue="false"`` and ``useValuesFromTriggerTime="true"``: each fires exactly once, including a dose at t = 0
-  (the trigger is already true at the start, and ``initialValue="false"`` makes that a
-  transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
+  ``persistent="true"``, ``initialValue="false"`` and ``useValuesFromTriggerTime="true"``:
+  each fires exactly once, including a dose at t = 0 (the trigger is already true at the
+  start, and ``initialValue="false"`` makes that a transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
   (or ``body_surface_area``), so the amount follows the parameter.
 - **Units**: unit definitions are derived with pint from moa's unit strings (moa/units.py):
   each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
@@ -722,7 +722,8 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
         for i, d in enumerate(regimen.doses):
             if d.route == "bolus" and d.time_days == t:
                 per_mg = B.name(sympy.Symbol(dose_per_mg_id(d.drug), real=True))
-                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", _dose_amount(d, amount_id[i], B), per_mg))
+                amount = _dose_amount(d, amount_id[i], B)
+                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", amount, per_mg))
                 names.append(f"{d.drug} {d.amount:g} {d.unit}")
         for species, incs in increments.items():
             math_ = B.name(sympy.Symbol(species, real=True))
