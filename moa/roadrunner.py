@@ -23,6 +23,10 @@ libroadrunner behaviour this module deals with:
   while ``moa.simulate`` does not apply doses at its end time.
 - ``reset()`` itself fires the t = 0 events; the following ``simulate`` does not fire them
   again (checked in tests/test_sbml.py).
+- States are species with rate rules. A concentration species (nM, ug/L) is selected as
+  ``[id]``, an amount species (cells, fractions) as ``id``; results are keyed by the plain id.
+  ``rr["id'"]`` (a rate) is refused for a species with a rate rule; ``rr.getRatesOfChange()``
+  (in the order of ``rr.model.getFloatingSpeciesIds()``) gives the rates.
 """
 
 from __future__ import annotations
@@ -73,8 +77,13 @@ class SBMLSimulator:
                                          if not p.getConstant() and p.getId() not in ruled and p.getId() in event_set}
         self.rr = roadrunner.RoadRunner(sbml)
         model = self.rr.model
-        #: the integrated states, in CVODE's order
-        n_states = len(self.rr.getIndependentFloatingSpeciesIds()) + model.getNumRateRules()
+        species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
+        #: selection string of each species: its concentration, or its amount when it has only substance units
+        self.selectors: dict[str, str] = {sid: sid if sp.getHasOnlySubstanceUnits() else f"[{sid}]"
+                                          for sid, sp in species.items()}
+        #: the integrated states, in CVODE's order: floating species, then parameters with rate rules
+        rate_ruled = [m.getRule(i).getVariable() for i in range(m.getNumRules()) if m.getRule(i).isRate()]
+        n_states = len(model.getFloatingSpeciesIds()) + sum(v not in species for v in rate_ruled)
         self.state_ids: list[str] = [model.getStateVectorId(i) for i in range(n_states)]
         self.observable_ids: list[str] = [p.getId() for p in params if p.getId() in ruled and p.getId() not in self.state_ids]
         self.rtol, self.atol = float(rtol), float(atol)
@@ -108,7 +117,7 @@ class SBMLSimulator:
         rr.reset()  # after the parameters: re-evaluates initial assignments and t = 0 events with them
         default = self.state_ids + list(self.inputs) + self.observable_ids
         sel = ["time", *(selections if selections is not None else default)]
-        rr.timeCourseSelections = sel
+        rr.timeCourseSelections = [self.selectors.get(v, v) for v in sel]
         grid = t if t[0] == 0 else np.concatenate([[0.0], t])
         try:
             res = np.asarray(rr.simulate(times=grid))

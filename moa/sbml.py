@@ -6,14 +6,35 @@ meant to be simulated by other tools (libroadrunner, COPASI) and to give the sam
 
 How moa maps onto SBML
 ----------------------
-- **States** are SBML parameters with ``constant="false"``, each with one ``rateRule`` (its
-  moa right-hand side), not species. Species would have to live in a compartment and SBML
-  restricts a species' ``substanceUnits`` to mole, item, gram, kilogram, avogadro or
-  dimensionless (libsbml warning 20608), while moa's states are in nM, molecule/cell, cells
-  or mm^3; writing them as species in a unit compartment would either misstate their units or
-  make every tool divide by a volume. SBML simulators integrate rate-rule parameters exactly
-  like species (libroadrunner puts both in the same CVODE state vector, ``reset()`` restores
-  both), so nothing is lost; the values and units are moa's own.
+- **States** are SBML species, each in one compartment and with one ``rateRule`` (its moa
+  right-hand side). Rate rules rather than reactions: moa's mechanisms are written as terms of
+  each state's rate (``Mechanism.term``), many of them not paired into a transfer between two
+  pools, and the pairs that exist (``Mechanism.flow``) convert units with volume ratios; turning
+  them into reactions would invent fluxes moa does not state. Tools that read species (the
+  Jacobian and steady-state solvers of libroadrunner, diagram and structural tools) see every
+  state; stoichiometry-based analysis (moieties, flux modes) sees no reactions.
+- **Compartments** are where the mechanisms put each state (:func:`compartment_of`): plasma
+  (antibody and paclitaxel central compartments, systemic PD-L1), peripheral (the antibody and
+  paclitaxel peripheral compartments), lymph node (primed T cells, antigen reaching the draining
+  node) and tumour (everything else the mechanisms place in the tumour). moa does not model the
+  volumes of these spaces as states (its rates already carry the volumes that matter, as
+  parameters), so each compartment has the nominal size 1 L (:data:`NOMINAL_COMPARTMENT_SIZE_L`):
+  a tool that reports amounts (concentration x volume) then reports moa's numbers.
+- **Species units**: a state in an amount per volume (nM, ug/L) is a concentration species
+  (``hasOnlySubstanceUnits="false"``, substance nmol or ug, compartment in litre); a state in
+  cells or dimensionless is an amount species (``hasOnlySubstanceUnits="true"``, substance
+  ``item`` or dimensionless). SBML allows substances only in mole, item, gram, kilogram,
+  avogadro or dimensionless (and scaled variants); a state in any other unit is refused.
+- **Held states** (``export(..., hold=...)``): written as constant boundary species without a
+  rate rule, e.g. the tumour clones for a steady-state analysis of the rest of the system
+  (moa's quasi-steady start holds the same ones, :mod:`moa.steady_state`).
+- **Extinction** (``Mechanism.species(..., extinct_below=...)``, one cell for a tumour clone): one
+  event per such species, trigger ``species < threshold`` (persistent, ``initialValue="true"``,
+  so it fires when the population falls below the threshold, not at t = 0), assignment
+  ``species = 0``. moa applies the same rule after every accepted solver step; one difference:
+  a population re-seeded by an inflow (mutation into the resistant clone) after its extinction
+  is set to 0 by moa at every step while it stays below the threshold, and by the SBML event
+  only after it has risen above the threshold and fallen below it again.
 - **Parameters** (``model.parameters``) are constant parameters with the values of the
   parameter set and their units. **Conversions** (``g_per_mg``...) are constant parameters
   holding the number 1 written in their unit (``g_per_mg = 0.001 g/mg``), so no bare
@@ -21,8 +42,8 @@ How moa maps onto SBML
 - **Expressions** (observables) are parameters defined by ``assignmentRule`` s, so a simulator
   reports them too; the rate rules refer to them by name, as the mechanisms do.
 - **Initial values** are evaluated from the parameter set (``CompiledModel.initial_T``) and
-  written as each state's ``value``; when moa's initial value is an expression (of
-  parameters, named expressions or other states) it is also written as an
+  written as each state's initial concentration or amount; when moa's initial value is an
+  expression (of parameters, named expressions or other states) it is also written as an
   ``initialAssignment``, which SBML evaluates at t = 0 together with the other initial
   values (moa's meaning), so a simulator that changes a parameter gets the matching state.
 - **Doses**: ``dose_per_mg_<drug>`` is a parameter with an assignment rule (moa's ``per_mg``,
@@ -31,24 +52,29 @@ How moa maps onto SBML
   ``infusion_<drug> * dose_per_mg_<drug>``. There is **one event per distinct dose time** (a
   bolus start, an infusion start or an infusion end): it adds ``amount_mg * dose_per_mg`` to
   each bolused species and sets each affected ``infusion_<drug>`` to the total rate of the
-  infusions running from that time on. One event per time, not per dose, because two events
-  firing together both read the pre-event state and one increment would be lost. Triggers
-  are ``time >= t_dose`` with ``persistent="true"``, ``initialValue="false"`` and
-  ``useValuesFromTriggerTime="true"``: each fires exactly once, including a dose at t = 0
-  (the trigger is already true at the start, and ``initialValue="false"`` makes that a
-  transition). Doses in mg/kg or mg/m² are written as ``amount * body_weight`` (or
-  ``body_surface_area``), so the amount follows the parameter.
+  infusions running from that time on. Every number of the regimen is a named constant
+  parameter the events use: ``dose_time_<k>`` (day) of event k, ``dose<i>_<drug>_amount`` (in
+  the dose's unit: mg, mg/kg or mg/m^2) and ``dose<i>_<drug>_duration`` (day, infusions) of
+  dose i in regimen order; changing ``dose_time_<k>`` moves every dose of event k. One event
+  per time, not per dose, because two events firing together both read the pre-event state
+  and one increment would be lost. Triggers are ``time >= dose_time_<k>`` with
+  ``persistent="true"``, ``initialValue="false"`` and ``useValuesFromTriggerTime="true"``:
+  each fires exactly once, including a dose at t = 0 (the trigger is already true at the
+  start, and ``initialValue="false"`` makes that a transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
+  (or ``body_surface_area``), so the amount follows the parameter.
 - **Units**: unit definitions are derived with pint from moa's unit strings (moa/units.py):
   each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
   ``cell`` (a dimension of its own) becomes SBML's base unit ``item``; ``molecule`` is
   1/N_A mol, as in pint. Every number in the math carries ``sbml:units`` (dimensionless,
-  except dose amounts in mg, dose times in day and a number compared with a quantity), so
+  except the 0 of a stopped infusion or of an extinct state, and a number compared with a
+  quantity), so
   libsbml can check the units of every rule; the exported document is required to pass
   ``checkConsistency`` (units and modelling practice included) with no errors and no
   warnings. libsbml compares dimensions, not scale factors (it would accept 1/hour where
   1/day is declared); moa's own unit check is the strict one, and the tests compare every
   unit definition's factor with pint. Volumes stay in metre^3 rather than litre so that
   libsbml can check rational powers such as volume^(1/3).
+- **Tolerances**: see :data:`TOLERANCE_NOTE` (written into the file's notes).
 """
 
 from __future__ import annotations
@@ -57,7 +83,7 @@ import math
 import pathlib
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
@@ -71,9 +97,36 @@ from .regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
 from .results import atomic_write
 from .units import parse_unit, registry, unit_of
 
-__all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id"]
+__all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id", "compartment_of", "COMPARTMENTS",
+           "NOMINAL_COMPARTMENT_SIZE_L", "TOLERANCE_NOTE"]
 
 SBML_LEVEL, SBML_VERSION = 3, 2
+
+#: compartment id -> what it is (see :func:`compartment_of`)
+COMPARTMENTS = {
+    "plasma": "plasma (central compartments of the antibodies and paclitaxel, systemic PD-L1)",
+    "peripheral": "peripheral tissue (peripheral compartments of the antibodies and paclitaxel)",
+    "lymph_node": "tumour-draining lymph node and blood (T-cell priming, antigen reaching the node)",
+    "tumour": "tumour (interstitium, contact zones, tumour and immune cells)",
+    "body": "not placed by the mechanisms (a model outside moa.assemble)",
+}
+#: Size of every compartment, litre. Nominal, not a model parameter: moa's states are
+#: concentrations and cell counts whose rates already carry the volumes that matter, so the
+#: compartment volume enters no equation; 1 L makes a tool's amounts equal moa's numbers.
+NOMINAL_COMPARTMENT_SIZE_L = 1.0
+_PLASMA_NAMES = ("pdl1_systemic",)
+_LYMPH_NODE_NAMES = ("t_primed", "antigen")
+_TUMOUR_MECHANISMS = ("binding", "t_cells", "tumour", "nab_paclitaxel", "regulatory_t_cells", "suppressive_myeloid_cells")
+#: Tolerances libroadrunner needs for the exported file (measured in tests/test_sbml.py).
+TOLERANCE_NOTE = (
+    "libroadrunner's default settings (CVODE, relative_tolerance 1e-6, absolute_tolerance 1e-12) run the "
+    "full model through one year of Q3W doses (3 mg/kg of each antibody and of nab-paclitaxel) within 2e-4 of "
+    "moa.simulate (measured 1.0e-4, in the paclitaxel effect site); no other tolerance is needed. Agreement to 1e-6 and better "
+    "takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as a vector, "
+    "as moa.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
+    "roadrunner.Config.ALLOW_EVENTS_IN_STEADY_STATE_CALCULATIONS is set: export untreated with the tumour "
+    "clones held (hold=CLONES), which removes the extinction events, for a steady state.")
+
 
 # pint root unit -> SBML base unit kind
 _KINDS = {
@@ -97,6 +150,52 @@ def _libsbml():
 def dose_per_mg_id(drug: str) -> str:
     """SBML id of the parameter holding the increment of ``drug``'s dose species per mg."""
     return f"dose_per_mg_{drug}"
+
+
+def compartment_of(model: Model, species: str) -> str:
+    """Compartment id (a key of :data:`COMPARTMENTS`) of a state of ``model``, from where its mechanism puts it.
+
+    Central compartments (``*_central``) and systemic PD-L1 (``pdl1_systemic*``) are plasma;
+    ``*_peripheral`` and ``*_saturable`` (paclitaxel's peripheral compartments) are peripheral;
+    primed T cells and antigen reaching the node are lymph node; any other state declared by a
+    tumour mechanism (binding, T cells, tumour, paclitaxel effect site, Tregs, myeloid cells) is
+    tumour; anything else is ``body``.
+    """
+    if species not in model.species_names:
+        raise ValueError(f"species {species!r}: not a state of model {model.name!r}; allowed: {model.species_names}")
+    if species.endswith("_central") or species in _PLASMA_NAMES or species.startswith(tuple(n + "_" for n in _PLASMA_NAMES)):
+        return "plasma"
+    if species.endswith(("_peripheral", "_saturable")):
+        return "peripheral"
+    if species in _LYMPH_NODE_NAMES:
+        return "lymph_node"
+    if any(mech.name in _TUMOUR_MECHANISMS and any(s.name == species for s in mech.species_list) for mech in model.mechanisms):
+        return "tumour"
+    return "body"
+
+
+_SUBSTANCE_ROOTS = {"mole", "kilogram", "gram", "cell"}
+
+
+def _substance(unit: str) -> tuple[str, bool]:
+    """(substance unit, is a concentration) of a state in moa unit ``unit``.
+
+    A unit that, times a volume, is a substance (nM x L = nmol, ug/L x L = ug) makes a
+    concentration species; a substance itself (cell) or a pure number makes an amount species.
+    """
+    def is_substance(text: str) -> bool:
+        q = registry().Quantity(1.0, parse_unit(text)).to_root_units()
+        parts = dict(q.units._units)
+        return not parts or (len(parts) == 1 and next(iter(parts)) in _SUBSTANCE_ROOTS and next(iter(parts.values())) == 1)
+
+    per_volume = f"({unit})*L"
+    q = registry().Quantity(1.0, parse_unit(per_volume)).to_root_units()
+    if dict(q.units._units) and is_substance(per_volume):
+        return per_volume, True
+    if is_substance(unit):
+        return unit, False
+    raise ValueError(f"state unit {unit!r}: SBML species need an amount (mole, gram, item: e.g. nmol, ug, cell), a "
+                     "dimensionless number, or an amount per volume (e.g. nM, ug/L)")
 
 
 def _check(code: int, what: str) -> None:
@@ -383,17 +482,15 @@ def _agrees_with_engine(model: Model, raw: list[sympy.Expr], values: Mapping[str
     return True
 
 
-def _dose_amount(dose, B: _MathBuilder):
-    """AST of the dose amount in mg: a number in mg, or number * body_weight / body_surface_area."""
+def _dose_amount(dose, amount_id: str, B: _MathBuilder):
+    """AST of the dose amount in mg: the amount parameter (mg), or it times body_weight / body_surface_area."""
     key = DOSE_UNITS[dose.unit]
-    if key is None:
-        return B.number(dose.amount, B.units.id("mg"))
-    per = "mg/kg" if key == "body_weight" else "mg/m^2"
-    return B.node("AST_TIMES", B.number(dose.amount, B.units.id(per)), B.name(sympy.Symbol(key, real=True)))
+    amount = B.name(sympy.Symbol(amount_id, real=True))
+    return amount if key is None else B.node("AST_TIMES", amount, B.name(sympy.Symbol(key, real=True)))
 
 
 def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = None,
-           path: str | pathlib.Path | None = None) -> str:
+           path: str | pathlib.Path | None = None, *, hold: Sequence[str] = ()) -> str:
     """SBML Level 3 Version 2 text of ``model`` with ``parameters`` and the doses of ``regimen``.
 
     Parameters
@@ -404,6 +501,8 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     regimen: doses written as events (``None``: untreated, no events). Time is in days, t = 0
         is the first day of the regimen, as in :func:`moa.simulate`.
     path: if given, the text is also written there atomically.
+    hold: states written as constant boundary species (no rate rule, no extinction), e.g.
+        ``moa.mechanisms.tumour.CLONES`` for a steady state of the rest with the tumour clamped.
 
     Returns the SBML document as a string. Raises :class:`SBMLValidationError` if libsbml's
     consistency check reports an error or a warning.
@@ -415,6 +514,14 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         unknown = sorted(set(regimen.drugs) - set(model.drugs))
         if unknown:
             raise ValueError(f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}")
+    if isinstance(hold, str) or not all(isinstance(h, str) for h in hold):
+        raise ValueError(f"hold={hold!r}: must be a sequence of state names")
+    unknown_held = sorted(set(hold) - set(model.species_names))
+    if unknown_held:
+        raise ValueError(f"hold={unknown_held}: not states of model {model.name!r}; allowed: {model.species_names}")
+    dosed_held = sorted({r.species for r in model.dose_routes if r.drug in (regimen.drugs if regimen else ())} & set(hold))
+    if dosed_held:
+        raise ValueError(f"hold={dosed_held}: these states receive doses of regimen {regimen.name!r}; a held state cannot be dosed")
     if isinstance(parameters, ParameterSet):  # numbers in the units the model (and dose scaling) uses
         parameters = parameters.in_units({**model_units(model), **PATIENT_UNITS})
     values = _values(model, parameters)
@@ -434,9 +541,13 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     _check(m.setTimeUnits(units.id(TIME_UNIT)), "set time units")
     regimen_text = regimen.name if regimen is not None else "untreated"
     about = (f"Exported by moa {__version__} from model {model.name}, parameter set {parameters.name} "
-             f"(hash {parameters.digest()}, overlays {list(parameters.overlays)}), regimen {regimen_text}. "
-             f"Time in {TIME_UNIT}; t = 0 is the first day of the regimen.")
-    _check(m.setNotes(f"<body xmlns='http://www.w3.org/1999/xhtml'><p>{xml_escape(about)}</p></body>"), "set notes")
+             f"(hash {parameters.digest()}, overlays {list(parameters.overlays)}), regimen {regimen_text}"
+             + (f", held (constant) states {list(hold)}" if hold else "") + ". "
+             f"Time in {TIME_UNIT}; t = 0 is the first day of the regimen. States are species with rate rules; "
+             f"compartments have the nominal size {NOMINAL_COMPARTMENT_SIZE_L:g} L (moa does not model their volumes), "
+             "so amounts equal concentrations numerically.")
+    notes = "".join(f"<p>{xml_escape(t)}</p>" for t in (about, "Tolerances: " + TOLERANCE_NOTE))
+    _check(m.setNotes(f"<body xmlns='http://www.w3.org/1999/xhtml'>{notes}</body>"), "set notes")
 
     ids: set[str] = set()
 
@@ -448,6 +559,10 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
 
     # Declare every id first, so that the math builder can check the names it meets.
     species_ids = [claim(s.name, "species") for s in model.species]
+    located = {s.name: compartment_of(model, s.name) for s in model.species}
+    for cid in COMPARTMENTS:
+        if cid in located.values():
+            claim(cid, "compartment")
     for p in model.parameters:
         claim(p.name, "parameter")
     for c in model.conversions:
@@ -488,8 +603,27 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         p.setConstant(constant)
         return p
 
+    for cid, what in COMPARTMENTS.items():
+        if cid in located.values():
+            c = m.createCompartment()
+            c.setId(cid)
+            c.setName(what)
+            c.setSpatialDimensions(3)
+            c.setSize(NOMINAL_COMPARTMENT_SIZE_L)
+            c.setUnits(units.id("L"))
+            c.setConstant(True)
     for s, x0 in zip(model.species, initial):
-        parameter(s.name, float(x0), s.unit, f"state: {s.description}", False)
+        substance, concentration = _substance(s.unit)
+        sp = m.createSpecies()
+        sp.setId(s.name)
+        sp.setName(s.description)
+        sp.setCompartment(located[s.name])
+        sp.setSubstanceUnits(units.id(substance))
+        sp.setHasOnlySubstanceUnits(not concentration)
+        _check(sp.setInitialConcentration(float(x0)) if concentration else sp.setInitialAmount(float(x0)),
+               f"set the initial value of {s.name}")
+        sp.setBoundaryCondition(s.name in hold)
+        sp.setConstant(s.name in hold)
         if isinstance(s.initial, sympy.Basic) and not s.initial.is_Number:
             ia = m.createInitialAssignment()
             ia.setSymbol(s.name)
@@ -525,12 +659,15 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         raw = [e.xreplace({r.infusion_symbol * r.per_mg: r.infusion_symbol * sympy.Symbol(dose_per_mg_id(r.drug), real=True)
                            for r in model.dose_routes}) for e in model.rhs_symbolic]
     for sid, rhs in zip(species_ids, raw):
+        if sid in hold:
+            continue
         rule = m.createRateRule()
         rule.setVariable(sid)
         _check(rule.setMath(B(rhs)), f"set the rate rule of {sid}")
 
     if regimen is not None:
-        _add_dose_events(m, model, regimen, B, units)
+        _add_dose_events(m, model, regimen, B, units, claim)
+    _add_extinction_events(m, model, hold, B, claim)
 
     errors = validate(doc)
     if errors:
@@ -542,27 +679,51 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     return text
 
 
-def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: _Units) -> None:
-    """One event per distinct time at which a bolus is given or an infusion starts or stops."""
+def _constant(m, pid: str, value: float, unit_id: str, name: str) -> None:
+    p = m.createParameter()
+    p.setId(pid)
+    p.setName(name)
+    p.setValue(float(value))
+    p.setUnits(unit_id)
+    p.setConstant(True)
+
+
+def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: _Units, claim) -> None:
+    """One event per distinct time at which a bolus is given or an infusion starts or stops.
+
+    Every number of the regimen becomes a named constant parameter: ``dose_time_<k>`` (the
+    trigger time of event k), ``dose<i>_<drug>_amount`` and ``dose<i>_<drug>_duration``.
+    """
     route = {r.drug: r for r in model.dose_routes}
     times = sorted({d.time_days for d in regimen.doses} | {d.end_days for d in regimen.doses if d.route == "infusion"})
     infused = sorted({d.drug for d in regimen.doses if d.route == "infusion"})
+    amount_id, duration_id = {}, {}
+    for i, d in enumerate(regimen.doses):
+        amount_id[i] = claim(f"dose{i}_{d.drug}_amount", "dose amount")
+        _constant(m, amount_id[i], d.amount, units.id(d.unit),
+                  f"dose {i} of regimen {regimen.name}: {d.drug} {d.route} at t = {d.time_days:g} {TIME_UNIT}")
+        if d.route == "infusion":
+            duration_id[i] = claim(f"dose{i}_{d.drug}_duration", "infusion duration")
+            _constant(m, duration_id[i], d.duration_days, units.id(TIME_UNIT), f"duration of infusion {i} ({d.drug})")
     for k, t in enumerate(times):
+        time_id = claim(f"dose_time_{k}", "dose time")
+        _constant(m, time_id, t, units.id(TIME_UNIT), f"time of dose event {k}")
         ev = m.createEvent()
-        ev.setId(f"dose_event_{k}")
+        ev.setId(claim(f"dose_event_{k}", "event"))
         ev.setName(f"doses at t = {t:g} {TIME_UNIT}")
         ev.setUseValuesFromTriggerTime(True)
         trig = ev.createTrigger()
         trig.setPersistent(True)
         trig.setInitialValue(False)
-        _check(trig.setMath(B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.number(t, units.id(TIME_UNIT)))), "set trigger")
+        _check(trig.setMath(B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True)))), "set trigger")
         names = []
         # boluses: species += sum(amount_mg * dose_per_mg)
         increments: dict[str, list] = {}
-        for d in regimen.doses:
+        for i, d in enumerate(regimen.doses):
             if d.route == "bolus" and d.time_days == t:
                 per_mg = B.name(sympy.Symbol(dose_per_mg_id(d.drug), real=True))
-                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", _dose_amount(d, B), per_mg))
+                amount = _dose_amount(d, amount_id[i], B)
+                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", amount, per_mg))
                 names.append(f"{d.drug} {d.amount:g} {d.unit}")
         for species, incs in increments.items():
             math_ = B.name(sympy.Symbol(species, real=True))
@@ -575,11 +736,13 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
         for drug in infused:
             if not any(d.drug == drug and d.route == "infusion" and t in (d.time_days, d.end_days) for d in regimen.doses):
                 continue
-            running = [d for d in regimen.doses if d.drug == drug and d.route == "infusion" and d.time_days <= t < d.end_days]
+            running = [i for i, d in enumerate(regimen.doses)
+                       if d.drug == drug and d.route == "infusion" and d.time_days <= t < d.end_days]
             if running:
                 rate = None
-                for d in running:
-                    term = B.node("AST_DIVIDE", _dose_amount(d, B), B.number(d.duration_days, units.id(TIME_UNIT)))
+                for i in running:
+                    term = B.node("AST_DIVIDE", _dose_amount(regimen.doses[i], amount_id[i], B),
+                                  B.name(sympy.Symbol(duration_id[i], real=True)))
                     rate = term if rate is None else B.node("AST_PLUS", rate, term)
                 names.append(f"{drug} infusion rate set")
             else:
@@ -589,6 +752,24 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
             ea.setVariable(route[drug].infusion_symbol.name)
             _check(ea.setMath(rate), f"set infusion rate of {drug}")
         ev.setName(f"t = {t:g} {TIME_UNIT}: " + ", ".join(names))
+
+
+def _add_extinction_events(m, model: Model, hold: Sequence[str], B: _MathBuilder, claim) -> None:
+    """``species = 0`` when a state with ``extinct_below`` falls below its threshold (not for held states)."""
+    for s in model.species:
+        if s.extinct_below is None or s.name in hold:
+            continue
+        ev = m.createEvent()
+        ev.setId(claim(f"extinction_{s.name}", "event"))
+        ev.setName(f"{s.name} below its extinction threshold is set to 0")
+        ev.setUseValuesFromTriggerTime(True)
+        trig = ev.createTrigger()
+        trig.setPersistent(True)
+        trig.setInitialValue(True)  # fires when the state falls below, not for a state that starts there
+        _check(trig.setMath(B.relation(sympy.StrictLessThan, s.symbol, s.extinct_below)), f"set the extinction trigger of {s.name}")
+        ea = ev.createEventAssignment()
+        ea.setVariable(s.name)
+        _check(ea.setMath(B.number(0, B.units.id(s.unit))), f"set the extinction of {s.name}")
 
 
 def validate(doc_or_text, *, allow_warnings: bool = False) -> list[str]:
