@@ -171,6 +171,7 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
         axes[0, 0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
+        plots.panel_letters(axes)
         caption = (
             f"Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over {duration:g} days "
             "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 (concurrent), a "
@@ -213,6 +214,7 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
                 ax.set_title(f"day {day:g}")
             axes[i, 0].set_ylabel(ylabel)
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=len(COMBINATIONS))
+        plots.panel_letters(axes)
         caption = (
             "Bliss excess of tumour-volume inhibition for nab-paclitaxel (A) with an antibody (B), per setting and day. "
             "Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that day); Bliss excess = "
@@ -253,6 +255,7 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
                 if i == len(rows) - 1:
                     ax.set_xlabel(plots.label("time since first dose", "day"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
+        plots.panel_letters(axes)
         caption = (
             "What nab-paclitaxel does to the immune side: effector and progenitor-exhausted (TCF1+) CD8 T cells in the "
             "tumour and tumour antigen reaching the draining node (dead-cell equivalents; it drives priming) over time, "

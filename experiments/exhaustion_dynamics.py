@@ -56,6 +56,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         for ax in axes[1]:
             ax.set_xlabel(plots.label("time since first dose", "day"))
         axes[0, 0].legend(fontsize=11)
+        plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "exhaustion_cold",
                           "Tumour CD8 T-cell states and 4-1BB costimulation in the cold setting. Solid: default 4-1BB "
                           f"reinvigoration of Tex ({default_reinvigoration} /day at full signal); dotted: reinvigoration set to "
