@@ -36,9 +36,10 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     with plots.style():
         fig, axes = plots.subplots(1, len(SETTING_ORDER), figsize=(16, 5.2), sharey=True)
         for ax, setting in zip(axes, SETTING_ORDER):
-            for arm in ARM_ORDER[1:] + ARM_ORDER[:1]:  # untreated last and dashed: other arms may lie on it
+            order = ARM_ORDER[1:] + ARM_ORDER[:1]  # untreated last and dashed: other arms may lie on it
+            for arm, width in zip(order, plots.stacked_widths(len(order), step=0.6)):  # coinciding arms show as edges
                 d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
-                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=2,
+                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=width,
                         ls="--" if arm == "untreated" else "-")
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
@@ -48,7 +49,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "diameter_by_setting",
                           "Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over time for every arm in "
-                          "each tumour setting, default parameters (one typical patient per setting, no variability). "
+                          "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
+                          "coincide, the earlier-listed one shows as a wider coloured edge. "
                           "Doses: models/arms.toml; settings: models/settings.toml.", prov)
 
         best = ds["best_percent_change"].sel(arm=list(ARM_ORDER), setting=list(SETTING_ORDER))

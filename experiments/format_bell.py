@@ -130,7 +130,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             ax.set_ylabel(ylabel)
             if var != "best_percent_change":
                 ax.set_ylim(bottom=0.0)  # non-negative: from 0, so a flat top does not look like a bell
-        axes[0].legend(fontsize=11)
+        axes[0].legend(fontsize=11, loc="upper left")  # low doses, bottom left, carry the data
         plots.panel_letters(axes)
         axes[0].annotate("RP2D 15 mg/kg", (RP2D, 0), xycoords=("data", "axes fraction"), xytext=(3, 5),
                          textcoords="offset points", fontsize=11, color="grey")

@@ -29,7 +29,7 @@ from .results import atomic_write
 
 __all__ = ["ARM_COLOURS", "ARM_LABELS", "SAVE_DPI", "arm_colour", "arm_label", "dose_colours", "style", "subplots", "label",
            "save_figure", "caption_text", "one_cell_diameter_mm", "floor_at_one_cell", "panel_letters", "panels",
-           "text_colour_on", "symmetric_limit"]
+           "text_colour_on", "symmetric_limit", "stacked_widths", "log_axis_for_cells"]
 
 #: One colour per arm, the same in every figure (colour-blind-safe Okabe-Ito / Tol hues).
 #: Combinations share the hue family of their main component.
@@ -267,3 +267,21 @@ def symmetric_limit(values, minimum: float = 0.0) -> float:
         if top <= step * decade * (1 + 1e-12):
             return float(step * decade)
     return float(10 * decade)
+
+
+def stacked_widths(n: int, thinnest: float = 1.6, step: float = 0.9) -> list[float]:
+    """Line widths for ``n`` lines drawn in order, thickest first: where lines coincide, each one drawn
+    earlier shows as a coloured edge around the later ones, so no legend entry hides behind another."""
+    if n < 1:
+        raise ValueError(f"n={n}: need at least one line")
+    return [thinnest + step * (n - 1 - i) for i in range(n)]
+
+
+def log_axis_for_cells(ax, smallest: float, one_cell: float = 1.0, what: str = "below one cell") -> None:
+    """Log y axis for a population: floored at ``one_cell`` (:func:`floor_at_one_cell`) when the data come
+    within a decade of it (extinction is in view), otherwise fitted to the data, so that differences between
+    large populations are not squeezed into the top of an axis that reaches down to one cell."""
+    if smallest < 10.0 * one_cell:
+        floor_at_one_cell(ax, one_cell, what)
+    else:
+        ax.set_yscale("log")

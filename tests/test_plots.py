@@ -148,3 +148,21 @@ def test_symmetric_limit_fits_the_data():
     assert plots.symmetric_limit([-100.0, 40.0]) == 100.0
     assert plots.symmetric_limit([0.0, 0.0]) == 1.0
     assert plots.symmetric_limit([0.2], minimum=1.0) == 1.0
+
+
+def test_stacked_widths_decrease_so_earlier_lines_show_around_later_ones():
+    widths = plots.stacked_widths(4)
+    assert len(widths) == 4 and all(a > b for a, b in zip(widths, widths[1:])) and widths[-1] == pytest.approx(1.6)
+    with pytest.raises(ValueError, match="n=0"):
+        plots.stacked_widths(0)
+
+
+@pytest.mark.parametrize("smallest, floored", [(3.0, True), (1e4, False)])
+def test_cell_axis_is_floored_at_one_cell_only_when_extinction_is_in_view(smallest, floored):
+    with plots.style():
+        fig, ax = plots.subplots()
+        ax.plot([0, 1], [smallest, 1e6])
+        plots.log_axis_for_cells(ax, smallest)
+    assert ax.get_yscale() == "log"
+    assert bool(ax.get_ylim()[0] < 1.0) == floored
+    plt.close(fig)
