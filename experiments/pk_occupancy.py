@@ -87,7 +87,8 @@ def figure(ds: xr.Dataset, summary: dict, out_dir: pathlib.Path) -> dict[str, pa
         ax_c.set_ylabel(plots.label("free drug in plasma", "nM"))
         secondary = ax_c.secondary_yaxis("right", functions=(lambda c: c * factor, lambda m: m / factor))
         secondary.set_ylabel(plots.label("free drug in plasma", "ug/mL"))
-        ax_c.legend(loc="lower left")
+        # the occupancy panel's lower right is empty (troughs stay high); the concentration panel has no free corner
+        ax_o.legend(*ax_c.get_legend_handles_labels(), loc="lower right")
         ax_c.set_title("Bispecific PK and systemic PD-L1 occupancy (dotted: doses)")
         ax_o.set_ylim(-2, 102)
         ax_o.set_ylabel(plots.label("systemic PD-L1 occupancy", "%"))
