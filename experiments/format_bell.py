@@ -79,6 +79,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     with plots.style():
         fig, axes = plots.subplots(1, 3, figsize=(16, 5), sharey=True)
         colours = plots.dose_colours(len(vitro.pdl1_per_cell))
+        bridged = vitro["ternary_per_t_cell"].values
+        smallest = float(bridged[bridged > 0].min()) if (bridged > 0).any() else 1e-3
         for ax, kd in zip(axes, vitro.kd_cd137_nM.values):
             for colour, dens in zip(colours, vitro.pdl1_per_cell.values):
                 for fmt, ls in FORMAT_STYLE.items():
@@ -86,7 +88,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                             ls, color=colour, lw=2, label=f"{plots.arm_label(fmt)}, PD-L1 {dens:,.0f}/cell")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_ylim(1e-3, None)
+            ax.set_ylim(max(1e-3, smallest / 2), None)  # fitted to the data (shared by the three panels)
             ax.set_title(f"4-1BB arm KD {kd:g} nM")
             ax.set_xlabel(plots.label("bispecific concentration", "nM"))
         axes[0].set_ylabel(plots.label("bridged 4-1BB per T cell", "molecule/cell"))
