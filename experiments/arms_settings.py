@@ -43,12 +43,13 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                         ls="--" if arm == "untreated" else "-")
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
+            # the panels share their axis: floored at one cell only if some arm comes near it
+            plots.log_axis_for_cells(ax, float(ds["tumour_diameter"].min()), ONE_CELL_MM, "below one cell")
         axes[0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "diameter_by_setting",
-                          "Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over time for every arm in "
+                          "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour nears it) over time for every arm in "
                           "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
                           "coincide, the earlier-listed one shows as a wider coloured edge. "
                           "Doses: models/arms.toml; settings: models/settings.toml.", prov)

@@ -168,12 +168,14 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
             ax.set_title(settings[str(setting)].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
+            # the panels share their axis: floored at one cell only if some arm comes near it
+            plots.log_axis_for_cells(ax, float(ds["tumour_diameter"].min()), ONE_CELL_MM, "below one cell")
         axes[0, 0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         plots.panel_letters(axes)
         caption = (
-            f"Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over {duration:g} days "
+            f"Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour "
+            f"nears it) over {duration:g} days "
             "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 (concurrent), a "
             f"chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), the delayed "
             "bispecific alone (dashed vermillion) and anti-PD-L1 with and without nab-paclitaxel, in each setting "
