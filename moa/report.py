@@ -19,13 +19,14 @@ import html
 import json
 import pathlib
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 
 from .provenance import base_provenance
 from .results import write_text
 
 __all__ = ["Figure", "ExperimentResults", "collect", "split_caption", "alt_text", "render_markdown", "index_html",
-           "index_markdown", "write_index"]
+           "index_markdown", "write_index", "MissingRendererWarning"]
 
 _PROVENANCE_HEADING = "## Provenance"
 _ALT_TEXT_MAX_CHARS = 250
@@ -83,12 +84,22 @@ def alt_text(caption: str, stem: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    """HTML from Markdown (Python-Markdown with tables), for captions, provenance and summary tables."""
+    """HTML from Markdown (Python-Markdown with tables), for captions, provenance and summary tables.
+
+    ``markdown`` is a declared dependency; where an environment lacks it (an install without
+    dependencies), the page is still written, with the text escaped in paragraphs and a
+    :class:`MissingRendererWarning`, rather than losing the index after a long run."""
     try:
         import markdown
-    except ImportError as exc:  # a declared dependency; say what to install rather than fail obscurely
-        raise ImportError("the results page renders captions with the 'markdown' package: pip install markdown") from exc
+    except ImportError:
+        warnings.warn("the results page renders captions with the 'markdown' package, which is not installed "
+                      "(pip install markdown); captions are shown as plain text", MissingRendererWarning, stacklevel=2)
+        return "".join(f"<p>{html.escape(part.strip())}</p>" for part in re.split(r"\n\s*\n", text) if part.strip())
     return markdown.markdown(text, extensions=["tables"], output_format="html")
+
+
+class MissingRendererWarning(UserWarning):
+    """The ``markdown`` package is missing: the results page shows captions as plain text."""
 
 
 def _read_run_json(path: pathlib.Path) -> dict:

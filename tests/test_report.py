@@ -171,3 +171,16 @@ def test_a_real_quick_run_page_shows_rendered_caption_banner_and_only_resolving_
     assert "claims.md" in page.links and "pk_occupancy/run.json" in page.links
     assert page.images and all(img["alt"].startswith("Free plasma concentration") for img in page.images)
     assert_every_link_resolves(page, pk_run)
+
+
+def test_without_the_markdown_package_the_page_is_still_written_with_plain_captions_and_a_warning(tmp_path, monkeypatch):
+    import sys
+
+    _experiment(tmp_path, "alpha", quick=True)
+    monkeypatch.setitem(sys.modules, "markdown", None)  # import markdown -> ImportError
+    with pytest.warns(report.MissingRendererWarning, match="pip install markdown"):
+        report.write_index(tmp_path)
+    page = Page((tmp_path / "index.html").read_text())
+    assert "Plasma concentration of the **bispecific**" in page.text("unfolded")  # shown, not rendered
+    assert "Quick mode" in page.text("banner")
+    assert_every_link_resolves(page, tmp_path)
