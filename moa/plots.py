@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 
 from .provenance import base_provenance
@@ -283,5 +284,9 @@ def log_axis_for_cells(ax, smallest: float, one_cell: float = 1.0, what: str = "
     large populations are not squeezed into the top of an axis that reaches down to one cell."""
     if smallest < 10.0 * one_cell:
         floor_at_one_cell(ax, one_cell, what)
-    else:
-        ax.set_yscale("log")
+        return
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    if high < 100.0 * low:  # on a short log axis the labelled minor ticks read better as 40 than as 4 x 10^1
+        ax.yaxis.set_major_formatter(mticker.LogFormatter())
+        ax.yaxis.set_minor_formatter(mticker.LogFormatter(labelOnlyBase=False))
