@@ -36,30 +36,37 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     with plots.style():
         fig, axes = plots.subplots(1, len(SETTING_ORDER), figsize=(16, 5.2), sharey=True)
         for ax, setting in zip(axes, SETTING_ORDER):
-            for arm in ARM_ORDER[1:] + ARM_ORDER[:1]:  # untreated last and dashed: other arms may lie on it
+            order = ARM_ORDER[1:] + ARM_ORDER[:1]  # untreated last and dashed: other arms may lie on it
+            for arm, width in zip(order, plots.stacked_widths(len(order), step=0.6)):  # coinciding arms show as edges
                 d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
-                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=2,
+                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=width,
                         ls="--" if arm == "untreated" else "-")
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
+            # the panels share their axis: floored at one cell only if some arm comes near it
+            plots.log_axis_for_cells(ax, float(ds["tumour_diameter"].min()), ONE_CELL_MM, "below one cell")
         axes[0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
+        plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "diameter_by_setting",
-                          "Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over time for every arm in "
-                          "each tumour setting, default parameters (one typical patient per setting, no variability). "
+                          "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour nears it) over time for every arm in "
+                          "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
+                          "coincide, the earlier-listed one shows as a wider coloured edge. "
                           "Doses: models/arms.toml; settings: models/settings.toml.", prov)
 
         best = ds["best_percent_change"].sel(arm=list(ARM_ORDER), setting=list(SETTING_ORDER))
         fig, ax = plots.subplots(figsize=(9, 7))
-        im = ax.imshow(best.values, cmap="RdBu_r", vmin=-100, vmax=100, aspect="auto")
+        limit = plots.symmetric_limit(best.values)  # fitted to the data, centred on no change
+        im = ax.imshow(best.values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_xticks(range(len(SETTING_ORDER)), [settings[s].label for s in SETTING_ORDER], rotation=15)
         ax.set_yticks(range(len(ARM_ORDER)), [plots.arm_label(a) for a in ARM_ORDER])
         for i, arm in enumerate(ARM_ORDER):
             for j, setting in enumerate(SETTING_ORDER):
                 v = float(best.sel(arm=arm, setting=setting))
                 br = str(ds["best_response"].sel(arm=arm, setting=setting).values)
-                ax.text(j, i, f"{v:+.0f}%\n{br}", ha="center", va="center", fontsize=10)
+                ax.text(j, i, f"{v:+.0f}%\n{br}", ha="center", va="center", fontsize=10,
+                        color=plots.text_colour_on(im.cmap(im.norm(v))))
+        ax.grid(False)
         fig.colorbar(im, ax=ax, label=plots.label("best change in diameter from baseline", "%"))
         plots.save_figure(fig, out_dir, "best_response_heatmap",
                           f"Best change of tumour diameter from baseline over {duration:.0f} days and RECIST 1.1 best "

@@ -163,17 +163,20 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         n = ds.sizes["setting"]
         fig, axes = plots.subplots(1, n, figsize=(5.6 * n + 3, 5.4), sharey=True, squeeze=False)
         for ax, setting in zip(axes[0], ds.setting.values):
-            for arm in ds.arm.values:
+            for arm, width in zip(ds.arm.values, plots.stacked_widths(ds.sizes["arm"], step=0.6)):  # coinciding arms show
                 d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
-                ax.plot(ds.time, d, label=_label(str(arm)), lw=2, **_style(str(arm)))
+                ax.plot(ds.time, d, label=_label(str(arm)), lw=width, **_style(str(arm)))
             ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
             ax.set_title(settings[str(setting)].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
-            plots.floor_at_one_cell(ax, ONE_CELL_MM, "below one cell")
+            # the panels share their axis: floored at one cell only if some arm comes near it
+            plots.log_axis_for_cells(ax, float(ds["tumour_diameter"].min()), ONE_CELL_MM, "below one cell")
         axes[0, 0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
+        plots.panel_letters(axes)
         caption = (
-            f"Tumour diameter (sphere of the viable tumour volume; log axis floored at the diameter of one cell) over {duration:g} days "
+            f"Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour "
+            f"nears it) over {duration:g} days "
             "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 (concurrent), a "
             f"chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), the delayed "
             "bispecific alone (dashed vermillion) and anti-PD-L1 with and without nab-paclitaxel, in each setting "
@@ -214,6 +217,7 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
                 ax.set_title(f"day {day:g}")
             axes[i, 0].set_ylabel(ylabel)
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=len(COMBINATIONS))
+        plots.panel_letters(axes)
         caption = (
             "Bliss excess of tumour-volume inhibition for nab-paclitaxel (A) with an antibody (B), per setting and day. "
             "Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that day); Bliss excess = "
@@ -244,16 +248,17 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             axes[0, j].set_title(settings[str(setting)].label)
             for i, (var, name, unit) in enumerate(rows):
                 ax = axes[i, j]
-                for arm in arms:
-                    ax.plot(ds.time, np.maximum(ds[var].sel(arm=arm, setting=setting), 1.0), label=_label(arm),
-                            **_style(arm))
-                plots.floor_at_one_cell(ax, 1.0)
+                for arm, width in zip(arms, plots.stacked_widths(len(arms))):  # coinciding arms show as edges
+                    y = np.maximum(ds[var].sel(arm=arm, setting=setting), 1.0)
+                    ax.plot(ds.time, y, label=_label(arm), lw=width, **_style(arm))
+                plots.log_axis_for_cells(ax, float(ds[var].sel(arm=list(arms), setting=setting).min()))
                 ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
                 if j == 0:
                     ax.set_ylabel(plots.label(name, unit))
                 if i == len(rows) - 1:
                     ax.set_xlabel(plots.label("time since first dose", "day"))
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
+        plots.panel_letters(axes)
         caption = (
             "What nab-paclitaxel does to the immune side: effector and progenitor-exhausted (TCF1+) CD8 T cells in the "
             "tumour and tumour antigen reaching the draining node (dead-cell equivalents; it drives priming) over time, "
@@ -261,7 +266,8 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells (nabp_tcell_tox_max) and "
             "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is the trade-off. "
             "T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these panels show the "
-            "balance, not toxicity alone. Log axes floored at one cell. Default parameters + the setting overlay of models/settings.toml."
+            "balance, not toxicity alone. Log axes, floored at one cell where a population nears extinction; where arms "
+            "coincide the earlier-listed one shows as a wider coloured edge. Default parameters + the setting overlay of models/settings.toml."
         )
         plots.save_figure(fig, out_dir, "chemo_mechanism", caption, ds.attrs)
 

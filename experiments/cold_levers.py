@@ -103,8 +103,10 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         for i, arm in enumerate(ARMS):
             ax.bar(x + (i - (len(ARMS) - 1) / 2) * width, best.sel(arm=arm).values, width, color=plots.arm_colour(arm),
                    label=plots.arm_label(arm))
-        ax.axhline(-30, color="k", ls="--", lw=1)
-        ax.set_xticks(x, [lab.replace("_", " ") for lab in labels], rotation=30, ha="right")
+        ax.axhline(-30, color="k", ls="--", lw=1, label="partial response (-30%)")
+        display = [lab.replace("_", " ").replace("pdl1", "PD-L1").replace("treg", "Treg").replace("all but:", "all but ")
+                   for lab in labels]
+        ax.set_xticks(x, display, rotation=30, ha="right")
         ax.set_ylabel(plots.label("best change of diameter", "%"))
         ax.legend(fontsize=11)
         caption = (f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "

@@ -39,26 +39,31 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
 
     with plots.style():
         fig, axes = plots.subplots(2, 2, figsize=(14, 10), sharex=True)
+        widths = plots.stacked_widths(len(ARMS))  # arms that coincide stay visible as coloured edges
         for ax, (var, title) in zip(axes.flat, PANELS):
-            for arm in ARMS:
+            for arm, width in zip(ARMS, widths):
                 for rate, style in ((default_reinvigoration, "-"), (0.0, ":")):
                     y = ds[var].sel(arm=arm, reinvigoration_per_day=rate)
                     if ds[var].attrs.get("units") == "cell":
                         y = np.maximum(y, 1.0)   # below one cell is extinction, not biology
-                    ax.plot(ds.time, y, style, color=plots.arm_colour(arm), lw=2,
+                    ax.plot(ds.time, y, style, color=plots.arm_colour(arm), lw=width,
                             label=plots.arm_label(arm) if rate else None)
             unit = ds[var].attrs.get("units", "1")
-            ax.set_ylabel(plots.label(title, "cells" if unit == "cell" else unit))
+            # the title names the quantity; the axis gives its unit
+            ax.set_ylabel(plots.label("cells in tumour", "cells") if unit == "cell" else plots.label("costimulation", unit))
             if unit == "cell":
-                plots.floor_at_one_cell(ax, 1.0)
+                plots.log_axis_for_cells(ax, float(ds[var].min()))
             elif var != "cd137_costimulation":
                 ax.set_yscale("log")
-            ax.set_title(title)
+            ax.set_title(title, fontsize=14)
         for ax in axes[1]:
             ax.set_xlabel(plots.label("time since first dose", "day"))
         axes[0, 0].legend(fontsize=11)
+        plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "exhaustion_cold",
-                          "Tumour CD8 T-cell states and 4-1BB costimulation in the cold setting. Solid: default 4-1BB "
+                          "Tumour CD8 T-cell states (a-c, log axes; floored at one cell where a population nears extinction) "
+                          "and 4-1BB costimulation (d) in the cold setting. Where arms coincide the earlier-listed one shows "
+                          "as a wider coloured edge. Solid: default 4-1BB "
                           f"reinvigoration of Tex ({default_reinvigoration} /day at full signal); dotted: reinvigoration set to "
                           "0, so 4-1BB acts only through proliferation and survival. Reinvigoration is an assumed, swept "
                           "parameter (no public value).", ds.attrs)

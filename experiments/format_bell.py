@@ -21,7 +21,7 @@ from moa.parameters import load_parameters
 from moa.provenance import concat_runs, parameter_values
 from moa.results import save_dataset, with_status
 from moa.runs import run_doses
-from moa.scenarios import load_formats
+from moa.scenarios import load_formats, load_settings
 
 DOSES_MG_PER_KG = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)  # ASCO 2024 abstract 4010 dose levels
 RP2D = 15.0
@@ -85,18 +85,21 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     with plots.style():
         fig, axes = plots.subplots(1, 3, figsize=(16, 5), sharey=True)
         colours = plots.dose_colours(len(vitro.pdl1_per_cell))
+        bridged = vitro["ternary_per_t_cell"].values
+        smallest = float(bridged[bridged > 0].min()) if (bridged > 0).any() else 1e-3
         for ax, kd in zip(axes, vitro.kd_cd137_nM.values):
             for colour, dens in zip(colours, vitro.pdl1_per_cell.values):
                 for fmt, ls in FORMAT_STYLE.items():
                     ax.plot(conc, vitro["ternary_per_t_cell"].sel(format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens),
-                            ls, color=colour, lw=2, label=f"{fmt.split('_')[1]}, PD-L1 {dens:.0e}/cell")
+                            ls, color=colour, lw=2, label=f"{plots.arm_label(fmt)}, PD-L1 {dens:,.0f}/cell")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_ylim(1e-3, None)
+            ax.set_ylim(max(1e-3, smallest / 2), None)  # fitted to the data (shared by the three panels)
             ax.set_title(f"4-1BB arm KD {kd:g} nM")
             ax.set_xlabel(plots.label("bispecific concentration", "nM"))
         axes[0].set_ylabel(plots.label("bridged 4-1BB per T cell", "molecule/cell"))
         axes[-1].legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.02, 1))
+        plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "bell_in_vitro",
                           "In-vitro ternary complex (4-1BB bridged to PD-L1 by the bispecific, per T cell) against drug "
                           "concentration; solid 2:2, dashed 1:1 (same KDs and avidity factors, valency only). Exact "
@@ -118,6 +121,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     vivo["best_percent_change"] = best_percent_change(d)
     save_dataset(vivo, out_dir, "in_vivo_dose", csv_variables=["mean_ternary_cycle2", "mean_cd137_signal_cycle2", "best_percent_change"])
 
+    setting_labels = {name: s.label for name, s in load_settings().items()}
     with plots.style():
         fig, axes = plots.subplots(1, 3, figsize=(16, 5))
         panels = (("mean_ternary_cycle2", plots.label("tumour bridged 4-1BB, mean of cycle 2", "nM")),
@@ -127,17 +131,20 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             for s, colour in zip(settings, ("#b2182b", "#2166ac")):
                 for fmt, ls in FORMAT_STYLE.items():
                     ax.plot(doses, vivo[var].sel(format=fmt, setting=s), ls, marker="o", color=colour, lw=2,
-                            label=f"{fmt.split('_')[1]}, {s}")
+                            label=f"{plots.arm_label(fmt)}, {setting_labels[s]}")
             ax.axvline(RP2D, color="grey", ls=":", lw=1.5)
             ax.set_xscale("log")
             ax.set_xlabel(plots.label("dose Q3W", "mg/kg"))
             ax.set_ylabel(ylabel)
-        axes[0].legend(fontsize=11)
+            if var != "best_percent_change":
+                ax.set_ylim(bottom=0.0)  # non-negative: from 0, so a flat top does not look like a bell
+        axes[0].legend(fontsize=11, loc="upper left")  # low doses, bottom left, carry the data
+        plots.panel_letters(axes)
         axes[0].annotate("RP2D 15 mg/kg", (RP2D, 0), xycoords=("data", "axes fraction"), xytext=(3, 5),
                          textcoords="offset points", fontsize=11, color="grey")
         plots.save_figure(fig, out_dir, "dose_in_vivo",
-                          "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB and 4-1BB costimulation over cycle 2 "
-                          f"(days 21-42), and best diameter change over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
+                          "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB (a) and 4-1BB costimulation (b) over cycle 2 "
+                          f"(days 21-42), and best diameter change (c) over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
                           "line at the recommended phase 2 dose. Default parameters with the named setting overlay.",
                           vivo.attrs)
 

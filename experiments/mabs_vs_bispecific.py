@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
 import xarray as xr
 
 from moa import plots
@@ -23,6 +24,7 @@ from moa.regimen import every
 from moa.provenance import combine_simulations
 from moa.results import save_dataset, with_status
 from moa.runs import run_doses
+from moa.scenarios import load_settings
 
 BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
 AGONIST_DOSES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -74,17 +76,26 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                     "simulations": combine_simulations([({"arm": a, "setting": s}, r.attrs) for (a, s), r in results.items()])}
     save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "liver_readout"])
 
+    setting_labels = {name: setting.label for name, setting in load_settings().items()}
     with plots.style():
         fig, axes = plots.subplots(1, 2, figsize=(15, 5.5))
+        for arm in ("bsab_2x2", "apdl1_a41bb"):
+            readouts = [_efficacy(results[(arm, s)])["liver_readout"].values for s in settings]
+            # the liver sees plasma, not the tumour: when the readout is the same in every setting, one line
+            # (two would lie on each other and hide one legend entry)
+            same = all(np.allclose(r, readouts[0], rtol=1e-6, atol=0.0) for r in readouts[1:])
+            for s, marker, readout in zip(settings, ("o", "s"), readouts):
+                if same and s != settings[0]:
+                    break
+                label = f"{plots.arm_label(arm)}, " + ("every setting" if same else setting_labels[s])
+                axes[0].plot(results[(arm, s)].dose, readout, marker=marker, color=plots.arm_colour(arm), lw=2,
+                             ls="-" if s == "hot_tnbc" else "--", label=label)
         for s, marker in zip(settings, ("o", "s")):
             for arm in ("bsab_2x2", "apdl1_a41bb"):
-                ds = results[(arm, s)]
-                eff = _efficacy(ds)
-                axes[0].plot(ds.dose, eff["liver_readout"], marker=marker, color=plots.arm_colour(arm), lw=2,
-                             ls="-" if s == "hot_tnbc" else "--", label=f"{plots.arm_label(arm)}, {s}")
+                eff = _efficacy(results[(arm, s)])
                 axes[1].plot(eff["liver_readout"].clip(min=1e-4), eff["best_percent_change"], marker=marker,
                              color=plots.arm_colour(arm), lw=2, ls="-" if s == "hot_tnbc" else "--",
-                             label=f"{plots.arm_label(arm)}, {s}")
+                             label=f"{plots.arm_label(arm)}, {setting_labels[s]}")
         axes[0].axvspan(URELUMAB_HEPATOTOXIC, max(agonist_doses + bsab_doses), color="#fdd0a2", alpha=0.5,
                         label="urelumab hepatotoxic range (agonist dose)")
         for cis, values in summary["bsab_liver_readout_by_cis_efficacy"].items():
@@ -100,13 +111,16 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         axes[1].set_xlabel(plots.label("liver 4-1BB signal AUC, first cycle", "day"))
         axes[1].set_ylabel(plots.label(f"best diameter change over {duration:.0f} d", "%"))
         axes[1].set_title("efficacy against the safety surrogate")
+        axes[1].legend(fontsize=10)
+        plots.panel_letters(axes)
         plots.save_figure(fig, out_dir, "window",
-                          "Left: liver safety readout (area under the 4-1BB signal of liver myeloid cells over the first "
+                          "(a) Liver safety readout (area under the 4-1BB signal of liver myeloid cells over the first "
                           "21 days, equilibrium with plasma) against dose, for the 2:2 bispecific and for the anti-4-1BB "
                           "agonist given with anti-PD-L1 1200 mg Q3W; dashed line: toxicity threshold, calibrated between "
                           "the agonist at 0.1 and 1 mg/kg; dotted: the bispecific with its unanchored signal "
                           "cis_efficacy_bsab swept (a prediction); shading marks agonist doses where urelumab was "
-                          "hepatotoxic (Segal 2017). Right: best change in tumour diameter against the readout (up and "
+                          "hepatotoxic (Segal 2017); one line per arm where the readout is the same in every setting (the liver sees "
+                          "plasma, not the tumour). (b) Best change in tumour diameter against the readout (down and "
                           "left is a wider window). Liver receptor levels and exposure are assumed "
                           "(models/parameters/safety.toml).",
                           merged.attrs)

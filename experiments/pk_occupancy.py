@@ -88,19 +88,21 @@ def figure(ds: xr.Dataset, summary: dict, out_dir: pathlib.Path) -> dict[str, pa
         ax_c.set_ylabel(plots.label("free drug in plasma", "nM"))
         secondary = ax_c.secondary_yaxis("right", functions=(lambda c: c * factor, lambda m: m / factor))
         secondary.set_ylabel(plots.label("free drug in plasma", "ug/mL"))
-        ax_c.legend(loc="lower left")
+        # the occupancy panel's lower right is empty (troughs stay high); the concentration panel has no free corner
+        ax_o.legend(*ax_c.get_legend_handles_labels(), loc="lower right")
         ax_c.set_title("Bispecific PK and systemic PD-L1 occupancy (dotted: doses)")
         ax_o.set_ylim(-2, 102)
         ax_o.set_ylabel(plots.label("systemic PD-L1 occupancy", "%"))
         ax_o.set_xlabel(plots.label("time since first dose", "day"))
         ax_o.set_xlim(0, t[-1])
+        plots.panel_letters((ax_c, ax_o))
 
     troughs = "; ".join(f"{dose}: {100 * s['trough_occupancy']:.1f}% at {s['trough_conc_nM']:.3g} nM"
                         for dose, s in summary.items())
     day = next(iter(summary.values()))["trough_time_day"]
     caption = (
-        f"Free plasma concentration of the PD-L1 x 4-1BB bispecific (top, log axis, nM on the left and µg/mL on the right) "
-        f"and the fraction of the systemic PD-L1 pool bound by it (bottom) for IV doses of "
+        f"Free plasma concentration of the PD-L1 x 4-1BB bispecific (a, log axis, nM on the left and µg/mL on the right) "
+        f"and the fraction of the systemic PD-L1 pool bound by it (b) for IV doses of "
         + ", ".join(f"{d:g}" for d in DOSES_MG_PER_KG)
         + f" mg/kg every 3 weeks over {t[-1]:g} days. Model: two-compartment antibody PK with target-mediated "
         "disposition to systemic PD-L1 (pk_tmdd_bsab). Trough before the last dose "

@@ -255,6 +255,7 @@ def plot_sweeps(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "sweeps_benef
                 _mark_failed(ax, ds, x, np.zeros_like(x), handles, setting=setting, parameter=p)
             _x_axis(ax, ds, p)
         fig.supylabel(plots.label(f"benefit over anti-PD-L1 at day {day:g}", "log10 fold"), fontsize=15)
+        plots.panel_letters(axes)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 4))
         failed = int(ds["failed"].sum())
         caption = (
@@ -293,6 +294,7 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
                 _mark_failed(ax, ds, x, np.zeros_like(x), handles, setting=setting, parameter=p)
             _x_axis(ax, ds, p)
         fig.supylabel(plots.label("best change in diameter from baseline", "%"), fontsize=15)
+        plots.panel_letters(axes)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 3))
         caption = (
             f"Best change of tumour diameter from baseline within {duration:g} days for anti-PD-L1 and the 2:2 bispecific "
@@ -335,7 +337,9 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
             # thin labelled iso-lines so values can be read off a slide
             iso = ax.contour(x, y, z.T, levels=mticker.MaxNLocator(6).tick_values(finite.min(), finite.max()),
                              colors="white", linewidths=0.8, alpha=0.8)
-            ax.clabel(iso, fmt="%.2g", fontsize=10)
+            for text in ax.clabel(iso, fmt="%.2g", fontsize=10, colors="black"):
+                # dark text on a light box: readable on both ends of the colour map and in its pale middle
+                text.set_bbox(dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75))
         for level, ls in ((0.0, "-"), (MARGIN_LOG10, "--")):
             if finite.size and finite.min() < level < finite.max():
                 ax.contour(x, y, np.ma.masked_invalid(z).T, levels=[level], colors="k", linestyles=ls, linewidths=2)

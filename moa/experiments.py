@@ -12,16 +12,15 @@ The contract of an experiment ``experiments/<name>.py``:
 symbolic link to the hidden ``.<name>.<pid>-<random>`` version folder, swapped atomically, so a
 kill at any instant leaves the old or the new folder visible, and the next run removes what a
 killed run left (:func:`moa.results.staged_directory`).
-:func:`write_index` writes ``index.md`` and a static ``index.html`` with every figure and caption.
+:func:`write_index` writes ``index.md`` and a static ``index.html`` with every figure and caption
+(:mod:`moa.report`).
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import html
 import importlib.util
-import json
 import pathlib
 import sys
 import time
@@ -30,7 +29,7 @@ from collections.abc import Iterable
 
 from .paths import data_dir, require_experiments_dir
 from .provenance import base_provenance, run_context
-from .results import staged_directory, write_json, write_text
+from .results import staged_directory, write_json
 
 __all__ = ["EXPERIMENTS_DIR", "Experiment", "discover", "find", "load", "run", "write_index"]
 
@@ -146,81 +145,10 @@ def _relative(value, stage: pathlib.Path):
     return value
 
 
-def _figures(out_root: pathlib.Path) -> list[tuple[str, pathlib.Path, str]]:
-    """(experiment, png path relative to out_root, caption markdown) for every figure, sorted."""
-    out = []
-    for png in sorted(out_root.glob("*/*.png")):
-        if png.parent.name.startswith("."):
-            continue  # a hidden version or staging folder (moa.results.staged_directory)
-        caption_file = png.with_name(f"{png.stem}.caption.md")
-        caption = caption_file.read_text() if caption_file.exists() else "(no caption file)"
-        out.append((png.parent.name, png.relative_to(out_root), caption))
-    return out
-
-
-def _questions(out_root: pathlib.Path, experiments: Iterable[Experiment]) -> dict[str, str]:
-    questions = {e.name: e.question for e in experiments}
-    for run_json in out_root.glob("*/run.json"):
-        if run_json.parent.name.startswith("."):
-            continue  # a hidden version or staging folder
-        try:
-            questions.setdefault(run_json.parent.name, json.loads(run_json.read_text()).get("question", ""))
-        except (OSError, ValueError):
-            pass
-    return questions
-
-
 def write_index(out_root: str | pathlib.Path, experiments: Iterable[Experiment] | None = None) -> dict[str, pathlib.Path]:
-    """Write ``index.md`` and a static ``index.html`` listing every figure under ``out_root`` with its caption."""
-    out_root = pathlib.Path(out_root)
-    figures = _figures(out_root)
-    questions = _questions(out_root, experiments if experiments is not None else discover())
-    by_experiment: dict[str, list] = {}
-    for name, png, caption in figures:
-        by_experiment.setdefault(name, []).append((png, caption))
-    prov = base_provenance()
-    stamp = f"moa {prov['moa_version']}, git commit {prov['git_commit']}, written {prov['created_utc']}"
+    """Write ``index.html`` and ``index.md`` for the results under ``out_root`` (:mod:`moa.report`);
+    ``experiments`` (default: :func:`discover`) supply questions that a folder's ``run.json`` lacks."""
+    from .report import write_index as write_report
 
-    md = ["# moa results", "", f"_{stamp}_", ""]
-    body = ["<h1>moa results</h1>", f"<p><em>{html.escape(stamp)}</em></p>"]
-    if not by_experiment:
-        md.append("No figures yet: run `moa run all --quick`.")
-        body.append("<p>No figures yet: run <code>moa run all --quick</code>.</p>")
-    for name in sorted(by_experiment):
-        question = questions.get(name, "")
-        md += [f"## {name}", "", f"**Question:** {question}", ""] if question else [f"## {name}", ""]
-        body.append(f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>')
-        if question:
-            body.append(f"<p><strong>Question:</strong> {html.escape(question)}</p>")
-        for png, caption in by_experiment[name]:
-            svg = png.with_suffix(".svg")
-            caption_md = png.with_name(f"{png.stem}.caption.md")
-            links = [f"[PNG]({png.as_posix()})"]
-            html_links = [f'<a href="{html.escape(png.as_posix())}">PNG</a>']
-            if (out_root / svg).exists():
-                links.append(f"[SVG]({svg.as_posix()})")
-                html_links.append(f'<a href="{html.escape(svg.as_posix())}">SVG</a>')
-            if (out_root / caption_md).exists():
-                links.append(f"[caption]({caption_md.as_posix()})")
-                html_links.append(f'<a href="{html.escape(caption_md.as_posix())}">caption</a>')
-            md += [f"![{png.stem}]({png.as_posix()})", "", " · ".join(links), "", _demote_headings(caption), ""]
-            body += [
-                "<figure>",
-                f'<a href="{html.escape(png.as_posix())}"><img src="{html.escape(png.as_posix())}" alt="{html.escape(png.stem)}"></a>',
-                f"<figcaption><pre>{html.escape(caption)}</pre><p>{' · '.join(html_links)}</p></figcaption>",
-                "</figure>",
-            ]
-        body.append("</section>")
-    page = "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>moa results</title>',
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "img{max-width:100%;border:1px solid #ddd}pre{white-space:pre-wrap;font-size:0.9em;background:#f7f7f7;padding:0.6em}"
-        "figure{margin:1.5em 0}</style></head><body>",
-        *body, "</body></html>", "",
-    ])
-    return {"md": write_text(out_root / "index.md", "\n".join(md) + "\n"), "html": write_text(out_root / "index.html", page)}
-
-
-def _demote_headings(markdown: str) -> str:
-    """Caption files start at '#'; inside the index they sit under '##'."""
-    return "\n".join("###" + line[1:] if line.startswith("#") else line for line in markdown.splitlines())
+    questions = {e.name: e.question for e in (experiments if experiments is not None else discover())}
+    return write_report(out_root, questions)

@@ -20,13 +20,17 @@ import pathlib
 import zlib
 from collections.abc import Iterator, Mapping
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import numpy as np
 
 from .provenance import base_provenance
 from .results import atomic_write
 
-__all__ = ["ARM_COLOURS", "ARM_LABELS", "arm_colour", "arm_label", "dose_colours", "style", "subplots", "label",
-           "save_figure", "caption_text", "one_cell_diameter_mm", "floor_at_one_cell"]
+__all__ = ["ARM_COLOURS", "ARM_LABELS", "SAVE_DPI", "arm_colour", "arm_label", "dose_colours", "style", "subplots", "label",
+           "save_figure", "caption_text", "one_cell_diameter_mm", "floor_at_one_cell", "panel_letters", "panels",
+           "text_colour_on", "symmetric_limit", "stacked_widths", "log_axis_for_cells"]
 
 #: One colour per arm, the same in every figure (colour-blind-safe Okabe-Ito / Tol hues).
 #: Combinations share the hue family of their main component.
@@ -57,11 +61,23 @@ ARM_LABELS: dict[str, str] = {
 # Arms outside ARM_COLOURS get one of these, chosen from the name so it is stable across runs.
 _FALLBACK = ("#332288", "#44aa99", "#999933", "#aa4499", "#88ccee", "#ddcc77", "#661100", "#6699cc")
 
+#: Resolution of every saved PNG (dots per inch): sharp on a projected slide at full width.
+SAVE_DPI = 150
+
+#: Settings read when a figure is written, not when it is drawn: :func:`save_figure` applies them
+#: itself, so a figure saved outside :func:`style` gets them too.
+_SAVE_RC = {
+    "savefig.dpi": SAVE_DPI,
+    "savefig.bbox": "tight",
+    "svg.fonttype": "none",  # text stays text in SVG (editable on slides)
+    "svg.hashsalt": "moa",  # deterministic SVG ids
+}
+
+_PANEL_LETTER_GID = "panel-letter-"
+
 _SLIDE_RC = {
     "figure.figsize": (10.0, 6.0),
     "figure.dpi": 100,
-    "savefig.dpi": 150,
-    "savefig.bbox": "tight",
     "font.size": 14,
     "axes.titlesize": 16,
     "axes.labelsize": 15,
@@ -74,8 +90,7 @@ _SLIDE_RC = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "svg.fonttype": "none",  # text stays text in SVG (editable on slides)
-    "svg.hashsalt": "moa",  # deterministic SVG ids
+    **_SAVE_RC,
 }
 
 
@@ -149,6 +164,10 @@ def save_figure(fig, out_dir: str | os.PathLike, stem: str, caption: str,
                 provenance: Mapping[str, object] | None = None, close: bool = True) -> dict[str, pathlib.Path]:
     """Write ``<stem>.png``, ``<stem>.svg`` and ``<stem>.caption.md`` into ``out_dir``, all or nothing.
 
+    The PNG at :data:`SAVE_DPI` and the SVG with editable text, whether or not the figure was drawn
+    inside :func:`style`. A figure with an empty panel, or with several panels and no
+    :func:`panel_letters`, is refused (nothing written).
+
     ``caption`` says what the figure shows (and its caveats); ``provenance`` (usually the
     dataset's ``attrs``) supplies the parameter set, overlays, hash, solver and moa version.
     """
@@ -156,10 +175,12 @@ def save_figure(fig, out_dir: str | os.PathLike, stem: str, caption: str,
     paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg", "caption": out_dir / f"{stem}.caption.md"}
     text = caption_text(stem, caption, provenance)
     try:
+        _check_panels(fig, stem)
         with contextlib.ExitStack() as stack:
             tmp = {key: stack.enter_context(atomic_write(path)) for key, path in paths.items()}
-            fig.savefig(tmp["png"], format="png")
-            fig.savefig(tmp["svg"], format="svg", metadata={"Date": None})
+            with plt.rc_context(_SAVE_RC):
+                fig.savefig(tmp["png"], format="png", dpi=SAVE_DPI)
+                fig.savefig(tmp["svg"], format="svg", metadata={"Date": None})
             tmp["caption"].write_text(text)
     finally:
         if close:
@@ -185,3 +206,87 @@ def floor_at_one_cell(ax, one_cell: float, what: str = "below one cell") -> None
     ax.axhline(one_cell, color="0.45", lw=0.8, ls=":")
     ax.text(0.01, one_cell, what, transform=ax.get_yaxis_transform(), fontsize=9, color="0.35", va="top")
 
+
+
+def panels(fig) -> list:
+    """The figure's visible data panels, in reading order (colour bars are not panels)."""
+    return [ax for ax in fig.axes if ax.get_visible() and not hasattr(ax, "_colorbar")]
+
+
+def panel_letters(axes) -> None:
+    """Mark multi-panel figures a, b, c... in reading order (row by row), bold, above each panel's top-left
+    corner, so a slide or a caption can point at one panel. ``axes``: an axes, a list or an array of them;
+    hidden axes are skipped."""
+    flat = [ax for ax in np.ravel(np.asarray(axes, dtype=object)) if ax.get_visible()]
+    for i, ax in enumerate(flat):
+        letter = "abcdefghijklmnopqrstuvwxyz"[i]
+        ax.annotate(letter, xy=(0.0, 1.0), xycoords="axes fraction", xytext=(-8, 10), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=18, fontweight="bold", gid=f"{_PANEL_LETTER_GID}{letter}")
+
+
+def _has_letter(ax) -> bool:
+    return any((t.get_gid() or "").startswith(_PANEL_LETTER_GID) for t in ax.texts)
+
+
+def _check_panels(fig, stem: str) -> None:
+    """Refuse a figure with an empty panel, or with several panels and no panel letters."""
+    shown = panels(fig)
+    empty = [i for i, ax in enumerate(shown) if not ax.has_data()]
+    if empty:
+        raise ValueError(f"figure {stem!r}: panel(s) {empty} (reading order) carry no data; remove or hide them")
+    if len(shown) > 1 and not all(_has_letter(ax) for ax in shown):
+        raise ValueError(f"figure {stem!r} has {len(shown)} panels without panel letters; call plots.panel_letters(axes)")
+
+
+def _relative_luminance(colour) -> float:
+    """WCAG 2.x relative luminance of a matplotlib colour (0 black to 1 white)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(c) for c in mcolors.to_rgb(colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def text_colour_on(background) -> str:
+    """"black" or "white", whichever contrasts more with ``background`` (WCAG contrast ratio), for
+    annotations on coloured cells such as heatmaps."""
+    lum = _relative_luminance(background)
+    on_black = (lum + 0.05) / 0.05
+    on_white = 1.05 / (lum + 0.05)
+    return "black" if on_black >= on_white else "white"
+
+
+def symmetric_limit(values, minimum: float = 0.0) -> float:
+    """A colour-scale limit for a diverging map centred on 0 that fits the data: the largest finite
+    ``|value|`` rounded up to 1, 2, 2.5 or 5 times a power of ten (at least ``minimum``; 1 if all are 0)."""
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    top = max(float(finite.max()) if finite.size else 0.0, minimum)
+    if top <= 0:
+        return 1.0
+    decade = 10.0 ** np.floor(np.log10(top))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if top <= step * decade * (1 + 1e-12):
+            return float(step * decade)
+    return float(10 * decade)
+
+
+def stacked_widths(n: int, thinnest: float = 1.6, step: float = 0.9) -> list[float]:
+    """Line widths for ``n`` lines drawn in order, thickest first: where lines coincide, each one drawn
+    earlier shows as a coloured edge around the later ones, so no legend entry hides behind another."""
+    if n < 1:
+        raise ValueError(f"n={n}: need at least one line")
+    return [thinnest + step * (n - 1 - i) for i in range(n)]
+
+
+def log_axis_for_cells(ax, smallest: float, one_cell: float = 1.0, what: str = "below one cell") -> None:
+    """Log y axis for a population: floored at ``one_cell`` (:func:`floor_at_one_cell`) when the data come
+    within a decade of it (extinction is in view), otherwise fitted to the data, so that differences between
+    large populations are not squeezed into the top of an axis that reaches down to one cell."""
+    if smallest < 10.0 * one_cell:
+        floor_at_one_cell(ax, one_cell, what)
+        return
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    if high < 100.0 * low:  # on a short log axis the labelled minor ticks read better as 40 than as 4 x 10^1
+        ax.yaxis.set_major_formatter(mticker.LogFormatter())
+        ax.yaxis.set_minor_formatter(mticker.LogFormatter(labelOnlyBase=False))

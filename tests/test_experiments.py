@@ -8,7 +8,9 @@ import pathlib
 import matplotlib
 import pytest
 import xarray as xr
+from PIL import Image
 
+from moa import plots
 from moa.experiments import discover, run, write_index
 from moa.provenance import records_of
 from moa.results import read_csv, read_provenance
@@ -44,6 +46,9 @@ def test_experiment_quick_writes_figures_data_provenance(name, out_root):
     for png in pngs:
         assert png.stat().st_size > 10_000, f"{png.name} looks empty"
         assert png.with_suffix(".svg").exists()
+        with Image.open(png) as image:  # the shared style: slide resolution, editable SVG text
+            assert image.info["dpi"][0] >= plots.SAVE_DPI - 0.5, f"{png.name} saved at {image.info['dpi'][0]} dpi"
+        assert "</text>" in png.with_suffix(".svg").read_text(), f"{png.stem}.svg has no editable text"
         caption = (folder / f"{png.stem}.caption.md").read_text()
         assert "moa version" in caption and "git commit" in caption
     datasets = sorted(folder.glob("*.nc"))

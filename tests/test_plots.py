@@ -79,3 +79,90 @@ def test_save_figure_failing_half_way_leaves_no_files(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         plots.save_figure(fig, tmp_path, "demo", "A caption.")
     assert list(tmp_path.iterdir()) == []  # not the PNG, not a temporary
+
+
+def _png_dpi(path) -> float:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return float(image.info["dpi"][0])
+
+
+def test_figure_drawn_and_saved_outside_the_style_block_still_gets_the_shared_dpi_and_editable_svg_text(tmp_path):
+    fig, ax = plt.subplots()  # not plots.style(): the save itself applies what is read at save time
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("a label that stays text")
+    with plt.rc_context({"savefig.dpi": 72, "svg.fonttype": "path"}):
+        paths = plots.save_figure(fig, tmp_path, "outside", "A figure made outside the style block.")
+    assert _png_dpi(paths["png"]) == pytest.approx(plots.SAVE_DPI, abs=0.5)
+    assert ">a label that stays text</text>" in paths["svg"].read_text()
+
+
+def test_multi_panel_figure_without_letters_is_refused_and_with_letters_is_saved(tmp_path):
+    with plots.style():
+        fig, axes = plots.subplots(1, 2)
+        for ax in axes:
+            ax.plot([0, 1], [1, 2])
+    with pytest.raises(ValueError, match="panel letters"):
+        plots.save_figure(fig, tmp_path, "two", "Two panels.", close=False)
+    assert list(tmp_path.iterdir()) == []
+    plots.panel_letters(axes)
+    svg = plots.save_figure(fig, tmp_path, "two", "Two panels.")["svg"].read_text()
+    assert 'id="panel-letter-a"' in svg and 'id="panel-letter-b"' in svg
+
+
+def test_empty_panel_is_refused_and_a_colour_bar_is_not_a_panel(tmp_path):
+    with plots.style():
+        fig, (left, right) = plots.subplots(1, 2)
+        image = left.imshow([[0.0, 1.0], [2.0, 3.0]])
+        fig.colorbar(image, ax=left)
+        plots.panel_letters([left, right])
+    with pytest.raises(ValueError, match=r"panel\(s\) \[1\]"):
+        plots.save_figure(fig, tmp_path, "empty", "One panel is empty.", close=False)
+    right.set_visible(False)
+    assert len(plots.panels(fig)) == 1
+    plots.save_figure(fig, tmp_path, "empty", "The empty panel is hidden.")
+
+
+@pytest.mark.parametrize("background, text", [("navy", "white"), ("#08306b", "white"), ("black", "white"),
+                                              ("yellow", "black"), ("white", "black"), ("#f7f7f7", "black"),
+                                              ("#b2182b", "white"), ("#fddbc7", "black")])
+def test_text_colour_on_a_cell_contrasts_with_it(background, text):
+    assert plots.text_colour_on(background) == text
+
+
+def test_text_colour_is_readable_on_every_colour_of_the_heatmap_map():
+    """WCAG: the chosen colour has a contrast ratio of at least 4.5 against every colour of RdBu_r."""
+    cmap = plt.get_cmap("RdBu_r")
+    for level in [i / 50 for i in range(51)]:
+        background = cmap(level)
+        lum = plots._relative_luminance(background)
+        ink = plots._relative_luminance(plots.text_colour_on(background))
+        ratio = (max(lum, ink) + 0.05) / (min(lum, ink) + 0.05)
+        assert ratio >= 4.5, (level, background, ratio)
+
+
+def test_symmetric_limit_fits_the_data():
+    assert plots.symmetric_limit([-12.0, 3.0, float("nan")]) == 20.0
+    assert plots.symmetric_limit([0.3, -0.04]) == 0.5
+    assert plots.symmetric_limit([-100.0, 40.0]) == 100.0
+    assert plots.symmetric_limit([0.0, 0.0]) == 1.0
+    assert plots.symmetric_limit([0.2], minimum=1.0) == 1.0
+
+
+def test_stacked_widths_decrease_so_earlier_lines_show_around_later_ones():
+    widths = plots.stacked_widths(4)
+    assert len(widths) == 4 and all(a > b for a, b in zip(widths, widths[1:])) and widths[-1] == pytest.approx(1.6)
+    with pytest.raises(ValueError, match="n=0"):
+        plots.stacked_widths(0)
+
+
+@pytest.mark.parametrize("smallest, floored", [(3.0, True), (1e4, False)])
+def test_cell_axis_is_floored_at_one_cell_only_when_extinction_is_in_view(smallest, floored):
+    with plots.style():
+        fig, ax = plots.subplots()
+        ax.plot([0, 1], [smallest, 1e6])
+        plots.log_axis_for_cells(ax, smallest)
+    assert ax.get_yscale() == "log"
+    assert bool(ax.get_ylim()[0] < 1.0) == floored
+    plt.close(fig)
