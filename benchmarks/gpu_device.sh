@@ -44,7 +44,7 @@ PY
 DEVICE_FLAG=--device
 [ "${GPU_SH_SIM:-0}" = "1" ] && DEVICE_FLAG=
 step "correctness: CUDA vs numba CPU on the same trajectories (tests/cuda_check.py $DEVICE_FLAG --check)"
-if timeout 300 "$PY" tests/cuda_check.py $DEVICE_FLAG --check --n-full ${N_FULL:-3} --days 30 > "$OUT/cuda_check.json"; then
+if timeout ${CHECK_TIMEOUT:-300} "$PY" tests/cuda_check.py $DEVICE_FLAG --check --n-full ${N_FULL:-3} --days 30 > "$OUT/cuda_check.json"; then
     echo "cuda_check: all checks passed"
 else
     echo "cuda_check: FAILED (exit $?)"
