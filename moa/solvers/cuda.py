@@ -37,6 +37,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+if not hasattr(np, "row_stack"):
+    # numba-cuda up to at least 0.30 registers an overload for ``np.row_stack`` when its target
+    # loads; numpy 2.5 removed that alias of ``np.vstack``, so the first kernel launch fails with an
+    # AttributeError. Restoring the alias (same function) lets those versions run.
+    np.row_stack = np.vstack
 import sympy
 
 from . import jit
