@@ -9,7 +9,7 @@ import pytest
 
 import moa
 from moa.assemble import full_model
-from moa.docgen import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, arm_setting_outcome, outcome_row, read_baselines
+from moa.docgen import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, outcome_row, read_baselines
 from moa.runs import stack_parameter_sets
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_arms, load_formats, load_settings, scenario
 
