@@ -20,9 +20,9 @@ DIAMETER_REL, DIAMETER_ABS_MM, BEST_CHANGE_PP = 0.02, 0.5, 1.0
 
 #: Solver of the test runs: the batched compiled Rodas4, one call per arm over the three settings, at
 #: tighter tolerances than the baselines, which were made with LSODA (:data:`BASELINE_SOLVER`: rtol 1e-5,
-#: atol 1e-9). The diameters of the two agree to ~1e-6 relative, far inside the CSV tolerances
-#: (2 % / 0.5 mm / 1 pp), which stay as the CSV states them (test_rodas_matches_lsoda checks the agreement
-#: at 1e-4). atol 1e-10 keeps Rodas4's round-off in undosed species (~4e-10 nM; ~1.2e-9 nM at atol 1e-9)
+#: atol 1e-9). The diameters of the two agree to ~1e-7 relative (84 days) and ~5e-7 (a year), far inside
+#: the CSV tolerances (2 % / 0.5 mm / 1 pp), which stay as the CSV states them (test_rodas_matches_lsoda
+#: checks the agreement at 1e-6). atol 1e-10 keeps Rodas4's round-off in undosed species (~4e-10 nM; ~1.2e-9 nM at atol 1e-9)
 #: below the 1e-9 noise floor of test_all_states_stay_non_negative_over_a_year.
 YEAR_SOLVER = {"solver": "rodas", "rtol": 1e-6, "atol": 1e-10}
 
@@ -46,14 +46,15 @@ def year_runs():
 
 def test_rodas_matches_lsoda():
     """The fixture's solver against the baselines' (LSODA, :data:`BASELINE_SOLVER`) on one treated pair
-    over the first 84 days: every daily diameter within 1e-4 relative."""
+    over the first 84 days: every daily diameter within 1e-6 relative (measured 1e-7; Rodas4 loosened to
+    rtol 1e-3 is off by 1.8e-6 and fails, as does the bispecific's 4-1BB KD moved by 10 %, 1.5e-4)."""
     model = full_model()
     params, regimen = scenario("bsab_2x2", "hot_tnbc", duration_days=84.0)
     ds = {name: moa.simulate(model, params, regimen, duration_days=84.0, start="quasi_steady", **solver)
           for name, solver in (("lsoda", BASELINE_SOLVER), ("rodas", YEAR_SOLVER))}
     lsoda = ds["lsoda"]["tumour_diameter"].values
     assert lsoda[-1] < 0.9 * lsoda[0]  # a response, not a flat line, is compared
-    np.testing.assert_allclose(ds["rodas"]["tumour_diameter"].values, lsoda, rtol=1e-4)
+    np.testing.assert_allclose(ds["rodas"]["tumour_diameter"].values, lsoda, rtol=1e-6)
 
 
 def test_arms_and_settings_cover_the_issue():
