@@ -36,7 +36,7 @@ from .parameters import MODELS_DIR, load_parameter_file
 __all__ = [
     "ROOT", "DOCS_DIR", "BASELINE_PATH", "equations_md", "parameters_md", "diagram_md", "bell_metrics",
     "format_comparison", "pdl1_thresholds", "format_table_md", "model_md", "generated_docs", "arm_setting_outcome",
-    "baseline_rows", "baselines_csv", "read_baselines", "BASELINE_SOLVER", "main",
+    "outcome_row", "baseline_rows", "baselines_csv", "read_baselines", "BASELINE_SOLVER", "main",
 ]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -396,6 +396,11 @@ def arm_setting_outcome(arm: str, setting: str, model: Model | None = None):
     params, regimen = scenario(arm, setting, duration_days=365.0)
     ds = moa.simulate(model, params, regimen, duration_days=365.0, on_failure="record", start="quasi_steady",
                       **BASELINE_SOLVER)
+    return ds, outcome_row(arm, setting, ds)
+
+
+def outcome_row(arm: str, setting: str, ds) -> dict:
+    """The baseline row of one simulated year (an unbatched Dataset from ``moa.simulate``)."""
     d = ds["tumour_diameter"]
     rec = recist(d)   # the one best-change definition: scan-based, up to the first PD scan
     scans = rec["time"].values
@@ -406,7 +411,7 @@ def arm_setting_outcome(arm: str, setting: str, model: Model | None = None):
     for day in BASELINE_DAYS:
         row[f"diameter_d{day}_mm"] = float(d.sel(time=day).values)
     row["best_change_pct"], row["day_of_best"] = float(rec["best_percent_change"]), float(scans[best])
-    return ds, row
+    return row
 
 
 def baseline_rows() -> list[dict]:

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import sympy
+import xarray as xr
 from scipy.integrate import solve_ivp
 
 import moa
@@ -349,3 +350,25 @@ def test_bispecific_liver_readout_rises_with_its_unanchored_signal(model):
     base, threshold = _readout(model, "bsab_2x2", "bsab", 15.0, {"cis_efficacy_bsab": 0.0})
     cis, _ = _readout(model, "bsab_2x2", "bsab", 15.0, {"cis_efficacy_bsab": 0.3})
     assert base < 0.1 * threshold and cis > 3 * base
+
+
+def test_liver_signal_solves_all_times_and_samples_at_once_as_one_by_one():
+    """liver_signal hands every output time of every sample to one batched equilibrium call; each
+    point alone (its own call) gives the same signal to 1e-10. Plasma levels span undosed to far
+    above every KD, for each drug alone and together, with a failed (NaN) sample kept NaN."""
+    params = load_parameters().with_values({"cis_efficacy_bsab": 0.1})
+    conc = np.concatenate([[0.0], np.geomspace(1e-4, 3e3, 9)])  # nM
+    zeros = np.zeros_like(conc)
+    plasma = {"bsab_central": np.stack([conc, zeros, conc[::-1], conc]),
+              "apdl1_central": np.stack([zeros, conc, conc, zeros]),
+              "a41bb_central": np.stack([zeros, conc[::-1], zeros, conc])}
+    plasma = {k: v.T.copy() for k, v in plasma.items()}  # (time, sample)
+    for v in plasma.values():
+        v[:, 3] = np.nan  # a failed sample
+    ds = xr.Dataset({k: (("time", "sample"), v) for k, v in plasma.items()}, coords={"time": np.arange(conc.size, dtype=float)})
+    batched = liver_signal(ds, params).values
+    one_by_one = np.array([[float(liver_signal(ds.isel(time=[i], sample=[j]), params).values[0, 0])
+                            for j in range(ds.sizes["sample"])] for i in range(ds.sizes["time"])])
+    assert np.all(np.isnan(batched[:, 3])) and np.all(np.isfinite(batched[:, :3]))
+    assert batched[:, :3].max() > 0.1 and batched[0, 0] == 0.0  # the readout spans its range
+    np.testing.assert_allclose(batched[:, :3], one_by_one[:, :3], rtol=1e-10, atol=1e-12)
