@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import warnings
@@ -150,6 +152,27 @@ def _infusions_running(doses: Sequence[Dose], segment_starts: Sequence[float]) -
         yield {drug: list(running[drug].values()) for drug in changed}
 
 
+_QSS_CACHE: dict = {}
+_QSS_CACHE_SIZE = 16
+
+
+def _quasi_steady(model, P: np.ndarray):
+    """:func:`quasi_steady_state` of (model, P), remembered for the last few distinct inputs.
+
+    The start depends only on the model and the parameter matrix (no dose enters it), so the
+    simulations of a dose-response or regimen comparison on the same patients share one solve. The
+    key holds the parameter values exactly (their bytes), and the model object itself is kept and
+    compared, so a new model with a reused ``id`` never gets another model's start."""
+    key = (id(model), P.shape, hashlib.sha256(np.ascontiguousarray(P).tobytes()).hexdigest())
+    hit = _QSS_CACHE.get(key)
+    if hit is None or hit[0] is not model:
+        if len(_QSS_CACHE) >= _QSS_CACHE_SIZE:
+            _QSS_CACHE.pop(next(iter(_QSS_CACHE)))
+        hit = _QSS_CACHE[key] = (model, quasi_steady_state(model, P))
+    qss = hit[1]
+    return dataclasses.replace(qss, y=qss.y.copy())
+
+
 def simulate(
     model: Model,
     parameters: ParameterSet,
@@ -270,7 +293,7 @@ def simulate(
     failed_at = np.full(N, np.nan)
     start_note = "parameters"
     if start == "quasi_steady":
-        qss = quasi_steady_state(model, P)
+        qss = _quasi_steady(model, P)
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
             status[k], message[k], failed_at[k] = 4, "quasi-steady start: the relaxation failed", 0.0

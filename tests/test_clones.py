@@ -312,3 +312,45 @@ def test_extinction_threshold_is_unit_checked_and_parameter_only():
     with pytest.raises(ModelError, match="extinction threshold of 'clone' may use parameters only"):
         build(lambda m: sympy.Symbol("clone", real=True))
     assert build(lambda m: m.parameter("thr", "cell", "one cell")).compiled.extinct_names == ["clone"]
+
+
+def test_quasi_steady_start_is_solved_once_per_patient(monkeypatch):
+    """Simulations of the same model and parameter values with different doses share one
+    quasi-steady solve (the dose-response experiments run one simulation per dose); new values, or
+    a new model object, solve again, and every run gets the same start as an uncached solve."""
+    import sys
+    sim_module = sys.modules["moa.simulate"]
+    m = Mechanism("relax")
+    prod = m.parameter("production", "cell/day", "influx")
+    dec = m.parameter("decay", "1/day", "loss")
+    kel = m.parameter("kel", "1/day", "drug elimination")
+    v = m.parameter("dose_per_mg", "nM/mg", "drug concentration per mg")
+    pop0 = m.parameter("pop_0", "cell", "initial population")
+    pop = m.species("pop", "cell", "a relaxing population", initial=pop0)
+    d = m.species("drug", "nM", "a drug")
+    m.term(pop, prod - dec * pop, "influx and loss")
+    m.term(d, -kel * d, "elimination")
+    m.dose_route("drug", d, v)
+    values = {"pop_0": (1.0, "cell"), "production": (10.0, "cell/day"), "decay": (0.1, "1/day"), "kel": (0.5, "1/day"),
+              "dose_per_mg": (1.0, "nM/mg")}
+    params = ParameterSet({n: ParameterSpec(n, val, u, 0.0, 1e6, "test") for n, (val, u) in values.items()})
+    calls = []
+
+    real = sim_module.quasi_steady_state
+    monkeypatch.setattr(sim_module, "_QSS_CACHE", {})
+    monkeypatch.setattr(sim_module, "quasi_steady_state",
+                        lambda model, P, **kw: (calls.append(1), real(model, P, **kw))[1])
+    model = Model([m], name="relax")
+    runs = [moa.simulate(model, params, moa.Regimen(f"{mg} mg", (moa.Dose("drug", mg, "mg", 1.0),)),
+                         duration_days=5.0, solver=RodasSolver(backend="numpy"), start="quasi_steady")
+            for mg in (1.0, 10.0, 100.0)]
+    assert len(calls) == 1
+    assert all(float(r["pop"][0]) == pytest.approx(100.0, rel=1e-3) for r in runs)   # production / decay, to the
+    # solve's 1e-4 per day relative rate (|dy/dt| = 0.1 (100 - y) <= 1e-4 y)
+    assert all(float(r["pop"][0]) == float(runs[0]["pop"][0]) for r in runs)
+    moa.simulate(model, params.with_values({"decay": 0.2}), None, duration_days=5.0,
+                 solver=RodasSolver(backend="numpy"), start="quasi_steady")
+    assert len(calls) == 2
+    moa.simulate(Model([m], name="relax"), params, None, duration_days=5.0,
+                 solver=RodasSolver(backend="numpy"), start="quasi_steady")
+    assert len(calls) == 3
