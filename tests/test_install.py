@@ -96,12 +96,15 @@ def fresh_env(wheel, tmp_path_factory) -> dict:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv])
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel[0]])
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MOA_DATA_DIR", "MOA_PROGRESS")}
+    # without PYTHONPATH: a checkout on it would make pip think moa is installed already and skip the wheel
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel[0]],
+         env=clean)
     purelib = pathlib.Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (purelib / "_moa_test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     elsewhere = tmp / "elsewhere"   # a working folder outside the checkout
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MOA_DATA_DIR", "MOA_PROGRESS")}
+    env = dict(clean)
     env.update(MPLBACKEND="Agg", MOA_NO_JIT="1")   # numpy backend: no compilation in the fresh environment
     return {"venv": venv, "python": python, "moa": venv / "bin" / "moa", "cwd": elsewhere, "env": env}
 
