@@ -21,11 +21,16 @@ are parameters that the simulator holds constant between breakpoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib
+import json
 import keyword
 import math
+import os
+import pathlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Callable
@@ -429,9 +434,10 @@ class _Printer(NumPyPrinter):
         return f"np.heaviside({self._print(expr.args[0])}, 0.5)"
 
 
-def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
-              n_out: int, index: list[str]) -> Callable:
-    """Source for ``fname(t, Y, P) -> out`` with ``out[index[k]] = outputs[k]``, compiled by exec."""
+def _generate_source(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
+                     n_out: int, index: list[str]) -> tuple[str, dict]:
+    """Source for ``fname(t, Y, P) -> out`` with ``out[index[k]] = outputs[k]``, and the names it
+    needs from other modules (``{module: [names]}``)."""
     printer = _Printer()
     replacements, reduced = sympy.cse(outputs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
     lines = [f"def {fname}(t, Y, P):"]
@@ -443,19 +449,81 @@ def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
         if expr != 0:
             lines.append(f"    out[{idx}] = {printer.doprint(expr)}")
     lines.append("    return out")
-    return _compile_source(fname, "\n".join(lines), printer, {"np": np, "numpy": np})
+    return "\n".join(lines), {m: sorted(names) for m, names in printer.module_imports.items()}
 
 
-def _compile_source(fname: str, source: str, printer, namespace: dict) -> Callable:
+def _generate(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
+              n_out: int, index: list[str]) -> Callable:
+    """``fname(t, Y, P) -> out`` with ``out[index[k]] = outputs[k]``, compiled by exec."""
+    source, imports = _generate_source(fname, outputs, y_syms, p_syms, n_out, index)
+    return _compile_source(fname, source, imports, {"np": np, "numpy": np})
+
+
+def _compile_source(fname: str, source: str, module_imports: dict, namespace: dict) -> Callable:
     """exec generated source; the printer emits bare names (exp, log, maximum), bound from their modules."""
     namespace = dict(namespace)
-    for module, names in printer.module_imports.items():
+    for module, names in module_imports.items():
         imported = importlib.import_module(module)
         namespace.update({name: getattr(imported, name) for name in names})
     exec(compile(source, f"<moa generated {fname}>", "exec"), namespace)
     func = namespace[fname]
     func.source = source
     return func
+
+
+# ----- generated numpy source, cached on disk -------------------------------------------------
+#: Bump when the generated functions change meaning without engine.py changing (never so far).
+_SOURCE_CACHE_FORMAT = 1
+
+
+def model_key(model: Model) -> str:
+    """sha256 of everything the generated numpy code depends on: the model's declarations (species,
+    parameters, inputs, conversions, expressions, terms, dose routes, in order), the engine's own
+    source (printers, expansion, code layout) and the sympy version. Two models with equal keys
+    generate the same text."""
+    parts = [str(_SOURCE_CACHE_FORMAT), sympy.__version__, pathlib.Path(__file__).read_text(encoding="utf-8"), model.name]
+    for group in (model.species, model.parameters, model.inputs, model.conversions, model.expressions, model.terms,
+                  model.dose_routes):
+        parts.append(repr(group))
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+
+
+def _source_cache_file(key: str) -> pathlib.Path | None:
+    from .solvers.jit import cache_dir  # deferred: the solvers import this module
+
+    try:
+        return cache_dir() / f"numpy_{key[:32]}.json"
+    except OSError:
+        return None
+
+
+def _read_source_cache(path: pathlib.Path | None, key: str) -> dict | None:
+    """The cached generation for ``key``, or None when absent, unreadable or not for this key."""
+    if path is None or not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        body = json.dumps(record["generated"], sort_keys=True)
+        if record["key"] != key or record["sha256"] != hashlib.sha256(body.encode("utf-8")).hexdigest():
+            return None
+        return record["generated"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_source_cache(path: pathlib.Path | None, key: str, generated: dict) -> None:
+    """Write atomically (a temporary renamed over the target); a cache that cannot be written is skipped."""
+    if path is None:
+        return
+    body = json.dumps(generated, sort_keys=True)
+    record = {"key": key, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(), "generated": generated}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _initial_values(model: Model) -> list[sympy.Expr]:
@@ -513,7 +581,7 @@ def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.S
         lines.append(f"    {', '.join(s.name for s in p_syms)}, = P")
     lines += [f"    {sym} = {printer.doprint(expr)}" for sym, expr in replacements]
     lines.append("    return [" + ", ".join(printer.doprint(e) for e in reduced) + "]")
-    return _compile_source(fname, "\n".join(lines), printer, {"math": math})
+    return _compile_source(fname, "\n".join(lines), printer.module_imports, {"math": math})
 
 
 class CompiledModel:
@@ -533,8 +601,42 @@ class CompiledModel:
         rhs = model.rhs_symbolic
         #: (rhs expressions, state symbols, parameter symbols in the order of P's rows), for code generators
         self.symbolic = (list(rhs), list(y), list(p))
-        self.rhs_T = _generate("rhs_T", rhs, y, p, len(y), [str(i) for i in range(len(y))])
+        self.observable_names = [e.name for e in model.expressions]
+        self.dose_index = {r.drug: self.species_names.index(r.species) for r in model.dose_routes}
+        self.input_index = {r.drug: self.parameter_names.index(r.infusion_symbol.name) for r in model.dose_routes}
+        self.drugs = [r.drug for r in model.dose_routes]
+        ext = [(i, s) for i, s in enumerate(model.species) if s.extinct_below is not None]
+        #: species that go extinct below a threshold: their indices, in model order
+        self.extinct_index = np.array([i for i, _ in ext], dtype=np.int64)
+        self.extinct_names = [s.name for _, s in ext]
 
+        # The numpy source of the six function families takes sympy's cse tens of seconds for the
+        # full model; it is a pure function of the model's declarations (model_key), so it is kept
+        # on disk beside the numba modules and a later process only execs it.
+        key = model_key(model)
+        cache_file = _source_cache_file(key)
+        generated = _read_source_cache(cache_file, key)
+        #: "loaded" (numpy source read from the cache) or "generated" (derived with sympy this time)
+        self.source_origin = "loaded" if generated is not None else "generated"
+        if generated is None:
+            generated = self._generate_all(model, rhs, y, p, ext)
+            _write_source_cache(cache_file, key, generated)
+        self.jac_rows = np.array(generated["jac_rows"], dtype=np.intp)
+        self.jac_cols = np.array(generated["jac_cols"], dtype=np.intp)
+        self.jac_nnz = len(generated["jac_rows"])
+        namespace = {"np": np, "numpy": np}
+        funcs = {name: _compile_source(name, src, imports, namespace)
+                 for name, (src, imports) in generated["functions"].items()}
+        self.rhs_T = funcs["rhs_T"]
+        self.jac_values_T = funcs["jac_values_T"]
+        self._observables_T = funcs["observables_T"]
+        self._initial_T = funcs["initial_T"]
+        self._dose_per_mg_T = funcs["dose_per_mg_T"]
+        self._extinct_threshold_T = funcs["extinct_threshold_T"]
+
+    @staticmethod
+    def _jacobian_entries(rhs, y) -> tuple[list[int], list[int], list[sympy.Expr]]:
+        """The Jacobian's structurally non-zero entries: rows, columns, expressions."""
         jac = sympy.Matrix(rhs).jacobian(y)
         rows, cols, vals = [], [], []
         for i in range(len(y)):
@@ -543,32 +645,31 @@ class CompiledModel:
                     rows.append(i)
                     cols.append(j)
                     vals.append(jac[i, j])
-        self.jac_rows = np.array(rows, dtype=np.intp)
-        self.jac_cols = np.array(cols, dtype=np.intp)
-        self.jac_nnz = len(vals)
-        self.jac_values_T = _generate("jac_values_T", vals, y, p, max(len(vals), 1), [str(k) for k in range(len(vals))])
-        self._jac_exprs = vals
+        return rows, cols, vals
 
+    @staticmethod
+    def _generate_all(model, rhs, y, p, ext) -> dict:
+        """Every generated numpy function's source (and the names it imports) and the Jacobian pattern."""
+        rows, cols, vals = CompiledModel._jacobian_entries(rhs, y)
         obs = [model.expand(sympy.Symbol(e.name, real=True)) for e in model.expressions]
-        self.observable_names = [e.name for e in model.expressions]
-        self._observables_T = _generate("observables_T", obs, y, p, max(len(obs), 1), [str(k) for k in range(len(obs))])
-
-        init = _initial_values(model)
-        self._initial_T = _generate("initial_T", init, y, p, len(y), [str(i) for i in range(len(y))])
-
-        self.dose_index = {r.drug: self.species_names.index(r.species) for r in model.dose_routes}
-        self.input_index = {r.drug: self.parameter_names.index(r.infusion_symbol.name) for r in model.dose_routes}
         per_mg = [model.expand(r.per_mg) for r in model.dose_routes]
-        self._dose_per_mg_T = _generate("dose_per_mg_T", per_mg, y, p, max(len(per_mg), 1), [str(k) for k in range(len(per_mg))])
-        self.drugs = [r.drug for r in model.dose_routes]
-
-        ext = [(i, s) for i, s in enumerate(model.species) if s.extinct_below is not None]
-        #: species that go extinct below a threshold: their indices, in model order
-        self.extinct_index = np.array([i for i, _ in ext], dtype=np.int64)
-        self.extinct_names = [s.name for _, s in ext]
         thr = [model.expand(s.extinct_below) for _, s in ext]
-        self._extinct_threshold_T = _generate("extinct_threshold_T", thr, y, p, max(len(thr), 1),
-                                              [str(k) for k in range(len(thr))])
+        families = {
+            "rhs_T": (rhs, len(y)),
+            "jac_values_T": (vals, max(len(vals), 1)),
+            "observables_T": (obs, max(len(obs), 1)),
+            "initial_T": (_initial_values(model), len(y)),
+            "dose_per_mg_T": (per_mg, max(len(per_mg), 1)),
+            "extinct_threshold_T": (thr, max(len(thr), 1)),
+        }
+        functions = {name: _generate_source(name, list(outs), y, p, n_out, [str(k) for k in range(len(outs))])
+                     for name, (outs, n_out) in families.items()}
+        return {"jac_rows": rows, "jac_cols": cols, "functions": functions}
+
+    @functools.cached_property
+    def _jac_exprs(self) -> list[sympy.Expr]:
+        rhs, y, _ = self.symbolic
+        return self._jacobian_entries(rhs, y)[2]
 
     # one-trajectory forms for the scipy reference backend, generated on first use (sympy's cse of
     # the full model takes seconds, and the compiled Rodas4 does not need them)

@@ -191,3 +191,45 @@ def test_nonlinear_model_simulates_from_test_parameter_set():
     assert int(ds["status"]) == 0
     # Ligand is only lost, never made.
     assert np.all(np.diff(ds["ligand"].values) < 0)
+
+
+# ----- generated numpy source cached on disk ---------------------------------------------------
+def _compiled_twice(model, tmp_path, monkeypatch):
+    from moa.engine import CompiledModel
+
+    monkeypatch.setenv("MOA_CACHE_DIR", str(tmp_path))
+    return CompiledModel(model), CompiledModel(model)
+
+
+def test_a_new_process_loads_the_generated_source_and_computes_the_same_bits(tmp_path, monkeypatch):
+    """The second compile of a model execs the cached text: same source, same Jacobian pattern,
+    bit-identical rhs, Jacobian, observables and initial values at random states."""
+    model = pk_model()
+    first, second = _compiled_twice(model, tmp_path, monkeypatch)
+    assert (first.source_origin, second.source_origin) == ("generated", "loaded")
+    assert second.rhs_T.source == first.rhs_T.source and second.jac_values_T.source == first.jac_values_T.source
+    assert np.array_equal(first.jac_rows, second.jac_rows) and np.array_equal(first.jac_cols, second.jac_cols)
+    rng = np.random.default_rng(1)
+    Y = rng.uniform(0.1, 10.0, (first.n_species, 5))
+    P = rng.uniform(0.1, 10.0, (first.n_parameters, 5))
+    for name in ("rhs_T", "jac_values_T", "_observables_T", "_initial_T"):
+        assert np.array_equal(getattr(first, name)(0.0, Y, P), getattr(second, name)(0.0, Y, P)), name
+    assert second._jac_exprs == first._jac_exprs       # derived on demand (scalar backends) when loaded
+
+
+def test_a_changed_model_or_a_damaged_cache_file_is_generated_again(tmp_path, monkeypatch):
+    from moa.engine import CompiledModel, model_key
+
+    from tests.model_edits import with_term_replaced
+
+    model = pk_model()
+    first, _ = _compiled_twice(model, tmp_path, monkeypatch)
+    term = model.terms[0]
+    changed = Model(with_term_replaced(model, term.mechanism, term.label, lambda e: 2 * e), name=model.name)
+    assert model_key(changed) != model_key(model)
+    assert CompiledModel(changed).source_origin == "generated"
+    (cached,) = [f for f in tmp_path.rglob("numpy_*.json") if model_key(model)[:32] in f.name]
+    cached.write_text(cached.read_text()[:200])                  # truncated: not valid JSON
+    again = CompiledModel(model)
+    assert again.source_origin == "generated" and again.rhs_T.source == first.rhs_T.source
+    assert CompiledModel(model).source_origin == "loaded"         # and written back whole
