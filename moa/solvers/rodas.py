@@ -385,10 +385,10 @@ class BatchResult:
 
 
 # Step-size controller constants (Hairer & Wanner rodas.f defaults).
-_SAFE = 0.9
-_FAC_MIN = 0.2      # h_new >= 0.2 h
-_FAC_MAX = 6.0      # h_new <= 6 h
-_GROWTH_LIMIT = 1e8  # max |multiplier| before falling back to a pivoted dense solve
+SAFE = 0.9
+FAC_MIN = 0.2      # h_new >= 0.2 h
+FAC_MAX = 6.0      # h_new <= 6 h
+GROWTH_LIMIT = 1e8  # max |multiplier| before falling back to a pivoted dense solve
 
 
 def _rms(x: np.ndarray) -> np.ndarray:
@@ -658,11 +658,11 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
 
         # Controller (Hairer-Wanner with Gustafsson's predictive correction on acceptance).
         with np.errstate(divide="ignore"):
-            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / _SAFE, 1.0 / _FAC_MAX,
-                          1.0 / _FAC_MIN)
+            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / SAFE, 1.0 / FAC_MAX,
+                          1.0 / FAC_MIN)
             had_acc = w.hacc > 0
-            fgus = np.where(had_acc, (w.hacc / h) * (err * err / w.erracc) ** 0.25 / _SAFE, 0.0)
-            fgus = np.clip(fgus, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN)
+            fgus = np.where(had_acc, (w.hacc / h) * (err * err / w.erracc) ** 0.25 / SAFE, 0.0)
+            fgus = np.clip(fgus, 1.0 / FAC_MAX, 1.0 / FAC_MIN)
         fac_acc = np.where(had_acc, np.maximum(fac, fgus), fac)
         h_new_acc = h / fac_acc
         h_new_acc = np.where(w.reject, np.minimum(h_new_acc, h), h_new_acc)  # no growth after reject
@@ -767,7 +767,7 @@ class _LinearSolver:
             gmax = np.abs(M[plan.l_slot]).max(axis=0)
         else:
             gmax = np.zeros(N)
-        ok = (gmax <= _GROWTH_LIMIT) & np.isfinite(self.d).all(axis=0)
+        ok = (gmax <= GROWTH_LIMIT) & np.isfinite(self.d).all(axis=0)
         if not ok.all():
             cols = np.nonzero(~ok)[0]
             # M was overwritten by the factors: rebuild the few affected matrices.
