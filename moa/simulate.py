@@ -19,7 +19,7 @@ from .parameters import ParameterSet, model_units
 from .provenance import base_provenance, simulation_record
 from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
-from .solvers.base import STATUS
+from .solvers.base import STATUS, Status
 from .steady_state import quasi_steady_state
 
 __all__ = ["simulate", "variable_names", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
@@ -296,8 +296,8 @@ def simulate(
         qss = _quasi_steady(model, P)
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
-            status[k], message[k], failed_at[k] = 4, "quasi-steady start: the relaxation failed", 0.0
-        slow = int(np.sum(~qss.converged & (status == 0)))
+            status[k], message[k], failed_at[k] = Status.SOLVER_FAILURE, "quasi-steady start: the relaxation failed", 0.0
+        slow = int(np.sum(~qss.converged & (status == Status.OK)))
         if slow:
             warnings.warn(f"quasi-steady start: {slow} of {N} parameter set(s) still change by more than "
                           f"1e-4 of themselves per day after {qss.days:g} days; starting from there", RuntimeWarning,
@@ -308,7 +308,7 @@ def simulate(
     extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
 
     def run(t0, t1, Y0, t_seg):
-        alive = status == 0
+        alive = status == Status.OK
         out = np.full((len(t_seg), compiled.n_species, N), np.nan)
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
@@ -320,11 +320,11 @@ def simulate(
                 seen = extinct_day[:, idx]
                 extinct_day[:, idx] = np.where(np.isnan(seen), res.extinct_day, seen)
             for j, k in enumerate(idx):
-                if res.status[j] != 0:
+                if res.status[j] != Status.OK:
                     status[k] = res.status[j]
                     message[k] = res.message[j] or STATUS.get(int(res.status[j]), "failed")
                     failed_at[k] = t0
-            Yend[:, status != 0] = np.nan
+            Yend[:, status != Status.OK] = np.nan
         return out, Yend
 
     if pre_equilibrate_days > 0:
@@ -377,10 +377,10 @@ def simulate(
             Y_out[-1, compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
-        if status[k] == 0:
-            status[k], message[k], failed_at[k] = 5, text, np.nan
+        if status[k] == Status.OK:
+            status[k], message[k], failed_at[k] = Status.NEGATIVE_STATE, text, np.nan
 
-    if on_failure == "raise" and np.any(status != 0):
+    if on_failure == "raise" and np.any(status != Status.OK):
         raise SimulationError(_failure_message(model, parameters, backend.name, status, message, failed_at))
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
@@ -446,7 +446,7 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
     A batch of thousands of sets with dozens of swept parameters would otherwise give a message
     of pages; the full list is what ``on_failure='record'`` returns (``status``, ``message``).
     """
-    failed = np.nonzero(status != 0)[0]
+    failed = np.nonzero(status != Status.OK)[0]
     k, N = int(failed[0]), len(status)
     swept = [(n, float(np.asarray(parameters[n]).ravel()[k])) for n in model.parameter_names if np.ndim(parameters[n])]
     values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (f", ... ({len(swept)} swept)" if len(swept) > max_values else "")
@@ -493,10 +493,10 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         for name in model.parameter_names:
             if np.ndim(parameters[name]):
                 coords[name] = ("sample", np.asarray(parameters[name], dtype=float), {"units": parameters.unit(name)})
-        data["status"] = ("sample", status, {"description": "0 ok; see moa.solvers.base.STATUS"})
+        data["status"] = ("sample", status, {"description": "0 ok; see moa.solvers.base.Status"})
         data["message"] = ("sample", np.array(message, dtype=object))
     else:
-        data["status"] = ((), int(status[0]), {"description": "0 ok; see moa.solvers.base.STATUS"})
+        data["status"] = ((), int(status[0]), {"description": "0 ok; see moa.solvers.base.Status"})
         data["message"] = ((), message[0])
     attrs = base_provenance()
     attrs.update({

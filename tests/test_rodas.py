@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from moa.solvers.base import STATUS, Status
 from moa.solvers.rodas import SparseLUPlan, _LinearSolver, dense_jacobian, integrate_batch
 from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
                                rob_params, rob_radau_errors, rob_rhs)
@@ -159,6 +160,16 @@ def test_failure_is_isolated():
         exact = 1.0 / (1.0 - pk * t_out)
         np.testing.assert_allclose(res.y[:, 0, k], exact, rtol=1e-6)
         np.testing.assert_allclose(res.y[:, 1, k], np.exp(-t_out), rtol=1e-6)
+
+
+def test_status_codes_keep_their_values():
+    """Status is an IntEnum with the integers results have always stored (saved Datasets stay readable)."""
+    assert [(s.name, int(s)) for s in Status] == [("OK", 0), ("NON_FINITE", 1), ("STEP_UNDERFLOW", 2),
+                                                   ("TOO_MANY_STEPS", 3), ("SOLVER_FAILURE", 4), ("NEGATIVE_STATE", 5)]
+    assert set(STATUS) == set(Status) and STATUS[3] == "too many steps"
+    res = integrate_batch(lambda t, Y, P: -Y, lambda t, Y, P: -np.ones_like(Y), np.array([0]), np.array([0]),
+                          0.0, 1.0, np.array([[1.0, np.nan]]), np.zeros((1, 2)), [])
+    assert res.status.dtype.kind == "i" and [Status(int(s)) for s in res.status] == [Status.OK, Status.NON_FINITE]
 
 
 @pytest.mark.parametrize("h0", [0.05, 0.2, 1.0, 5.0])

@@ -46,6 +46,7 @@ if not hasattr(np, "row_stack"):
 import sympy
 
 from . import jit
+from .base import Status
 from .rodas import BatchResult, SparseLUPlan
 
 __all__ = ["missing", "available", "simulator", "require", "CudaKernels", "kernels", "kernels_for_model",
@@ -203,8 +204,10 @@ def kernels_for_model(compiled) -> CudaKernels:
     return _load(cuda_source(jit.read_verified(cpu.path), cpu.plan), cpu.plan)
 
 
+#: The GPU kernel's code for an unstable unpivoted LU (rerun on the CPU, else reported as Status.SOLVER_FAILURE).
+_LU_UNSTABLE = 6
 _MESSAGES = dict(jit.STATUS_MESSAGES)
-_MESSAGES[6] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
+_MESSAGES[_LU_UNSTABLE] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
                 "the GPU has no dense-LU fallback and numba's CPU backend was not available to rerun it")
 
 
@@ -287,7 +290,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
             k.launches += 1
 
     status = out["status"]
-    redo = np.nonzero(status == 6)[0]
+    redo = np.nonzero(status == _LU_UNSTABLE)[0]
     if redo.size and callable(cpu_kernels):
         cpu_kernels = cpu_kernels()
     if redo.size and cpu_kernels is not None:
@@ -312,7 +315,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         why = " after non-finite stage values" if out["last_nonfinite"][j] else ""
         message[j] = _MESSAGES[int(status[j])].format(t=out["t_reached"][j], h=out["h_now"][j], why=why,
                                                       max_steps=max_steps)
-    status[status == 5] = 1
-    status[status == 6] = 4
+    status[status == jit.NON_FINITE_START] = Status.NON_FINITE
+    status[status == _LU_UNSTABLE] = Status.SOLVER_FAILURE
     return BatchResult(out["y_out"], out["y_final"], status, message, out["t_reached"], out["n_steps"],
                        out["n_rej"], out["h_last"], out["ext_day"])

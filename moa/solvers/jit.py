@@ -49,6 +49,7 @@ import sympy
 from ..engine import ScalarPrinter
 from ..errors import CacheWarning
 from . import rodas
+from .base import Status
 from .rodas import RODAS4, BatchResult, SparseLUPlan
 
 __all__ = ["available", "require", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
@@ -479,11 +480,15 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
     _first_call(k, n_parameters)
 
 
+#: The compiled integrator's own code for a trajectory non-finite at its start (reported as Status.NON_FINITE,
+#: with its own message); its other codes are Status values.
+NON_FINITE_START = 5
+
 STATUS_MESSAGES = {
-    1: "non-finite rhs or Jacobian at t={t:.10g}",
-    2: "step size underflow (h={h:.3g}){why} at t={t:.10g}",
-    3: "max_steps={max_steps} exceeded at t={t:.10g}",
-    5: "non-finite initial state, rhs or Jacobian at t={t:.6g}",
+    Status.NON_FINITE: "non-finite rhs or Jacobian at t={t:.10g}",
+    Status.STEP_UNDERFLOW: "step size underflow (h={h:.3g}){why} at t={t:.10g}",
+    Status.TOO_MANY_STEPS: "max_steps={max_steps} exceeded at t={t:.10g}",
+    NON_FINITE_START: "non-finite initial state, rhs or Jacobian at t={t:.6g}",
 }
 
 
@@ -537,5 +542,5 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     for j in np.nonzero(status)[0]:
         why = " after non-finite stage values" if last_nonfinite[j] else ""
         message[j] = STATUS_MESSAGES[int(status[j])].format(t=t_reached[j], h=h_now[j], why=why, max_steps=max_steps)
-    status[status == 5] = 1
+    status[status == NON_FINITE_START] = Status.NON_FINITE
     return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, ext_day)

@@ -62,7 +62,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import extinguish
+from .base import Status, extinguish
 
 __all__ = [
     "BatchResult",
@@ -583,7 +583,7 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
              & np.isfinite(w.Y).all(axis=0))
     if bad0.any():
         for gi in w.idx[bad0]:
-            status[gi] = 1
+            status[gi] = Status.NON_FINITE
             message[gi] = f"non-finite initial state, rhs or Jacobian at t={t0:.6g}"
         w.compress(~bad0)
 
@@ -604,7 +604,7 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
             if bad.any():
                 for j in np.nonzero(bad)[0]:
                     gi = w.idx[j]
-                    status[gi] = 1
+                    status[gi] = Status.NON_FINITE
                     message[gi] = f"non-finite rhs or Jacobian at t={w.t[j]:.10g}"
                     t_reached[gi] = w.t[j]
                     y_final[:, gi] = w.Y[:, j]
@@ -741,11 +741,11 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
                 if done[j]:
                     continue
                 if under[j]:
-                    status[k] = 2
+                    status[k] = Status.STEP_UNDERFLOW
                     why = " after non-finite stage values" if last_nonfinite[k] else ""
                     message[k] = (f"step size underflow (h={w.h[j]:.3g}){why} at t={w.t[j]:.10g}")
                 else:
-                    status[k] = 3
+                    status[k] = Status.TOO_MANY_STEPS
                     message[k] = f"max_steps={max_steps} exceeded at t={w.t[j]:.10g}"
             w.compress(~leave)
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .base import SegmentResult, extinguish, trivial_segment
+from .base import SegmentResult, Status, extinguish, trivial_segment
 
 __all__ = ["ScipySolver"]
 
@@ -100,13 +100,13 @@ class ScipySolver:
                     sol = solve_ivp(f, (start, t1), y_start, method=self.method, jac=jac, t_eval=te,
                                     rtol=rtol, atol=atol, events=events or None)
                 except _NonFinite as exc:
-                    return None, None, nfev, (1, str(exc))
+                    return None, None, nfev, (Status.NON_FINITE, str(exc))
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-                    return None, None, nfev, (4, f"{type(exc).__name__}: {exc}")
+                    return None, None, nfev, (Status.SOLVER_FAILURE, f"{type(exc).__name__}: {exc}")
             nfev += sol.nfev
             if sol.status < 0 or not np.all(np.isfinite(sol.y)):
                 reached = sol.t[-1] if sol.t.size else start
-                return None, None, nfev, (1 if sol.status == 0 else 4, f"{sol.message} (reached t={reached:.6g} day)")
+                return None, None, nfev, (Status.NON_FINITE if sol.status == 0 else Status.SOLVER_FAILURE, f"{sol.message} (reached t={reached:.6g} day)")
             pieces.append(sol.y)
             if sol.status == 0:
                 return np.concatenate(pieces, axis=1), sol.y[:, -1], nfev, None
