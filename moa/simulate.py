@@ -217,8 +217,8 @@ def simulate(
     progress: show a progress bar over dosing segments (needs the ``progress`` extra); None (the
         default): only when the ``MOA_PROGRESS`` environment variable is set (``moa run --progress``).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
-    keep: names of the species, observables and extinction days (``extinct_day_<species>``) to return;
-        ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
+    keep: names of the species, observables, extinction days (``extinct_day_<species>``) and step counts
+        (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
         those that exist. A large sweep keeps only what it needs this way (see :func:`variable_names`).
 
     Parameters are converted to the units the model's mechanisms declare before they reach the
@@ -229,7 +229,9 @@ def simulate(
     Returns
     -------
     xarray.Dataset with one variable per species and observable (dims ``time`` and, when
-    batched, ``sample``), ``status``/``message`` per sample, and provenance in ``attrs``:
+    batched, ``sample``), ``status``/``message`` per sample, the solver's accepted and rejected steps per
+    sample summed over segments (``n_steps``, ``n_rejected``, unit "1"; NaN from scipy, which counts rhs
+    evaluations, not steps), and provenance in ``attrs``:
     besides version, commit and hash, ``attrs["simulation"]`` (JSON) holds every parameter value
     with its unit, the regimen given, the output times, solver, tolerances and start, from which
     :func:`moa.results.rerun` repeats the run (see :func:`moa.provenance.simulation_record`).
@@ -306,6 +308,7 @@ def simulate(
                       f"converged {int(qss.converged.sum())}/{N}; max relative rate "
                       f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day")
     extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
+    steps = SolverSteps.zeros(N)
 
     def run(t0, t1, Y0, t_seg):
         alive = status == Status.OK
@@ -316,6 +319,7 @@ def simulate(
                 res = backend.integrate(compiled, t0, t1, Y0[:, alive], P[:, alive], t_seg, rtol, atol)
             idx = np.nonzero(alive)[0]
             out[:, :, idx], Yend[:, idx] = res.y, res.y_final
+            steps.add(idx, res)
             if res.extinct_day is not None and extinct_day.size:
                 seen = extinct_day[:, idx]
                 extinct_day[:, idx] = np.where(np.isnan(seen), res.extinct_day, seen)
@@ -389,7 +393,7 @@ def simulate(
         P_at[input_rows] = inputs_out[i]
         obs[i] = compiled.observables_T(t, Y_out[i], P_at)
     ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                     pre_equilibrate_days, doses_not_given, extinct_day, keep)
+                     pre_equilibrate_days, doses_not_given, extinct_day, keep, steps)
     ds.attrs["start"] = start_note
     ds.attrs["simulation"] = json.dumps(simulation_record(
         model=model, parameters=parameters, regimen=regimen, times=t_out, solver=backend.name, rtol=rtol, atol=atol,
@@ -397,10 +401,32 @@ def simulate(
     return ds
 
 
+@dataclasses.dataclass
+class SolverSteps:
+    """Accepted and rejected solver steps per sample, summed over the run's segments (pre-equilibration
+    included). NaN for a sample whose backend does not count steps (scipy counts rhs evaluations)."""
+
+    n_steps: np.ndarray      # (N,)
+    n_rejected: np.ndarray   # (N,)
+
+    NAMES = ("n_steps", "n_rejected")
+
+    @classmethod
+    def zeros(cls, n_samples: int) -> "SolverSteps":
+        return cls(np.zeros(n_samples), np.zeros(n_samples))
+
+    def add(self, samples: np.ndarray, segment) -> None:
+        """Add one segment's counts (a SegmentResult for ``samples``); a missing count adds NaN."""
+        rejected = segment.n_rejected if segment.n_rejected is not None else np.full(len(samples), np.nan)
+        self.n_steps[samples] += np.asarray(segment.n_steps, dtype=float)
+        self.n_rejected[samples] += np.asarray(rejected, dtype=float)
+
+
 def variable_names(model: Model) -> list[str]:
-    """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days."""
+    """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days
+    and the solver's step counts (``n_steps``, ``n_rejected``)."""
     return ([s.name for s in model.species] + [e.name for e in model.expressions]
-            + [f"extinct_day_{n}" for n in model.compiled.extinct_names])
+            + [f"extinct_day_{n}" for n in model.compiled.extinct_names] + list(SolverSteps.NAMES))
 
 
 def _check_keep(model: Model, keep) -> list[str] | None:
@@ -464,7 +490,7 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
-                doses_not_given, extinct_day, keep=None) -> xr.Dataset:
+                doses_not_given, extinct_day, keep=None, steps: SolverSteps | None = None) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
@@ -486,6 +512,13 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         data[f"extinct_day_{name}"] = (("sample",) if batched else (), day, {
             "units": "day", "kind": "extinction",
             "description": f"first time {name} fell below its extinction threshold and was set to 0 (NaN: never)"})
+    step_text = {"n_steps": "accepted solver steps", "n_rejected": "rejected solver steps"}
+    for name in SolverSteps.NAMES if steps is not None else ():
+        if wanted is None or name in wanted:
+            count = getattr(steps, name)
+            data[name] = (("sample",) if batched else (), count if batched else float(count[0]), {
+                "units": "1", "kind": "solver",
+                "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)"})
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}
     if batched:
         N = parameters.batch_size

@@ -40,10 +40,14 @@ class SegmentResult:
     y_final: np.ndarray  # (n, N)
     status: np.ndarray  # (N,) int, a Status value (0 = ok)
     message: list[str]  # per trajectory; "" when ok
-    n_steps: np.ndarray  # (N,) accepted steps
+    n_steps: np.ndarray  # (N,) accepted steps (NaN from a backend that does not count steps)
     #: (n_extinct, N) time a species of ``compiled.extinct_index`` was first set to 0 in this
     #: segment (NaN: not in this segment); None from a backend that does not handle extinction
     extinct_day: np.ndarray | None = None
+    #: (N,) rejected steps; None from a backend that does not report them (read as NaN)
+    n_rejected: np.ndarray | None = None
+    #: (N,) right-hand-side evaluations, from a backend that counts those instead of steps (scipy)
+    n_rhs_evaluations: np.ndarray | None = None
 
 
 class Solver(Protocol):
@@ -93,7 +97,8 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
     status = np.zeros(N, dtype=int)
     message = [""] * N
     if t1 <= t0:
-        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int))
+        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int),
+                             n_rejected=np.zeros(N, int))
     if t1 - t0 >= TINY_SEGMENT_DAYS:
         return None
     with np.errstate(all="ignore"):
@@ -104,4 +109,4 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
     status[bad] = Status.NON_FINITE
     for k in np.nonzero(bad)[0]:
         message[k] = f"non-finite state or rate at t={t0:.6g} day"
-    return SegmentResult(y, y_final, status, message, np.zeros(N, int))
+    return SegmentResult(y, y_final, status, message, np.zeros(N, int), n_rejected=np.zeros(N, int))

@@ -114,7 +114,8 @@ class RodasSolver:
                               "backends (same method)", RuntimeWarning, stacklevel=3)
                 return self.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
             self._used = "cuda"
-            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
+            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
+                             n_rejected=res.n_rejected)
         self._used = ""
         kernels = self._kernels(compiled) if self.compiled_backend else None
         if kernels is not None:
@@ -124,4 +125,5 @@ class RodasSolver:
             res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
                                   t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),
                                   dense_output=self.dense_output, chunk_size=self.chunk_size, **ext)
-        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
+        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
+                             n_rejected=res.n_rejected)

@@ -47,7 +47,7 @@ class ScipySolver:
         y_final = np.full((n, N), np.nan)
         status = np.zeros(N, dtype=int)
         message = [""] * N
-        n_steps = np.zeros(N, dtype=int)
+        n_rhs_evaluations = np.zeros(N, dtype=int)
         ext_idx = compiled.extinct_index
         ext_thr = compiled.extinct_threshold_T(P)
         extinct_day = np.full((ext_idx.size, N), np.nan)
@@ -83,8 +83,10 @@ class ScipySolver:
                 continue
             y[:, :, k] = ys[:, : len(t_out)].T
             y_final[:, k] = yend
-            n_steps[k] = nfev
-        return SegmentResult(y, y_final, status, message, n_steps, extinct_day)
+            n_rhs_evaluations[k] = nfev
+        # solve_ivp counts rhs evaluations (nfev), not accepted and rejected steps: those are NaN
+        return SegmentResult(y, y_final, status, message, np.full(N, np.nan), extinct_day,
+                             n_rejected=np.full(N, np.nan), n_rhs_evaluations=n_rhs_evaluations)
 
     def _solve(self, f, jac, t0, t1, y0, t_eval, rtol, atol, ext_idx, thr, day):
         """One trajectory, restarted at every extinction event. Returns (states at t_eval (n, len),
