@@ -266,3 +266,24 @@ def test_zero_pivot_falls_back_to_pivoted_dense_solve():
     x = lin.solve(b.copy())
     np.testing.assert_allclose(x[:, 0], np.linalg.solve([[0, 1], [1, 0]], b[:, 0]))
     np.testing.assert_allclose(x[:, 1], np.linalg.solve([[2, 0.5], [0.5, 2]], b[:, 1]))
+
+
+def test_lu_plans_are_keyed_by_the_jacobian_pattern(monkeypatch):
+    """RodasSolver keeps one sparse LU plan per Jacobian pattern (rows, cols, n). Keyed by id(compiled),
+    a model built where a freed one lived (same id) got the old model's plan; forcing every id to
+    coincide shows the pattern, not the object, picks the plan."""
+    from types import SimpleNamespace
+
+    from moa.solvers import batched
+
+    monkeypatch.setattr(batched, "id", lambda obj: 1, raising=False)   # every object "at the same address"
+    solver = batched.RodasSolver(backend="numpy")
+    diagonal = SimpleNamespace(n_species=2, jac_rows=np.array([0, 1]), jac_cols=np.array([0, 1]))
+    coupled = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
+    wider = SimpleNamespace(n_species=3, jac_rows=np.array([0, 1]), jac_cols=np.array([0, 1]))
+    plans = [solver._plan(c) for c in (diagonal, coupled, wider)]
+    for c, plan in zip((diagonal, coupled, wider), plans):
+        assert plan.n == c.n_species and np.array_equal(plan.jac_rows, c.jac_rows)
+    assert len({id(p) for p in plans}) == 3
+    same_pattern = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
+    assert solver._plan(same_pattern) is plans[1]   # a rebuilt model with the same pattern reuses its plan

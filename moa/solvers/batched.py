@@ -30,7 +30,7 @@ class RodasSolver:
     backend: "auto" (the GPU for large batches when one is present, else numba when installed, else
     numpy), "numba", "numpy" or "cuda" (raises, naming the missing piece, without a usable GPU).
     The sparse LU plan depends only on the Jacobian's pattern, so it is built once per
-    compiled model and kept on this solver object (deterministic; results do not depend on it).
+    pattern and kept on this solver object (deterministic; results do not depend on it).
     """
 
     chunk_size: int = 4096
@@ -88,7 +88,11 @@ class RodasSolver:
             return None
 
     def _plan(self, compiled) -> SparseLUPlan:
-        key = id(compiled)
+        """The LU plan for ``compiled``'s Jacobian pattern, built once per pattern. Keyed by the pattern
+        itself (n, rows, cols), not by ``id(compiled)``: a model built where a freed one lived has the
+        same id and would get that model's plan."""
+        key = (int(compiled.n_species), tuple(np.asarray(compiled.jac_rows).tolist()),
+               tuple(np.asarray(compiled.jac_cols).tolist()))
         if key not in self._plans:
             self._plans[key] = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
         return self._plans[key]
