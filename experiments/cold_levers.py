@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from moa import plots
-from moa.analysis import recist
+from moa.analysis import partial_response_pct, recist
 from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_points
@@ -103,7 +103,7 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         for i, arm in enumerate(ARMS):
             ax.bar(x + (i - (len(ARMS) - 1) / 2) * width, best.sel(arm=arm).values, width, color=plots.arm_colour(arm),
                    label=plots.arm_label(arm))
-        ax.axhline(-30, color="k", ls="--", lw=1, label="partial response (-30%)")
+        ax.axhline(partial_response_pct(), color="k", ls="--", lw=1, label=f"partial response ({partial_response_pct():.0f}%)")
         display = [lab.replace("_", " ").replace("pdl1", "PD-L1").replace("treg", "Treg").replace("all but:", "all but ")
                    for lab in labels]
         ax.set_xticks(x, display, rotation=30, ha="right")
@@ -112,7 +112,7 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         caption = (f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "
                    f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
                    "lever kept cold); the cold state at the "
-                   "first dose (initial T cells, their exhaustion) is kept. Dashed: partial response (-30%). Default "
+                   f"first dose (initial T cells, their exhaustion) is kept. Dashed: partial response ({partial_response_pct():.0f}%). Default "
                    "parameters otherwise.")
         path = plots.save_figure(fig, out_dir, "cold_levers", caption, ds.attrs)
     return path["png"]

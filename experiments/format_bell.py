@@ -28,7 +28,7 @@ RP2D = 15.0
 FORMAT_STYLE = {"bsab_2x2": "-", "bsab_1x1": "--"}
 
 
-def bell_metrics(conc_nM: np.ndarray, ternary: np.ndarray) -> dict:
+def bell_curve_shape(conc_nM: np.ndarray, ternary: np.ndarray) -> dict:
     """Peak, concentration at peak and width (decades above half the peak) of a bell curve."""
     k = int(np.nanargmax(ternary))
     peak = float(ternary[k])
@@ -79,7 +79,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         for kd in vitro.kd_cd137_nM.values:
             for dens in vitro.pdl1_per_cell.values:
                 key = f"{fmt}|kd={kd:g}|pdl1={dens:g}"
-                summary["in_vitro"][key] = bell_metrics(conc, vitro["ternary_per_t_cell"].sel(
+                summary["in_vitro"][key] = bell_curve_shape(conc, vitro["ternary_per_t_cell"].sel(
                     format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens).values)
 
     with plots.style():

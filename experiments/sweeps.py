@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from moa import plots
-from moa.analysis import best_percent_change
+from moa.analysis import best_percent_change, partial_response_pct
 from moa.parameters import ParameterSpec
 from moa.provenance import combine_simulations, concat_runs
 from moa.results import save_dataset
@@ -284,7 +284,7 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
         handles: dict = {}
         for ax, p in zip(axes.flat, params):
             x = ds.value.sel(parameter=p).values
-            ax.axhline(-30.0, color="0.5", lw=1, ls="--")
+            ax.axhline(partial_response_pct(), color="0.5", lw=1, ls="--")
             for setting in ds.setting.values:
                 colour, ls, marker = SETTING_STYLE.get(str(setting), ("0.2", "-", "o"))
                 for arm in ds.arm.values:
@@ -299,7 +299,7 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
         caption = (
             f"Best change of tumour diameter from baseline within {duration:g} days for anti-PD-L1 and the 2:2 bispecific "
             f"against each swept parameter; line style by setting ({styles}), colour by arm. "
-            "The dashed grey line is the RECIST partial-response threshold (-30%). One parameter varies at a time across "
+            f"The dashed grey line is the RECIST partial-response threshold ({partial_response_pct():.0f}%). One parameter varies at a time across "
             "its bounds in models/parameters/; all others keep the setting's values (models/settings.toml). Grey crosses: "
             "failed points (reason in the legend), drawn at 0%."
         )

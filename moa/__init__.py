@@ -4,8 +4,7 @@ One way in: :func:`moa.simulate`. Models are assembled from mechanisms
 (:mod:`moa.mechanisms`), parameters come from ``models/`` (:func:`moa.load_parameters`).
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .engine import Mechanism, Model
 from .errors import ModelError, SimulationError, UnitError
 from .parameters import ParameterSet, load_parameters

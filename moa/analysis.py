@@ -30,8 +30,8 @@ from scipy import stats
 
 from .parameters import MODELS_DIR, convert_value
 
-__all__ = ["RecistRules", "load_recist", "recist", "objective_response_rate", "progression_free_survival",
-           "bliss_synergy", "inhibition", "best_percent_change"]
+__all__ = ["RecistRules", "load_recist", "partial_response_pct", "recist", "objective_response_rate",
+           "progression_free_survival", "bliss_synergy", "inhibition", "best_percent_change"]
 
 CATEGORIES = ("CR", "PR", "SD", "PD")
 
@@ -69,6 +69,15 @@ def load_recist(path: pathlib.Path = MODELS_DIR / "recist.toml") -> RecistRules:
             raise ValueError(f"{path}: {key}: value={value!r}: must be a finite number >= 0")
         values[key] = float(convert_value(float(value), entry["unit"], RECIST_UNITS[key], f"{path}: {key}"))
     return RecistRules(**values)
+
+
+def partial_response_pct(rules: RecistRules | None = None) -> float:
+    """The best % change from baseline at or below which a tumour has a partial response: -100 x
+    ``pr_fraction`` of ``models/recist.toml`` (-30 %), the one response threshold of figures and claims.
+    Rounded to 1e-9 %, since 100 x 0.30 is 30.000000000000004 in binary and a best change of exactly
+    -30 % must count as a response, as it does at the written threshold."""
+    rules = rules or load_recist()
+    return round(-100.0 * rules.pr_fraction, 9)
 
 
 def scan_times(time_days: np.ndarray, interval_days: float) -> np.ndarray:

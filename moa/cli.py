@@ -49,7 +49,7 @@ _EXPERIMENTS_HELP = "folder of your own experiment scripts (default: the shipped
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="moa", description="Mechanism-of-action experiments for PD-L1 x 4-1BB bispecifics.")
     parser.add_argument("--version", action="version", version=f"moa {__version__}")

@@ -143,7 +143,7 @@ def equations_md(model: Model, values: dict | None = None) -> str:
 # ----- parameters --------------------------------------------------------------------------
 def parameters_md(models_dir: pathlib.Path = MODELS_DIR) -> str:
     """Parameter files, settings, formats and arms from ``models_dir`` as markdown tables."""
-    from .scenarios import load_arms, load_formats, load_settings, _defaults
+    from .scenarios import load_arms, load_formats, load_settings, default_parameters
 
     out = [_HEADER.format(what="models/"), "# Parameters\n"]
     out.append("Every number of the model with its unit, sweep bounds (`lower`, `upper`), its physical domain, the "
@@ -163,7 +163,7 @@ def parameters_md(models_dir: pathlib.Path = MODELS_DIR) -> str:
                             s.description)
                            for s in specs.values()]))
         out.append("")
-    defaults = _defaults(models_dir)
+    defaults = default_parameters(models_dir)
 
     def overlays(title: str, file: str, items) -> None:
         out.append(f"## {title} (`models/{file}`)\n")
@@ -368,10 +368,10 @@ def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | N
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
     """Every generated document (path -> text), computed in memory."""
     from .assemble import full_model
-    from .scenarios import _defaults
+    from .scenarios import default_parameters
 
     model = full_model()
-    defaults = dict(_defaults())
+    defaults = dict(default_parameters())
     model_path = docs_dir / "model.md"
     return {
         docs_dir / "equations.md": equations_md(model, defaults),

@@ -553,7 +553,7 @@ def _resolve_definitions(defs: dict, what: str) -> dict:
     return done
 
 
-class _ScalarPrinter(PythonCodePrinter):
+class ScalarPrinter(PythonCodePrinter):
     """Plain-float Python (math module): for one trajectory this beats numpy's per-call overhead."""
 
     def _print_Max(self, expr):
@@ -572,7 +572,7 @@ class _ScalarPrinter(PythonCodePrinter):
 
 def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol]) -> Callable:
     """Source for ``fname(Y, P) -> list[float]`` on plain sequences of floats (one trajectory)."""
-    printer = _ScalarPrinter({"fully_qualified_modules": False})
+    printer = ScalarPrinter({"fully_qualified_modules": False})
     replacements, reduced = sympy.cse(outputs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
     lines = [f"def {fname}(Y, P):"]
     if y_syms:

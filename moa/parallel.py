@@ -60,6 +60,7 @@ import xarray as xr
 
 from .errors import SimulationError
 from .solvers import auto_solver
+from .solvers.base import Status
 from .parameters import ParameterSet
 from .provenance import combine_simulations
 
@@ -68,7 +69,6 @@ __all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
 #: Samples per chunk when ``chunks`` is not given: large enough that the batched solver's
 #: per-step overhead is amortised, small enough that both cores get work and the progress bar moves.
 DEFAULT_CHUNK_SAMPLES = 1000
-_FAILED_CHUNK = 4  # status code (moa.solvers.base.STATUS: "solver failure")
 
 
 def resolve_builder(builder: str | Callable):
@@ -226,10 +226,10 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
 
     if on_failure == "raise":
         status = np.asarray(ds["status"])
-        if np.any(status != 0):
-            k = int(np.nonzero(status != 0)[0][0])
+        if np.any(status != Status.OK):
+            k = int(np.nonzero(status != Status.OK)[0][0])
             raise SimulationError(f"parameter set {k} of {N} (hash {parameters.digest()}) failed: {ds['message'].values[k]}. "
-                                  f"{int(np.sum(status != 0))} of {N} failed; use on_failure='record' to keep the others.")
+                                  f"{int(np.sum(status != Status.OK))} of {N} failed; use on_failure='record' to keep the others.")
     return ds
 
 
@@ -370,7 +370,7 @@ def _failed_like(template: xr.Dataset, bounds, part: ParameterSet, message: str)
     for name, var in template.data_vars.items():
         shape = tuple(n if d == "sample" else template.sizes[d] for d in var.dims)
         if name == "status":
-            values = np.full(shape, _FAILED_CHUNK, dtype=var.dtype)
+            values = np.full(shape, Status.SOLVER_FAILURE, dtype=var.dtype)
         elif name == "message":
             values = np.full(shape, message, dtype=object)
         else:

@@ -37,7 +37,7 @@ _RUN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("moa_run", de
 
 
 def version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -89,7 +89,7 @@ from xml.sax.saxutils import escape as xml_escape
 import numpy as np
 import sympy
 
-from . import __version__
+from ._version import __version__
 from .engine import TIME, TIME_UNIT, Model
 from .errors import UnitError
 from .parameters import ParameterSet, model_units

@@ -85,16 +85,16 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
 
 
 @functools.lru_cache(maxsize=4)
-def _defaults(models_dir: pathlib.Path = MODELS_DIR) -> ParameterSet:
+def default_parameters(models_dir: pathlib.Path = MODELS_DIR) -> ParameterSet:
     return load_parameters(sorted((require_models_dir(models_dir) / "parameters").glob("*.toml")))
 
 
 def load_settings(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:
-    return _overlays(models_dir / "settings.toml", _defaults(models_dir).specs)
+    return _overlays(models_dir / "settings.toml", default_parameters(models_dir).specs)
 
 
 def load_formats(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:
-    return _overlays(models_dir / "formats.toml", _defaults(models_dir).specs)
+    return _overlays(models_dir / "formats.toml", default_parameters(models_dir).specs)
 
 
 def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
@@ -127,7 +127,7 @@ def scenario(arm: str, setting: str, duration_days: float = 365.0, base: Paramet
         raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")
     if setting not in settings:
         raise ValueError(f"setting={setting!r}: allowed settings are {sorted(settings)}")
-    params = (base or _defaults(models_dir)).with_overlay(setting, settings[setting].values, strict=strict)
+    params = (base or default_parameters(models_dir)).with_overlay(setting, settings[setting].values, strict=strict)
     fmt = arms[arm].format
     if fmt:
         params = params.with_overlay(fmt, formats[fmt].values, strict=strict)

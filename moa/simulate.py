@@ -19,7 +19,7 @@ from .parameters import ParameterSet, model_units
 from .provenance import base_provenance, simulation_record
 from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
-from .solvers.base import STATUS
+from .solvers.base import STATUS, Status
 from .steady_state import quasi_steady_state
 
 __all__ = ["simulate", "variable_names", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
@@ -217,8 +217,8 @@ def simulate(
     progress: show a progress bar over dosing segments (needs the ``progress`` extra); None (the
         default): only when the ``MOA_PROGRESS`` environment variable is set (``moa run --progress``).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
-    keep: names of the species, observables and extinction days (``extinct_day_<species>``) to return;
-        ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
+    keep: names of the species, observables, extinction days (``extinct_day_<species>``) and step counts
+        (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
         those that exist. A large sweep keeps only what it needs this way (see :func:`variable_names`).
 
     Parameters are converted to the units the model's mechanisms declare before they reach the
@@ -229,7 +229,9 @@ def simulate(
     Returns
     -------
     xarray.Dataset with one variable per species and observable (dims ``time`` and, when
-    batched, ``sample``), ``status``/``message`` per sample, and provenance in ``attrs``:
+    batched, ``sample``), ``status``/``message`` per sample, the solver's accepted and rejected steps per
+    sample summed over segments (``n_steps``, ``n_rejected``, unit "1"; NaN from scipy, which counts rhs
+    evaluations, not steps), and provenance in ``attrs``:
     besides version, commit and hash, ``attrs["simulation"]`` (JSON) holds every parameter value
     with its unit, the regimen given, the output times, solver, tolerances and start, from which
     :func:`moa.results.rerun` repeats the run (see :func:`moa.provenance.simulation_record`).
@@ -296,8 +298,8 @@ def simulate(
         qss = _quasi_steady(model, P)
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
-            status[k], message[k], failed_at[k] = 4, "quasi-steady start: the relaxation failed", 0.0
-        slow = int(np.sum(~qss.converged & (status == 0)))
+            status[k], message[k], failed_at[k] = Status.SOLVER_FAILURE, "quasi-steady start: the relaxation failed", 0.0
+        slow = int(np.sum(~qss.converged & (status == Status.OK)))
         if slow:
             warnings.warn(f"quasi-steady start: {slow} of {N} parameter set(s) still change by more than "
                           f"1e-4 of themselves per day after {qss.days:g} days; starting from there", RuntimeWarning,
@@ -306,9 +308,10 @@ def simulate(
                       f"converged {int(qss.converged.sum())}/{N}; max relative rate "
                       f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day")
     extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
+    steps = SolverSteps.zeros(N)
 
     def run(t0, t1, Y0, t_seg):
-        alive = status == 0
+        alive = status == Status.OK
         out = np.full((len(t_seg), compiled.n_species, N), np.nan)
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
@@ -316,15 +319,16 @@ def simulate(
                 res = backend.integrate(compiled, t0, t1, Y0[:, alive], P[:, alive], t_seg, rtol, atol)
             idx = np.nonzero(alive)[0]
             out[:, :, idx], Yend[:, idx] = res.y, res.y_final
+            steps.add(idx, res)
             if res.extinct_day is not None and extinct_day.size:
                 seen = extinct_day[:, idx]
                 extinct_day[:, idx] = np.where(np.isnan(seen), res.extinct_day, seen)
             for j, k in enumerate(idx):
-                if res.status[j] != 0:
+                if res.status[j] != Status.OK:
                     status[k] = res.status[j]
                     message[k] = res.message[j] or STATUS.get(int(res.status[j]), "failed")
                     failed_at[k] = t0
-            Yend[:, status != 0] = np.nan
+            Yend[:, status != Status.OK] = np.nan
         return out, Yend
 
     if pre_equilibrate_days > 0:
@@ -377,10 +381,10 @@ def simulate(
             Y_out[-1, compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
-        if status[k] == 0:
-            status[k], message[k], failed_at[k] = 5, text, np.nan
+        if status[k] == Status.OK:
+            status[k], message[k], failed_at[k] = Status.NEGATIVE_STATE, text, np.nan
 
-    if on_failure == "raise" and np.any(status != 0):
+    if on_failure == "raise" and np.any(status != Status.OK):
         raise SimulationError(_failure_message(model, parameters, backend.name, status, message, failed_at))
 
     obs = np.full((len(t_out), len(compiled.observable_names), N), np.nan)
@@ -389,7 +393,7 @@ def simulate(
         P_at[input_rows] = inputs_out[i]
         obs[i] = compiled.observables_T(t, Y_out[i], P_at)
     ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                     pre_equilibrate_days, doses_not_given, extinct_day, keep)
+                     pre_equilibrate_days, doses_not_given, extinct_day, keep, steps)
     ds.attrs["start"] = start_note
     ds.attrs["simulation"] = json.dumps(simulation_record(
         model=model, parameters=parameters, regimen=regimen, times=t_out, solver=backend.name, rtol=rtol, atol=atol,
@@ -397,10 +401,32 @@ def simulate(
     return ds
 
 
+@dataclasses.dataclass
+class SolverSteps:
+    """Accepted and rejected solver steps per sample, summed over the run's segments (pre-equilibration
+    included). NaN for a sample whose backend does not count steps (scipy counts rhs evaluations)."""
+
+    n_steps: np.ndarray      # (N,)
+    n_rejected: np.ndarray   # (N,)
+
+    NAMES = ("n_steps", "n_rejected")
+
+    @classmethod
+    def zeros(cls, n_samples: int) -> "SolverSteps":
+        return cls(np.zeros(n_samples), np.zeros(n_samples))
+
+    def add(self, samples: np.ndarray, segment) -> None:
+        """Add one segment's counts (a SegmentResult for ``samples``); a missing count adds NaN."""
+        rejected = segment.n_rejected if segment.n_rejected is not None else np.full(len(samples), np.nan)
+        self.n_steps[samples] += np.asarray(segment.n_steps, dtype=float)
+        self.n_rejected[samples] += np.asarray(rejected, dtype=float)
+
+
 def variable_names(model: Model) -> list[str]:
-    """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days."""
+    """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days
+    and the solver's step counts (``n_steps``, ``n_rejected``)."""
     return ([s.name for s in model.species] + [e.name for e in model.expressions]
-            + [f"extinct_day_{n}" for n in model.compiled.extinct_names])
+            + [f"extinct_day_{n}" for n in model.compiled.extinct_names] + list(SolverSteps.NAMES))
 
 
 def _check_keep(model: Model, keep) -> list[str] | None:
@@ -446,7 +472,7 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
     A batch of thousands of sets with dozens of swept parameters would otherwise give a message
     of pages; the full list is what ``on_failure='record'`` returns (``status``, ``message``).
     """
-    failed = np.nonzero(status != 0)[0]
+    failed = np.nonzero(status != Status.OK)[0]
     k, N = int(failed[0]), len(status)
     swept = [(n, float(np.asarray(parameters[n]).ravel()[k])) for n in model.parameter_names if np.ndim(parameters[n])]
     values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (f", ... ({len(swept)} swept)" if len(swept) > max_values else "")
@@ -464,7 +490,7 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
 
 
 def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
-                doses_not_given, extinct_day, keep=None) -> xr.Dataset:
+                doses_not_given, extinct_day, keep=None, steps: SolverSteps | None = None) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
@@ -486,6 +512,13 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         data[f"extinct_day_{name}"] = (("sample",) if batched else (), day, {
             "units": "day", "kind": "extinction",
             "description": f"first time {name} fell below its extinction threshold and was set to 0 (NaN: never)"})
+    step_text = {"n_steps": "accepted solver steps", "n_rejected": "rejected solver steps"}
+    for name in SolverSteps.NAMES if steps is not None else ():
+        if wanted is None or name in wanted:
+            count = getattr(steps, name)
+            data[name] = (("sample",) if batched else (), count if batched else float(count[0]), {
+                "units": "1", "kind": "solver",
+                "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)"})
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}
     if batched:
         N = parameters.batch_size
@@ -493,10 +526,10 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         for name in model.parameter_names:
             if np.ndim(parameters[name]):
                 coords[name] = ("sample", np.asarray(parameters[name], dtype=float), {"units": parameters.unit(name)})
-        data["status"] = ("sample", status, {"description": "0 ok; see moa.solvers.base.STATUS"})
+        data["status"] = ("sample", status, {"description": "0 ok; see moa.solvers.base.Status"})
         data["message"] = ("sample", np.array(message, dtype=object))
     else:
-        data["status"] = ((), int(status[0]), {"description": "0 ok; see moa.solvers.base.STATUS"})
+        data["status"] = ((), int(status[0]), {"description": "0 ok; see moa.solvers.base.Status"})
         data["message"] = ((), message[0])
     attrs = base_provenance()
     attrs.update({

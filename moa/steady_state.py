@@ -22,6 +22,7 @@ import numpy as np
 
 from .engine import Model
 from .mechanisms.tumour import CLONES
+from .solvers.base import Status
 from .solvers.rodas import SparseLUPlan, integrate_batch
 
 __all__ = ["QuasiSteadyState", "quasi_steady_state"]
@@ -85,7 +86,7 @@ def quasi_steady_state(model: Model, P: np.ndarray, *, held: tuple[str, ...] | N
         with np.errstate(all="ignore"):
             res = integrate_batch(rhs, jac_values, c.jac_rows, c.jac_cols, 0.0, step, Y, P, [],
                                   rtol=rtol, atol=atol, plan=plan)
-        ok = res.status == 0
+        ok = res.status == Status.OK
         Y = np.where(ok[None], res.y_final, np.nan)
         days += step
         rate = np.where(ok, relative_rate(Y), np.inf)

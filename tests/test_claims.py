@@ -106,3 +106,19 @@ def test_costimulation_gain_verdicts_follow_the_numbers():
     text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 2)
     assert "proliferation verdict at cd137_prolif_gain high" in text and "cold verdict at cd137_prolif_gain high" in text
     assert "proliferation verdict at cd137_prolif_gain low" not in text
+
+
+def test_the_response_threshold_is_recists_from_models(tmp_path):
+    """One -30 % threshold: the claims, the sweep and lever figures read it from models/recist.toml;
+    a best change of exactly -30 % is a response (as at the written threshold), -29.9 % is not."""
+    from moa.analysis import load_recist, partial_response_pct
+    from moa.claims import cold_verdict
+    from moa.parameters import MODELS_DIR
+
+    assert partial_response_pct() == pytest.approx(-100 * load_recist().pr_fraction, abs=1e-12)
+    assert partial_response_pct() == -30.0
+    assert cold_verdict(-29.9, -30.0) == "HOLDS"
+    assert cold_verdict(-30.0, -30.0).startswith("NOT TESTED")
+    edited = (MODELS_DIR / "recist.toml").read_text().replace("value = 0.30", "value = 0.50")
+    (tmp_path / "recist.toml").write_text(edited)
+    assert partial_response_pct(load_recist(tmp_path / "recist.toml")) == -50.0

@@ -437,5 +437,5 @@ def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):
     again = rerun(alone)
     assert [label for label, _ in again] == [{"dose_mg_per_kg": d} for d in saved["dose_mg_per_kg"].values.tolist()]
     for label, ds in again:
-        assert len(ds.data_vars) == 7  # 4 states, 1 observable, status, message
+        assert len(ds.data_vars) == 9  # 4 states, 1 observable, n_steps, n_rejected, status, message
         _assert_same_trajectories(ds, saved.sel(label))

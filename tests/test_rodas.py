@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from moa.solvers.base import STATUS, Status
 from moa.solvers.rodas import SparseLUPlan, _LinearSolver, dense_jacobian, integrate_batch
 from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
                                rob_params, rob_radau_errors, rob_rhs)
@@ -161,6 +162,16 @@ def test_failure_is_isolated():
         np.testing.assert_allclose(res.y[:, 1, k], np.exp(-t_out), rtol=1e-6)
 
 
+def test_status_codes_keep_their_values():
+    """Status is an IntEnum with the integers results have always stored (saved Datasets stay readable)."""
+    assert [(s.name, int(s)) for s in Status] == [("OK", 0), ("NON_FINITE", 1), ("STEP_UNDERFLOW", 2),
+                                                   ("TOO_MANY_STEPS", 3), ("SOLVER_FAILURE", 4), ("NEGATIVE_STATE", 5)]
+    assert set(STATUS) == set(Status) and STATUS[3] == "too many steps"
+    res = integrate_batch(lambda t, Y, P: -Y, lambda t, Y, P: -np.ones_like(Y), np.array([0]), np.array([0]),
+                          0.0, 1.0, np.array([[1.0, np.nan]]), np.zeros((1, 2)), [])
+    assert res.status.dtype.kind == "i" and [Status(int(s)) for s in res.status] == [Status.OK, Status.NON_FINITE]
+
+
 @pytest.mark.parametrize("h0", [0.05, 0.2, 1.0, 5.0])
 def test_error_control_with_too_large_initial_step(h0):
     """A caller-supplied h0 that is far too large must be rejected, not accepted."""
@@ -255,3 +266,24 @@ def test_zero_pivot_falls_back_to_pivoted_dense_solve():
     x = lin.solve(b.copy())
     np.testing.assert_allclose(x[:, 0], np.linalg.solve([[0, 1], [1, 0]], b[:, 0]))
     np.testing.assert_allclose(x[:, 1], np.linalg.solve([[2, 0.5], [0.5, 2]], b[:, 1]))
+
+
+def test_lu_plans_are_keyed_by_the_jacobian_pattern(monkeypatch):
+    """RodasSolver keeps one sparse LU plan per Jacobian pattern (rows, cols, n). Keyed by id(compiled),
+    a model built where a freed one lived (same id) got the old model's plan; forcing every id to
+    coincide shows the pattern, not the object, picks the plan."""
+    from types import SimpleNamespace
+
+    from moa.solvers import batched
+
+    monkeypatch.setattr(batched, "id", lambda obj: 1, raising=False)   # every object "at the same address"
+    solver = batched.RodasSolver(backend="numpy")
+    diagonal = SimpleNamespace(n_species=2, jac_rows=np.array([0, 1]), jac_cols=np.array([0, 1]))
+    coupled = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
+    wider = SimpleNamespace(n_species=3, jac_rows=np.array([0, 1]), jac_cols=np.array([0, 1]))
+    plans = [solver._plan(c) for c in (diagonal, coupled, wider)]
+    for c, plan in zip((diagonal, coupled, wider), plans):
+        assert plan.n == c.n_species and np.array_equal(plan.jac_rows, c.jac_rows)
+    assert len({id(p) for p in plans}) == 3
+    same_pattern = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
+    assert solver._plan(same_pattern) is plans[1]   # a rebuilt model with the same pattern reuses its plan

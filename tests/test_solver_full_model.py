@@ -131,3 +131,23 @@ def test_compiled_and_numpy_backends_agree(setup):
     assert a.attrs["solver"] == "moa-rodas4-numba" and b.attrs["solver"] == "moa-rodas4"
     diffs = _max_rel(a, b)
     assert max(diffs.values()) < 1e-5, diffs
+
+
+def test_solver_steps_are_counted_per_sample_and_repeat(setup, backend, batch, singles):
+    """Accepted and rejected Rodas4 steps per sample, summed over the dosing segments, reach the Dataset;
+    an identical run counts the same steps; scipy (which counts rhs evaluations, not steps) gives NaN."""
+    model, params, regimen = setup
+    for name in ("n_steps", "n_rejected"):
+        assert batch[name].dims == ("sample",) and batch[name].attrs["units"] == "1"
+    steps, rejected = batch["n_steps"].values, batch["n_rejected"].values
+    assert np.all(steps > 0) and np.all(rejected >= 0) and rejected.sum() > 0
+    assert np.all(steps >= len(regimen.doses)) and np.all(steps == np.round(steps))   # >= 1 step per segment
+    assert len(set(steps.tolist())) > 1   # the patients took their own step sequences
+    again = moa.simulate(model, params.with_values({k: np.array(v) for k, v in SETS.items()}), regimen,
+                         duration_days=DAYS, solver=RodasSolver(backend=backend))
+    np.testing.assert_array_equal(again["n_steps"].values, steps)
+    np.testing.assert_array_equal(again["n_rejected"].values, rejected)
+    assert np.isnan(float(singles[0]["n_steps"])) and np.isnan(float(singles[0]["n_rejected"]))
+    kept = moa.simulate(model, params, regimen, times=[0.0, 1.0], keep=["tumour_volume"],
+                        solver=RodasSolver(backend=backend))
+    assert list(kept.data_vars) == ["tumour_volume", "status", "message"]   # counted, returned when kept

@@ -8,27 +8,46 @@ a discontinuity. A backend receives component-major arrays (states ``(n, N)``, p
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SegmentResult", "Solver", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment", "extinguish"]
+__all__ = ["SegmentResult", "Solver", "Status", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment", "extinguish"]
 
-#: Status codes shared by all backends.
-STATUS = {0: "ok", 1: "non-finite state or rate", 2: "step size underflow", 3: "too many steps", 4: "solver failure",
-          5: "negative state beyond solver noise"}
+
+class Status(enum.IntEnum):
+    """Outcome of one trajectory, shared by all backends. An ``IntEnum``: the Dataset's ``status``
+    stays a plain int array with these values, and ``status == Status.OK`` works on it."""
+
+    OK = 0
+    NON_FINITE = 1          # non-finite state, rate or Jacobian
+    STEP_UNDERFLOW = 2
+    TOO_MANY_STEPS = 3
+    SOLVER_FAILURE = 4      # anything else (scipy's own failure, the quasi-steady start, a lost worker)
+    NEGATIVE_STATE = 5      # a state negative beyond solver noise (checked by moa.simulate)
+
+
+#: Status codes shared by all backends, with a short description of each.
+STATUS = {Status.OK: "ok", Status.NON_FINITE: "non-finite state or rate", Status.STEP_UNDERFLOW: "step size underflow",
+          Status.TOO_MANY_STEPS: "too many steps", Status.SOLVER_FAILURE: "solver failure",
+          Status.NEGATIVE_STATE: "negative state beyond solver noise"}
 
 
 @dataclasses.dataclass
 class SegmentResult:
     y: np.ndarray  # (len(t_out), n, N)
     y_final: np.ndarray  # (n, N)
-    status: np.ndarray  # (N,) int, 0 = ok
+    status: np.ndarray  # (N,) int, a Status value (0 = ok)
     message: list[str]  # per trajectory; "" when ok
-    n_steps: np.ndarray  # (N,) accepted steps
+    n_steps: np.ndarray  # (N,) accepted steps (NaN from a backend that does not count steps)
     #: (n_extinct, N) time a species of ``compiled.extinct_index`` was first set to 0 in this
     #: segment (NaN: not in this segment); None from a backend that does not handle extinction
     extinct_day: np.ndarray | None = None
+    #: (N,) rejected steps; None from a backend that does not report them (read as NaN)
+    n_rejected: np.ndarray | None = None
+    #: (N,) right-hand-side evaluations, from a backend that counts those instead of steps (scipy)
+    n_rhs_evaluations: np.ndarray | None = None
 
 
 class Solver(Protocol):
@@ -78,7 +97,8 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
     status = np.zeros(N, dtype=int)
     message = [""] * N
     if t1 <= t0:
-        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int))
+        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int),
+                             n_rejected=np.zeros(N, int))
     if t1 - t0 >= TINY_SEGMENT_DAYS:
         return None
     with np.errstate(all="ignore"):
@@ -86,7 +106,7 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
         y = Y0[None] + (t_out - t0)[:, None, None] * dY[None]
         y_final = Y0 + (t1 - t0) * dY
     bad = ~np.all(np.isfinite(y_final), axis=0)
-    status[bad] = 1
+    status[bad] = Status.NON_FINITE
     for k in np.nonzero(bad)[0]:
         message[k] = f"non-finite state or rate at t={t0:.6g} day"
-    return SegmentResult(y, y_final, status, message, np.zeros(N, int))
+    return SegmentResult(y, y_final, status, message, np.zeros(N, int), n_rejected=np.zeros(N, int))

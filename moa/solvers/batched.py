@@ -30,7 +30,7 @@ class RodasSolver:
     backend: "auto" (the GPU for large batches when one is present, else numba when installed, else
     numpy), "numba", "numpy" or "cuda" (raises, naming the missing piece, without a usable GPU).
     The sparse LU plan depends only on the Jacobian's pattern, so it is built once per
-    compiled model and kept on this solver object (deterministic; results do not depend on it).
+    pattern and kept on this solver object (deterministic; results do not depend on it).
     """
 
     chunk_size: int = 4096
@@ -88,7 +88,11 @@ class RodasSolver:
             return None
 
     def _plan(self, compiled) -> SparseLUPlan:
-        key = id(compiled)
+        """The LU plan for ``compiled``'s Jacobian pattern, built once per pattern. Keyed by the pattern
+        itself (n, rows, cols), not by ``id(compiled)``: a model built where a freed one lived has the
+        same id and would get that model's plan."""
+        key = (int(compiled.n_species), tuple(np.asarray(compiled.jac_rows).tolist()),
+               tuple(np.asarray(compiled.jac_cols).tolist()))
         if key not in self._plans:
             self._plans[key] = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
         return self._plans[key]
@@ -114,7 +118,8 @@ class RodasSolver:
                               "backends (same method)", RuntimeWarning, stacklevel=3)
                 return self.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
             self._used = "cuda"
-            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
+            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
+                             n_rejected=res.n_rejected)
         self._used = ""
         kernels = self._kernels(compiled) if self.compiled_backend else None
         if kernels is not None:
@@ -124,4 +129,5 @@ class RodasSolver:
             res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
                                   t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),
                                   dense_output=self.dense_output, chunk_size=self.chunk_size, **ext)
-        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day)
+        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
+                             n_rejected=res.n_rejected)

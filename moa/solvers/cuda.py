@@ -46,6 +46,7 @@ if not hasattr(np, "row_stack"):
 import sympy
 
 from . import jit
+from .base import Status
 from .rodas import BatchResult, SparseLUPlan
 
 __all__ = ["missing", "available", "simulator", "require", "CudaKernels", "kernels", "kernels_for_model",
@@ -125,12 +126,12 @@ def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:
     by the generated kernels): the same generated functions, decorated ``@cuda.jit(device=True)``,
     after the CUDA template; the diagonal of the iteration matrix is added by a printed straight-line
     function (the CPU backend's index arrays are dropped)."""
-    template = jit._TEMPLATE.read_text()
+    template = jit.TEMPLATE_PATH.read_text()
     if not cpu_source.startswith(template):
         raise ValueError("cpu_source is not a module of the numba backend's current template")
     kept = [line for line in cpu_source[len(template):].splitlines()
             if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
-    text = "\n".join(kept).replace(jit._DECORATOR, _DEVICE_DECORATOR)
+    text = "\n".join(kept).replace(jit.NJIT_DECORATOR, _DEVICE_DECORATOR)
     diag = [_DEVICE_DECORATOR, "def _add_diag(a, c):"] + [f"    a[{s}] += c" for s in plan.diag_slot.tolist()]
     return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(diag) + "\n" + f"N_STATES = {plan.n}\n"
 
@@ -189,8 +190,8 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
 
 
 def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
-    path = jit._write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
-    return CudaKernels(jit._load(path), plan, path)
+    path = jit.write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
+    return CudaKernels(jit.load_module(path), plan, path)
 
 
 @lru_cache(maxsize=16)
@@ -200,11 +201,13 @@ def kernels_for_model(compiled) -> CudaKernels:
     compiled-solver cache; numba's CPU compilation is not triggered)."""
     require()
     cpu = jit.kernels_for_model(compiled)   # its text, from the numba backend's cache (no sympy when cached)
-    return _load(cuda_source(jit._read_verified(cpu.path), cpu.plan), cpu.plan)
+    return _load(cuda_source(jit.read_verified(cpu.path), cpu.plan), cpu.plan)
 
 
-_MESSAGES = dict(jit._MESSAGES)
-_MESSAGES[6] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
+#: The GPU kernel's code for an unstable unpivoted LU (rerun on the CPU, else reported as Status.SOLVER_FAILURE).
+_LU_UNSTABLE = 6
+_MESSAGES = dict(jit.STATUS_MESSAGES)
+_MESSAGES[_LU_UNSTABLE] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
                 "the GPU has no dense-LU fallback and numba's CPU backend was not available to rerun it")
 
 
@@ -287,7 +290,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
             k.launches += 1
 
     status = out["status"]
-    redo = np.nonzero(status == 6)[0]
+    redo = np.nonzero(status == _LU_UNSTABLE)[0]
     if redo.size and callable(cpu_kernels):
         cpu_kernels = cpu_kernels()
     if redo.size and cpu_kernels is not None:
@@ -312,7 +315,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         why = " after non-finite stage values" if out["last_nonfinite"][j] else ""
         message[j] = _MESSAGES[int(status[j])].format(t=out["t_reached"][j], h=out["h_now"][j], why=why,
                                                       max_steps=max_steps)
-    status[status == 5] = 1
-    status[status == 6] = 4
+    status[status == jit.NON_FINITE_START] = Status.NON_FINITE
+    status[status == _LU_UNSTABLE] = Status.SOLVER_FAILURE
     return BatchResult(out["y_out"], out["y_final"], status, message, out["t_reached"], out["n_steps"],
                        out["n_rej"], out["h_last"], out["ext_day"])

@@ -46,14 +46,15 @@ from pathlib import Path
 import numpy as np
 import sympy
 
-from ..engine import _ScalarPrinter
+from ..engine import ScalarPrinter
 from ..errors import CacheWarning
 from . import rodas
+from .base import Status
 from .rodas import RODAS4, BatchResult, SparseLUPlan
 
 __all__ = ["available", "require", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
 
-_TEMPLATE = Path(__file__).with_name("_jit_rodas.py")
+TEMPLATE_PATH = Path(__file__).with_name("_jit_rodas.py")
 
 
 def available() -> bool:
@@ -105,14 +106,14 @@ def _warn(message: str) -> None:
     warnings.warn(message, CacheWarning, stacklevel=3)
 
 
-_DECORATOR = '@njit(cache=True, error_model="numpy")'
+NJIT_DECORATOR = '@njit(cache=True, error_model="numpy")'
 
 
 def _function(printer, name: str, args: str, y_syms, p_syms, outputs: list[tuple[str, sympy.Expr]]) -> list[str]:
     """``def name(args)``: bind states and parameters by name, cse, then ``target = expr`` lines."""
     exprs = [e for _, e in outputs]
     replacements, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
-    lines = [_DECORATOR, f"def {name}({args}):"]
+    lines = [NJIT_DECORATOR, f"def {name}({args}):"]
     used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
     lines += [f"    {s.name} = y[{i}]" for i, s in enumerate(y_syms) if s in used]
     lines += [f"    {s.name} = p[{i}]" for i, s in enumerate(p_syms) if s in used]
@@ -126,7 +127,7 @@ def _function(printer, name: str, args: str, y_syms, p_syms, outputs: list[tuple
 def _lu_functions(plan: SparseLUPlan) -> list[str]:
     """Scalar straight-line factorisation and solve, printed from the plan's operation lists (the
     same operations, in the same order, as its numpy kernels)."""
-    f = [_DECORATOR, "def _factor(a, d):", "    g = 0.0"]
+    f = [NJIT_DECORATOR, "def _factor(a, d):", "    g = 0.0"]
     for op in plan.factor_ops:
         if op[0] == "pivot":
             f.append(f"    d[{op[1]}] = 1.0 / a[{op[2]}]")
@@ -136,7 +137,7 @@ def _lu_functions(plan: SparseLUPlan) -> list[str]:
         else:
             f.append(f"    a[{op[1]}] -= a[{op[2]}] * a[{op[3]}]")
     f.append("    return g")
-    s = [_DECORATOR, "def _solve(a, d, b):"]
+    s = [NJIT_DECORATOR, "def _solve(a, d, b):"]
     for op in plan.solve_ops:
         if op[0] == "sub":
             s.append(f"    b[{op[1]}] -= a[{op[2]}] * b[{op[3]}]")
@@ -153,7 +154,7 @@ def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: lis
     n = len(y_syms)
     if len(rhs) != n or plan.n != n:
         raise ValueError(f"rhs has {len(rhs)} entries, states {n}, LU plan {plan.n}")
-    printer = _ScalarPrinter({"fully_qualified_modules": False})  # the engine's one-trajectory printer
+    printer = ScalarPrinter({"fully_qualified_modules": False})  # the engine's one-trajectory printer
     jac = sympy.Matrix(rhs).jacobian(y_syms)
     rhs_out = [(f"out[{i}]", e) for i, e in enumerate(rhs)]
     jac_out = [(f"jv[{plan.jac_slot[k]}]", jac[int(r), int(c)])
@@ -172,7 +173,7 @@ def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: lis
         f"FILL_ROWS = np.array({plan.fill_rows.tolist()}, dtype=np.int64)",
         f"FILL_COLS = np.array({plan.fill_cols.tolist()}, dtype=np.int64)",
     ]
-    return _TEMPLATE.read_text() + "\n".join(body + imports + consts) + "\n"
+    return TEMPLATE_PATH.read_text() + "\n".join(body + imports + consts) + "\n"
 
 
 def _method_constants() -> list[str]:
@@ -184,8 +185,8 @@ def _method_constants() -> list[str]:
         lines += [f"A{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.a[i])] if i < 5 else []
         lines += [f"C{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.c[i])]
     lines += [f"H2{j + 1} = {v!r}" for j, v in enumerate(t.h2)] + [f"H3{j + 1} = {v!r}" for j, v in enumerate(t.h3)]
-    lines += [f"SAFE = {rodas._SAFE!r}", f"FAC_MIN = {rodas._FAC_MIN!r}", f"FAC_MAX = {rodas._FAC_MAX!r}",
-              f"GROWTH_LIMIT = {rodas._GROWTH_LIMIT!r}"]
+    lines += [f"SAFE = {rodas.SAFE!r}", f"FAC_MIN = {rodas.FAC_MIN!r}", f"FAC_MAX = {rodas.FAC_MAX!r}",
+              f"GROWTH_LIMIT = {rodas.GROWTH_LIMIT!r}"]
     return lines
 
 
@@ -216,7 +217,7 @@ class _DamagedModule(Exception):
     """A cached module whose text does not hash to its name (truncated, edited, unreadable)."""
 
 
-def _read_verified(path: Path) -> str:
+def read_verified(path: Path) -> str:
     """The text of a cached module, checked against the hash in its name."""
     try:
         source = path.read_text(encoding="utf-8")
@@ -225,6 +226,9 @@ def _read_verified(path: Path) -> str:
     if _module_name(source) != path.name:
         raise _DamagedModule(f"{path} does not match the content hash in its name (truncated or edited)")
     return source
+
+
+_read_verified = read_verified   # old private name, still used by tests/test_jit_cache.py
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -268,7 +272,7 @@ def _remove(paths) -> None:
             pass
 
 
-def _write_module(source: str, folder: Path | None = None) -> Path:
+def write_module(source: str, folder: Path | None = None) -> Path:
     """Save ``source`` as ``moa_rodas_<hash>.py`` in the cache folder (unchanged if already there
     and intact, so numba's cache beside it stays valid). A damaged file of that name is written
     again and numba's machine code for it removed; a folder that cannot be written (full disk) is
@@ -278,7 +282,7 @@ def _write_module(source: str, folder: Path | None = None) -> Path:
     damaged = False
     if path.exists():
         try:
-            _read_verified(path)
+            read_verified(path)
             return path
         except _DamagedModule as exc:
             damaged = True
@@ -288,14 +292,17 @@ def _write_module(source: str, folder: Path | None = None) -> Path:
             _remove(_numba_cache_files(path))
         _atomic_write(path, source)
     except OSError as exc:
-        return _write_module(source, _fall_back(folder, exc))
+        return write_module(source, _fall_back(folder, exc))
     return path
 
 
-def _load(path: Path):
+_write_module = write_module   # old private name, still used by tests/test_jit_cache.py
+
+
+def load_module(path: Path):
     """Execute the cached module at ``path`` after checking its text against its name (the text
     checked is the text executed), and register it under its name, replacing an earlier load."""
-    source = _read_verified(path)
+    source = read_verified(path)
     module = types.ModuleType(path.stem)
     module.__file__ = str(path)
     sys.modules[path.stem] = module
@@ -311,7 +318,7 @@ def _import(path: Path, plan: SparseLUPlan) -> JitKernels:
     name = path.stem
     if name in sys.modules:     # already loaded (and checked) in this process, maybe from another folder
         return JitKernels(sys.modules[name], plan, path)
-    return JitKernels(_load(path), plan, path)
+    return JitKernels(load_module(path), plan, path)
 
 
 def _fits(module, plan: SparseLUPlan) -> bool:
@@ -341,7 +348,7 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
         jac = sympy.Matrix(rhs).jacobian(y_syms)
         nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
         plan = SparseLUPlan(len(y_syms), [i for i, _ in nz], [j for _, j in nz])
-    return _import(_write_module(kernel_source(list(rhs), y_syms, p_syms, plan)), plan)
+    return _import(write_module(kernel_source(list(rhs), y_syms, p_syms, plan)), plan)
 
 
 @lru_cache(maxsize=16)
@@ -351,7 +358,7 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
     # generated numpy code (which fixes its equations and symbol order) led to.
     key = hashlib.sha256("\n".join([
-        _TEMPLATE.read_text(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
+        TEMPLATE_PATH.read_text(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
         repr(compiled.jac_rows.tolist()), repr(compiled.jac_cols.tolist()), repr(compiled.parameter_names),
     ]).encode()).hexdigest()[:20]
     index = cache_dir() / f"model_{key}.txt"
@@ -455,7 +462,7 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
         except OSError as exc:
             if exc.errno not in _UNWRITABLE or k.path.parent == _fallback_dir():
                 raise
-            path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, exc))
+            path = write_module(read_verified(k.path), _fall_back(k.path.parent, exc))
         except Exception as exc:  # noqa: BLE001 -- numba's and pickle's errors have no common base
             files = _numba_cache_files(k.path)
             bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
@@ -468,16 +475,20 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
             try:
                 _remove(bad or files)
             except OSError as rm_exc:   # cannot be removed: compile the module in a fresh folder
-                path = _write_module(_read_verified(k.path), _fall_back(k.path.parent, rm_exc))
-        k.module, k.path = _load(path), path
+                path = write_module(read_verified(k.path), _fall_back(k.path.parent, rm_exc))
+        k.module, k.path = load_module(path), path
     _first_call(k, n_parameters)
 
 
-_MESSAGES = {
-    1: "non-finite rhs or Jacobian at t={t:.10g}",
-    2: "step size underflow (h={h:.3g}){why} at t={t:.10g}",
-    3: "max_steps={max_steps} exceeded at t={t:.10g}",
-    5: "non-finite initial state, rhs or Jacobian at t={t:.6g}",
+#: The compiled integrator's own code for a trajectory non-finite at its start (reported as Status.NON_FINITE,
+#: with its own message); its other codes are Status values.
+NON_FINITE_START = 5
+
+STATUS_MESSAGES = {
+    Status.NON_FINITE: "non-finite rhs or Jacobian at t={t:.10g}",
+    Status.STEP_UNDERFLOW: "step size underflow (h={h:.3g}){why} at t={t:.10g}",
+    Status.TOO_MANY_STEPS: "max_steps={max_steps} exceeded at t={t:.10g}",
+    NON_FINITE_START: "non-finite initial state, rhs or Jacobian at t={t:.6g}",
 }
 
 
@@ -530,6 +541,6 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     message = [""] * N
     for j in np.nonzero(status)[0]:
         why = " after non-finite stage values" if last_nonfinite[j] else ""
-        message[j] = _MESSAGES[int(status[j])].format(t=t_reached[j], h=h_now[j], why=why, max_steps=max_steps)
-    status[status == 5] = 1
+        message[j] = STATUS_MESSAGES[int(status[j])].format(t=t_reached[j], h=h_now[j], why=why, max_steps=max_steps)
+    status[status == NON_FINITE_START] = Status.NON_FINITE
     return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, ext_day)

@@ -62,7 +62,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import extinguish
+from .base import Status, extinguish
 
 __all__ = [
     "BatchResult",
@@ -385,10 +385,10 @@ class BatchResult:
 
 
 # Step-size controller constants (Hairer & Wanner rodas.f defaults).
-_SAFE = 0.9
-_FAC_MIN = 0.2      # h_new >= 0.2 h
-_FAC_MAX = 6.0      # h_new <= 6 h
-_GROWTH_LIMIT = 1e8  # max |multiplier| before falling back to a pivoted dense solve
+SAFE = 0.9
+FAC_MIN = 0.2      # h_new >= 0.2 h
+FAC_MAX = 6.0      # h_new <= 6 h
+GROWTH_LIMIT = 1e8  # max |multiplier| before falling back to a pivoted dense solve
 
 
 def _rms(x: np.ndarray) -> np.ndarray:
@@ -583,7 +583,7 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
              & np.isfinite(w.Y).all(axis=0))
     if bad0.any():
         for gi in w.idx[bad0]:
-            status[gi] = 1
+            status[gi] = Status.NON_FINITE
             message[gi] = f"non-finite initial state, rhs or Jacobian at t={t0:.6g}"
         w.compress(~bad0)
 
@@ -604,7 +604,7 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
             if bad.any():
                 for j in np.nonzero(bad)[0]:
                     gi = w.idx[j]
-                    status[gi] = 1
+                    status[gi] = Status.NON_FINITE
                     message[gi] = f"non-finite rhs or Jacobian at t={w.t[j]:.10g}"
                     t_reached[gi] = w.t[j]
                     y_final[:, gi] = w.Y[:, j]
@@ -658,11 +658,11 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
 
         # Controller (Hairer-Wanner with Gustafsson's predictive correction on acceptance).
         with np.errstate(divide="ignore"):
-            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / _SAFE, 1.0 / _FAC_MAX,
-                          1.0 / _FAC_MIN)
+            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / SAFE, 1.0 / FAC_MAX,
+                          1.0 / FAC_MIN)
             had_acc = w.hacc > 0
-            fgus = np.where(had_acc, (w.hacc / h) * (err * err / w.erracc) ** 0.25 / _SAFE, 0.0)
-            fgus = np.clip(fgus, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN)
+            fgus = np.where(had_acc, (w.hacc / h) * (err * err / w.erracc) ** 0.25 / SAFE, 0.0)
+            fgus = np.clip(fgus, 1.0 / FAC_MAX, 1.0 / FAC_MIN)
         fac_acc = np.where(had_acc, np.maximum(fac, fgus), fac)
         h_new_acc = h / fac_acc
         h_new_acc = np.where(w.reject, np.minimum(h_new_acc, h), h_new_acc)  # no growth after reject
@@ -741,11 +741,11 @@ def _run(rhs, jac_values, plan, tab, w, t0, t1, t_out, atol_c, rtol, max_steps, 
                 if done[j]:
                     continue
                 if under[j]:
-                    status[k] = 2
+                    status[k] = Status.STEP_UNDERFLOW
                     why = " after non-finite stage values" if last_nonfinite[k] else ""
                     message[k] = (f"step size underflow (h={w.h[j]:.3g}){why} at t={w.t[j]:.10g}")
                 else:
-                    status[k] = 3
+                    status[k] = Status.TOO_MANY_STEPS
                     message[k] = f"max_steps={max_steps} exceeded at t={w.t[j]:.10g}"
             w.compress(~leave)
 
@@ -767,7 +767,7 @@ class _LinearSolver:
             gmax = np.abs(M[plan.l_slot]).max(axis=0)
         else:
             gmax = np.zeros(N)
-        ok = (gmax <= _GROWTH_LIMIT) & np.isfinite(self.d).all(axis=0)
+        ok = (gmax <= GROWTH_LIMIT) & np.isfinite(self.d).all(axis=0)
         if not ok.all():
             cols = np.nonzero(~ok)[0]
             # M was overwritten by the factors: rebuild the few affected matrices.

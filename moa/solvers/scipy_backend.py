@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .base import SegmentResult, extinguish, trivial_segment
+from .base import SegmentResult, Status, extinguish, trivial_segment
 
 __all__ = ["ScipySolver"]
 
@@ -47,7 +47,7 @@ class ScipySolver:
         y_final = np.full((n, N), np.nan)
         status = np.zeros(N, dtype=int)
         message = [""] * N
-        n_steps = np.zeros(N, dtype=int)
+        n_rhs_evaluations = np.zeros(N, dtype=int)
         ext_idx = compiled.extinct_index
         ext_thr = compiled.extinct_threshold_T(P)
         extinct_day = np.full((ext_idx.size, N), np.nan)
@@ -83,8 +83,10 @@ class ScipySolver:
                 continue
             y[:, :, k] = ys[:, : len(t_out)].T
             y_final[:, k] = yend
-            n_steps[k] = nfev
-        return SegmentResult(y, y_final, status, message, n_steps, extinct_day)
+            n_rhs_evaluations[k] = nfev
+        # solve_ivp counts rhs evaluations (nfev), not accepted and rejected steps: those are NaN
+        return SegmentResult(y, y_final, status, message, np.full(N, np.nan), extinct_day,
+                             n_rejected=np.full(N, np.nan), n_rhs_evaluations=n_rhs_evaluations)
 
     def _solve(self, f, jac, t0, t1, y0, t_eval, rtol, atol, ext_idx, thr, day):
         """One trajectory, restarted at every extinction event. Returns (states at t_eval (n, len),
@@ -100,13 +102,13 @@ class ScipySolver:
                     sol = solve_ivp(f, (start, t1), y_start, method=self.method, jac=jac, t_eval=te,
                                     rtol=rtol, atol=atol, events=events or None)
                 except _NonFinite as exc:
-                    return None, None, nfev, (1, str(exc))
+                    return None, None, nfev, (Status.NON_FINITE, str(exc))
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-                    return None, None, nfev, (4, f"{type(exc).__name__}: {exc}")
+                    return None, None, nfev, (Status.SOLVER_FAILURE, f"{type(exc).__name__}: {exc}")
             nfev += sol.nfev
             if sol.status < 0 or not np.all(np.isfinite(sol.y)):
                 reached = sol.t[-1] if sol.t.size else start
-                return None, None, nfev, (1 if sol.status == 0 else 4, f"{sol.message} (reached t={reached:.6g} day)")
+                return None, None, nfev, (Status.NON_FINITE if sol.status == 0 else Status.SOLVER_FAILURE, f"{sol.message} (reached t={reached:.6g} day)")
             pieces.append(sol.y)
             if sol.status == 0:
                 return np.concatenate(pieces, axis=1), sol.y[:, -1], nfev, None
