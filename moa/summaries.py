@@ -386,11 +386,13 @@ def _nested_keys(hint: Any, seen: set) -> set[str]:
     return keys
 
 
-def declared_keys() -> set[str]:
-    """Every key any contract declares, top level and nested (what :mod:`moa.claims` may read)."""
+def declared_keys(top_level: bool = True) -> set[str]:
+    """Every key any contract declares, nested and (unless ``top_level`` is false) top level: what
+    :mod:`moa.claims` may read."""
     keys: set[str] = set()
     for contract in CONTRACTS.values():
-        keys |= set(contract.keys())
+        if top_level:
+            keys |= set(contract.keys())
         for h in typing.get_type_hints(contract).values():
             keys |= _nested_keys(h, set())
     return keys
