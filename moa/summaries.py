@@ -13,8 +13,7 @@ Keys are required when the claims need them to give a verdict and optional (defa
 otherwise. Mappings keyed by arm, setting, lever or parameter names hold data, not contract keys.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict sees NotRequired[...] only in evaluated annotations.
 import collections.abc
 import dataclasses
 import types

@@ -11,7 +11,8 @@ from moa import claims
 from moa.claims import claims_markdown, write_claims
 from moa.errors import SummaryError
 from moa.scenarios import load_arms, load_settings
-from moa.summaries import CONTRACTS, ArmsSettingsSummary, contract_for, declared_keys
+from moa.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
+                           declared_keys)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
 
@@ -177,6 +178,20 @@ def test_a_renamed_key_fails_instead_of_changing_a_verdict(arms_summary):
         claims_markdown({"mabs_vs_bispecific": safety})
     with pytest.raises(SummaryError, match="'pk_occupancy' has no summary contract"):
         contract_for("pk_occupancy")
+
+
+def test_optional_keys_may_be_absent_and_required_nested_keys_may_not():
+    levers = _levers_summary(-50.0)
+    del levers["lever_outcomes"]["antigenicity"]["failed"]  # optional: a point without it did not fail
+    assert ColdLeversSummary.from_summary(levers).lever_outcomes["antigenicity"]["best_percent_change"]["bsab_2x2"] == -50.0
+    assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in claims_markdown({"cold_levers": levers})
+    bell = {"dose_at_peak_ternary_mg_per_kg": 3.2, "peak_is_interior": True, "ternary_at_rp2d_over_peak": 0.5,
+            "best_percent_change_at_rp2d": -40.0}
+    assert "of the peak; best change at 15 mg/kg -40%." in claims_markdown(
+        {"format_bell": {"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}}})
+    del bell["peak_is_interior"]
+    with pytest.raises(SummaryError, match=r"'format_bell'.*in_vivo\['bsab_2x2\|cold'\]: missing key\(s\) \['peak_is_interior'\]"):
+        FormatBellSummary.from_summary({"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}})
 
 
 #: claims.py's own dicts (its output lines by claim, the provenance stamp, its tables), not summaries.
