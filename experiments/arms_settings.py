@@ -17,6 +17,7 @@ from moa.parameters import load_parameters
 from moa.results import save_dataset, write_text
 from moa.runs import run_arms
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_settings
+from moa.summaries import ArmsSettingsSummary
 
 #: Diameter (mm) of a one-cell tumour at the default cell density: figures floor their axes there.
 ONE_CELL_MM = plots.one_cell_diameter_mm(float(load_parameters()["tumour_cell_density"]))
@@ -93,4 +94,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     failed = int((ds["status"] != 0).sum())
     summary["failed_runs"] = failed
     summary["figures"] = ["diameter_by_setting.png", "best_response_heatmap.png"]
-    return summary
+    return ArmsSettingsSummary.from_summary(summary).as_dict()  # the contract moa.claims reads

@@ -27,6 +27,7 @@ from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_arm
 from moa.scenarios import SETTING_ORDER, load_arms, load_settings
+from moa.summaries import ChemoCombinationSummary
 
 LEAD_IN_DAYS = 28.0  # one nab-paclitaxel cycle
 
@@ -303,4 +304,4 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
                   for d in ratio_days} for var in ("t_eff", "t_pex", "antigen")}
     summary["failed_runs"] = int((ds["status"] != 0).sum())
     summary["figures"] = [f"{f}.png" for f in FIGURES]
-    return summary
+    return ChemoCombinationSummary.from_summary(summary).as_dict()  # the contract moa.claims reads

@@ -28,6 +28,7 @@ from moa.provenance import concat_runs
 from moa.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import load_settings, scenario
+from moa.summaries import ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ColdLeversSummary
 
 ARMS = ("untreated", "apdl1", "a41bb", "bsab_2x2")
 SETTING, REFERENCE = "cold", "hot_tnbc"
@@ -44,7 +45,7 @@ def lever_points(setting: str = SETTING, reference: str = REFERENCE) -> tuple[li
     levers = list(settings[setting].levers)
     base, _ = scenario("untreated", setting)
     ref, _ = scenario("untreated", reference)
-    labels = ["baseline"] + levers + ["all_levers"] + [f"all_but:{k}" for k in levers]
+    labels = [BASELINE_POINT] + levers + [ALL_LEVERS_POINT] + [f"{ALL_BUT_PREFIX}{k}" for k in levers]
     columns = {k: np.full(len(labels), float(base[k])) for k in levers}
     for i, k in enumerate(levers, start=1):
         columns[k][i] = float(ref[k])
@@ -58,7 +59,7 @@ def lever_points(setting: str = SETTING, reference: str = REFERENCE) -> tuple[li
 def gain_points(setting: str, gains: Sequence[str] = GAINS) -> tuple[list[str], dict[str, np.ndarray]]:
     """Point labels ``baseline``, ``<gain>:low``, ``<gain>:high`` and their parameter columns."""
     base, _ = scenario("untreated", setting)
-    labels = ["baseline"] + [f"{g}:{end}" for g in gains for end in ("low", "high")]
+    labels = [BASELINE_POINT] + [f"{g}:{end}" for g in gains for end in ("low", "high")]
     columns = {g: np.full(len(labels), float(base[g])) for g in gains}
     for i, g in enumerate(gains):
         spec = base.specs[g]
@@ -129,7 +130,7 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
     plot_levers(levers_ds, out_dir)
     settings = load_settings()
     summary: dict = {"setting": SETTING, "reference_setting": REFERENCE, "duration_days": duration,
-                     "levers": {k: {"value": float(columns[k][0]), "reference_value": float(columns[k][labels.index("all_levers")]),
+                     "levers": {k: {"value": float(columns[k][0]), "reference_value": float(columns[k][labels.index(ALL_LEVERS_POINT)]),
                                     "unit": scenario("untreated", SETTING)[0].unit(k)} for k in settings[SETTING].levers},
                      "lever_outcomes": outcomes(levers_ds), "gains": {}, "figures": ["cold_levers.png"]}
     for setting in GAIN_SETTINGS:
@@ -139,4 +140,4 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
         summary["gains"][setting] = {"values": {lab: {g: float(g_columns[g][i]) for g in GAINS}
                                                 for i, lab in enumerate(g_labels)},
                                      "outcomes": outcomes(gains_ds)}
-    return summary
+    return ColdLeversSummary.from_summary(summary).as_dict()  # the contract moa.claims reads

@@ -3,7 +3,9 @@
 :func:`claims_markdown` is a pure function of the experiments' summaries (the ``summary`` in
 each ``results/<name>/run.json``); :func:`write_claims` reads them and writes
 ``results/claims.md``. Each verdict is computed from the numbers with the thresholds below;
-nothing here knows what the press release hopes for.
+nothing here knows what the press release hopes for. Every summary is read through its
+experiment's contract in :mod:`moa.summaries` (attributes, not string keys), so a key an
+experiment renames fails with a :class:`~moa.errors.SummaryError` instead of changing a verdict.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Mapping
 from .analysis import partial_response_pct
 from .provenance import base_provenance
 from .results import write_text
+from .summaries import (ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ArmsSettingsSummary, ColdLeversSummary,
+                        ExperimentSummary, contract_for)
 
 __all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict", "THRESHOLDS"]
 
@@ -39,6 +43,15 @@ def load_summaries(results_dir: str | pathlib.Path) -> dict[str, dict]:
             continue
         out[record.get("experiment", path.parent.name)] = record.get("summary", {})
     return out
+
+
+def _read(summaries: Mapping[str, Mapping | ExperimentSummary], experiment: str):
+    """``experiment``'s summary read through its contract, or ``None`` when it was not run (absent or empty)."""
+    summary = summaries.get(experiment)
+    if not summary:
+        return None
+    contract = contract_for(experiment)
+    return summary if isinstance(summary, contract) else contract.from_summary(summary, experiment=experiment)
 
 
 def _volume_inhibition(d_arm: float, d_ref: float) -> float:
@@ -74,13 +87,13 @@ def _point_verdicts(point: Mapping) -> tuple[str, str]:
     return cold_verdict(best["apdl1"], best["bsab_2x2"]), proliferation_verdict(fold["bsab_2x2"])
 
 
-def _lever_claims(s: Mapping) -> list[str]:
+def _lever_claims(s: ColdLeversSummary) -> list[str]:
     """Which lever of the cold setting drives the cold verdict (one lever at a time at its hot value)."""
-    points, levers = s["lever_outcomes"], s["levers"]
-    base_cold, base_prolif = _point_verdicts(points["baseline"])
-    base_bs = points["baseline"]["best_percent_change"]["bsab_2x2"]
-    out = [f"Levers ({s['setting']} with one lever at a time at its {s['reference_setting']} value, day "
-           f"{s['duration_days']:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
+    points, levers = s.lever_outcomes, s.levers
+    base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT])
+    base_bs = points[BASELINE_POINT]["best_percent_change"]["bsab_2x2"]
+    out = [f"Levers ({s.setting} with one lever at a time at its {s.reference_setting} value, day "
+           f"{s.duration_days:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
            f"bispecific's best change {_fmt(base_bs, '%')}."]
     flips, prolif_flips, moves = [], [], {}
     for lever, info in levers.items():
@@ -97,12 +110,13 @@ def _lever_claims(s: Mapping) -> list[str]:
         out.append(f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g} {info['unit']}: anti-PD-L1 "
                    f"{_fmt(best['apdl1'], '%')}, 2:2 bispecific {_fmt(best['bsab_2x2'], '%')} (its peak effectors "
                    f"x{fold:.3g} untreated) -> {cold}.")
-    every = points["all_levers"]
+    every = points[ALL_LEVERS_POINT]
     out.append(f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
                f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every)[0]}.")
-    needed = [k for k in levers if f"all_but:{k}" in points and _point_verdicts(points[f"all_but:{k}"])[0] != _point_verdicts(every)[0]]
-    if any(f"all_but:{k}" in points for k in levers):
-        parts = [f"{k} {_fmt(points[f'all_but:{k}']['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
+    needed = [k for k in levers if f"{ALL_BUT_PREFIX}{k}" in points
+              and _point_verdicts(points[f"{ALL_BUT_PREFIX}{k}"])[0] != _point_verdicts(every)[0]]
+    if any(f"{ALL_BUT_PREFIX}{k}" in points for k in levers):
+        parts = [f"{k} {_fmt(points[ALL_BUT_PREFIX + k]['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
         out.append("All levers hot but one (that one kept cold), 2:2 bispecific best change: " + ", ".join(parts) + "; "
                    + (f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold." if needed
                       else "no single cold lever changes the all-levers verdict."))
@@ -119,15 +133,15 @@ def _lever_claims(s: Mapping) -> list[str]:
     return out
 
 
-def _gain_claims(s: Mapping) -> list[str]:
+def _gain_claims(s: ColdLeversSummary) -> list[str]:
     """How each costimulation verdict depends on the 4-1BB gains (each at the ends of its bounds)."""
     out = []
-    for setting, block in s.get("gains", {}).items():
+    for setting, block in (s.gains or {}).items():
         points, values = block["outcomes"], block["values"]
-        base_cold, base_prolif = _point_verdicts(points["baseline"])
+        base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT])
         parts, changes = [], []
         for label, point in points.items():
-            if label == "baseline":
+            if label == BASELINE_POINT:
                 continue
             gain, end = label.split(":")
             cold, prolif = _point_verdicts(point)
@@ -146,12 +160,12 @@ def _gain_claims(s: Mapping) -> list[str]:
     return out
 
 
-def _arms_claims(s: Mapping) -> dict[str, list[str]]:
-    best = s["best_percent_change"]
+def _arms_claims(s: ArmsSettingsSummary) -> dict[str, list[str]]:
+    best = s.best_percent_change
     # Inhibition is compared at day 84 (four cycles) when available: by a year most active arms
     # have eradicated the simulated tumour and every ratio saturates.
-    final = s.get("diameter_mm_day84") or s["final_diameter_mm"]
-    day = 84.0 if "diameter_mm_day84" in s else s.get("duration_days", float("nan"))
+    final = s.diameter_mm_day84 or s.final_diameter_mm
+    day = 84.0 if s.diameter_mm_day84 is not None else s.duration_days if s.duration_days is not None else float("nan")
     out: dict[str, list[str]] = {k: [] for k in ("synergy", "cold", "broader", "format", "chemo", "pdl1neg")}
     thr, meaningful = partial_response_pct(), THRESHOLDS["meaningful_pct_points"]
     for setting, label in SETTING_LABELS.items():
@@ -198,9 +212,13 @@ def _arms_claims(s: Mapping) -> dict[str, list[str]]:
     return out
 
 
-def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
-    """The claims file's text, from the experiments' summaries (missing experiments are said so)."""
-    arms = summaries.get("arms_settings")
+def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str:
+    """The claims file's text, from the experiments' summaries (missing experiments are said so).
+
+    Each summary is a dict as in ``run.json`` or its contract (:mod:`moa.summaries`); a summary
+    that does not match its contract raises :class:`~moa.errors.SummaryError`.
+    """
+    arms = _read(summaries, "arms_settings")
     a = _arms_claims(arms) if arms else None
     missing = "not run (run `moa run arms_settings`)"
 
@@ -219,9 +237,9 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
 
     lines += ["## 2. 4-1BB agonism reactivates exhausted T cells and drives their proliferation",
               "Experiment `exhaustion_dynamics` (figure exhaustion_cold)."]
-    ex = summaries.get("exhaustion_dynamics")
+    ex = _read(summaries, "exhaustion_dynamics")
     if ex:
-        arms_ex = ex["arms"]
+        arms_ex = ex.arms
         for arm in ("a41bb", "bsab_2x2", "apdl1"):
             if arm not in arms_ex:
                 continue
@@ -238,10 +256,10 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
             lines.append("  - Verdict: proliferation " + ("HOLDS in the model (peak effector expansion >2x vs untreated)" if prolif else "DOES NOT HOLD (no >2x peak expansion)")
                          + "; reactivation of terminally exhausted cells "
                          + ("changes the outcome" if reinv else "barely changes the outcome: the benefit comes from proliferation and survival")
-                         + f". The reinvigoration rate ({ex['default_reinvigoration_per_day']} /day) is assumed, not measured.")
+                         + f". The reinvigoration rate ({ex.default_reinvigoration_per_day} /day) is assumed, not measured.")
     else:
         lines.append("  - not run (run `moa run exhaustion_dynamics`)")
-    levers = summaries.get("cold_levers")
+    levers = _read(summaries, "cold_levers")
     if levers:
         lines += [f"  - {line}" for line in _gain_claims(levers)]
     else:
@@ -254,16 +272,16 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
         lines += [f"  - {line}" for line in _lever_claims(levers)]
     else:
         lines.append("  - Levers: not run (run `moa run cold_levers`)")
-    sw = summaries.get("sweeps")
+    sw = _read(summaries, "sweeps")
     if sw:
-        mp = sw.get("map") or {}
+        mp = sw.map or {}
         if mp.get("fraction_bsab_beats_apdl1") is not None:
             lo, hi = mp.get("benefit_range_log10") or (float("nan"), float("nan"))
-            lines.append(f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.get('benefit_day')}): "
+            lines.append(f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.benefit_day}): "
                          f"the 2:2 bispecific leaves fewer tumour cells than anti-PD-L1 by > {mp.get('margin_log10')} log10 on "
                          f"{100 * mp['fraction_bsab_beats_apdl1']:.0f}% of the map and anti-PD-L1 wins on "
                          f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10).")
-        for setting, params in sw.get("sweeps", {}).items():
+        for setting, params in (sw.sweeps or {}).items():
             flips = {p: v["sign_changes_at"] for p, v in params.items() if v.get("sign_changes_at")}
             weakest = min(params.items(), key=lambda kv: min(x for x in (kv[1]["low"]["benefit_log10"], kv[1]["high"]["benefit_log10"])
                                                                if x is not None))
@@ -271,22 +289,22 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
                          + (f"at {flips}" if flips else "nowhere within the bounds")
                          + f"; it is smallest at the {('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
                          f"end of {weakest[0]} ({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10).")
-        if sw.get("failed_points"):
-            lines.append(f"  - {sw['failed_points']} sweep point(s) failed: {sw.get('failure_reasons')}.")
+        if sw.failed_points:
+            lines.append(f"  - {sw.failed_points} sweep point(s) failed: {sw.failure_reasons}.")
     lines.append("")
 
     lines += ["## 4. The 2:2 structure is optimal", "Experiments `format_bell` and `arms_settings`."]
-    fb = summaries.get("format_bell")
+    fb = _read(summaries, "format_bell")
     if fb:
         lines.append(f"  - In vitro (4-1BB arm KD 100 nM, 1e5 PD-L1 per cell): peak bridged 4-1BB of 2:2 is "
-                     f"x{fb['format_gain_peak_ternary']:.3g} that of 1:1 (same KDs, valency only).")
-        for key, v in fb.get("in_vivo", {}).items():
+                     f"x{fb.format_gain_peak_ternary:.3g} that of 1:1 (same KDs, valency only).")
+        for key, v in (fb.in_vivo or {}).items():
             lines.append(f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
                          f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is {100 * v['ternary_at_rp2d_over_peak']:.0f}% "
                          f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%"
                          + (f"; 4-1BB signal in cycle 2 at 15 mg/kg {v['cd137_signal_cycle2_at_rp2d']:.2f}."
                             if "cd137_signal_cycle2_at_rp2d" in v else "."))
-        for fmt, thr in fb.get("pdl1_threshold_per_cell", {}).items():
+        for fmt, thr in (fb.pdl1_threshold_per_cell or {}).items():
             lines.append(f"  - In vitro PD-L1 threshold of conditional agonism ({fmt}): half-maximal best 4-1BB signal at "
                          f"{thr:.3g} PD-L1 per cell (emerges from contact-zone bridging and clustering; MCLA-145 needed about 5-6e3).")
     lines += bullets("format")
@@ -295,12 +313,12 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     lines += ["## 5. Broader potential than PD-(L)1 inhibitors alone", "Experiment `arms_settings`.", *bullets("broader"), ""]
 
     lines += ["## 6. Benefit with nab-paclitaxel", "Experiments `arms_settings` and `chemo_combination`.", *bullets("chemo")]
-    ch = summaries.get("chemo_combination")
+    ch = _read(summaries, "chemo_combination")
     if ch:
-        for setting, combos in ch.get("bliss_excess", {}).items():
+        for setting, combos in (ch.bliss_excess or {}).items():
             parts = [f"{c}: " + ", ".join(f"{d} {v:+.3f}" for d, v in days.items()) for c, days in combos.items()]
             lines.append(f"  - Bliss excess on inhibition, {SETTING_LABELS.get(setting, setting)}: " + "; ".join(parts) + ".")
-        for setting, verdicts in ch.get("schedule", {}).items():
+        for setting, verdicts in (ch.schedule or {}).items():
             lines.append(f"  - Schedule, {SETTING_LABELS.get(setting, setting)}: "
                          + "; ".join(f"day {v['day']:g}: {v['better']}" for v in verdicts) + ".")
     lines.append("")
@@ -308,22 +326,22 @@ def claims_markdown(summaries: Mapping[str, Mapping]) -> str:
     lines += ["## 7. A case in PD-L1-negative TNBC", "Experiment `arms_settings`.", *bullets("pdl1neg"), ""]
 
     lines += ["## 8. Conditional agonism spares the periphery (favourable safety)", "Experiment `mabs_vs_bispecific`."]
-    mv = summaries.get("mabs_vs_bispecific")
+    mv = _read(summaries, "mabs_vs_bispecific")
     if mv:
-        r = mv["peripheral_ratio_agonist0.1_over_bsab15"]
+        r = mv.peripheral_ratio_agonist0p1_over_bsab15
         lines.append(f"  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
-                     f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv['best_change_bsab15_hot']:+.0f}%, "
-                     f"two mAbs (agonist 0.1 mg/kg) {mv['best_change_two_mabs_agonist0.1_hot']:+.0f}% -> "
+                     f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv.best_change_bsab15_hot:+.0f}%, "
+                     f"two mAbs (agonist 0.1 mg/kg) {mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
                      + ("HOLDS: wider window for the bispecific" if r > 3 else "DOES NOT HOLD: no clear peripheral advantage"))
-        if mv.get("liver_threshold_day") is not None:
-            lo, hi = mv["agonist_readout_0.1_and_1_mg_per_kg"]
-            lines.append(f"  - Threshold {mv['liver_threshold_day']:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "
+        if mv.liver_threshold_day is not None:
+            lo, hi = mv.agonist_readout_0p1_and_1_mg_per_kg
+            lines.append(f"  - Threshold {mv.liver_threshold_day:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "
                          f"and 1 mg/kg ({hi:.3g} day) (Segal 2017).")
-            for cis, values in mv.get("bsab_liver_readout_by_cis_efficacy", {}).items():
+            for cis, values in (mv.bsab_liver_readout_by_cis_efficacy or {}).items():
                 worst = max(values)
                 lines.append(f"  - Prediction, 2:2 bispecific 0.2-25 mg/kg with unanchored signal cis_efficacy_bsab = {cis}: "
                              f"readout up to {worst:.3g} day -> "
-                             + ("above the threshold" if worst > mv["liver_threshold_day"] else "below the threshold"))
+                             + ("above the threshold" if worst > mv.liver_threshold_day else "below the threshold"))
     else:
         lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
     lines += ["", "## What the model does not know",

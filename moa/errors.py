@@ -29,3 +29,8 @@ class DoseWarning(UserWarning):
 class CacheWarning(UserWarning):
     """A damaged or unwritable compiled-solver cache was found; the message names the file or folder
     and says what was done about it (rebuilt, moved to a temporary folder)."""
+
+
+class SummaryError(MoaError, ValueError):
+    """An experiment's summary that does not match its contract (moa.summaries): the message names the
+    experiment, the missing or unknown key, where it sits and the keys present."""

@@ -5,7 +5,8 @@ The contract of an experiment ``experiments/<name>.py``:
 - its module docstring's first line is the question it answers;
 - it defines ``main(out_dir: pathlib.Path, quick: bool = False) -> dict`` that writes its
   figures (with caption files), data and provenance into ``out_dir`` and returns a small
-  JSON-able summary of the numbers it found.
+  JSON-able summary of the numbers it found; an experiment whose summary :mod:`moa.claims`
+  reads returns it through its contract in :mod:`moa.summaries`.
 
 :func:`run` builds ``<out_root>/<name>/`` under a hidden name and makes it visible only when
 ``main`` returns, so a failed experiment leaves no partial folder; ``<out_root>/<name>`` is a

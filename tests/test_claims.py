@@ -1,12 +1,18 @@
 """The claims file follows the numbers: change an input, the verdict text changes with it."""
 
+import ast
 import copy
 import json
 import pathlib
 
 import pytest
 
+from moa import claims
 from moa.claims import claims_markdown, write_claims
+from moa.errors import SummaryError
+from moa.scenarios import load_arms, load_settings
+from moa.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
+                           declared_keys)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
 
@@ -122,3 +128,117 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     edited = (MODELS_DIR / "recist.toml").read_text().replace("value = 0.30", "value = 0.50")
     (tmp_path / "recist.toml").write_text(edited)
     assert partial_response_pct(load_recist(tmp_path / "recist.toml")) == -50.0
+
+
+# ----- the summary contracts (moa.summaries) -------------------------------------------------
+SUMMARY_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "summaries"
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _fixture_records() -> list[pathlib.Path]:
+    """The arms_settings run record and one run record per contract in fixtures/summaries/ (from ``moa run all``)."""
+    return [FIXTURE, *sorted(SUMMARY_FIXTURES.glob("*.json"))]
+
+
+def test_every_contract_has_a_fixture_and_an_experiment_that_builds_through_it():
+    named = {json.loads(p.read_text())["experiment"] for p in _fixture_records()}
+    assert set(CONTRACTS) <= named, f"no fixture summary for {sorted(set(CONTRACTS) - named)}"
+    for name, contract in CONTRACTS.items():
+        source = (EXPERIMENTS_DIR / f"{name}.py").read_text()
+        assert f"{contract.__name__}.from_summary(summary).as_dict()" in source, f"experiments/{name}.py bypasses its contract"
+
+
+@pytest.mark.parametrize("path", _fixture_records(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_fixture_summary_validates_and_round_trips(path):
+    record = json.loads(path.read_text())
+    name, summary = record["experiment"], record["summary"]
+    read = contract_for(name).from_record(record)
+    assert {k: v for k, v in read.as_dict().items() if k in summary} == summary
+    assert all(read.as_dict()[k] is None for k in set(read.as_dict()) - set(summary))  # absent keys are optional
+    assert f"`{name}`" in claims_markdown({name: summary})
+
+
+def test_fixture_summaries_give_every_section():
+    records = [json.loads(p.read_text()) for p in sorted(SUMMARY_FIXTURES.glob("*.json"))]
+    text = claims_markdown({r["experiment"]: r["summary"] for r in records})
+    assert "not run" not in text
+    for number in range(1, 9):
+        assert f"## {number}." in text
+
+
+def test_a_missing_key_names_the_experiment_the_key_and_the_keys_present(arms_summary):
+    s = copy.deepcopy(arms_summary)
+    del s["final_diameter_mm"]
+    with pytest.raises(SummaryError, match=r"'arms_settings'.*missing key\(s\) \['final_diameter_mm'\].*keys present \["
+                                           r"'best_percent_change', 'best_response'"):
+        ArmsSettingsSummary.from_record({"experiment": "arms_settings", "summary": s})
+    with pytest.raises(SummaryError, match="'arms_settings'.*has no 'summary'"):
+        ArmsSettingsSummary.from_record({"experiment": "arms_settings"})
+
+
+def test_a_renamed_key_fails_instead_of_changing_a_verdict(arms_summary):
+    """A renamed top-level key, a renamed nested key and an unknown key all raise; none reaches a verdict."""
+    s = copy.deepcopy(arms_summary)
+    s["best_pct_change"] = s.pop("best_percent_change")
+    with pytest.raises(SummaryError, match=r"missing key\(s\) \['best_percent_change'\]"):
+        claims_markdown({"arms_settings": s})
+    levers = _levers_summary(-50.0)
+    point = levers["lever_outcomes"]["antigenicity"]
+    point["peak_t_eff_fold"] = point.pop("peak_t_eff_fold_vs_untreated")
+    with pytest.raises(SummaryError, match=r"'cold_levers'.*lever_outcomes\['antigenicity'\]: missing key\(s\) "
+                                           r"\['peak_t_eff_fold_vs_untreated'\]; unknown key\(s\) \['peak_t_eff_fold'\]"):
+        claims_markdown({"cold_levers": levers})
+    safety = {"peripheral_ratio_agonist0.1_over_bsab15": 30.0, "best_change_bsab15_hot": -50.0,
+              "best_change_two_mabs_agonist0.1_hot": -50.0, "liver_threshold": 2.0}
+    with pytest.raises(SummaryError, match=r"'mabs_vs_bispecific'.*unknown key\(s\) \['liver_threshold'\]"):
+        claims_markdown({"mabs_vs_bispecific": safety})
+    with pytest.raises(SummaryError, match="'pk_occupancy' has no summary contract"):
+        contract_for("pk_occupancy")
+
+
+def test_optional_keys_may_be_absent_and_required_nested_keys_may_not():
+    levers = _levers_summary(-50.0)
+    del levers["lever_outcomes"]["antigenicity"]["failed"]  # optional: a point without it did not fail
+    assert ColdLeversSummary.from_summary(levers).lever_outcomes["antigenicity"]["best_percent_change"]["bsab_2x2"] == -50.0
+    assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in claims_markdown({"cold_levers": levers})
+    bell = {"dose_at_peak_ternary_mg_per_kg": 3.2, "peak_is_interior": True, "ternary_at_rp2d_over_peak": 0.5,
+            "best_percent_change_at_rp2d": -40.0}
+    assert "of the peak; best change at 15 mg/kg -40%." in claims_markdown(
+        {"format_bell": {"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}}})
+    del bell["peak_is_interior"]
+    with pytest.raises(SummaryError, match=r"'format_bell'.*in_vivo\['bsab_2x2\|cold'\]: missing key\(s\) \['peak_is_interior'\]"):
+        FormatBellSummary.from_summary({"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}})
+
+
+#: claims.py's own dicts (its output lines by claim, the provenance stamp, its tables), not summaries.
+CLAIMS_OWN_DICTS = {"out", "prov", "THRESHOLDS", "SETTING_LABELS"}
+
+
+def _string_keys_read(tree: ast.AST) -> set[str]:
+    """String literals that ``tree`` uses as keys: ``x["k"]``, ``x.get("k")`` and ``"k" in x``
+    (except subscripts of :data:`CLAIMS_OWN_DICTS`)."""
+    keys = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)
+                and not (isinstance(node.value, ast.Name) and node.value.id in CLAIMS_OWN_DICTS)):
+            keys.add(node.slice.value)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            keys.add(node.args[0].value)
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+              and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)):
+            keys.add(node.left.value)
+    return keys
+
+
+def test_claims_read_no_summary_key_outside_the_contracts():
+    """Every string key moa/claims.py reads is declared by a contract or names an arm, a setting, a
+    threshold or a field of the run record: a key read only by claims.py (a typo, a rename) fails here."""
+    tree = ast.parse(pathlib.Path(claims.__file__).read_text())
+    names = set(load_arms()) | set(load_settings()) | set(claims.THRESHOLDS) | {"experiment", "summary"}
+    undeclared = _string_keys_read(tree) - declared_keys() - names
+    assert undeclared == set(), f"moa/claims.py reads keys no contract in moa/summaries.py declares: {sorted(undeclared)}"
+    top_level_only = {k for c in CONTRACTS.values() for k in c.keys()} - declared_keys(top_level=False)
+    read_as_strings = sorted(_string_keys_read(tree) & top_level_only)
+    assert read_as_strings == [], f"moa/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
+    assert _string_keys_read(ast.parse('s["k"]; s.get("j"); "i" in s')) == {"k", "j", "i"}  # the scan sees all three

@@ -1,15 +1,15 @@
 """Every arm in every tumour setting: one year without solver failure, states non-negative,
 formats that differ only by valency, and the outcomes against a committed regression table
-(tests/baselines/arms_settings.csv, made by ``python -m moa.docgen --baselines``)."""
+(tests/baselines/arms_settings.csv, made by ``python tests/baselines/generate.py --write``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from baselines.generate import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, outcome_row, read_baselines
 
 import moa
 from moa.assemble import full_model
-from moa.docgen import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, outcome_row, read_baselines
 from moa.runs import stack_parameter_sets
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_arms, load_formats, load_settings, scenario
 
@@ -119,7 +119,7 @@ def _close(got, want, rel, abs_):
 
 def test_outcomes_match_the_regression_baselines(year_runs):
     baselines = {(r["arm"], r["setting"]): r for r in read_baselines()}
-    assert set(baselines) == set(PAIRS), f"{BASELINE_PATH} is missing pairs; run python -m moa.docgen --baselines"
+    assert set(baselines) == set(PAIRS), f"{BASELINE_PATH} is missing pairs; run python tests/baselines/generate.py --write"
     off = []
     for pair in PAIRS:
         got, want = year_runs[pair][1], baselines[pair]
@@ -131,7 +131,7 @@ def test_outcomes_match_the_regression_baselines(year_runs):
                 off.append((pair, key, got[key], want[key]))
         if not _close(got["best_change_pct"], want["best_change_pct"], 0.0, BEST_CHANGE_PP):
             off.append((pair, "best_change_pct", got["best_change_pct"], want["best_change_pct"]))
-    assert off == [], "outcomes moved; if the model change is deliberate, run python -m moa.docgen --baselines"
+    assert off == [], "outcomes moved; if the model change is deliberate, run python tests/baselines/generate.py --write"
 
 
 def test_t_cell_density_never_exceeds_the_packing_limit(year_runs):
