@@ -488,11 +488,11 @@ def model_key(model: Model) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
 
 
-def _source_cache_file(key: str) -> pathlib.Path | None:
+def _source_cache_file(key: str, part: str = "") -> pathlib.Path | None:
     from .solvers.jit import cache_dir  # deferred: the solvers import this module
 
     try:
-        return cache_dir() / f"numpy_{key[:32]}.json"
+        return cache_dir() / f"numpy_{key[:32]}{'_' + part if part else ''}.json"
     except OSError:
         return None
 
@@ -570,8 +570,10 @@ class ScalarPrinter(PythonCodePrinter):
         return "0.0"
 
 
-def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol]) -> Callable:
-    """Source for ``fname(Y, P) -> list[float]`` on plain sequences of floats (one trajectory)."""
+def _generate_scalar_source(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.Symbol],
+                            p_syms: list[sympy.Symbol]) -> tuple[str, dict]:
+    """Source for ``fname(Y, P) -> list[float]`` on plain sequences of floats (one trajectory), and
+    the names it needs from other modules."""
     printer = ScalarPrinter({"fully_qualified_modules": False})
     replacements, reduced = sympy.cse(outputs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
     lines = [f"def {fname}(Y, P):"]
@@ -581,7 +583,7 @@ def _generate_scalar(fname: str, outputs: list[sympy.Expr], y_syms: list[sympy.S
         lines.append(f"    {', '.join(s.name for s in p_syms)}, = P")
     lines += [f"    {sym} = {printer.doprint(expr)}" for sym, expr in replacements]
     lines.append("    return [" + ", ".join(printer.doprint(e) for e in reduced) + "]")
-    return _compile_source(fname, "\n".join(lines), printer.module_imports, {"math": math})
+    return "\n".join(lines), {m: sorted(names) for m, names in printer.module_imports.items()}
 
 
 class CompiledModel:
@@ -613,7 +615,7 @@ class CompiledModel:
         # The numpy source of the six function families takes sympy's cse tens of seconds for the
         # full model; it is a pure function of the model's declarations (model_key), so it is kept
         # on disk beside the numba modules and a later process only execs it.
-        key = model_key(model)
+        key = self.model_key = model_key(model)
         cache_file = _source_cache_file(key)
         generated = _read_source_cache(cache_file, key)
         #: "loaded" (numpy source read from the cache) or "generated" (derived with sympy this time)
@@ -675,13 +677,23 @@ class CompiledModel:
     # the full model takes seconds, and the compiled Rodas4 does not need them)
     @functools.cached_property
     def rhs_scalar(self) -> Callable:
-        rhs, y, p = self.symbolic
-        return _generate_scalar("rhs_scalar", rhs, y, p)
+        return self._cached_scalar("rhs_scalar", lambda: self.symbolic[0])
 
     @functools.cached_property
     def jac_values_scalar(self) -> Callable:
-        _, y, p = self.symbolic
-        return _generate_scalar("jac_values_scalar", self._jac_exprs, y, p)
+        return self._cached_scalar("jac_values_scalar", lambda: self._jac_exprs)
+
+    def _cached_scalar(self, fname: str, outputs: Callable[[], list]) -> Callable:
+        """A one-trajectory function, its source read from the disk cache (same key as the batched
+        functions, one file per function) or generated and written there."""
+        cache_file = _source_cache_file(self.model_key, part=fname)
+        generated = _read_source_cache(cache_file, self.model_key)
+        if generated is None:
+            _, y, p = self.symbolic
+            source, imports = _generate_scalar_source(fname, outputs(), y, p)
+            generated = {"source": source, "imports": imports}
+            _write_source_cache(cache_file, self.model_key, generated)
+        return _compile_source(fname, generated["source"], generated["imports"], {"math": math})
 
     # component-major (n, N) forms used by solvers
     def jac_dense_T(self, t, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
