@@ -225,28 +225,12 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
     """
     from numba import cuda
 
-    t0, t1 = float(t0), float(t1)
-    if not t1 >= t0:
-        raise ValueError("integrate_batch needs t1 >= t0")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise ValueError(f"chunk_size={chunk_size!r}: must be an integer >= 1")
     if not (isinstance(threads_per_block, (int, np.integer)) and 1 <= threads_per_block <= 1024):
         raise ValueError(f"threads_per_block={threads_per_block!r}: must be an integer in 1..1024")
-    Y0 = np.array(y0, dtype=float, ndmin=2, order="C")
-    P = np.array(p, dtype=float, ndmin=2, order="C")
+    t0, t1, Y0, P, t_out, atol_c, k0 = jit.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape
-    if n != k.n:
-        raise ValueError(f"y0 has {n} states but the kernels were built for {k.n}")
-    if P.shape[1] != N:
-        raise ValueError(f"p has {P.shape[1]} columns but y0 has {N}")
-    t_out = np.atleast_1d(np.asarray(t_out, dtype=float))
-    slack = 64 * np.finfo(float).eps * max(abs(t0), abs(t1), 1e-300)
-    if t_out.size and (np.any(np.diff(t_out) < 0) or t_out[0] < t0 - slack or t_out[-1] > t1 + slack):
-        raise ValueError("t_out must be sorted and lie within [t0, t1]")
-    t_out = np.ascontiguousarray(np.clip(t_out, t0, t1))
-    atol_c = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=float).ravel()
-                                                  if np.ndim(atol) else float(atol), (n,)), dtype=float)
-    k0 = int(np.searchsorted(t_out, t0, side="right"))
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
     ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
         np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)), dtype=float)

@@ -52,7 +52,7 @@ from . import rodas
 from .base import Status
 from .rodas import RODAS4, BatchResult, SparseLUPlan
 
-__all__ = ["available", "require", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
+__all__ = ["available", "require", "checked_batch", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
 
 TEMPLATE_PATH = Path(__file__).with_name("_jit_rodas.py")
 
@@ -492,20 +492,18 @@ STATUS_MESSAGES = {
 }
 
 
-def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rtol=1e-6, atol=1e-9, h0=None,
-                        max_steps=200_000, h_min=1e-14, dense_output: bool = True,
-                        fixed_step: float | None = None, extinct_index=None,
-                        extinct_threshold=None) -> BatchResult:
-    """Same contract as :func:`moa.solvers.rodas.integrate_batch` (extinction included), on compiled
-    kernels ``k``."""
+def checked_batch(n_states: int, t0, t1, y0, p, t_out, atol):
+    """The argument checks and conversions every compiled Rodas4 driver (numba, CUDA) does first:
+    ``(t0, t1, Y0 (n, N), P (m, N), t_out clipped to [t0, t1], atol per state, k0)`` where ``k0`` is
+    the first output strictly after ``t0``."""
     t0, t1 = float(t0), float(t1)
     if not t1 >= t0:
         raise ValueError("integrate_batch needs t1 >= t0")
     Y0 = np.array(y0, dtype=float, ndmin=2, order="C")
     P = np.array(p, dtype=float, ndmin=2, order="C")
     n, N = Y0.shape
-    if n != k.n:
-        raise ValueError(f"y0 has {n} states but the kernels were built for {k.n}")
+    if n != n_states:
+        raise ValueError(f"y0 has {n} states but the kernels were built for {n_states}")
     if P.shape[1] != N:
         raise ValueError(f"p has {P.shape[1]} columns but y0 has {N}")
     t_out = np.atleast_1d(np.asarray(t_out, dtype=float))
@@ -515,8 +513,19 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     t_out = np.ascontiguousarray(np.clip(t_out, t0, t1))
     atol_c = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=float).ravel()
                                                   if np.ndim(atol) else float(atol), (n,)), dtype=float)
-    y_out = np.full((t_out.size, n, N), np.nan)
     k0 = int(np.searchsorted(t_out, t0, side="right"))
+    return t0, t1, Y0, P, t_out, atol_c, k0
+
+
+def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rtol=1e-6, atol=1e-9, h0=None,
+                        max_steps=200_000, h_min=1e-14, dense_output: bool = True,
+                        fixed_step: float | None = None, extinct_index=None,
+                        extinct_threshold=None) -> BatchResult:
+    """Same contract as :func:`moa.solvers.rodas.integrate_batch` (extinction included), on compiled
+    kernels ``k``."""
+    t0, t1, Y0, P, t_out, atol_c, k0 = checked_batch(k.n, t0, t1, y0, p, t_out, atol)
+    n, N = Y0.shape
+    y_out = np.full((t_out.size, n, N), np.nan)
     y_out[:k0] = Y0[None]
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
     ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
