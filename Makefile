@@ -16,7 +16,7 @@ run: $(STAMP)
 	MPLBACKEND=Agg $(VENV)/bin/moa run all --quick --out results
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q
+	MPLBACKEND=Agg $(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
