@@ -586,6 +586,19 @@ def _generate_scalar_source(fname: str, outputs: list[sympy.Expr], y_syms: list[
     return "\n".join(lines), {m: sorted(names) for m, names in printer.module_imports.items()}
 
 
+def jacobian_entries(rhs: Sequence[sympy.Expr], y: Sequence[sympy.Symbol]) -> tuple[list[int], list[int], list[sympy.Expr]]:
+    """The Jacobian of ``rhs`` in ``y``: its structurally non-zero entries as rows, columns, expressions."""
+    jac = sympy.Matrix(list(rhs)).jacobian(list(y))
+    rows, cols, vals = [], [], []
+    for i in range(len(y)):
+        for j in range(len(y)):
+            if jac[i, j] != 0:
+                rows.append(i)
+                cols.append(j)
+                vals.append(jac[i, j])
+    return rows, cols, vals
+
+
 class CompiledModel:
     """Batched numpy functions generated from a :class:`Model`.
 
@@ -637,22 +650,9 @@ class CompiledModel:
         self._extinct_threshold_T = funcs["extinct_threshold_T"]
 
     @staticmethod
-    def _jacobian_entries(rhs, y) -> tuple[list[int], list[int], list[sympy.Expr]]:
-        """The Jacobian's structurally non-zero entries: rows, columns, expressions."""
-        jac = sympy.Matrix(rhs).jacobian(y)
-        rows, cols, vals = [], [], []
-        for i in range(len(y)):
-            for j in range(len(y)):
-                if jac[i, j] != 0:
-                    rows.append(i)
-                    cols.append(j)
-                    vals.append(jac[i, j])
-        return rows, cols, vals
-
-    @staticmethod
     def _generate_all(model, rhs, y, p, ext) -> dict:
         """Every generated numpy function's source (and the names it imports) and the Jacobian pattern."""
-        rows, cols, vals = CompiledModel._jacobian_entries(rhs, y)
+        rows, cols, vals = jacobian_entries(rhs, y)
         obs = [model.expand(sympy.Symbol(e.name, real=True)) for e in model.expressions]
         per_mg = [model.expand(r.per_mg) for r in model.dose_routes]
         thr = [model.expand(s.extinct_below) for _, s in ext]
@@ -671,7 +671,7 @@ class CompiledModel:
     @functools.cached_property
     def _jac_exprs(self) -> list[sympy.Expr]:
         rhs, y, _ = self.symbolic
-        return self._jacobian_entries(rhs, y)[2]
+        return jacobian_entries(rhs, y)[2]
 
     # one-trajectory forms for the scipy reference backend, generated on first use (sympy's cse of
     # the full model takes seconds, and the compiled Rodas4 does not need them)

@@ -182,10 +182,7 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
     """CUDA Rodas4 for ``dy/dt = rhs(y; p)`` given symbolically (``p_syms`` fixes the parameter rows)."""
     require()
     y_syms, p_syms = list(y_syms), list(p_syms)
-    if plan is None:
-        jac = sympy.Matrix(rhs).jacobian(y_syms)
-        nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
-        plan = SparseLUPlan(len(y_syms), [i for i, _ in nz], [j for _, j in nz])
+    plan = jit.lu_plan(rhs, y_syms) if plan is None else plan
     return _load(kernel_source(list(rhs), y_syms, p_syms, plan), plan)
 
 

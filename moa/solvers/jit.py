@@ -46,13 +46,13 @@ from pathlib import Path
 import numpy as np
 import sympy
 
-from ..engine import ScalarPrinter
+from ..engine import ScalarPrinter, jacobian_entries
 from ..errors import CacheWarning
 from . import rodas
 from .base import Status
 from .rodas import RODAS4, BatchResult, SparseLUPlan
 
-__all__ = ["available", "require", "checked_batch", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
+__all__ = ["available", "require", "checked_batch", "lu_plan", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
 
 TEMPLATE_PATH = Path(__file__).with_name("_jit_rodas.py")
 
@@ -344,11 +344,14 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
     """
     require()
     y_syms, p_syms = list(y_syms), list(p_syms)
-    if plan is None:
-        jac = sympy.Matrix(rhs).jacobian(y_syms)
-        nz = [(i, j) for i in range(len(y_syms)) for j in range(len(y_syms)) if jac[i, j] != 0]
-        plan = SparseLUPlan(len(y_syms), [i for i, _ in nz], [j for _, j in nz])
+    plan = lu_plan(rhs, y_syms) if plan is None else plan
     return _import(write_module(kernel_source(list(rhs), y_syms, p_syms, plan)), plan)
+
+
+def lu_plan(rhs, y_syms) -> SparseLUPlan:
+    """The sparse LU plan of the Jacobian pattern of ``rhs`` in ``y_syms`` (derived with sympy)."""
+    rows, cols, _ = jacobian_entries(rhs, y_syms)
+    return SparseLUPlan(len(y_syms), rows, cols)
 
 
 @lru_cache(maxsize=16)
