@@ -200,13 +200,6 @@ def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(exp
     assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {os.readlink(out / "slow")}
 
 
-@pytest.fixture(scope="module")
-def pk_run(tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("run") / "results"
-    assert main(["run", "pk_occupancy", "--quick", "--out", str(out)]) == 0
-    return out
-
-
 def test_pk_occupancy_writes_figure_data_and_provenance(pk_run):
     folder = pk_run / "pk_occupancy"
     for name in ("pk_occupancy.png", "pk_occupancy.svg", "pk_occupancy.caption.md", "pk_occupancy.nc",

@@ -157,13 +157,6 @@ def test_empty_results_folder_says_what_to_run(tmp_path):
     assert "moa run all --quick" in (tmp_path / "index.html").read_text()
 
 
-@pytest.fixture(scope="module")
-def pk_run(tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("run") / "results"
-    assert main(["run", "pk_occupancy", "--quick", "--out", str(out)]) == 0
-    return out
-
-
 def test_a_real_quick_run_page_shows_rendered_caption_banner_and_only_resolving_links(pk_run):
     page = Page((pk_run / "index.html").read_text())
     assert "Quick mode" in page.text("banner") and "pk_occupancy" in page.text("banner")
