@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from moa import plots, report  # noqa: E402
-from moa.cli import main  # noqa: E402
 
 
 class Page(html.parser.HTMLParser):
