@@ -688,6 +688,19 @@ def _constant(m, pid: str, value: float, unit_id: str, name: str) -> None:
     p.setConstant(True)
 
 
+def _event(m, event_id: str, trigger_math, *, initially_true: bool, what: str):
+    """A new event with a persistent trigger, assignments evaluated at trigger time; ``initially_true``
+    is the trigger's value before t = 0 (True: a condition already met at the start does not fire)."""
+    ev = m.createEvent()
+    ev.setId(event_id)
+    ev.setUseValuesFromTriggerTime(True)
+    trig = ev.createTrigger()
+    trig.setPersistent(True)
+    trig.setInitialValue(initially_true)
+    _check(trig.setMath(trigger_math), f"set the trigger of {what}")
+    return ev
+
+
 def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: _Units, claim) -> None:
     """One event per distinct time at which a bolus is given or an infusion starts or stops.
 
@@ -708,14 +721,9 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
     for k, t in enumerate(times):
         time_id = claim(f"dose_time_{k}", "dose time")
         _constant(m, time_id, t, units.id(TIME_UNIT), f"time of dose event {k}")
-        ev = m.createEvent()
-        ev.setId(claim(f"dose_event_{k}", "event"))
-        ev.setName(f"doses at t = {t:g} {TIME_UNIT}")
-        ev.setUseValuesFromTriggerTime(True)
-        trig = ev.createTrigger()
-        trig.setPersistent(True)
-        trig.setInitialValue(False)
-        _check(trig.setMath(B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True)))), "set trigger")
+        ev = _event(m, claim(f"dose_event_{k}", "event"),
+                    B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True))),
+                    initially_true=False, what=f"dose event {k}")
         names = []
         # boluses: species += sum(amount_mg * dose_per_mg)
         increments: dict[str, list] = {}
@@ -759,14 +767,10 @@ def _add_extinction_events(m, model: Model, hold: Sequence[str], B: _MathBuilder
     for s in model.species:
         if s.extinct_below is None or s.name in hold:
             continue
-        ev = m.createEvent()
-        ev.setId(claim(f"extinction_{s.name}", "event"))
+        # initially true: fires when the state falls below, not for a state that starts there
+        ev = _event(m, claim(f"extinction_{s.name}", "event"), B.relation(sympy.StrictLessThan, s.symbol, s.extinct_below),
+                    initially_true=True, what=f"the extinction of {s.name}")
         ev.setName(f"{s.name} below its extinction threshold is set to 0")
-        ev.setUseValuesFromTriggerTime(True)
-        trig = ev.createTrigger()
-        trig.setPersistent(True)
-        trig.setInitialValue(True)  # fires when the state falls below, not for a state that starts there
-        _check(trig.setMath(B.relation(sympy.StrictLessThan, s.symbol, s.extinct_below)), f"set the extinction trigger of {s.name}")
         ea = ev.createEventAssignment()
         ea.setVariable(s.name)
         _check(ea.setMath(B.number(0, B.units.id(s.unit))), f"set the extinction of {s.name}")
