@@ -354,3 +354,15 @@ def test_quasi_steady_start_is_solved_once_per_patient(monkeypatch):
     moa.simulate(Model([m], name="relax"), params, None, duration_days=5.0,
                  solver=RodasSolver(backend="numpy"), start="quasi_steady")
     assert len(calls) == 3
+
+
+def test_scipy_extinction_exactly_at_a_segment_end_sets_the_last_output_to_zero():
+    """A crossing that lands on the segment's last time left no time to restart from (the benchmark's
+    LSODA run once failed there with a shape error): the output at t1 is the state after extinction."""
+    day = np.full((1, 1), np.nan)
+    ys, y_end, _, failure = ScipySolver("LSODA")._solve(
+        lambda t, x: np.array([-1.0]), lambda t, x: np.zeros((1, 1)), 0.0, 0.5, np.array([1.0]),
+        np.array([0.25, 0.5]), 1e-8, 1e-10, np.array([0]), np.array([[0.5]]), day)
+    assert failure is None
+    np.testing.assert_allclose(ys, [[0.75, 0.0]])   # y = 1 - t reaches the threshold 0.5 exactly at t1 = 0.5
+    assert y_end[0] == 0.0 and day[0, 0] == 0.5

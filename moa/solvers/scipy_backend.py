@@ -94,6 +94,10 @@ class ScipySolver:
         pieces, start, y_start, nfev = [], t0, y0, 0
         while True:
             extinguish(y_start[:, None], ext_idx, thr, day, start)
+            if pieces and start >= t1:
+                # the event fell on the segment's end: its last output (t1) is the state after extinction
+                pieces[-1][:, -1] = y_start
+                return np.concatenate(pieces, axis=1), y_start, nfev, None
             live = [e for e in range(ext_idx.size) if y_start[ext_idx[e]] != 0]
             events = [_threshold_event(int(ext_idx[e]), float(thr[e, 0])) for e in live]
             te = t_eval[t_eval >= start] if not pieces else t_eval[t_eval > start]
