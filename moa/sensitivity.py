@@ -387,6 +387,12 @@ def _horizontal_bars(ax, values: np.ndarray, low: np.ndarray, high: np.ndarray, 
                    error_kw={"ecolor": "0.2", "capsize": 3, "elinewidth": 1.2})
 
 
+def _interval_note(ds: xr.Dataset) -> str:
+    """", 95% CI" for an axis label, from the dataset's ``confidence`` (empty when it has none)."""
+    confidence = ds.attrs.get("confidence")
+    return f", {confidence:.0%} CI" if confidence else ""
+
+
 def plot_tornado(ax, prcc_ds: xr.Dataset):
     """PRCC tornado: one horizontal bar per parameter with its confidence interval as whiskers,
     largest ``|prcc|`` at the top, positive and negative bars in two colours. Returns ``ax``."""
@@ -401,9 +407,7 @@ def plot_tornado(ax, prcc_ds: xr.Dataset):
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_yticks(positions, labels=names)
     ax.set_xlim(-1.05, 1.05)
-    confidence = prcc_ds.attrs.get("confidence")
-    whiskers = f", whiskers: {confidence:.0%} CI" if confidence else ""
-    ax.set_xlabel(plots.label(f"partial rank correlation with the output{whiskers}", "1"))
+    ax.set_xlabel(plots.label(f"PRCC{_interval_note(prcc_ds)}", "1"))
     return ax
 
 
@@ -422,9 +426,6 @@ def plot_sobol_bars(ax, sobol_ds: xr.Dataset):
                      "first order $S_1$")
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_yticks(positions, labels=names)
-    confidence = sobol_ds.attrs.get("confidence")
-    whiskers = f", whiskers: {confidence:.0%} bootstrap CI" if confidence else ""
-    ax.set_xlabel(plots.label(f"Sobol index (share of output variance){whiskers}", "1"))
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[::-1], labels[::-1], loc="lower right")
+    ax.set_xlabel(plots.label(f"Sobol index{_interval_note(sobol_ds)}", "1"))
+    ax.legend(loc="lower right")  # total order first, as its bar sits above the first-order one
     return ax
