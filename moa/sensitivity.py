@@ -301,11 +301,11 @@ def morris_effects(x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_par
 
 # ---------------------------------------------------------------------------------------- PRCC
 
-def _residual(target: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """``target`` less its least-squares fit on ``others`` and an intercept."""
-    design = np.column_stack([np.ones(len(target)), others])
-    coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return target - design @ coefficients
+def _residuals(targets: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Each column of ``targets`` less its least-squares fit on ``others`` and an intercept."""
+    design = np.column_stack([np.ones(len(targets)), others])
+    coefficients, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    return targets - design @ coefficients
 
 
 def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
@@ -350,7 +350,7 @@ def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
     coefficient = np.empty(n_params)
     for j in range(n_params):
         others = np.delete(x_rank, j, axis=1)
-        rx, ry = _residual(x_rank[:, j], others), _residual(y_rank, others)
+        rx, ry = _residuals(np.column_stack([x_rank[:, j], y_rank]), others).T
         scale = np.sqrt(np.sum(rx * rx) * np.sum(ry * ry))
         coefficient[j] = np.sum(rx * ry) / scale if scale > 0 else np.nan
     coefficient = np.clip(coefficient, -1.0, 1.0)
