@@ -76,7 +76,7 @@ def test_kaplan_meier_and_median_match_lifelines_on_the_waltons_data():
 
 
 def test_median_not_reached_is_nan():
-    median, low, high = survival.median_survival(np.array([10.0, 20.0, 30.0, 40.0]), np.array([1, 0, 0, 0], bool))
+    median, _, high = survival.median_survival(np.array([10.0, 20.0, 30.0, 40.0]), np.array([1, 0, 0, 0], bool))
     assert math.isnan(median) and math.isnan(high)
     none = survival.kaplan_meier(np.array([5.0, 9.0]), np.zeros(2, bool))
     np.testing.assert_array_equal(none.survival, [1.0, 1.0])
