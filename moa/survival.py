@@ -156,12 +156,14 @@ def hazard_ratio(time_days, event, group, confidence: float = 0.95) -> tuple[flo
 def proportion_ci(k, n, confidence: float = 0.95) -> tuple[float, float, float]:
     """Response rate ``k / n`` with its Clopper-Pearson (exact) CI: (p, low, high), fractions."""
     for name, value in (("k", k), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        count = np.asarray(value)
+        if count.ndim != 0 or count.dtype.kind not in "iu":
             raise ValueError(f"{name}={value!r}: must be an integer count")
+    k, n = int(k), int(n)
     if not 0 <= k <= n or n < 1:
         raise ValueError(f"k={k}, n={n}: need n >= 1 and 0 <= k <= n")
     _check_confidence(confidence)
-    interval = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    interval = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     return k / n, float(interval.low), float(interval.high)
 
 

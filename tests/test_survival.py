@@ -171,6 +171,9 @@ def test_proportion_ci_is_clopper_pearson():
     # closed form: beta quantiles
     assert low == pytest.approx(stats.beta.ppf(0.025, 53, 48), rel=1e-9)
     assert high == pytest.approx(stats.beta.ppf(0.975, 54, 47), rel=1e-9)
+    import xarray as xr
+    responders = (xr.DataArray(np.array(["PR"] * 53 + ["SD"] * 47)) == "PR").sum()  # a count as xarray gives it
+    assert survival.proportion_ci(responders, 100) == (p, low, high)
     assert survival.proportion_ci(0, 20)[1] == 0.0 and survival.proportion_ci(20, 20)[2] == 1.0
     ninety = survival.proportion_ci(53, 100, confidence=0.90)
     assert low < ninety[1] < ninety[2] < high
@@ -189,6 +192,7 @@ def test_proportion_ci_is_clopper_pearson():
     (lambda: survival.hazard_ratio(DAYS, EVENT, np.ones(8, bool)), "group: all True"),
     (lambda: survival.proportion_ci(5, 3), "k=5, n=3"),
     (lambda: survival.proportion_ci(0.5, 3), "k=0.5: must be an integer"),
+    (lambda: survival.proportion_ci(True, 3), "k=True: must be an integer"),
     (lambda: survival.censor(np.array([1.0, np.nan]), np.array([True, True]), 10.0), "time_days: nan"),
     (lambda: survival.censor(DAYS, EVENT, np.ones(3)), r"follow_up_days: shape \(3,\)"),
     (lambda: survival.censor(DAYS, EVENT, -1.0), "follow_up_days: must be finite and >= 0"),

@@ -59,7 +59,7 @@ def test_waterfall_and_spider_render_with_percent_and_month_axes(tmp_path):
 
 
 def test_km_plot_has_a_numbers_at_risk_table_that_matches_the_curves(tmp_path):
-    _, ds, pfs_day, pfs_event = small_trial()
+    _, _, pfs_day, pfs_event = small_trial()
     rng = np.random.default_rng(4)
     other_day = rng.exponential(200.0, 30)
     other_day, other_event = censor(other_day, np.ones(30, bool), 300.0)
