@@ -126,6 +126,7 @@ def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: s
     or 90 days to the longest follow-up), one row per curve, aligned with the x ticks.
 
     ``colours``: per curve label; otherwise an arm's colour (:func:`moa.plots.arm_colour`) of the label.
+    A label that is an arm name (``"nabp_apdl1"``) is shown by its readable name (:func:`moa.plots.arm_label`).
     """
     if not curves:
         raise ValueError("curves: empty; give at least one {label: KaplanMeier}")
@@ -146,7 +147,7 @@ def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: s
         median = km.median()[0]
         median_text = f"{median / scale:.1f} {unit}" if math.isfinite(median) else "not reached"
         ax.step(x, 100 * np.concatenate([[1.0], km.survival]), where="post", color=colour,
-                label=f"{label} (n={int(km.n_at_risk[0])}; median {median_text})")
+                label=f"{plots.arm_label(label)} (n={int(km.n_at_risk[0])}; median {median_text})")
         if show_ci:
             ax.fill_between(x, 100 * np.concatenate([[1.0], km.low]), 100 * np.concatenate([[1.0], km.high]),
                             step="post", color=colour, alpha=0.15, linewidth=0)
@@ -159,7 +160,7 @@ def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: s
     ax.set_xticklabels([f"{d / scale:g}" if unit != "months" else f"{d / scale:.0f}" for d in at_risk_days])
     ax.set_xlabel(plots.label("time since start of treatment", unit))
     ax.set_ylabel(plots.label(ylabel, "%"))
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left")  # curves fall from the top left: the bottom left is free
     _at_risk_table(ax, curves, at_risk_days, scale, colours)
     return ax
 
@@ -253,8 +254,8 @@ def _at_risk_table(ax, curves: Mapping[str, KaplanMeier], at_risk_days: np.ndarr
     for i, (label, km) in enumerate(curves.items()):
         offset = -first_row_pt - row_pt * i
         colour = (colours or {}).get(label, plots.arm_colour(label))
-        ax.annotate(label, xy=(0.0, 0.0), xycoords="axes fraction", xytext=(-24, offset), textcoords="offset points",
-                    ha="right", va="center", fontsize=11, color=colour)
+        ax.annotate(plots.arm_label(label), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(-24, offset),
+                    textcoords="offset points", ha="right", va="center", fontsize=11, color=colour)
         for day, count in zip(at_risk_days, km.at_risk(at_risk_days), strict=True):
             ax.annotate(str(int(count)), xy=(day / scale, 0.0), xycoords=("data", "axes fraction"),
                         xytext=(0, offset), textcoords="offset points", ha="center", va="center", fontsize=11,
