@@ -14,15 +14,15 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import best_percent_change
 from moa.binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
 from moa.parameters import load_parameters
-from moa.provenance import concat_runs, parameter_values
-from moa.results import save_dataset, with_status
+from moa.report.provenance import concat_runs, parameter_values
+from moa.report.results import save_dataset, with_status
 from moa.runs import run_doses
 from moa.scenarios import load_formats, load_settings
-from moa.summaries import FormatBellSummary
+from moa.report.summaries import FormatBellSummary
 
 DOSES_MG_PER_KG = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)  # ASCO 2024 abstract 4010 dose levels
 RP2D = 15.0
@@ -170,4 +170,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     one = summary["in_vitro"]["bsab_1x1|kd=100|pdl1=100000"]
     summary["format_gain_peak_ternary"] = ref["peak"] / one["peak"] if one["peak"] > 0 else float("inf")
     summary["figures"] = ["bell_in_vitro.png", "dose_in_vivo.png"]
-    return FormatBellSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return FormatBellSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

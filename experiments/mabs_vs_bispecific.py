@@ -16,16 +16,16 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import best_percent_change
 from moa.binding import liver_toxicity_readout
 from moa.parameters import load_parameters
 from moa.regimen import every
-from moa.provenance import combine_simulations
-from moa.results import save_dataset, with_status
+from moa.report.provenance import combine_simulations
+from moa.report.results import save_dataset, with_status
 from moa.runs import run_doses
 from moa.scenarios import load_settings
-from moa.summaries import MabsVsBispecificSummary
+from moa.report.summaries import MabsVsBispecificSummary
 
 BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
 AGONIST_DOSES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -137,4 +137,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     summary["best_change_bsab15_hot"] = b["best_percent_change"][i15]
     summary["best_change_two_mabs_agonist0.1_hot"] = a["best_percent_change"][i01]
     summary["figures"] = ["window.png"]
-    return MabsVsBispecificSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return MabsVsBispecificSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

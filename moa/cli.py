@@ -223,7 +223,7 @@ def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | 
     if len(failures) == len(chosen) and created is not None:
         _remove_empty_tree(created)  # nothing was written: leave no empty results folder
     else:
-        from .claims import write_claims
+        from .report.claims import write_claims
 
         claims = write_claims(args.out)
         index = write_index(args.out, discover(args.experiments))

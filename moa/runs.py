@@ -16,7 +16,7 @@ import xarray as xr
 from .assemble import full_model
 from .binding import liver_signal
 from .parameters import ParameterSet
-from .provenance import concat_runs
+from .report.provenance import concat_runs
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
 from .simulate import simulate, variable_names

@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 import moa  # noqa: E402
 import moa.experiments  # noqa: E402
 import moa.parallel  # noqa: E402
-import moa.plots  # noqa: E402
-import moa.results  # noqa: E402
+import moa.report.plots  # noqa: E402
+import moa.report.results  # noqa: E402
 import moa.runs  # noqa: E402
 import moa.scenarios  # noqa: E402
 import moa.units  # noqa: E402
@@ -176,7 +176,7 @@ def _small_dataset():
 
 
 def _figure():
-    from moa import plots
+    from moa.report import plots
 
     with plots.style():
         fig, ax = plots.subplots()
@@ -461,11 +461,11 @@ CASES: tuple[Case, ...] = (
              "listy", '"""Does it return a dict?"""\n\ndef main(out_dir, quick=False):\n'
                       '    (out_dir / "partial.csv").write_text("a,b")\n    return [1, 2]\n')(tmp))),
     Case("save-unknown-variable", E, "save_dataset(csv_variables=['x', 'no_such_variable'])", "ValueError", "no_such_variable",
-         lambda tmp: moa.results.save_dataset(_small_dataset(), tmp, "decay", csv_variables=["x", "no_such_variable"])),
+         lambda tmp: moa.report.results.save_dataset(_small_dataset(), tmp, "decay", csv_variables=["x", "no_such_variable"])),
     Case("figure-empty-caption", E, "save_figure(caption='  ')", "ValueError", "caption",
-         lambda tmp: moa.plots.save_figure(_figure(), tmp, "demo", "  ")),
+         lambda tmp: moa.report.plots.save_figure(_figure(), tmp, "demo", "  ")),
     Case("figure-unit-missing", E, "plots.label('time', None)", "ValueError", "unit=None",
-         lambda tmp: moa.plots.label("time", None)),
+         lambda tmp: moa.report.plots.label("time", None)),
 )
 
 FAULTS_HEADER = ("Fault", "What survives", "Shown by")
@@ -635,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if current != text:
-        from moa.results import write_text
+        from moa.report.results import write_text
 
         write_text(DOC_PATH, text)
         print(f"wrote {DOC_PATH.relative_to(ROOT)}")

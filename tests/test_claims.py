@@ -7,11 +7,11 @@ import pathlib
 
 import pytest
 
-from moa import claims
-from moa.claims import claims_markdown, write_claims
+from moa.report import claims
+from moa.report.claims import claims_markdown, write_claims
 from moa.errors import SummaryError
 from moa.scenarios import load_arms, load_settings
-from moa.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
+from moa.report.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
                            declared_keys)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
@@ -118,7 +118,7 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     """One -30 % threshold: the claims, the sweep and lever figures read it from models/recist.toml;
     a best change of exactly -30 % is a response (as at the written threshold), -29.9 % is not."""
     from moa.analysis import load_recist, partial_response_pct
-    from moa.claims import cold_verdict
+    from moa.report.claims import cold_verdict
     from moa.parameters import MODELS_DIR
 
     assert partial_response_pct() == pytest.approx(-100 * load_recist().pr_fraction, abs=1e-12)
@@ -130,7 +130,7 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     assert partial_response_pct(load_recist(tmp_path / "recist.toml")) == -50.0
 
 
-# ----- the summary contracts (moa.summaries) -------------------------------------------------
+# ----- the summary contracts (moa.report.summaries) -------------------------------------------------
 SUMMARY_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "summaries"
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
@@ -232,13 +232,13 @@ def _string_keys_read(tree: ast.AST) -> set[str]:
 
 
 def test_claims_read_no_summary_key_outside_the_contracts():
-    """Every string key moa/claims.py reads is declared by a contract or names an arm, a setting, a
+    """Every string key moa/report/claims.py reads is declared by a contract or names an arm, a setting, a
     threshold or a field of the run record: a key read only by claims.py (a typo, a rename) fails here."""
     tree = ast.parse(pathlib.Path(claims.__file__).read_text())
     names = set(load_arms()) | set(load_settings()) | set(claims.THRESHOLDS) | {"experiment", "summary"}
     undeclared = _string_keys_read(tree) - declared_keys() - names
-    assert undeclared == set(), f"moa/claims.py reads keys no contract in moa/summaries.py declares: {sorted(undeclared)}"
+    assert undeclared == set(), f"moa/report/claims.py reads keys no contract in moa/report/summaries.py declares: {sorted(undeclared)}"
     top_level_only = {k for c in CONTRACTS.values() for k in c.keys()} - declared_keys(top_level=False)
     read_as_strings = sorted(_string_keys_read(tree) & top_level_only)
-    assert read_as_strings == [], f"moa/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
+    assert read_as_strings == [], f"moa/report/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
     assert _string_keys_read(ast.parse('s["k"]; s.get("j"); "i" in s')) == {"k", "j", "i"}  # the scan sees all three

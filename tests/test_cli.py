@@ -24,7 +24,7 @@ GOOD = '''\
 A stand-in used by the tests.
 """
 import pathlib
-from moa import plots
+from moa.report import plots
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
