@@ -10,6 +10,10 @@
 * the generated block of ``docs/model.md`` (2:2 vs 1:1 bell metrics); the prose around it
   is written by hand.
 
+This module writes documentation only: the numbers of the format comparison are computed by
+:func:`moa.binding.format_comparison` and :func:`moa.binding.format_pdl1_thresholds`, which own that
+science, and the one-year outcomes are read from the regression baselines.
+
 ``--check`` exits 1 if any generated file is stale; ``tests/test_docs.py`` regenerates the
 documents in memory and compares. The regression baselines (every arm in every setting for one
 year) are test data: ``python tests/baselines/generate.py --write`` rewrites them, and the format
@@ -20,21 +24,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import pathlib
 import re
 import sys
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import sympy
 
 from ..engine import Model
 from ..parameters import MODELS_DIR, load_parameter_file
 
 __all__ = [
-    "ROOT", "DOCS_DIR", "BASELINE_CSV", "equations_md", "parameters_md", "diagram_md", "bell_metrics",
-    "format_comparison", "pdl1_thresholds", "format_table_md", "model_md", "generated_docs", "read_baseline_csv", "main",
+    "ROOT", "DOCS_DIR", "BASELINE_CSV", "equations_md", "parameters_md", "diagram_md",
+    "format_comparison", "format_table_md", "model_md", "generated_docs", "read_baseline_csv", "main",
 ]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -259,85 +261,20 @@ def diagram_md(model: Model) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-# ----- 2:2 vs 1:1 bell metrics -------------------------------------------------------------
-def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
-    """Bridged (ternary) 4-1BB vs total bispecific concentration at the tumour's initial
-    receptor pools of ``params`` (off contact and in contact zones, PD-1 included), at
-    equilibrium (moa.binding.equilibrium), and the 4-1BB signal of the bridges.
-
-    Returns peak ternary as a fraction of 4-1BB and in nM, the concentration at the peak, the
-    width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
-    """
-    import moa
-    from ..assemble import full_model
-    from ..binding import cluster_signal, clustering, drug_binding, equilibrium
-
-    conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
-    ds = moa.simulate(full_model(), params, None, times=[0.0, 1.0])
-    at0 = {k: float(ds[k][0]) for k in ("pdl1_free", "pdl1_syn", "pd1_pdl1", "cd137_free", "cd137_syn", "pd1_free",
-                                         "contact_volume_fraction", "cd137_total", "pdl1_total")}
-    phi = at0["contact_volume_fraction"] + float(params.value_in("contact_floor", "1"))
-    eq = equilibrium([(drug_binding(params, "bsab"), conc)], at0["pdl1_free"], at0["cd137_free"],
-                     at0["pdl1_syn"] + at0["pd1_pdl1"], at0["cd137_syn"], pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
-                     contact_volume_fraction=phi, kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")),
-                     chi_pd1=float(params.value_in("chi_pd1", "1")))
-    ternary = eq["ternary_cd137"].values
-    cd137 = at0["cd137_total"]
-    signal = cluster_signal(ternary / cd137 * float(params.value_in("cd137_per_t_cell", "molecule/cell")), clustering(params))
-    k = int(np.argmax(ternary))
-    above = np.nonzero(ternary >= ternary[k] / 2)[0]
-    lo, hi = _half_crossing(conc, ternary, above[0], -1), _half_crossing(conc, ternary, above[-1], +1)
-    return {
-        "pdl1_nM": at0["pdl1_total"], "cd137_nM": cd137, "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
-        "pdl1_per_contact": float(ds["pdl1_per_contact"][0]),
-        "peak_fraction": ternary[k] / cd137, "peak_nM": ternary[k], "conc_at_peak_nM": conc[k],
-        "peak_signal": float(signal[k]),
-        "width_decades": math.log10(hi / lo) if np.isfinite(lo * hi) else math.inf,
-        "peak_index": k, "concentrations_nM": conc, "ternary_nM": ternary,
-    }
-
-
-def _half_crossing(conc, y, i, direction) -> float:
-    """Concentration where ``y`` crosses half its maximum next to index ``i`` (log-linear)."""
-    j = i + direction
-    if j < 0 or j >= len(y):
-        return math.inf  # the bell does not fall to half within the grid
-    half = y.max() / 2
-    x0, x1, y0, y1 = math.log10(conc[i]), math.log10(conc[j]), y[i], y[j]
-    return 10 ** (x0 + (half - y0) * (x1 - x0) / (y1 - y0))
-
-
+# ----- 2:2 vs 1:1 format comparison (computed in moa.binding, outcomes from the baselines) -------
 def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negative_tnbc")) -> list[dict]:
-    """2:2 against 1:1 in each setting: the equilibrium bell at the initial tumour receptor pools,
-    the in vivo 4-1BB signal over cycle 2 (days 21-42) of the arm's regimen, and the one-year
-    tumour outcome from the regression baselines (tests/baselines/arms_settings.csv)."""
-    import moa
-    from ..assemble import full_model
-    from ..scenarios import scenario
+    """2:2 against 1:1 in each setting (:func:`moa.binding.format_comparison`: the equilibrium bell at
+    the initial tumour receptor pools and the in vivo 4-1BB signal over cycle 2), joined with the
+    one-year tumour outcome of the regression baselines (tests/baselines/arms_settings.csv)."""
+    from ..binding import format_comparison as compare_formats
 
     outcomes = {(r["arm"], r["setting"]): r for r in read_baseline_csv()} if BASELINE_CSV.exists() else {}
     rows = []
-    for setting in settings:
-        for arm in ("bsab_2x2", "bsab_1x1"):
-            params, regimen = scenario(arm, setting, duration_days=42.0)
-            m = bell_metrics(params)
-            ds = moa.simulate(full_model(), params, regimen, times=np.arange(21.0, 43.0))
-            out = outcomes.get((arm, setting), {})
-            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
-                         "signal_cycle2": float(ds["cd137_signal"].mean()),
-                         "best_change_pct": float(out.get("best_change_pct", "nan")),
-                         "diameter_d365_mm": float(out.get("diameter_d365_mm", "nan"))})
+    for row in compare_formats(settings):
+        out = outcomes.get((row["format"], row["setting"]), {})
+        rows.append({**row, "best_change_pct": float(out.get("best_change_pct", "nan")),
+                     "diameter_d365_mm": float(out.get("diameter_d365_mm", "nan"))})
     return rows
-
-
-def pdl1_thresholds() -> dict[str, float]:
-    """In-vitro PD-L1 threshold of each format (``moa binding --threshold``), PD-L1 per cell."""
-    from ..binding import pdl1_threshold
-    from ..parameters import load_parameters
-    from ..scenarios import load_formats
-
-    return {fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
-            for fmt in ("bsab_2x2", "bsab_1x1")}
 
 
 def format_table_md(rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
@@ -366,6 +303,7 @@ def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | N
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
     """Every generated document (path -> text), computed in memory."""
     from ..assemble import full_model
+    from ..binding import format_pdl1_thresholds
     from ..scenarios import default_parameters
 
     model = full_model()
@@ -375,7 +313,7 @@ def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]
         docs_dir / "equations.md": equations_md(model, defaults),
         docs_dir / "parameters.md": parameters_md(),
         docs_dir / "model_diagram.md": diagram_md(model),
-        model_path: model_md(model_path.read_text(), format_comparison(), pdl1_thresholds()),
+        model_path: model_md(model_path.read_text(), format_comparison(), format_pdl1_thresholds()),
     }
 
 
