@@ -4,7 +4,7 @@ Efficacy and the liver safety readout against dose: the 2:2 bispecific from 0.2 
 Q3W, and the two-antibody combination with anti-PD-L1 fixed at 1200 mg Q3W and the anti-4-1BB
 agonist from 0.01 to 3 mg/kg Q3W (urelumab was tolerated at 0.1 mg/kg and caused liver toxicity
 at >= 1 mg/kg, Segal 2017). The readout is the area under the 4-1BB signal of liver myeloid
-cells over the first cycle (moa.binding.liver_signal / liver_toxicity_readout), whose threshold
+cells over the first cycle (moa.binding_equilibrium.liver_signal / liver_toxicity_readout), whose threshold
 is calibrated between the agonist's 0.1 and 1 mg/kg; the bispecific's readout is a prediction,
 swept over its unanchored signal (``cis_efficacy_bsab``).
 """
@@ -18,7 +18,7 @@ import xarray as xr
 
 from moa.report import plots
 from moa.analysis import best_percent_change
-from moa.binding import liver_toxicity_readout
+from moa.binding_equilibrium import liver_toxicity_readout
 from moa.parameters import load_parameters
 from moa.regimen import every
 from moa.report.provenance import combine_simulations

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .assemble import full_model
-from .binding import liver_signal
+from .binding_equilibrium import liver_signal
 from .parameters import ParameterSet
 from .report.provenance import concat_runs
 from .regimen import Regimen, every

@@ -32,7 +32,7 @@ if __name__ == "__main__":  # run as a script: use this checkout's moa, not an i
 import numpy as np  # noqa: E402
 
 import moa  # noqa: E402
-import moa.experiments  # noqa: E402
+import moa.experiment_runner  # noqa: E402
 import moa.parallel  # noqa: E402
 import moa.report.plots  # noqa: E402
 import moa.report.results  # noqa: E402
@@ -165,10 +165,10 @@ GOOD_EXPERIMENT = '"""Does the good experiment run?"""\n\ndef main(out_dir, quic
 
 
 def _run_experiment(tmp: pathlib.Path, name: str):
-    from moa import experiments
+    from moa import experiment_runner
 
-    (found,) = experiments.find([name], tmp / "experiments")
-    return experiments.run(found, tmp / "results")
+    (found,) = experiment_runner.find([name], tmp / "experiments")
+    return experiment_runner.run(found, tmp / "results")
 
 
 def _small_dataset():
@@ -452,7 +452,7 @@ CASES: tuple[Case, ...] = (
     Case("binding-cells-inf", BND, "moa binding --cd137-cells-per-mL inf", EXIT_USAGE, "argument --cd137-cells-per-mL",
          argv=["binding", "--cd137-cells-per-mL", "inf"]),
     # --- experiments and results ---
-    Case("find-none", E, "experiments.find([])", "ValueError", "none given", lambda tmp: moa.experiments.find([])),
+    Case("find-none", E, "experiment_runner.find([])", "ValueError", "none given", lambda tmp: moa.experiment_runner.find([])),
     Case("experiment-no-main", E, "an experiment script without main()", "ImportError", "has no main",
          lambda tmp: _run_experiment(tmp, "nomain"), setup=_experiment_script("nomain", '"""Is there a main?"""\n')),
     Case("experiment-returns-list", E, "an experiment whose main() writes a file, then returns a list", "TypeError", "expected a dict",

@@ -11,7 +11,7 @@ import xarray as xr
 from PIL import Image
 
 from moa.report import plots
-from moa.experiments import discover, run, write_index
+from moa.experiment_runner import discover, run, write_index
 from moa.report.provenance import records_of
 from moa.report.results import read_csv, read_provenance
 

@@ -424,9 +424,9 @@ def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_re
 def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):
     """pk_occupancy (quick), as ``moa run`` writes it: its provenance.json alone re-simulates every dose's
     trajectories to the saved NetCDF within 1e-12, and says it was quick mode."""
-    from moa import experiments
+    from moa import experiment_runner
 
-    experiments.run(experiments.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
+    experiment_runner.run(experiment_runner.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
     folder = tmp_path / "results" / "pk_occupancy"
     alone = tmp_path / "elsewhere" / "pk_occupancy.provenance.json"
     alone.parent.mkdir()

@@ -11,7 +11,7 @@
   is written by hand.
 
 This module writes documentation only: the numbers of the format comparison are computed by
-:func:`moa.binding.format_comparison` and :func:`moa.binding.format_pdl1_thresholds`, which own that
+:func:`moa.binding_equilibrium.format_comparison` and :func:`moa.binding_equilibrium.format_pdl1_thresholds`, which own that
 science, and the one-year outcomes are read from the regression baselines.
 
 ``--check`` exits 1 if any generated file is stale; ``tests/test_docs.py`` regenerates the
@@ -261,12 +261,12 @@ def diagram_md(model: Model) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-# ----- 2:2 vs 1:1 format comparison (computed in moa.binding, outcomes from the baselines) -------
+# ----- 2:2 vs 1:1 format comparison (computed in moa.binding_equilibrium, outcomes from the baselines) -------
 def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negative_tnbc")) -> list[dict]:
-    """2:2 against 1:1 in each setting (:func:`moa.binding.format_comparison`: the equilibrium bell at
+    """2:2 against 1:1 in each setting (:func:`moa.binding_equilibrium.format_comparison`: the equilibrium bell at
     the initial tumour receptor pools and the in vivo 4-1BB signal over cycle 2), joined with the
     one-year tumour outcome of the regression baselines (tests/baselines/arms_settings.csv)."""
-    from ..binding import format_comparison as compare_formats
+    from ..binding_equilibrium import format_comparison as compare_formats
 
     outcomes = {(r["arm"], r["setting"]): r for r in read_baseline_csv()} if BASELINE_CSV.exists() else {}
     rows = []
@@ -303,7 +303,7 @@ def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | N
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
     """Every generated document (path -> text), computed in memory."""
     from ..assemble import full_model
-    from ..binding import format_pdl1_thresholds
+    from ..binding_equilibrium import format_pdl1_thresholds
     from ..scenarios import default_parameters
 
     model = full_model()

@@ -115,7 +115,7 @@ def base_provenance() -> dict[str, str]:
 @contextlib.contextmanager
 def run_context(**fields) -> Iterator[None]:
     """Within the block, every results file :func:`moa.report.results.save_dataset` writes carries ``fields``
-    (``moa.experiments.run`` sets ``experiment`` and ``quick``)."""
+    (``moa.experiment_runner.run`` sets ``experiment`` and ``quick``)."""
     token = _RUN.set({**(_RUN.get() or {}), **fields})
     try:
         yield

@@ -357,7 +357,7 @@ def equilibrium(drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[Dru
     ds = xr.Dataset({k: (dims, reshape(v)) for k, v in data.items()})
     for k in ds.data_vars:
         ds[k].attrs["units"] = "1" if k.startswith("residual") else "nM"
-    ds.attrs["description"] = "binding equilibrium with contact zones (moa.binding.equilibrium)"
+    ds.attrs["description"] = "binding equilibrium with contact zones (moa.binding_equilibrium.equilibrium)"
     return ds
 
 
