@@ -188,6 +188,14 @@ def parameters_md(models_dir: pathlib.Path = MODELS_DIR) -> str:
             doses.append(f"{d['drug']} {d['amount']:g} {d['unit']} {when}")
         rows.append((f"`{arm.name}`", arm.label, "; ".join(doses) or "none", arm.format or "", arm.table.get("source", "")))
     out.append(_table(["arm", "label", "doses", "format", "source"], rows))
+    decisions = models_dir / "decisions.toml"
+    if decisions.exists():
+        out.append("\n## Decision thresholds of the claims (`models/decisions.toml`)\n")
+        out.append("The margins that turn the experiments' numbers into the verdicts of `results/claims.md` "
+                   "(moa.report.claims); the response threshold is RECIST's (`models/recist.toml`).\n")
+        out.append(_table(["name", "value", "unit", "lower", "upper", "domain", "source", "description"],
+                          [(f"`{s.name}`", _num(s.value), s.unit, _num(s.lower), _num(s.upper), s.domain, s.source, s.description)
+                           for s in load_parameter_file(decisions).values()]))
     return "\n".join(out).rstrip() + "\n"
 
 
