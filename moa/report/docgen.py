@@ -286,6 +286,8 @@ def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negat
 
 
 def format_table_md(rows: list[dict], thresholds: Mapping[str, float] | None = None) -> str:
+    """The generated block of ``docs/model.md``: one table row per setting and format (:func:`format_comparison`)
+    between the markers, and the in-vitro PD-L1 threshold of each format (PD-L1 per cell) when given."""
     body = _table(
         ["setting", "format", "PD-L1 per contact", "4-1BB (nM)", "peak bridged (fraction of 4-1BB)", "4-1BB signal at peak",
          "drug at peak (nM)", "bell width (decades)", "in vivo 4-1BB signal, cycle 2", "best change (%)",
@@ -334,6 +336,8 @@ def read_baseline_csv(path: pathlib.Path = BASELINE_CSV) -> list[dict]:
 
 # ----- command line ------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m moa.report.docgen [--check]``: rewrite the stale generated documents (exit 0), or with
+    ``--check`` write nothing and exit 1 if any is stale; ``--baselines`` says where the baselines moved (exit 2)."""
     ap = argparse.ArgumentParser(prog="python -m moa.report.docgen", description=__doc__.split("\n\n")[0])
     ap.add_argument("--baselines", action="store_true", help="moved: python tests/baselines/generate.py --write")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated document is stale")

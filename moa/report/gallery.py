@@ -73,6 +73,8 @@ NOTES = {
 
 
 def build(results_dir: str | pathlib.Path, docs_dir: pathlib.Path = DOCS) -> pathlib.Path:
+    """Write ``docs_dir/gallery.md`` from every figure and caption of a run in ``results_dir`` (figures
+    copied to ``docs_dir/figures/``, the run's ``claims.md`` to ``docs_dir``); return the gallery's path."""
     results_dir = pathlib.Path(results_dir)
     pngs = sorted(p for p in results_dir.glob("*/*.png") if not p.parent.name.startswith("."))  # not hidden versions
     if not pngs:

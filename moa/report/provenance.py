@@ -37,6 +37,7 @@ _RUN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("moa_run", de
 
 
 def version() -> str:
+    """moa's version (``moa._version``), read when asked so that this module does not import the package."""
     from .._version import __version__
 
     return __version__
@@ -99,6 +100,8 @@ def caller_repository() -> dict[str, str]:
 
 
 def base_provenance() -> dict[str, str]:
+    """What made a result, as text: moa version, git commit, UTC time, Python, numpy and scipy versions,
+    machine, and the caller's repository and commit when moa is used from another project."""
     out = {
         "moa_version": version(),
         "git_commit": git_commit(),

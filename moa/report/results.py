@@ -66,12 +66,14 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`: the old file or the new, never half); return the path."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
     return pathlib.Path(path)
 
 
 def write_json(path: str | os.PathLike, data: object) -> pathlib.Path:
+    """Write ``data`` as indented JSON with sorted keys (numpy scalars and arrays as numbers and lists, anything else as its text), atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 

@@ -81,6 +81,8 @@ class ReinvigorationOutcome(TypedDict):
 
 
 class ExhaustionArm(TypedDict):
+    """One arm of ``exhaustion_dynamics``: its outcome with and without reinvigoration of exhausted cells."""
+
     with_reinvigoration: ReinvigorationOutcome
     without_reinvigoration: ReinvigorationOutcome
 
@@ -93,6 +95,8 @@ class SweepEnd(TypedDict):
 
 
 class SweepParameter(TypedDict):
+    """One swept parameter of ``sweeps``: the benefit at both ends of its bounds and where its sign changes."""
+
     low: SweepEnd
     high: SweepEnd
     sign_changes_at: Sequence[float]
