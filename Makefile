@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 
 docs: $(STAMP)
-	$(PY) -m moa.docgen
+	$(PY) -m moa.report.docgen
 
 clean:
 	rm -rf $(VENV) results

@@ -148,7 +148,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "moa_git_commit": moa.provenance.git_commit(),
+        "moa_git_commit": moa.report.provenance.git_commit(),
         "blas_threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "threadpoolctl": threadpool_info() if threadpool_info else "not installed (BLAS pinned by environment variables)",
     }

@@ -11,13 +11,13 @@ import pathlib
 
 import numpy as np
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import recist
 from moa.parameters import load_parameters
-from moa.results import save_dataset, write_text
+from moa.report.results import save_dataset, write_text
 from moa.runs import run_arms
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_settings
-from moa.summaries import ArmsSettingsSummary
+from moa.report.summaries import ArmsSettingsSummary
 
 #: Diameter (mm) of a one-cell tumour at the default cell density: figures floor their axes there.
 ONE_CELL_MM = plots.one_cell_diameter_mm(float(load_parameters()["tumour_cell_density"]))
@@ -94,4 +94,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     failed = int((ds["status"] != 0).sum())
     summary["failed_runs"] = failed
     summary["figures"] = ["diameter_by_setting.png", "best_response_heatmap.png"]
-    return ArmsSettingsSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return ArmsSettingsSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

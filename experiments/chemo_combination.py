@@ -19,15 +19,15 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import bliss_synergy, inhibition
 from moa.parameters import load_parameters
 from moa.regimen import Regimen
-from moa.provenance import concat_runs
-from moa.results import save_dataset
+from moa.report.provenance import concat_runs
+from moa.report.results import save_dataset
 from moa.runs import run_arm
 from moa.scenarios import SETTING_ORDER, load_arms, load_settings
-from moa.summaries import ChemoCombinationSummary
+from moa.report.summaries import ChemoCombinationSummary
 
 LEAD_IN_DAYS = 28.0  # one nab-paclitaxel cycle
 
@@ -304,4 +304,4 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
                   for d in ratio_days} for var in ("t_eff", "t_pex", "antigen")}
     summary["failed_runs"] = int((ds["status"] != 0).sum())
     summary["figures"] = [f"{f}.png" for f in FIGURES]
-    return ChemoCombinationSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return ChemoCombinationSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

@@ -10,7 +10,7 @@ low and the high end of their bounds, one at a time, in the cold and the hot TNB
 
 Arms untreated, anti-PD-L1, anti-4-1BB and the 2:2 bispecific; numbers: best % change of
 diameter (RECIST scans, models/recist.toml, as in arms_settings) and the peak of tumour
-effectors relative to untreated. moa.claims turns them into
+effectors relative to untreated. moa.report.claims turns them into
 verdicts. All points of one arm and setting run as one batched simulation.
 """
 
@@ -22,13 +22,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import partial_response_pct, recist
-from moa.provenance import concat_runs
-from moa.results import save_dataset
+from moa.report.provenance import concat_runs
+from moa.report.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import load_settings, scenario
-from moa.summaries import ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ColdLeversSummary
+from moa.report.summaries import ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ColdLeversSummary
 
 ARMS = ("untreated", "apdl1", "a41bb", "bsab_2x2")
 SETTING, REFERENCE = "cold", "hot_tnbc"
@@ -140,4 +140,4 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
         summary["gains"][setting] = {"values": {lab: {g: float(g_columns[g][i]) for g in GAINS}
                                                 for i, lab in enumerate(g_labels)},
                                      "outcomes": outcomes(gains_ds)}
-    return ColdLeversSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return ColdLeversSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

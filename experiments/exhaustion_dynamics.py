@@ -15,12 +15,12 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.parameters import load_parameters
-from moa.provenance import concat_runs
-from moa.results import save_dataset
+from moa.report.provenance import concat_runs
+from moa.report.results import save_dataset
 from moa.runs import run_arm
-from moa.summaries import ExhaustionDynamicsSummary
+from moa.report.summaries import ExhaustionDynamicsSummary
 
 ARMS = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_2x2")
 PANELS = (("t_eff", "effector CD8"), ("t_pex", "progenitor-exhausted CD8 (Tpex)"), ("t_ex", "terminally exhausted CD8 (Tex)"),
@@ -93,4 +93,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             e["peak_t_eff_fold_vs_untreated"] = e["peak_t_eff"] / base["peak_t_eff"]
             e["peak_t_pex_fold_vs_untreated"] = e["peak_t_pex"] / base["peak_t_pex"]
     summary["figures"] = ["exhaustion_cold.png"]
-    return ExhaustionDynamicsSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return ExhaustionDynamicsSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

@@ -1,7 +1,7 @@
 """What does the 2:2 format buy over 1:1, and where is the top of the bell-shaped dose curve?
 
 In vitro: bridged (ternary) 4-1BB against drug concentration for the 2:2 and 1:1 formats
-(same KDs, valency only) across 4-1BB-arm affinities and PD-L1 densities (moa.binding, exact
+(same KDs, valency only) across 4-1BB-arm affinities and PD-L1 densities (moa.binding_equilibrium, exact
 equilibrium). In vivo: tumour ternary 4-1BB, 4-1BB signal and tumour response against dose
 from 0.2 to 25 mg/kg Q3W (the phase I dose levels), with 15 mg/kg (RP2D) marked.
 """
@@ -14,15 +14,15 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import best_percent_change
-from moa.binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
+from moa.binding_equilibrium import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
 from moa.parameters import load_parameters
-from moa.provenance import concat_runs, parameter_values
-from moa.results import save_dataset, with_status
+from moa.report.provenance import concat_runs, parameter_values
+from moa.report.results import save_dataset, with_status
 from moa.runs import run_doses
 from moa.scenarios import load_formats, load_settings
-from moa.summaries import FormatBellSummary
+from moa.report.summaries import FormatBellSummary
 
 DOSES_MG_PER_KG = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)  # ASCO 2024 abstract 4010 dose levels
 RP2D = 15.0
@@ -104,7 +104,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         plots.save_figure(fig, out_dir, "bell_in_vitro",
                           "In-vitro ternary complex (4-1BB bridged to PD-L1 by the bispecific, per T cell) against drug "
                           "concentration; solid 2:2, dashed 1:1 (same KDs and avidity factors, valency only). Exact "
-                          "equilibrium (moa.binding) for a co-culture of 1e6 PD-L1+ cells/mL and 1e6 T cells/mL with "
+                          "equilibrium (moa.binding_equilibrium) for a co-culture of 1e6 PD-L1+ cells/mL and 1e6 T cells/mL with "
                           "the default 4-1BB per cell; PD-L1 arm KD 1 nM (assumed class value).", {"parameter_set": "default (models/parameters) + format overlays"})
 
     duration = 126.0 if quick else 252.0
@@ -170,4 +170,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     one = summary["in_vitro"]["bsab_1x1|kd=100|pdl1=100000"]
     summary["format_gain_peak_ternary"] = ref["peak"] / one["peak"] if one["peak"] > 0 else float("inf")
     summary["figures"] = ["bell_in_vitro.png", "dose_in_vivo.png"]
-    return FormatBellSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return FormatBellSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

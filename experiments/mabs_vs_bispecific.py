@@ -4,7 +4,7 @@ Efficacy and the liver safety readout against dose: the 2:2 bispecific from 0.2 
 Q3W, and the two-antibody combination with anti-PD-L1 fixed at 1200 mg Q3W and the anti-4-1BB
 agonist from 0.01 to 3 mg/kg Q3W (urelumab was tolerated at 0.1 mg/kg and caused liver toxicity
 at >= 1 mg/kg, Segal 2017). The readout is the area under the 4-1BB signal of liver myeloid
-cells over the first cycle (moa.binding.liver_signal / liver_toxicity_readout), whose threshold
+cells over the first cycle (moa.binding_equilibrium.liver_signal / liver_toxicity_readout), whose threshold
 is calibrated between the agonist's 0.1 and 1 mg/kg; the bispecific's readout is a prediction,
 swept over its unanchored signal (``cis_efficacy_bsab``).
 """
@@ -16,16 +16,16 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import best_percent_change
-from moa.binding import liver_toxicity_readout
+from moa.binding_equilibrium import liver_toxicity_readout
 from moa.parameters import load_parameters
 from moa.regimen import every
-from moa.provenance import combine_simulations
-from moa.results import save_dataset, with_status
+from moa.report.provenance import combine_simulations
+from moa.report.results import save_dataset, with_status
 from moa.runs import run_doses
 from moa.scenarios import load_settings
-from moa.summaries import MabsVsBispecificSummary
+from moa.report.summaries import MabsVsBispecificSummary
 
 BSAB_DOSES = (0.2, 0.8, 3.2, 6.0, 10.0, 15.0, 25.0)
 AGONIST_DOSES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -137,4 +137,4 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     summary["best_change_bsab15_hot"] = b["best_percent_change"][i15]
     summary["best_change_two_mabs_agonist0.1_hot"] = a["best_percent_change"][i01]
     summary["figures"] = ["window.png"]
-    return MabsVsBispecificSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return MabsVsBispecificSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

@@ -14,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 import moa
-from moa import plots
+from moa.report import plots
 from moa.assemble import pk_model
-from moa.provenance import concat_runs
-from moa.results import save_dataset
+from moa.report.provenance import concat_runs
+from moa.report.results import save_dataset
 from moa.units import registry
 
 DRUG = "bsab"

@@ -23,15 +23,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from moa import plots
+from moa.report import plots
 from moa.analysis import best_percent_change, partial_response_pct
 from moa.parameters import ParameterSpec
-from moa.provenance import combine_simulations, concat_runs
-from moa.results import save_dataset
+from moa.report.provenance import combine_simulations, concat_runs
+from moa.report.results import save_dataset
 from moa.runs import run_points
 from moa.scenarios import SETTING_ORDER, load_settings, scenario
 from moa.solvers.base import STATUS
-from moa.summaries import SweepsSummary
+from moa.report.summaries import SweepsSummary
 
 #: Swept parameters: hot/cold levers first, then properties of the drug.
 SWEPT = ("priming_rate_max", "antigenicity", "infiltration_rate", "treg_density", "myeloid_density", "pdl1_per_tumour_cell",
@@ -458,4 +458,4 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, n_points: int | None = N
     summary.update({"duration_days": duration, "n_points": n_points, "map_points": map_points,
                     "settings": list(settings), "figures": ["sweeps_benefit.png", "sweeps_best_response.png",
                                                             "benefit_map.png"]})
-    return SweepsSummary.from_summary(summary).as_dict()  # the contract moa.claims reads
+    return SweepsSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

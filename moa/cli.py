@@ -159,7 +159,7 @@ def _short(text: str, limit: int = 400) -> str:
 
 
 def _list(experiments_dir: pathlib.Path | None) -> int:
-    from .experiments import EXPERIMENTS_DIR, discover
+    from .experiment_runner import EXPERIMENTS_DIR, discover
 
     found = discover(experiments_dir)
     if not found:
@@ -172,7 +172,7 @@ def _list(experiments_dir: pathlib.Path | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import find
+    from .experiment_runner import find
 
     try:
         chosen = find(args.names, args.experiments)
@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | None, tqdm) -> int:
     """Run ``chosen`` into ``args.out``, then write the index and claims (see the module docstring)."""
-    from .experiments import discover, run, write_index
+    from .experiment_runner import discover, run, write_index
 
     failures: list[tuple[str, str]] = []
     iterator = tqdm(chosen, desc="moa run", unit="experiment") if tqdm else chosen
@@ -223,7 +223,7 @@ def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | 
     if len(failures) == len(chosen) and created is not None:
         _remove_empty_tree(created)  # nothing was written: leave no empty results folder
     else:
-        from .claims import write_claims
+        from .report.claims import write_claims
 
         claims = write_claims(args.out)
         index = write_index(args.out, discover(args.experiments))
@@ -277,7 +277,7 @@ def _binding(args: argparse.Namespace) -> int:
     """Print the equilibrium table (CSV) for the chosen format and co-culture, or the PD-L1 threshold."""
     import numpy as np
 
-    from .binding import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
+    from .binding_equilibrium import clustering, contact_geometry, drug_binding, in_vitro, pdl1_threshold
     from .parameters import load_parameters
     from .scenarios import load_formats
 

@@ -32,5 +32,5 @@ class CacheWarning(UserWarning):
 
 
 class SummaryError(MoaError, ValueError):
-    """An experiment's summary that does not match its contract (moa.summaries): the message names the
+    """An experiment's summary that does not match its contract (moa.report.summaries): the message names the
     experiment, the missing or unknown key, where it sits and the keys present."""

@@ -62,7 +62,7 @@ from .errors import SimulationError
 from .solvers import auto_solver
 from .solvers.base import Status
 from .parameters import ParameterSet
-from .provenance import combine_simulations
+from .report.provenance import combine_simulations
 
 __all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
 
@@ -148,7 +148,7 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     The concatenated dataset, with ``sample`` = 0..N-1 and attrs of the first chunk plus
     ``parallel_workers``/``parallel_chunks``, and ``parameter_hash`` of the whole batch; the run
     record of each chunk that ran is in ``simulations``, labelled ``{"samples": [first, end)}``
-    (:func:`moa.results.rerun`).
+    (:func:`moa.report.results.rerun`).
     """
     if not isinstance(parameters, ParameterSet):
         raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")

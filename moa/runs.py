@@ -14,9 +14,9 @@ import numpy as np
 import xarray as xr
 
 from .assemble import full_model
-from .binding import liver_signal
+from .binding_equilibrium import liver_signal
 from .parameters import ParameterSet
-from .provenance import concat_runs
+from .report.provenance import concat_runs
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
 from .simulate import simulate, variable_names

@@ -94,7 +94,7 @@ from .engine import TIME, TIME_UNIT, Model
 from .errors import UnitError
 from .parameters import ParameterSet, model_units
 from .regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
-from .results import atomic_write
+from .report.results import atomic_write
 from .units import parse_unit, registry, unit_of
 
 __all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id", "compartment_of", "COMPARTMENTS",

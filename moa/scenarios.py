@@ -19,7 +19,7 @@ from .parameters import MODELS_DIR, ParameterSet, convert_value, load_parameters
 from .paths import require_models_dir
 from .regimen import Regimen, regimen_from_table
 
-__all__ = ["Overlay", "Arm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
+__all__ = ["Overlay", "TreatmentArm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
 
 #: Display order of arms and settings in figures and tables.
 ARM_ORDER = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_1x1", "bsab_2x2", "nabp", "nabp_apdl1", "nabp_bsab_2x2")
@@ -39,7 +39,10 @@ class Overlay:
 
 
 @dataclasses.dataclass(frozen=True)
-class Arm:
+class TreatmentArm:
+    """A treatment arm of ``models/arms.toml`` (a regimen of one or more drugs, and the format of its
+    bispecific if any); not :class:`moa.mechanisms.binding.DrugArms`, the antigen-binding arms of one antibody."""
+
     name: str
     label: str
     table: dict
@@ -97,14 +100,14 @@ def load_formats(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Overlay]:
     return _overlays(models_dir / "formats.toml", default_parameters(models_dir).specs)
 
 
-def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, Arm]:
+def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, TreatmentArm]:
     formats = load_formats(models_dir)
     out = {}
     for name, table in _read(models_dir / "arms.toml").items():
         fmt = table.get("format")
         if fmt is not None and fmt not in formats:
             raise ValueError(f"arms.toml: {name}.format={fmt!r}: allowed formats are {sorted(formats)}")
-        arm = Arm(name, table.get("label", name), table, fmt)
+        arm = TreatmentArm(name, table.get("label", name), table, fmt)
         try:
             arm.regimen(21.0)  # validate doses now
         except ValueError as exc:

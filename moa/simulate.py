@@ -16,7 +16,7 @@ from .checks import is_finite_real
 from .engine import Model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
-from .provenance import base_provenance, simulation_record
+from .report.provenance import base_provenance, simulation_record
 from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS, Status
@@ -234,7 +234,7 @@ def simulate(
     evaluations, not steps), and provenance in ``attrs``:
     besides version, commit and hash, ``attrs["simulation"]`` (JSON) holds every parameter value
     with its unit, the regimen given, the output times, solver, tolerances and start, from which
-    :func:`moa.results.rerun` repeats the run (see :func:`moa.provenance.simulation_record`).
+    :func:`moa.report.results.rerun` repeats the run (see :func:`moa.report.provenance.simulation_record`).
     Output at a dose time is the state just *after* the dose.
     """
     if not isinstance(model, Model):

@@ -32,10 +32,10 @@ if __name__ == "__main__":  # run as a script: use this checkout's moa, not an i
 import numpy as np  # noqa: E402
 
 import moa  # noqa: E402
-import moa.experiments  # noqa: E402
+import moa.experiment_runner  # noqa: E402
 import moa.parallel  # noqa: E402
-import moa.plots  # noqa: E402
-import moa.results  # noqa: E402
+import moa.report.plots  # noqa: E402
+import moa.report.results  # noqa: E402
 import moa.runs  # noqa: E402
 import moa.scenarios  # noqa: E402
 import moa.units  # noqa: E402
@@ -165,10 +165,10 @@ GOOD_EXPERIMENT = '"""Does the good experiment run?"""\n\ndef main(out_dir, quic
 
 
 def _run_experiment(tmp: pathlib.Path, name: str):
-    from moa import experiments
+    from moa import experiment_runner
 
-    (found,) = experiments.find([name], tmp / "experiments")
-    return experiments.run(found, tmp / "results")
+    (found,) = experiment_runner.find([name], tmp / "experiments")
+    return experiment_runner.run(found, tmp / "results")
 
 
 def _small_dataset():
@@ -176,7 +176,7 @@ def _small_dataset():
 
 
 def _figure():
-    from moa import plots
+    from moa.report import plots
 
     with plots.style():
         fig, ax = plots.subplots()
@@ -452,7 +452,7 @@ CASES: tuple[Case, ...] = (
     Case("binding-cells-inf", BND, "moa binding --cd137-cells-per-mL inf", EXIT_USAGE, "argument --cd137-cells-per-mL",
          argv=["binding", "--cd137-cells-per-mL", "inf"]),
     # --- experiments and results ---
-    Case("find-none", E, "experiments.find([])", "ValueError", "none given", lambda tmp: moa.experiments.find([])),
+    Case("find-none", E, "experiment_runner.find([])", "ValueError", "none given", lambda tmp: moa.experiment_runner.find([])),
     Case("experiment-no-main", E, "an experiment script without main()", "ImportError", "has no main",
          lambda tmp: _run_experiment(tmp, "nomain"), setup=_experiment_script("nomain", '"""Is there a main?"""\n')),
     Case("experiment-returns-list", E, "an experiment whose main() writes a file, then returns a list", "TypeError", "expected a dict",
@@ -461,11 +461,11 @@ CASES: tuple[Case, ...] = (
              "listy", '"""Does it return a dict?"""\n\ndef main(out_dir, quick=False):\n'
                       '    (out_dir / "partial.csv").write_text("a,b")\n    return [1, 2]\n')(tmp))),
     Case("save-unknown-variable", E, "save_dataset(csv_variables=['x', 'no_such_variable'])", "ValueError", "no_such_variable",
-         lambda tmp: moa.results.save_dataset(_small_dataset(), tmp, "decay", csv_variables=["x", "no_such_variable"])),
+         lambda tmp: moa.report.results.save_dataset(_small_dataset(), tmp, "decay", csv_variables=["x", "no_such_variable"])),
     Case("figure-empty-caption", E, "save_figure(caption='  ')", "ValueError", "caption",
-         lambda tmp: moa.plots.save_figure(_figure(), tmp, "demo", "  ")),
+         lambda tmp: moa.report.plots.save_figure(_figure(), tmp, "demo", "  ")),
     Case("figure-unit-missing", E, "plots.label('time', None)", "ValueError", "unit=None",
-         lambda tmp: moa.plots.label("time", None)),
+         lambda tmp: moa.report.plots.label("time", None)),
 )
 
 FAULTS_HEADER = ("Fault", "What survives", "Shown by")
@@ -635,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if current != text:
-        from moa.results import write_text
+        from moa.report.results import write_text
 
         write_text(DOC_PATH, text)
         print(f"wrote {DOC_PATH.relative_to(ROOT)}")

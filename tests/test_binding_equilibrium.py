@@ -1,5 +1,5 @@
 """Binding with contact zones: conservation, detailed balance, ODE relaxation to
-moa.binding.equilibrium, the bell-shaped ternary complex, the emergent PD-L1 threshold of
+moa.binding_equilibrium.equilibrium, the bell-shaped ternary complex, the emergent PD-L1 threshold of
 conditional agonism, 2:2 against 1:1, and the liver safety readout."""
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from scipy.integrate import solve_ivp
 
 import moa
 from moa.assemble import full_model
-from moa.binding import (drug_binding, equilibrium, in_vitro, contact_geometry, clustering, pdl1_threshold, liver_signal,
-                         liver_toxicity_readout)
+from moa.binding_equilibrium import (bell_metrics, drug_binding, equilibrium, in_vitro, contact_geometry, clustering, pdl1_threshold,
+                         liver_signal, liver_toxicity_readout)
 from moa.cli import main as cli_main
-from moa.docgen import bell_metrics
 from moa.engine import Mechanism, Model
 from moa.mechanisms.binding import DRUG_ARMS, complex_name, contact_name, contact_states, off_contact_states, tumour_binding
 from moa.parameters import load_parameters
@@ -202,7 +201,7 @@ def test_detailed_balance_around_every_contact_zone_cycle(binding_model, arm, n_
     assert all(k > 0 for k in live.values())
     worst, squares = _cycle_mismatch(live)
     assert squares == n_squares and worst < 1e-12
-    # the product of constants along any path from free drug is moa.binding's contact weight
+    # the product of constants along any path from free drug is moa.binding_equilibrium's contact weight
     drug = drug_binding(params, "bsab")
     potential = {(0, 0): 1.0}
     for (src, dst), k in sorted(live.items(), key=lambda e: sum(e[0][0])):
@@ -211,7 +210,7 @@ def test_detailed_balance_around_every_contact_zone_cycle(binding_model, arm, n_
     for state, value in potential.items():
         if state != (0, 0):
             assert value == pytest.approx(drug.weight_contact(*state, phi), rel=1e-12), state
-    # off contact: only chains (no bridges), each with moa.binding's off-contact weight
+    # off contact: only chains (no bridges), each with moa.binding_equilibrium's off-contact weight
     off, _ = _binding_edges(model, params, "bsab", "off contact")
     off = _live(off, params)
     assert all(a * b == 0 for (_, (a, b)) in off)

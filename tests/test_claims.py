@@ -2,16 +2,18 @@
 
 import ast
 import copy
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
-from moa import claims
-from moa.claims import claims_markdown, write_claims
-from moa.errors import SummaryError
+from moa.report import claims
+from moa.report.claims import claims_markdown, write_claims
+from moa.errors import SummaryError, UnitError
+from moa.parameters import load_parameter_file
 from moa.scenarios import load_arms, load_settings
-from moa.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
+from moa.report.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
                            declared_keys)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
@@ -118,7 +120,7 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     """One -30 % threshold: the claims, the sweep and lever figures read it from models/recist.toml;
     a best change of exactly -30 % is a response (as at the written threshold), -29.9 % is not."""
     from moa.analysis import load_recist, partial_response_pct
-    from moa.claims import cold_verdict
+    from moa.report.claims import cold_verdict
     from moa.parameters import MODELS_DIR
 
     assert partial_response_pct() == pytest.approx(-100 * load_recist().pr_fraction, abs=1e-12)
@@ -130,7 +132,53 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     assert partial_response_pct(load_recist(tmp_path / "recist.toml")) == -50.0
 
 
-# ----- the summary contracts (moa.summaries) -------------------------------------------------
+
+# ----- the decision thresholds (models/decisions.toml) ----------------------------------------
+def test_decision_thresholds_are_read_from_models_with_their_stated_values():
+    """The margins the verdicts used as literals before they became data (claims text unchanged)."""
+    d = claims.load_decisions()
+    assert dataclasses.asdict(d) == {"bliss_synergy_margin": 0.05, "meaningful_difference_pct_points": 10.0,
+                                     "proliferation_fold": 2.0, "reinvigoration_diameter_change": 0.1,
+                                     "format_diameter_ratio": 0.9, "safety_window_fold": 3.0}
+    specs = load_parameter_file(claims.DECISIONS_PATH)
+    assert all(s.source.startswith("assumed: ") for s in specs.values())  # no paper gives these margins
+
+
+def test_a_decision_threshold_in_the_file_moves_the_verdict(arms_summary, tmp_path):
+    s = copy.deepcopy(arms_summary)
+    f = s["final_diameter_mm"]
+    f["untreated"]["cold"], f["apdl1"]["cold"], f["a41bb"]["cold"], f["apdl1_a41bb"]["cold"] = 40.0, 40.0, 40.0, 37.0
+    assert "(Bliss excess +0.21: synergy)" in _section(claims_markdown({"arms_settings": s}), 1)
+    path = tmp_path / "decisions.toml"
+    path.write_text(claims.DECISIONS_PATH.read_text().replace("value = 0.05", "value = 0.19", 1)
+                    .replace("upper = 0.2\n", "upper = 0.3\n", 1))
+    text = claims_markdown({"arms_settings": s}, claims.load_decisions(path))
+    assert "(Bliss excess +0.21: synergy)" in _section(text, 1) and "Bliss excess beyond +-0.19" in text
+    path.write_text(path.read_text().replace("value = 0.19", "value = 0.25", 1))
+    assert "(Bliss excess +0.21: additivity)" in _section(claims_markdown({"arms_settings": s}, claims.load_decisions(path)), 1)
+    assert claims.proliferation_verdict(2.5) == "HOLDS (peak effectors >2x untreated)"
+    path.write_text(claims.DECISIONS_PATH.read_text().replace("value = 2.0", "value = 3.0", 1))
+    assert claims.proliferation_verdict(2.5, claims.load_decisions(path)) == "DOES NOT HOLD (peak effectors <=3x untreated)"
+
+
+@pytest.mark.parametrize("old, new, error, match", [
+    ("value = 0.9\n", "value = 1.5\n", ValueError, r"decisions.toml.*'format_diameter_ratio'=1.5 1: outside its physical domain 'fraction' \(must be in \[0, 1\]\)"),
+    ("value = 3.0\n", "value = 30.0\n", ValueError, r"decisions.toml.*'safety_window_fold'.*value=30.0 lies outside \[lower=1.5, upper=10.0\]"),
+    ('unit = "percent"', 'unit = "mm"', UnitError, r"decisions.toml: meaningful_difference_pct_points: value=10 in 'mm'.*different dimensions"),
+    ("[proliferation_fold]", "[proliferation_folds]", ValueError, r"decisions.toml: decision thresholds: missing \['proliferation_fold'\], unknown \['proliferation_folds'\]"),
+    ('source = "assumed: a more', 'source = ""\nxsource = "assumed: a more', ValueError, r"decisions.toml: parameter 'proliferation_fold': unknown field\(s\) \['xsource'\]"),
+    ("value = 0.05", 'value = "0.05"', ValueError, r"decisions.toml.*'bliss_synergy_margin'.*value='0.05': must be a finite number"),
+])
+def test_a_bad_decision_threshold_is_refused_naming_file_field_value_and_what_is_allowed(tmp_path, old, new, error, match):
+    text = claims.DECISIONS_PATH.read_text()
+    assert old in text
+    path = tmp_path / "decisions.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(error, match=match):
+        claims.load_decisions(path)
+
+
+# ----- the summary contracts (moa.report.summaries) -------------------------------------------------
 SUMMARY_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "summaries"
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
@@ -211,7 +259,7 @@ def test_optional_keys_may_be_absent_and_required_nested_keys_may_not():
 
 
 #: claims.py's own dicts (its output lines by claim, the provenance stamp, its tables), not summaries.
-CLAIMS_OWN_DICTS = {"out", "prov", "THRESHOLDS", "SETTING_LABELS"}
+CLAIMS_OWN_DICTS = {"out", "prov", "SETTING_LABELS"}
 
 
 def _string_keys_read(tree: ast.AST) -> set[str]:
@@ -232,13 +280,13 @@ def _string_keys_read(tree: ast.AST) -> set[str]:
 
 
 def test_claims_read_no_summary_key_outside_the_contracts():
-    """Every string key moa/claims.py reads is declared by a contract or names an arm, a setting, a
+    """Every string key moa/report/claims.py reads is declared by a contract or names an arm, a setting, a
     threshold or a field of the run record: a key read only by claims.py (a typo, a rename) fails here."""
     tree = ast.parse(pathlib.Path(claims.__file__).read_text())
-    names = set(load_arms()) | set(load_settings()) | set(claims.THRESHOLDS) | {"experiment", "summary"}
+    names = set(load_arms()) | set(load_settings()) | set(claims.DECISION_UNITS) | {"experiment", "summary"}
     undeclared = _string_keys_read(tree) - declared_keys() - names
-    assert undeclared == set(), f"moa/claims.py reads keys no contract in moa/summaries.py declares: {sorted(undeclared)}"
+    assert undeclared == set(), f"moa/report/claims.py reads keys no contract in moa/report/summaries.py declares: {sorted(undeclared)}"
     top_level_only = {k for c in CONTRACTS.values() for k in c.keys()} - declared_keys(top_level=False)
     read_as_strings = sorted(_string_keys_read(tree) & top_level_only)
-    assert read_as_strings == [], f"moa/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
+    assert read_as_strings == [], f"moa/report/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
     assert _string_keys_read(ast.parse('s["k"]; s.get("j"); "i" in s')) == {"k", "j", "i"}  # the scan sees all three

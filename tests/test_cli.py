@@ -15,7 +15,7 @@ import time
 import pytest
 import xarray as xr
 
-from moa import experiments
+from moa import experiment_runner
 from moa.cli import main
 
 GOOD = '''\
@@ -24,7 +24,7 @@ GOOD = '''\
 A stand-in used by the tests.
 """
 import pathlib
-from moa import plots
+from moa.report import plots
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -92,7 +92,7 @@ def test_list_reads_the_question_without_running_the_script(experiments_dir, cap
 
 
 def test_every_repository_experiment_follows_the_contract():
-    found = experiments.discover()
+    found = experiment_runner.discover()
     assert "pk_occupancy" in [e.name for e in found]
     for e in found:
         assert e.question.endswith("?"), f"{e.name}: first docstring line should be the question, got {e.question!r}"
@@ -179,7 +179,7 @@ def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(exp
     first = os.readlink(out / "slow")
     started = tmp_path / "started.txt"
     env = {**os.environ, "MOA_TEST_SLOW_STARTED": str(started), "MOA_NO_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "moa.cli", "--experiments", str(experiments_dir), "run", "slow",
                              "--out", str(out)], env=env)
     try:
@@ -275,7 +275,7 @@ def test_binding_errors_name_the_command_line_option(argv, option, capsys):
 
 
 def test_binding_errors_from_the_library_are_put_in_option_terms(capsys):
-    assert main(["binding", "--kd-pdl1-nM", "1e-300"]) == 2   # passes the parser, refused by moa.binding
+    assert main(["binding", "--kd-pdl1-nM", "1e-300"]) == 2   # passes the parser, refused by moa.binding_equilibrium
     err = capsys.readouterr().err
     assert "--kd-pdl1-nM=1e-300" in err and "kd_pdl1" not in err
     assert main(["binding", "--pdl1-per-cell", "1e300"]) == 2   # overflows the receptor concentration
@@ -291,7 +291,7 @@ def test_version(capsys):
 
 
 def test_python_dash_m_moa_is_the_command():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0 and "pk_occupancy" in result.stdout
@@ -345,7 +345,7 @@ def test_progress_shows_each_simulation_inside_an_experiment(tmp_path, capsys, m
 def test_missing_data_is_a_clear_error_not_an_empty_model(tmp_path):
     """With MOA_DATA_DIR naming a folder without models/, nothing reads as 0 parameters or no experiments."""
     env = {**os.environ, "MOA_DATA_DIR": str(tmp_path / "empty"), "MOA_NO_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiments.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     listed = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
     assert listed.returncode == 1 and f"MOA_DATA_DIR={tmp_path / 'empty'}" in listed.stderr
     probe = ("import moa\nfrom moa.scenarios import scenario\n"

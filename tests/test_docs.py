@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from baselines.generate import BASELINE_PATH, COMMAND, arm_setting_outcome, baselines_csv, read_baselines
 
-from moa import docgen
+from moa.report import docgen
 from moa.assemble import full_model
 from moa.scenarios import load_arms, load_formats, load_settings
 
@@ -20,8 +20,8 @@ def generated():
 @pytest.mark.parametrize("name", ["equations.md", "parameters.md", "model_diagram.md", "model.md"])
 def test_generated_doc_is_not_stale(generated, name):
     path = docgen.DOCS_DIR / name
-    assert path.exists(), f"{path} missing: run python -m moa.docgen"
-    assert path.read_text() == generated[path], f"docs/{name} is stale: run python -m moa.docgen and commit"
+    assert path.exists(), f"{path} missing: run python -m moa.report.docgen"
+    assert path.read_text() == generated[path], f"docs/{name} is stale: run python -m moa.report.docgen and commit"
 
 
 def test_staleness_is_detected(generated, tmp_path):

@@ -10,10 +10,10 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from moa import plots
-from moa.experiments import discover, run, write_index
-from moa.provenance import records_of
-from moa.results import read_csv, read_provenance
+from moa.report import plots
+from moa.experiment_runner import discover, run, write_index
+from moa.report.provenance import records_of
+from moa.report.results import read_csv, read_provenance
 
 matplotlib.use("Agg")
 

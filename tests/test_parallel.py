@@ -13,7 +13,7 @@ import pytest
 
 import moa
 from moa.assemble import full_model, pk_model
-from moa.provenance import records_of
+from moa.report.provenance import records_of
 from moa.parallel import _inside_main_guard, resolve_builder, simulate_parallel, split_parameters
 from moa.scenarios import scenario
 from moa.solvers.batched import RodasSolver
@@ -57,7 +57,7 @@ def test_parallel_equals_single_process_spawn(batch, single):
     assert np.all(par["status"].values == 0)
     assert par.attrs["parameter_hash"] == single.attrs["parameter_hash"]
     assert par.attrs["parallel_chunks"] == 3 and par.attrs["parallel_workers"] == 2
-    records = records_of(par.attrs)  # each chunk's run record, for moa.results.rerun
+    records = records_of(par.attrs)  # each chunk's run record, for moa.report.results.rerun
     assert [r["label"]["samples"][0] for r in records] == [0, 5, 11] and records[-1]["label"]["samples"][1] == 16
     np.testing.assert_array_equal(np.concatenate([r["parameters"]["cl_bsab"]["value"] for r in records]), params["cl_bsab"])
 

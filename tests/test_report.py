@@ -1,4 +1,4 @@
-"""The results page (moa.report): captions rendered from Markdown, provenance folded away, a table of
+"""The results page (moa.report.index): captions rendered from Markdown, provenance folded away, a table of
 contents, links to claims, run.json, summary tables and data, a quick-mode banner, alt text from the
 caption; every link resolves. The page is parsed with html.parser (a headless browser is too heavy for CI)."""
 
@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from moa import plots, report  # noqa: E402
+from moa.report import index, plots  # noqa: E402
 
 
 class Page(html.parser.HTMLParser):
@@ -94,7 +94,7 @@ def results(tmp_path) -> pathlib.Path:
     _experiment(tmp_path, "beta", quick=False, table=False)
     (tmp_path / ".alpha.123-hidden").mkdir()  # a staging folder: not an experiment
     (tmp_path / "claims.md").write_text("# claims\n")
-    report.write_index(tmp_path)
+    index.write_index(tmp_path)
     return tmp_path
 
 
@@ -120,7 +120,7 @@ def test_quick_mode_banner_names_the_quick_experiments_only(results, tmp_path_fa
     assert "Quick mode" in (results / "index.md").read_text()
     full = tmp_path_factory.mktemp("full")
     _experiment(full, "beta", quick=False)
-    report.write_index(full)
+    index.write_index(full)
     assert Page((full / "index.html").read_text()).text("banner") == ""
     assert "Quick mode" not in (full / "index.md").read_text()
 
@@ -143,16 +143,16 @@ def test_alt_text_is_the_captions_first_sentence(results):
 
 
 def test_alt_text_and_caption_split():
-    assert report.alt_text("See [the table](t.md) for *more*. Then more.", "x") == "See the table for more."
-    assert report.alt_text("", "stem") == "figure stem"
-    long = report.alt_text("word " * 100, "x")
+    assert index.alt_text("See [the table](t.md) for *more*. Then more.", "x") == "See the table for more."
+    assert index.alt_text("", "stem") == "figure stem"
+    long = index.alt_text("word " * 100, "x")
     assert len(long) <= 250 and long.endswith("…")
-    text, prov = report.split_caption("# stem\n\nWhat it shows.\n\n## Provenance\n\n- solver: rodas\n")
+    text, prov = index.split_caption("# stem\n\nWhat it shows.\n\n## Provenance\n\n- solver: rodas\n")
     assert text == "What it shows." and prov == "- solver: rodas"
 
 
 def test_empty_results_folder_says_what_to_run(tmp_path):
-    report.write_index(tmp_path)
+    index.write_index(tmp_path)
     assert "moa run all --quick" in (tmp_path / "index.html").read_text()
 
 
@@ -170,8 +170,8 @@ def test_without_the_markdown_package_the_page_is_still_written_with_plain_capti
 
     _experiment(tmp_path, "alpha", quick=True)
     monkeypatch.setitem(sys.modules, "markdown", None)  # import markdown -> ImportError
-    with pytest.warns(report.MissingRendererWarning, match="pip install markdown"):
-        report.write_index(tmp_path)
+    with pytest.warns(index.MissingRendererWarning, match="pip install markdown"):
+        index.write_index(tmp_path)
     page = Page((tmp_path / "index.html").read_text())
     assert "Plasma concentration of the **bispecific**" in page.text("unfolded")  # shown, not rendered
     assert "Quick mode" in page.text("banner")

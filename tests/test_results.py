@@ -18,9 +18,9 @@ import moa
 from moa.assemble import pk_model
 from moa.engine import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
-from moa import results
-from moa.provenance import concat_runs, run_context
-from moa.results import read_csv, read_provenance, remove_stale, rerun, save_dataset, staged_directory, with_status
+from moa.report import results
+from moa.report.provenance import concat_runs, run_context
+from moa.report.results import read_csv, read_provenance, remove_stale, rerun, save_dataset, staged_directory, with_status
 from moa.solvers import jit
 
 
@@ -218,7 +218,7 @@ def test_a_kill_between_the_two_renames_of_the_fallback_swap_is_repaired(tmp_pat
     """Without renameat2 a real folder is renamed to .exp.old, then the link takes its place;
     a kill between the two leaves the old folder under .exp.old, and the next run restores it
     before anything else (the same repairs the leftovers of moa's earlier two-rename swap)."""
-    from moa import results
+    from moa.report import results
 
     final = tmp_path / "exp"
     final.mkdir()
@@ -407,7 +407,7 @@ def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_re
     project = tmp_path / "study"
     project.mkdir()
     script = project / "analysis.py"
-    script.write_text("import json, moa.provenance as p\nprint(json.dumps(p.base_provenance()))\n")
+    script.write_text("import json, moa.report.provenance as p\nprint(json.dumps(p.base_provenance()))\n")
     for args in (["init", "-q"], ["add", "analysis.py"], ["commit", "-q", "-m", "analysis"]):
         subprocess.run(["git", *args], cwd=project, env=env, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True).stdout.strip()
@@ -417,16 +417,16 @@ def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_re
     prov = json.loads(out.stdout)
     assert pathlib.Path(prov["caller_project"]).resolve() == project.resolve()
     assert prov["caller_commit"] == head
-    assert "caller_project" not in moa.provenance.base_provenance() or \
-        pathlib.Path(moa.provenance.base_provenance()["caller_project"]).resolve() != pathlib.Path(moa.__file__).resolve().parent.parent
+    assert "caller_project" not in moa.report.provenance.base_provenance() or \
+        pathlib.Path(moa.report.provenance.base_provenance()["caller_project"]).resolve() != pathlib.Path(moa.__file__).resolve().parent.parent
 
 
 def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):
     """pk_occupancy (quick), as ``moa run`` writes it: its provenance.json alone re-simulates every dose's
     trajectories to the saved NetCDF within 1e-12, and says it was quick mode."""
-    from moa import experiments
+    from moa import experiment_runner
 
-    experiments.run(experiments.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
+    experiment_runner.run(experiment_runner.find(["pk_occupancy"])[0], tmp_path / "results", quick=True)
     folder = tmp_path / "results" / "pk_occupancy"
     alone = tmp_path / "elsewhere" / "pk_occupancy.provenance.json"
     alone.parent.mkdir()

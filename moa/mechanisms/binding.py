@@ -36,7 +36,7 @@ balance holds by construction, for any valency. At equilibrium
     off contact:  [C(a, 0)] = [D] binom(nL, a) ([L]/KD_L)^a chi_cis_pdl1^(a-1)   (same for 4-1BB)
     in contacts:  [C(a, b)] = [D] binom(nL, a) binom(nB, b) ([Lc]/KD_L)^a ([Bc]/KD_B)^b phi^(1-a-b)
 
-which is what :mod:`moa.binding` solves directly. Because 1/phi is of order 1e5-1e6, a bridge
+which is what :mod:`moa.binding_equilibrium` solves directly. Because 1/phi is of order 1e5-1e6, a bridge
 is limited by the receptors in the contact footprint, not by tissue-average PD-L1: a T cell
 facing a PD-L1-poor cell cannot bridge more 4-1BB than that cell's footprint offers.
 

@@ -4,8 +4,8 @@
 (27 one-year LSODA runs, :data:`BASELINE_SOLVER`); without ``--write`` it prints the table.
 Regenerate only after a deliberate model change: the rows are what the model says, not targets.
 ``tests/test_scenarios.py`` recomputes the rows with the batched Rodas4 and compares them within
-the tolerances stated in the CSV header; :mod:`moa.docgen` reads the table (through
-:func:`moa.docgen.read_baseline_csv`) for the format comparison in ``docs/model.md``.
+the tolerances stated in the CSV header; :mod:`moa.report.docgen` reads the table (through
+:func:`moa.report.docgen.read_baseline_csv`) for the format comparison in ``docs/model.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: simulate with the checkout thi
 import numpy as np  # noqa: E402
 
 from moa.analysis import recist  # noqa: E402
-from moa.docgen import read_baseline_csv  # noqa: E402
+from moa.report.docgen import read_baseline_csv  # noqa: E402
 
 __all__ = ["BASELINE_PATH", "BASELINE_SOLVER", "BASELINE_DAYS", "BASELINE_COLUMNS", "arm_setting_outcome", "outcome_row",
            "baseline_rows", "baselines_csv", "read_baselines", "main"]
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = baselines_csv(baseline_rows())
     if args.write:
-        from moa.results import write_text
+        from moa.report.results import write_text
 
         write_text(BASELINE_PATH, text)
         print(f"wrote {BASELINE_PATH}")

@@ -58,7 +58,7 @@ class ExperimentResults:
 
 
 def split_caption(markdown: str) -> tuple[str, str]:
-    """``(caption, provenance)`` from a caption file (:func:`moa.plots.caption_text`): the text between
+    """``(caption, provenance)`` from a caption file (:func:`moa.report.plots.caption_text`): the text between
     the ``# <stem>`` title and ``## Provenance``, and the list below it."""
     lines = markdown.strip().splitlines()
     if lines and lines[0].startswith("# "):
@@ -134,7 +134,7 @@ def _experiment(folder: pathlib.Path, out_root: pathlib.Path, question: str) -> 
 
 def collect(out_root: str | pathlib.Path, questions: Mapping[str, str] | None = None) -> list[ExperimentResults]:
     """Every experiment folder under ``out_root`` with a figure or a ``run.json``, by name; hidden version
-    and staging folders (:func:`moa.results.staged_directory`) are left out."""
+    and staging folders (:func:`moa.report.results.staged_directory`) are left out."""
     out_root = pathlib.Path(out_root)
     questions = dict(questions or {})
     found = []

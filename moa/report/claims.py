@@ -4,30 +4,64 @@
 each ``results/<name>/run.json``); :func:`write_claims` reads them and writes
 ``results/claims.md``. Each verdict is computed from the numbers with the thresholds below;
 nothing here knows what the press release hopes for. Every summary is read through its
-experiment's contract in :mod:`moa.summaries` (attributes, not string keys), so a key an
+experiment's contract in :mod:`moa.report.summaries` (attributes, not string keys), so a key an
 experiment renames fails with a :class:`~moa.errors.SummaryError` instead of changing a verdict.
+
+The margins that decide a verdict are data: ``models/decisions.toml`` (value, unit, bounds, source),
+read by :func:`load_decisions` through the parameter-file validator; the response threshold is
+RECIST's, from ``models/recist.toml``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Mapping
 
-from .analysis import partial_response_pct
+from ..analysis import partial_response_pct
+from ..parameters import MODELS_DIR, convert_value, load_parameter_file
 from .provenance import base_provenance
 from .results import write_text
 from .summaries import (ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ArmsSettingsSummary, ColdLeversSummary,
                         ExperimentSummary, contract_for)
 
-__all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict", "THRESHOLDS"]
+__all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict",
+           "DecisionThresholds", "load_decisions", "DECISIONS_PATH", "DECISION_UNITS"]
 
-#: Decision thresholds (documented in every claims file). The response threshold, a partial response
-#: on best % change, is RECIST's and is read from models/recist.toml (moa.analysis.partial_response_pct).
-THRESHOLDS = {
-    "bliss_synergy": 0.05,  # Bliss excess above which we call a combination synergistic
-    "meaningful_pct_points": 10.0,  # difference in best % change that counts as a real difference
-}
+#: The decision thresholds of the claims (documented in every claims file). The response threshold, a
+#: partial response on best % change, is RECIST's and is read from models/recist.toml
+#: (moa.analysis.partial_response_pct).
+DECISIONS_PATH = MODELS_DIR / "decisions.toml"
+#: The unit each decision threshold is used in here; decisions.toml may write it in any unit of the same dimension.
+DECISION_UNITS = {"bliss_synergy_margin": "1", "meaningful_difference_pct_points": "percent", "proliferation_fold": "1",
+                  "reinvigoration_diameter_change": "1", "format_diameter_ratio": "1", "safety_window_fold": "1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionThresholds:
+    """The margins that turn the experiments' numbers into verdicts (``models/decisions.toml``)."""
+
+    bliss_synergy_margin: float  # Bliss excess on volume inhibition (fraction) beyond which: synergy / antagonism
+    meaningful_difference_pct_points: float  # difference in best % change (percentage points) that counts
+    proliferation_fold: float  # peak effectors over untreated above which proliferation holds
+    reinvigoration_diameter_change: float  # relative day-84 diameter change above which reactivation matters
+    format_diameter_ratio: float  # diameter of one format over the other's below which it counts as better
+    safety_window_fold: float  # liver 4-1BB signal of the agonist over the bispecific's above which safety holds
+
+
+def load_decisions(path: str | pathlib.Path = DECISIONS_PATH) -> DecisionThresholds:
+    """Read the decision thresholds, validated as parameter files are (value, unit, bounds, domain and
+    source; :func:`moa.parameters.load_parameter_file`) and converted to :data:`DECISION_UNITS`. A
+    missing or unknown threshold, or one in another dimension, is refused naming the file and field."""
+    path = pathlib.Path(path)
+    specs = load_parameter_file(path)
+    if set(specs) != set(DECISION_UNITS):
+        missing, unknown = sorted(set(DECISION_UNITS) - set(specs)), sorted(set(specs) - set(DECISION_UNITS))
+        raise ValueError(f"{path}: decision thresholds: missing {missing}, unknown {unknown}; "
+                         f"expected exactly {sorted(DECISION_UNITS)}")
+    return DecisionThresholds(**{name: float(convert_value(specs[name].value, specs[name].unit, unit, f"{path}: {name}"))
+                                 for name, unit in DECISION_UNITS.items()})
 SETTING_LABELS = {"hot_tnbc": "hot TNBC (PD-L1+)", "cold": "cold tumour", "pdl1_negative_tnbc": "PD-L1-negative TNBC"}
 
 
@@ -75,22 +109,25 @@ def cold_verdict(best_apdl1_pct: float, best_bsab_pct: float) -> str:
             else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)")
 
 
-def proliferation_verdict(peak_t_eff_fold: float) -> str:
-    """Claim 2 (proliferation): the bispecific expands tumour effectors more than 2-fold over untreated."""
-    return "HOLDS (peak effectors >2x untreated)" if peak_t_eff_fold > 2 else "DOES NOT HOLD (peak effectors <=2x untreated)"
+def proliferation_verdict(peak_t_eff_fold: float, decisions: DecisionThresholds | None = None) -> str:
+    """Claim 2 (proliferation): the bispecific expands tumour effectors more than ``proliferation_fold``
+    (2-fold) over untreated."""
+    fold = (decisions or load_decisions()).proliferation_fold
+    return (f"HOLDS (peak effectors >{fold:g}x untreated)" if peak_t_eff_fold > fold
+            else f"DOES NOT HOLD (peak effectors <={fold:g}x untreated)")
 
 
-def _point_verdicts(point: Mapping) -> tuple[str, str]:
+def _point_verdicts(point: Mapping, decisions: DecisionThresholds) -> tuple[str, str]:
     best, fold = point["best_percent_change"], point["peak_t_eff_fold_vs_untreated"]
     if point.get("failed") or best.get("apdl1") is None or best.get("bsab_2x2") is None:
         return "FAILED", "FAILED"
-    return cold_verdict(best["apdl1"], best["bsab_2x2"]), proliferation_verdict(fold["bsab_2x2"])
+    return cold_verdict(best["apdl1"], best["bsab_2x2"]), proliferation_verdict(fold["bsab_2x2"], decisions)
 
 
-def _lever_claims(s: ColdLeversSummary) -> list[str]:
+def _lever_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[str]:
     """Which lever of the cold setting drives the cold verdict (one lever at a time at its hot value)."""
     points, levers = s.lever_outcomes, s.levers
-    base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT])
+    base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT], decisions)
     base_bs = points[BASELINE_POINT]["best_percent_change"]["bsab_2x2"]
     out = [f"Levers ({s.setting} with one lever at a time at its {s.reference_setting} value, day "
            f"{s.duration_days:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
@@ -98,7 +135,7 @@ def _lever_claims(s: ColdLeversSummary) -> list[str]:
     flips, prolif_flips, moves = [], [], {}
     for lever, info in levers.items():
         point = points[lever]
-        cold, prolif = _point_verdicts(point)
+        cold, prolif = _point_verdicts(point, decisions)
         if prolif != base_prolif:
             prolif_flips.append(lever)
         best = point["best_percent_change"]
@@ -112,16 +149,16 @@ def _lever_claims(s: ColdLeversSummary) -> list[str]:
                    f"x{fold:.3g} untreated) -> {cold}.")
     every = points[ALL_LEVERS_POINT]
     out.append(f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
-               f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every)[0]}.")
+               f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every, decisions)[0]}.")
     needed = [k for k in levers if f"{ALL_BUT_PREFIX}{k}" in points
-              and _point_verdicts(points[f"{ALL_BUT_PREFIX}{k}"])[0] != _point_verdicts(every)[0]]
+              and _point_verdicts(points[f"{ALL_BUT_PREFIX}{k}"], decisions)[0] != _point_verdicts(every, decisions)[0]]
     if any(f"{ALL_BUT_PREFIX}{k}" in points for k in levers):
         parts = [f"{k} {_fmt(points[ALL_BUT_PREFIX + k]['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
         out.append("All levers hot but one (that one kept cold), 2:2 bispecific best change: " + ", ".join(parts) + "; "
                    + (f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold." if needed
                       else "no single cold lever changes the all-levers verdict."))
     driver = max(moves, key=lambda k: abs(moves[k])) if moves else None
-    meaningful = THRESHOLDS["meaningful_pct_points"]
+    meaningful = decisions.meaningful_difference_pct_points
     out.append("Verdict driver: " + (f"the verdict changes when {', '.join(flips)} alone take(s) the hot value" if flips
                                      else "no single lever changes the verdict alone")
                + (f"; the lever that moves the bispecific's best change most is {driver} "
@@ -133,18 +170,18 @@ def _lever_claims(s: ColdLeversSummary) -> list[str]:
     return out
 
 
-def _gain_claims(s: ColdLeversSummary) -> list[str]:
+def _gain_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[str]:
     """How each costimulation verdict depends on the 4-1BB gains (each at the ends of its bounds)."""
     out = []
     for setting, block in (s.gains or {}).items():
         points, values = block["outcomes"], block["values"]
-        base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT])
+        base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT], decisions)
         parts, changes = [], []
         for label, point in points.items():
             if label == BASELINE_POINT:
                 continue
             gain, end = label.split(":")
-            cold, prolif = _point_verdicts(point)
+            cold, prolif = _point_verdicts(point, decisions)
             fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
             parts.append(f"{gain} {end} ({values[label][gain]:.3g}): effectors x{fold:.3g}, bispecific "
                          f"{_fmt(point['best_percent_change']['bsab_2x2'], '%')}")
@@ -160,14 +197,15 @@ def _gain_claims(s: ColdLeversSummary) -> list[str]:
     return out
 
 
-def _arms_claims(s: ArmsSettingsSummary) -> dict[str, list[str]]:
+def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[str, list[str]]:
     best = s.best_percent_change
     # Inhibition is compared at day 84 (four cycles) when available: by a year most active arms
     # have eradicated the simulated tumour and every ratio saturates.
     final = s.diameter_mm_day84 or s.final_diameter_mm
     day = 84.0 if s.diameter_mm_day84 is not None else s.duration_days if s.duration_days is not None else float("nan")
     out: dict[str, list[str]] = {k: [] for k in ("synergy", "cold", "broader", "format", "chemo", "pdl1neg")}
-    thr, meaningful = partial_response_pct(), THRESHOLDS["meaningful_pct_points"]
+    thr, meaningful = partial_response_pct(), decisions.meaningful_difference_pct_points
+    margin, ratio = decisions.bliss_synergy_margin, decisions.format_diameter_ratio
     for setting, label in SETTING_LABELS.items():
         if setting not in best.get("untreated", {}):
             continue
@@ -177,7 +215,7 @@ def _arms_claims(s: ArmsSettingsSummary) -> dict[str, list[str]]:
         iab = _volume_inhibition(final["apdl1_a41bb"][setting], ref)
         ibs = _volume_inhibition(final["bsab_2x2"][setting], ref)
         ex_two, ex_bs = _bliss(ia, ib, iab), _bliss(ia, ib, ibs)
-        word = lambda e: "synergy" if e > THRESHOLDS["bliss_synergy"] else ("antagonism" if e < -THRESHOLDS["bliss_synergy"] else "additivity")  # noqa: E731
+        word = lambda e: "synergy" if e > margin else ("antagonism" if e < -margin else "additivity")  # noqa: E731
         out["synergy"].append(
             f"{label}: volume inhibition at day {day:.0f} anti-PD-L1 {ia:.2f}, anti-4-1BB {ib:.2f}; two mAbs {iab:.2f} "
             f"(Bliss excess {ex_two:+.2f}: {word(ex_two)}); 2:2 bispecific {ibs:.2f} (Bliss excess vs the two "
@@ -192,10 +230,10 @@ def _arms_claims(s: ArmsSettingsSummary) -> dict[str, list[str]]:
         b11 = best["bsab_1x1"][setting]
         diff = b_bs - b11
         d22, d11 = final["bsab_2x2"][setting], final["bsab_1x1"][setting]
-        smaller = d22 < 0.9 * d11
+        smaller = d22 < ratio * d11
         out["format"].append(f"{label}: best change 2:2 {_fmt(b_bs, '%')} vs 1:1 {_fmt(b11, '%')}; diameter at day {day:.0f} "
                              f"{d22:.1f} vs {d11:.1f} mm -> "
-                             + ("2:2 better" if diff < -meaningful or smaller else "1:1 better" if diff > meaningful or d11 < 0.9 * d22
+                             + ("2:2 better" if diff < -meaningful or smaller else "1:1 better" if diff > meaningful or d11 < ratio * d22
                                 else "no meaningful difference"))
         ic = _volume_inhibition(final["nabp"][setting], ref)
         icb = _volume_inhibition(final["nabp_bsab_2x2"][setting], ref)
@@ -212,24 +250,27 @@ def _arms_claims(s: ArmsSettingsSummary) -> dict[str, list[str]]:
     return out
 
 
-def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str:
+def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
+                    decisions: DecisionThresholds | None = None) -> str:
     """The claims file's text, from the experiments' summaries (missing experiments are said so).
 
-    Each summary is a dict as in ``run.json`` or its contract (:mod:`moa.summaries`); a summary
-    that does not match its contract raises :class:`~moa.errors.SummaryError`.
+    Each summary is a dict as in ``run.json`` or its contract (:mod:`moa.report.summaries`); a summary
+    that does not match its contract raises :class:`~moa.errors.SummaryError`. ``decisions`` defaults
+    to ``models/decisions.toml`` (:func:`load_decisions`).
     """
+    decisions = decisions or load_decisions()
     arms = _read(summaries, "arms_settings")
-    a = _arms_claims(arms) if arms else None
+    a = _arms_claims(arms, decisions) if arms else None
     missing = "not run (run `moa run arms_settings`)"
 
     def bullets(key: str) -> list[str]:
         return [f"  - {line}" for line in a[key]] if a else [f"  - {missing}"]
 
     lines = ["# The press release's claims, checked by the model", "",
-             "Generated by `moa run` from the experiments' numbers (moa.claims). Verdicts use fixed thresholds: "
+             "Generated by `moa run` from the experiments' numbers (moa.report.claims). Verdicts use fixed thresholds: "
              f"partial response at {partial_response_pct():.0f}% best change; Bliss excess beyond "
-             f"+-{THRESHOLDS['bliss_synergy']} on volume inhibition vs untreated; differences under "
-             f"{THRESHOLDS['meaningful_pct_points']:.0f} percentage points count as none. One typical patient per setting "
+             f"+-{decisions.bliss_synergy_margin:g} on volume inhibition vs untreated; differences under "
+             f"{decisions.meaningful_difference_pct_points:.0f} percentage points count as none. One typical patient per setting "
              "with default parameters; the sweeps say where a verdict flips.", ""]
 
     lines += ["## 1. PD-L1 blockade and 4-1BB activation act synergistically",
@@ -251,9 +292,12 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str
         bs = arms_ex.get("bsab_2x2")
         if bs:
             w, wo = bs["with_reinvigoration"], bs["without_reinvigoration"]
-            prolif = w["peak_t_eff_fold_vs_untreated"] > 2
-            reinv = abs(w["diameter_day84"] - wo["diameter_day84"]) > 0.1 * max(wo["diameter_day84"], 1e-9)
-            lines.append("  - Verdict: proliferation " + ("HOLDS in the model (peak effector expansion >2x vs untreated)" if prolif else "DOES NOT HOLD (no >2x peak expansion)")
+            fold = decisions.proliferation_fold
+            prolif = w["peak_t_eff_fold_vs_untreated"] > fold
+            reinv = (abs(w["diameter_day84"] - wo["diameter_day84"])
+                     > decisions.reinvigoration_diameter_change * max(wo["diameter_day84"], 1e-9))
+            lines.append("  - Verdict: proliferation " + (f"HOLDS in the model (peak effector expansion >{fold:g}x vs untreated)"
+                                                           if prolif else f"DOES NOT HOLD (no >{fold:g}x peak expansion)")
                          + "; reactivation of terminally exhausted cells "
                          + ("changes the outcome" if reinv else "barely changes the outcome: the benefit comes from proliferation and survival")
                          + f". The reinvigoration rate ({ex.default_reinvigoration_per_day} /day) is assumed, not measured.")
@@ -261,7 +305,7 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str
         lines.append("  - not run (run `moa run exhaustion_dynamics`)")
     levers = _read(summaries, "cold_levers")
     if levers:
-        lines += [f"  - {line}" for line in _gain_claims(levers)]
+        lines += [f"  - {line}" for line in _gain_claims(levers, decisions)]
     else:
         lines.append("  - Costimulation gains: not run (run `moa run cold_levers`)")
     lines.append("")
@@ -269,7 +313,7 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str
     lines += ["## 3. Suited to cold tumours that resist PD-(L)1 blockade",
               "Experiments `arms_settings`, `cold_levers` and `sweeps` (hot/cold levers).", *bullets("cold")]
     if levers:
-        lines += [f"  - {line}" for line in _lever_claims(levers)]
+        lines += [f"  - {line}" for line in _lever_claims(levers, decisions)]
     else:
         lines.append("  - Levers: not run (run `moa run cold_levers`)")
     sw = _read(summaries, "sweeps")
@@ -332,7 +376,7 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary]) -> str
         lines.append(f"  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
                      f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv.best_change_bsab15_hot:+.0f}%, "
                      f"two mAbs (agonist 0.1 mg/kg) {mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
-                     + ("HOLDS: wider window for the bispecific" if r > 3 else "DOES NOT HOLD: no clear peripheral advantage"))
+                     + ("HOLDS: wider window for the bispecific" if r > decisions.safety_window_fold else "DOES NOT HOLD: no clear peripheral advantage"))
         if mv.liver_threshold_day is not None:
             lo, hi = mv.agonist_readout_0p1_and_1_mg_per_kg
             lines.append(f"  - Threshold {mv.liver_threshold_day:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "

@@ -1,6 +1,6 @@
 """Build ``docs/gallery.md`` (and ``docs/claims.md``) from a full ``moa run all`` folder.
 
-    python -m moa.gallery results/        # after: moa run all --out results
+    python -m moa.report.gallery results/        # after: moa run all --out results
 
 Copies every figure (PNG) into ``docs/figures/<experiment>/``, and writes the gallery: per
 figure its caption (from the caption file the experiment wrote) and a short note on what to
@@ -16,7 +16,7 @@ import sys
 
 from .results import write_text
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"  # the checkout's docs/ (not MOA_DATA_DIR)
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"  # the checkout's docs/ (not MOA_DATA_DIR)
 
 NOTES = {
     "pk_occupancy": "Plasma concentration and systemic PD-L1 occupancy of the bispecific at three dose levels. The "
@@ -73,13 +73,15 @@ NOTES = {
 
 
 def build(results_dir: str | pathlib.Path, docs_dir: pathlib.Path = DOCS) -> pathlib.Path:
+    """Write ``docs_dir/gallery.md`` from every figure and caption of a run in ``results_dir`` (figures
+    copied to ``docs_dir/figures/``, the run's ``claims.md`` to ``docs_dir``); return the gallery's path."""
     results_dir = pathlib.Path(results_dir)
     pngs = sorted(p for p in results_dir.glob("*/*.png") if not p.parent.name.startswith("."))  # not hidden versions
     if not pngs:
         raise ValueError(f"{results_dir}: no figures; run `moa run all --out {results_dir}` first")
     lines = ["# Gallery", "",
              "Every figure of a full `moa run all`, with its caption and a note on how to read it. Regenerate with "
-             "`moa run all --out results && python -m moa.gallery results`. The claims these figures test are in "
+             "`moa run all --out results && python -m moa.report.gallery results`. The claims these figures test are in "
              "[claims.md](claims.md).", ""]
     for experiment in sorted({p.parent.name for p in pngs}):
         lines += [f"## {experiment}", ""]

@@ -4,7 +4,7 @@ and the run record (model, parameter values with units, regimen, times, solver) 
 The run record of :func:`moa.simulate` is the attribute ``simulation`` of its dataset (JSON, see
 :func:`simulation_record`); a dataset made of several simulations (``moa.runs.run_arms``,
 ``run_doses``) holds their records, each with the label of its part, in ``simulations``.
-:func:`moa.results.rerun` rebuilds parameters and regimen from a record alone and simulates again.
+:func:`moa.report.results.rerun` rebuilds parameters and regimen from a record alone and simulates again.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import scipy
 __all__ = ["version", "git_commit", "caller_repository", "base_provenance", "run_context", "current_run",
            "simulation_record", "parameter_values", "combine_simulations", "concat_runs", "records_of", "RECORD_VERSION"]
 
-_REPO = pathlib.Path(__file__).resolve().parent.parent
+_REPO = pathlib.Path(__file__).resolve().parents[2]
 
-#: Version of the run-record layout written by :func:`simulation_record`; :func:`moa.results.rerun`
+#: Version of the run-record layout written by :func:`simulation_record`; :func:`moa.report.results.rerun`
 #: refuses records of another version, naming both.
 RECORD_VERSION = 1
 
@@ -37,7 +37,8 @@ _RUN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("moa_run", de
 
 
 def version() -> str:
-    from ._version import __version__
+    """moa's version (``moa._version``), read when asked so that this module does not import the package."""
+    from .._version import __version__
 
     return __version__
 
@@ -99,6 +100,8 @@ def caller_repository() -> dict[str, str]:
 
 
 def base_provenance() -> dict[str, str]:
+    """What made a result, as text: moa version, git commit, UTC time, Python, numpy and scipy versions,
+    machine, and the caller's repository and commit when moa is used from another project."""
     out = {
         "moa_version": version(),
         "git_commit": git_commit(),
@@ -114,8 +117,8 @@ def base_provenance() -> dict[str, str]:
 
 @contextlib.contextmanager
 def run_context(**fields) -> Iterator[None]:
-    """Within the block, every results file :func:`moa.results.save_dataset` writes carries ``fields``
-    (``moa.experiments.run`` sets ``experiment`` and ``quick``)."""
+    """Within the block, every results file :func:`moa.report.results.save_dataset` writes carries ``fields``
+    (``moa.experiment_runner.run`` sets ``experiment`` and ``quick``)."""
     token = _RUN.set({**(_RUN.get() or {}), **fields})
     try:
         yield
@@ -202,7 +205,7 @@ def concat_runs(parts: Sequence, dim: str, labels: Sequence | None = None, **kwa
     """``xarray.concat(parts, dim, **kwargs)`` that keeps every part's run record: the result's ``simulations``
     attribute lists them, each labelled ``{dim: label}`` (``labels``, default each part's own ``dim``
     coordinate of length one, as ``expand_dims(dim=[value])`` makes). Use it wherever simulation results
-    are combined, so that :func:`moa.results.rerun` finds all of them (``xarray.concat`` keeps one part's attrs)."""
+    are combined, so that :func:`moa.report.results.rerun` finds all of them (``xarray.concat`` keeps one part's attrs)."""
     import xarray as xr
 
     parts = list(parts)

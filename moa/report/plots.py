@@ -3,7 +3,7 @@ and saving a figure together with a caption file that says what it shows and whe
 
 Usage in an experiment::
 
-    from moa import plots
+    from moa.report import plots
 
     with plots.style():
         fig, ax = plots.subplots()

@@ -66,12 +66,14 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`: the old file or the new, never half); return the path."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
     return pathlib.Path(path)
 
 
 def write_json(path: str | os.PathLike, data: object) -> pathlib.Path:
+    """Write ``data`` as indented JSON with sorted keys (numpy scalars and arrays as numbers and lists, anything else as its text), atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
@@ -179,7 +181,7 @@ def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_vari
     """Write ``<stem>.nc``, ``<stem>.csv`` (selected variables, long format) and ``<stem>.provenance.json``.
 
     Each file carries the dataset's provenance (``attrs``: the run records of :func:`moa.simulate`
-    included), plus the fields of the enclosing :func:`moa.provenance.run_context` (``experiment``,
+    included), plus the fields of the enclosing :func:`moa.report.provenance.run_context` (``experiment``,
     ``quick`` when written by ``moa run``). A dataset without ``status``/``message`` is refused
     (add them with :func:`with_status`); the CSV always has them. All files are written to temporaries first and
     renamed together, so a failure (a missing CSV variable, a dataset NetCDF cannot hold) leaves
@@ -196,7 +198,7 @@ def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_vari
     lacking = [n for n in ("status", "message") if n not in ds]
     if lacking:
         raise ValueError(f"{stem}: the dataset lacks {lacking}; every results file carries status/message per sample: "
-                         "add them with moa.results.with_status(table, source)")
+                         "add them with moa.report.results.with_status(table, source)")
     ds = ds.copy()
     ds.attrs = {**ds.attrs, **current_run()}
     names += [n for n in ("status", "message") if n not in names]
@@ -238,8 +240,8 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 def _model_named(name: str, n_states: int):
     """The model a run record names (``moa_pdl1_41bb`` or ``pk_tmdd_<drug>``), checked against its state count."""
-    from .assemble import full_model, pk_model
-    from .mechanisms.binding import DRUG_ARMS
+    from ..assemble import full_model, pk_model
+    from ..mechanisms.binding import DRUG_ARMS
 
     if name == "moa_pdl1_41bb":
         model = full_model()
@@ -256,7 +258,7 @@ def _model_named(name: str, n_states: int):
 
 def _solver_named(name: str):
     """The solver argument that reproduces a backend name written by ``simulate`` (``attrs['solver']``)."""
-    from .solvers.batched import RodasSolver
+    from ..solvers.batched import RodasSolver
 
     if name == "moa-rodas4-numba":
         return RodasSolver(backend="numba")
@@ -269,7 +271,7 @@ def _solver_named(name: str):
 
 def _parameters_from(record: dict, origin: str):
     """A ParameterSet holding exactly the record's values and units (bounds: the values' own range)."""
-    from .parameters import ParameterSet, ParameterSpec
+    from ..parameters import ParameterSet, ParameterSpec
 
     specs, values = {}, {}
     for name, entry in record["parameters"].items():
@@ -282,7 +284,7 @@ def _parameters_from(record: dict, origin: str):
 
 
 def _regimen_from(record: dict):
-    from .regimen import Dose, Regimen
+    from ..regimen import Dose, Regimen
 
     regimen = record.get("regimen")
     if regimen is None:
@@ -300,7 +302,7 @@ def rerun(path: str | os.PathLike, *, solver=None) -> xr.Dataset | list[tuple[di
     ``solver`` replaces the recorded one (the recorded one reproduces the numbers bit for bit on the
     same machine and versions). Failed samples keep their status, as they were recorded.
     """
-    from .simulate import simulate
+    from ..simulate import simulate
 
     path = pathlib.Path(path)
     records = records_of(read_provenance(path))

@@ -23,13 +23,16 @@ from any start; each drug's free concentration then follows in closed form.
 Use :func:`equilibrium` with concentrations, or :func:`in_vitro` with receptors per cell and
 cell densities (one contact per 4-1BB-bearing cell). :func:`liver_signal` gives the safety
 readout: 4-1BB signalling of liver myeloid cells at the plasma concentrations of a simulation.
+:func:`bell_metrics` measures the bell at a tumour's initial receptor pools, and
+:func:`format_comparison` / :func:`format_pdl1_thresholds` compare the 2:2 and 1:1 formats with it
+(the generated table of ``docs/model.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -38,7 +41,7 @@ from .mechanisms.binding import DRUG_ARMS, DrugArms, complex_name, contact_name,
 
 __all__ = ["DrugBinding", "ContactGeometry", "Clustering", "equilibrium", "in_vitro", "receptor_nM", "drug_binding",
            "contact_geometry", "clustering", "contact_volume_fraction", "contact_shares", "cluster_signal", "pdl1_threshold",
-           "liver_signal", "liver_toxicity_readout"]
+           "liver_signal", "liver_toxicity_readout", "bell_metrics", "format_comparison", "format_pdl1_thresholds"]
 
 AVOGADRO = 6.02214076e23  # 1/mol (SI definition)
 #: Finite KDs allowed, in nM. Measured KDs lie within fM..mM (1e-6..1e6 nM); outside 1e-12..1e12 nM the
@@ -354,7 +357,7 @@ def equilibrium(drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[Dru
     ds = xr.Dataset({k: (dims, reshape(v)) for k, v in data.items()})
     for k in ds.data_vars:
         ds[k].attrs["units"] = "1" if k.startswith("residual") else "nM"
-    ds.attrs["description"] = "binding equilibrium with contact zones (moa.binding.equilibrium)"
+    ds.attrs["description"] = "binding equilibrium with contact zones (moa.binding_equilibrium.equilibrium)"
     return ds
 
 
@@ -491,3 +494,83 @@ def liver_toxicity_readout(signal: xr.DataArray, params: Mapping) -> xr.DataArra
     y = signal.interp(time=grid)
     auc = y.integrate("time")
     return auc.assign_attrs(units="day", description=f"liver 4-1BB signal AUC over days 0-{window:g}")
+
+
+# ----- the bell at a tumour's receptor pools, and 2:2 against 1:1 --------------------------------
+#: The formats compared in docs/model.md: the same KDs and avidity factors, valency only.
+COMPARED_FORMATS = ("bsab_2x2", "bsab_1x1")
+
+
+def bell_metrics(params: Mapping, concentrations_nM: np.ndarray | None = None) -> dict:
+    """Bridged (ternary) 4-1BB vs total bispecific concentration at the tumour's initial
+    receptor pools of ``params`` (off contact and in contact zones, PD-1 included), at
+    equilibrium (:func:`equilibrium`), and the 4-1BB signal of the bridges.
+
+    Returns peak ternary as a fraction of 4-1BB and in nM, the concentration at the peak (nM), the
+    width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
+    The pools come from the full model at t = 0 (one simulation step, no drug).
+    """
+    from .assemble import full_model
+    from .simulate import simulate
+
+    conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
+    ds = simulate(full_model(), params, None, times=[0.0, 1.0])
+    at0 = {k: float(ds[k][0]) for k in ("pdl1_free", "pdl1_syn", "pd1_pdl1", "cd137_free", "cd137_syn", "pd1_free",
+                                         "contact_volume_fraction", "cd137_total", "pdl1_total")}
+    phi = at0["contact_volume_fraction"] + float(params.value_in("contact_floor", "1"))
+    eq = equilibrium([(drug_binding(params, "bsab"), conc)], at0["pdl1_free"], at0["cd137_free"],
+                     at0["pdl1_syn"] + at0["pd1_pdl1"], at0["cd137_syn"], pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
+                     contact_volume_fraction=phi, kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")),
+                     chi_pd1=float(params.value_in("chi_pd1", "1")))
+    ternary = eq["ternary_cd137"].values
+    cd137 = at0["cd137_total"]
+    signal = cluster_signal(ternary / cd137 * float(params.value_in("cd137_per_t_cell", "molecule/cell")), clustering(params))
+    k = int(np.argmax(ternary))
+    above = np.nonzero(ternary >= ternary[k] / 2)[0]
+    lo, hi = _half_crossing(conc, ternary, above[0], -1), _half_crossing(conc, ternary, above[-1], +1)
+    return {
+        "pdl1_nM": at0["pdl1_total"], "cd137_nM": cd137, "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
+        "pdl1_per_contact": float(ds["pdl1_per_contact"][0]),
+        "peak_fraction": ternary[k] / cd137, "peak_nM": ternary[k], "conc_at_peak_nM": conc[k],
+        "peak_signal": float(signal[k]),
+        "width_decades": math.log10(hi / lo) if np.isfinite(lo * hi) else math.inf,
+        "peak_index": k, "concentrations_nM": conc, "ternary_nM": ternary,
+    }
+
+
+def _half_crossing(conc, y, i, direction) -> float:
+    """Concentration where ``y`` crosses half its maximum next to index ``i`` (log-linear)."""
+    j = i + direction
+    if j < 0 or j >= len(y):
+        return math.inf  # the bell does not fall to half within the grid
+    half = y.max() / 2
+    x0, x1, y0, y1 = math.log10(conc[i]), math.log10(conc[j]), y[i], y[j]
+    return 10 ** (x0 + (half - y0) * (x1 - x0) / (y1 - y0))
+
+
+def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negative_tnbc")) -> list[dict]:
+    """2:2 against 1:1 in each setting: the equilibrium bell at the initial tumour receptor pools
+    (:func:`bell_metrics`, the curve left out) and the in vivo 4-1BB signal over cycle 2 (days 21-42)
+    of the arm's regimen, one row per setting and format."""
+    from .assemble import full_model
+    from .scenarios import scenario
+    from .simulate import simulate
+
+    rows = []
+    for setting in settings:
+        for arm in COMPARED_FORMATS:
+            params, regimen = scenario(arm, setting, duration_days=42.0)
+            m = bell_metrics(params)
+            ds = simulate(full_model(), params, regimen, times=np.arange(21.0, 43.0))
+            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
+                         "signal_cycle2": float(ds["cd137_signal"].mean())})
+    return rows
+
+
+def format_pdl1_thresholds() -> dict[str, float]:
+    """In-vitro PD-L1 threshold of each compared format (``moa binding --threshold``), PD-L1 per cell."""
+    from .parameters import load_parameters
+    from .scenarios import load_formats
+
+    return {fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
+            for fmt in COMPARED_FORMATS}

@@ -5,16 +5,16 @@ The contract of an experiment ``experiments/<name>.py``:
 - its module docstring's first line is the question it answers;
 - it defines ``main(out_dir: pathlib.Path, quick: bool = False) -> dict`` that writes its
   figures (with caption files), data and provenance into ``out_dir`` and returns a small
-  JSON-able summary of the numbers it found; an experiment whose summary :mod:`moa.claims`
-  reads returns it through its contract in :mod:`moa.summaries`.
+  JSON-able summary of the numbers it found; an experiment whose summary :mod:`moa.report.claims`
+  reads returns it through its contract in :mod:`moa.report.summaries`.
 
 :func:`run` builds ``<out_root>/<name>/`` under a hidden name and makes it visible only when
 ``main`` returns, so a failed experiment leaves no partial folder; ``<out_root>/<name>`` is a
 symbolic link to the hidden ``.<name>.<pid>-<random>`` version folder, swapped atomically, so a
 kill at any instant leaves the old or the new folder visible, and the next run removes what a
-killed run left (:func:`moa.results.staged_directory`).
+killed run left (:func:`moa.report.results.staged_directory`).
 :func:`write_index` writes ``index.md`` and a static ``index.html`` with every figure and caption
-(:mod:`moa.report`).
+(:mod:`moa.report.index`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import types
 from collections.abc import Iterable
 
 from .paths import data_dir, require_experiments_dir
-from .provenance import base_provenance, run_context
-from .results import staged_directory, write_json
+from .report.provenance import base_provenance, run_context
+from .report.results import staged_directory, write_json
 
 __all__ = ["EXPERIMENTS_DIR", "Experiment", "discover", "find", "load", "run", "write_index"]
 
@@ -147,9 +147,9 @@ def _relative(value, stage: pathlib.Path):
 
 
 def write_index(out_root: str | pathlib.Path, experiments: Iterable[Experiment] | None = None) -> dict[str, pathlib.Path]:
-    """Write ``index.html`` and ``index.md`` for the results under ``out_root`` (:mod:`moa.report`);
+    """Write ``index.html`` and ``index.md`` for the results under ``out_root`` (:mod:`moa.report.index`);
     ``experiments`` (default: :func:`discover`) supply questions that a folder's ``run.json`` lacks."""
-    from .report import write_index as write_report
+    from .report.index import write_index as write_report
 
     questions = {e.name: e.question for e in (experiments if experiments is not None else discover())}
     return write_report(out_root, questions)

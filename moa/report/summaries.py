@@ -1,7 +1,7 @@
 """The contract between the experiments and the claims: the summary each experiment returns.
 
 An experiment's ``main`` returns a small JSON-able summary (stored as ``summary`` in its
-``run.json``); :mod:`moa.claims` turns those numbers into verdicts. Each summary that the claims
+``run.json``); :mod:`moa.report.claims` turns those numbers into verdicts. Each summary that the claims
 read is declared here once, as a frozen dataclass whose fields are the summary's top-level keys
 and whose nested parts are ``TypedDict`` s. The experiment builds its summary through the
 contract (``ColdLeversSummary(...).as_dict()``) and the claims read it through the contract
@@ -21,7 +21,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NotRequired, TypedDict
 
-from .errors import SummaryError
+from ..errors import SummaryError
 
 __all__ = [
     "ExperimentSummary", "ArmsSettingsSummary", "ColdLeversSummary", "ExhaustionDynamicsSummary", "SweepsSummary",
@@ -81,6 +81,8 @@ class ReinvigorationOutcome(TypedDict):
 
 
 class ExhaustionArm(TypedDict):
+    """One arm of ``exhaustion_dynamics``: its outcome with and without reinvigoration of exhausted cells."""
+
     with_reinvigoration: ReinvigorationOutcome
     without_reinvigoration: ReinvigorationOutcome
 
@@ -93,6 +95,8 @@ class SweepEnd(TypedDict):
 
 
 class SweepParameter(TypedDict):
+    """One swept parameter of ``sweeps``: the benefit at both ends of its bounds and where its sign changes."""
+
     low: SweepEnd
     high: SweepEnd
     sign_changes_at: Sequence[float]
@@ -210,7 +214,7 @@ class ExperimentSummary:
         name = experiment or cls.EXPERIMENT
 
         def fail(what: str):
-            raise SummaryError(f"experiment {name!r}: the summary does not match moa.summaries.{cls.__name__}: {what}")
+            raise SummaryError(f"experiment {name!r}: the summary does not match moa.report.summaries.{cls.__name__}: {what}")
 
         if not isinstance(summary, Mapping):
             fail(f"the summary is {type(summary).__name__}, expected a mapping")
@@ -387,7 +391,7 @@ def _nested_keys(hint: Any, seen: set) -> set[str]:
 
 def declared_keys(top_level: bool = True) -> set[str]:
     """Every key any contract declares, nested and (unless ``top_level`` is false) top level: what
-    :mod:`moa.claims` may read."""
+    :mod:`moa.report.claims` may read."""
     keys: set[str] = set()
     for contract in CONTRACTS.values():
         if top_level:
