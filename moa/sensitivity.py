@@ -34,7 +34,7 @@ import xarray as xr
 from scipy import stats
 from scipy.stats import qmc
 
-from . import plots
+from .report import plots
 
 __all__ = ["saltelli_design", "sobol_indices", "morris_design", "morris_effects", "prcc", "plot_tornado",
            "plot_sobol_bars"]

@@ -14,7 +14,8 @@ from matplotlib.container import ErrorbarContainer  # noqa: E402
 from scipy import stats  # noqa: E402
 from scipy.stats import qmc  # noqa: E402
 
-from moa import plots, sensitivity  # noqa: E402
+from moa import sensitivity
+from moa.report import plots  # noqa: E402
 
 # ------------------------------------------------------------------------------------ Ishigami
 # f(x) = sin x1 + a sin^2 x2 + b x3^4 sin x1, x_i ~ U(-pi, pi) (Ishigami & Homma 1990). Partial variances

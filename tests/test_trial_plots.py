@@ -1,4 +1,4 @@
-"""Trial figures (moa.trial_plots) render with units on their axes and a numbers-at-risk table that is right."""
+"""Trial figures (moa.report.trial_plots) render with units on their axes and a numbers-at-risk table that is right."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from moa import plots, trial_plots  # noqa: E402
+from moa.report import plots, trial_plots  # noqa: E402
 from moa.analysis import recist_lesions  # noqa: E402
 from moa.survival import DAYS_PER_MONTH, censor, kaplan_meier  # noqa: E402
 

@@ -1,13 +1,13 @@
 """Figures of a virtual trial: waterfall, spider, Kaplan-Meier with numbers at risk, forest, calibration.
 
 Each function draws on an axes it is given (so a caller composes panels and saves them with
-:func:`moa.plots.save_figure`), labels its axes with units and returns the axes. Times come in
+:func:`moa.report.plots.save_figure`), labels its axes with units and returns the axes. Times come in
 days (as everywhere in moa) and are shown in ``unit`` ("months" by default, as trial reports do:
 1 month = :data:`moa.survival.DAYS_PER_MONTH` days).
 
 Usage::
 
-    from moa import plots, trial_plots
+    from moa.report import plots, trial_plots
     from moa.survival import kaplan_meier
 
     with plots.style():
@@ -27,8 +27,8 @@ import matplotlib.ticker as mticker
 import numpy as np
 
 from . import plots
-from .analysis import load_recist, partial_response_pct
-from .survival import DAYS_PER_MONTH, KaplanMeier
+from ..analysis import load_recist, partial_response_pct
+from ..survival import DAYS_PER_MONTH, KaplanMeier
 
 __all__ = ["RESPONSE_COLOURS", "plot_calibration", "plot_forest", "plot_km", "plot_spider", "plot_waterfall"]
 
@@ -125,8 +125,8 @@ def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: s
     a numbers-at-risk table under the axis at ``at_risk_days`` (days; default every 3 months, 12 weeks
     or 90 days to the longest follow-up), one row per curve, aligned with the x ticks.
 
-    ``colours``: per curve label; otherwise an arm's colour (:func:`moa.plots.arm_colour`) of the label.
-    A label that is an arm name (``"nabp_apdl1"``) is shown by its readable name (:func:`moa.plots.arm_label`).
+    ``colours``: per curve label; otherwise an arm's colour (:func:`moa.report.plots.arm_colour`) of the label.
+    A label that is an arm name (``"nabp_apdl1"``) is shown by its readable name (:func:`moa.report.plots.arm_label`).
     """
     if not curves:
         raise ValueError("curves: empty; give at least one {label: KaplanMeier}")
