@@ -19,29 +19,9 @@ from moa.cli import main
 from moa.solvers.base import SegmentResult
 from moa.solvers.batched import RodasSolver
 from moa.solvers.rodas import integrate_batch
-from moa.sweep import (ChunkWarning, ParameterDistribution, SpecError, SweepDirError, SweepSpec, load_spec, run_sweep,
-                       spec_from_dict, unit_design, parameter_values)
-from moa.sweep.spec import default_distribution
-
-DAYS = 60.0
-
-
-def tiny_spec(**changes) -> SweepSpec:
-    """16 points of one arm in one setting, 60 days, chunks of 4: a second or two."""
-    base = SweepSpec(name="tiny", arms=("bsab_2x2",), settings=("cold",),
-                     parameters=(default_distribution("tumour_growth_rate"), default_distribution("kill_rate_max")),
-                     sampling="lhs", n=16, seed=3, duration_days=DAYS, observables=("tumour_diameter",), days=(30.0, 60.0),
-                     summaries=("best_change_pct", "final_diameter_mm"), chunk_size=4, solver="rodas")
-    return dataclasses.replace(base, **changes)
-
-
-def same(a, b) -> bool:
-    """Bit-identical outputs of two sweep results (NaN where NaN)."""
-    for name in ("best_change_pct", "final_diameter_mm", "tumour_diameter", "status", "tumour_growth_rate"):
-        if not np.array_equal(a[name].values, b[name].values, equal_nan=True):
-            return False
-    return bool(np.array_equal(a["message"].values.astype(str), b["message"].values.astype(str)))
-
+from moa.sweep import (ChunkWarning, ParameterDistribution, SpecError, SweepDirError, load_spec, parameter_values,
+                       run_sweep, spec_from_dict, unit_design)
+from sweep_helpers import same, tiny_spec
 
 # ----- the spec ------------------------------------------------------------------------------------
 
