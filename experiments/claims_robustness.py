@@ -202,9 +202,10 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     save_dataset(with_status(table, ds), out_dir, "claims_robustness", csv_variables=["margin", "holds"])
     save_dataset(ds, out_dir, "sweep", csv_variables=[])
     if sens:
-        save_dataset(with_status(xr.concat(list(sens.values()), dim=xr.DataArray(list(sens), dims="entry", name="entry"),
-                                          join="outer")),
-                     out_dir, "sensitivity", csv_variables=[])
+        both = xr.concat(list(sens.values()), dim=xr.DataArray(list(sens), dims="entry", name="entry"), join="outer",
+                         combine_attrs="override")
+        both.attrs = {**table.attrs, **both.attrs, "driver_method": "PRCC" if quick else "Sobol total order"}
+        save_dataset(with_status(both), out_dir, "sensitivity", csv_variables=[])
     method = "PRCC" if quick else "Sobol total order"
     _figures(out_dir, summary_claims, sens, quick, main_spec, ds.attrs)
     lines = ["| claim | setting | rule | holds in (95% CI) | points | undecided | failed | drivers |",

@@ -299,7 +299,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         ds = run_sweep(spec, out, executor="dask" if args.scheduler else "local", scheduler=args.scheduler,
                        workers=None if args.scheduler else args.workers, resume=args.resume, progress=progress)
-    except SweepDirError as exc:
+    except (SweepDirError, ImportError) as exc:  # another spec's folder; --scheduler without the cluster extra
         return _error(str(exc))
     failed = int(ds.attrs["failed_points"])
     total = int(ds["status"].size)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -296,7 +297,9 @@ def _assemble(spec: SweepSpec, chunks, results, values, unit, kept) -> xr.Datase
                   "seed": int(spec.seed), "parameters": ",".join(spec.parameter_names),
                   "duration_days": float(spec.duration_days), "solver": str(spec.as_dict()["solver"]),
                   "rtol": float(spec.rtol), "atol": float(spec.atol), "chunk_size": int(spec.chunk_size),
-                  "failed_points": int(np.sum(data["status"] != 0))})
+                  "failed_points": int(np.sum(data["status"] != 0)),
+                  # the exact recipe: with models/ (git_commit) the spec and seed give every point's parameter values
+                  "spec": json.dumps(spec.as_dict(), sort_keys=True, default=str)})
     ds = xr.Dataset(ds_vars, coords=coords, attrs=attrs)
     for dim, labels in (("arm", spec.arms), ("setting", spec.settings)):
         if len(labels) == 1:

@@ -160,8 +160,8 @@ class SweepSpec:
         return out
 
     def digest(self) -> str:
-        """sha256 (hex, first 16) of everything that changes the samples or the outputs (not the chunk size's
-        effect on scheduling: chunks are part of the checkpoint layout, so the chunk size is included too)."""
+        """sha256 (hex, first 16) of everything but the description: what changes the samples and outputs, and the
+        chunk size (the checkpoint layout, and through the quasi-steady start the last digits of a point's numbers)."""
         payload = {k: v for k, v in self.as_dict().items() if k not in ("description",)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
