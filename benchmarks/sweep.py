@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--params", type=int, default=None, help="varied parameters (default 40)")
     ap.add_argument("--days", type=float, default=None, help="days per simulation (default 365)")
     ap.add_argument("--workers", type=int, default=None, help="local processes for the Saltelli run (default: CPUs)")
-    ap.add_argument("--chunk-size", type=int, default=None, help="points per chunk (default 512)")
+    ap.add_argument("--chunk-size", type=int, default=None, help="points per chunk (default 512; 32 with --quick)")
     ap.add_argument("--dask-points", type=int, default=None, help="points of the Dask scaling sweep (default 2048)")
     ap.add_argument("--dask-chunk", type=int, default=None, help="points per chunk of the Dask sweep (default 128)")
     ap.add_argument("--memory-points", type=int, default=None, help="points of the memory run (default 10000)")
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     q = args.quick
     defaults = {"n_base": 8 if q else 1024, "params": 6 if q else 40, "days": 60.0 if q else 365.0,
-                "workers": len(os.sched_getaffinity(0)), "chunk_size": 64 if q else 512,
+                "workers": len(os.sched_getaffinity(0)), "chunk_size": 32 if q else 512,
                 "dask_points": 64 if q else 2048, "dask_chunk": 16 if q else 128,
                 "memory_points": 500 if q else 10_000, "memory_days": 365.0}
     for k, v in defaults.items():
