@@ -211,17 +211,17 @@ def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=
     ds.attrs.update({"chunks": len(chunks), "chunks_reused": reused, "executor": executor,
                      "wall_seconds": round(time.perf_counter() - started, 3), "resume": int(bool(resume))})
     if store is not None:
-        _write_result(ds, store.root / "sweep.nc")
+        _write_result(ds, store.root)
     return ds
 
 
 def _run_pool(spec, todo, task_values, finished, workers: int) -> None:
     """Chunks over a pool of ``workers`` spawned processes, stored as they complete."""
-    from ..parallel import _check_main_guard, _limit_blas_threads
+    from ..parallel import check_main_guard, limit_blas_threads
 
-    _check_main_guard()
+    check_main_guard("run_sweep with workers > 1")
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_limit_blas_threads,
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=limit_blas_threads,
                                 initargs=(1,)) as pool:
         futures = [pool.submit(_run_task, spec, c, task_values(c)) for c in todo]
         try:
@@ -307,14 +307,11 @@ def _assemble(spec: SweepSpec, chunks, results, values, unit, kept) -> xr.Datase
     return ds
 
 
-def _write_result(ds: xr.Dataset, path) -> None:
-    """The whole result as NetCDF, atomically (through moa.results' writer)."""
-    from ..results import _write_netcdf, atomic_write
+def _write_result(ds: xr.Dataset, folder) -> None:
+    """The whole result as ``sweep.nc`` with ``sweep.provenance.json``, atomically (moa.results.save_dataset)."""
+    from ..results import save_dataset
 
-    out = ds.copy()
-    out["message"] = out["message"].astype(str)
-    with atomic_write(path, "wb") as tmp:
-        _write_netcdf(out, tmp)
+    save_dataset(ds, folder, "sweep", csv_variables=[])
 
 
 class _Progress:

@@ -5,7 +5,7 @@ Layout of ``out_dir``::
     spec.json       the spec (JSON) and its digest
     manifest.json   {"spec_hash", "n_chunks", "chunks": {index: {"file", "sha256", "arm", "setting", "points"}}}
     chunks/chunk_000012.npz   one finished chunk: every output, status and message of its points
-    sweep.nc        the whole result (written when every chunk is done)
+    sweep.nc        the whole result (written when every chunk is done), with sweep.provenance.json
 
 A chunk file is written to a temporary name in ``chunks/`` and renamed into place (``os.replace``),
 then the manifest is rewritten the same way, so a sweep killed at any moment leaves whole files
