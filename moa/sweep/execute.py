@@ -159,6 +159,8 @@ def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=
         raise ValueError(f"executor={executor!r}: allowed executors are {list(EXECUTORS)}")
     if executor == "local" and (client is not None or scheduler is not None):
         raise ValueError("client/scheduler are for executor='dask'")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir: the folder holding the checkpoints of the earlier run")
     if workers is not None and not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers={workers!r}: must be an integer >= 1")
     if spec.solver == "auto":
