@@ -5,6 +5,7 @@
     moa run NAME [NAME ...] | all  [--quick] [--out DIR] [--progress] [--experiments DIR]
     moa binding [--format 2x2|1x1] [--drug-nM C ...] [--pdl1-per-cell N] ...
     moa binding --threshold   (PD-L1 per cell at half-maximal bispecific 4-1BB signal, 2:2 and 1:1)
+    moa sweep SPEC.toml [--out DIR] [--workers N | --scheduler ADDRESS] [--resume]
 
 ``moa run`` writes each experiment into ``DIR/<name>/`` (default ``results/``), all or nothing,
 then ``DIR/index.md`` and ``DIR/index.html`` with every figure and its caption. Bad arguments
@@ -82,7 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threshold", action="store_true",
                    help="print, for 2:2 and 1:1, the PD-L1 per cell at which the best 4-1BB signal (over drug concentration) "
                         "is half its value at 1e6 PD-L1 per cell (1:1 co-culture, 1e6 cells/mL each)")
+    sw = sub.add_parser("sweep", help="run a sweep spec (docs/sweeps.md) into DIR, checkpointing each chunk")
+    sw.add_argument("spec", type=pathlib.Path, metavar="SPEC.toml", help="the sweep spec (see models/sweeps/example.toml)")
+    sw.add_argument("--out", type=_folder, default=None, metavar="DIR",
+                    help="checkpoint and result folder (default: results/sweeps/<spec name>)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_count, default=1, metavar="N", help="local worker processes (default 1)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a dask.distributed scheduler address (tcp://host:8786); needs the cluster extra")
+    sw.add_argument("--resume", action="store_true", help="continue a sweep in DIR, skipping the chunks it finished")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _count(text: str) -> int:
+    """``--workers``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1")
+    return value
 
 
 def _number(allowed: str, unit: str):
@@ -247,10 +269,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args.experiments)
         if args.command == "binding":
             return _binding(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _run(args)
     except DataNotFoundError as exc:  # an install without its data: say where moa looked
         print(f"moa: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``moa sweep``: validate the spec (exit 2 with the reason, nothing written), then run it into ``--out``."""
+    from .sweep import SpecError, SweepDirError, load_spec, run_sweep
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        return _error(str(exc))
+    out = args.out if args.out is not None else pathlib.Path("results") / "sweeps" / spec.name
+    if args.resume and not (out / "manifest.json").exists():
+        print(f"moa sweep: nothing to resume in {out}; starting the sweep", file=sys.stderr)
+    progress = None
+    if not args.no_progress:
+        try:
+            import tqdm  # noqa: F401 - the progress extra
+            progress = True
+        except ImportError:
+            progress = None
+    started = time.perf_counter()
+    try:
+        ds = run_sweep(spec, out, executor="dask" if args.scheduler else "local", scheduler=args.scheduler,
+                       workers=None if args.scheduler else args.workers, resume=args.resume, progress=progress)
+    except (SweepDirError, ImportError) as exc:  # another spec's folder; --scheduler without the cluster extra
+        return _error(str(exc))
+    failed = int(ds.attrs["failed_points"])
+    total = int(ds["status"].size)
+    print(f"sweep {spec.name}: {total} simulations ({ds.attrs['chunks']} chunks, {ds.attrs['chunks_reused']} reused) in "
+          f"{time.perf_counter() - started:.1f} s; {failed} failed -> {out / 'sweep.nc'}")
+    return EXIT_OK
 
 
 #: Internal names that reach ``moa binding``'s errors from the library, and the option each came from.

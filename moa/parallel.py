@@ -64,7 +64,7 @@ from .solvers.base import Status
 from .parameters import ParameterSet
 from .report.provenance import combine_simulations
 
-__all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
+__all__ = ["simulate_parallel", "resolve_builder", "split_parameters", "check_main_guard", "limit_blas_threads"]
 
 #: Samples per chunk when ``chunks`` is not given: large enough that the batched solver's
 #: per-step overhead is amortised, small enough that both cores get work and the progress bar moves.
@@ -99,7 +99,7 @@ def split_parameters(parameters: ParameterSet, bounds) -> list[ParameterSet]:
     return out
 
 
-def _limit_blas_threads(n: int) -> None:
+def limit_blas_threads(n: int) -> None:
     """Worker initializer: one BLAS thread per process (the processes are the parallelism)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -158,7 +158,7 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
         simulate_kwargs.pop(bad, None)
     resolve_builder(model)  # fail early on a bad name, in this process
     if mp_context in ("spawn", "forkserver"):
-        _check_main_guard()
+        check_main_guard()
     overrides = simulate_kwargs.pop("overrides", None)
     if overrides:
         parameters = parameters.with_values(overrides)
@@ -242,7 +242,7 @@ class _ChunkRuns:
         self.ctx, self.blas_threads, self.results, self.errors, self.bar = ctx, blas_threads, results, errors, bar
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_limit_blas_threads,
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=limit_blas_threads,
                                       initargs=(self.blas_threads,))
 
     def _submit(self, pool: cf.ProcessPoolExecutor, i: int) -> cf.Future:
@@ -318,7 +318,7 @@ def _exit_status(processes) -> str:
     return f"exit code {code}"
 
 
-def _check_main_guard() -> None:
+def check_main_guard(caller: str = "simulate_parallel") -> None:
     """Refuse a call made while the ``__main__`` script runs its top level outside
     ``if __name__ == "__main__":`` (spawned workers would import the script and run it again)."""
     main = sys.modules.get("__main__")
@@ -333,7 +333,7 @@ def _check_main_guard() -> None:
         frame = frame.f_back
     if top is None or _inside_main_guard(path, top.f_lineno):
         return
-    raise RuntimeError(f"simulate_parallel was called at the top level of {path} (line {top.f_lineno}) outside "
+    raise RuntimeError(f"{caller} was called at the top level of {path} (line {top.f_lineno}) outside "
                        "'if __name__ == \"__main__\":'. With mp_context='spawn' or 'forkserver' each worker process "
                        "imports this script again and would start the batch again; put the call (or the code that "
                        "leads to it) under 'if __name__ == \"__main__\":', or use mp_context='fork'.")

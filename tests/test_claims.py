@@ -290,3 +290,20 @@ def test_claims_read_no_summary_key_outside_the_contracts():
     read_as_strings = sorted(_string_keys_read(tree) & top_level_only)
     assert read_as_strings == [], f"moa/report/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
     assert _string_keys_read(ast.parse('s["k"]; s.get("j"); "i" in s')) == {"k", "j", "i"}  # the scan sees all three
+
+
+def test_robustness_table_gives_each_claims_fraction_in_section_order():
+    """With claims_robustness results, claims.md gains a table with the fraction of points where each verdict
+    holds (and its interval); without them the file has no such table."""
+    record = json.loads((SUMMARY_FIXTURES / "claims_robustness.json").read_text())
+    summary = copy.deepcopy(record["summary"])
+    entry = summary["claims"]["pdl1neg|pdl1_negative_tnbc"]
+    entry.update(fraction_holds=0.625, ci_low=0.5, ci_high=0.75, points=64, drivers=["kill_rate_max (+0.54)"])
+    text = claims_markdown({"claims_robustness": summary})
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "holds in" not in line]
+    assert [int(r.split("|")[1].split(".")[0]) for r in rows] == sorted(int(r.split("|")[1].split(".")[0]) for r in rows)
+    row = next(r for r in rows if r.startswith("| 7."))
+    assert "| 62% (50-75%) |" in row and "kill_rate_max (+0.54)" in row
+    summary["claims"]["cold|cold"]["by_construction"] = "its margin is the same at every point"
+    assert "by construction: its margin is the same at every point" in claims_markdown({"claims_robustness": summary})
+    assert "How robust" not in claims_markdown({})

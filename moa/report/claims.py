@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import numpy as np
 
 from ..analysis import partial_response_pct
 from ..parameters import MODELS_DIR, convert_value, load_parameter_file
@@ -27,7 +29,8 @@ from .summaries import (ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ArmsSe
                         ExperimentSummary, contract_for)
 
 __all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict",
-           "DecisionThresholds", "load_decisions", "DECISIONS_PATH", "DECISION_UNITS"]
+           "DecisionThresholds", "load_decisions", "DECISIONS_PATH", "DECISION_UNITS",
+           "PointClaim", "ArmOutcome", "point_claims", "volume_inhibition", "bliss_excess"]
 
 #: The decision thresholds of the claims (documented in every claims file). The response threshold, a
 #: partial response on best % change, is RECIST's and is read from models/recist.toml
@@ -95,6 +98,18 @@ def _volume_inhibition(d_arm: float, d_ref: float) -> float:
 
 def _bliss(a: float, b: float, ab: float) -> float:
     return ab - (a + b - a * b)
+
+
+def volume_inhibition(d_arm, d_ref) -> np.ndarray:
+    """:func:`_volume_inhibition` per point: 1 - V_arm/V_ref from diameters [mm] (V ~ d^3); NaN where d_ref <= 0."""
+    d_arm, d_ref = np.asarray(d_arm, dtype=float), np.asarray(d_ref, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d_ref > 0, 1.0 - (d_arm / d_ref) ** 3, np.nan)
+
+
+def bliss_excess(a, b, ab) -> np.ndarray:
+    """:func:`_bliss` per point: observed inhibition ``ab`` minus independent action ``a + b - a b``."""
+    return _bliss(np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(ab, dtype=float))
 
 
 def _fmt(x: float, unit: str = "") -> str:
@@ -250,6 +265,129 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
     return out
 
 
+# ----- the verdicts per point of a sweep (experiment claims_robustness) --------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ArmOutcome:
+    """One arm in one setting at every point of a sweep (arrays over points)."""
+
+    best: np.ndarray  # best % change of tumour diameter (moa.analysis.best_percent_change) [%]
+    d84: np.ndarray  # tumour diameter at day 84 [mm]
+    t_eff_fold: np.ndarray | None = None  # peak over time of the arm's tumour effectors / untreated's [1]
+
+
+#: What a point of a sweep gives each claim in one setting: ``{arm: ArmOutcome}``.
+PointOutcomes = Mapping[str, ArmOutcome]
+
+
+@dataclasses.dataclass(frozen=True)
+class PointClaim:
+    """A claim's verdict for every point of a sweep, by the same rule and thresholds as the text above.
+
+    ``holds(outcomes)`` is True/False per point (NaN-free inputs) and ``margin(outcomes)`` a number per
+    point that is larger where the point favours the claim (what the sensitivity analysis ranks).
+    A point is undecided where ``tested`` is False (the cold claim where anti-PD-L1 already responds:
+    :func:`cold_verdict`'s NOT TESTED) or the margin is undefined (no untreated tumour left at day 84
+    to compare inhibition with).
+    """
+
+    key: str
+    section: int
+    title: str
+    settings: tuple[str, ...]
+    arms: tuple[str, ...]
+    rule: str
+    margin_label: str
+    margin_unit: str
+    margin: Callable[[PointOutcomes], np.ndarray]
+    holds: Callable[[PointOutcomes], np.ndarray]
+    tested: Callable[[PointOutcomes], np.ndarray] | None = None  # where the claim is tested at all (None: everywhere)
+
+
+def _inhibitions(o: PointOutcomes, *arms: str) -> list[np.ndarray]:
+    return [volume_inhibition(o[a].d84, o["untreated"].d84) for a in arms]
+
+
+def _cold_margin(o: PointOutcomes) -> np.ndarray:
+    thr = partial_response_pct()
+    return np.minimum(o["apdl1"].best - thr, thr - o["bsab_2x2"].best)
+
+
+def _cold_holds(o: PointOutcomes) -> np.ndarray:
+    """:func:`cold_verdict` == HOLDS per point: anti-PD-L1 resists and the bispecific responds."""
+    thr = partial_response_pct()
+    return (o["apdl1"].best > thr) & (o["bsab_2x2"].best <= thr)
+
+
+def _format_holds(o: PointOutcomes, d: DecisionThresholds) -> np.ndarray:
+    """The format line's "2:2 better": best change lower by the meaningful margin, or day-84 diameter below
+    the format ratio times 1:1's."""
+    diff = o["bsab_2x2"].best - o["bsab_1x1"].best
+    return (diff < -d.meaningful_difference_pct_points) | (o["bsab_2x2"].d84 < d.format_diameter_ratio * o["bsab_1x1"].d84)
+
+
+_ALL = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
+def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClaim, ...]:
+    """The claims judged per point of a sweep, with the thresholds of ``models/decisions.toml`` (or ``decisions``)."""
+    d = decisions or load_decisions()
+    return (
+        PointClaim("synergy", 1, "PD-L1 blockade and 4-1BB activation act synergistically", _ALL,
+                   ("untreated", "apdl1", "a41bb", "bsab_2x2"),
+                   f"2:2 bispecific's Bliss excess vs the two monotherapies (volume inhibition at day 84) > {d.bliss_synergy_margin}",
+                   "Bliss excess", "1", lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")),
+                   lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")) > d.bliss_synergy_margin),
+        PointClaim("proliferation", 2, "4-1BB agonism drives T-cell proliferation", ("cold",), ("untreated", "bsab_2x2"),
+                   f"2:2 bispecific's peak tumour effectors > {d.proliferation_fold:g}x untreated (proliferation_verdict)",
+                   "peak effector fold vs untreated", "1", lambda o: o["bsab_2x2"].t_eff_fold,
+                   lambda o: o["bsab_2x2"].t_eff_fold > d.proliferation_fold),
+        PointClaim("cold", 3, "Suited to cold tumours that resist PD-(L)1 blockade", ("cold",), ("apdl1", "bsab_2x2"),
+                   f"anti-PD-L1 best change > {partial_response_pct():.0f}% and 2:2 bispecific <= it (cold_verdict HOLDS)",
+                   "min(anti-PD-L1 - threshold, threshold - bispecific)", "%", _cold_margin, _cold_holds,
+                   lambda o: o["apdl1"].best > partial_response_pct()),
+        PointClaim("format", 4, "The 2:2 structure is better than 1:1", _ALL, ("bsab_2x2", "bsab_1x1"),
+                   f"2:2 best change lower than 1:1's by > {d.meaningful_difference_pct_points:.0f} points or day-84 diameter "
+                   f"< {d.format_diameter_ratio:g} x 1:1's", "best change 1:1 - 2:2", "%",
+                   lambda o: o["bsab_1x1"].best - o["bsab_2x2"].best, lambda o: _format_holds(o, d)),
+        PointClaim("broader", 5, "Broader potential than PD-(L)1 inhibitors alone", _ALL, ("apdl1", "bsab_2x2"),
+                   f"2:2 bispecific's best change lower than anti-PD-L1's by > {d.meaningful_difference_pct_points:.0f} points",
+                   "best change anti-PD-L1 - bispecific", "%", lambda o: o["apdl1"].best - o["bsab_2x2"].best,
+                   lambda o: o["bsab_2x2"].best < o["apdl1"].best - d.meaningful_difference_pct_points),
+        PointClaim("chemo", 6, "Benefit with nab-paclitaxel", _ALL, ("untreated", "nabp", "bsab_2x2", "nabp_bsab_2x2"),
+                   f"Bliss excess of nab-paclitaxel + 2:2 bispecific (volume inhibition at day 84) > {d.bliss_synergy_margin}",
+                   "Bliss excess", "1", lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")),
+                   lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")) > d.bliss_synergy_margin),
+        PointClaim("pdl1neg", 7, "A case in PD-L1-negative TNBC", ("pdl1_negative_tnbc",), ("bsab_2x2",),
+                   f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%)",
+                   "threshold - bispecific best change", "%", lambda o: partial_response_pct() - o["bsab_2x2"].best,
+                   lambda o: o["bsab_2x2"].best <= partial_response_pct()),
+    )
+
+
+def _robustness_lines(summaries) -> list[str]:
+    """The robustness table (experiment ``claims_robustness``), or nothing when it was not run."""
+    rb = _read(summaries, "claims_robustness")
+    if not rb:
+        return []
+    lines = ["## How robust each verdict is",
+             f"Experiment `claims_robustness`: {rb.n_points} points of the plausible parameter space ({rb.sampling}, "
+             f"{len(rb.parameters)} parameters within their bounds in models/; drug-design constants and setting levers "
+             f"fixed), {rb.duration_days:.0f} days per simulation. The fraction is of the points that ran; the interval is "
+             f"the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated tumour is left "
+             f"to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.", "",
+             "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
+             "|---|---|---|---|---|---|"]
+    order = list(SETTING_LABELS)
+    for entry in sorted(rb.claims.values(), key=lambda e: (e["section"], order.index(e["setting"]) if e["setting"] in order
+                                                           else len(order))):
+        frac = entry["fraction_holds"]
+        held = "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
+        if entry.get("by_construction"):
+            held += f"; by construction: {entry['by_construction']}"
+        lines.append(f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
+                     f"{entry['rule']} | {held} | {entry.get('undecided_points', 0)} / {entry['failed_points']} | "
+                     f"{', '.join(entry['drivers']) or 'none significant'} |")
+    return lines + [""]
+
+
 def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
                     decisions: DecisionThresholds | None = None) -> str:
     """The claims file's text, from the experiments' summaries (missing experiments are said so).
@@ -272,6 +410,7 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
              f"+-{decisions.bliss_synergy_margin:g} on volume inhibition vs untreated; differences under "
              f"{decisions.meaningful_difference_pct_points:.0f} percentage points count as none. One typical patient per setting "
              "with default parameters; the sweeps say where a verdict flips.", ""]
+    lines += _robustness_lines(summaries)
 
     lines += ["## 1. PD-L1 blockade and 4-1BB activation act synergistically",
               "Experiment `arms_settings` (figure best_response_heatmap).", *bullets("synergy"), ""]

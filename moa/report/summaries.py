@@ -25,9 +25,9 @@ from ..errors import SummaryError
 
 __all__ = [
     "ExperimentSummary", "ArmsSettingsSummary", "ColdLeversSummary", "ExhaustionDynamicsSummary", "SweepsSummary",
-    "FormatBellSummary", "ChemoCombinationSummary", "MabsVsBispecificSummary", "CONTRACTS", "contract_for",
+    "FormatBellSummary", "ChemoCombinationSummary", "MabsVsBispecificSummary", "ClaimsRobustnessSummary", "CONTRACTS", "contract_for",
     "declared_keys", "LeverInfo", "LeverPoint", "GainBlock", "ReinvigorationOutcome", "ExhaustionArm", "SweepEnd",
-    "SweepParameter", "SweepMap", "InVivoBell", "ScheduleVerdict", "DoseCurve",
+    "SweepParameter", "SweepMap", "InVivoBell", "ScheduleVerdict", "DoseCurve", "RobustClaim",
     "BASELINE_POINT", "ALL_LEVERS_POINT", "ALL_BUT_PREFIX",
 ]
 
@@ -116,6 +116,24 @@ class SweepMap(TypedDict, total=False):
     margin_log10: float
     benefit_range_log10: Sequence[float | None] | None
     failed_points: int
+
+
+class RobustClaim(TypedDict):
+    """One claim in one setting of ``claims_robustness``: how often its verdict holds over the sampled points."""
+
+    section: int
+    title: str
+    setting: str
+    rule: str
+    points: int
+    failed_points: int
+    fraction_holds: float | None
+    ci_low: float | None
+    ci_high: float | None
+    drivers: Sequence[str]
+    by_construction: NotRequired[str | None]
+    margin: NotRequired[str]
+    undecided_points: NotRequired[int]
 
 
 class InVivoBell(TypedDict):
@@ -361,10 +379,24 @@ class MabsVsBispecificSummary(ExperimentSummary):
     dose_curves: Mapping[str, DoseCurve] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClaimsRobustnessSummary(ExperimentSummary):
+    """``claims_robustness``: per claim and setting (``"<claim>|<setting>"``), the fraction of sampled points where it holds."""
+
+    EXPERIMENT: ClassVar[str] = "claims_robustness"
+    sampling: str
+    n_points: int
+    parameters: Sequence[str]
+    duration_days: float
+    driver_method: str
+    claims: Mapping[str, RobustClaim]
+    figures: Sequence[str] | None = None
+
+
 #: The contract of each experiment whose summary the claims read.
 CONTRACTS: dict[str, type[ExperimentSummary]] = {c.EXPERIMENT: c for c in (
     ArmsSettingsSummary, ColdLeversSummary, ExhaustionDynamicsSummary, SweepsSummary, FormatBellSummary,
-    ChemoCombinationSummary, MabsVsBispecificSummary)}
+    ChemoCombinationSummary, MabsVsBispecificSummary, ClaimsRobustnessSummary)}
 
 
 def contract_for(experiment: str) -> type[ExperimentSummary]:

@@ -1,0 +1,268 @@
+"""In how much of the plausible parameter space does each press-release claim hold, and what drives it?
+
+The claims file judges each claim on one typical patient per setting. Here every parameter that
+describes the patient and the tumour biology (not the drug's design, not the setting's own levers)
+is drawn within its bounds in ``models/`` (log-uniform where ``scale = "log"``), each arm a claim
+compares is simulated at every point in every setting (``moa.sweep``), and each claim's verdict is
+decided per point by the same rule and thresholds as ``results/claims.md`` (``moa.report.claims.point_claims()``).
+For each claim and setting: the fraction of points where it holds, with a 95% Clopper-Pearson
+interval, and the parameters that drive its margin: partial rank correlation (PRCC, 95% intervals,
+on the 12 parameters most rank-correlated with the margin, Bonferroni over all) in quick mode, Sobol
+total-order indices (Saltelli design, ``moa.sensitivity``) in full mode.
+
+Quick: 128 Latin-hypercube points, 84 days (about a minute). Full: Saltelli design with N = 1,024
+base samples (N x (d + 2) points, d the number of varied parameters), 84 days, checkpointed in
+``<results>/.sweeps/`` so a killed run resumes; it takes hours on two cores.
+84 days is the day the claims compare volume inhibition; best change is taken over those 84 days
+(two RECIST scans), not over the year of ``arms_settings``. Claim 8 (liver safety) needs dose
+variants of the agonist and is not evaluated here.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from moa import sensitivity
+from moa.report import plots
+from moa.report.claims import SETTING_LABELS, ArmOutcome, point_claims
+from moa.report.results import save_dataset, with_status, write_text
+from moa.scenarios import default_parameters, load_settings
+from moa.report.summaries import ClaimsRobustnessSummary
+from moa.sweep import SweepSpec, run_sweep
+from moa.sweep.spec import default_distribution
+
+DURATION_DAYS = 84.0
+#: Quick: a Latin hypercube; PRCC needs more points than parameters (n - 1 - d degrees of freedom).
+QUICK = {"sampling": "lhs", "n": 128, "seed": 2026}
+#: Full: the Saltelli design of moa.sensitivity with N base samples (issue 16: N = 1,024).
+FULL = {"sampling": "saltelli", "n": 1024, "seed": 2026}
+SETTINGS = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
+POINT_CLAIMS = point_claims()  # with the thresholds of models/decisions.toml
+ARMS = tuple(dict.fromkeys(a for c in POINT_CLAIMS for a in c.arms))
+#: Points per chunk (one batched simulation and one checkpoint file).
+CHUNK_SIZE = 128
+#: Drivers listed per claim: the strongest significant ones (PRCC) or those whose total-order index is at
+#: least MIN_TOTAL_ORDER (Sobol).
+N_DRIVERS = 3
+MIN_TOTAL_ORDER = 0.05
+#: PRCC drivers must have p < SIGNIFICANCE / (number of parameters) (Bonferroni): with ~100 parameters and 128
+#: points, an uncorrected 5% test names about five parameters per claim by chance.
+SIGNIFICANCE = 0.05
+#: Quick mode: PRCC of the margin on the SCREENED parameters with the largest rank correlation with it. A PRCC
+#: on all ~100 parameters from 128 points is overfit (28 residual degrees of freedom: measured, coefficients of
+#: +-0.6 for parameters whose rank correlation with the margin was 0.07-0.2).
+SCREENED = 12
+
+#: Not varied. Drug-design constants: the molecules' affinities, on-rates, valencies, avidity, agonist
+#: efficacies and molecular weights are properties of the drug, not of the patient.
+DRUG_DESIGN = ("kon_pdl1_apdl1", "kd_pdl1_apdl1", "kon_pdl1_bsab", "kd_pdl1_bsab", "valency_pdl1_bsab",
+               "valency_cd137_bsab", "valency_pdl1_apdl1", "valency_cd137_a41bb", "kon_cd137_bsab", "kd_cd137_bsab",
+               "kon_cd137_a41bb", "kd_cd137_a41bb", "chi_cis_pdl1", "chi_cis_cd137", "agonist_efficacy_a41bb",
+               "cis_efficacy_bsab", "mw_apdl1", "mw_bsab", "mw_a41bb", "mw_paclitaxel")
+#: Numerical floors and thresholds of the solver's model, not biology.
+NUMERICAL = ("receptor_floor", "contact_floor", "kill_ratio_floor", "tumour_volume_floor", "clone_extinction_threshold")
+#: Parameter files read only after the simulation (the liver-safety readout of claim 8, not evaluated here).
+POST_HOC_FILES = ("safety",)
+
+
+def varied_parameters() -> list[str]:
+    """Every parameter with a range in models/ except drug-design constants, numerical floors, the
+    liver readout and the setting levers (models/settings.toml: each claim compares settings)."""
+    levers = {k for s in load_settings().values() for k in s.values}
+    fixed = set(DRUG_DESIGN) | set(NUMERICAL) | levers
+    return [name for name, spec in default_parameters().specs.items()
+            if spec.lower < spec.upper and name not in fixed and pathlib.Path(spec.origin).stem not in POST_HOC_FILES]
+
+
+def sweep_specs(quick: bool) -> tuple[SweepSpec, SweepSpec]:
+    """The main sweep (every arm a claim compares, every setting: best change and day-84 diameter) and the
+    effector sweep (untreated and the 2:2 bispecific in the cold setting, daily effectors) over the same points."""
+    design = QUICK if quick else FULL
+    params = tuple(default_distribution(n) for n in varied_parameters())
+    common = dict(parameters=params, duration_days=DURATION_DAYS, chunk_size=CHUNK_SIZE, solver="auto", **design)
+    main = SweepSpec(name="claims_robustness", arms=ARMS, settings=SETTINGS, observables=("tumour_diameter",),
+                     days=(DURATION_DAYS,), summaries=("best_change_pct",), **common)
+    effectors = SweepSpec(name="claims_robustness_effectors", arms=("untreated", "bsab_2x2"), settings=("cold",),
+                          observables=("t_eff",), days="all", summaries=(), **common)
+    return main.validate(), effectors.validate()
+
+
+def outcomes(main: xr.Dataset, effectors: xr.Dataset) -> tuple[dict[str, dict[str, ArmOutcome]], dict[str, dict[str, np.ndarray]]]:
+    """``{setting: {arm: ArmOutcome}}`` over the points (the effector fold only for the bispecific in the
+    cold setting), and ``{setting: {arm: failed}}``: whether a simulation behind the arm's outcome failed."""
+    fold = (effectors["t_eff"].sel(arm="bsab_2x2") / effectors["t_eff"].sel(arm="untreated")).max("time", skipna=False)
+    effectors_failed = (effectors["status"] != 0).any("arm").values
+    out: dict[str, dict[str, ArmOutcome]] = {}
+    failed: dict[str, dict[str, np.ndarray]] = {}
+    for setting in SETTINGS:
+        out[setting], failed[setting] = {}, {}
+        for arm in ARMS:
+            sel = main.sel(arm=arm, setting=setting)
+            with_fold = setting == "cold" and arm == "bsab_2x2"
+            out[setting][arm] = ArmOutcome(best=sel["best_change_pct"].values,
+                                           d84=sel["tumour_diameter"].sel(time=DURATION_DAYS).values,
+                                           t_eff_fold=fold.values if with_fold else None)
+            failed[setting][arm] = (sel["status"].values != 0) | (effectors_failed if with_fold else False)
+    return out, failed
+
+
+def verdicts(outcome: dict[str, dict[str, ArmOutcome]], failed_by_arm: dict[str, dict[str, np.ndarray]]) -> xr.Dataset:
+    """Margin and verdict of each claim in each setting at every point (dim ``entry`` = ``claim|setting``)."""
+    keys, margins, holds, failures = [], [], [], []
+    for claim in POINT_CLAIMS:
+        for setting in claim.settings:
+            o = outcome[setting]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                margin = np.asarray(claim.margin(o), dtype=float)
+                held = np.asarray(claim.holds(o), dtype=float)
+                tested = np.asarray(claim.tested(o), dtype=bool) if claim.tested else np.ones(margin.shape, bool)
+            failed = np.logical_or.reduce([failed_by_arm[setting][arm] for arm in claim.arms])
+            keys.append(f"{claim.key}|{setting}")
+            margins.append(np.where(failed, np.nan, margin))
+            holds.append(np.where(failed | ~tested | ~np.isfinite(margin), np.nan, held))
+            failures.append(failed)
+    return xr.Dataset({"margin": (("entry", "point"), np.array(margins), {"description": "the claim's margin (larger: "
+                                                                                         "the point favours the claim)"}),
+                       "holds": (("entry", "point"), np.array(holds), {"units": "1", "description":
+                                 "1 holds, 0 does not, NaN undecided (not tested, no untreated tumour left) or failed"}),
+                       "failed": (("entry", "point"), np.array(failures), {"description": "a simulation the claim needs failed"})},
+                      coords={"entry": keys, "point": np.arange(len(margins[0]))})
+
+
+def drivers(margin: np.ndarray, design: np.ndarray, names: list[str], quick: bool, n_base: int) -> tuple[xr.Dataset, list[str]]:
+    """The sensitivity of one claim's margin to the parameters, and its strongest drivers as text."""
+    if np.nanstd(margin) == 0 or np.sum(np.isfinite(margin)) < len(names) + 4:
+        return None, []
+    if quick:
+        keep = _screened(margin, design)
+        ds = sensitivity.prcc(design[:, keep], margin, names=[names[i] for i in keep])
+        strong = ds.where(ds["p_value"] < SIGNIFICANCE / len(names), drop=True)  # Bonferroni over all parameters
+        order = np.argsort(-np.abs(strong["prcc"].values))[:N_DRIVERS]
+        return ds, [f"{strong['parameter'].values[i]} ({strong['prcc'].values[i]:+.2f})" for i in order]
+    ds = sensitivity.sobol_indices(margin, n_base, len(names), names=names)
+    order = [i for i in np.argsort(-np.nan_to_num(ds["ST"].values, nan=-1)) if ds["ST"].values[i] >= MIN_TOTAL_ORDER]
+    return ds, [f"{ds['parameter'].values[i]} (ST {ds['ST'].values[i]:.2f})" for i in order[:N_DRIVERS]]
+
+
+def _screened(margin: np.ndarray, design: np.ndarray) -> list[int]:
+    """The SCREENED columns of ``design`` with the largest |Spearman correlation| with ``margin`` (finite rows)."""
+    ok = np.isfinite(margin)
+    rho = np.array([abs(stats.spearmanr(design[ok, j], margin[ok])[0]) for j in range(design.shape[1])])
+    return sorted(np.argsort(-np.nan_to_num(rho, nan=-1.0), kind="stable")[:SCREENED].tolist())
+
+
+def binomial_interval(k: int, n: int) -> tuple[float, float]:
+    """95% Clopper-Pearson interval of a fraction k/n."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
+    main_spec, eff_spec = sweep_specs(quick)
+    checkpoints = None if quick else out_dir.parent / ".sweeps"
+    workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
+    ds = run_sweep(main_spec, checkpoints / main_spec.name if checkpoints else None, workers=workers)
+    eff = run_sweep(eff_spec, checkpoints / eff_spec.name if checkpoints else None, workers=workers)
+    names = main_spec.parameter_names
+    table = verdicts(*outcomes(ds, eff))
+    design = ds["unit_design"].values
+    claims_by_key = {c.key: c for c in POINT_CLAIMS}
+    summary_claims, sens = {}, {}
+    for entry in table["entry"].values:
+        key, setting = str(entry).split("|")
+        claim = claims_by_key[key]
+        held = table["holds"].sel(entry=entry).values
+        failed = table["failed"].sel(entry=entry).values
+        ok = np.isfinite(held)
+        k, n = int(np.sum(held[ok] == 1)), int(np.sum(ok))
+        low, high = binomial_interval(k, n) if n else (None, None)
+        margin = table["margin"].sel(entry=entry).values
+        sens_ds, top = drivers(margin, design, names, quick, main_spec.n)
+        if sens_ds is not None:
+            sens[str(entry)] = sens_ds
+        constant = n > 0 and np.nanmax(margin) == np.nanmin(margin)
+        summary_claims[str(entry)] = {
+            "section": claim.section, "title": claim.title, "setting": setting, "rule": claim.rule,
+            "points": n, "failed_points": int(np.sum(failed)), "undecided_points": int(np.sum(~ok & ~failed)),
+            "fraction_holds": round(k / n, 4) if n else None,
+            "ci_low": round(low, 4) if n else None, "ci_high": round(high, 4) if n else None, "drivers": top,
+            "by_construction": ("its margin is the same at every point: it does not depend on the varied parameters"
+                                if constant else None),
+            "margin": f"{claim.margin_label} [{claim.margin_unit}]"}
+
+    table["parameter"] = ("parameter", names)
+    table["unit_design"] = (("point", "parameter"), design)
+    for name in names:
+        table[name] = ds[name]
+    table.attrs.update({k: v for k, v in ds.attrs.items() if k not in ("chunks_reused", "wall_seconds")})
+    table.attrs["effector_sweep_failed_points"] = eff.attrs["failed_points"]
+    save_dataset(with_status(table, ds), out_dir, "claims_robustness", csv_variables=["margin", "holds"])
+    save_dataset(ds, out_dir, "sweep", csv_variables=[])
+    if sens:
+        both = xr.concat(list(sens.values()), dim=xr.DataArray(list(sens), dims="entry", name="entry"), join="outer",
+                         combine_attrs="override")
+        both.attrs = {**table.attrs, **both.attrs, "driver_method": "PRCC" if quick else "Sobol total order"}
+        save_dataset(with_status(both), out_dir, "sensitivity", csv_variables=[])
+    method = "PRCC" if quick else "Sobol total order"
+    _figures(out_dir, summary_claims, sens, quick, main_spec, ds.attrs)
+    lines = ["| claim | setting | rule | holds in (95% CI) | points | undecided | failed | drivers |",
+             "|---|---|---|---|---|---|---|---|"]
+    for entry in summary_claims.values():
+        frac = "n/a" if entry["fraction_holds"] is None else (f"{100 * entry['fraction_holds']:.0f}% "
+                                                              f"({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)")
+        lines.append(f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
+                     f"{entry['rule']} | {frac} | {entry['points']} | {entry['undecided_points']} | {entry['failed_points']} | "
+                     f"{', '.join(entry['drivers'])} |")
+    write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
+    summary = {"sampling": f"{main_spec.sampling} (n={main_spec.n}, seed={main_spec.seed})", "n_points": int(ds.sizes["point"]),
+               "parameters": names, "duration_days": DURATION_DAYS, "driver_method": method, "claims": summary_claims,
+               "figures": ["claims_robustness.png", "claims_drivers.png"]}
+    return ClaimsRobustnessSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads
+
+
+def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, prov) -> None:
+    entries = list(claims)
+    with plots.style():
+        fig, ax = plots.subplots(figsize=(11, 0.45 * len(entries) + 1.5))
+        y = np.arange(len(entries))[::-1]
+        frac = np.array([np.nan if claims[e]["fraction_holds"] is None else 100 * claims[e]["fraction_holds"] for e in entries])
+        low = np.array([np.nan if claims[e]["ci_low"] is None else 100 * claims[e]["ci_low"] for e in entries])
+        high = np.array([np.nan if claims[e]["ci_high"] is None else 100 * claims[e]["ci_high"] for e in entries])
+        ax.barh(y, frac, color="#4c72b0", xerr=np.vstack([frac - low, high - frac]), error_kw={"capsize": 3})
+        labels = [f"{claims[e]['section']}. {claims[e]['title'][:38]} | {SETTING_LABELS.get(claims[e]['setting'], '')}"
+                  for e in entries]
+        ax.set_yticks(y, labels=labels, fontsize=10)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(plots.label("points where the verdict holds", "%"))
+        plots.save_figure(fig, out_dir, "claims_robustness",
+                          f"Fraction of {spec.sampling} points of the plausible parameter space ({len(spec.parameters)} "
+                          f"parameters within their bounds in models/, {DURATION_DAYS:.0f} days) where each claim's verdict "
+                          "holds, by the rule and thresholds of results/claims.md, with 95% Clopper-Pearson intervals; "
+                          "failed points are left out.", prov)
+        shown = list(sens)
+        if not shown:
+            return
+        cols = 3
+        rows = int(np.ceil(len(shown) / cols))
+        fig, axes = plots.subplots(rows, cols, figsize=(18, 3.4 * rows), squeeze=False)
+        for ax, entry in zip(axes.ravel(), shown):
+            ds = sens[entry]
+            score = np.abs(ds["prcc"].values) if quick else np.nan_to_num(ds["ST"].values, nan=-1)
+            top = ds.isel(parameter=np.argsort(-np.nan_to_num(score, nan=-1))[:8])
+            (sensitivity.plot_tornado if quick else sensitivity.plot_sobol_bars)(ax, top)
+            key, setting = entry.split("|")
+            ax.set_title(f"{key} | {SETTING_LABELS.get(setting, setting)}", fontsize=12)
+            ax.tick_params(axis="y", labelsize=9)
+        for ax in axes.ravel()[len(shown):]:
+            ax.set_visible(False)
+        plots.panel_letters(axes.ravel()[:len(shown)])
+        what = "PRCC with 95% intervals" if quick else "Sobol first- and total-order indices with bootstrap 95% intervals"
+        plots.save_figure(fig, out_dir, "claims_drivers",
+                          f"What drives each claim's margin ({what}; the eight strongest of {len(spec.parameters)} "
+                          "parameters per panel). The margin is larger where a point favours the claim "
+                          "(moa.report.claims.point_claims()).", prov)
