@@ -10,9 +10,12 @@ interval, and the parameters that drive its margin: partial rank correlation (PR
 on the 12 parameters most rank-correlated with the margin, Bonferroni over all) in quick mode, Sobol
 total-order indices (Saltelli design, ``moa.sensitivity``) in full mode.
 
-Quick: 128 Latin-hypercube points, 84 days (about a minute). Full: Saltelli design with N = 1,024
-base samples (N x (d + 2) points, d the number of varied parameters), 84 days, checkpointed in
-``<results>/.sweeps/`` so a killed run resumes; it takes hours on two cores.
+Quick: 64 Latin-hypercube points, 84 days (under a minute), drivers by PRCC. Full, in two stages, both
+checkpointed in ``<results>/.sweeps/`` so a killed run resumes (about 5 minutes on two cores): 512
+Latin-hypercube points over every varied parameter give the fractions and a rank-correlation screen; a
+Saltelli design with N = 64 base samples over the SOBOL_PARAMETERS parameters the screen ranks highest (the
+others at their default values) gives Sobol total-order indices. A Saltelli design over all ~100 parameters
+with N = 1,024 would take hours here (``benchmarks/sweep.py`` measures the 40-parameter case).
 84 days is the day the claims compare volume inhibition; best change is taken over those 84 days
 (two RECIST scans), not over the year of ``arms_settings``. Claim 8 (liver safety) needs dose
 variants of the agonist and is not evaluated here.
@@ -38,9 +41,13 @@ from moa.sweep.spec import default_distribution
 
 DURATION_DAYS = 84.0
 #: Quick: a Latin hypercube; PRCC needs more points than parameters (n - 1 - d degrees of freedom).
-QUICK = {"sampling": "lhs", "n": 128, "seed": 2026}
-#: Full: the Saltelli design of moa.sensitivity with N base samples (issue 16: N = 1,024).
-FULL = {"sampling": "saltelli", "n": 1024, "seed": 2026}
+QUICK = {"sampling": "lhs", "n": 64, "seed": 2026}
+#: Full, stage 1: the fractions and the screen, over every varied parameter.
+FULL = {"sampling": "lhs", "n": 512, "seed": 2026}
+#: Full, stage 2: the Saltelli design of moa.sensitivity (N base samples, N x (d + 2) points) over the
+#: SOBOL_PARAMETERS parameters most rank-correlated with any claim's margin in stage 1.
+FULL_SOBOL = {"sampling": "saltelli", "n": 64, "seed": 2027}
+SOBOL_PARAMETERS = 10
 SETTINGS = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
 POINT_CLAIMS = point_claims()  # with the thresholds of models/decisions.toml
 ARMS = tuple(dict.fromkeys(a for c in POINT_CLAIMS for a in c.arms))
@@ -79,15 +86,15 @@ def varied_parameters() -> list[str]:
             if spec.lower < spec.upper and name not in fixed and pathlib.Path(spec.origin).stem not in POST_HOC_FILES]
 
 
-def sweep_specs(quick: bool) -> tuple[SweepSpec, SweepSpec]:
+def sweep_specs(design: dict, names: list[str], stage: str = "") -> tuple[SweepSpec, SweepSpec]:
     """The main sweep (every arm a claim compares, every setting: best change and day-84 diameter) and the
-    effector sweep (untreated and the 2:2 bispecific in the cold setting, daily effectors) over the same points."""
-    design = QUICK if quick else FULL
-    params = tuple(default_distribution(n) for n in varied_parameters())
+    effector sweep (untreated and the 2:2 bispecific in the cold setting, daily effectors) over the same points
+    of ``design`` (QUICK, FULL or FULL_SOBOL) in the parameters ``names``."""
+    params = tuple(default_distribution(n) for n in names)
     common = dict(parameters=params, duration_days=DURATION_DAYS, chunk_size=CHUNK_SIZE, solver="auto", **design)
-    main = SweepSpec(name="claims_robustness", arms=ARMS, settings=SETTINGS, observables=("tumour_diameter",),
+    main = SweepSpec(name=f"claims_robustness{stage}", arms=ARMS, settings=SETTINGS, observables=("tumour_diameter",),
                      days=(DURATION_DAYS,), summaries=("best_change_pct",), **common)
-    effectors = SweepSpec(name="claims_robustness_effectors", arms=("untreated", "bsab_2x2"), settings=("cold",),
+    effectors = SweepSpec(name=f"claims_robustness{stage}_effectors", arms=("untreated", "bsab_2x2"), settings=("cold",),
                           observables=("t_eff",), days="all", summaries=(), **common)
     return main.validate(), effectors.validate()
 
@@ -134,11 +141,12 @@ def verdicts(outcome: dict[str, dict[str, ArmOutcome]], failed_by_arm: dict[str,
                       coords={"entry": keys, "point": np.arange(len(margins[0]))})
 
 
-def drivers(margin: np.ndarray, design: np.ndarray, names: list[str], quick: bool, n_base: int) -> tuple[xr.Dataset, list[str]]:
-    """The sensitivity of one claim's margin to the parameters, and its strongest drivers as text."""
-    if np.nanstd(margin) == 0 or np.sum(np.isfinite(margin)) < len(names) + 4:
+def drivers(margin: np.ndarray, design: np.ndarray, names: list[str], sobol: bool, n_base: int) -> tuple[xr.Dataset, list[str]]:
+    """The sensitivity of one claim's margin to the parameters, and its strongest drivers as text: PRCC on a
+    Latin hypercube, or Sobol total order on a Saltelli design (``sobol``)."""
+    if np.nanstd(margin) == 0 or np.sum(np.isfinite(margin)) < min(len(names), SCREENED) + 4:
         return None, []
-    if quick:
+    if not sobol:
         keep = _screened(margin, design)
         ds = sensitivity.prcc(design[:, keep], margin, names=[names[i] for i in keep])
         strong = ds.where(ds["p_value"] < SIGNIFICANCE / len(names), drop=True)  # Bonferroni over all parameters
@@ -156,6 +164,29 @@ def _screened(margin: np.ndarray, design: np.ndarray) -> list[int]:
     return sorted(np.argsort(-np.nan_to_num(rho, nan=-1.0), kind="stable")[:SCREENED].tolist())
 
 
+def sobol_candidates(table: xr.Dataset, design: np.ndarray, names: list[str]) -> list[str]:
+    """The SOBOL_PARAMETERS parameters with the largest |Spearman correlation| with any claim's margin."""
+    best = np.zeros(len(names))
+    for entry in table["entry"].values:
+        margin = table["margin"].sel(entry=entry).values
+        ok = np.isfinite(margin)
+        if ok.sum() < 4 or np.std(margin[ok]) == 0:
+            continue
+        rho = np.array([abs(stats.spearmanr(design[ok, j], margin[ok])[0]) for j in range(len(names))])
+        best = np.maximum(best, np.nan_to_num(rho, nan=0.0))
+    return [names[i] for i in sorted(np.argsort(-best, kind="stable")[:SOBOL_PARAMETERS])]
+
+
+def run_stage(design: dict, names: list[str], checkpoints: pathlib.Path | None, workers: int, stage: str = ""):
+    """Both sweeps of one design; returns (main sweep, verdict table)."""
+    main_spec, eff_spec = sweep_specs(design, names, stage)
+    ds = run_sweep(main_spec, checkpoints / main_spec.name if checkpoints else None, workers=workers)
+    eff = run_sweep(eff_spec, checkpoints / eff_spec.name if checkpoints else None, workers=workers)
+    table = verdicts(*outcomes(ds, eff))
+    table.attrs["effector_sweep_failed_points"] = eff.attrs["failed_points"]
+    return ds, table
+
+
 def binomial_interval(k: int, n: int) -> tuple[float, float]:
     """95% Clopper-Pearson interval of a fraction k/n."""
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
@@ -163,14 +194,15 @@ def binomial_interval(k: int, n: int) -> tuple[float, float]:
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
-    main_spec, eff_spec = sweep_specs(quick)
     checkpoints = None if quick else out_dir.parent / ".sweeps"
     workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
-    ds = run_sweep(main_spec, checkpoints / main_spec.name if checkpoints else None, workers=workers)
-    eff = run_sweep(eff_spec, checkpoints / eff_spec.name if checkpoints else None, workers=workers)
-    names = main_spec.parameter_names
-    table = verdicts(*outcomes(ds, eff))
+    names = varied_parameters()
+    ds, table = run_stage(QUICK if quick else FULL, names, checkpoints, workers)
+    main_spec = sweep_specs(QUICK if quick else FULL, names)[0]
     design = ds["unit_design"].values
+    if not quick:  # stage 2: Sobol on the parameters the screen ranks highest
+        sobol_names = sobol_candidates(table, design, names)
+        sobol_ds, sobol_table = run_stage(FULL_SOBOL, sobol_names, checkpoints, workers, stage="_sobol")
     claims_by_key = {c.key: c for c in POINT_CLAIMS}
     summary_claims, sens = {}, {}
     for entry in table["entry"].values:
@@ -182,7 +214,11 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         k, n = int(np.sum(held[ok] == 1)), int(np.sum(ok))
         low, high = binomial_interval(k, n) if n else (None, None)
         margin = table["margin"].sel(entry=entry).values
-        sens_ds, top = drivers(margin, design, names, quick, main_spec.n)
+        if quick:
+            sens_ds, top = drivers(margin, design, names, False, main_spec.n)
+        else:
+            sens_ds, top = drivers(sobol_table["margin"].sel(entry=entry).values, sobol_ds["unit_design"].values,
+                                   sobol_names, True, FULL_SOBOL["n"])
         if sens_ds is not None:
             sens[str(entry)] = sens_ds
         constant = n > 0 and np.nanmax(margin) == np.nanmin(margin)
@@ -200,7 +236,6 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     for name in names:
         table[name] = ds[name]
     table.attrs.update({k: v for k, v in ds.attrs.items() if k not in ("chunks_reused", "wall_seconds")})
-    table.attrs["effector_sweep_failed_points"] = eff.attrs["failed_points"]
     save_dataset(with_status(table, ds), out_dir, "claims_robustness", csv_variables=["margin", "holds"])
     save_dataset(ds, out_dir, "sweep", csv_variables=[])
     if sens:
@@ -219,7 +254,11 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                      f"{entry['rule']} | {frac} | {entry['points']} | {entry['undecided_points']} | {entry['failed_points']} | "
                      f"{', '.join(entry['drivers'])} |")
     write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
-    summary = {"sampling": f"{main_spec.sampling} (n={main_spec.n}, seed={main_spec.seed})", "n_points": int(ds.sizes["point"]),
+    sampling = f"{main_spec.sampling} (n={main_spec.n}, seed={main_spec.seed})"
+    if not quick:
+        sampling += (f"; drivers: saltelli (N={FULL_SOBOL['n']}, seed={FULL_SOBOL['seed']}) over the {len(sobol_names)} "
+                     "parameters most rank-correlated with a margin")
+    summary = {"sampling": sampling, "n_points": int(ds.sizes["point"]),
                "parameters": names, "duration_days": DURATION_DAYS, "driver_method": method, "claims": summary_claims,
                "figures": ["claims_robustness.png", "claims_drivers.png"]}
     return ClaimsRobustnessSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads
@@ -263,6 +302,8 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
         plots.panel_letters(axes.ravel()[:len(shown)])
         what = "PRCC with 95% intervals" if quick else "Sobol first- and total-order indices with bootstrap 95% intervals"
         plots.save_figure(fig, out_dir, "claims_drivers",
-                          f"What drives each claim's margin ({what}; the eight strongest of {len(spec.parameters)} "
-                          "parameters per panel). The margin is larger where a point favours the claim "
+                          f"What drives each claim's margin ({what}; the eight strongest per panel, of "
+                          + (f"{len(spec.parameters)} parameters" if quick else
+                             f"the {SOBOL_PARAMETERS} parameters a rank-correlation screen of stage 1 ranks highest, "
+                             "the others at their default values") + "). The margin is larger where a point favours the claim "
                           "(moa.report.claims.point_claims()).", prov)
