@@ -5,7 +5,7 @@ One way in: :func:`moa.simulate`. Models are assembled from mechanisms
 """
 
 from ._version import __version__
-from .engine import Mechanism, Model
+from .symbolic import Mechanism, Model
 from .errors import ModelError, SimulationError, UnitError
 from .parameters import ParameterSet, load_parameters
 from .regimen import Dose, Regimen, cycles, every

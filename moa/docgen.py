@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import sympy
 
-from .engine import Model
+from .symbolic import Model
 from .parameters import MODELS_DIR, load_parameter_file
 
 __all__ = [
@@ -78,7 +78,7 @@ def _signed(expr: sympy.Expr) -> tuple[str, str]:
 
 def equations_md(model: Model, values: dict | None = None) -> str:
     """Every ODE of ``model`` grouped by the mechanism that declares its species."""
-    out = [_HEADER.format(what="the sympy model (moa.assemble.full_model)"), f"# Equations of `{model.name}`\n"]
+    out = [_HEADER.format(what="the sympy model (moa.symbolic.named_models.full_model)"), f"# Equations of `{model.name}`\n"]
     out.append(
         f"{len(model.species)} species, {len(model.parameters)} parameters, {len(model.terms)} rate terms, "
         f"{len(model.expressions)} named expressions. Time in days; every term has the unit of its species per day "
@@ -269,7 +269,7 @@ def bell_metrics(params, concentrations_nM: np.ndarray | None = None) -> dict:
     width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
     """
     import moa
-    from .assemble import full_model
+    from .symbolic.named_models import full_model
     from .binding import cluster_signal, clustering, drug_binding, equilibrium
 
     conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
@@ -312,7 +312,7 @@ def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negat
     the in vivo 4-1BB signal over cycle 2 (days 21-42) of the arm's regimen, and the one-year
     tumour outcome from the regression baselines (tests/baselines/arms_settings.csv)."""
     import moa
-    from .assemble import full_model
+    from .symbolic.named_models import full_model
     from .scenarios import scenario
 
     outcomes = {(r["arm"], r["setting"]): r for r in read_baseline_csv()} if BASELINE_CSV.exists() else {}
@@ -365,7 +365,7 @@ def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | N
 
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
     """Every generated document (path -> text), computed in memory."""
-    from .assemble import full_model
+    from .symbolic.named_models import full_model
     from .scenarios import default_parameters
 
     model = full_model()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .assemble import full_model
+from .symbolic.named_models import full_model
 from .binding import liver_signal
 from .parameters import ParameterSet
 from .provenance import concat_runs

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .checks import is_finite_real
-from .engine import Model
+from .symbolic import Model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
 from .provenance import base_provenance, simulation_record
@@ -195,7 +195,7 @@ def simulate(
 
     Parameters
     ----------
-    model: the assembled :class:`moa.engine.Model`.
+    model: the assembled :class:`moa.symbolic.Model`.
     parameters: a :class:`ParameterSet` (from ``moa.load_parameters`` plus overlays). Array
         values (all of one length N) run N parameter sets at once along dim ``sample``.
     regimen: doses; ``None`` means untreated. A regimen without doses is refused (ambiguous).

@@ -14,7 +14,7 @@ REFERENCE = dict(np.load(REFERENCE_PATH))
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_full_model_trajectories_are_bit_identical_to_the_reference(backend):
     if backend == "numba":
-        from moa.solvers import jit
+        from moa.solvers.rodas4 import numba_kernels as jit
 
         if not jit.available():
             pytest.skip("numba is not installed (or MOA_NO_JIT is set)")

@@ -89,13 +89,13 @@ from xml.sax.saxutils import escape as xml_escape
 import numpy as np
 import sympy
 
-from ._version import __version__
-from .engine import TIME, TIME_UNIT, Model
-from .errors import UnitError
-from .parameters import ParameterSet, model_units
-from .regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
-from .results import atomic_write
-from .units import parse_unit, registry, unit_of
+from .._version import __version__
+from ..errors import UnitError
+from ..parameters import ParameterSet, model_units
+from ..regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
+from ..results import atomic_write
+from ..symbolic import TIME, TIME_UNIT, Model
+from ..symbolic.units import parse_unit, registry, unit_of
 
 __all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id", "compartment_of", "COMPARTMENTS",
            "NOMINAL_COMPARTMENT_SIZE_L", "TOLERANCE_NOTE"]

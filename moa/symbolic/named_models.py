@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 
-from .engine import Model
-from .mechanisms.binding import DRUG_ARMS, tumour_binding
-from .mechanisms.chemotherapy import nab_paclitaxel
-from .mechanisms.pharmacokinetics import antibody_two_compartment, systemic_pdl1_tmdd
-from .mechanisms.suppression import regulatory_t_cells, suppressive_myeloid_cells
-from .mechanisms.tcells import t_cells
-from .mechanisms.tumour import tumour
+from ..mechanisms.binding import DRUG_ARMS, tumour_binding
+from ..mechanisms.chemotherapy import nab_paclitaxel
+from ..mechanisms.pharmacokinetics import antibody_two_compartment, systemic_pdl1_tmdd
+from ..mechanisms.suppression import regulatory_t_cells, suppressive_myeloid_cells
+from ..mechanisms.tcells import t_cells
+from ..mechanisms.tumour import tumour
+from .model import Model
 
 __all__ = ["pk_model", "full_model"]
 

@@ -1,7 +1,7 @@
 """Bit-identity reference: full-model trajectories of both Rodas4 backends, stored before a refactoring.
 
 ``python tests/baselines/trajectory_reference.py --write`` rewrites ``tests/baselines/trajectory_reference.npz``:
-the full model (``moa.assemble.full_model()``), arm ``nabp_bsab_2x2`` in setting ``hot_tnbc``,
+the full model (``moa.symbolic.named_models.full_model()``), arm ``nabp_bsab_2x2`` in setting ``hot_tnbc``,
 ``start="quasi_steady"``, :data:`N_SETS` parameter sets drawn within their sweep bounds with seed :data:`SEED`,
 :data:`DAYS` days of daily output, once with the numba Rodas4 and once with ``RodasSolver(backend="numpy")``.
 ``tests/test_bit_identity.py`` runs the same again and requires every state to be equal bit for bit, so a
@@ -56,9 +56,9 @@ def drawn_values(params) -> dict[str, np.ndarray]:
 def trajectories(backend: str) -> dict[str, np.ndarray]:
     """States (sample, species, time), status and the output times of one backend's run."""
     import moa
-    from moa.assemble import full_model
+    from moa.symbolic.named_models import full_model
     from moa.scenarios import scenario
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers import RodasSolver
 
     model = full_model()
     params, regimen = scenario(ARM, SETTING, duration_days=DAYS)

@@ -1,8 +1,8 @@
 """The fast backend: batched Rodas4 behind the solver interface.
 
-Three implementations of the same method: compiled with numba (:mod:`moa.solvers.jit`, optional
-extra ``moa[fast]``), pure numpy (:mod:`moa.solvers.rodas`) and one GPU thread per trajectory
-(:mod:`moa.solvers.cuda`, extra ``moa[gpu]``, imported only when used). ``backend="auto"`` takes
+Three implementations of the same method: compiled with numba (:mod:`moa.solvers.rodas4.numba_kernels`,
+optional extra ``moa[fast]``), pure numpy (:mod:`moa.solvers.rodas4.stepper_numpy`) and one GPU thread per
+trajectory (:mod:`moa.solvers.rodas4.cuda`, extra ``moa[gpu]``, imported only when used). ``backend="auto"`` takes
 the GPU for batches of at least ``gpu_min_batch`` when a CUDA GPU is present (never numba's
 simulator), else the compiled one when numba is installed.
 """
@@ -14,9 +14,10 @@ import warnings
 
 import numpy as np
 
-from . import jit
-from .base import SegmentResult, trivial_segment
-from .rodas import SparseLUPlan, integrate_batch
+from ..base import SegmentResult, trivial_segment
+from . import numba_kernels as jit
+from .lu_plan import SparseLUPlan
+from .stepper_numpy import integrate_batch
 
 __all__ = ["RodasSolver", "BACKENDS"]
 

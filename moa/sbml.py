@@ -1,0 +1,3 @@
+"""Old path of :mod:`moa.interop.sbml` (``moa.sbml.export`` is the name README gave users)."""
+
+from .interop.sbml import export, validate  # noqa: F401
