@@ -59,10 +59,10 @@ import numpy as np
 import xarray as xr
 
 from .errors import SimulationError
-from .solvers import auto_solver
-from .solvers.base import Status
 from .parameters import ParameterSet
 from .provenance import combine_simulations
+from .solvers import auto_solver
+from .solvers.base import Status
 
 __all__ = ["simulate_parallel", "resolve_builder", "split_parameters"]
 

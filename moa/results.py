@@ -238,8 +238,8 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 def _model_named(name: str, n_states: int):
     """The model a run record names (``moa_pdl1_41bb`` or ``pk_tmdd_<drug>``), checked against its state count."""
-    from .symbolic.named_models import full_model, pk_model
     from .mechanisms.binding import DRUG_ARMS
+    from .symbolic.named_models import full_model, pk_model
 
     if name == "moa_pdl1_41bb":
         model = full_model()

@@ -20,10 +20,10 @@ import dataclasses
 
 import numpy as np
 
-from .symbolic import Model
 from .mechanisms.tumour import CLONES
 from .solvers.base import Status
 from .solvers.rodas4 import SparseLUPlan, integrate_batch
+from .symbolic import Model
 
 __all__ = ["QuasiSteadyState", "quasi_steady_state"]
 

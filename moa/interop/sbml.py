@@ -82,8 +82,7 @@ from __future__ import annotations
 import math
 import pathlib
 import re
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
@@ -452,36 +451,6 @@ def _values(model: Model, parameters: ParameterSet) -> dict[str, float]:
     return {n: float(P[i, 0]) for i, n in enumerate(model.parameter_names)}
 
 
-def _raw_rhs(model: Model) -> list[sympy.Expr]:
-    """d(species)/dt with named expressions, conversions and dose_per_mg kept as symbols."""
-    index = {name: i for i, name in enumerate(model.species_names)}
-    rhs = [sympy.Integer(0)] * len(model.species)
-    for term in model.terms:
-        rhs[index[term.species]] += term.expr
-    for r in model.dose_routes:
-        rhs[index[r.species]] += r.infusion_symbol * sympy.Symbol(dose_per_mg_id(r.drug), real=True)
-    return rhs
-
-
-def _agrees_with_engine(model: Model, raw: list[sympy.Expr], values: Mapping[str, float]) -> bool:
-    """Numeric check that ``raw`` (named symbols kept) is the engine's ``rhs_symbolic``."""
-    rng = np.random.default_rng(0)
-    subs = {sympy.Symbol(dose_per_mg_id(r.drug), real=True): r.per_mg for r in model.dose_routes}
-    point = {sympy.Symbol(n, real=True): v for n, v in values.items()}
-    point.update({s.symbol: float(rng.uniform(0.5, 2.0)) for s in model.species})
-    point.update({p.symbol: float(rng.uniform(0.5, 2.0)) for p in model.inputs})
-    for mine, theirs in zip(raw, model.rhs_symbolic):
-        a = model.expand(mine.xreplace(subs)).xreplace(point)
-        b = theirs.xreplace(point)
-        try:
-            a, b = float(a), float(b)
-        except TypeError:
-            return False
-        if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 * (abs(a) + abs(b) + 1e-300)):
-            return False
-    return True
-
-
 def _dose_amount(dose, amount_id: str, B: _MathBuilder):
     """AST of the dose amount in mg: the amount parameter (mg), or it times body_weight / body_surface_area."""
     key = DOSE_UNITS[dose.unit]
@@ -652,13 +621,9 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         rule.setVariable(e.name)
         _check(rule.setMath(B(e.expr)), f"set the assignment rule of {e.name}")
 
-    raw = _raw_rhs(model)
-    if not _agrees_with_engine(model, raw, values):
-        warnings.warn(f"model {model.name!r}: the rate rules rebuilt from the terms differ from Model.rhs_symbolic; "
-                      "writing rhs_symbolic (conversions as numbers) instead", RuntimeWarning, stacklevel=2)
-        raw = [e.xreplace({r.infusion_symbol * r.per_mg: r.infusion_symbol * sympy.Symbol(dose_per_mg_id(r.drug), real=True)
-                           for r in model.dose_routes}) for e in model.rhs_symbolic]
-    for sid, rhs in zip(species_ids, raw):
+    # the model's own right-hand side with the names kept (Model.rhs() is this, expanded): readable rate rules
+    named = model.rhs_named({r.drug: sympy.Symbol(dose_per_mg_id(r.drug), real=True) for r in model.dose_routes})
+    for sid, rhs in zip(species_ids, named):
         if sid in hold:
             continue
         rule = m.createRateRule()
@@ -702,14 +667,15 @@ def _event(m, event_id: str, trigger_math, *, initially_true: bool, what: str):
 
 
 def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: _Units, claim) -> None:
-    """One event per distinct time at which a bolus is given or an infusion starts or stops.
+    """One event per distinct time at which a bolus is given or an infusion starts or stops: the starts of the
+    regimen's dosing segments (:meth:`moa.regimen.Regimen.segments`, the ones ``moa.simulate`` integrates over)
+    where something is given or changes.
 
     Every number of the regimen becomes a named constant parameter: ``dose_time_<k>`` (the
     trigger time of event k), ``dose<i>_<drug>_amount`` and ``dose<i>_<drug>_duration``.
     """
     route = {r.drug: r for r in model.dose_routes}
-    times = sorted({d.time_days for d in regimen.doses} | {d.end_days for d in regimen.doses if d.route == "infusion"})
-    infused = sorted({d.drug for d in regimen.doses if d.route == "infusion"})
+    index_of = {id(d): i for i, d in enumerate(regimen.doses)}
     amount_id, duration_id = {}, {}
     for i, d in enumerate(regimen.doses):
         amount_id[i] = claim(f"dose{i}_{d.drug}_amount", "dose amount")
@@ -718,21 +684,25 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
         if d.route == "infusion":
             duration_id[i] = claim(f"dose{i}_{d.drug}_duration", "infusion duration")
             _constant(m, duration_id[i], d.duration_days, units.id(TIME_UNIT), f"duration of infusion {i} ({d.drug})")
-    for k, t in enumerate(times):
+    k = 0
+    for segment in regimen.segments():
+        if not (segment.boluses or segment.infusions):
+            continue
+        t = segment.start_days
         time_id = claim(f"dose_time_{k}", "dose time")
         _constant(m, time_id, t, units.id(TIME_UNIT), f"time of dose event {k}")
         ev = _event(m, claim(f"dose_event_{k}", "event"),
                     B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True))),
                     initially_true=False, what=f"dose event {k}")
+        k += 1
         names = []
         # boluses: species += sum(amount_mg * dose_per_mg)
         increments: dict[str, list] = {}
-        for i, d in enumerate(regimen.doses):
-            if d.route == "bolus" and d.time_days == t:
-                per_mg = B.name(sympy.Symbol(dose_per_mg_id(d.drug), real=True))
-                amount = _dose_amount(d, amount_id[i], B)
-                increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", amount, per_mg))
-                names.append(f"{d.drug} {d.amount:g} {d.unit}")
+        for d in segment.boluses:
+            per_mg = B.name(sympy.Symbol(dose_per_mg_id(d.drug), real=True))
+            amount = _dose_amount(d, amount_id[index_of[id(d)]], B)
+            increments.setdefault(route[d.drug].species, []).append(B.node("AST_TIMES", amount, per_mg))
+            names.append(f"{d.drug} {d.amount:g} {d.unit}")
         for species, incs in increments.items():
             math_ = B.name(sympy.Symbol(species, real=True))
             for inc in incs:
@@ -741,15 +711,13 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
             ea.setVariable(species)
             _check(ea.setMath(math_), f"set dose assignment of {species}")
         # infusions: input = total rate of the infusions running on [t, next time)
-        for drug in infused:
-            if not any(d.drug == drug and d.route == "infusion" and t in (d.time_days, d.end_days) for d in regimen.doses):
-                continue
-            running = [i for i, d in enumerate(regimen.doses)
-                       if d.drug == drug and d.route == "infusion" and d.time_days <= t < d.end_days]
+        for drug in sorted(segment.infusions):
+            running = segment.infusions[drug]
             if running:
                 rate = None
-                for i in running:
-                    term = B.node("AST_DIVIDE", _dose_amount(regimen.doses[i], amount_id[i], B),
+                for d in running:
+                    i = index_of[id(d)]
+                    term = B.node("AST_DIVIDE", _dose_amount(d, amount_id[i], B),
                                   B.name(sympy.Symbol(duration_id[i], real=True)))
                     rate = term if rate is None else B.node("AST_PLUS", rate, term)
                 names.append(f"{drug} infusion rate set")

@@ -13,7 +13,7 @@ the simulator holds constant between breakpoints.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import sympy
@@ -182,16 +182,23 @@ class Model:
         """Replace named expressions by their definitions."""
         return sympy.sympify(expr).xreplace(self._substitutions)
 
-    @functools.cached_property
-    def rhs_symbolic(self) -> list[sympy.Expr]:
-        """d(species)/dt per species, expressions expanded, infusion inputs included."""
+    def rhs_named(self, dose_per_mg: Mapping[str, sympy.Expr] | None = None) -> list[sympy.Expr]:
+        """d(species)/dt per species as the mechanisms wrote it: the terms summed in declaration order, named
+        expressions and conversions kept as symbols, plus each dose route's infusion input times its ``per_mg``
+        (or times ``dose_per_mg[drug]``, e.g. a named SBML parameter). :meth:`rhs` is this, expanded."""
         index = {name: i for i, name in enumerate(self.species_names)}
         rhs = [sympy.Integer(0)] * len(self.species)
         for term in self.terms:
             rhs[index[term.species]] += term.expr
         for r in self.dose_routes:
-            rhs[index[r.species]] += r.infusion_symbol * r.per_mg
-        return [self.expand(e) for e in rhs]
+            per_mg = r.per_mg if dose_per_mg is None else dose_per_mg[r.drug]
+            rhs[index[r.species]] += r.infusion_symbol * per_mg
+        return rhs
+
+    @functools.cached_property
+    def rhs_symbolic(self) -> list[sympy.Expr]:
+        """d(species)/dt per species, expressions expanded, infusion inputs included."""
+        return [self.expand(e) for e in self.rhs_named()]
 
     def ode_terms(self, species: str) -> list[Term]:
         return [t for t in self.terms if t.species == species]

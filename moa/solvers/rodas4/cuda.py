@@ -47,7 +47,8 @@ import sympy
 
 from ..base import Status
 from . import numba_kernels
-from .codegen import NJIT_DECORATOR, kernel_body, kernel_source
+from . import codegen
+from .codegen import NJIT_DECORATOR, kernel_body
 from .lu_plan import SparseLUPlan
 from .stepper_numpy import BatchResult
 
@@ -120,7 +121,7 @@ def require() -> None:
 def kernel_source(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan) -> str:
     """The text of the CUDA module: the template plus this system's device functions, printed by
     the numba backend's printers (see :func:`cuda_source`)."""
-    return cuda_source(kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
+    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
 
 
 def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:

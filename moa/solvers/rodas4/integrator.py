@@ -371,7 +371,7 @@ def bind(namespace: dict, filename: str) -> None:
     """Compile the integrator against the kernels in ``namespace`` (a generated kernel module's globals, whose file
     is ``filename``): each function of :data:`FUNCTIONS` is copied with those globals and that file name, wrapped
     in ``numba.njit(cache=True, error_model="numpy")`` and stored in ``namespace`` under its name."""
-    from numba import njit   # deferred: numba is the optional extra moa[fast]
+    from numba import njit  # deferred: numba is the optional extra moa[fast]
 
     namespace.setdefault("math", math)
     namespace.setdefault("np", np)
