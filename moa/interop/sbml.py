@@ -62,7 +62,7 @@ How moa maps onto SBML
   each fires exactly once, including a dose at t = 0 (the trigger is already true at the
   start, and ``initialValue="false"`` makes that a transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
   (or ``body_surface_area``), so the amount follows the parameter.
-- **Units**: unit definitions are derived with pint from moa's unit strings (moa/units.py):
+- **Units**: unit definitions are derived with pint from moa's unit strings (moa/symbolic/units.py):
   each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
   ``cell`` (a dimension of its own) becomes SBML's base unit ``item``; ``molecule`` is
   1/N_A mol, as in pint. Every number in the math carries ``sbml:units`` (dimensionless,
@@ -107,7 +107,7 @@ COMPARTMENTS = {
     "peripheral": "peripheral tissue (peripheral compartments of the antibodies and paclitaxel)",
     "lymph_node": "tumour-draining lymph node and blood (T-cell priming, antigen reaching the node)",
     "tumour": "tumour (interstitium, contact zones, tumour and immune cells)",
-    "body": "not placed by the mechanisms (a model outside moa.assemble)",
+    "body": "not placed by the mechanisms (a model outside moa.symbolic.named_models)",
 }
 #: Size of every compartment, litre. Nominal, not a model parameter: moa's states are
 #: concentrations and cell counts whose rates already carry the volumes that matter, so the
@@ -122,7 +122,7 @@ TOLERANCE_NOTE = (
     "full model through one year of Q3W doses (3 mg/kg of each antibody and of nab-paclitaxel) within 2e-4 of "
     "moa.simulate (measured 1.0e-4, in the paclitaxel effect site); no other tolerance is needed. Agreement to 1e-6 and better "
     "takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as a vector, "
-    "as moa.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
+    "as moa.interop.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
     "roadrunner.Config.ALLOW_EVENTS_IN_STEADY_STATE_CALCULATIONS is set: export untreated with the tumour "
     "clones held (hold=CLONES), which removes the extinction events, for a steady state.")
 
@@ -142,7 +142,7 @@ def _libsbml():
     try:
         import libsbml
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("moa.sbml needs python-libsbml: pip install 'moa[sbml]'") from None
+        raise ImportError("moa.interop.sbml needs python-libsbml: pip install 'moa[sbml]'") from None
     return libsbml
 
 
@@ -464,7 +464,7 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
 
     Parameters
     ----------
-    model: the assembled :class:`moa.engine.Model`.
+    model: the assembled :class:`moa.symbolic.Model`.
     parameters: one (unbatched) :class:`moa.parameters.ParameterSet`; values are written with
         their units, initial states are evaluated from them.
     regimen: doses written as events (``None``: untreated, no events). Time is in days, t = 0
