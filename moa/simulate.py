@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .checks import is_finite_real
+from .codegen import compile_model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
 from .provenance import base_provenance, simulation_record
@@ -260,7 +261,7 @@ def simulate(
         solver = auto_solver(parameters.batch_size)
     backend = get_solver(solver)
 
-    compiled = model.compiled
+    compiled = compile_model(model)
     N = parameters.batch_size
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), N))])
     Y = compiled.initial_T(P)
@@ -395,7 +396,7 @@ def variable_names(model: Model) -> list[str]:
     """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days
     and the solver's step counts (``n_steps``, ``n_rejected``)."""
     return ([s.name for s in model.species] + [e.name for e in model.expressions]
-            + [f"extinct_day_{n}" for n in model.compiled.extinct_names] + list(SolverSteps.NAMES))
+            + [f"extinct_day_{n}" for n in compile_model(model).extinct_names] + list(SolverSteps.NAMES))
 
 
 def _check_keep(model: Model, keep) -> list[str] | None:
@@ -474,7 +475,7 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
     for j, e in enumerate(model.expressions):
         if wanted is None or e.name in wanted:
             data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
-    for e, name in enumerate(model.compiled.extinct_names):
+    for e, name in enumerate(compile_model(model).extinct_names):
         if wanted is not None and f"extinct_day_{name}" not in wanted:
             continue
         day = extinct_day[e] if batched else extinct_day[e, 0]

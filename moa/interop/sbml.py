@@ -89,6 +89,7 @@ import numpy as np
 import sympy
 
 from .._version import __version__
+from ..codegen import compile_model
 from ..errors import UnitError
 from ..parameters import ParameterSet, model_units
 from ..regimen import DOSE_UNITS, PATIENT_UNITS, Regimen
@@ -494,7 +495,7 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     if isinstance(parameters, ParameterSet):  # numbers in the units the model (and dose scaling) uses
         parameters = parameters.in_units({**model_units(model), **PATIENT_UNITS})
     values = _values(model, parameters)
-    compiled = model.compiled
+    compiled = compile_model(model)
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     initial = compiled.initial_T(P)[:, 0]
     if not np.all(np.isfinite(initial)):
