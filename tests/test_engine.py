@@ -214,6 +214,7 @@ def test_a_new_process_loads_the_generated_source_and_computes_the_same_bits(tmp
     P = rng.uniform(0.1, 10.0, (first.n_parameters, 5))
     for name in ("rhs_T", "jac_values_T", "_observables_T", "_initial_T"):
         assert np.array_equal(getattr(first, name)(0.0, Y, P), getattr(second, name)(0.0, Y, P)), name
+    assert second.families.outputs("jacobian") == first.families.outputs("jacobian")   # derived on demand when loaded
     assert len(list(tmp_path.rglob("numpy_*_rhs_scalar.json"))) == 0
     y, p_ = list(Y[:, 0]), list(P[:, 0])
     assert first.rhs_scalar(y, p_) == second.rhs_scalar(y, p_)          # one-trajectory forms: cached on
