@@ -46,7 +46,7 @@ import throughput as tp  # noqa: E402  (pins BLAS to one thread before numpy loa
 import numpy as np  # noqa: E402
 
 import moa  # noqa: E402
-from moa.assemble import full_model  # noqa: E402
+from moa.symbolic.named_models import full_model  # noqa: E402
 from moa.errors import DoseWarning  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
 
@@ -93,8 +93,8 @@ def readme_roadrunner() -> float | None:
 def roadrunner_rate(model, params, regimen, values, times, n, rtol, atol):
     """libroadrunner sims/s on the first n sets, or None when it cannot be imported."""
     try:
-        from moa.roadrunner import SBMLSimulator
-        from moa.sbml import export
+        from moa.interop.roadrunner import SBMLSimulator
+        from moa.interop.sbml import export
     except ImportError as exc:
         log(f"libroadrunner not importable ({exc})")
         return None
@@ -109,10 +109,10 @@ def roadrunner_rate(model, params, regimen, values, times, n, rtol, atol):
 
 
 def device_info() -> dict:
-    from moa.solvers import cuda as _moa_cuda  # noqa: F401 -- its numpy/numba-cuda compatibility shim first
+    from moa.solvers.rodas4 import cuda as _moa_cuda  # noqa: F401 -- its numpy/numba-cuda compatibility shim first
     from numba import cuda
 
-    from moa.solvers import cuda as moa_cuda
+    from moa.solvers.rodas4 import cuda as moa_cuda
 
     if moa_cuda.simulator():
         return {"name": "numba CUDA simulator (no GPU)"}
@@ -168,8 +168,8 @@ def main(argv=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-    from moa.solvers import cuda
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers.rodas4 import cuda
+    from moa.solvers import RodasSolver
 
     cuda.require()
     log(f"device: {device_info()}")

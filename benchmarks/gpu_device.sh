@@ -40,8 +40,8 @@ for m in ("numpy", "scipy", "sympy", "xarray", "pint", "numba", "numba_cuda", "l
         print(f"{m:12s} {getattr(mod, '__version__', '?')}")
     except Exception as exc:  # noqa: BLE001
         print(f"{m:12s} not importable ({type(exc).__name__}: {exc})")
-from moa.solvers import cuda
-print("moa.solvers.cuda.missing():", repr(cuda.missing()))
+from moa.solvers.rodas4 import cuda
+print("moa.solvers.rodas4.cuda.missing():", repr(cuda.missing()))
 PY
 
 step "benchmark: benchmarks/gpu.py ${GPU_ARGS:---quick} --out $OUT"

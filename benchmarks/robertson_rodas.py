@@ -21,7 +21,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from moa.solvers.rodas import SparseLUPlan, integrate_batch  # noqa: E402
+from moa.solvers.rodas4 import SparseLUPlan, integrate_batch  # noqa: E402
 
 ROWS = np.array([0, 0, 0, 1, 1, 1, 2])
 COLS = np.array([0, 1, 2, 0, 1, 2, 1])

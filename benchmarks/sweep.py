@@ -101,7 +101,7 @@ def dask_scaling(args) -> dict:
 
 
 def _warm_worker() -> bool:
-    from moa.assemble import full_model
+    from moa.symbolic.named_models import full_model
 
     full_model().compiled
     return True

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/throughput.py --quick              # N = 64, 120 days, LSODA reference (CI)
     python benchmarks/throughput.py --n 500 --out results/benchmarks/throughput.json
 
-What is simulated: the full model (``moa.assemble.full_model``, 54 states) in the ``hot_tnbc``
+What is simulated: the full model (``moa.symbolic.named_models.full_model``, 54 states) in the ``hot_tnbc``
 setting under the full ``nabp_bsab_2x2`` regimen (nab-paclitaxel 100 mg/m^2 d1,8,15 q28d + the
 2:2 bispecific 15 mg/kg Q3W; 58 bolus doses in a year), daily output, for N parameter sets drawn
 by Latin hypercube within the bounds in ``models/`` (log-uniform where the parameter's
@@ -22,8 +22,8 @@ Measured, all in this one process with BLAS pinned to one thread (one core), one
 (a) moa ``simulate(solver=RodasSolver(backend="numba"))`` on the whole batch: the compiled Rodas4
     (work-precision over rtol 1e-3..1e-7), and the same method in pure numpy
     (``backend="numpy"``) at ``--numpy-rtols``;
-(b) libroadrunner (CVODE) on the SBML exported by ``moa.sbml.export``, one simulation after
-    another, every parameter set before each run (``moa.roadrunner.SBMLSimulator``), rtol
+(b) libroadrunner (CVODE) on the SBML exported by ``moa.interop.sbml.export``, one simulation after
+    another, every parameter set before each run (``moa.interop.roadrunner.SBMLSimulator``), rtol
     1e-5..1e-8, on the first ``--n-rr`` sets;
 (c) scipy ``solve_ivp`` LSODA per trajectory through ``moa.simulate(solver="LSODA")`` on the
     first ``--n-lsoda`` sets (default tolerances).
@@ -67,7 +67,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import moa  # noqa: E402
-from moa.assemble import full_model  # noqa: E402
+from moa.symbolic.named_models import full_model  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
 from moa.errors import DoseWarning  # noqa: E402
 
@@ -303,8 +303,8 @@ def main(argv=None) -> dict:
 
     ref = reference(params, regimen, values, times, n_ref, ref_kind, out_path.parent)
 
-    from moa.solvers import jit
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers.rodas4 import numba_kernels as jit
+    from moa.solvers import RodasSolver
 
     backends = (["numba"] if jit.available() else []) + (["numpy"] if numpy_rtols else [])
     if not jit.available():
@@ -331,8 +331,8 @@ def main(argv=None) -> dict:
 
     rows_rr = []
     try:
-        from moa.roadrunner import SBMLSimulator
-        from moa.sbml import export
+        from moa.interop.roadrunner import SBMLSimulator
+        from moa.interop.sbml import export
 
         sbml = export(model, params, regimen)
         sims = {rtol: SBMLSimulator(sbml, rtol=rtol, atol=ATOL) for rtol in rr_rtols}

@@ -1,7 +1,7 @@
 """How do plasma concentration and systemic PD-L1 occupancy of the bispecific depend on dose (0.2, 3, 15 mg/kg Q3W)?
 
 Two-compartment antibody PK with target-mediated disposition to a systemic PD-L1 pool
-(``moa.assemble.pk_model("bsab")``), default parameter set. Writes ``pk_occupancy.png/.svg``
+(``moa.symbolic.named_models.pk_model("bsab")``), default parameter set. Writes ``pk_occupancy.png/.svg``
 with its caption, the data as ``pk_occupancy.nc/.csv`` with dims ``dose_mg_per_kg`` x ``time``,
 and provenance.
 """
@@ -15,10 +15,10 @@ import xarray as xr
 
 import moa
 from moa.report import plots
-from moa.assemble import pk_model
+from moa.symbolic.named_models import pk_model
 from moa.report.provenance import concat_runs
 from moa.report.results import save_dataset
-from moa.units import registry
+from moa.symbolic.units import registry
 
 DRUG = "bsab"
 DOSES_MG_PER_KG = (0.2, 3.0, 15.0)

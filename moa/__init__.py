@@ -5,11 +5,11 @@ One way in: :func:`moa.simulate`. Models are assembled from mechanisms
 """
 
 from ._version import __version__
-from .engine import Mechanism, Model
 from .errors import ModelError, SimulationError, UnitError
 from .parameters import ParameterSet, load_parameters
 from .regimen import Dose, Regimen, cycles, every
 from .simulate import output_times, simulate
+from .symbolic import Mechanism, Model
 
 __all__ = [
     "__version__", "Mechanism", "Model", "ModelError", "SimulationError", "UnitError", "ParameterSet",

@@ -510,7 +510,7 @@ def bell_metrics(params: Mapping, concentrations_nM: np.ndarray | None = None) -
     width of the bell in decades at half maximum, the peak 4-1BB signal, and the curve itself.
     The pools come from the full model at t = 0 (one simulation step, no drug).
     """
-    from .assemble import full_model
+    from .symbolic.named_models import full_model
     from .simulate import simulate
 
     conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
@@ -552,7 +552,7 @@ def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negat
     """2:2 against 1:1 in each setting: the equilibrium bell at the initial tumour receptor pools
     (:func:`bell_metrics`, the curve left out) and the in vivo 4-1BB signal over cycle 2 (days 21-42)
     of the arm's regimen, one row per setting and format."""
-    from .assemble import full_model
+    from .symbolic.named_models import full_model
     from .scenarios import scenario
     from .simulate import simulate
 

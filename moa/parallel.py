@@ -6,7 +6,7 @@ worker process with :func:`moa.simulate`, concatenate the results along ``sample
     from moa.parallel import simulate_parallel
     ds = simulate_parallel("full_model", params, regimen, duration_days=365, workers=2, progress=True)
 
-The model is named by its *builder* (``"full_model"`` = :func:`moa.assemble.full_model`, or
+The model is named by its *builder* (``"full_model"`` = :func:`moa.symbolic.named_models.full_model`, or
 ``"package.module:function"``, or an importable module-level function) rather than passed as a
 :class:`moa.Model`: each worker builds and compiles the model itself (a few seconds, once per
 worker process) instead of receiving pickled generated code.
@@ -59,10 +59,10 @@ import numpy as np
 import xarray as xr
 
 from .errors import SimulationError
-from .solvers import auto_solver
-from .solvers.base import Status
 from .parameters import ParameterSet
 from .report.provenance import combine_simulations
+from .solvers import auto_solver
+from .solvers.base import Status
 
 __all__ = ["simulate_parallel", "resolve_builder", "split_parameters", "check_main_guard", "limit_blas_threads"]
 
@@ -72,13 +72,13 @@ DEFAULT_CHUNK_SAMPLES = 1000
 
 
 def resolve_builder(builder: str | Callable):
-    """The model builder named by ``builder``: a name in :mod:`moa.assemble` (``"full_model"``),
+    """The model builder named by ``builder``: a name in :mod:`moa.symbolic.named_models` (``"full_model"``),
     ``"package.module:function"``, or a callable (returned unchanged)."""
     if callable(builder):
         return builder
     if not isinstance(builder, str) or not builder:
         raise ValueError(f"model={builder!r}: give a builder name such as 'full_model' or 'package.module:function'")
-    module_name, _, func = builder.rpartition(":") if ":" in builder else ("moa.assemble", ":", builder)
+    module_name, _, func = builder.rpartition(":") if ":" in builder else ("moa.symbolic.named_models", ":", builder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

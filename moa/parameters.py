@@ -51,7 +51,7 @@ import pint
 from .checks import is_finite_real, read_utf8
 from .errors import BoundsWarning
 from .paths import data_dir, require_models_dir
-from .units import UnitError, format_unit, parse_unit, registry
+from .symbolic.units import UnitError, format_unit, parse_unit, registry
 
 __all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR", "DOMAINS",
            "check_domain", "convert_value", "convert_spec", "model_units"]
@@ -114,7 +114,7 @@ def convert_value(value, from_unit: str, to_unit: str, what: str):
 
 
 def model_units(model) -> dict[str, str]:
-    """The unit each parameter of ``model`` (a :class:`moa.engine.Model`) is declared in."""
+    """The unit each parameter of ``model`` (a :class:`moa.symbolic.Model`) is declared in."""
     return {p.name: p.unit for p in model.parameters}
 
 

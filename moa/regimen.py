@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
 from .checks import is_finite_real, is_integer
 
-__all__ = ["Dose", "Regimen", "every", "cycles", "regimen_from_table", "DOSE_UNITS", "MAX_DOSES"]
+__all__ = ["Dose", "Regimen", "DosingSegment", "every", "cycles", "regimen_from_table", "DOSE_UNITS", "MAX_DOSES"]
 
 #: Dose units and the patient quantity that converts them to mg.
 DOSE_UNITS = {"mg": None, "mg/kg": "body_weight", "mg/m^2": "body_surface_area"}
@@ -121,6 +121,27 @@ class Regimen:
         pts = {d.time_days for d in self.doses} | {d.end_days for d in self.doses if d.route == "infusion"}
         return sorted(t for t in pts if 0 < t < t_end)
 
+    def segment_edges(self, t_end: float) -> list[float]:
+        """``[0, breakpoints..., t_end]``: the edges of the smooth segments of a run from 0 to ``t_end`` [day]."""
+        return [0.0] + self.breakpoints(t_end) + [t_end]
+
+    def segments(self, t_end: float = math.inf) -> Iterator["DosingSegment"]:
+        """The dosing segments of a run from day 0 to ``t_end`` (default: every dose, the last segment open):
+        one per pair of :meth:`segment_edges`, with the boluses given at its start and the infusions whose set
+        changed there. ``moa.simulate`` integrates over them and the SBML export writes one event per segment
+        start where something is given or changes, so the two read the dosing rules from this one place.
+
+        One sweep over the doses (boluses grouped by time; infusions switched on and off with two pointers over
+        them sorted by start and by end): O(doses log doses + segments). An infusion runs over [start, end).
+        """
+        edges = self.segment_edges(t_end)
+        boluses_at: dict[float, list[Dose]] = {}
+        for dose in self.doses:
+            if dose.route == "bolus":
+                boluses_at.setdefault(dose.time_days, []).append(dose)
+        for (start, end), infusions in zip(zip(edges[:-1], edges[1:]), _infusions_running(self.doses, edges[:-1])):
+            yield DosingSegment(start, end, tuple(boluses_at.get(start, ())), infusions)
+
     def given_until(self, t_end: float) -> tuple["Regimen", tuple[Dose, ...], tuple[Dose, ...]]:
         """Split the doses for a run that ends at ``t_end`` [day] (see :meth:`Dose.given_until`).
 
@@ -144,6 +165,49 @@ class Regimen:
 
     def shifted(self, days: float) -> "Regimen":
         return Regimen(self.name, tuple(dataclasses.replace(d, time_days=d.time_days + days) for d in self.doses))
+
+
+@dataclasses.dataclass(frozen=True)
+class DosingSegment:
+    """One smooth stretch of a run, [``start_days``, ``end_days``) [day], as :meth:`Regimen.segments` yields it.
+
+    ``boluses``: the boluses given at ``start_days`` (regimen order), which raise their species there.
+    ``infusions``: for each drug whose running infusions changed at ``start_days`` (one started or ended), the
+    infusions of that drug running over the segment (regimen order; empty: its infusion input drops to 0).
+    Drugs not named keep the input they had.
+    """
+
+    start_days: float
+    end_days: float
+    boluses: tuple[Dose, ...]
+    infusions: Mapping[str, list[Dose]]
+
+
+def _infusions_running(doses: Iterable[Dose], segment_starts: Iterable[float]) -> Iterator[dict[str, list[Dose]]]:
+    """For each segment start (sorted, days), the infusions running over the segment, for the drugs whose
+    set changed there (``{drug: [doses in regimen order]}``; an empty dict when nothing changed).
+
+    One sweep with two pointers, over the infusions sorted by start and by end: O(doses log doses +
+    segments), not a scan of every dose per segment. An infusion runs over [start, end).
+    """
+    infusions = [d for d in doses if d.route == "infusion"]  # a Regimen keeps its doses sorted by time
+    by_end = sorted(range(len(infusions)), key=lambda k: infusions[k].end_days)
+    running: dict[str, dict[int, Dose]] = {}
+    n_started = n_ended = 0
+    for a in segment_starts:
+        changed = set()
+        while n_started < len(infusions) and infusions[n_started].time_days <= a:
+            dose = infusions[n_started]
+            running.setdefault(dose.drug, {})[n_started] = dose
+            changed.add(dose.drug)
+            n_started += 1
+        while n_ended < len(by_end) and infusions[by_end[n_ended]].end_days <= a:
+            dose = infusions[by_end[n_ended]]
+            del running[dose.drug][by_end[n_ended]]
+            changed.add(dose.drug)
+            n_ended += 1
+        # dicts keep insertion order, so each drug's infusions stay in regimen order (rates sum as before)
+        yield {drug: list(running[drug].values()) for drug in changed}
 
 
 def every(drug: str, amount: float, unit: str, interval_days: float, until_days: float, start_days: float = 0.0,

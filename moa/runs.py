@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .assemble import full_model
+from .symbolic.named_models import full_model
 from .binding_equilibrium import liver_signal
 from .parameters import ParameterSet
 from .report.provenance import concat_runs
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
 from .simulate import simulate, variable_names
+from .symbolic.named_models import full_model
 
 __all__ = ["stack_parameter_sets", "run_arm", "run_arms", "sweep", "run_points", "run_doses", "KEY_VARIABLES"]
 

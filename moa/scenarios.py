@@ -3,7 +3,7 @@
 ``scenario(arm, setting)`` gives the parameter set and regimen of one arm in one setting::
 
     params, regimen = moa.scenarios.scenario("bsab_2x2", "cold", duration_days=365)
-    ds = moa.simulate(moa.assemble.full_model(), params, regimen, duration_days=365)
+    ds = moa.simulate(moa.symbolic.named_models.full_model(), params, regimen, duration_days=365)
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
 from .checks import is_finite_real
-from .engine import Model
+from .codegen import compile_model
 from .errors import DoseWarning, SimulationError
 from .parameters import ParameterSet, model_units
 from .report.provenance import base_provenance, simulation_record
@@ -21,6 +21,7 @@ from .regimen import MAX_DOSES, Dose, Regimen
 from .solvers import auto_solver, get_solver
 from .solvers.base import STATUS, Status
 from .steady_state import quasi_steady_state
+from .symbolic import Model
 
 __all__ = ["simulate", "variable_names", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
            "START_OPTIONS"]
@@ -125,33 +126,6 @@ def _not_given_record(not_given: Sequence[Dose] = (), cut: Sequence[Dose] = ()) 
     }
 
 
-def _infusions_running(doses: Sequence[Dose], segment_starts: Sequence[float]) -> Iterator[dict[str, list[Dose]]]:
-    """For each segment start (sorted, days), the infusions running over the segment, for the drugs whose
-    set changed there (``{drug: [doses in regimen order]}``; an empty dict when nothing changed).
-
-    One sweep with two pointers, over the infusions sorted by start and by end: O(doses log doses +
-    segments), not a scan of every dose per segment. An infusion runs over [start, end).
-    """
-    infusions = [d for d in doses if d.route == "infusion"]  # a Regimen keeps its doses sorted by time
-    by_end = sorted(range(len(infusions)), key=lambda k: infusions[k].end_days)
-    running: dict[str, dict[int, Dose]] = {}
-    n_started = n_ended = 0
-    for a in segment_starts:
-        changed = set()
-        while n_started < len(infusions) and infusions[n_started].time_days <= a:
-            dose = infusions[n_started]
-            running.setdefault(dose.drug, {})[n_started] = dose
-            changed.add(dose.drug)
-            n_started += 1
-        while n_ended < len(by_end) and infusions[by_end[n_ended]].end_days <= a:
-            dose = infusions[by_end[n_ended]]
-            del running[dose.drug][by_end[n_ended]]
-            changed.add(dose.drug)
-            n_ended += 1
-        # dicts keep insertion order, so each drug's infusions stay in regimen order (rates sum as before)
-        yield {drug: list(running[drug].values()) for drug in changed}
-
-
 _QSS_CACHE: dict = {}
 _QSS_CACHE_SIZE = 16
 
@@ -195,7 +169,7 @@ def simulate(
 
     Parameters
     ----------
-    model: the assembled :class:`moa.engine.Model`.
+    model: the assembled :class:`moa.symbolic.Model`.
     parameters: a :class:`ParameterSet` (from ``moa.load_parameters`` plus overlays). Array
         values (all of one length N) run N parameter sets at once along dim ``sample``.
     regimen: doses; ``None`` means untreated. A regimen without doses is refused (ambiguous).
@@ -277,7 +251,8 @@ def simulate(
             dose.amount_mg(parameters)  # a missing body_weight / body_surface_area fails here, before any solving
     else:
         doses_not_given = json.dumps(_not_given_record())
-    edges = [0.0] + (regimen.breakpoints(t_end) if regimen is not None else []) + [t_end]
+    dosing = regimen if regimen is not None else Regimen("untreated")
+    edges = dosing.segment_edges(t_end)
     if len(edges) - 1 > MAX_SEGMENTS:
         raise ValueError(f"regimen {regimen.name!r} cuts the run into {len(edges) - 1:,} solver segments (at every dose "
                          f"time and infusion end within 0..{t_end:g} day); at most moa.simulate.MAX_SEGMENTS="
@@ -286,7 +261,7 @@ def simulate(
         solver = auto_solver(parameters.batch_size)
     backend = get_solver(solver)
 
-    compiled = model.compiled
+    compiled = compile_model(model)
     N = parameters.batch_size
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), N))])
     Y = compiled.initial_T(P)
@@ -335,14 +310,9 @@ def simulate(
         _, Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
         extinct_day[:] = np.nan   # the clock starts at the first dose
 
-    doses = regimen.doses if regimen is not None else ()
     per_mg = compiled.dose_per_mg_T(P) if compiled.drugs else np.zeros((0, N))
     drug_row = {d: i for i, d in enumerate(compiled.drugs)}
     mg_known: dict = {}
-    boluses_at: dict[float, list[Dose]] = {}
-    for dose in doses:
-        if dose.route == "bolus":
-            boluses_at.setdefault(dose.time_days, []).append(dose)
     Y_out = np.full((len(t_out), compiled.n_species, N), np.nan)
     # only the infusion inputs change between segments: keep their values at each output time, not a
     # copy of all parameters per segment (that would be O(segments x parameters x N) memory)
@@ -353,19 +323,19 @@ def simulate(
     first_out = np.searchsorted(t_out, edges[:-1], "left").tolist()
     end_out = np.searchsorted(t_out, edges[1:], "left").tolist()
     end_out[-1] = len(t_out)
-    segments = list(zip(edges[:-1], edges[1:], first_out, end_out))
-    iterator = zip(segments, _infusions_running(doses, edges[:-1]))
+    iterator = zip(dosing.segments(t_end), first_out, end_out)
     if progress or (progress is None and os.environ.get("MOA_PROGRESS")):
         from tqdm.auto import tqdm  # optional extra
 
-        iterator = tqdm(iterator, total=len(segments), desc=f"simulate {regimen.name if regimen else 'untreated'}",
+        iterator = tqdm(iterator, total=len(edges) - 1, desc=f"simulate {regimen.name if regimen else 'untreated'}",
                         unit="segment")
-    for (a, b, lo, hi), infusions in iterator:
-        if a in boluses_at:
+    for segment, lo, hi in iterator:
+        a, b = segment.start_days, segment.end_days
+        if segment.boluses:
             Y = Y.copy()
-            for dose in boluses_at[a]:
+            for dose in segment.boluses:
                 Y[compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
-        for drug, running in infusions.items():
+        for drug, running in segment.infusions.items():
             rate = np.zeros(N)
             for dose in running:
                 rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days
@@ -377,7 +347,7 @@ def simulate(
 
     # A bolus at exactly the last output time: report the post-dose state there too.
     if t_end > 0:
-        for dose in boluses_at.get(t_end, ()):
+        for dose in (d for d in dosing.doses if d.route == "bolus" and d.time_days == t_end):
             Y_out[-1, compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
@@ -426,7 +396,7 @@ def variable_names(model: Model) -> list[str]:
     """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days
     and the solver's step counts (``n_steps``, ``n_rejected``)."""
     return ([s.name for s in model.species] + [e.name for e in model.expressions]
-            + [f"extinct_day_{n}" for n in model.compiled.extinct_names] + list(SolverSteps.NAMES))
+            + [f"extinct_day_{n}" for n in compile_model(model).extinct_names] + list(SolverSteps.NAMES))
 
 
 def _check_keep(model: Model, keep) -> list[str] | None:
@@ -505,7 +475,7 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
     for j, e in enumerate(model.expressions):
         if wanted is None or e.name in wanted:
             data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
-    for e, name in enumerate(model.compiled.extinct_names):
+    for e, name in enumerate(compile_model(model).extinct_names):
         if wanted is not None and f"extinct_day_{name}" not in wanted:
             continue
         day = extinct_day[e] if batched else extinct_day[e, 0]

@@ -20,10 +20,11 @@ import dataclasses
 
 import numpy as np
 
-from .engine import Model
+from .codegen import compile_model
 from .mechanisms.tumour import CLONES
 from .solvers.base import Status
-from .solvers.rodas import SparseLUPlan, integrate_batch
+from .solvers.rodas4 import SparseLUPlan, integrate_batch
+from .symbolic import Model
 
 __all__ = ["QuasiSteadyState", "quasi_steady_state"]
 
@@ -53,7 +54,7 @@ def quasi_steady_state(model: Model, P: np.ndarray, *, held: tuple[str, ...] | N
         raise ValueError(f"tol_per_day={tol_per_day!r}: must be a finite number > 0")
     if not (np.isfinite(max_days) and max_days > 0 and np.isfinite(chunk_days) and chunk_days > 0):
         raise ValueError(f"max_days={max_days!r}, chunk_days={chunk_days!r}: must be finite numbers > 0")
-    c = model.compiled
+    c = compile_model(model)
     held = tuple(s for s in (CLONES if held is None else held) if s in c.species_names)
     unknown = sorted(set(held or ()) - set(c.species_names))
     if unknown:

@@ -38,7 +38,7 @@ import moa.report.plots  # noqa: E402
 import moa.report.results  # noqa: E402
 import moa.runs  # noqa: E402
 import moa.scenarios  # noqa: E402
-import moa.units  # noqa: E402
+import moa.symbolic.units  # noqa: E402
 from moa.parameters import MODELS_DIR, ParameterSet, ParameterSpec  # noqa: E402
 
 DOC_PATH = ROOT / "docs" / "reliability.md"
@@ -78,7 +78,7 @@ def _defaults() -> ParameterSet:
 
 
 def _pk():
-    from moa.assemble import pk_model
+    from moa.symbolic.named_models import pk_model
 
     return pk_model("bsab")
 
@@ -233,7 +233,7 @@ CASES: tuple[Case, ...] = (
     Case("override-out-of-bounds-strict", P, "simulate(overrides={'cl_bsab': 2 x upper}, strict_bounds=True)", "ValueError",
          "sweep bounds", lambda tmp: _simulate_pk(overrides={"cl_bsab": 0.8}, strict_bounds=True)),
     Case("quantity-wrong-dimension", P, "with_values({'cl_bsab': Quantity(8.3, 'mg')})", "UnitError", "different dimensions",
-         lambda tmp: _defaults().with_values({"cl_bsab": moa.units.registry().Quantity(8.3, "mg")})),
+         lambda tmp: _defaults().with_values({"cl_bsab": moa.symbolic.units.registry().Quantity(8.3, "mg")})),
     Case("spec-domain-unknown", P, "ParameterSpec(domain='whole')", "ValueError", "allowed domains",
          lambda tmp: _spec(domain="whole")),
     Case("spec-bounds-outside-domain", P, "ParameterSpec(domain='fraction', upper=2)", "ValueError", "fraction",
@@ -255,9 +255,9 @@ CASES: tuple[Case, ...] = (
     Case("spec-log-scale-zero-lower", P, "ParameterSpec(scale='log', lower=0)", "ValueError", "lower > 0",
          lambda tmp: _spec(scale="log")),
     Case("unit-empty", P, "parse_unit('')", "UnitError", "non-empty string",
-         lambda tmp: moa.units.parse_unit("")),
+         lambda tmp: moa.symbolic.units.parse_unit("")),
     Case("unit-with-number", P, "parse_unit('10 nM')", "UnitError", "unit='10 nM'",
-         lambda tmp: moa.units.parse_unit("10 nM")),
+         lambda tmp: moa.symbolic.units.parse_unit("10 nM")),
     Case("species-unit-unknown", P, "Mechanism.species('tumour_volume', 'mL3')", "UnitError", "'mL3'",
          lambda tmp: moa.Mechanism("bad").species("tumour_volume", "mL3", "tumour volume")),
     Case("term-hour-plus-day", P, "rate term -(k_per_hour + k_per_day) * conc", "UnitError", "conversion",

@@ -49,7 +49,7 @@ def rel_diff(a, b, floor=1e-300) -> float:
 def robertson(out: dict) -> None:
     import sympy as sp
 
-    from moa.solvers import cuda, jit
+    from moa.solvers.rodas4 import cuda, numba_kernels as jit
     from robertson_problem import ROB_ATOL, ROB_Y0, rob_output_times, rob_params
 
     y1, y2, y3 = sp.symbols("y1 y2 y3")
@@ -130,11 +130,11 @@ class _Recorder:
 
 def full_model(out: dict, n_sets: int, days: float) -> None:
     import moa
-    from moa.assemble import full_model as build
+    from moa.symbolic.named_models import full_model as build
     from moa.errors import DoseWarning
     from moa.scenarios import scenario
-    from moa.solvers import cuda, jit
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers.rodas4 import cuda, numba_kernels as jit
+    from moa.solvers import RodasSolver
 
     model = build()
     params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=days)
@@ -212,13 +212,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n-full", type=int, default=2, help="full-model parameter sets (0: skip the full model)")
     ap.add_argument("--days", type=float, default=30.0)
     args = ap.parse_args(argv)
-    from moa.solvers import cuda
+    from moa.solvers.rodas4 import cuda
 
     if cuda.simulator() == args.device:
         print("--device needs NUMBA_ENABLE_CUDASIM unset; without --device it must be 1", file=sys.stderr)
         return 2
     cuda.require()
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers import RodasSolver
 
     out: dict = {"mode": "device" if args.device else "simulator",
                  "auto_picks_cuda": RodasSolver(backend="auto", gpu_min_batch=1)._gpu_for(10**6)}

@@ -9,7 +9,7 @@ import signal
 
 import numpy as np
 
-from moa.solvers.batched import RodasSolver
+from moa.solvers import RodasSolver
 
 
 @dataclasses.dataclass

@@ -86,7 +86,7 @@ def test_numpy_scalars_are_accepted_by_simulate_and_scenario():
 
 
 def test_numpy_scalar_doses_reach_the_provenance_as_plain_numbers():
-    from moa.assemble import pk_model
+    from moa.symbolic.named_models import pk_model
 
     regimen = moa.Regimen("np", (moa.Dose("bsab", np.int64(3), "mg/kg", np.float32(0.0)),))
     assert type(regimen.doses[0].amount) is float

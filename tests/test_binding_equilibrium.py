@@ -13,11 +13,11 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 import moa
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.binding_equilibrium import (bell_metrics, drug_binding, equilibrium, in_vitro, contact_geometry, clustering, pdl1_threshold,
                          liver_signal, liver_toxicity_readout)
 from moa.cli import main as cli_main
-from moa.engine import Mechanism, Model
+from moa.symbolic import Mechanism, Model
 from moa.mechanisms.binding import DRUG_ARMS, complex_name, contact_name, contact_states, off_contact_states, tumour_binding
 from moa.parameters import load_parameters
 from moa.scenarios import load_formats, scenario

@@ -317,7 +317,7 @@ import os
 import pathlib
 
 import moa
-from moa.assemble import pk_model
+from moa.symbolic.named_models import pk_model
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:

@@ -17,13 +17,13 @@ import xarray as xr
 
 import moa
 from moa.analysis import best_percent_change, load_recist, recist
-from moa.assemble import full_model
-from moa.engine import Mechanism, Model
+from moa.symbolic.named_models import full_model
+from moa.symbolic import Mechanism, Model
 from moa.errors import UnitError
 from moa.mechanisms.tumour import CLONES
 from moa.parameters import ParameterSet, ParameterSpec
 from moa.scenarios import scenario
-from moa.solvers.batched import RodasSolver
+from moa.solvers import RodasSolver
 from moa.solvers.scipy_backend import ScipySolver
 
 TWO_YEARS = 730.0

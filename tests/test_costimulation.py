@@ -15,7 +15,7 @@ import scipy.integrate
 import sympy
 
 import moa
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.errors import UnitError
 from moa.scenarios import SETTING_ORDER, load_settings, scenario
 

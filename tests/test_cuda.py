@@ -1,4 +1,4 @@
-"""The CUDA Rodas4 (moa.solvers.cuda) without a GPU: its kernels run in numba's CUDA simulator, in
+"""The CUDA Rodas4 (moa.solvers.rodas4.cuda) without a GPU: its kernels run in numba's CUDA simulator, in
 a subprocess (the simulator must be switched on before numba.cuda is imported), against the numba
 CPU backend (tests/cuda_check.py); backend selection and errors on a machine without a GPU."""
 
@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from moa.solvers import jit
-from moa.solvers.batched import RodasSolver
+from moa.solvers.rodas4 import numba_kernels as jit
+from moa.solvers import RodasSolver
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 needs_numba = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
@@ -71,7 +71,7 @@ def test_auto_never_picks_the_simulator(simulated):
 
 
 def test_without_gpu_auto_never_picks_cuda(monkeypatch):
-    from moa.solvers import cuda
+    from moa.solvers.rodas4 import cuda
 
     if cuda.available() and not cuda.simulator():
         pytest.skip("this machine has a CUDA GPU")
@@ -81,7 +81,7 @@ def test_without_gpu_auto_never_picks_cuda(monkeypatch):
 
 
 def test_cuda_backend_names_the_missing_piece(monkeypatch):
-    from moa.solvers import cuda
+    from moa.solvers.rodas4 import cuda
 
     cuda.missing.cache_clear()
     try:
@@ -102,8 +102,8 @@ def test_cuda_backend_names_the_missing_piece(monkeypatch):
 
 
 def test_nothing_imports_cuda_at_import_time():
-    code = ("import sys, moa, moa.solvers, moa.solvers.batched, moa.simulate; "
-            "print(sorted(m for m in sys.modules if m in ('moa.solvers.cuda', 'numba.cuda')))")
+    code = ("import sys, moa, moa.solvers, moa.solvers.rodas4.solver, moa.simulate; "
+            "print(sorted(m for m in sys.modules if m in ('moa.solvers.rodas4.cuda', 'numba.cuda')))")
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
@@ -112,7 +112,7 @@ def test_nothing_imports_cuda_at_import_time():
 @pytest.mark.parametrize("regs, blocks, fraction", [(32, 32, 1.0), (64, 16, 0.5), (255, 4, 0.125), (168, 6, 0.1875)])
 def test_occupancy_from_registers(regs, blocks, fraction):
     """64 threads per block (2 warps); a warp's registers come in units of 256 out of 65,536 per SM."""
-    from moa.solvers.cuda import occupancy
+    from moa.solvers.rodas4.cuda import occupancy
 
     occ = occupancy(regs, 64)
     assert occ["max_active_blocks_per_sm"] == blocks

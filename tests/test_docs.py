@@ -8,7 +8,7 @@ import pytest
 from baselines.generate import BASELINE_PATH, COMMAND, arm_setting_outcome, baselines_csv, read_baselines
 
 from moa.report import docgen
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.scenarios import load_arms, load_formats, load_settings
 
 

@@ -4,7 +4,7 @@ no cycles between moa modules at import time, and no private name crossing a mod
 Import time means module-level statements (including those under `if`/`try` at module level, but not
 under `if TYPE_CHECKING:`); imports inside functions run later, are allowed to point anywhere and are
 only required to name something that exists. Private means one leading underscore (`_x`); dunders such
-as `__version__` are public. A private submodule (`solvers/_jit_rodas.py`) may be used by its own
+as `__version__` are public. A private submodule (`solvers/_x.py`) may be used by its own
 package, not from outside it.
 """
 
@@ -31,7 +31,7 @@ class ImportUse:
 
 
 def module_name(path: pathlib.Path, root: pathlib.Path = PACKAGE_DIR) -> str:
-    """Dotted name of a source file under `root` (`moa/solvers/jit.py` -> `moa.solvers.jit`)."""
+    """Dotted name of a source file under `root` (`moa/solvers/rodas4/solver.py` -> `moa.solvers.rodas4.solver`)."""
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -162,7 +162,7 @@ USES = import_uses(MODULES)
 
 
 def test_the_package_is_found():
-    assert {"moa", "moa.engine", "moa.simulate", "moa.solvers.rodas", "moa.mechanisms.binding"} <= set(MODULES)
+    assert {"moa", "moa.symbolic.model", "moa.simulate", "moa.solvers.rodas4.stepper_numpy", "moa.mechanisms.binding"} <= set(MODULES)
     assert sum(u.at_import_time for u in USES) > 20 and sum(not u.at_import_time for u in USES) > 5
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import moa
-from moa.assemble import pk_model
-from moa.engine import Mechanism, Model
+from moa.symbolic.named_models import pk_model
+from moa.symbolic import Mechanism, Model
 from moa.errors import BoundsWarning
 from moa.parameters import ParameterSet, ParameterSpec
 
@@ -173,8 +173,8 @@ def test_any_strictly_increasing_grid_is_accepted_and_kept(times):
 def test_vanishingly_short_segments_on_every_backend(times, backend):
     """Found by hypothesis (times=[5e-324]): on a denormal span Rodas4's 1/(gamma h) overflows, and
     LSODA never returned on ~1e-200 day. Every backend takes one Euler step on spans < 1e-12 day."""
-    from moa.solvers import jit
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers.rodas4 import numba_kernels as jit
+    from moa.solvers import RodasSolver
 
     if backend == "numba" and not jit.available():
         pytest.skip("numba not installed")

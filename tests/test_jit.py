@@ -1,4 +1,4 @@
-"""The compiled Rodas4 (moa.solvers.jit, numba): known answers, order of convergence, agreement with
+"""The compiled Rodas4 (moa.solvers.rodas4.numba_kernels, numba): known answers, order of convergence, agreement with
 the numpy backend step for step, and failures reported per trajectory."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
-from moa.solvers import jit
-from moa.solvers.rodas import integrate_batch
+from moa.solvers.rodas4 import numba_kernels as jit
+from moa.solvers.rodas4 import integrate_batch
 from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
                                rob_params, rob_radau_errors, rob_rhs)
 
@@ -142,7 +142,7 @@ def test_bad_shapes_are_refused(robertson):
 
 def test_auto_solver_prefers_the_compiled_backend(monkeypatch):
     from moa.solvers import auto_solver, get_solver
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers import RodasSolver
 
     assert auto_solver(1) == "rodas" and get_solver("rodas").name == "moa-rodas4-numba"
     monkeypatch.setenv("MOA_NO_JIT", "1")
@@ -155,10 +155,10 @@ def test_auto_solver_prefers_the_compiled_backend(monkeypatch):
 
 
 def test_auto_backend_falls_back_to_numpy_when_numba_cannot_compile(monkeypatch):
-    from moa.assemble import pk_model
+    from moa.symbolic.named_models import pk_model
     from moa.parameters import load_parameters
     from moa.regimen import every
-    from moa.solvers.batched import RodasSolver
+    from moa.solvers import RodasSolver
 
     import moa
 
@@ -178,7 +178,7 @@ def test_auto_backend_falls_back_to_numpy_when_numba_cannot_compile(monkeypatch)
 def test_model_kernels_are_found_again_without_sympy(monkeypatch, tmp_path):
     """A second process (here: a cleared in-memory cache) finds a model's module through the index
     file instead of writing the kernels again with sympy."""
-    from moa.assemble import pk_model
+    from moa.symbolic.named_models import pk_model
 
     monkeypatch.setenv("MOA_CACHE_DIR", str(tmp_path))
     compiled = pk_model("bsab").compiled

@@ -1,4 +1,4 @@
-"""A damaged compiled-solver cache heals itself (moa.solvers.jit): truncated numba cache files, a
+"""A damaged compiled-solver cache heals itself (moa.solvers.rodas4.numba_kernels): truncated numba cache files, a
 truncated or hand-edited generated module, an empty index file and a full disk each give a
 CacheWarning naming the bad file or folder, and the run still uses the compiled backend with results
 equal to a clean-cache run.
@@ -23,7 +23,7 @@ import pytest
 import sympy as sp
 
 from moa.errors import CacheWarning
-from moa.solvers import jit
+from moa.solvers.rodas4 import numba_kernels as jit
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
 
@@ -66,11 +66,11 @@ if full:   # files open (and empty ones get made) but no byte can be written, as
     io.open = builtins.open = open_on_full_disk
 import numpy as np
 import moa
-from moa.assemble import pk_model
+from moa.symbolic.named_models import pk_model
 from moa.parameters import load_parameters
 from moa.regimen import every
-from moa.solvers import jit
-from moa.solvers.batched import RodasSolver
+from moa.solvers.rodas4 import numba_kernels as jit
+from moa.solvers import RodasSolver
 
 model = pk_model("bsab")
 with warnings.catch_warnings(record=True) as caught:

@@ -13,7 +13,7 @@ import pytest
 import sympy
 
 import moa
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.errors import UnitError
 from moa.scenarios import scenario
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import moa
-from moa.assemble import full_model, pk_model
+from moa.symbolic.named_models import full_model, pk_model
 from moa.report.provenance import records_of
 from moa.parallel import _inside_main_guard, resolve_builder, simulate_parallel, split_parameters
 from moa.scenarios import scenario
-from moa.solvers.batched import RodasSolver
+from moa.solvers import RodasSolver
 from parallel_helpers import KillingSolver
 
 DAYS = 14.0  # bispecific at t = 0, nab-paclitaxel at t = 0, 7, 14 (the last at the end time)
@@ -106,8 +106,8 @@ def test_failed_chunk_is_recorded_per_sample(batch, single):
 
 def test_builder_names_and_bad_inputs(batch):
     params, regimen = batch
-    assert resolve_builder("full_model") is moa.assemble.full_model
-    assert resolve_builder("moa.assemble:pk_model") is moa.assemble.pk_model
+    assert resolve_builder("full_model") is moa.symbolic.named_models.full_model
+    assert resolve_builder("moa.symbolic.named_models:pk_model") is moa.symbolic.named_models.pk_model
     with pytest.raises(ValueError, match="no builder 'full_modle'"):
         resolve_builder("full_modle")
     with pytest.raises(ValueError, match="cannot import"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import moa
-from moa.engine import Mechanism, Model
+from moa.symbolic import Mechanism, Model
 from moa.mechanisms.pharmacokinetics import antibody_two_compartment
 from moa.parameters import ParameterSet, ParameterSpec
 

@@ -15,13 +15,13 @@ import pytest
 import xarray as xr
 
 import moa
-from moa.assemble import pk_model
-from moa.engine import Mechanism, Model
+from moa.symbolic.named_models import pk_model
+from moa.symbolic import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
 from moa.report import results
 from moa.report.provenance import concat_runs, run_context
 from moa.report.results import read_csv, read_provenance, remove_stale, rerun, save_dataset, staged_directory, with_status
-from moa.solvers import jit
+from moa.solvers.rodas4 import numba_kernels as jit
 
 
 @pytest.fixture(scope="module")

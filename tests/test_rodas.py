@@ -1,4 +1,4 @@
-"""Tests of the batched Rodas4 integrator and its generated sparse LU (moa.solvers.rodas)."""
+"""Tests of the batched Rodas4 integrator and its generated sparse LU (moa.solvers.rodas4: stepper_numpy, lu_plan)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
 from moa.solvers.base import STATUS, Status
-from moa.solvers.rodas import SparseLUPlan, _LinearSolver, dense_jacobian, integrate_batch
+from moa.solvers.rodas4.lu_plan import SparseLUPlan, dense_jacobian
+from moa.solvers.rodas4.stepper_numpy import _LinearSolver, integrate_batch
 from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
                                rob_params, rob_radau_errors, rob_rhs)
 
@@ -274,7 +275,7 @@ def test_lu_plans_are_keyed_by_the_jacobian_pattern(monkeypatch):
     coincide shows the pattern, not the object, picks the plan."""
     from types import SimpleNamespace
 
-    from moa.solvers import batched
+    from moa.solvers.rodas4 import solver as batched
 
     monkeypatch.setattr(batched, "id", lambda obj: 1, raising=False)   # every object "at the same address"
     solver = batched.RodasSolver(backend="numpy")

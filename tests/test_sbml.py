@@ -1,8 +1,8 @@
-"""SBML export (moa.sbml) validated by libsbml and cross-checked against libroadrunner.
+"""SBML export (moa.interop.sbml) validated by libsbml and cross-checked against libroadrunner.
 
 The exported file, simulated by libroadrunner (CVODE, events for doses and extinction), must
 reproduce ``moa.simulate`` within 1e-4 relative on random parameter sets drawn within the bounds
-in ``models/``, for every model built in ``moa.assemble`` (the PK/TMDD model and the full
+in ``models/``, for every model built in ``moa.symbolic.named_models`` (the PK/TMDD model and the full
 mechanism model, one year of Q3W doses). The file also works the way other SBML tools use it:
 loaded and simulated at libroadrunner's default settings (as ``tellurium.loadSBMLModel`` does),
 ``getFullJacobian()`` equal to moa's Jacobian, ``steadyState()`` equal to moa's quasi-steady state.
@@ -21,14 +21,14 @@ import pytest
 import sympy
 
 import moa
-import moa.assemble
-from moa.engine import Mechanism, Model
+import moa.symbolic.named_models
+from moa.symbolic import Mechanism, Model
 
 libsbml = pytest.importorskip("libsbml", reason="python-libsbml not importable (install the 'sbml' extra: pip install -e '.[sbml]')")
 pytest.importorskip("roadrunner", reason="libroadrunner not importable (install the 'sbml' extra: pip install -e '.[sbml]')")
 
-from moa.roadrunner import SBMLSimulator, compare_to_moa, relative_difference  # noqa: E402
-from moa.sbml import compartment_of, dose_per_mg_id, export, validate  # noqa: E402
+from moa.interop.roadrunner import SBMLSimulator, compare_to_moa, relative_difference  # noqa: E402
+from moa.interop.sbml import compartment_of, dose_per_mg_id, export, validate  # noqa: E402
 
 RTOL_MATCH = 1e-4  # the issue's acceptance: relative difference to moa.simulate
 FLOOR_FRACTION = 1e-3  # values below 1e-3 of a variable's peak count by absolute error at that scale
@@ -69,7 +69,7 @@ def q3w_regimen(model: Model, until_days: float, route: str = "bolus") -> moa.Re
     return regimen
 
 
-# Model builders in moa.assemble. moa's reference: LSODA for the small PK model; for the full model
+# Model builders in moa.symbolic.named_models. moa's reference: LSODA for the small PK model; for the full model
 # the compiled Rodas4 (already compiled by the other tests; LSODA's first full-model run costs ~50 s).
 BUILDERS = [("pk_model", dict(days=84.0, n_sets=4, solver="LSODA")),
             ("full_model", dict(days=365.0, n_sets=2, solver="auto"))]
@@ -78,7 +78,7 @@ BUILDERS = [("pk_model", dict(days=84.0, n_sets=4, solver="LSODA")),
 @pytest.fixture(scope="module", params=[b[0] for b in BUILDERS])
 def built(request, parameters):
     """(builder name, model, settings, exported SBML of the model under its Q3W bolus regimen)."""
-    model = getattr(moa.assemble, request.param)()
+    model = getattr(moa.symbolic.named_models, request.param)()
     cfg = dict(BUILDERS)[request.param]
     return request.param, model, cfg, export(model, parameters, q3w_regimen(model, cfg["days"]))
 
@@ -140,7 +140,7 @@ def test_export_validates_with_libsbml(built, parameters):
 def test_unit_definitions_match_pint(built, parameters):
     """libsbml checks dimensions only, not factors (1/h would pass for 1/day): check the factors
     of every unit definition against pint independently."""
-    from moa.units import parse_unit, registry
+    from moa.symbolic.units import parse_unit, registry
 
     _, model, cfg, text = built
     doc = libsbml.readSBMLFromString(text)
@@ -204,7 +204,7 @@ def clamped_untreated(parameters):
     from moa.mechanisms.tumour import CLONES
     from moa.parameters import model_units
 
-    model = moa.assemble.full_model()
+    model = moa.symbolic.named_models.full_model()
     text = export(model, parameters, None, hold=CLONES)
     P = np.vstack([parameters.in_units(model_units(model)).matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     return model, P, roadrunner.RoadRunner(text)
@@ -266,7 +266,7 @@ def test_steady_state_equals_moa_quasi_steady_state(clamped_untreated):
 
 
 def test_roadrunner_matches_moa_infusion(parameters):
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     regimen = q3w_regimen(model, 63.0, route="infusion")
     worst = cross_check(model, parameters, regimen, 70.0, 3, seed=2, step=0.125)
     print("\npk_model infusion Q3W: max relative difference: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
@@ -276,7 +276,7 @@ def test_roadrunner_matches_moa_infusion(parameters):
 def test_mixed_units_same_time_doses_and_overlapping_infusions(parameters):
     """Doses in mg, mg/kg and mg/m^2, two boluses at the same time (one event must add both),
     overlapping infusions (the rate is their sum), an infusion ending between output times."""
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     doses = (
         moa.Dose("bsab", 100.0, "mg", 0.0),
         moa.Dose("bsab", 1.0, "mg/kg", 0.0),
@@ -290,7 +290,7 @@ def test_mixed_units_same_time_doses_and_overlapping_infusions(parameters):
 
 
 def test_dose_at_time_zero_fires_exactly_once(parameters):
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     regimen = moa.every("bsab", 10.0, "mg/kg", 21.0, 42.0)
     sim = SBMLSimulator(export(model, parameters, regimen), **SOLVER_TOL)
     per_mg = model.compiled.dose_per_mg_T(np.vstack([parameters.matrix(model.parameter_names), [[0.0]]]))[0, 0]
@@ -307,7 +307,7 @@ def test_dose_at_time_zero_fires_exactly_once(parameters):
 def test_repeated_runs_do_not_leak_state(parameters):
     """libroadrunner's reset() keeps parameters changed by events: a run that ends during an
     infusion must not start the next run with the infusion on, and overrides must not stick."""
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     regimen = moa.Regimen("long infusion", (moa.Dose("bsab", 300.0, "mg", 1.0, "infusion", 10.0),))
     sim = SBMLSimulator(export(model, parameters, regimen), **SOLVER_TOL)
     first = sim.run(np.linspace(0, 5, 11))  # ends while the infusion runs
@@ -323,7 +323,7 @@ def test_repeated_runs_do_not_leak_state(parameters):
 def test_dose_parameters_change_the_doses(parameters):
     """Dose amounts and times are named parameters: a run that sets them gives what moa gives for
     the changed regimen (second dose doubled and moved from day 21 to day 14)."""
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     regimen = moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0)  # doses at 0 and 21
     sim = SBMLSimulator(export(model, parameters, regimen), **SOLVER_TOL)
     assert {"dose0_bsab_amount", "dose1_bsab_amount", "dose_time_0", "dose_time_1"} <= set(sim.defaults)
@@ -373,7 +373,7 @@ def test_extinction_is_an_event():
 
 
 def test_hold_and_compartments(parameters):
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     text = export(model, parameters, None, hold=["pdl1_systemic"])
     m = libsbml.readSBMLFromString(text).getModel()
     sp = m.getSpecies("pdl1_systemic")
@@ -469,7 +469,7 @@ def test_function_model_simulation_matches():
 
 # ----- API errors and file output ------------------------------------------------------------
 def test_export_writes_file_and_refuses_bad_input(tmp_path, parameters):
-    model = moa.assemble.pk_model()
+    model = moa.symbolic.named_models.pk_model()
     regimen = moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0)
     path = tmp_path / "sub" / "pk.xml"
     text = export(model, parameters, regimen, path=path)

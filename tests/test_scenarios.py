@@ -9,7 +9,7 @@ import pytest
 from baselines.generate import BASELINE_DAYS, BASELINE_PATH, BASELINE_SOLVER, outcome_row, read_baselines
 
 import moa
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.runs import stack_parameter_sets
 from moa.scenarios import ARM_ORDER, SETTING_ORDER, load_arms, load_formats, load_settings, scenario
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import moa
-from moa.assemble import full_model
-from moa.roadrunner import relative_difference
+from moa.symbolic.named_models import full_model
+from moa.interop.roadrunner import relative_difference
 from moa.scenarios import scenario
-from moa.solvers import jit
-from moa.solvers.batched import RodasSolver
+from moa.solvers.rodas4 import numba_kernels as jit
+from moa.solvers import RodasSolver
 
 DAYS = 30.0  # bispecific at t = 0, 21; nab-paclitaxel at t = 0, 7, 14, 28
 RTOL_AGREE = 1e-4

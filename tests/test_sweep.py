@@ -14,11 +14,11 @@ import types
 import numpy as np
 import pytest
 
-from moa.assemble import full_model
+from moa.symbolic.named_models import full_model
 from moa.cli import main
 from moa.solvers.base import SegmentResult
-from moa.solvers.batched import RodasSolver
-from moa.solvers.rodas import integrate_batch
+from moa.solvers import RodasSolver
+from moa.solvers.rodas4.stepper_numpy import integrate_batch
 from moa.sweep import (ChunkWarning, ParameterDistribution, SpecError, SweepDirError, load_spec, parameter_values,
                        run_sweep, spec_from_dict, unit_design)
 from sweep_helpers import DAYS, same, tiny_spec

@@ -14,11 +14,11 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from moa.assemble import full_model  # noqa: E402
+from moa.symbolic.named_models import full_model  # noqa: E402
 from moa.experiment_runner import EXPERIMENTS_DIR  # noqa: E402
 from moa.solvers.base import STATUS, SegmentResult  # noqa: E402
-from moa.solvers.batched import RodasSolver  # noqa: E402
-from moa.solvers.rodas import integrate_batch  # noqa: E402
+from moa.solvers import RodasSolver  # noqa: E402
+from moa.solvers.rodas4 import integrate_batch  # noqa: E402
 
 
 def _experiment(name: str):

@@ -12,12 +12,12 @@ import pytest
 
 import moa
 from moa.analysis import load_recist
-from moa.assemble import full_model, pk_model
-from moa.engine import Mechanism, Model
+from moa.symbolic.named_models import full_model, pk_model
+from moa.symbolic import Mechanism, Model
 from moa.errors import BoundsWarning, SimulationError, UnitError
 from moa.parameters import DOMAINS, MODELS_DIR, ParameterSet, ParameterSpec, check_domain, load_parameters
 from moa.scenarios import scenario
-from moa.units import registry
+from moa.symbolic.units import registry
 
 PK = pk_model("bsab")
 DEFAULTS = load_parameters()
@@ -85,7 +85,7 @@ def test_clearance_written_in_mg_is_refused_naming_file_field_and_units(tmp_path
 
 def test_sbml_export_sees_the_converted_value(tmp_path):
     pytest.importorskip("libsbml")
-    from moa.sbml import _values
+    from moa.interop.sbml import _values
     ml_h = params_with_cl_bsab(tmp_path, 8.3, "mL/h", 4.0, 16.0)
     assert _values(PK, ml_h.in_units({"cl_bsab": "L/day"}))["cl_bsab"] == pytest.approx(8.3 * ML_PER_H_IN_L_PER_DAY, rel=1e-12)
 

@@ -1,1 +1,1 @@
-"""Mechanism modules: each builds one readable :class:`moa.engine.Mechanism`."""
+"""Mechanism modules: each builds one readable :class:`moa.symbolic.Mechanism`."""

@@ -59,7 +59,7 @@ import dataclasses
 
 import sympy
 
-from ..engine import Mechanism, ref
+from ..symbolic import Mechanism, ref
 
 __all__ = ["DrugArms", "DRUG_ARMS", "complex_states", "complex_name", "contact_name", "off_contact_states",
            "contact_states", "tumour_binding"]

@@ -22,7 +22,7 @@ ratio times plasma, delayed by ``ke0``):
 
 from __future__ import annotations
 
-from ..engine import Mechanism, ref
+from ..symbolic import Mechanism, ref
 
 __all__ = ["nab_paclitaxel"]
 

@@ -8,7 +8,7 @@ The peripheral concentration is expressed per peripheral volume, so the distribu
 
 from __future__ import annotations
 
-from ..engine import Mechanism
+from ..symbolic import Mechanism
 
 
 def antibody_two_compartment(drug: str, label: str) -> Mechanism:

@@ -23,7 +23,7 @@ T-cell rates were calibrated in hot TNBC, where both cell types are present.
 
 from __future__ import annotations
 
-from ..engine import Mechanism, ref
+from ..symbolic import Mechanism, ref
 
 __all__ = ["regulatory_t_cells", "suppressive_myeloid_cells"]
 

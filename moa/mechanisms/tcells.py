@@ -33,7 +33,7 @@ PD-1 blockade) and terminally exhausted cells (``t_ex``, TIM-3+, do not).
 
 from __future__ import annotations
 
-from ..engine import Mechanism, ref
+from ..symbolic import Mechanism, ref
 
 __all__ = ["t_cells"]
 

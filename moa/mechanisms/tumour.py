@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..engine import Mechanism, ref
+from ..symbolic import Mechanism, ref
 
 __all__ = ["tumour", "CLONES"]
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import sympy
 
-from ..engine import Model
+from ..symbolic import Model
 from ..parameters import MODELS_DIR, load_parameter_file
 
 __all__ = [
@@ -80,7 +80,7 @@ def _signed(expr: sympy.Expr) -> tuple[str, str]:
 
 def equations_md(model: Model, values: dict | None = None) -> str:
     """Every ODE of ``model`` grouped by the mechanism that declares its species."""
-    out = [_HEADER.format(what="the sympy model (moa.assemble.full_model)"), f"# Equations of `{model.name}`\n"]
+    out = [_HEADER.format(what="the sympy model (moa.symbolic.named_models.full_model)"), f"# Equations of `{model.name}`\n"]
     out.append(
         f"{len(model.species)} species, {len(model.parameters)} parameters, {len(model.terms)} rate terms, "
         f"{len(model.expressions)} named expressions. Time in days; every term has the unit of its species per day "
@@ -312,7 +312,7 @@ def model_md(current: str, rows: list[dict], thresholds: Mapping[str, float] | N
 
 def generated_docs(docs_dir: pathlib.Path = DOCS_DIR) -> dict[pathlib.Path, str]:
     """Every generated document (path -> text), computed in memory."""
-    from ..assemble import full_model
+    from ..symbolic.named_models import full_model
     from ..binding_equilibrium import format_pdl1_thresholds
     from ..scenarios import default_parameters
 

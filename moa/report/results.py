@@ -240,16 +240,16 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 def _model_named(name: str, n_states: int):
     """The model a run record names (``moa_pdl1_41bb`` or ``pk_tmdd_<drug>``), checked against its state count."""
-    from ..assemble import full_model, pk_model
     from ..mechanisms.binding import DRUG_ARMS
+    from ..symbolic.named_models import full_model, pk_model
 
     if name == "moa_pdl1_41bb":
         model = full_model()
     elif name.startswith("pk_tmdd_") and name[len("pk_tmdd_"):] in {a.drug for a in DRUG_ARMS}:
         model = pk_model(name[len("pk_tmdd_"):])
     else:
-        raise ValueError(f"model={name!r}: rerun knows 'moa_pdl1_41bb' (moa.assemble.full_model) and "
-                         f"'pk_tmdd_<drug>' for drugs {[a.drug for a in DRUG_ARMS]} (moa.assemble.pk_model)")
+        raise ValueError(f"model={name!r}: rerun knows 'moa_pdl1_41bb' (moa.symbolic.named_models.full_model) and "
+                         f"'pk_tmdd_<drug>' for drugs {[a.drug for a in DRUG_ARMS]} (moa.symbolic.named_models.pk_model)")
     if len(model.species) != n_states:
         raise ValueError(f"model {name!r}: the record has {n_states} states, this moa's model has {len(model.species)}; "
                          "the model changed since the result was made (check out its git_commit to re-run it)")
@@ -258,7 +258,7 @@ def _model_named(name: str, n_states: int):
 
 def _solver_named(name: str):
     """The solver argument that reproduces a backend name written by ``simulate`` (``attrs['solver']``)."""
-    from ..solvers.batched import RodasSolver
+    from ..solvers import RodasSolver
 
     if name == "moa-rodas4-numba":
         return RodasSolver(backend="numba")

@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SegmentResult", "Solver", "Status", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment", "extinguish"]
+__all__ = ["SegmentResult", "Solver", "SegmentDriver", "Status", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment",
+           "checked_output_times", "extinguish"]
 
 
 class Status(enum.IntEnum):
@@ -110,3 +111,34 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
     for k in np.nonzero(bad)[0]:
         message[k] = f"non-finite state or rate at t={t0:.6g} day"
     return SegmentResult(y, y_final, status, message, np.zeros(N, int), n_rejected=np.zeros(N, int))
+
+
+def checked_output_times(t0: float, t1: float, t_out) -> np.ndarray:
+    """``t_out`` as a float array, refused unless sorted and within [t0, t1]; times that miss an end by a few ulps
+    (computed with logspace or cumsum) are clipped onto it. The same rule as the Rodas4 steppers' own check."""
+    t_out = np.atleast_1d(np.asarray(t_out, dtype=float))
+    slack = 64 * np.finfo(float).eps * max(abs(t0), abs(t1), 1e-300)
+    if t_out.size and (np.any(np.diff(t_out) < 0) or t_out[0] < t0 - slack or t_out[-1] > t1 + slack):
+        raise ValueError(f"t_out must be sorted and lie within [t0, t1] = [{t0:g}, {t1:g}]")
+    return np.clip(t_out, t0, t1)
+
+
+class SegmentDriver:
+    """The driver's chores, done once for every backend (as scipy's ``OdeSolver`` keeps them apart from the
+    stepper): :meth:`integrate` checks the output times, answers a trivial segment itself
+    (:func:`trivial_segment`) and only then calls the backend's :meth:`integrate_segment`."""
+
+    name: str
+
+    def integrate(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out,
+                  rtol: float, atol: float) -> SegmentResult:
+        t_out = checked_output_times(float(t0), float(t1), t_out)
+        trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
+        if trivial is not None:
+            return trivial
+        return self.integrate_segment(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+
+    def integrate_segment(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray,
+                          rtol: float, atol: float) -> SegmentResult:
+        """Integrate a non-trivial segment (``t1 - t0 >= TINY_SEGMENT_DAYS``, ``t_out`` checked)."""
+        raise NotImplementedError

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .base import SegmentResult, Status, extinguish, trivial_segment
+from .base import SegmentDriver, SegmentResult, Status, extinguish
 
 __all__ = ["ScipySolver"]
 
@@ -19,7 +19,7 @@ METHODS = ("LSODA", "BDF", "Radau")
 
 
 @dataclasses.dataclass
-class ScipySolver:
+class ScipySolver(SegmentDriver):
     """``solve_ivp`` with ``method`` in LSODA, BDF, Radau. Slow per trajectory; the reference.
 
     Extinction (species in ``compiled.extinct_index``) is a terminal event at the exact crossing of
@@ -38,10 +38,7 @@ class ScipySolver:
     def name(self) -> str:
         return f"scipy-{self.method}"
 
-    def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
-        trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
-        if trivial is not None:
-            return trivial
+    def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
         n, N = Y0.shape
         y = np.full((len(t_out), n, N), np.nan)
         y_final = np.full((n, N), np.nan)

@@ -9,7 +9,7 @@ results. (A point's quasi-steady start is relaxed as long as any point of its ch
 so a point's numbers can differ in the last digits with another ``chunk_size``; ``chunk_size`` is
 part of the spec's digest.)
 
-Each worker builds and compiles the model once (:func:`moa.assemble.full_model` is cached per
+Each worker builds and compiles the model once (:func:`moa.symbolic.named_models.full_model` is cached per
 process) and keeps it for every chunk it runs.
 """
 
@@ -85,7 +85,7 @@ def simulate_chunk(spec: SweepSpec, arm: str, setting: str, values: dict[str, np
     Returns ``{output: array}``: each summary (points,), each observable (points, days), ``status``
     (points,) and ``message`` (points,) as fixed-width strings. Runs in a worker process.
     """
-    from ..assemble import full_model
+    from ..symbolic.named_models import full_model
     from ..scenarios import scenario
     from ..simulate import simulate
 

@@ -292,7 +292,7 @@ def _model_specs():
 
 @functools.lru_cache(maxsize=1)
 def _model_variables() -> tuple[str, ...]:
-    from ..assemble import full_model
+    from ..symbolic.named_models import full_model
     from ..simulate import variable_names
 
     return tuple(variable_names(full_model()))

@@ -42,7 +42,7 @@ COMMAND = "python tests/baselines/generate.py --write"
 def arm_setting_outcome(arm: str, setting: str, model=None):
     """One year of ``arm`` in ``setting``: (the simulated Dataset, the row of outcomes)."""
     import moa
-    from moa.assemble import full_model
+    from moa.symbolic.named_models import full_model
     from moa.scenarios import scenario
 
     model = model or full_model()

@@ -1,9 +1,9 @@
-"""Run an SBML file exported by :func:`moa.sbml.export` with libroadrunner (the ``sbml`` extra).
+"""Run an SBML file exported by :func:`moa.interop.sbml.export` with libroadrunner (the ``sbml`` extra).
 
 Used by the cross-check tests and by the throughput benchmark ("libroadrunner on the exported
 SBML, one simulation after another, as a user would")::
 
-    sim = SBMLSimulator(moa.sbml.export(model, parameters, regimen), rtol=1e-6, atol=1e-9)
+    sim = SBMLSimulator(moa.interop.sbml.export(model, parameters, regimen), rtol=1e-6, atol=1e-9)
     out = sim.run(times, {"cl_bsab": 0.3})          # {"time": ..., "bsab_central": ..., ...}
 
 libroadrunner behaviour this module deals with:
@@ -43,7 +43,7 @@ def _imports():
         import libsbml
         import roadrunner
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("moa.roadrunner needs libroadrunner and python-libsbml: pip install 'moa[sbml]'") from None
+        raise ImportError("moa.interop.roadrunner needs libroadrunner and python-libsbml: pip install 'moa[sbml]'") from None
     return libsbml, roadrunner
 
 

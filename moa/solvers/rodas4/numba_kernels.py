@@ -1,11 +1,11 @@
 """Rodas4 compiled to machine code with numba (optional extra ``moa[fast]``).
 
-The method is the one of :mod:`moa.solvers.rodas` -- same coefficients, step-size controller,
+The method is the one of :mod:`moa.solvers.rodas4.stepper_numpy` -- same coefficients, step-size controller,
 landing rule, dense output and failure codes -- but the integrator and the model's kernels are
-compiled. sympy writes the model's right-hand side, its Jacobian (straight into the slots of the
-sparse LU) and the sparse LU itself (from :class:`~moa.solvers.rodas.SparseLUPlan`) as scalar
-Python; that text, appended to the integrator template ``_jit_rodas.py``, is saved as a module in
-the cache directory and compiled by numba, which also caches the machine code on disk. The first
+compiled. :mod:`moa.solvers.rodas4.codegen` prints the model's right-hand side, its Jacobian (straight into the
+slots of the sparse LU) and the sparse LU itself (from :class:`~moa.solvers.rodas4.lu_plan.SparseLUPlan`) as
+scalar Python; that module, which imports the integrator (:mod:`moa.solvers.rodas4.integrator`) and binds it to
+its kernels, is saved in the cache directory and compiled by numba, which also caches the machine code on disk. The first
 use of a model pays the compilation (tens of seconds for the full model), announced by one line on
 stderr (:data:`COMPILING_NOTICE`) when numba has no machine code for it yet; later processes load
 it in about a second, silently.
@@ -36,25 +36,23 @@ import os
 import pickletools
 import re
 import sys
-import tempfile
 import traceback
 import types
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import sympy
 
-from ..engine import ScalarPrinter, jacobian_entries
-from ..errors import CacheWarning
-from . import rodas
-from .base import Status
-from .rodas import RODAS4, BatchResult, SparseLUPlan
+from ...codegen.cache import atomic_write, cache_dir, fall_back, fallback_dir, warn
+from ...symbolic.model import jacobian_entries
+from ..base import Status
+from .codegen import generator_fingerprint, kernel_source
+from .lu_plan import SparseLUPlan
+from .stepper_numpy import BatchResult
 
 __all__ = ["available", "require", "checked_batch", "lu_plan", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
 
-TEMPLATE_PATH = Path(__file__).with_name("_jit_rodas.py")
 
 
 def available() -> bool:
@@ -66,128 +64,6 @@ def available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cache_dir() -> Path:
-    """Where generated kernel modules (and numba's machine code beside them) are kept:
-    ``$MOA_CACHE_DIR/jit`` or ``~/.cache/moa/jit``; :func:`_fallback_dir`, with a warning, when that
-    folder cannot be created or written."""
-    path = Path(os.environ.get("MOA_CACHE_DIR") or Path.home() / ".cache" / "moa") / "jit"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return path
-    except OSError as exc:
-        return _fall_back(path, exc)
-
-
-def _fallback_dir() -> Path:
-    """A per-user temporary folder for the cache when the configured one cannot be written."""
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    path = Path(tempfile.gettempdir()) / f"moa-jit-{uid}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _fall_back(folder: Path, exc: OSError) -> Path:
-    """The fallback folder, after a warning naming the folder that failed, why, and the fix."""
-    fallback = _fallback_dir()
-    if folder == fallback:
-        raise exc
-    _warn(f"cannot write to the compiled-solver cache {folder} ({exc}); compiling in {fallback} "
-          "instead (still compiled, but not kept for later runs if that folder is cleared): free space "
-          "there or set MOA_CACHE_DIR to a writable folder")
-    return fallback
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, CacheWarning, stacklevel=3)
-
-
-NJIT_DECORATOR = '@njit(cache=True, error_model="numpy")'
-
-
-def _function(printer, name: str, args: str, y_syms, p_syms, outputs: list[tuple[str, sympy.Expr]]) -> list[str]:
-    """``def name(args)``: bind states and parameters by name, cse, then ``target = expr`` lines."""
-    exprs = [e for _, e in outputs]
-    replacements, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_x"), optimizations="basic")
-    lines = [NJIT_DECORATOR, f"def {name}({args}):"]
-    used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
-    lines += [f"    {s.name} = y[{i}]" for i, s in enumerate(y_syms) if s in used]
-    lines += [f"    {s.name} = p[{i}]" for i, s in enumerate(p_syms) if s in used]
-    lines += [f"    {sym} = {printer.doprint(e)}" for sym, e in replacements]
-    lines += [f"    {target} = {printer.doprint(e)}" for (target, _), e in zip(outputs, reduced)]
-    if len(lines) == 2:
-        lines.append("    pass")
-    return lines
-
-
-def _lu_functions(plan: SparseLUPlan) -> list[str]:
-    """Scalar straight-line factorisation and solve, printed from the plan's operation lists (the
-    same operations, in the same order, as its numpy kernels)."""
-    f = [NJIT_DECORATOR, "def _factor(a, d):", "    g = 0.0"]
-    for op in plan.factor_ops:
-        if op[0] == "pivot":
-            f.append(f"    d[{op[1]}] = 1.0 / a[{op[2]}]")
-        elif op[0] == "scale":
-            f.append(f"    a[{op[1]}] *= d[{op[2]}]")
-            f.append(f"    g = max(g, abs(a[{op[1]}]))")   # largest multiplier, for the pivot check
-        else:
-            f.append(f"    a[{op[1]}] -= a[{op[2]}] * a[{op[3]}]")
-    f.append("    return g")
-    s = [NJIT_DECORATOR, "def _solve(a, d, b):"]
-    for op in plan.solve_ops:
-        if op[0] == "sub":
-            s.append(f"    b[{op[1]}] -= a[{op[2]}] * b[{op[3]}]")
-        else:
-            s.append(f"    b[{op[1]}] *= d[{op[2]}]")
-    if len(s) == 2:
-        s.append("    pass")
-    return f + [""] + s
-
-
-def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
-                  plan: SparseLUPlan) -> str:
-    """The text of the compiled module: the integrator template plus this system's kernels."""
-    n = len(y_syms)
-    if len(rhs) != n or plan.n != n:
-        raise ValueError(f"rhs has {len(rhs)} entries, states {n}, LU plan {plan.n}")
-    printer = ScalarPrinter({"fully_qualified_modules": False})  # the engine's one-trajectory printer
-    jac = sympy.Matrix(rhs).jacobian(y_syms)
-    rhs_out = [(f"out[{i}]", e) for i, e in enumerate(rhs)]
-    jac_out = [(f"jv[{plan.jac_slot[k]}]", jac[int(r), int(c)])
-               for k, (r, c) in enumerate(zip(plan.jac_rows, plan.jac_cols))]
-    if plan._jac_has_dupes:
-        raise ValueError("the Jacobian pattern has duplicate entries")
-    body = ["", "", "# ---- generated kernels " + "-" * 70]
-    body += _function(printer, "_rhs", "y, p, out", y_syms, p_syms, rhs_out) + [""]
-    body += _function(printer, "_rhs_jac", "y, p, out, jv", y_syms, p_syms, rhs_out + jac_out) + [""]
-    body += _lu_functions(plan) + [""]
-    imports = sorted({f"from {m} import {name}" for m, names in printer.module_imports.items()
-                      for name in names})
-    consts = _method_constants() + [
-        f"N_SLOTS = {plan.nnz_fill}",
-        f"DIAG_SLOT = np.array({plan.diag_slot.tolist()}, dtype=np.int64)",
-        f"FILL_ROWS = np.array({plan.fill_rows.tolist()}, dtype=np.int64)",
-        f"FILL_COLS = np.array({plan.fill_cols.tolist()}, dtype=np.int64)",
-    ]
-    return TEMPLATE_PATH.read_text() + "\n".join(body + imports + consts) + "\n"
-
-
-def _method_constants() -> list[str]:
-    """Rodas4's coefficients and the controller's constants, taken from the numpy backend so that
-    both implementations use one set of numbers."""
-    t = RODAS4
-    lines = [f"GAMMA = {t.gamma!r}"]
-    for i in range(1, 6):   # stage i + 1; its argument weights A only up to stage 5 (stage 6's is stage 5's + U5)
-        lines += [f"A{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.a[i])] if i < 5 else []
-        lines += [f"C{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.c[i])]
-    lines += [f"H2{j + 1} = {v!r}" for j, v in enumerate(t.h2)] + [f"H3{j + 1} = {v!r}" for j, v in enumerate(t.h3)]
-    lines += [f"SAFE = {rodas.SAFE!r}", f"FAC_MIN = {rodas.FAC_MIN!r}", f"FAC_MAX = {rodas.FAC_MAX!r}",
-              f"GROWTH_LIMIT = {rodas.GROWTH_LIMIT!r}"]
-    return lines
 
 
 class JitKernels:
@@ -231,21 +107,6 @@ def read_verified(path: Path) -> str:
 _read_verified = read_verified   # old private name, still used by tests/test_jit_cache.py
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write through a process-specific temporary file renamed into place (a concurrent reader sees
-    the old or the new file whole); on failure nothing is left behind."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
 def _numba_cache_files(path: Path) -> list[Path]:
     """numba's index and data files for the module at ``path`` (in ``__pycache__`` beside it)."""
     return sorted((path.parent / "__pycache__").glob(f"{path.stem}.*.nb[ic]"))
@@ -286,13 +147,13 @@ def write_module(source: str, folder: Path | None = None) -> Path:
             return path
         except _DamagedModule as exc:
             damaged = True
-            _warn(f"compiled-solver cache: {exc}; writing it again and removing its numba cache")
+            warn(f"compiled-solver cache: {exc}; writing it again and removing its numba cache")
     try:
         if damaged:
             _remove(_numba_cache_files(path))
-        _atomic_write(path, source)
+        atomic_write(path, source)
     except OSError as exc:
-        return write_module(source, _fall_back(folder, exc))
+        return write_module(source, fall_back(folder, exc))
     return path
 
 
@@ -336,16 +197,19 @@ def require() -> None:
         raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
 
 
-def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None) -> JitKernels:
+def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None, jacobian=None,
+            families=None) -> JitKernels:
     """Compiled Rodas4 for the autonomous system ``dy/dt = rhs(y; p)`` given symbolically.
 
     ``p_syms`` fixes the order of the rows of the parameter matrix passed to
-    :func:`integrate_batch_jit`. Requires numba (``pip install moa[fast]``).
+    :func:`integrate_batch_jit`. ``jacobian``/``families``: the model's Jacobian entries and output families
+    when the system is a model's (:func:`kernels_for_model`), so nothing is derived or cse'd twice.
+    Requires numba (``pip install moa[fast]``).
     """
     require()
     y_syms, p_syms = list(y_syms), list(p_syms)
     plan = lu_plan(rhs, y_syms) if plan is None else plan
-    return _import(write_module(kernel_source(list(rhs), y_syms, p_syms, plan)), plan)
+    return _import(write_module(kernel_source(list(rhs), y_syms, p_syms, plan, jacobian, families)), plan)
 
 
 def lu_plan(rhs, y_syms) -> SparseLUPlan:
@@ -361,7 +225,7 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
     # generated numpy code (which fixes its equations and symbol order) led to.
     key = hashlib.sha256("\n".join([
-        TEMPLATE_PATH.read_text(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
+        generator_fingerprint(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
         repr(compiled.jac_rows.tolist()), repr(compiled.jac_cols.tolist()), repr(compiled.parameter_names),
     ]).encode()).hexdigest()[:20]
     index = cache_dir() / f"model_{key}.txt"
@@ -369,12 +233,12 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     if k is not None:
         return k
     rhs, y_syms, p_syms = compiled.symbolic
-    k = kernels(rhs, y_syms, p_syms, plan)
+    k = kernels(rhs, y_syms, p_syms, plan, jacobian=compiled.model.jacobian(), families=compiled.families)
     index = k.path.parent / index.name   # beside the module (the fallback folder on a full disk)
     try:
-        _atomic_write(index, k.path.name)
+        atomic_write(index, k.path.name)
     except OSError as exc:
-        _warn(f"cannot write the compiled-solver index {index} ({exc}): later runs will write the kernels "
+        warn(f"cannot write the compiled-solver index {index} ({exc}): later runs will write the kernels "
               "again with sympy; free space there or set MOA_CACHE_DIR to a writable folder")
     return k
 
@@ -387,28 +251,28 @@ def _from_index(index: Path, plan: SparseLUPlan) -> JitKernels | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        _warn(f"compiled-solver cache: index {index} cannot be read ({exc}); rebuilding it")
+        warn(f"compiled-solver cache: index {index} cannot be read ({exc}); rebuilding it")
         return None
     if not _MODULE_NAME.fullmatch(name):
-        _warn(f"compiled-solver cache: index {index} holds {name[:60]!r}, not a module name; rebuilding it")
+        warn(f"compiled-solver cache: index {index} holds {name[:60]!r}, not a module name; rebuilding it")
         return None
     path = index.parent / name
     if not path.exists():
-        _warn(f"compiled-solver cache: index {index} names {name}, which is missing; rebuilding it")
+        warn(f"compiled-solver cache: index {index} names {name}, which is missing; rebuilding it")
         return None
     try:
         k = _import(path, plan)
     except _DamagedModule:
         return None     # kernels() writes the module again under the same name and says so
     if not _fits(k.module, plan):
-        _warn(f"compiled-solver cache: index {index} names {path}, which was built for another model; "
+        warn(f"compiled-solver cache: index {index} names {path}, which was built for another model; "
               "rebuilding it")
         return None
     return k
 
 
 def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
-    """Compiled Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object).
+    """Compiled Rodas4 for a :class:`moa.codegen.CompiledModel` (cached per model object).
 
     ``compile_now``: compile (or load from the disk cache) at once, on a one-step problem, so that a
     model numba cannot compile fails here rather than inside a simulation.
@@ -463,22 +327,22 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
             _first_call(k, n_parameters)
             return
         except OSError as exc:
-            if exc.errno not in _UNWRITABLE or k.path.parent == _fallback_dir():
+            if exc.errno not in _UNWRITABLE or k.path.parent == fallback_dir():
                 raise
-            path = write_module(read_verified(k.path), _fall_back(k.path.parent, exc))
+            path = write_module(read_verified(k.path), fall_back(k.path.parent, exc))
         except Exception as exc:  # noqa: BLE001 -- numba's and pickle's errors have no common base
             files = _numba_cache_files(k.path)
             bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
             if not files or not (bad or _raised_by_numba_cache(exc)):
                 raise   # a compilation error, not a damaged cache
             removed = ", ".join(map(str, bad)) if bad else f"all {len(files)} numba cache files of {k.path}"
-            _warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
+            warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
                   f"({type(exc).__name__}: {str(exc)[:200]}); removing {removed} and compiling again")
             path = k.path
             try:
                 _remove(bad or files)
             except OSError as rm_exc:   # cannot be removed: compile the module in a fresh folder
-                path = write_module(read_verified(k.path), _fall_back(k.path.parent, rm_exc))
+                path = write_module(read_verified(k.path), fall_back(k.path.parent, rm_exc))
         k.module, k.path = load_module(path), path
     _first_call(k, n_parameters)
 
@@ -524,7 +388,7 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
                         max_steps=200_000, h_min=1e-14, dense_output: bool = True,
                         fixed_step: float | None = None, extinct_index=None,
                         extinct_threshold=None) -> BatchResult:
-    """Same contract as :func:`moa.solvers.rodas.integrate_batch` (extinction included), on compiled
+    """Same contract as :func:`moa.solvers.rodas4.stepper_numpy.integrate_batch` (extinction included), on compiled
     kernels ``k``."""
     t0, t1, Y0, P, t_out, atol_c, k0 = checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape

@@ -1,11 +1,11 @@
-"""Template of the CUDA Rodas4 integrator (read as text by :mod:`moa.solvers.cuda`).
+"""Template of the CUDA Rodas4 integrator (read as text by :mod:`moa.solvers.rodas4.cuda`).
 
-Not imported on its own: :func:`moa.solvers.cuda.kernel_source` appends the model's kernels, printed
-by the same printers as the numba CPU backend (:mod:`moa.solvers.jit`) but decorated
+Not imported on its own: :func:`moa.solvers.rodas4.cuda.kernel_source` appends the model's kernels, printed
+by the same printers as the numba CPU backend (:mod:`moa.solvers.rodas4.codegen`) but decorated
 ``@cuda.jit(device=True)``, and the constants ``N_STATES``, ``N_SLOTS`` (compile-time sizes of the
 per-thread work arrays) and the method's coefficients.
 
-One thread integrates one trajectory from ``t0`` to ``t1``: the loop of ``_jit_rodas.integrate_one``
+One thread integrates one trajectory from ``t0`` to ``t1``: the loop of ``integrator.integrate_one``
 line for line (same tableau, controller, landing rule, dense output, extinction rule and status
 codes), with the work arrays in ``cuda.local.array``. Global arrays are laid out with the trajectory
 index ``j`` last (``Y0``/``P`` (n, N), ``y_out`` (n_out, n, N)), so a warp's reads and writes of one
@@ -46,7 +46,7 @@ def _add_diag(a, c):  # placeholder: a[diagonal slots] += c
     raise NotImplementedError
 
 
-# Coefficients and controller constants appended by the generator (from moa.solvers.rodas).
+# Coefficients and controller constants appended by the generator (from moa.solvers.rodas4.tableau).
 GAMMA = SAFE = FAC_MIN = FAC_MAX = GROWTH_LIMIT = float("nan")
 A21 = A31 = A32 = A41 = A42 = A43 = A51 = A52 = A53 = A54 = float("nan")
 C21 = C31 = C32 = C41 = C42 = C43 = C51 = C52 = C53 = C54 = float("nan")
@@ -67,7 +67,7 @@ def _all_finite(x, size):
 
 @cuda.jit(device=True)
 def _initial_step(y, p, f0, atol, rtol, span, ws, f1):
-    """Hairer-Wanner starting step (one extra rhs call), as ``_jit_rodas._initial_step``."""
+    """Hairer-Wanner starting step (one extra rhs call), as ``integrator._initial_step``."""
     n = N_STATES
     s0 = 0.0
     s1 = 0.0
@@ -107,7 +107,7 @@ def _initial_step(y, p, f0, atol, rtol, span, ws, f1):
 @cuda.jit(device=True)
 def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min, dense_output,
                   fixed_step, y_out, j, ext_idx, ext_thr, ext_day):
-    """One trajectory, as ``_jit_rodas.integrate_one``; ``y`` (local) ends as the final state.
+    """One trajectory, as ``integrator.integrate_one``; ``y`` (local) ends as the final state.
     Returns ``(status, t_reached, n_accepted, n_rejected, h_last, last_nonfinite, h_now, ptr)``,
     ``ptr``: the first output row not written."""
     n = N_STATES

@@ -1,8 +1,8 @@
 """The fast backend: batched Rodas4 behind the solver interface.
 
-Three implementations of the same method: compiled with numba (:mod:`moa.solvers.jit`, optional
-extra ``moa[fast]``), pure numpy (:mod:`moa.solvers.rodas`) and one GPU thread per trajectory
-(:mod:`moa.solvers.cuda`, extra ``moa[gpu]``, imported only when used). ``backend="auto"`` takes
+Three implementations of the same method: compiled with numba (:mod:`moa.solvers.rodas4.numba_kernels`,
+optional extra ``moa[fast]``), pure numpy (:mod:`moa.solvers.rodas4.stepper_numpy`) and one GPU thread per
+trajectory (:mod:`moa.solvers.rodas4.cuda`, extra ``moa[gpu]``, imported only when used). ``backend="auto"`` takes
 the GPU for batches of at least ``gpu_min_batch`` when a CUDA GPU is present (never numba's
 simulator), else the compiled one when numba is installed.
 """
@@ -14,9 +14,10 @@ import warnings
 
 import numpy as np
 
-from . import jit
-from .base import SegmentResult, trivial_segment
-from .rodas import SparseLUPlan, integrate_batch
+from ..base import SegmentDriver, SegmentResult
+from . import numba_kernels as jit
+from .lu_plan import SparseLUPlan
+from .stepper_numpy import integrate_batch
 
 __all__ = ["RodasSolver", "BACKENDS"]
 
@@ -24,7 +25,7 @@ BACKENDS = ("auto", "numba", "numpy", "cuda")
 
 
 @dataclasses.dataclass
-class RodasSolver:
+class RodasSolver(SegmentDriver):
     """All N parameter sets at once, each with its own adaptive step.
 
     backend: "auto" (the GPU for large batches when one is present, else numba when installed, else
@@ -97,11 +98,7 @@ class RodasSolver:
             self._plans[key] = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
         return self._plans[key]
 
-    def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
-        trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
-        if trivial is not None:
-            return trivial
-        t_out = np.asarray(t_out, dtype=float)
+    def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
         ext = dict(extinct_index=compiled.extinct_index, extinct_threshold=compiled.extinct_threshold_T(P))
         if self._gpu_for(Y0.shape[1]):
             from . import cuda

@@ -1,64 +1,35 @@
-"""Template of the compiled Rodas4 integrator (read as text by :mod:`moa.solvers.jit`).
+"""The compiled Rodas4 integrator: a real module whose functions numba compiles against one system's kernels.
 
-This file is not imported on its own. :func:`moa.solvers.jit.kernels` writes a module made of this
-text followed by the model's generated kernels, which redefine the placeholders below:
+The functions below are plain Python. They read the system's kernels and constants as globals that this module
+does not define -- ``_rhs``, ``_rhs_jac``, ``_factor``, ``_solve``, ``N_SLOTS``, ``FILL_ROWS``, ``FILL_COLS``
+and the coefficients ``GAMMA``, ``Aij``, ``Cij``, ``H2j``, ``H3j``, ``SAFE``, ``FAC_MIN``, ``FAC_MAX``,
+``GROWTH_LIMIT`` (see :mod:`moa.solvers.rodas4.codegen`) -- and are never called from here. A generated kernel
+module ends with ``bind(globals(), __file__)``: :func:`bind` makes a copy of each function whose globals are
+that module's namespace (so numba sees that system's kernels, inlines them and knows the constants at compile
+time) and whose code names that module's file (so numba keeps one machine-code cache per system, beside the
+module, instead of one that different systems would overwrite), compiles it with ``njit(cache=True)`` and puts
+it into the namespace (``integrate_all``, ``integrate_one``, ...).
 
-* ``_rhs(y, p, out)``: right-hand side of one trajectory into ``out`` (n,).
-* ``_rhs_jac(y, p, out, jv)``: the same plus the Jacobian values into their LU slots ``jv``
-  (``nnz_fill``,) -- slots outside the Jacobian's pattern are never written (kept at zero).
-* ``_factor(a, d) -> growth``: unpivoted sparse LU in place; ``d`` gets the inverse pivots; returns
-  the largest |multiplier|.
-* ``_solve(a, d, b)``: solves with the factors in place on ``b``.
-* ``N_SLOTS``, ``DIAG_SLOT``, ``FILL_ROWS``, ``FILL_COLS``, and the method's coefficients.
-
-The method, controller and output rules are those of :func:`moa.solvers.rodas.integrate_batch`
-(Hairer & Wanner's Rodas4 with their rodas.f coefficients, Gustafsson's predictive controller,
-order-3 dense output); only the loop order differs: one trajectory is stepped from ``t0`` to ``t1``
-before the next starts, so all its work arrays stay in the L1 cache and no step pays Python
-overhead. Status codes: 0 ok, 1 non-finite rhs/Jacobian after a step, 2 step size underflow,
-3 too many steps, 5 non-finite initial state, rhs or Jacobian.
+The method, controller and output rules are those of :func:`moa.solvers.rodas4.stepper_numpy.integrate_batch`
+(Hairer & Wanner's Rodas4 with their rodas.f coefficients, Gustafsson's predictive controller, order-3 dense
+output); only the loop order differs: one trajectory is stepped from ``t0`` to ``t1`` before the next starts, so
+all its work arrays stay in the L1 cache and no step pays Python overhead. Status codes: 0 ok, 1 non-finite
+rhs/Jacobian after a step, 2 step size underflow, 3 too many steps, 5 non-finite initial state, rhs or Jacobian.
 """
+# ruff: noqa: F821 -- the kernels and constants are globals of the namespace each function is bound into
+
+from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
-from numba import njit
 
-N_SLOTS = 0
-DIAG_SLOT = np.zeros(0, dtype=np.int64)
-FILL_ROWS = np.zeros(0, dtype=np.int64)
-FILL_COLS = np.zeros(0, dtype=np.int64)
+__all__ = ["bind", "FUNCTIONS", "EPS"]
 
-
-def _rhs(y, p, out):  # placeholder, redefined by the generated kernels
-    raise NotImplementedError
-
-
-def _rhs_jac(y, p, out, jv):  # placeholder
-    raise NotImplementedError
-
-
-def _factor(a, d):  # placeholder
-    raise NotImplementedError
-
-
-def _solve(a, d, b):  # placeholder
-    raise NotImplementedError
-
-
-# Rodas4 coefficients (GAMMA, Aij, Cij, dense-output H2j/H3j) and the controller's constants (SAFE,
-# FAC_MIN, FAC_MAX, GROWTH_LIMIT) are appended by the generator from moa.solvers.rodas (RODAS4 and
-# its _SAFE, ...), so the two implementations share one set of numbers. Placeholders (NaN, so a
-# module missing them could not take a step):
-GAMMA = SAFE = FAC_MIN = FAC_MAX = GROWTH_LIMIT = float("nan")
-A21 = A31 = A32 = A41 = A42 = A43 = A51 = A52 = A53 = A54 = float("nan")
-C21 = C31 = C32 = C41 = C42 = C43 = C51 = C52 = C53 = C54 = float("nan")
-C61 = C62 = C63 = C64 = C65 = float("nan")
-H21 = H22 = H23 = H24 = H25 = H31 = H32 = H33 = H34 = H35 = float("nan")
 EPS = 2.220446049250313e-16
 
 
-@njit(cache=True, error_model="numpy")
 def _rms_scaled(x, y, atol, rtol):
     s = 0.0
     for i in range(x.size):
@@ -68,7 +39,6 @@ def _rms_scaled(x, y, atol, rtol):
     return math.sqrt(s / x.size)
 
 
-@njit(cache=True, error_model="numpy")
 def _initial_step(y, p, f0, atol, rtol, span, ws, f1):
     """Hairer-Wanner starting step (one extra rhs call), as ``rodas._initial_step``."""
     n = y.size
@@ -99,7 +69,6 @@ def _initial_step(y, p, f0, atol, rtol, span, ws, f1):
     return min(h, span)
 
 
-@njit(cache=True, error_model="numpy")
 def _dense_lu(jv, c, lu, piv):
     """Pivoted dense LU of ``c I - J`` (fallback when the unpivoted elimination grows). False if
     singular."""
@@ -134,7 +103,6 @@ def _dense_lu(jv, c, lu, piv):
     return True
 
 
-@njit(cache=True, error_model="numpy")
 def _dense_solve(lu, piv, b):
     n = b.size
     for k in range(n):
@@ -155,7 +123,6 @@ def _dense_solve(lu, piv, b):
         b[i] = s / lu[i, i]
 
 
-@njit(cache=True, error_model="numpy")
 def _lin_solve(a, d, b, dense, lu, piv, singular):
     if singular:
         for i in range(b.size):
@@ -166,7 +133,6 @@ def _lin_solve(a, d, b, dense, lu, piv, singular):
         _solve(a, d, b)
 
 
-@njit(cache=True, error_model="numpy")
 def _all_finite(x):
     for i in range(x.size):
         if not math.isfinite(x[i]):
@@ -174,7 +140,6 @@ def _all_finite(x):
     return True
 
 
-@njit(cache=True, error_model="numpy")
 def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min, dense_output,
                   fixed_step, y_out, j, ext_idx, ext_thr, ext_day):
     """Integrate one trajectory (``y`` (n,) is overwritten with the final state).
@@ -367,7 +332,6 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             return 3, t, n_acc, n_rej, h_last, last_nonfinite, h
 
 
-@njit(cache=True, error_model="numpy")
 def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output,
                   fixed_step, y_out, y_final, status, t_reached, n_steps, n_rej, h_last,
                   last_nonfinite, h_now, ext_idx, ext_thr, ext_day):
@@ -396,3 +360,25 @@ def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, de
         h_now[j] = hn
         for i in range(n):
             y_final[i, j] = y[i]
+
+
+#: The integrator's functions in the order :func:`bind` compiles them (callees first).
+FUNCTIONS = ("_rms_scaled", "_initial_step", "_dense_lu", "_dense_solve", "_lin_solve", "_all_finite", "integrate_one",
+             "integrate_all")
+
+
+def bind(namespace: dict, filename: str) -> None:
+    """Compile the integrator against the kernels in ``namespace`` (a generated kernel module's globals, whose file
+    is ``filename``): each function of :data:`FUNCTIONS` is copied with those globals and that file name, wrapped
+    in ``numba.njit(cache=True, error_model="numpy")`` and stored in ``namespace`` under its name."""
+    from numba import njit  # deferred: numba is the optional extra moa[fast]
+
+    namespace.setdefault("math", math)
+    namespace.setdefault("np", np)
+    namespace.setdefault("EPS", EPS)
+    for name in FUNCTIONS:
+        func = globals()[name]
+        bound = types.FunctionType(func.__code__.replace(co_filename=filename), namespace, name, func.__defaults__)
+        bound.__qualname__, bound.__doc__ = func.__qualname__, func.__doc__
+        bound.__module__ = namespace.get("__name__", bound.__module__)
+        namespace[name] = njit(cache=True, error_model="numpy")(bound)

@@ -15,7 +15,7 @@ import math
 import pint
 import sympy
 
-from .errors import UnitError
+from ..errors import UnitError
 
 __all__ = ["registry", "parse_unit", "unit_of", "same_unit", "format_unit"]
 

@@ -1,10 +1,10 @@
 """Rodas4 on an NVIDIA GPU, one thread per trajectory (optional extra ``moa[gpu]``: numba-cuda).
 
-The method is the compiled Rodas4 of :mod:`moa.solvers.jit` -- same coefficients, controller,
+The method is the compiled Rodas4 of :mod:`moa.solvers.rodas4.numba_kernels` -- same coefficients, controller,
 landing rule, dense output, extinction rule and status codes -- and the model's kernels (rhs,
 Jacobian into the sparse LU's slots, the straight-line LU) are printed by the same printers; only the
 decorator differs (``@cuda.jit(device=True)`` for ``@njit``). The integrator template
-``_cuda_rodas.py`` runs :func:`_jit_rodas.integrate_one`'s loop in one GPU thread per trajectory,
+``cuda_template.py`` runs :func:`moa.solvers.rodas4.integrator.integrate_one`'s loop in one GPU thread per trajectory,
 its work arrays (about 14 kB for the 54-state full model) in per-thread local memory.
 
 Why numba-cuda (not CuPy raw kernels or JAX): our kernels are already numba-compatible scalar
@@ -24,7 +24,7 @@ rerun on the CPU with the numba backend, from the segment's start, when numba's 
 available (so results keep their CPU meaning); otherwise it is reported as failed (status 4) with
 that reason.
 
-Nothing in moa imports this module at import time; :class:`moa.solvers.batched.RodasSolver` loads
+Nothing in moa imports this module at import time; :class:`moa.solvers.rodas4.solver.RodasSolver` loads
 it for ``backend="cuda"`` (or ``"auto"`` with a GPU and a large batch).
 """
 
@@ -45,14 +45,17 @@ if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 import sympy
 
-from . import jit
-from .base import Status
-from .rodas import BatchResult, SparseLUPlan
+from ..base import Status
+from . import numba_kernels
+from . import codegen
+from .codegen import NJIT_DECORATOR, kernel_body
+from .lu_plan import SparseLUPlan
+from .stepper_numpy import BatchResult
 
 __all__ = ["missing", "available", "simulator", "require", "CudaKernels", "kernels", "kernels_for_model",
            "integrate_batch_cuda", "occupancy", "CHUNK_SIZE", "THREADS_PER_BLOCK"]
 
-_TEMPLATE = Path(__file__).with_name("_cuda_rodas.py")
+_TEMPLATE = Path(__file__).with_name("cuda_template.py")
 _DEVICE_DECORATOR = "@cuda.jit(device=True)"
 
 #: Trajectories per kernel launch (outputs of one chunk: n_out x n x CHUNK_SIZE doubles on the card).
@@ -118,20 +121,20 @@ def require() -> None:
 def kernel_source(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan) -> str:
     """The text of the CUDA module: the template plus this system's device functions, printed by
     the numba backend's printers (see :func:`cuda_source`)."""
-    return cuda_source(jit.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
+    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
 
 
 def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:
-    """The CUDA module made from the numba backend's module text ``cpu_source`` (its template followed
-    by the generated kernels): the same generated functions, decorated ``@cuda.jit(device=True)``,
-    after the CUDA template; the diagonal of the iteration matrix is added by a printed straight-line
-    function (the CPU backend's index arrays are dropped)."""
-    template = jit.TEMPLATE_PATH.read_text()
-    if not cpu_source.startswith(template):
-        raise ValueError("cpu_source is not a module of the numba backend's current template")
-    kept = [line for line in cpu_source[len(template):].splitlines()
-            if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
-    text = "\n".join(kept).replace(jit.NJIT_DECORATOR, _DEVICE_DECORATOR)
+    """The CUDA module made from the numba backend's kernel module text ``cpu_source``: the same generated
+    functions (:func:`~moa.solvers.rodas4.codegen.kernel_body`), decorated ``@cuda.jit(device=True)``, after the
+    CUDA template; the diagonal of the iteration matrix is added by a printed straight-line function (the CPU
+    backend's index arrays are dropped)."""
+    try:
+        body = kernel_body(cpu_source)
+    except ValueError:
+        raise ValueError("cpu_source is not a module of the numba backend's current code generator") from None
+    kept = [line for line in body.splitlines() if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
+    text = "\n".join(kept).replace(NJIT_DECORATOR, _DEVICE_DECORATOR)
     diag = [_DEVICE_DECORATOR, "def _add_diag(a, c):"] + [f"    a[{s}] += c" for s in plan.diag_slot.tolist()]
     return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(diag) + "\n" + f"N_STATES = {plan.n}\n"
 
@@ -182,28 +185,28 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
     """CUDA Rodas4 for ``dy/dt = rhs(y; p)`` given symbolically (``p_syms`` fixes the parameter rows)."""
     require()
     y_syms, p_syms = list(y_syms), list(p_syms)
-    plan = jit.lu_plan(rhs, y_syms) if plan is None else plan
+    plan = numba_kernels.lu_plan(rhs, y_syms) if plan is None else plan
     return _load(kernel_source(list(rhs), y_syms, p_syms, plan), plan)
 
 
 def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
-    path = jit.write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
-    return CudaKernels(jit.load_module(path), plan, path)
+    path = numba_kernels.write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
+    return CudaKernels(numba_kernels.load_module(path), plan, path)
 
 
 @lru_cache(maxsize=16)
 def kernels_for_model(compiled) -> CudaKernels:
-    """CUDA Rodas4 for a :class:`moa.engine.CompiledModel` (cached per model object), made from the
+    """CUDA Rodas4 for a :class:`moa.codegen.CompiledModel` (cached per model object), made from the
     numba backend's generated module for that model (written by sympy once, then read from the
     compiled-solver cache; numba's CPU compilation is not triggered)."""
     require()
-    cpu = jit.kernels_for_model(compiled)   # its text, from the numba backend's cache (no sympy when cached)
-    return _load(cuda_source(jit.read_verified(cpu.path), cpu.plan), cpu.plan)
+    cpu = numba_kernels.kernels_for_model(compiled)   # its text, from the numba backend's cache (no sympy when cached)
+    return _load(cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan), cpu.plan)
 
 
 #: The GPU kernel's code for an unstable unpivoted LU (rerun on the CPU, else reported as Status.SOLVER_FAILURE).
 _LU_UNSTABLE = 6
-_MESSAGES = dict(jit.STATUS_MESSAGES)
+_MESSAGES = dict(numba_kernels.STATUS_MESSAGES)
 _MESSAGES[_LU_UNSTABLE] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
                 "the GPU has no dense-LU fallback and numba's CPU backend was not available to rerun it")
 
@@ -213,9 +216,9 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
                          fixed_step: float | None = None, extinct_index=None, extinct_threshold=None,
                          chunk_size: int = CHUNK_SIZE, threads_per_block: int = THREADS_PER_BLOCK,
                          cpu_kernels=None) -> BatchResult:
-    """Same contract as :func:`moa.solvers.jit.integrate_batch_jit`, on the GPU.
+    """Same contract as :func:`moa.solvers.rodas4.numba_kernels.integrate_batch_jit`, on the GPU.
 
-    ``cpu_kernels``: numba CPU kernels of the same system (:class:`moa.solvers.jit.JitKernels`, or a
+    ``cpu_kernels``: numba CPU kernels of the same system (:class:`moa.solvers.rodas4.numba_kernels.JitKernels`, or a
     function returning them or None, called only when needed), to rerun the trajectories whose sparse
     LU needs the dense fallback (status 6 on the GPU); without them those are reported failed
     (status 4).
@@ -226,7 +229,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         raise ValueError(f"chunk_size={chunk_size!r}: must be an integer >= 1")
     if not (isinstance(threads_per_block, (int, np.integer)) and 1 <= threads_per_block <= 1024):
         raise ValueError(f"threads_per_block={threads_per_block!r}: must be an integer in 1..1024")
-    t0, t1, Y0, P, t_out, atol_c, k0 = jit.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
+    t0, t1, Y0, P, t_out, atol_c, k0 = numba_kernels.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
     ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
@@ -276,7 +279,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         cpu_kernels = cpu_kernels()
     if redo.size and cpu_kernels is not None:
         k.cpu_reruns += redo.size
-        cpu = jit.integrate_batch_jit(cpu_kernels, t0, t1, Y0[:, redo], P[:, redo], t_out, rtol=rtol, atol=atol,
+        cpu = numba_kernels.integrate_batch_jit(cpu_kernels, t0, t1, Y0[:, redo], P[:, redo], t_out, rtol=rtol, atol=atol,
                                       h0=None if h0 is None else h0a[redo], max_steps=max_steps, h_min=h_min,
                                       dense_output=dense_output, fixed_step=fixed_step, extinct_index=extinct_index,
                                       extinct_threshold=None if ext_idx.size == 0 else ext_thr[:, redo])
@@ -296,7 +299,7 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         why = " after non-finite stage values" if out["last_nonfinite"][j] else ""
         message[j] = _MESSAGES[int(status[j])].format(t=out["t_reached"][j], h=out["h_now"][j], why=why,
                                                       max_steps=max_steps)
-    status[status == jit.NON_FINITE_START] = Status.NON_FINITE
+    status[status == numba_kernels.NON_FINITE_START] = Status.NON_FINITE
     status[status == _LU_UNSTABLE] = Status.SOLVER_FAILURE
     return BatchResult(out["y_out"], out["y_final"], status, message, out["t_reached"], out["n_steps"],
                        out["n_rej"], out["h_last"], out["ext_day"])
