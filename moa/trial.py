@@ -167,7 +167,7 @@ class PopulationSpec:
 
 
 _NUMERIC_KEYS = ("median", "median_factor", "sd_log", "lower", "upper")
-_READOUTS = ("orr", "cr", "median_pfs", "hr")
+_READOUTS = ("orr", "orr_unconfirmed", "cr", "median_pfs", "hr")
 
 
 def _split_field(field: str) -> tuple[str, str, str]:
@@ -476,6 +476,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     failed = np.zeros(n, dtype=bool)
     np.logical_or.at(failed, pi, np.asarray(ds["status"].values) != 0)
     rec = analysis.recist_lesions(diam, t_scan, confirm=confirm)
+    unconfirmed = analysis.recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     progression = np.asarray(rec["progression_day"].values, dtype=float)
     n_second = 0
     if stop_at_progression:
@@ -488,7 +489,8 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             n_second = int(again.sum())
     pfs_days = np.where(np.isfinite(progression), progression, follow_up)
     pfs_days, pfs_event = survival.censor(pfs_days, np.isfinite(progression), follow_up)
-    out = rec.assign(diameter_mm=(("patient", "scan", "lesion"), diam))
+    out = rec.assign(diameter_mm=(("patient", "scan", "lesion"), diam),
+                     best_overall_response_unconfirmed=("patient", np.asarray(unconfirmed.values)))
     out = out.assign(pfs_days=("patient", np.asarray(pfs_days, dtype=float)),
                      pfs_event=("patient", np.asarray(pfs_event, dtype=bool)),
                      pdl1_positive=("patient", population.pdl1_positive),
@@ -513,7 +515,7 @@ def _mask(trial: xr.Dataset, subgroup: str) -> np.ndarray:
 
 
 def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset | None = None) -> dict:
-    """ORR, CR, DCR (with Clopper-Pearson 95% CIs, %), median PFS and DOR (months, 95% CI) of one arm in one
+    """ORR (confirmed; ``orr_unconfirmed``: a single CR/PR scan suffices), CR, DCR (with Clopper-Pearson 95% CIs, %), median PFS and DOR (months, 95% CI) of one arm in one
     subgroup; with ``control`` (another arm on the same patients), the PFS hazard ratio vs it and log-rank p."""
     if subgroup not in SUBGROUPS:
         raise ValueError(f"subgroup={subgroup!r}: allowed: {SUBGROUPS}")
@@ -523,8 +525,10 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
     out: dict = {"n": k}
     if k == 0:
         return out
-    for name, cats in (("orr", ("CR", "PR")), ("cr", ("CR",)), ("dcr", ("CR", "PR", "SD"))):
-        p, lo, hi = survival.proportion_ci(int(np.isin(bor, cats).sum()), k)
+    unconfirmed = np.asarray(trial["best_overall_response_unconfirmed"].values)[m]
+    for name, cats, responses in (("orr", ("CR", "PR"), bor), ("cr", ("CR",), bor), ("dcr", ("CR", "PR", "SD"), bor),
+                                  ("orr_unconfirmed", ("CR", "PR"), unconfirmed)):
+        p, lo, hi = survival.proportion_ci(int(np.isin(responses, cats).sum()), k)
         out[name] = [100 * p, 100 * lo, 100 * hi]
     t = np.asarray(trial["pfs_days"].values)[m]
     e = np.asarray(trial["pfs_event"].values)[m]
