@@ -447,6 +447,17 @@ def _run(arm: str, values: Mapping[str, np.ndarray], t_scan: np.ndarray, stop: n
                         on_failure="record", keep=["tumour_diameter"], rtol=rtol, atol=atol, dose_stop_days=stop)
 
 
+def _record_status(status: np.ndarray, message: np.ndarray, patient: np.ndarray, lesion: np.ndarray,
+                   ds: xr.Dataset) -> None:
+    """Per patient, the first failed lesion's solver status and message (status 0: every lesion ran)."""
+    codes = np.atleast_1d(np.asarray(ds["status"].values))
+    texts = np.atleast_1d(np.asarray(ds["message"].values))
+    for k in np.nonzero(codes != 0)[0]:
+        if status[patient[k]] == 0:
+            status[patient[k]] = int(codes[k])
+            message[patient[k]] = f"lesion {int(lesion[k])}: {texts[k]}"
+
+
 def simulate_trial(arm: str, population: Population, *, follow_up_days: float | None = None,
                    scans: Sequence[float] | None = None, stop_at_progression: bool = True, confirm: bool = True,
                    rtol: float = TRIAL_RTOL, atol: float = TRIAL_ATOL) -> xr.Dataset:
@@ -473,8 +484,9 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     n = population.size
     diam = np.full((n, t_scan.size, MAX_LESIONS), np.nan)
     diam[pi, :, li] = ds["tumour_diameter"].values
-    failed = np.zeros(n, dtype=bool)
-    np.logical_or.at(failed, pi, np.asarray(ds["status"].values) != 0)
+    status = np.zeros(n, dtype=int)
+    message = np.full(n, "", dtype=object)
+    _record_status(status, message, pi, li, ds)
     rec = analysis.recist_lesions(diam, t_scan, confirm=confirm)
     unconfirmed = analysis.recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     progression = np.asarray(rec["progression_day"].values, dtype=float)
@@ -485,7 +497,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             sub = {k: v[again] for k, v in values.items()}
             ds2 = _run(arm, sub, t_scan, progression[pi][again], rtol, atol)
             diam[pi[again], :, li[again]] = ds2["tumour_diameter"].values
-            np.logical_or.at(failed, pi[again], np.asarray(ds2["status"].values) != 0)
+            _record_status(status, message, pi[again], li[again], ds2)
             n_second = int(again.sum())
     pfs_days = np.where(np.isfinite(progression), progression, follow_up)
     pfs_days, pfs_event = survival.censor(pfs_days, np.isfinite(progression), follow_up)
@@ -495,7 +507,8 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
                      pfs_event=("patient", np.asarray(pfs_event, dtype=bool)),
                      pdl1_positive=("patient", population.pdl1_positive),
                      n_lesions=("patient", population.n_lesions),
-                     failed=("patient", failed))
+                     failed=("patient", status != 0), status=("patient", status),
+                     message=("patient", message.astype(str)))
     out = out.assign_coords(scan_day=("scan", t_scan))
     out["pfs_days"].attrs["units"] = "day"
     out["diameter_mm"].attrs.update(units="mm", description="longest diameter of each target lesion (sphere of its viable volume)")
@@ -541,6 +554,8 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
     if control is not None:
         mc = _mask(control, subgroup)
         tc, ec = np.asarray(control["pfs_days"].values)[mc], np.asarray(control["pfs_event"].values)[mc]
+        if not (e.any() and ec.any()):  # no progression in one arm: the hazard ratio is not estimable
+            return {key: ([float(x) for x in v] if isinstance(v, (list, tuple)) else v) for key, v in out.items()}
         group = np.concatenate([np.ones(t.size, bool), np.zeros(tc.size, bool)])
         out["hr"] = list(survival.hazard_ratio(np.concatenate([t, tc]), np.concatenate([e, ec]), group))
         out["logrank_p"] = float(survival.logrank(t, e, tc, ec)[1])
