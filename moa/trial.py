@@ -499,6 +499,9 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             diam[pi[again], :, li[again]] = ds2["tumour_diameter"].values
             _record_status(status, message, pi[again], li[again], ds2)
             n_second = int(again.sum())
+            # RECIST again on what pass 2 gave: identical up to progression (the test suite checks it)
+            rec = analysis.recist_lesions(diam, t_scan, confirm=confirm)
+            unconfirmed = analysis.recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     pfs_days = np.where(np.isfinite(progression), progression, follow_up)
     pfs_days, pfs_event = survival.censor(pfs_days, np.isfinite(progression), follow_up)
     out = rec.assign(diameter_mm=(("patient", "scan", "lesion"), diam),
