@@ -12,16 +12,24 @@ Calibration itself is a separate command: ``python -m moa.trial calibrate --writ
 
 from __future__ import annotations
 
+import json
 import pathlib
+import shutil
 
 import numpy as np
 import xarray as xr
+from moa.survival import hazard_ratio, kaplan_meier
 
 from moa import plots, trial_plots
 from moa.results import save_dataset, write_json, write_text
 from moa.summaries import VirtualTrialSummary
-from moa.survival import hazard_ratio, kaplan_meier
-from moa.trial import SUBGROUPS, load_population, sample_population, simulate_trial, trial_readouts
+from moa.trial import (
+    SUBGROUPS,
+    load_population,
+    sample_population,
+    simulate_trial,
+    trial_readouts,
+)
 
 ARMS = ("nabp", "nabp_apdl1", "bsab_2x2", "nabp_bsab_2x2")
 COMPARATORS = ("nabp", "nabp_apdl1")
@@ -29,6 +37,8 @@ SUBGROUP_LABELS = {"itt": "ITT", "pdl1_positive": "PD-L1+", "pdl1_negative": "PD
 SEED = 2018
 #: Virtual patients per arm (every arm treats the same patients).
 QUICK_PATIENTS, FULL_PATIENTS = 200, 1000
+#: Full mode: patients per arm for each of the best calibrated parameter sets (spread across fits).
+FIT_PATIENTS, N_FITS = 300, 3
 #: Bootstrap resamples of patients for the spread of the predictions (HR and ORR).
 N_BOOTSTRAP = 200
 
@@ -81,6 +91,41 @@ def _bootstrap(trials: dict[str, xr.Dataset], rng: np.random.Generator, n_boot: 
             out.setdefault(arm, {})[sg] = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
                                            for k, v in rows.items() if v}
     return out
+
+
+def _previous_calibration(out_dir: pathlib.Path) -> dict | None:
+    """The calibration record of ``python -m moa.trial calibrate`` in the folder this run replaces (carried over)."""
+    final = out_dir.parent / "virtual_trial"
+    path = final / "calibration.json"
+    if not path.is_file():
+        return None
+    shutil.copy2(path, out_dir / "calibration.json")
+    return json.loads(path.read_text())
+
+
+def _across_fits(record: dict, spec, n: int) -> dict:
+    """ORR and HRs of each arm under the ``N_FITS`` best distinct parameter sets the calibration evaluated:
+    ``{arm: {subgroup: {readout: [min, max]}}}`` (the uncertainty the calibration leaves)."""
+    seen, best = set(), []
+    for h in sorted(record.get("history", []), key=lambda h: h["objective"]):
+        key = tuple(round(v, 6) for v in h["values"])
+        if key not in seen:
+            seen.add(key)
+            best.append(h["values"])
+        if len(best) == N_FITS:
+            break
+    values: dict = {}
+    for x in best:
+        fit = spec.with_values(dict(zip(record["parameters"], x)))
+        population = sample_population(n, SEED, fit)
+        trials = {arm: simulate_trial(arm, population, stop_at_progression=False) for arm in ARMS}
+        for arm, by_sg in _readouts(trials).items():
+            for sg, r in by_sg.items():
+                for k in ("orr", "median_pfs", "hr_vs_nabp", "hr_vs_nabp_apdl1"):
+                    if r.get(k) and np.isfinite(r[k][0]):
+                        values.setdefault(arm, {}).setdefault(sg, {}).setdefault(k, []).append(r[k][0])
+    return {arm: {sg: {k: [float(min(v)), float(max(v))] for k, v in d.items()} for sg, d in by_sg.items()}
+            for arm, by_sg in values.items()}
 
 
 def _calibration_rows(trials: dict[str, xr.Dataset], spec) -> list[dict]:
@@ -186,6 +231,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     readouts = _readouts(trials)
     calibration = _calibration_rows(trials, spec)
     spread = _bootstrap(trials, np.random.default_rng(SEED), N_BOOTSTRAP if not quick else 50)
+    record = _previous_calibration(out_dir)
+    fit_spread = _across_fits(record, spec, FIT_PATIENTS) if (record and not quick) else None
     ds = _dataset(trials)
     save_dataset(ds, out_dir, "virtual_trial", csv_variables=["pfs_days", "pfs_event", "best_change_pct"])
     prov = ds.attrs
@@ -214,7 +261,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         "calibration": [{k: v for k, v in r.items() if k not in ("model_low", "model_high")} for r in calibration],
         "seed": SEED, "follow_up_days": spec.follow_up_days,
         "pdl1_positive_fraction": float(population.pdl1_positive.mean()), "acceptance_rate": population.acceptance_rate,
-        "failed_patients": {a: int(trials[a]["failed"].sum()) for a in ARMS}, "prediction_spread": spread,
+        "failed_patients": {a: int(trials[a]["failed"].sum()) for a in ARMS}, "prediction_spread": spread, "fit_spread": fit_spread,
         "wall_s": {a: float(trials[a].attrs["wall_s"]) for a in ARMS}, "figures": figures,
     }
     summary = _finite(summary)

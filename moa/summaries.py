@@ -403,6 +403,7 @@ class VirtualTrialSummary(ExperimentSummary):
     acceptance_rate: float | None = None
     failed_patients: Mapping[str, int] | None = None
     prediction_spread: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None
+    fit_spread: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None
     wall_s: Mapping[str, float] | None = None
     figures: Sequence[str] | None = None
 

@@ -56,7 +56,7 @@ from .scenarios import default_parameters, load_settings, scenario
 from .simulate import simulate
 
 __all__ = ["Variability", "PopulationSpec", "Population", "load_population", "sample_population", "scan_days",
-           "simulate_trial", "trial_readouts", "Target", "objective", "calibrate", "write_calibrated",
+           "simulate_trial", "trajectory_values", "trial_readouts", "Target", "objective", "calibrate", "write_calibrated",
            "DAYS_PER_MONTH", "MAX_LESIONS"]
 
 #: Days per month for display and for comparing with trial numbers (365.25 / 12).
@@ -425,7 +425,7 @@ def scan_days(follow_up_days: float, first_year_interval_days: float = 56.0, lat
     return np.concatenate([first, later])
 
 
-def _trajectory_values(population: Population) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def trajectory_values(population: Population) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Parameter arrays of every (patient, lesion) trajectory, and the patient and lesion index of each."""
     patient_idx, lesion_idx = np.nonzero(np.arange(MAX_LESIONS)[None, :] < population.n_lesions[:, None])
     values = {k: v[patient_idx] for k, v in population.setting_values.items()}
@@ -478,7 +478,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
               scan_days(follow_up, spec.scan_first_year_days, spec.scan_later_days, spec.first_year_days))
     if t_scan[0] != 0.0 or np.any(np.diff(t_scan) <= 0):
         raise ValueError(f"scans={t_scan.tolist()}: must start at day 0 (baseline) and increase")
-    values, pi, li = _trajectory_values(population)
+    values, pi, li = trajectory_values(population)
     started = time.perf_counter()
     ds = _run(arm, values, t_scan, None, rtol, atol)
     n = population.size
@@ -668,7 +668,7 @@ def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path 
         block, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value:.6g}", block)
         if n != 1:
             raise ValueError(f"{path.name}: {header} has no line '{key} = ...' to write the fitted value into")
-        block = re.sub(r'(?m)^source = ".*"$', lambda _: f'source = "calibrated: {key} = {value:.4g}; {note}"', block)
+        block = re.sub(r'(?m)^source = ".*"$', lambda _, k=key, v=value: f'source = "calibrated: {k} = {v:.4g}; {note}"', block)
         text = text[:start] + block + text[end:]
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")

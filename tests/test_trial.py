@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
+from scipy import stats
 
+from moa import trial
 from moa.assemble import full_model
-from moa.scenarios import scenario
+from moa.scenarios import default_parameters, scenario
 from moa.simulate import simulate
 
 
@@ -46,10 +46,6 @@ def test_dose_stop_at_day_zero_means_untreated_and_bad_stops_are_refused():
 
 
 # ----------------------------------------------------------------------------- population and conduct
-from scipy import stats  # noqa: E402
-
-from moa import trial  # noqa: E402
-from moa.scenarios import default_parameters  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +98,7 @@ def test_patient_values_follow_their_truncated_lognormal(population, name):
 
 
 def test_lesions_share_patient_values_and_differ_in_lesion_values(population):
-    values, patient, lesion = trial._trajectory_values(population.subset(np.arange(population.size) < 30))
+    values, patient, _ = trial.trajectory_values(population.subset(np.arange(population.size) < 30))
     for k in np.unique(patient):
         rows = patient == k
         assert np.ptp(values["cl_apdl1"][rows]) == 0 and np.ptp(values["antigenicity"][rows]) == 0
