@@ -653,9 +653,21 @@ def _simplex(x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray
     return np.array(out)
 
 
+#: Separates the calibration note from the entry's own source in models/population.toml.
+CALIBRATED_SEPARATOR = " || "
+
+
+def _calibrated_source(source: str, key: str, value: float, note: str) -> str:
+    """``calibrated: <key> = <value> (<note>) || <the entry's own source>``; a previous calibration note of
+    the same key is replaced, the entry's own source (a citation of its other fields) kept."""
+    notes = source.split(CALIBRATED_SEPARATOR)
+    own = [n for n in notes if not n.startswith(f"calibrated: {key} = ")]
+    return CALIBRATED_SEPARATOR.join([f"calibrated: {key} = {value:.4g} ({note})", *own])
+
+
 def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path | str = POPULATION_FILE) -> None:
-    """Write fitted values into models/population.toml in place (comments kept), marking each entry's source
-    ``calibrated: <note>``; the file is re-read and checked before it replaces the old one."""
+    """Write fitted values into models/population.toml in place (comments kept), putting
+    ``calibrated: <key> = <value> (<note>)`` in front of each entry's source; the file is re-read and checked before it replaces the old one."""
     path = pathlib.Path(path)
     text = path.read_text(encoding="utf-8")
     for field, value in fitted.items():
@@ -668,7 +680,8 @@ def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path 
         block, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value:.6g}", block)
         if n != 1:
             raise ValueError(f"{path.name}: {header} has no line '{key} = ...' to write the fitted value into")
-        block = re.sub(r'(?m)^source = ".*"$', lambda _, k=key, v=value: f'source = "calibrated: {k} = {v:.4g}; {note}"', block)
+        block = re.sub(r'(?m)^source = "(.*)"$', lambda m, k=key, v=value: f'source = "{_calibrated_source(m[1], k, v, note)}"',
+                       block)
         text = text[:start] + block + text[end:]
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -156,3 +156,19 @@ def test_calibration_is_reproducible_with_the_same_seed():
     b = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
     assert a["fitted"] == b["fitted"] and a["objective"] == b["objective"]
     assert a["evaluations"] >= 2 and len(a["residuals"]) == len(trial.load_population().targets)
+
+
+def test_fitted_values_are_written_into_the_population_file_with_their_source(tmp_path):
+    path = tmp_path / "population.toml"
+    path.write_text(trial.POPULATION_FILE.read_text())
+    field = "patient.tumour_growth_rate.median_factor"
+    for value in (2.5, 2.75):  # a second fit replaces the first note, keeps the entry's own citation
+        trial.write_calibrated({field: value}, "test fit", path)
+    spec = trial.load_population(path)
+    assert spec.value_of(field) == 2.75
+    source = next(v.source for v in spec.patient if v.name == "tumour_growth_rate")
+    assert source.startswith("calibrated: median_factor = 2.75 (test fit)") and source.count("calibrated:") == 1
+    assert "Ryu 2014" in source
+    with pytest.raises(ValueError, match="sd_log=-1"):
+        trial.write_calibrated({"patient.antigenicity.sd_log": -1.0}, "bad", path)
+    assert trial.load_population(path).value_of("patient.antigenicity.sd_log") >= 0  # file left as it was
