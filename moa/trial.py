@@ -366,7 +366,7 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
     spec = spec or load_population()
     rng = np.random.default_rng(seed)
     kept: list[dict] = []
-    drawn = 0
+    drawn = examined = 0
     while len(kept) < n:
         if drawn >= max_draws_per_patient * n:
             raise ValueError(f"sample_population: only {len(kept)} of {n} patients accepted after {drawn} draws; the "
@@ -395,9 +395,12 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
         if "initial_t_cell_density" in lvals:
             d = lvals["initial_t_cell_density"]
             ok &= np.all(~slots | ((d >= cd8["lower"]) & (d <= cd8["upper"])), axis=1)
-        for i in np.nonzero(ok)[0]:
+        for i in range(batch):
             if len(kept) == n:
                 break
+            examined += 1
+            if not ok[i]:
+                continue
             kept.append({"positive": positive[i], "count": counts[i], "organs": organs[i],
                          "p": {k: a[i] for k, a in pvals.items()}, "l": {k: a[i] for k, a in lvals.items()},
                          "s": {k: a[i] for k, a in centres.items()}})
@@ -408,7 +411,7 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
         patient_values={v.name: np.array([k["p"][v.name] for k in kept]) for v in spec.patient},
         lesion_values={v.name: np.array([k["l"][v.name] for k in kept]) for v in spec.lesion},
         setting_values={name: np.array([k["s"][name] for k in kept]) for name in kept[0]["s"]},
-        seed=int(seed), acceptance_rate=n / drawn if drawn else 1.0, spec=spec)
+        seed=int(seed), acceptance_rate=n / examined, spec=spec)
 
 
 def scan_days(follow_up_days: float, first_year_interval_days: float = 56.0, later_interval_days: float = 84.0,
