@@ -47,13 +47,14 @@ import numpy as np
 import xarray as xr
 from scipy import optimize, stats
 
-from . import analysis, survival
+from .analysis import recist_lesions
 from .assemble import full_model
 from .errors import BoundsWarning, DoseWarning
 from .parameters import MODELS_DIR
 from .results import write_json
 from .scenarios import default_parameters, load_settings, scenario
 from .simulate import simulate
+from .survival import censor, hazard_ratio, logrank, median_survival, proportion_ci
 
 __all__ = ["Variability", "PopulationSpec", "Population", "load_population", "sample_population", "scan_days",
            "simulate_trial", "trajectory_values", "trial_readouts", "Target", "objective", "calibrate", "write_calibrated",
@@ -490,8 +491,8 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     status = np.zeros(n, dtype=int)
     message = np.full(n, "", dtype=object)
     _record_status(status, message, pi, li, ds)
-    rec = analysis.recist_lesions(diam, t_scan, confirm=confirm)
-    unconfirmed = analysis.recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
+    rec = recist_lesions(diam, t_scan, confirm=confirm)
+    unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     progression = np.asarray(rec["progression_day"].values, dtype=float)
     n_second = 0
     if stop_at_progression:
@@ -503,10 +504,10 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             _record_status(status, message, pi[again], li[again], ds2)
             n_second = int(again.sum())
             # RECIST again on what pass 2 gave: identical up to progression (the test suite checks it)
-            rec = analysis.recist_lesions(diam, t_scan, confirm=confirm)
-            unconfirmed = analysis.recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
+            rec = recist_lesions(diam, t_scan, confirm=confirm)
+            unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     pfs_days = np.where(np.isfinite(progression), progression, follow_up)
-    pfs_days, pfs_event = survival.censor(pfs_days, np.isfinite(progression), follow_up)
+    pfs_days, pfs_event = censor(pfs_days, np.isfinite(progression), follow_up)
     out = rec.assign(diameter_mm=(("patient", "scan", "lesion"), diam),
                      best_overall_response_unconfirmed=("patient", np.asarray(unconfirmed.values)))
     out = out.assign(pfs_days=("patient", np.asarray(pfs_days, dtype=float)),
@@ -547,24 +548,24 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
     unconfirmed = np.asarray(trial["best_overall_response_unconfirmed"].values)[m]
     for name, cats, responses in (("orr", ("CR", "PR"), bor), ("cr", ("CR",), bor), ("dcr", ("CR", "PR", "SD"), bor),
                                   ("orr_unconfirmed", ("CR", "PR"), unconfirmed)):
-        p, lo, hi = survival.proportion_ci(int(np.isin(responses, cats).sum()), k)
+        p, lo, hi = proportion_ci(int(np.isin(responses, cats).sum()), k)
         out[name] = [100 * p, 100 * lo, 100 * hi]
     t = np.asarray(trial["pfs_days"].values)[m]
     e = np.asarray(trial["pfs_event"].values)[m]
-    out["median_pfs"] = [x / DAYS_PER_MONTH for x in survival.median_survival(t, e)]
+    out["median_pfs"] = [x / DAYS_PER_MONTH for x in median_survival(t, e)]
     dor = np.asarray(trial["duration_of_response_days"].values)[m]
     responders = np.isfinite(dor)
     if responders.any():
         prog = np.isfinite(np.asarray(trial["progression_day"].values)[m])[responders]
-        out["median_dor"] = [x / DAYS_PER_MONTH for x in survival.median_survival(dor[responders], prog)]
+        out["median_dor"] = [x / DAYS_PER_MONTH for x in median_survival(dor[responders], prog)]
     if control is not None:
         mc = _mask(control, subgroup)
         tc, ec = np.asarray(control["pfs_days"].values)[mc], np.asarray(control["pfs_event"].values)[mc]
         if not (e.any() and ec.any()):  # no progression in one arm: the hazard ratio is not estimable
             return {key: ([float(x) for x in v] if isinstance(v, (list, tuple)) else v) for key, v in out.items()}
         group = np.concatenate([np.ones(t.size, bool), np.zeros(tc.size, bool)])
-        out["hr"] = list(survival.hazard_ratio(np.concatenate([t, tc]), np.concatenate([e, ec]), group))
-        out["logrank_p"] = float(survival.logrank(t, e, tc, ec)[1])
+        out["hr"] = list(hazard_ratio(np.concatenate([t, tc]), np.concatenate([e, ec]), group))
+        out["logrank_p"] = float(logrank(t, e, tc, ec)[1])
     return {key: ([float(x) for x in v] if isinstance(v, (list, tuple)) else v) for key, v in out.items()}
 
 
