@@ -564,7 +564,10 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
         if not (e.any() and ec.any()):  # no progression in one arm: the hazard ratio is not estimable
             return {key: ([float(x) for x in v] if isinstance(v, (list, tuple)) else v) for key, v in out.items()}
         group = np.concatenate([np.ones(t.size, bool), np.zeros(tc.size, bool)])
-        out["hr"] = list(hazard_ratio(np.concatenate([t, tc]), np.concatenate([e, ec]), group))
+        try:
+            out["hr"] = list(hazard_ratio(np.concatenate([t, tc]), np.concatenate([e, ec]), group))
+        except (RuntimeError, ZeroDivisionError):  # separated arms (tiny samples): no finite Cox estimate
+            out["hr"] = [float("nan")] * 3
         out["logrank_p"] = float(logrank(t, e, tc, ec)[1])
     return {key: ([float(x) for x in v] if isinstance(v, (list, tuple)) else v) for key, v in out.items()}
 
