@@ -21,6 +21,7 @@ import xarray as xr
 from moa.survival import hazard_ratio, kaplan_meier
 
 from moa import plots, trial_plots
+from moa.provenance import combine_simulations
 from moa.results import save_dataset, write_json, write_text
 from moa.summaries import VirtualTrialSummary
 from moa.trial import (
@@ -150,8 +151,9 @@ def _dataset(trials: dict[str, xr.Dataset]) -> xr.Dataset:
     for k in ("best_overall_response", "best_overall_response_unconfirmed"):
         ds[k] = ds[k].astype(str)
     ds.attrs = {k: v for k, v in trials[ARMS[0]].attrs.items() if k not in ("arm", "wall_s", "trajectories",
-                                                                              "second_pass_trajectories")}
+                                                                              "second_pass_trajectories", "simulations")}
     ds.attrs["arms"] = ",".join(ARMS)
+    ds.attrs["simulations"] = combine_simulations([({"arm": a}, trials[a].attrs) for a in ARMS])
     return ds
 
 

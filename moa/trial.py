@@ -51,6 +51,7 @@ from .analysis import recist_lesions
 from .assemble import full_model
 from .errors import BoundsWarning, DoseWarning
 from .parameters import MODELS_DIR
+from .provenance import combine_simulations
 from .results import write_json
 from .scenarios import default_parameters, load_settings, scenario
 from .simulate import simulate
@@ -495,6 +496,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     progression = np.asarray(rec["progression_day"].values, dtype=float)
     n_second = 0
+    runs = [({"pass": 1}, ds.attrs)]
     if stop_at_progression:
         again = np.isfinite(progression)[pi]
         if again.any():
@@ -503,6 +505,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             diam[pi[again], :, li[again]] = ds2["tumour_diameter"].values
             _record_status(status, message, pi[again], li[again], ds2)
             n_second = int(again.sum())
+            runs.append(({"pass": 2, "dose_stop_days": ds2.attrs["dose_stop_days"]}, ds2.attrs))
             # RECIST again on what pass 2 gave: identical up to progression (the test suite checks it)
             rec = recist_lesions(diam, t_scan, confirm=confirm)
             unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
@@ -520,6 +523,7 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     out["pfs_days"].attrs["units"] = "day"
     out["diameter_mm"].attrs.update(units="mm", description="longest diameter of each target lesion (sphere of its viable volume)")
     out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("moa_version", "git_commit", "model", "solver")})
+    out.attrs["simulations"] = combine_simulations(runs)  # every parameter value of each pass (moa.results.rerun)
     out.attrs.update({"arm": arm, "population_seed": population.seed, "population_file": spec.path,
                       "follow_up_days": follow_up, "rtol": rtol, "atol": atol, "trajectories": int(pi.size),
                       "second_pass_trajectories": n_second, "wall_s": round(time.perf_counter() - started, 3),
