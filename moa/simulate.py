@@ -164,6 +164,7 @@ def simulate(
     progress: bool | None = None,
     strict_bounds: bool = False,
     keep: Sequence[str] | None = None,
+    dose_stop_days: Sequence[float] | np.ndarray | None = None,
 ) -> xr.Dataset:
     """Simulate ``model`` with ``parameters`` under ``regimen``.
 
@@ -194,6 +195,11 @@ def simulate(
     keep: names of the species, observables, extinction days (``extinct_day_<species>``) and step counts
         (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
         those that exist. A large sweep keeps only what it needs this way (see :func:`variable_names`).
+    dose_stop_days: per-sample end of treatment, (N,) days (``np.inf``: never stop), or None (every sample
+        gets every dose). A bolus at or after a sample's stop day is not given to that sample, and an
+        infusion that starts at or after it is not given (one started before it runs to its end).
+        Treatment until progression in a virtual trial uses it (:mod:`moa.trial`); recorded in
+        ``attrs["dose_stop_days"]``.
 
     Parameters are converted to the units the model's mechanisms declare before they reach the
     solver (a different dimension is refused naming the file, parameter, value and both units);
@@ -263,6 +269,7 @@ def simulate(
 
     compiled = compile_model(model)
     N = parameters.batch_size
+    dose_stop = _check_dose_stop(dose_stop_days, N)
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), N))])
     Y = compiled.initial_T(P)
     status = np.zeros(N, dtype=int)
@@ -334,11 +341,12 @@ def simulate(
         if segment.boluses:
             Y = Y.copy()
             for dose in segment.boluses:
-                Y[compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
+                Y[compiled.dose_index[dose.drug]] += (_dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
+                                                      * (dose.time_days < dose_stop))
         for drug, running in segment.infusions.items():
             rate = np.zeros(N)
             for dose in running:
-                rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days
+                rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days * (dose.time_days < dose_stop)
             P[compiled.input_index[drug]] = rate
         seg_out, Y = run(a, b, Y, t_out[lo:hi])
         if hi > lo:
@@ -348,7 +356,8 @@ def simulate(
     # A bolus at exactly the last output time: report the post-dose state there too.
     if t_end > 0:
         for dose in (d for d in dosing.doses if d.route == "bolus" and d.time_days == t_end):
-            Y_out[-1, compiled.dose_index[dose.drug]] += _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
+            Y_out[-1, compiled.dose_index[dose.drug]] += (_dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
+                                                          * (dose.time_days < dose_stop))
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
         if status[k] == Status.OK:
@@ -365,10 +374,25 @@ def simulate(
     ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
                      pre_equilibrate_days, doses_not_given, extinct_day, keep, steps)
     ds.attrs["start"] = start_note
+    ds.attrs["dose_stop_days"] = "none" if dose_stop_days is None else json.dumps([float(d) if np.isfinite(d) else "inf" for d in dose_stop])
     ds.attrs["simulation"] = json.dumps(simulation_record(
         model=model, parameters=parameters, regimen=regimen, times=t_out, solver=backend.name, rtol=rtol, atol=atol,
         start=start, pre_equilibrate_days=pre_equilibrate_days, keep=keep))
     return ds
+
+
+def _check_dose_stop(dose_stop_days, n_samples: int) -> np.ndarray:
+    """``dose_stop_days`` as an (N,) float array (``np.inf`` everywhere when None); refused unless it has
+    one non-NaN day >= 0 (or inf) per parameter set."""
+    if dose_stop_days is None:
+        return np.full(n_samples, np.inf)
+    stop = np.asarray(dose_stop_days, dtype=float)
+    if stop.shape != (n_samples,):
+        raise ValueError(f"dose_stop_days: shape {stop.shape}: must be ({n_samples},), one day per parameter set")
+    bad = np.nonzero(np.isnan(stop) | (stop < 0))[0]
+    if bad.size:
+        raise ValueError(f"dose_stop_days[{bad[0]}]={float(stop[bad[0]])!r}: must be a day >= 0 or inf (never stop)")
+    return stop
 
 
 @dataclasses.dataclass

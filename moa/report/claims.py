@@ -527,6 +527,9 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
                              + ("above the threshold" if worst > mv.liver_threshold_day else "below the threshold"))
     else:
         lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
+    lines += ["", "## On a virtual population (claims 5-7 re-judged)", "Experiment `virtual_trial`."]
+    vt = _read(summaries, "virtual_trial")
+    lines += _population_claims(vt) if vt else ["  - not run (run `moa run virtual_trial`)"]
     lines += ["", "## What the model does not know",
               "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
               "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
@@ -537,6 +540,24 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
     return "\n".join(lines) + "\n"
+
+
+def _population_claims(vt) -> list[str]:
+    """Trial-level lines of ``virtual_trial``: calibration fit, then the bispecific arms by PD-L1 status."""
+    fitted = [r for r in vt.calibration if r["weight"] > 0]
+    out = [f"  - Calibration: {sum(r['inside_trial_ci'] for r in fitted)} of {len(fitted)} fitted IMpassion130 numbers "
+           f"inside their trial 95% CI ({vt.n_patients_per_arm} virtual patients per arm)."]
+    for arm in ("bsab_2x2", "nabp_bsab_2x2"):
+        for sg in ("pdl1_positive", "pdl1_negative"):
+            r = vt.readouts.get(arm, {}).get(sg)
+            if not r:
+                continue
+            hr = r.get("hr_vs_nabp_apdl1") or [float("nan")] * 3
+            orr = r.get("orr") or [float("nan")] * 3
+            out.append(f"  - {arm}, {sg}: ORR {orr[0]:.0f}% ({orr[1]:.0f}-{orr[2]:.0f}), PFS HR vs nab-paclitaxel + "
+                       f"anti-PD-L1 {hr[0]:.2f} ({hr[1]:.2f}-{hr[2]:.2f}) -> "
+                       + ("better" if hr[2] < 1 else "worse" if hr[1] > 1 else "no difference shown"))
+    return out
 
 
 def write_claims(results_dir: str | pathlib.Path) -> pathlib.Path:

@@ -28,6 +28,7 @@ __all__ = [
     "FormatBellSummary", "ChemoCombinationSummary", "MabsVsBispecificSummary", "ClaimsRobustnessSummary", "CONTRACTS", "contract_for",
     "declared_keys", "LeverInfo", "LeverPoint", "GainBlock", "ReinvigorationOutcome", "ExhaustionArm", "SweepEnd",
     "SweepParameter", "SweepMap", "InVivoBell", "ScheduleVerdict", "DoseCurve", "RobustClaim",
+    "VirtualTrialSummary", "TrialReadout", "CalibrationRow",
     "BASELINE_POINT", "ALL_LEVERS_POINT", "ALL_BUT_PREFIX",
 ]
 
@@ -165,6 +166,36 @@ class DoseCurve(TypedDict):
 
 
 # ----- the contract ------------------------------------------------------------------------
+class TrialReadout(TypedDict):
+    """One arm in one subgroup of ``virtual_trial``: percentages and months as [value, 95% low, 95% high]."""
+
+    n: int
+    orr: NotRequired[Sequence[float]]
+    orr_unconfirmed: NotRequired[Sequence[float]]
+    cr: NotRequired[Sequence[float]]
+    dcr: NotRequired[Sequence[float]]
+    median_pfs: NotRequired[Sequence[float]]
+    median_dor: NotRequired[Sequence[float]]
+    hr_vs_nabp: NotRequired[Sequence[float]]
+    hr_vs_nabp_apdl1: NotRequired[Sequence[float]]
+    logrank_p_vs_nabp: NotRequired[float]
+    logrank_p_vs_nabp_apdl1: NotRequired[float]
+
+
+class CalibrationRow(TypedDict):
+    """One IMpassion130 number beside the model (``virtual_trial``)."""
+
+    name: str
+    model: float
+    trial: float
+    trial_low: float
+    trial_high: float
+    unit: str
+    weight: float
+    residual_half_widths: float
+    inside_trial_ci: bool
+
+
 def _key(field: dataclasses.Field) -> str:
     """The summary key of a field (its name unless the key is not an identifier)."""
     return field.metadata.get("key", field.name)
@@ -393,10 +424,30 @@ class ClaimsRobustnessSummary(ExperimentSummary):
     figures: Sequence[str] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class VirtualTrialSummary(ExperimentSummary):
+    """``virtual_trial``: ``readouts`` is ``{arm: {subgroup: TrialReadout}}`` with subgroups ``itt``,
+    ``pdl1_positive``, ``pdl1_negative``; ``calibration`` the IMpassion130 numbers beside the model."""
+
+    EXPERIMENT: ClassVar[str] = "virtual_trial"
+    n_patients_per_arm: int
+    readouts: Mapping[str, Mapping[str, TrialReadout]]
+    calibration: Sequence[CalibrationRow]
+    seed: int | None = None
+    follow_up_days: float | None = None
+    pdl1_positive_fraction: float | None = None
+    acceptance_rate: float | None = None
+    failed_patients: Mapping[str, int] | None = None
+    prediction_spread: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None
+    fit_spread: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None
+    wall_s: Mapping[str, float] | None = None
+    figures: Sequence[str] | None = None
+
+
 #: The contract of each experiment whose summary the claims read.
 CONTRACTS: dict[str, type[ExperimentSummary]] = {c.EXPERIMENT: c for c in (
     ArmsSettingsSummary, ColdLeversSummary, ExhaustionDynamicsSummary, SweepsSummary, FormatBellSummary,
-    ChemoCombinationSummary, MabsVsBispecificSummary, ClaimsRobustnessSummary)}
+    ChemoCombinationSummary, MabsVsBispecificSummary, ClaimsRobustnessSummary, VirtualTrialSummary)}
 
 
 def contract_for(experiment: str) -> type[ExperimentSummary]:

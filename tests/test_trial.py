@@ -1,0 +1,174 @@
+"""Virtual trial (moa.trial): per-sample dose stop, population sampling, scan schedule, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from moa import trial
+from moa.symbolic.named_models import full_model
+from moa.scenarios import default_parameters, scenario
+from moa.simulate import simulate
+
+
+def _two_patients(arm: str, duration_days: float):
+    params, regimen = scenario(arm, "hot_tnbc", duration_days)
+    return params.with_values({"body_weight": np.array([70.0, 70.0])}), regimen
+
+
+def test_dose_stop_per_sample_in_a_batched_run():
+    """Sample 0 stops at day 30 (after the doses of day 0 and 21), sample 1 keeps its Q3W doses: identical
+    before day 42, then sample 0's antibody only decays while sample 1's jumps with the day-42 dose."""
+    params, regimen = _two_patients("apdl1", 63.0)
+    ds = simulate(full_model(), params, regimen, duration_days=63.0, solver="rodas", start="quasi_steady",
+                  keep=["apdl1_central"], dose_stop_days=np.array([30.0, np.inf]))
+    drug = ds["apdl1_central"]
+    before = drug.sel(time=slice(0, 41))
+    np.testing.assert_allclose(before.isel(sample=0), before.isel(sample=1), rtol=1e-9)
+    stopped, dosed = drug.isel(sample=0), drug.isel(sample=1)
+    assert float(dosed.sel(time=42.0)) > 1.5 * float(dosed.sel(time=41.0))  # the day-42 dose given
+    assert float(stopped.sel(time=42.0)) < float(stopped.sel(time=41.0))  # not given: only decay
+    assert np.all(np.diff(stopped.sel(time=slice(30, 63)).values) < 0)
+    assert "30.0" in ds.attrs["dose_stop_days"] and "inf" in ds.attrs["dose_stop_days"]
+
+
+def test_dose_stop_at_day_zero_means_untreated_and_bad_stops_are_refused():
+    params, regimen = _two_patients("apdl1", 21.0)
+    ds = simulate(full_model(), params, regimen, duration_days=21.0, solver="rodas", start="quasi_steady",
+                  keep=["apdl1_central"], dose_stop_days=[0.0, np.inf])
+    assert float(ds["apdl1_central"].isel(sample=0).max()) == 0.0
+    assert float(ds["apdl1_central"].isel(sample=1).max()) > 0.0
+    with pytest.raises(ValueError, match=r"dose_stop_days\[1\]=nan"):
+        simulate(full_model(), params, regimen, duration_days=21.0, dose_stop_days=[1.0, np.nan])
+    with pytest.raises(ValueError, match=r"dose_stop_days: shape \(3,\)"):
+        simulate(full_model(), params, regimen, duration_days=21.0, dose_stop_days=[1.0, 2.0, 3.0])
+
+
+# ----------------------------------------------------------------------------- population and conduct
+
+
+@pytest.fixture(scope="module")
+def population():
+    return trial.sample_population(600, seed=11)
+
+
+def test_pdl1_mix_matches_impassion130(population):
+    """About 41% PD-L1-positive (IMpassion130): a two-sided binomial test at the fixed seed."""
+    k = int(population.pdl1_positive.sum())
+    assert stats.binomtest(k, population.size, population.spec.pdl1_positive_fraction).pvalue > 0.01
+    # and the PD-L1 status sets the setting: PD-L1+ patients start from hot_tnbc's tumour PD-L1, the others not
+    centre = population.setting_values["pdl1_per_tumour_cell"]
+    assert np.all(centre[population.pdl1_positive] == 1.2e5) and np.all(centre[~population.pdl1_positive] == 500.0)
+
+
+def test_lesions_follow_recist_counts_and_organ_limit(population):
+    n = population.n_lesions
+    assert n.min() >= 1 and n.max() <= trial.MAX_LESIONS
+    assert set(np.unique(n)) == {1, 2, 3, 4, 5}
+    for organs, count in zip(population.organ, n):
+        named = [o for o in organs if o]
+        assert len(named) == count
+        assert max(named.count(o) for o in named) <= population.spec.max_per_organ
+    d = population.lesion_values["initial_tumour_diameter"]
+    assert np.all(np.isnan(d) == (np.arange(trial.MAX_LESIONS)[None, :] >= n[:, None]))
+    assert np.nanmin(d) >= 10.0  # RECIST measurable
+
+
+def test_baseline_sum_of_diameters_matches_its_target(population):
+    target = population.spec.sum_of_diameters_mm
+    total = population.baseline_sum_mm()
+    assert total.min() >= target["lower"] and total.max() <= target["upper"]
+    assert target["median_low"] <= np.median(total) <= target["median_high"]
+    assert 0.3 < population.acceptance_rate <= 1.0
+
+
+@pytest.mark.parametrize("name", ["tumour_growth_rate", "body_weight", "antigenicity"])
+def test_patient_values_follow_their_truncated_lognormal(population, name):
+    """KS test of each patient-level draw (divided by its median) against the declared truncated lognormal."""
+    v = next(x for x in population.spec.patient if x.name == name)
+    centre = population.setting_values.get(name, float(default_parameters()[name]))
+    median = np.full(population.size, v.median) if v.median is not None else centre * v.median_factor
+    z = np.log(population.patient_values[name] / median) / v.sd_log
+    z_lo, z_hi = np.log(v.lower / median) / v.sd_log, np.log(v.upper / median) / v.sd_log
+    # each patient's truncation differs when the median does: transform to its own uniform
+    u = (stats.norm.cdf(z) - stats.norm.cdf(z_lo)) / (stats.norm.cdf(z_hi) - stats.norm.cdf(z_lo))
+    assert stats.kstest(u, "uniform").pvalue > 0.01
+    assert np.std(np.log(population.patient_values[name])) > 0.5 * v.sd_log  # not collapsed
+
+
+def test_lesions_share_patient_values_and_differ_in_lesion_values(population):
+    values, patient, _ = trial.trajectory_values(population.subset(np.arange(population.size) < 30))
+    for k in np.unique(patient):
+        rows = patient == k
+        assert np.ptp(values["cl_apdl1"][rows]) == 0 and np.ptp(values["antigenicity"][rows]) == 0
+        if rows.sum() > 1:
+            assert np.ptp(values["initial_tumour_diameter"][rows]) > 0
+
+
+def test_same_seed_same_patients_other_seed_other_patients():
+    a, b, c = (trial.sample_population(20, seed=s) for s in (5, 5, 6))
+    np.testing.assert_array_equal(a.lesion_values["initial_tumour_diameter"], b.lesion_values["initial_tumour_diameter"])
+    assert not np.array_equal(a.patient_values["antigenicity"], c.patient_values["antigenicity"])
+
+
+def test_scan_schedule_is_8_weekly_in_year_1_then_12_weekly():
+    np.testing.assert_array_equal(trial.scan_days(393.0), [0, 56, 112, 168, 224, 280, 336])
+    np.testing.assert_array_equal(trial.scan_days(700.0), [0, 56, 112, 168, 224, 280, 336, 420, 504, 588, 672])
+    with pytest.raises(ValueError, match="follow_up_days=-1"):
+        trial.scan_days(-1)
+
+
+def test_population_file_errors_name_the_field(tmp_path):
+    text = trial.POPULATION_FILE.read_text()
+    bad = tmp_path / "population.toml"
+    bad.write_text(text.replace("pdl1_positive_fraction = 0.41", "pdl1_positive_fraction = 1.41"))
+    with pytest.raises(ValueError, match=r"population\.pdl1_positive_fraction=1\.41"):
+        trial.load_population(bad)
+    bad.write_text(text.replace("[patient.cl_bsab]", "[patient.cl_bsabb]"))
+    with pytest.raises(ValueError, match=r"patient\.cl_bsabb: unknown parameter"):
+        trial.load_population(bad)
+    bad.write_text(text.replace('count_probabilities = [0.25, 0.25, 0.2, 0.15, 0.15]',
+                                'count_probabilities = [0.5, 0.25, 0.2, 0.15, 0.15]'))
+    with pytest.raises(ValueError, match="count_probabilities"):
+        trial.load_population(bad)
+    with pytest.raises(ValueError, match=r"field 'patient\.antigenicity\.mean'"):
+        trial.load_population().with_values({"patient.antigenicity.mean": 1.0})
+
+
+# ----------------------------------------------------------------------------- trial conduct and calibration
+def test_stopping_doses_at_progression_leaves_every_readout_unchanged():
+    """The two-pass run is exact: pass 2 (doses stopped at the progression scan) changes no RECIST readout,
+    and after progression the stopped patients' lesions are not smaller than with doses continued."""
+    population = trial.sample_population(8, seed=3)
+    stopped = trial.simulate_trial("nabp", population, stop_at_progression=True)
+    dosed = trial.simulate_trial("nabp", population, stop_at_progression=False)
+    for name in ("progression_day", "best_overall_response", "best_change_pct", "pfs_days"):
+        np.testing.assert_array_equal(stopped[name].values, dosed[name].values)
+    assert stopped.attrs["second_pass_trajectories"] > 0  # some patients progressed within follow-up
+    after = stopped["scan_day"] > stopped["progression_day"]
+    gap = (stopped["diameter_mm"].sum("lesion") - dosed["diameter_mm"].sum("lesion")).where(after)
+    assert float(gap.min()) >= -1e-6 and float(gap.max()) > 0
+
+
+def test_calibration_is_reproducible_with_the_same_seed():
+    a = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
+    b = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
+    assert a["fitted"] == b["fitted"] and a["objective"] == b["objective"]
+    assert a["evaluations"] >= 2 and len(a["residuals"]) == len(trial.load_population().targets)
+
+
+def test_fitted_values_are_written_into_the_population_file_with_their_source(tmp_path):
+    path = tmp_path / "population.toml"
+    path.write_text(trial.POPULATION_FILE.read_text())
+    field = "patient.tumour_growth_rate.median_factor"
+    for value in (2.5, 2.75):  # a second fit replaces the first note, keeps the entry's own citation
+        trial.write_calibrated({field: value}, "test fit", path)
+    spec = trial.load_population(path)
+    assert spec.value_of(field) == 2.75
+    source = next(v.source for v in spec.patient if v.name == "tumour_growth_rate")
+    assert source.startswith("calibrated: median_factor = 2.75 (test fit)") and source.count("calibrated:") == 1
+    assert "Ryu 2014" in source
+    with pytest.raises(ValueError, match="sd_log=-1"):
+        trial.write_calibrated({"patient.antigenicity.sd_log": -1.0}, "bad", path)
+    assert trial.load_population(path).value_of("patient.antigenicity.sd_log") >= 0  # file left as it was
