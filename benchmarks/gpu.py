@@ -63,10 +63,18 @@ def run(model, params, regimen, values, times, solver, rtol, atol):
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DoseWarning)
-        ds = moa.simulate(model, params.with_values(values), regimen, times=times, solver=solver, rtol=rtol,
-                          atol=atol, on_failure="record")
+        ds = moa.simulate(
+            model,
+            params.with_values(values),
+            regimen,
+            times=times,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            on_failure="record",
+        )
     seconds = time.perf_counter() - t
-    tumour = np.asarray(ds["tumour_volume"].values, float).reshape(-1, len(times))   # (sample, time)
+    tumour = np.asarray(ds["tumour_volume"].values, float).reshape(-1, len(times))  # (sample, time)
     return seconds, tumour, np.asarray(ds["status"].values).reshape(-1)
 
 
@@ -74,7 +82,7 @@ def tumour_error(x: np.ndarray, ref: np.ndarray, density: np.ndarray) -> float:
     """max over sets and time of |x - ref| / max(|ref|, volume of 1e6 cells) (inf where x is not finite),
     over the sets whose reference run finished (the number that did not is logged beside it)."""
     floor = (tp.TUMOUR_FLOOR_CELLS / density)[:, None]
-    compared = np.isfinite(ref).all(axis=1)          # sets the reference itself failed are not compared
+    compared = np.isfinite(ref).all(axis=1)  # sets the reference itself failed are not compared
     with np.errstate(invalid="ignore"):
         e = np.abs(x - ref) / np.maximum(np.abs(ref), floor)
     e = e[compared]
@@ -117,36 +125,52 @@ def device_info() -> dict:
     if moa_cuda.simulator():
         return {"name": "numba CUDA simulator (no GPU)"}
     dev = cuda.get_current_device()
-    return {"name": dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name),
-            "compute_capability": list(dev.compute_capability),
-            "multiprocessors": dev.MULTIPROCESSOR_COUNT}
+    return {
+        "name": dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name),
+        "compute_capability": list(dev.compute_capability),
+        "multiprocessors": dev.MULTIPROCESSOR_COUNT,
+    }
 
 
 def markdown(result: dict) -> str:
     s = result["summary"]
-    lines = [f"# benchmarks/gpu.py ({result['finished_utc']})", "",
-             f"Device: {result['device']}. Problem: {result['problem']['model']} ({result['problem']['states']} states), "
-             f"{result['problem']['arm']} in {result['problem']['setting']}, {result['problem']['days']:g} days, "
-             f"rtol {result['rtol']:g}, atol {result['atol']:g}. Kernel compile: {result['compile_seconds']:.1f} s "
-             "(first launch, excluded). " + (f"Kernel: {result['kernel']}." if result["kernel"] else ""), "",
-             "| N | wall s (simulate) | sims/s (simulate) | GPU solver s | sims/s (GPU solver) | failed |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# benchmarks/gpu.py ({result['finished_utc']})",
+        "",
+        f"Device: {result['device']}. Problem: {result['problem']['model']} ({result['problem']['states']} states), "
+        f"{result['problem']['arm']} in {result['problem']['setting']}, {result['problem']['days']:g} days, "
+        f"rtol {result['rtol']:g}, atol {result['atol']:g}. Kernel compile: {result['compile_seconds']:.1f} s "
+        "(first launch, excluded). " + (f"Kernel: {result['kernel']}." if result["kernel"] else ""),
+        "",
+        "| N | wall s (simulate) | sims/s (simulate) | GPU solver s | sims/s (GPU solver) | failed |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['sims_per_s']:,.1f} | {r['solver_seconds']:.1f} | "
-                     f"{r['solver_sims_per_s'] or 0:,.1f} | {r['failed']} |")
-    lines += ["", f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
-              f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same tolerances);"
-              f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
-              f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
-              f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), {s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
-              f"* libroadrunner ({result['libroadrunner']['source'] if result['libroadrunner'] else 'n/a'}): "
-              + (f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.3g}x (simulate)."
-                 if result["libroadrunner"] else "not available.")]
+        lines.append(
+            f"| {r['n']:,} | {r['seconds']:.1f} | {r['sims_per_s']:,.1f} | {r['solver_seconds']:.1f} | "
+            f"{r['solver_sims_per_s'] or 0:,.1f} | {r['failed']} |"
+        )
+    lines += [
+        "",
+        f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
+        f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same tolerances);"
+        f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
+        f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
+        f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), {s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
+        f"* libroadrunner ({result['libroadrunner']['source'] if result['libroadrunner'] else 'n/a'}): "
+        + (
+            f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.3g}x (simulate)."
+            if result["libroadrunner"]
+            else "not available."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="N = 1e3, 1e4, 1e5 (under 5 minutes on an H200)")
     ap.add_argument("--n", type=int, nargs="+", default=None, help="batch sizes (default 1e3 1e4 1e5 1e6)")
     ap.add_argument("--days", type=float, default=365.0)
@@ -178,20 +202,28 @@ def main(argv=None) -> dict:
     times = moa.output_times(args.days)
     values = tp.draw_parameters(params, n_max, args.seed)
     dens_all = np.broadcast_to(np.asarray(params.with_values(values)["tumour_cell_density"], float), (n_max,))
-    log(f"full model: {model.compiled.n_species} states; {len(regimen.doses)} doses in {args.days:g} days; "
-        f"N = {sizes}")
+    log(f"full model: {model.compiled.n_species} states; {len(regimen.doses)} doses in {args.days:g} days; N = {sizes}")
 
     cpu_solver = RodasSolver(backend="numba")
     run(model, params, regimen, tp.subset(values, slice(0, 2)), times[:3], cpu_solver, args.rtol, tp.ATOL)  # compile
     t = time.perf_counter()
-    _, ref, ref_status = run(model, params, regimen, tp.subset(values, slice(0, n_ref)), times, cpu_solver,
-                             REF_RTOL, REF_ATOL)
-    log(f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in {time.perf_counter() - t:.1f} s "
-        f"(failed {int(np.sum(ref_status != 0))})")
-    cpu_secs, cpu_tumour, cpu_status = run(model, params, regimen, tp.subset(values, slice(0, n_cpu)), times,
-                                           cpu_solver, args.rtol, tp.ATOL)
-    cpu = {"n": n_cpu, "seconds": cpu_secs, "sims_per_s": n_cpu / cpu_secs, "failed": int(np.sum(cpu_status != 0)),
-           "max_tumour_error": tumour_error(cpu_tumour[:n_ref], ref, dens_all[:n_ref])}
+    _, ref, ref_status = run(
+        model, params, regimen, tp.subset(values, slice(0, n_ref)), times, cpu_solver, REF_RTOL, REF_ATOL
+    )
+    log(
+        f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in {time.perf_counter() - t:.1f} s "
+        f"(failed {int(np.sum(ref_status != 0))})"
+    )
+    cpu_secs, cpu_tumour, cpu_status = run(
+        model, params, regimen, tp.subset(values, slice(0, n_cpu)), times, cpu_solver, args.rtol, tp.ATOL
+    )
+    cpu = {
+        "n": n_cpu,
+        "seconds": cpu_secs,
+        "sims_per_s": n_cpu / cpu_secs,
+        "failed": int(np.sum(cpu_status != 0)),
+        "max_tumour_error": tumour_error(cpu_tumour[:n_ref], ref, dens_all[:n_ref]),
+    }
     log(f"one-core numba: {cpu['sims_per_s']:.1f} sims/s on {n_cpu} sets; tumour error {cpu['max_tumour_error']:.2e}")
 
     gpu_solver = RodasSolver(backend="cuda")
@@ -199,8 +231,10 @@ def main(argv=None) -> dict:
     run(model, params, regimen, tp.subset(values, slice(0, 2)), times[:3], gpu_solver, args.rtol, tp.ATOL)
     kernels = cuda.kernels_for_model(model.compiled)
     compile_seconds = time.perf_counter() - t
-    log(f"GPU warm-up (kernel generation + numba-cuda compile at first launch): {compile_seconds:.1f} s "
-        f"(first launch {kernels.compile_seconds:.1f} s); kernel {kernels.resources()}")
+    log(
+        f"GPU warm-up (kernel generation + numba-cuda compile at first launch): {compile_seconds:.1f} s "
+        f"(first launch {kernels.compile_seconds:.1f} s); kernel {kernels.resources()}"
+    )
 
     rows, gpu_first = [], None
     for n in sizes:
@@ -208,18 +242,27 @@ def main(argv=None) -> dict:
         for lo in range(0, n, args.per_call):
             hi = min(n, lo + args.per_call)
             before = kernels.kernel_seconds
-            s, tumour, status = run(model, params, regimen, tp.subset(values, slice(lo, hi)), times, gpu_solver,
-                                    args.rtol, tp.ATOL)
+            s, tumour, status = run(
+                model, params, regimen, tp.subset(values, slice(lo, hi)), times, gpu_solver, args.rtol, tp.ATOL
+            )
             secs += s
             solver_secs += kernels.kernel_seconds - before
             failed += int(np.sum(status != 0))
             if gpu_first is None or (lo == 0 and tumour.shape[0] > gpu_first.shape[0]):
-                gpu_first = tumour   # the first sets, for the accuracy checks
-        row = {"n": n, "seconds": secs, "sims_per_s": n / secs, "solver_seconds": solver_secs,
-               "solver_sims_per_s": n / solver_secs if solver_secs > 0 else None, "failed": failed}
+                gpu_first = tumour  # the first sets, for the accuracy checks
+        row = {
+            "n": n,
+            "seconds": secs,
+            "sims_per_s": n / secs,
+            "solver_seconds": solver_secs,
+            "solver_sims_per_s": n / solver_secs if solver_secs > 0 else None,
+            "failed": failed,
+        }
         rows.append(row)
-        log(f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver {solver_secs:8.2f} s  "
-            f"{row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}")
+        log(
+            f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver {solver_secs:8.2f} s  "
+            f"{row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}"
+        )
 
     k = min(n_ref, gpu_first.shape[0])
     gpu_err = tumour_error(gpu_first[:k], ref[:k], dens_all[:k])
@@ -228,27 +271,51 @@ def main(argv=None) -> dict:
         diff = float(np.nanmax(np.abs(gpu_first[:m] - cpu_tumour[:m]) / np.abs(cpu_tumour[:m])))
     rr = roadrunner_rate(model, params, regimen, values, times, min(args.n_rr, n_max), args.rtol, tp.ATOL)
     if rr is None and readme_roadrunner() is not None:
-        rr = {"sims_per_s": readme_roadrunner(), "source": "benchmarks/README.md (54-state model, rtol 1e-6, one "
-              "AMD EPYC core; not measured here)"}
+        rr = {
+            "sims_per_s": readme_roadrunner(),
+            "source": "benchmarks/README.md (54-state model, rtol 1e-6, one AMD EPYC core; not measured here)",
+        }
     big = rows[-1]
-    summary = {"max_tumour_error": gpu_err, "gpu_vs_cpu_tumour_rel_diff": diff,
-               "largest_n": big["n"], "sims_per_s": big["sims_per_s"], "solver_sims_per_s": big["solver_sims_per_s"],
-               "ratio_to_one_core": big["sims_per_s"] / cpu["sims_per_s"],
-               "solver_ratio_to_one_core": (big["solver_sims_per_s"] or 0) / cpu["sims_per_s"],
-               "ratio_to_libroadrunner": big["sims_per_s"] / rr["sims_per_s"] if rr else None,
-               "target_10k_per_s_at_1e-5": bool(big["sims_per_s"] >= 1e4 and gpu_err <= 1e-5)}
+    summary = {
+        "max_tumour_error": gpu_err,
+        "gpu_vs_cpu_tumour_rel_diff": diff,
+        "largest_n": big["n"],
+        "sims_per_s": big["sims_per_s"],
+        "solver_sims_per_s": big["solver_sims_per_s"],
+        "ratio_to_one_core": big["sims_per_s"] / cpu["sims_per_s"],
+        "solver_ratio_to_one_core": (big["solver_sims_per_s"] or 0) / cpu["sims_per_s"],
+        "ratio_to_libroadrunner": big["sims_per_s"] / rr["sims_per_s"] if rr else None,
+        "target_10k_per_s_at_1e-5": bool(big["sims_per_s"] >= 1e4 and gpu_err <= 1e-5),
+    }
     result = {
-        "benchmark": "benchmarks/gpu.py", "command": "python benchmarks/gpu.py " + " ".join(argv or sys.argv[1:]),
-        "started_utc": started, "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_info(), "machine": {"cpu": tp.machine_info().get("cpu"), "python": platform.python_version(),
-                                             "numpy": np.__version__},
-        "problem": {"model": "full_model", "states": model.compiled.n_species, "arm": tp.ARM, "setting": tp.SETTING,
-                    "days": args.days, "doses": len(regimen.doses), "seed": args.seed, "varied": tp.varied_names()},
-        "rtol": args.rtol, "atol": tp.ATOL, "per_call": args.per_call, "chunk_size": cuda.CHUNK_SIZE,
-        "compile_seconds": compile_seconds, "first_launch_seconds": kernels.compile_seconds,
+        "benchmark": "benchmarks/gpu.py",
+        "command": "python benchmarks/gpu.py " + " ".join(argv or sys.argv[1:]),
+        "started_utc": started,
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_info(),
+        "machine": {"cpu": tp.machine_info().get("cpu"), "python": platform.python_version(), "numpy": np.__version__},
+        "problem": {
+            "model": "full_model",
+            "states": model.compiled.n_species,
+            "arm": tp.ARM,
+            "setting": tp.SETTING,
+            "days": args.days,
+            "doses": len(regimen.doses),
+            "seed": args.seed,
+            "varied": tp.varied_names(),
+        },
+        "rtol": args.rtol,
+        "atol": tp.ATOL,
+        "per_call": args.per_call,
+        "chunk_size": cuda.CHUNK_SIZE,
+        "compile_seconds": compile_seconds,
+        "first_launch_seconds": kernels.compile_seconds,
         "kernel": kernels.resources(),
         "reference": {"solver": f"numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g}", "sets": n_ref},
-        "cpu": cpu, "libroadrunner": rr, "rows": rows, "summary": summary,
+        "cpu": cpu,
+        "libroadrunner": rr,
+        "rows": rows,
+        "summary": summary,
     }
     (out_dir / "gpu.json").write_text(json.dumps(result, indent=2))
     (out_dir / "gpu.md").write_text(markdown(result))

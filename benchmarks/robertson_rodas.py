@@ -40,8 +40,7 @@ def jac_values(t, Y, P):
     y1, y2, y3 = Y
     k1, k2, k3 = P
     one = np.ones_like(y1)
-    return np.array([-k1 * one, k3 * y3, k3 * y2, k1 * one, -2 * k2 * y2 - k3 * y3, -k3 * y2,
-                     2 * k2 * y2])
+    return np.array([-k1 * one, k3 * y3, k3 * y2, k1 * one, -2 * k2 * y2 - k3 * y3, -k3 * y2, 2 * k2 * y2])
 
 
 def scipy_one(p, y0, t1, t_out, method, rtol, atol):
@@ -74,11 +73,11 @@ def main():
     t_out = np.concatenate([[0.0], np.logspace(-5, np.log10(t1), 40)])
 
     plan = SparseLUPlan(3, ROWS, COLS)
-    integrate_batch(rhs, jac_values, ROWS, COLS, 0.0, t1, Y0[:, :10], P[:, :10], t_out,
-                    rtol=rtol, atol=atol, plan=plan)  # warm-up
+    integrate_batch(
+        rhs, jac_values, ROWS, COLS, 0.0, t1, Y0[:, :10], P[:, :10], t_out, rtol=rtol, atol=atol, plan=plan
+    )  # warm-up
     tic = time.perf_counter()
-    res = integrate_batch(rhs, jac_values, ROWS, COLS, 0.0, t1, Y0, P, t_out, rtol=rtol,
-                          atol=atol, plan=plan)
+    res = integrate_batch(rhs, jac_values, ROWS, COLS, 0.0, t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=plan)
     t_batch = time.perf_counter() - tic
     assert (res.status == 0).all(), res.message
 
@@ -97,13 +96,17 @@ def main():
 
     print(f"Robertson to t1={t1:g}, {len(t_out)} outputs, rtol={rtol:g}, atol={atol.tolist()}")
     print(f"{'method':28s} {'sims/s':>10s} {'max rel err':>12s}")
-    print(f"{'rodas batch N=%d' % N:28s} {N / t_batch:10.1f} {err_rodas:12.2e}"
-          f"   (mean {res.n_steps.mean():.0f} steps, {res.n_rejected.mean():.1f} rejected;"
-          f" {t_batch:.2f} s)")
+    print(
+        f"{'rodas batch N=%d' % N:28s} {N / t_batch:10.1f} {err_rodas:12.2e}"
+        f"   (mean {res.n_steps.mean():.0f} steps, {res.n_rejected.mean():.1f} rejected;"
+        f" {t_batch:.2f} s)"
+    )
     for key, t in timings.items():
         e = errs.get(key)
-        print(f"{'scipy ' + key + ' (1-by-1)':28s} {len(sample) / t:10.1f} "
-              f"{('%12.2e' % e) if e is not None else '   reference'}")
+        print(
+            f"{'scipy ' + key + ' (1-by-1)':28s} {len(sample) / t:10.1f} "
+            f"{('%12.2e' % e) if e is not None else '   reference'}"
+        )
 
 
 def _err(y, ref):

@@ -55,11 +55,24 @@ SUMMARIES = ("best_change_pct", "time_to_progression_days", "final_diameter_mm")
 def spec(name: str, n_params: int, sampling: str, n: int, days: float, chunk_size: int, observables=(), seed: int = 1):
     names = varied_names()
     if not 1 <= n_params <= len(names):
-        raise SystemExit(f"--params={n_params}: must be 1..{len(names)} (the patient-level parameters of throughput.py)")
-    return SweepSpec(name=name, arms=(ARM,), settings=(SETTING,),
-                     parameters=tuple(default_distribution(p) for p in names[:n_params]), sampling=sampling, n=n,
-                     seed=seed, duration_days=days, observables=tuple(observables), days="all",
-                     summaries=SUMMARIES, chunk_size=chunk_size, solver="rodas").validate()
+        raise SystemExit(
+            f"--params={n_params}: must be 1..{len(names)} (the patient-level parameters of throughput.py)"
+        )
+    return SweepSpec(
+        name=name,
+        arms=(ARM,),
+        settings=(SETTING,),
+        parameters=tuple(default_distribution(p) for p in names[:n_params]),
+        sampling=sampling,
+        n=n,
+        seed=seed,
+        duration_days=days,
+        observables=tuple(observables),
+        days="all",
+        summaries=SUMMARIES,
+        chunk_size=chunk_size,
+        solver="rodas",
+    ).validate()
 
 
 def saltelli(args) -> dict:
@@ -69,10 +82,18 @@ def saltelli(args) -> dict:
     ds = run_sweep(s, workers=args.workers)
     wall = time.perf_counter() - started
     points = int(ds.sizes["point"])
-    return {"n_base": args.n_base, "parameters": args.params, "points": points, "days": args.days,
-            "workers": args.workers, "chunk_size": args.chunk_size, "wall_s": round(wall, 2),
-            "points_per_s": round(points / wall, 2), "failed_points": int(ds.attrs["failed_points"]),
-            "under_10_minutes": wall < 600}
+    return {
+        "n_base": args.n_base,
+        "parameters": args.params,
+        "points": points,
+        "days": args.days,
+        "workers": args.workers,
+        "chunk_size": args.chunk_size,
+        "wall_s": round(wall, 2),
+        "points_per_s": round(points / wall, 2),
+        "failed_points": int(ds.attrs["failed_points"]),
+        "under_10_minutes": wall < 600,
+    }
 
 
 def dask_scaling(args) -> dict:
@@ -86,18 +107,30 @@ def dask_scaling(args) -> dict:
     t_local = time.perf_counter() - started
     times = {}
     for n_workers in (1, 2):
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(_warm_worker)  # build the model and load the kernels on every worker, untimed
             started = time.perf_counter()
             ds = run_sweep(s, executor="dask", client=client)
             times[n_workers] = time.perf_counter() - started
-            identical = bool(np.array_equal(ds["best_change_pct"].values, local["best_change_pct"].values, equal_nan=True))
+            identical = bool(
+                np.array_equal(ds["best_change_pct"].values, local["best_change_pct"].values, equal_nan=True)
+            )
     chunks = int(local.attrs["chunks"])
-    return {"points": args.dask_points, "chunk_size": args.dask_chunk, "chunks": chunks, "days": args.days,
-            "t_local_s": round(t_local, 2), "t_1_worker_s": round(times[1], 2), "t_2_workers_s": round(times[2], 2),
-            "scaling_efficiency": round(times[1] / (2 * times[2]), 3),
-            "overhead_per_chunk_s": round((times[1] - t_local) / chunks, 4), "dask_equals_local": identical}
+    return {
+        "points": args.dask_points,
+        "chunk_size": args.dask_chunk,
+        "chunks": chunks,
+        "days": args.days,
+        "t_local_s": round(t_local, 2),
+        "t_1_worker_s": round(times[1], 2),
+        "t_2_workers_s": round(times[2], 2),
+        "scaling_efficiency": round(times[1] / (2 * times[2]), 3),
+        "overhead_per_chunk_s": round((times[1] - t_local) / chunks, 4),
+        "dask_equals_local": identical,
+    }
 
 
 def _warm_worker() -> bool:
@@ -109,8 +142,19 @@ def _warm_worker() -> bool:
 
 def memory(args) -> dict:
     """The memory run in a fresh process (this script with --memory-child), so nothing else counts."""
-    cmd = [sys.executable, __file__, "--memory-child", "--memory-points", str(args.memory_points),
-           "--params", str(args.params), "--memory-days", str(args.memory_days), "--chunk-size", str(args.chunk_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        "--memory-points",
+        str(args.memory_points),
+        "--params",
+        str(args.params),
+        "--memory-days",
+        str(args.memory_days),
+        "--chunk-size",
+        str(args.chunk_size),
+    ]
     started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     child = json.loads(out.stdout.strip().splitlines()[-1])
@@ -120,18 +164,40 @@ def memory(args) -> dict:
 
 
 def memory_child(args) -> None:
-    s = spec("bench_memory", args.params, "lhs", args.memory_points, args.memory_days, args.chunk_size,
-             observables=("tumour_diameter",))
+    s = spec(
+        "bench_memory",
+        args.params,
+        "lhs",
+        args.memory_points,
+        args.memory_days,
+        args.chunk_size,
+        observables=("tumour_diameter",),
+    )
     ds = run_sweep(s)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    print(json.dumps({"points": int(ds.sizes["point"]), "days": args.memory_days, "kept": "daily tumour_diameter + "
-                      + ", ".join(SUMMARIES), "result_MB": round(ds.nbytes / 2**20, 1), "peak_rss_MB": round(peak_kb / 1024, 1),
-                      "failed_points": int(ds.attrs["failed_points"])}))
+    print(
+        json.dumps(
+            {
+                "points": int(ds.sizes["point"]),
+                "days": args.memory_days,
+                "kept": "daily tumour_diameter + " + ", ".join(SUMMARIES),
+                "result_MB": round(ds.nbytes / 2**20, 1),
+                "peak_rss_MB": round(peak_kb / 1024, 1),
+                "failed_points": int(ds.attrs["failed_points"]),
+            }
+        )
+    )
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small versions: N=8 x 6 parameters, 60 days; 64-point Dask; 500-point memory")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="small versions: N=8 x 6 parameters, 60 days; 64-point Dask; 500-point memory",
+    )
     ap.add_argument("--only", choices=("saltelli", "dask", "memory"), default=None, help="run one part only")
     ap.add_argument("--n-base", type=int, default=None, help="Saltelli base samples N (a power of 2; default 1024)")
     ap.add_argument("--params", type=int, default=None, help="varied parameters (default 40)")
@@ -146,10 +212,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="results/benchmarks/sweep.json")
     args = ap.parse_args(argv)
     q = args.quick
-    defaults = {"n_base": 8 if q else 1024, "params": 6 if q else 40, "days": 60.0 if q else 365.0,
-                "workers": len(os.sched_getaffinity(0)), "chunk_size": 32 if q else 512,
-                "dask_points": 64 if q else 2048, "dask_chunk": 16 if q else 128,
-                "memory_points": 500 if q else 10_000, "memory_days": 365.0}
+    defaults = {
+        "n_base": 8 if q else 1024,
+        "params": 6 if q else 40,
+        "days": 60.0 if q else 365.0,
+        "workers": len(os.sched_getaffinity(0)),
+        "chunk_size": 32 if q else 512,
+        "dask_points": 64 if q else 2048,
+        "dask_chunk": 16 if q else 128,
+        "memory_points": 500 if q else 10_000,
+        "memory_days": 365.0,
+    }
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -165,13 +238,22 @@ def main(argv=None) -> dict:
             print(f"running {name} ...", flush=True)
             results[name] = fn(args)
             print(json.dumps(results[name], indent=1), flush=True)
-    record = {"benchmark": "benchmarks/sweep.py",
-              "command": "python benchmarks/sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "started_utc": started, "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "load_average_start_end": [load_start, load_average()], "machine": machine_info(),
-              "problem": {"arm": ARM, "setting": SETTING, "summaries": SUMMARIES, "solver": "rodas (numba)",
-                          "parameters": varied_names()[:args.params]},
-              **results}
+    record = {
+        "benchmark": "benchmarks/sweep.py",
+        "command": "python benchmarks/sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started_utc": started,
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_start_end": [load_start, load_average()],
+        "machine": machine_info(),
+        "problem": {
+            "arm": ARM,
+            "setting": SETTING,
+            "summaries": SUMMARIES,
+            "solver": "rodas (numba)",
+            "parameters": varied_names()[: args.params],
+        },
+        **results,
+    }
     out = ROOT / args.out if not pathlib.Path(args.out).is_absolute() else pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -45,8 +45,14 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
     os.environ[_var] = "1"  # before numpy is imported: one core
 
 import argparse  # noqa: E402
@@ -88,19 +94,65 @@ RR_RTOLS = (1e-5, 1e-6, 5e-7, 3e-7, 2e-7, 1e-7, 1e-8)
 
 #: Parameters varied between virtual patients, by group (bounds and scale from models/).
 VARIED = {
-    "pharmacokinetics": ["cl_bsab", "v1_bsab", "v2_bsab", "q_bsab", "pdl1_systemic_baseline", "kdeg_pdl1",
-                         "kint_pdl1_complex", "k_tumour_exchange", "tumour_partition", "body_weight",
-                         "body_surface_area", "v1_nabp", "v2_nabp", "v3_nabp", "q3_nabp", "vmax_transport_nabp",
-                         "km_transport_nabp", "vmax_elimination_nabp", "km_elimination_nabp", "ke0_nabp"],
+    "pharmacokinetics": [
+        "cl_bsab",
+        "v1_bsab",
+        "v2_bsab",
+        "q_bsab",
+        "pdl1_systemic_baseline",
+        "kdeg_pdl1",
+        "kint_pdl1_complex",
+        "k_tumour_exchange",
+        "tumour_partition",
+        "body_weight",
+        "body_surface_area",
+        "v1_nabp",
+        "v2_nabp",
+        "v3_nabp",
+        "q3_nabp",
+        "vmax_transport_nabp",
+        "km_transport_nabp",
+        "vmax_elimination_nabp",
+        "km_elimination_nabp",
+        "ke0_nabp",
+    ],
     "receptor_numbers": ["pdl1_ifng_fold", "cd137_per_t_cell", "pd1_per_t_cell", "kdeg_cd137"],
-    "tumour_growth": ["tumour_growth_rate", "tumour_capacity", "initial_tumour_diameter", "tumour_cell_density",
-                      "tumour_interstitial_fraction", "initial_resistant_fraction", "initial_escape_fraction"],
-    "killing": ["kill_rate_max", "kill_ratio_half", "kill_ratio_exponent", "pex_kill_fraction",
-                "pd1_kill_inhibition", "nabp_kill_max", "nabp_ec50", "nabp_tcell_tox_max", "escape_recognition"],
-    "t_cell_rates": ["priming_rate_max", "antigen_half_priming", "death_rate_primed", "prolif_rate_eff",
-                     "prolif_rate_pex", "t_cell_ratio_max", "death_rate_eff", "death_rate_pex", "death_rate_ex",
-                     "exhaustion_rate", "terminal_exhaustion_rate", "pex_differentiation_rate",
-                     "ifng_secretion", "ifng_degradation"],
+    "tumour_growth": [
+        "tumour_growth_rate",
+        "tumour_capacity",
+        "initial_tumour_diameter",
+        "tumour_cell_density",
+        "tumour_interstitial_fraction",
+        "initial_resistant_fraction",
+        "initial_escape_fraction",
+    ],
+    "killing": [
+        "kill_rate_max",
+        "kill_ratio_half",
+        "kill_ratio_exponent",
+        "pex_kill_fraction",
+        "pd1_kill_inhibition",
+        "nabp_kill_max",
+        "nabp_ec50",
+        "nabp_tcell_tox_max",
+        "escape_recognition",
+    ],
+    "t_cell_rates": [
+        "priming_rate_max",
+        "antigen_half_priming",
+        "death_rate_primed",
+        "prolif_rate_eff",
+        "prolif_rate_pex",
+        "t_cell_ratio_max",
+        "death_rate_eff",
+        "death_rate_pex",
+        "death_rate_ex",
+        "exhaustion_rate",
+        "terminal_exhaustion_rate",
+        "pex_differentiation_rate",
+        "ifng_secretion",
+        "ifng_degradation",
+    ],
 }
 
 
@@ -150,7 +202,9 @@ def machine_info() -> dict:
         "scipy": scipy.__version__,
         "moa_git_commit": moa.report.provenance.git_commit(),
         "blas_threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-        "threadpoolctl": threadpool_info() if threadpool_info else "not installed (BLAS pinned by environment variables)",
+        "threadpoolctl": threadpool_info()
+        if threadpool_info
+        else "not installed (BLAS pinned by environment variables)",
     }
     try:
         import roadrunner
@@ -206,11 +260,20 @@ def reference(params, regimen, values, times, n_ref: int, kind: str, cache_dir: 
     """Tight reference for the first n_ref sets, cached by content hash; computed on 2 processes."""
     method, rtol, atol = {"radau": ("Radau", 1e-10, 1e-14), "lsoda": ("LSODA", 1e-11, 1e-14)}[kind]
     ref_values = subset(values, slice(0, n_ref))
-    key = hashlib.sha256(json.dumps({
-        "params": params.with_values(ref_values).digest(), "regimen": [[d.drug, d.amount, d.unit, d.time_days] for d in regimen.doses],
-        "times": np.asarray(times).tolist(), "method": method, "rtol": rtol, "atol": atol,
-        "model": hashlib.sha256(full_model().compiled.rhs_T.source.encode()).hexdigest(),
-    }, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "params": params.with_values(ref_values).digest(),
+                "regimen": [[d.drug, d.amount, d.unit, d.time_days] for d in regimen.doses],
+                "times": np.asarray(times).tolist(),
+                "method": method,
+                "rtol": rtol,
+                "atol": atol,
+                "model": hashlib.sha256(full_model().compiled.rhs_T.source.encode()).hexdigest(),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     path = cache_dir / f"reference_{kind}_{n_ref}_{key}.npz"
     if path.exists():
         data = np.load(path)
@@ -218,10 +281,22 @@ def reference(params, regimen, values, times, n_ref: int, kind: str, cache_dir: 
         return {k: data[k] for k in data.files}
     from moa.parallel import simulate_parallel
 
-    print(f"reference: {method} rtol {rtol:g} atol {atol:g} for {n_ref} sets on 2 processes (not timed) ...", flush=True)
+    print(
+        f"reference: {method} rtol {rtol:g} atol {atol:g} for {n_ref} sets on 2 processes (not timed) ...", flush=True
+    )
     t = time.perf_counter()
-    ds = simulate_parallel("full_model", params.with_values(ref_values), regimen, times=times, solver=method,
-                           rtol=rtol, atol=atol, workers=2, chunks=n_ref, progress=True)
+    ds = simulate_parallel(
+        "full_model",
+        params.with_values(ref_values),
+        regimen,
+        times=times,
+        solver=method,
+        rtol=rtol,
+        atol=atol,
+        workers=2,
+        chunks=n_ref,
+        progress=True,
+    )
     print(f"reference: {time.perf_counter() - t:.0f} s", flush=True)
     arrays = moa_arrays(ds)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -256,18 +331,33 @@ def fmt_err(e: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=2000, help="parameter sets for moa's batched solver (default 2000)")
     ap.add_argument("--quick", action="store_true", help="small run for CI: n=64, 120 days, LSODA reference on 4 sets")
     ap.add_argument("--days", type=float, default=None, help="simulated days (default 365; 120 with --quick)")
-    ap.add_argument("--n-rr", type=int, default=None, help="sets run by libroadrunner per tolerance (default min(n, 200))")
+    ap.add_argument(
+        "--n-rr", type=int, default=None, help="sets run by libroadrunner per tolerance (default min(n, 200))"
+    )
     ap.add_argument("--n-lsoda", type=int, default=None, help="sets run by scipy LSODA (default 20; 4 with --quick)")
-    ap.add_argument("--n-ref", type=int, default=None, help="sets with a reference solution (default 20; 4 with --quick)")
-    ap.add_argument("--reference", choices=("radau", "lsoda"), default=None,
-                    help="reference solver: Radau rtol 1e-10 (default) or LSODA rtol 1e-11 (default with --quick)")
+    ap.add_argument(
+        "--n-ref", type=int, default=None, help="sets with a reference solution (default 20; 4 with --quick)"
+    )
+    ap.add_argument(
+        "--reference",
+        choices=("radau", "lsoda"),
+        default=None,
+        help="reference solver: Radau rtol 1e-10 (default) or LSODA rtol 1e-11 (default with --quick)",
+    )
     ap.add_argument("--rodas-rtols", type=float, nargs="+", default=None, help=f"default {RODAS_RTOLS}")
-    ap.add_argument("--numpy-rtols", type=float, nargs="*", default=None,
-                    help=f"rtols for moa's numpy backend (default {NUMPY_RTOLS}; 1e-6 with --quick)")
+    ap.add_argument(
+        "--numpy-rtols",
+        type=float,
+        nargs="*",
+        default=None,
+        help=f"rtols for moa's numpy backend (default {NUMPY_RTOLS}; 1e-6 with --quick)",
+    )
     ap.add_argument("--rr-rtols", type=float, nargs="+", default=None, help=f"default {RR_RTOLS}")
     ap.add_argument("--seed", type=int, default=20241)
     ap.add_argument("--out", default="results/benchmarks/throughput.json")
@@ -298,8 +388,11 @@ def main(argv=None) -> dict:
     values = draw_parameters(params, n, args.seed)
     batch = params.with_values(values)
     density = np.broadcast_to(np.asarray(batch["tumour_cell_density"], dtype=float), (n,))
-    print(f"full model: {model.compiled.n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in {days:g} days; "
-          f"{n} parameter sets varying {len(values)} parameters (LHS seed {args.seed})", flush=True)
+    print(
+        f"full model: {model.compiled.n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in {days:g} days; "
+        f"{n} parameter sets varying {len(values)} parameters (LHS seed {args.seed})",
+        flush=True,
+    )
 
     ref = reference(params, regimen, values, times, n_ref, ref_kind, out_path.parent)
 
@@ -318,16 +411,26 @@ def main(argv=None) -> dict:
     rows_moa = []
     for backend in backends:
         solver = RodasSolver(backend=backend)
-        for rtol in (rodas_rtols if backend == "numba" else numpy_rtols):
+        for rtol in rodas_rtols if backend == "numba" else numpy_rtols:
             secs, ds = run_moa(model, params, regimen, values, times, solver, rtol)
             res = moa_arrays(ds)
-            row = {"solver": solver.name, "rtol": rtol, "atol": ATOL, "n": n, "seconds": secs,
-                   "sims_per_s": n / secs, "failed": int(np.sum(res["status"] != 0)),
-                   "errors": errors(res, ref, density), "load_average": load_average()}
+            row = {
+                "solver": solver.name,
+                "rtol": rtol,
+                "atol": ATOL,
+                "n": n,
+                "seconds": secs,
+                "sims_per_s": n / secs,
+                "failed": int(np.sum(res["status"] != 0)),
+                "errors": errors(res, ref, density),
+                "load_average": load_average(),
+            }
             rows_moa.append(row)
-            print(f"{solver.name:<17}rtol {rtol:7.0e}: {n:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
-                  f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {row['failed']}",
-                  flush=True)
+            print(
+                f"{solver.name:<17}rtol {rtol:7.0e}: {n:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
+                f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {row['failed']}",
+                flush=True,
+            )
 
     rows_rr = []
     try:
@@ -339,25 +442,50 @@ def main(argv=None) -> dict:
         sims[rr_rtols[0]].run(times[:5], {k: float(v[0]) for k, v in values.items()})  # warm-up
         for rtol in rr_rtols:
             secs, res, failures = run_roadrunner(sims[rtol], values, times, n_rr)
-            row = {"solver": "libroadrunner-cvode", "rtol": rtol, "atol": ATOL, "n": n_rr, "seconds": secs,
-                   "sims_per_s": n_rr / secs, "failed": failures, "errors": errors(res, ref, density),
-                   "load_average": load_average()}
+            row = {
+                "solver": "libroadrunner-cvode",
+                "rtol": rtol,
+                "atol": ATOL,
+                "n": n_rr,
+                "seconds": secs,
+                "sims_per_s": n_rr / secs,
+                "failed": failures,
+                "errors": errors(res, ref, density),
+                "load_average": load_average(),
+            }
             rows_rr.append(row)
-            print(f"roadrunner  rtol {rtol:7.0e}: {n_rr:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
-                  f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {failures}", flush=True)
+            print(
+                f"roadrunner  rtol {rtol:7.0e}: {n_rr:5d} sims {secs:7.1f} s {row['sims_per_s']:8.1f} sims/s  "
+                f"tumour err max/median {fmt_err(row['errors']['tumour_volume'])}  failed {failures}",
+                flush=True,
+            )
     except ImportError as exc:
         print(f"libroadrunner skipped: {exc}")
 
     secs, ds = run_moa(model, params, regimen, subset(values, slice(0, n_lsoda)), times, "LSODA", 1e-6)
     res = moa_arrays(ds)
-    row_lsoda = {"solver": "scipy-LSODA (solve_ivp per trajectory)", "rtol": 1e-6, "atol": ATOL, "n": n_lsoda,
-                 "seconds": secs, "sims_per_s": n_lsoda / secs, "failed": int(np.sum(res["status"] != 0)),
-                 "errors": errors(res, ref, density)}
-    print(f"scipy LSODA rtol   1e-06: {n_lsoda:5d} sims {secs:7.1f} s {row_lsoda['sims_per_s']:8.1f} sims/s  "
-          f"tumour err max/median {fmt_err(row_lsoda['errors']['tumour_volume'])}", flush=True)
+    row_lsoda = {
+        "solver": "scipy-LSODA (solve_ivp per trajectory)",
+        "rtol": 1e-6,
+        "atol": ATOL,
+        "n": n_lsoda,
+        "seconds": secs,
+        "sims_per_s": n_lsoda / secs,
+        "failed": int(np.sum(res["status"] != 0)),
+        "errors": errors(res, ref, density),
+    }
+    print(
+        f"scipy LSODA rtol   1e-06: {n_lsoda:5d} sims {secs:7.1f} s {row_lsoda['sims_per_s']:8.1f} sims/s  "
+        f"tumour err max/median {fmt_err(row_lsoda['errors']['tumour_volume'])}",
+        flush=True,
+    )
 
     def best(rows, stat="max"):
-        ok = [r for r in rows if r["errors"]["tumour_volume"][stat] <= TUMOUR_TARGET and (stat == "median" or r["failed"] == 0)]
+        ok = [
+            r
+            for r in rows
+            if r["errors"]["tumour_volume"][stat] <= TUMOUR_TARGET and (stat == "median" or r["failed"] == 0)
+        ]
         return max(ok, key=lambda r: r["sims_per_s"]) if ok else None
 
     main_name = rows_moa[0]["solver"]  # the compiled backend when numba is installed
@@ -378,20 +506,31 @@ def main(argv=None) -> dict:
         },
         "at_equal_accuracy": {
             "criterion": f"fastest tolerance with max relative tumour-volume error <= {TUMOUR_TARGET:g} over the reference sets",
-            "moa": {k: best_moa[k] for k in ("rtol", "sims_per_s")} | {"tumour_error": best_moa["errors"]["tumour_volume"]}
-            if best_moa else None,
-            "libroadrunner": {k: best_rr[k] for k in ("rtol", "sims_per_s")} | {"tumour_error": best_rr["errors"]["tumour_volume"]}
-            if best_rr else None,
-            "ratio_moa_to_libroadrunner": best_moa["sims_per_s"] / best_rr["sims_per_s"] if best_moa and best_rr else None,
+            "moa": {k: best_moa[k] for k in ("rtol", "sims_per_s")}
+            | {"tumour_error": best_moa["errors"]["tumour_volume"]}
+            if best_moa
+            else None,
+            "libroadrunner": {k: best_rr[k] for k in ("rtol", "sims_per_s")}
+            | {"tumour_error": best_rr["errors"]["tumour_volume"]}
+            if best_rr
+            else None,
+            "ratio_moa_to_libroadrunner": best_moa["sims_per_s"] / best_rr["sims_per_s"]
+            if best_moa and best_rr
+            else None,
         },
         "at_equal_median_accuracy": {
             "criterion": f"fastest tolerance with median relative tumour-volume error <= {TUMOUR_TARGET:g} (failed "
-                         "sets allowed; for when one solver never meets the max criterion)",
-            "moa": {k: best(main_rows, "median")[k] for k in ("rtol", "sims_per_s")} if best(main_rows, "median") else None,
+            "sets allowed; for when one solver never meets the max criterion)",
+            "moa": {k: best(main_rows, "median")[k] for k in ("rtol", "sims_per_s")}
+            if best(main_rows, "median")
+            else None,
             "libroadrunner": {k: best(rows_rr, "median")[k] for k in ("rtol", "sims_per_s", "failed")}
-            if best(rows_rr, "median") else None,
-            "ratio_moa_to_libroadrunner": best(main_rows, "median")["sims_per_s"] / best(rows_rr, "median")["sims_per_s"]
-            if best(main_rows, "median") and best(rows_rr, "median") else None,
+            if best(rows_rr, "median")
+            else None,
+            "ratio_moa_to_libroadrunner": best(main_rows, "median")["sims_per_s"]
+            / best(rows_rr, "median")["sims_per_s"]
+            if best(main_rows, "median") and best(rows_rr, "median")
+            else None,
         },
         "moa_defaults_within_target": default_moa["errors"]["tumour_volume"]["max"] <= TUMOUR_TARGET,
     }
@@ -401,13 +540,30 @@ def main(argv=None) -> dict:
         "started_utc": started,
         "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_start_end": [load_start, load_average()],
-        "problem": {"model": "full_model", "states": model.compiled.n_species, "arm": ARM, "setting": SETTING,
-                    "days": days, "doses": len(regimen.doses), "output": "daily", "n": n, "seed": args.seed,
-                    "varied_parameters": VARIED, "sampling": "Latin hypercube (scipy.stats.qmc), log-uniform where scale == 'log'"},
-        "reference": {"solver": {"radau": "scipy Radau rtol 1e-10 atol 1e-14", "lsoda": "scipy LSODA rtol 1e-11 atol 1e-14"}[ref_kind],
-                      "sets": n_ref, "error": "max over time of |x - ref| / max(|ref|, floor), then max and median over sets",
-                      "floors": {"tumour_volume": "volume of 1e6 cells (1e-3 x 1e9 cells)",
-                                 "others": f"{OBS_FLOOR_FRACTION:g} x the trajectory's peak |ref|"}},
+        "problem": {
+            "model": "full_model",
+            "states": model.compiled.n_species,
+            "arm": ARM,
+            "setting": SETTING,
+            "days": days,
+            "doses": len(regimen.doses),
+            "output": "daily",
+            "n": n,
+            "seed": args.seed,
+            "varied_parameters": VARIED,
+            "sampling": "Latin hypercube (scipy.stats.qmc), log-uniform where scale == 'log'",
+        },
+        "reference": {
+            "solver": {"radau": "scipy Radau rtol 1e-10 atol 1e-14", "lsoda": "scipy LSODA rtol 1e-11 atol 1e-14"}[
+                ref_kind
+            ],
+            "sets": n_ref,
+            "error": "max over time of |x - ref| / max(|ref|, floor), then max and median over sets",
+            "floors": {
+                "tumour_volume": "volume of 1e6 cells (1e-3 x 1e9 cells)",
+                "others": f"{OBS_FLOOR_FRACTION:g} x the trajectory's peak |ref|",
+            },
+        },
         "machine": machine_info(),
         "one_core": "one process; BLAS threads pinned to 1 (threadpoolctl and OMP/OPENBLAS/MKL env vars); reference runs excluded",
         "moa_rodas": rows_moa,
@@ -418,11 +574,15 @@ def main(argv=None) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2))
     print("\nwork-precision (tumour-volume error max / median over the reference sets)")
-    print(f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour             bsab_central       t_eff              cd137_signal")
+    print(
+        f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour             bsab_central       t_eff              cd137_signal"
+    )
     for r in rows_moa + rows_rr + [row_lsoda]:
         e = r["errors"]
-        print(f"{r['solver'][:21]:<22}{r['rtol']:>8.0e}{r['sims_per_s']:>10.1f}   {fmt_err(e['tumour_volume'])}  "
-              f"{fmt_err(e['bsab_central'])}  {fmt_err(e['t_eff'])}  {fmt_err(e['cd137_signal'])}")
+        print(
+            f"{r['solver'][:21]:<22}{r['rtol']:>8.0e}{r['sims_per_s']:>10.1f}   {fmt_err(e['tumour_volume'])}  "
+            f"{fmt_err(e['bsab_central'])}  {fmt_err(e['t_eff'])}  {fmt_err(e['cd137_signal'])}"
+        )
     print("\nsummary:", json.dumps(summary, indent=2))
     print(f"wrote {out_path}")
     return result

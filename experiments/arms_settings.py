@@ -30,7 +30,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     ds["best_response"] = rec["best_response"]
     ds["best_percent_change"] = rec["best_percent_change"]
     ds["progression_day"] = rec["progression_day"]
-    save_dataset(ds, out_dir, "arms_settings", csv_variables=["tumour_diameter", "t_eff", "t_pex", "t_ex", "cd137_signal"])
+    save_dataset(
+        ds, out_dir, "arms_settings", csv_variables=["tumour_diameter", "t_eff", "t_pex", "t_ex", "cd137_signal"]
+    )
 
     settings = load_settings()
     prov = ds.attrs
@@ -40,8 +42,14 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             order = ARM_ORDER[1:] + ARM_ORDER[:1]  # untreated last and dashed: other arms may lie on it
             for arm, width in zip(order, plots.stacked_widths(len(order), step=0.6)):  # coinciding arms show as edges
                 d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
-                ax.plot(ds.time, d, color=plots.arm_colour(arm), label=plots.arm_label(arm), lw=width,
-                        ls="--" if arm == "untreated" else "-")
+                ax.plot(
+                    ds.time,
+                    d,
+                    color=plots.arm_colour(arm),
+                    label=plots.arm_label(arm),
+                    lw=width,
+                    ls="--" if arm == "untreated" else "-",
+                )
             ax.set_title(settings[setting].label)
             ax.set_xlabel(plots.label("time since first dose", "day"))
             # the panels share their axis: floored at one cell only if some arm comes near it
@@ -49,11 +57,16 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         axes[0].set_ylabel(plots.label("tumour diameter", "mm"))
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "diameter_by_setting",
-                          "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour nears it) over time for every arm in "
-                          "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
-                          "coincide, the earlier-listed one shows as a wider coloured edge. "
-                          "Doses: models/arms.toml; settings: models/settings.toml.", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "diameter_by_setting",
+            "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour nears it) over time for every arm in "
+            "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
+            "coincide, the earlier-listed one shows as a wider coloured edge. "
+            "Doses: models/arms.toml; settings: models/settings.toml.",
+            prov,
+        )
 
         best = ds["best_percent_change"].sel(arm=list(ARM_ORDER), setting=list(SETTING_ORDER))
         fig, ax = plots.subplots(figsize=(9, 7))
@@ -65,19 +78,37 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             for j, setting in enumerate(SETTING_ORDER):
                 v = float(best.sel(arm=arm, setting=setting))
                 br = str(ds["best_response"].sel(arm=arm, setting=setting).values)
-                ax.text(j, i, f"{v:+.0f}%\n{br}", ha="center", va="center", fontsize=10,
-                        color=plots.text_colour_on(im.cmap(im.norm(v))))
+                ax.text(
+                    j,
+                    i,
+                    f"{v:+.0f}%\n{br}",
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color=plots.text_colour_on(im.cmap(im.norm(v))),
+                )
         ax.grid(False)
         fig.colorbar(im, ax=ax, label=plots.label("best change in diameter from baseline", "%"))
-        plots.save_figure(fig, out_dir, "best_response_heatmap",
-                          f"Best change of tumour diameter from baseline over {duration:.0f} days and RECIST 1.1 best "
-                          "response (6-weekly scans; models/recist.toml) for each arm and setting, default parameters.",
-                          prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "best_response_heatmap",
+            f"Best change of tumour diameter from baseline over {duration:.0f} days and RECIST 1.1 best "
+            "response (6-weekly scans; models/recist.toml) for each arm and setting, default parameters.",
+            prov,
+        )
 
-    lines = ["| arm | " + " | ".join(settings[s].label for s in SETTING_ORDER) + " |",
-             "|---|" + "---|" * len(SETTING_ORDER)]
-    summary: dict = {"duration_days": duration, "best_percent_change": {}, "best_response": {}, "final_diameter_mm": {},
-                     "diameter_mm_day84": {}}
+    lines = [
+        "| arm | " + " | ".join(settings[s].label for s in SETTING_ORDER) + " |",
+        "|---|" + "---|" * len(SETTING_ORDER),
+    ]
+    summary: dict = {
+        "duration_days": duration,
+        "best_percent_change": {},
+        "best_response": {},
+        "final_diameter_mm": {},
+        "diameter_mm_day84": {},
+    }
     for arm in ARM_ORDER:
         cells = []
         for s in SETTING_ORDER:
@@ -88,7 +119,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             summary["best_percent_change"].setdefault(arm, {})[s] = round(v, 2)
             summary["best_response"].setdefault(arm, {})[s] = br
             summary["final_diameter_mm"].setdefault(arm, {})[s] = round(fin, 3)
-            summary["diameter_mm_day84"].setdefault(arm, {})[s] = round(float(ds["tumour_diameter"].sel(arm=arm, setting=s, time=84.0)), 3)
+            summary["diameter_mm_day84"].setdefault(arm, {})[s] = round(
+                float(ds["tumour_diameter"].sel(arm=arm, setting=s, time=84.0)), 3
+            )
         lines.append(f"| {plots.arm_label(arm)} | " + " | ".join(cells) + " |")
     write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
     failed = int((ds["status"] != 0).sum())

@@ -32,8 +32,16 @@ from moa.report.summaries import ChemoCombinationSummary
 LEAD_IN_DAYS = 28.0  # one nab-paclitaxel cycle
 
 #: Arms of this experiment; the two with "d29" in their names are built here (not in models/arms.toml).
-ARMS = ("untreated", "nabp", "bsab_2x2", "bsab_2x2_from_d29", "nabp_bsab_2x2", "nabp_leadin_bsab_2x2", "apdl1",
-        "nabp_apdl1")
+ARMS = (
+    "untreated",
+    "nabp",
+    "bsab_2x2",
+    "bsab_2x2_from_d29",
+    "nabp_bsab_2x2",
+    "nabp_leadin_bsab_2x2",
+    "apdl1",
+    "nabp_apdl1",
+)
 LABELS = {
     "bsab_2x2_from_d29": "bispecific 2:2 from day 29",
     "nabp_leadin_bsab_2x2": "nab-paclitaxel, bispecific 2:2 from day 29 (lead-in)",
@@ -44,13 +52,26 @@ COMBINATIONS = {
     "bsab_2x2_lead_in": ("nabp", "bsab_2x2_from_d29", "nabp_leadin_bsab_2x2"),
     "apdl1_concurrent": ("nabp", "apdl1", "nabp_apdl1"),
 }
-COMBINATION_LABELS = {"bsab_2x2_concurrent": "bispecific 2:2, concurrent",
-                      "bsab_2x2_lead_in": "bispecific 2:2, chemo lead-in",
-                      "apdl1_concurrent": "anti-PD-L1, concurrent (reference)"}
+COMBINATION_LABELS = {
+    "bsab_2x2_concurrent": "bispecific 2:2, concurrent",
+    "bsab_2x2_lead_in": "bispecific 2:2, chemo lead-in",
+    "apdl1_concurrent": "anti-PD-L1, concurrent (reference)",
+}
 BLISS_DAYS = (84.0, 168.0, 365.0)
 MARGIN_LOG10 = 0.1  # schedules closer than 1.26-fold in tumour cells count as equal
-VARIABLES = ("tumour_diameter", "tumour_volume", "tumour_cells", "t_eff", "t_pex", "t_ex", "antigen", "nabp_effect",
-             "chemo_kill_rate", "immune_kill_rate", "cd137_signal")
+VARIABLES = (
+    "tumour_diameter",
+    "tumour_volume",
+    "tumour_cells",
+    "t_eff",
+    "t_pex",
+    "t_ex",
+    "antigen",
+    "nabp_effect",
+    "chemo_kill_rate",
+    "immune_kill_rate",
+    "cd137_signal",
+)
 FIGURES = ("chemo_diameter", "chemo_bliss", "chemo_mechanism")
 
 #: Diameter (mm) of a one-cell tumour at the default cell density: figures floor their axes there.
@@ -93,10 +114,15 @@ def run(settings: Sequence[str], duration_days: float) -> xr.Dataset:
         parts.append(ds.expand_dims(arm=[arm]))
     ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")  # keeps units
     ds = ds.assign_coords(arm_label=("arm", [_label(a) for a in ARMS]))
-    ds.attrs = {**{k: v for k, v in parts[0].attrs.items() if k != "simulation"}, **ds.attrs, "parameter_set": "default + setting overlay (bispecific arms: + bsab_2x2 format)",
-                "overlays": ", ".join(settings) + ", bsab_2x2", "regimen": "per arm; see arm_label",
-                "doses": "models/arms.toml (nabp, bsab_2x2, apdl1, nabp_apdl1, nabp_bsab_2x2); lead-in: bispecific doses "
-                         f"shifted by {LEAD_IN_DAYS:g} days"}
+    ds.attrs = {
+        **{k: v for k, v in parts[0].attrs.items() if k != "simulation"},
+        **ds.attrs,
+        "parameter_set": "default + setting overlay (bispecific arms: + bsab_2x2 format)",
+        "overlays": ", ".join(settings) + ", bsab_2x2",
+        "regimen": "per arm; see arm_label",
+        "doses": "models/arms.toml (nabp, bsab_2x2, apdl1, nabp_apdl1, nabp_bsab_2x2); lead-in: bispecific doses "
+        f"shifted by {LEAD_IN_DAYS:g} days",
+    }
     return ds
 
 
@@ -105,10 +131,17 @@ def add_synergy(ds: xr.Dataset, days: Sequence[float]) -> xr.Dataset:
     volume = ds["tumour_volume"].sel(time=list(days)).rename(time="day")
     inh = xr.apply_ufunc(inhibition, volume, volume.sel(arm="untreated"))
     ds["inhibition"] = inh.assign_attrs(units="1", description="1 - V_arm / V_untreated (tumour volume)")
-    excess = [xr.apply_ufunc(bliss_synergy, inh.sel(arm=a), inh.sel(arm=b), inh.sel(arm=ab)).drop_vars(["arm", "arm_label"], errors="ignore")
-              for a, b, ab in COMBINATIONS.values()]
-    ds["bliss_excess"] = xr.concat(excess, dim="combination").assign_coords(combination=list(COMBINATIONS)).assign_attrs(
-        units="1", description="I_AB - (I_A + I_B - I_A I_B); > 0 synergy, < 0 antagonism")
+    excess = [
+        xr.apply_ufunc(bliss_synergy, inh.sel(arm=a), inh.sel(arm=b), inh.sel(arm=ab)).drop_vars(
+            ["arm", "arm_label"], errors="ignore"
+        )
+        for a, b, ab in COMBINATIONS.values()
+    ]
+    ds["bliss_excess"] = (
+        xr.concat(excess, dim="combination")
+        .assign_coords(combination=list(COMBINATIONS))
+        .assign_attrs(units="1", description="I_AB - (I_A + I_B - I_A I_B); > 0 synergy, < 0 antagonism")
+    )
     # The same independence model on a log scale, which does not saturate when I is close to 1:
     # Bliss predicts surviving fractions multiply, S_AB = S_A S_B with S = 1 - I.
     # Below one cell the model has no meaning, so cells are floored there: a combination at the
@@ -124,11 +157,20 @@ def add_synergy(ds: xr.Dataset, days: Sequence[float]) -> xr.Dataset:
         log_excess.append(value.where(known).drop_vars(**drop))
         lower_bound.append((known & at_floor.sel(arm=ab)).drop_vars(**drop))
     combo = dict(dim="combination")
-    ds["bliss_log10_excess"] = xr.concat(log_excess, **combo).assign_coords(combination=list(COMBINATIONS)).assign_attrs(
-        units="log10 fold", description="log10(S_A S_B / S_AB), S = cells_arm / cells_untreated, cells floored at 1; "
-                                        "> 0 synergy; NaN where a monotherapy is below one cell")
-    ds["bliss_log10_lower_bound"] = xr.concat(lower_bound, **combo).assign_coords(combination=list(COMBINATIONS)).assign_attrs(
-        description="the combination is below one cell: the log excess is a lower bound")
+    ds["bliss_log10_excess"] = (
+        xr.concat(log_excess, **combo)
+        .assign_coords(combination=list(COMBINATIONS))
+        .assign_attrs(
+            units="log10 fold",
+            description="log10(S_A S_B / S_AB), S = cells_arm / cells_untreated, cells floored at 1; "
+            "> 0 synergy; NaN where a monotherapy is below one cell",
+        )
+    )
+    ds["bliss_log10_lower_bound"] = (
+        xr.concat(lower_bound, **combo)
+        .assign_coords(combination=list(COMBINATIONS))
+        .assign_attrs(description="the combination is below one cell: the log excess is a lower bound")
+    )
     return ds
 
 
@@ -144,8 +186,13 @@ def schedule_verdict(ds: xr.Dataset, setting: str, day: float) -> dict:
         better = f"no material difference (< {10**MARGIN_LOG10:.2f}-fold)"
     else:
         better = "concurrent" if advantage > 0 else "lead-in"
-    return {"day": day, "better": better, "log10_cells_lead_in_over_concurrent": round(float(advantage), 3),
-            "tumour_cells_concurrent": float(f"{concurrent:.4g}"), "tumour_cells_lead_in": float(f"{lead_in:.4g}")}
+    return {
+        "day": day,
+        "better": better,
+        "log10_cells_lead_in_over_concurrent": round(float(advantage), 3),
+        "tumour_cells_concurrent": float(f"{concurrent:.4g}"),
+        "tumour_cells_lead_in": float(f"{lead_in:.4g}"),
+    }
 
 
 def _log_excess(ds: xr.Dataset, combination: str, setting: str, day: float) -> str | float | None:
@@ -164,7 +211,9 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         n = ds.sizes["setting"]
         fig, axes = plots.subplots(1, n, figsize=(5.6 * n + 3, 5.4), sharey=True, squeeze=False)
         for ax, setting in zip(axes[0], ds.setting.values):
-            for arm, width in zip(ds.arm.values, plots.stacked_widths(ds.sizes["arm"], step=0.6)):  # coinciding arms show
+            for arm, width in zip(
+                ds.arm.values, plots.stacked_widths(ds.sizes["arm"], step=0.6)
+            ):  # coinciding arms show
                 d = np.maximum(ds["tumour_diameter"].sel(arm=arm, setting=setting), ONE_CELL_MM)
                 ax.plot(ds.time, d, label=_label(str(arm)), lw=width, **_style(str(arm)))
             ax.axvline(LEAD_IN_DAYS, color="0.5", ls=":", lw=1)
@@ -190,11 +239,15 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
 def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
     settings = load_settings()
     days = [float(d) for d in ds.day.values]
-    colours = {"bsab_2x2_concurrent": dict(color=plots.arm_colour("nabp_bsab_2x2")),
-               "bsab_2x2_lead_in": dict(color="white", edgecolor=plots.arm_colour("nabp_bsab_2x2"), hatch="//"),
-               "apdl1_concurrent": dict(color=plots.arm_colour("nabp_apdl1"))}
-    rows = (("bliss_excess", plots.label("Bliss excess of inhibition", "1"), "{:+.3f}"),
-            ("bliss_log10_excess", plots.label("Bliss excess, log scale", "log10 fold"), "{:+.1f}"))
+    colours = {
+        "bsab_2x2_concurrent": dict(color=plots.arm_colour("nabp_bsab_2x2")),
+        "bsab_2x2_lead_in": dict(color="white", edgecolor=plots.arm_colour("nabp_bsab_2x2"), hatch="//"),
+        "apdl1_concurrent": dict(color=plots.arm_colour("nabp_apdl1")),
+    }
+    rows = (
+        ("bliss_excess", plots.label("Bliss excess of inhibition", "1"), "{:+.3f}"),
+        ("bliss_log10_excess", plots.label("Bliss excess, log scale", "log10 fold"), "{:+.1f}"),
+    )
     with plots.style():
         fig, axes = plots.subplots(2, len(days), figsize=(6.2 * len(days), 10.5), sharey="row", squeeze=False)
         width = 0.8 / len(COMBINATIONS)
@@ -203,16 +256,27 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
             for ax, day in zip(axes[i], days):
                 for k, combo in enumerate(COMBINATIONS):
                     v = ds[var].sel(combination=combo, day=day).values
-                    bound = (ds["bliss_log10_lower_bound"].sel(combination=combo, day=day).values if var == "bliss_log10_excess"
-                             else np.zeros(v.shape, bool))
+                    bound = (
+                        ds["bliss_log10_lower_bound"].sel(combination=combo, day=day).values
+                        if var == "bliss_log10_excess"
+                        else np.zeros(v.shape, bool)
+                    )
                     xs = x + (k - (len(COMBINATIONS) - 1) / 2) * width
-                    bars = ax.bar(xs, np.nan_to_num(v), width, label=COMBINATION_LABELS[combo], linewidth=1.5,
-                                  **colours[combo])
+                    bars = ax.bar(
+                        xs, np.nan_to_num(v), width, label=COMBINATION_LABELS[combo], linewidth=1.5, **colours[combo]
+                    )
                     for patch, lb in zip(bars.patches, bound):
                         if lb:  # a lower bound only: drawn faint
                             patch.set_alpha(0.35)
-                    ax.bar_label(bars, labels=["n/a" if not np.isfinite(b) else ("≥" if lb else "") + fmt.format(b)
-                                               for b, lb in zip(v, bound)], fontsize=9, padding=2)
+                    ax.bar_label(
+                        bars,
+                        labels=[
+                            "n/a" if not np.isfinite(b) else ("≥" if lb else "") + fmt.format(b)
+                            for b, lb in zip(v, bound)
+                        ],
+                        fontsize=9,
+                        padding=2,
+                    )
                 ax.axhline(0.0, color="0.3", lw=1)
                 ax.set_xticks(x, [settings[str(s)].label for s in ds.setting.values], rotation=12)
                 ax.set_title(f"day {day:g}")
@@ -240,8 +304,11 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
 def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
     settings = load_settings()
     arms = ("untreated", "nabp", "bsab_2x2", "nabp_bsab_2x2", "nabp_leadin_bsab_2x2")
-    rows = (("t_eff", "effector CD8 T cells in tumour", "cell"), ("t_pex", "progenitor-exhausted T cells", "cell"),
-            ("antigen", "antigen reaching the node", "cell"))
+    rows = (
+        ("t_eff", "effector CD8 T cells in tumour", "cell"),
+        ("t_pex", "progenitor-exhausted T cells", "cell"),
+        ("antigen", "antigen reaching the node", "cell"),
+    )
     with plots.style():
         n = ds.sizes["setting"]
         fig, axes = plots.subplots(len(rows), n, figsize=(5.4 * n + 3, 4.0 * len(rows)), sharex=True, squeeze=False)
@@ -273,8 +340,13 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         plots.save_figure(fig, out_dir, "chemo_mechanism", caption, ds.attrs)
 
 
-def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | None = None,
-         settings: Sequence[str] = SETTING_ORDER) -> dict:
+def main(
+    out_dir: pathlib.Path,
+    quick: bool = False,
+    *,
+    duration_days: float | None = None,
+    settings: Sequence[str] = SETTING_ORDER,
+) -> dict:
     """Quick: 168 days; full: one year. ``duration_days`` and ``settings`` shrink the work (tests)."""
     out_dir = pathlib.Path(out_dir)
     duration = duration_days or (168.0 if quick else 365.0)
@@ -285,23 +357,42 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
     plot_bliss(ds, out_dir)
     plot_mechanism(ds, out_dir)
 
-    summary: dict = {"duration_days": duration, "bliss_days": days, "bliss_excess": {}, "bliss_log10_excess": {}, "inhibition": {},
-                     "schedule": {}, "t_cells_vs_bispecific_alone": {}}
+    summary: dict = {
+        "duration_days": duration,
+        "bliss_days": days,
+        "bliss_excess": {},
+        "bliss_log10_excess": {},
+        "inhibition": {},
+        "schedule": {},
+        "t_cells_vs_bispecific_alone": {},
+    }
     for s in ds.setting.values:
         s = str(s)
-        summary["bliss_excess"][s] = {c: {f"day_{d:g}": round(float(ds["bliss_excess"].sel(combination=c, setting=s, day=d)), 4)
-                                          for d in days} for c in COMBINATIONS}
+        summary["bliss_excess"][s] = {
+            c: {f"day_{d:g}": round(float(ds["bliss_excess"].sel(combination=c, setting=s, day=d)), 4) for d in days}
+            for c in COMBINATIONS
+        }
         summary["bliss_log10_excess"][s] = {
-            c: {f"day_{d:g}": _log_excess(ds, c, s, d) for d in days} for c in COMBINATIONS}
-        summary["inhibition"][s] = {a: {f"day_{d:g}": round(float(ds["inhibition"].sel(arm=a, setting=s, day=d)), 4)
-                                        for d in days} for a in ARMS if a != "untreated"}
+            c: {f"day_{d:g}": _log_excess(ds, c, s, d) for d in days} for c in COMBINATIONS
+        }
+        summary["inhibition"][s] = {
+            a: {f"day_{d:g}": round(float(ds["inhibition"].sel(arm=a, setting=s, day=d)), 4) for d in days}
+            for a in ARMS
+            if a != "untreated"
+        }
         summary["schedule"][s] = [schedule_verdict(ds, s, d) for d in days]
         # chemotherapy's net effect on T cells and antigen: combination / bispecific alone, after
         # one cycle (day 28: mostly toxicity and antigen release) and at the Bliss days
         ratio_days = [LEAD_IN_DAYS] + days
         summary["t_cells_vs_bispecific_alone"][s] = {
-            var: {f"day_{d:g}": float(f"{float(ds[var].sel(arm='nabp_bsab_2x2', setting=s, time=d) / ds[var].sel(arm='bsab_2x2', setting=s, time=d)):.3g}")
-                  for d in ratio_days} for var in ("t_eff", "t_pex", "antigen")}
+            var: {
+                f"day_{d:g}": float(
+                    f"{float(ds[var].sel(arm='nabp_bsab_2x2', setting=s, time=d) / ds[var].sel(arm='bsab_2x2', setting=s, time=d)):.3g}"
+                )
+                for d in ratio_days
+            }
+            for var in ("t_eff", "t_pex", "antigen")
+        }
     summary["failed_runs"] = int((ds["status"] != 0).sum())
     summary["figures"] = [f"{f}.png" for f in FIGURES]
     return ChemoCombinationSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

@@ -67,10 +67,28 @@ SCREENED = 12
 
 #: Not varied. Drug-design constants: the molecules' affinities, on-rates, valencies, avidity, agonist
 #: efficacies and molecular weights are properties of the drug, not of the patient.
-DRUG_DESIGN = ("kon_pdl1_apdl1", "kd_pdl1_apdl1", "kon_pdl1_bsab", "kd_pdl1_bsab", "valency_pdl1_bsab",
-               "valency_cd137_bsab", "valency_pdl1_apdl1", "valency_cd137_a41bb", "kon_cd137_bsab", "kd_cd137_bsab",
-               "kon_cd137_a41bb", "kd_cd137_a41bb", "chi_cis_pdl1", "chi_cis_cd137", "agonist_efficacy_a41bb",
-               "cis_efficacy_bsab", "mw_apdl1", "mw_bsab", "mw_a41bb", "mw_paclitaxel")
+DRUG_DESIGN = (
+    "kon_pdl1_apdl1",
+    "kd_pdl1_apdl1",
+    "kon_pdl1_bsab",
+    "kd_pdl1_bsab",
+    "valency_pdl1_bsab",
+    "valency_cd137_bsab",
+    "valency_pdl1_apdl1",
+    "valency_cd137_a41bb",
+    "kon_cd137_bsab",
+    "kd_cd137_bsab",
+    "kon_cd137_a41bb",
+    "kd_cd137_a41bb",
+    "chi_cis_pdl1",
+    "chi_cis_cd137",
+    "agonist_efficacy_a41bb",
+    "cis_efficacy_bsab",
+    "mw_apdl1",
+    "mw_bsab",
+    "mw_a41bb",
+    "mw_paclitaxel",
+)
 #: Numerical floors and thresholds of the solver's model, not biology.
 NUMERICAL = ("receptor_floor", "contact_floor", "kill_ratio_floor", "tumour_volume_floor", "clone_extinction_threshold")
 #: Parameter files read only after the simulation (the liver-safety readout of claim 8, not evaluated here).
@@ -82,8 +100,11 @@ def varied_parameters() -> list[str]:
     liver readout and the setting levers (models/settings.toml: each claim compares settings)."""
     levers = {k for s in load_settings().values() for k in s.values}
     fixed = set(DRUG_DESIGN) | set(NUMERICAL) | levers
-    return [name for name, spec in default_parameters().specs.items()
-            if spec.lower < spec.upper and name not in fixed and pathlib.Path(spec.origin).stem not in POST_HOC_FILES]
+    return [
+        name
+        for name, spec in default_parameters().specs.items()
+        if spec.lower < spec.upper and name not in fixed and pathlib.Path(spec.origin).stem not in POST_HOC_FILES
+    ]
 
 
 def sweep_specs(design: dict, names: list[str], stage: str = "") -> tuple[SweepSpec, SweepSpec]:
@@ -92,14 +113,30 @@ def sweep_specs(design: dict, names: list[str], stage: str = "") -> tuple[SweepS
     of ``design`` (QUICK, FULL or FULL_SOBOL) in the parameters ``names``."""
     params = tuple(default_distribution(n) for n in names)
     common = dict(parameters=params, duration_days=DURATION_DAYS, chunk_size=CHUNK_SIZE, solver="auto", **design)
-    main = SweepSpec(name=f"claims_robustness{stage}", arms=ARMS, settings=SETTINGS, observables=("tumour_diameter",),
-                     days=(DURATION_DAYS,), summaries=("best_change_pct",), **common)
-    effectors = SweepSpec(name=f"claims_robustness{stage}_effectors", arms=("untreated", "bsab_2x2"), settings=("cold",),
-                          observables=("t_eff",), days="all", summaries=(), **common)
+    main = SweepSpec(
+        name=f"claims_robustness{stage}",
+        arms=ARMS,
+        settings=SETTINGS,
+        observables=("tumour_diameter",),
+        days=(DURATION_DAYS,),
+        summaries=("best_change_pct",),
+        **common,
+    )
+    effectors = SweepSpec(
+        name=f"claims_robustness{stage}_effectors",
+        arms=("untreated", "bsab_2x2"),
+        settings=("cold",),
+        observables=("t_eff",),
+        days="all",
+        summaries=(),
+        **common,
+    )
     return main.validate(), effectors.validate()
 
 
-def outcomes(main: xr.Dataset, effectors: xr.Dataset) -> tuple[dict[str, dict[str, ArmOutcome]], dict[str, dict[str, np.ndarray]]]:
+def outcomes(
+    main: xr.Dataset, effectors: xr.Dataset
+) -> tuple[dict[str, dict[str, ArmOutcome]], dict[str, dict[str, np.ndarray]]]:
     """``{setting: {arm: ArmOutcome}}`` over the points (the effector fold only for the bispecific in the
     cold setting), and ``{setting: {arm: failed}}``: whether a simulation behind the arm's outcome failed."""
     fold = (effectors["t_eff"].sel(arm="bsab_2x2") / effectors["t_eff"].sel(arm="untreated")).max("time", skipna=False)
@@ -111,9 +148,11 @@ def outcomes(main: xr.Dataset, effectors: xr.Dataset) -> tuple[dict[str, dict[st
         for arm in ARMS:
             sel = main.sel(arm=arm, setting=setting)
             with_fold = setting == "cold" and arm == "bsab_2x2"
-            out[setting][arm] = ArmOutcome(best=sel["best_change_pct"].values,
-                                           d84=sel["tumour_diameter"].sel(time=DURATION_DAYS).values,
-                                           t_eff_fold=fold.values if with_fold else None)
+            out[setting][arm] = ArmOutcome(
+                best=sel["best_change_pct"].values,
+                d84=sel["tumour_diameter"].sel(time=DURATION_DAYS).values,
+                t_eff_fold=fold.values if with_fold else None,
+            )
             failed[setting][arm] = (sel["status"].values != 0) | (effectors_failed if with_fold else False)
     return out, failed
 
@@ -133,15 +172,30 @@ def verdicts(outcome: dict[str, dict[str, ArmOutcome]], failed_by_arm: dict[str,
             margins.append(np.where(failed, np.nan, margin))
             holds.append(np.where(failed | ~tested | ~np.isfinite(margin), np.nan, held))
             failures.append(failed)
-    return xr.Dataset({"margin": (("entry", "point"), np.array(margins), {"description": "the claim's margin (larger: "
-                                                                                         "the point favours the claim)"}),
-                       "holds": (("entry", "point"), np.array(holds), {"units": "1", "description":
-                                 "1 holds, 0 does not, NaN undecided (not tested, no untreated tumour left) or failed"}),
-                       "failed": (("entry", "point"), np.array(failures), {"description": "a simulation the claim needs failed"})},
-                      coords={"entry": keys, "point": np.arange(len(margins[0]))})
+    return xr.Dataset(
+        {
+            "margin": (
+                ("entry", "point"),
+                np.array(margins),
+                {"description": "the claim's margin (larger: the point favours the claim)"},
+            ),
+            "holds": (
+                ("entry", "point"),
+                np.array(holds),
+                {
+                    "units": "1",
+                    "description": "1 holds, 0 does not, NaN undecided (not tested, no untreated tumour left) or failed",
+                },
+            ),
+            "failed": (("entry", "point"), np.array(failures), {"description": "a simulation the claim needs failed"}),
+        },
+        coords={"entry": keys, "point": np.arange(len(margins[0]))},
+    )
 
 
-def drivers(margin: np.ndarray, design: np.ndarray, names: list[str], sobol: bool, n_base: int) -> tuple[xr.Dataset, list[str]]:
+def drivers(
+    margin: np.ndarray, design: np.ndarray, names: list[str], sobol: bool, n_base: int
+) -> tuple[xr.Dataset, list[str]]:
     """The sensitivity of one claim's margin to the parameters, and its strongest drivers as text: PRCC on a
     Latin hypercube, or Sobol total order on a Saltelli design (``sobol``)."""
     if np.nanstd(margin) == 0 or np.sum(np.isfinite(margin)) < min(len(names), SCREENED) + 4:
@@ -217,19 +271,35 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         if quick:
             sens_ds, top = drivers(margin, design, names, False, main_spec.n)
         else:
-            sens_ds, top = drivers(sobol_table["margin"].sel(entry=entry).values, sobol_ds["unit_design"].values,
-                                   sobol_names, True, FULL_SOBOL["n"])
+            sens_ds, top = drivers(
+                sobol_table["margin"].sel(entry=entry).values,
+                sobol_ds["unit_design"].values,
+                sobol_names,
+                True,
+                FULL_SOBOL["n"],
+            )
         if sens_ds is not None:
             sens[str(entry)] = sens_ds
         constant = n > 0 and np.nanmax(margin) == np.nanmin(margin)
         summary_claims[str(entry)] = {
-            "section": claim.section, "title": claim.title, "setting": setting, "rule": claim.rule,
-            "points": n, "failed_points": int(np.sum(failed)), "undecided_points": int(np.sum(~ok & ~failed)),
+            "section": claim.section,
+            "title": claim.title,
+            "setting": setting,
+            "rule": claim.rule,
+            "points": n,
+            "failed_points": int(np.sum(failed)),
+            "undecided_points": int(np.sum(~ok & ~failed)),
             "fraction_holds": round(k / n, 4) if n else None,
-            "ci_low": round(low, 4) if n else None, "ci_high": round(high, 4) if n else None, "drivers": top,
-            "by_construction": ("its margin is the same at every point: it does not depend on the varied parameters"
-                                if constant else None),
-            "margin": f"{claim.margin_label} [{claim.margin_unit}]"}
+            "ci_low": round(low, 4) if n else None,
+            "ci_high": round(high, 4) if n else None,
+            "drivers": top,
+            "by_construction": (
+                "its margin is the same at every point: it does not depend on the varied parameters"
+                if constant
+                else None
+            ),
+            "margin": f"{claim.margin_label} [{claim.margin_unit}]",
+        }
 
     table["parameter"] = ("parameter", names)
     table["unit_design"] = (("point", "parameter"), design)
@@ -239,28 +309,47 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     save_dataset(with_status(table, ds), out_dir, "claims_robustness", csv_variables=["margin", "holds"])
     save_dataset(ds, out_dir, "sweep", csv_variables=[])
     if sens:
-        both = xr.concat(list(sens.values()), dim=xr.DataArray(list(sens), dims="entry", name="entry"), join="outer",
-                         combine_attrs="override")
+        both = xr.concat(
+            list(sens.values()),
+            dim=xr.DataArray(list(sens), dims="entry", name="entry"),
+            join="outer",
+            combine_attrs="override",
+        )
         both.attrs = {**table.attrs, **both.attrs, "driver_method": "PRCC" if quick else "Sobol total order"}
         save_dataset(with_status(both), out_dir, "sensitivity", csv_variables=[])
     method = "PRCC" if quick else "Sobol total order"
     _figures(out_dir, summary_claims, sens, quick, main_spec, ds.attrs)
-    lines = ["| claim | setting | rule | holds in (95% CI) | points | undecided | failed | drivers |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| claim | setting | rule | holds in (95% CI) | points | undecided | failed | drivers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for entry in summary_claims.values():
-        frac = "n/a" if entry["fraction_holds"] is None else (f"{100 * entry['fraction_holds']:.0f}% "
-                                                              f"({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)")
-        lines.append(f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
-                     f"{entry['rule']} | {frac} | {entry['points']} | {entry['undecided_points']} | {entry['failed_points']} | "
-                     f"{', '.join(entry['drivers'])} |")
+        frac = (
+            "n/a"
+            if entry["fraction_holds"] is None
+            else (f"{100 * entry['fraction_holds']:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)")
+        )
+        lines.append(
+            f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
+            f"{entry['rule']} | {frac} | {entry['points']} | {entry['undecided_points']} | {entry['failed_points']} | "
+            f"{', '.join(entry['drivers'])} |"
+        )
     write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
     sampling = f"{main_spec.sampling} (n={main_spec.n}, seed={main_spec.seed})"
     if not quick:
-        sampling += (f"; drivers: saltelli (N={FULL_SOBOL['n']}, seed={FULL_SOBOL['seed']}) over the {len(sobol_names)} "
-                     "parameters most rank-correlated with a margin")
-    summary = {"sampling": sampling, "n_points": int(ds.sizes["point"]),
-               "parameters": names, "duration_days": DURATION_DAYS, "driver_method": method, "claims": summary_claims,
-               "figures": ["claims_robustness.png", "claims_drivers.png"]}
+        sampling += (
+            f"; drivers: saltelli (N={FULL_SOBOL['n']}, seed={FULL_SOBOL['seed']}) over the {len(sobol_names)} "
+            "parameters most rank-correlated with a margin"
+        )
+    summary = {
+        "sampling": sampling,
+        "n_points": int(ds.sizes["point"]),
+        "parameters": names,
+        "duration_days": DURATION_DAYS,
+        "driver_method": method,
+        "claims": summary_claims,
+        "figures": ["claims_robustness.png", "claims_drivers.png"],
+    }
     return ClaimsRobustnessSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads
 
 
@@ -269,20 +358,29 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
     with plots.style():
         fig, ax = plots.subplots(figsize=(11, 0.45 * len(entries) + 1.5))
         y = np.arange(len(entries))[::-1]
-        frac = np.array([np.nan if claims[e]["fraction_holds"] is None else 100 * claims[e]["fraction_holds"] for e in entries])
+        frac = np.array(
+            [np.nan if claims[e]["fraction_holds"] is None else 100 * claims[e]["fraction_holds"] for e in entries]
+        )
         low = np.array([np.nan if claims[e]["ci_low"] is None else 100 * claims[e]["ci_low"] for e in entries])
         high = np.array([np.nan if claims[e]["ci_high"] is None else 100 * claims[e]["ci_high"] for e in entries])
         ax.barh(y, frac, color="#4c72b0", xerr=np.vstack([frac - low, high - frac]), error_kw={"capsize": 3})
-        labels = [f"{claims[e]['section']}. {claims[e]['title'][:38]} | {SETTING_LABELS.get(claims[e]['setting'], '')}"
-                  for e in entries]
+        labels = [
+            f"{claims[e]['section']}. {claims[e]['title'][:38]} | {SETTING_LABELS.get(claims[e]['setting'], '')}"
+            for e in entries
+        ]
         ax.set_yticks(y, labels=labels, fontsize=10)
         ax.set_xlim(0, 100)
         ax.set_xlabel(plots.label("points where the verdict holds", "%"))
-        plots.save_figure(fig, out_dir, "claims_robustness",
-                          f"Fraction of {spec.sampling} points of the plausible parameter space ({len(spec.parameters)} "
-                          f"parameters within their bounds in models/, {DURATION_DAYS:.0f} days) where each claim's verdict "
-                          "holds, by the rule and thresholds of results/claims.md, with 95% Clopper-Pearson intervals; "
-                          "failed points are left out.", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "claims_robustness",
+            f"Fraction of {spec.sampling} points of the plausible parameter space ({len(spec.parameters)} "
+            f"parameters within their bounds in models/, {DURATION_DAYS:.0f} days) where each claim's verdict "
+            "holds, by the rule and thresholds of results/claims.md, with 95% Clopper-Pearson intervals; "
+            "failed points are left out.",
+            prov,
+        )
         shown = list(sens)
         if not shown:
             return
@@ -297,13 +395,24 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
             key, setting = entry.split("|")
             ax.set_title(f"{key} | {SETTING_LABELS.get(setting, setting)}", fontsize=12)
             ax.tick_params(axis="y", labelsize=9)
-        for ax in axes.ravel()[len(shown):]:
+        for ax in axes.ravel()[len(shown) :]:
             ax.set_visible(False)
-        plots.panel_letters(axes.ravel()[:len(shown)])
-        what = "PRCC with 95% intervals" if quick else "Sobol first- and total-order indices with bootstrap 95% intervals"
-        plots.save_figure(fig, out_dir, "claims_drivers",
-                          f"What drives each claim's margin ({what}; the eight strongest per panel, of "
-                          + (f"{len(spec.parameters)} parameters" if quick else
-                             f"the {SOBOL_PARAMETERS} parameters a rank-correlation screen of stage 1 ranks highest, "
-                             "the others at their default values") + "). The margin is larger where a point favours the claim "
-                          "(moa.report.claims.point_claims()).", prov)
+        plots.panel_letters(axes.ravel()[: len(shown)])
+        what = (
+            "PRCC with 95% intervals" if quick else "Sobol first- and total-order indices with bootstrap 95% intervals"
+        )
+        plots.save_figure(
+            fig,
+            out_dir,
+            "claims_drivers",
+            f"What drives each claim's margin ({what}; the eight strongest per panel, of "
+            + (
+                f"{len(spec.parameters)} parameters"
+                if quick
+                else f"the {SOBOL_PARAMETERS} parameters a rank-correlation screen of stage 1 ranks highest, "
+                "the others at their default values"
+            )
+            + "). The margin is larger where a point favours the claim "
+            "(moa.report.claims.point_claims()).",
+            prov,
+        )

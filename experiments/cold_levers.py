@@ -32,8 +32,14 @@ from moa.report.summaries import ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POIN
 
 ARMS = ("untreated", "apdl1", "a41bb", "bsab_2x2")
 SETTING, REFERENCE = "cold", "hot_tnbc"
-GAINS = ("cd137_prolif_gain", "cd137_survival", "cd137_cluster_k", "cd137_expression_lag", "cd137_reinvigoration_rate",
-         "cd137_treg_loss_factor")
+GAINS = (
+    "cd137_prolif_gain",
+    "cd137_survival",
+    "cd137_cluster_k",
+    "cd137_expression_lag",
+    "cd137_reinvigoration_rate",
+    "cd137_treg_loss_factor",
+)
 GAIN_SETTINGS = ("cold", "hot_tnbc")
 VARIABLES = ("tumour_diameter", "t_eff")
 
@@ -50,7 +56,7 @@ def lever_points(setting: str = SETTING, reference: str = REFERENCE) -> tuple[li
     for i, k in enumerate(levers, start=1):
         columns[k][i] = float(ref[k])
     for k in levers:
-        columns[k][len(levers) + 1:] = float(ref[k])
+        columns[k][len(levers) + 1 :] = float(ref[k])
     for i, k in enumerate(levers, start=len(levers) + 2):
         columns[k][i] = float(base[k])
     return labels, columns
@@ -68,8 +74,10 @@ def gain_points(setting: str, gains: Sequence[str] = GAINS) -> tuple[list[str], 
 
 
 def _run(setting: str, labels: list[str], columns: Mapping[str, np.ndarray], duration: float, solver) -> xr.Dataset:
-    parts = [run_points(arm, setting, columns, duration, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
-             for arm in ARMS]
+    parts = [
+        run_points(arm, setting, columns, duration, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
+        for arm in ARMS
+    ]
     ds = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
     return ds.assign_coords(point=labels)
 
@@ -102,25 +110,37 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         width = 0.8 / len(ARMS)
         x = np.arange(len(labels))
         for i, arm in enumerate(ARMS):
-            ax.bar(x + (i - (len(ARMS) - 1) / 2) * width, best.sel(arm=arm).values, width, color=plots.arm_colour(arm),
-                   label=plots.arm_label(arm))
-        ax.axhline(partial_response_pct(), color="k", ls="--", lw=1, label=f"partial response ({partial_response_pct():.0f}%)")
-        display = [lab.replace("_", " ").replace("pdl1", "PD-L1").replace("treg", "Treg").replace("all but:", "all but ")
-                   for lab in labels]
+            ax.bar(
+                x + (i - (len(ARMS) - 1) / 2) * width,
+                best.sel(arm=arm).values,
+                width,
+                color=plots.arm_colour(arm),
+                label=plots.arm_label(arm),
+            )
+        ax.axhline(
+            partial_response_pct(), color="k", ls="--", lw=1, label=f"partial response ({partial_response_pct():.0f}%)"
+        )
+        display = [
+            lab.replace("_", " ").replace("pdl1", "PD-L1").replace("treg", "Treg").replace("all but:", "all but ")
+            for lab in labels
+        ]
         ax.set_xticks(x, display, rotation=30, ha="right")
         ax.set_ylabel(plots.label("best change of diameter", "%"))
         ax.legend(fontsize=11)
-        caption = (f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "
-                   f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
-                   "lever kept cold); the cold state at the "
-                   f"first dose (initial T cells, their exhaustion) is kept. Dashed: partial response ({partial_response_pct():.0f}%). Default "
-                   "parameters otherwise.")
+        caption = (
+            f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "
+            f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
+            "lever kept cold); the cold state at the "
+            f"first dose (initial T cells, their exhaustion) is kept. Dashed: partial response ({partial_response_pct():.0f}%). Default "
+            "parameters otherwise."
+        )
         path = plots.save_figure(fig, out_dir, "cold_levers", caption, ds.attrs)
     return path["png"]
 
 
-def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | None = None,
-         solver: str | object = "auto") -> dict:
+def main(
+    out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | None = None, solver: str | object = "auto"
+) -> dict:
     """Quick: 168 days; full: 365 days."""
     out_dir = pathlib.Path(out_dir)
     duration = duration_days or (168.0 if quick else 365.0)
@@ -129,15 +149,28 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, duration_days: float | N
     save_dataset(levers_ds, out_dir, "cold_levers", csv_variables=["tumour_diameter"])
     plot_levers(levers_ds, out_dir)
     settings = load_settings()
-    summary: dict = {"setting": SETTING, "reference_setting": REFERENCE, "duration_days": duration,
-                     "levers": {k: {"value": float(columns[k][0]), "reference_value": float(columns[k][labels.index(ALL_LEVERS_POINT)]),
-                                    "unit": scenario("untreated", SETTING)[0].unit(k)} for k in settings[SETTING].levers},
-                     "lever_outcomes": outcomes(levers_ds), "gains": {}, "figures": ["cold_levers.png"]}
+    summary: dict = {
+        "setting": SETTING,
+        "reference_setting": REFERENCE,
+        "duration_days": duration,
+        "levers": {
+            k: {
+                "value": float(columns[k][0]),
+                "reference_value": float(columns[k][labels.index(ALL_LEVERS_POINT)]),
+                "unit": scenario("untreated", SETTING)[0].unit(k),
+            }
+            for k in settings[SETTING].levers
+        },
+        "lever_outcomes": outcomes(levers_ds),
+        "gains": {},
+        "figures": ["cold_levers.png"],
+    }
     for setting in GAIN_SETTINGS:
         g_labels, g_columns = gain_points(setting)
         gains_ds = _run(setting, g_labels, g_columns, duration, solver)
         save_dataset(gains_ds, out_dir, f"costim_gains_{setting}", csv_variables=["tumour_diameter"])
-        summary["gains"][setting] = {"values": {lab: {g: float(g_columns[g][i]) for g in GAINS}
-                                                for i, lab in enumerate(g_labels)},
-                                     "outcomes": outcomes(gains_ds)}
+        summary["gains"][setting] = {
+            "values": {lab: {g: float(g_columns[g][i]) for g in GAINS} for i, lab in enumerate(g_labels)},
+            "outcomes": outcomes(gains_ds),
+        }
     return ColdLeversSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

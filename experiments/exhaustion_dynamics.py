@@ -13,7 +13,6 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
-import xarray as xr
 
 from moa.report import plots
 from moa.parameters import load_parameters
@@ -23,8 +22,12 @@ from moa.runs import run_arm
 from moa.report.summaries import ExhaustionDynamicsSummary
 
 ARMS = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_2x2")
-PANELS = (("t_eff", "effector CD8"), ("t_pex", "progenitor-exhausted CD8 (Tpex)"), ("t_ex", "terminally exhausted CD8 (Tex)"),
-          ("cd137_costimulation", "4-1BB costimulation on CD8 (signal x induced 4-1BB)"))
+PANELS = (
+    ("t_eff", "effector CD8"),
+    ("t_pex", "progenitor-exhausted CD8 (Tpex)"),
+    ("t_ex", "terminally exhausted CD8 (Tex)"),
+    ("cd137_costimulation", "4-1BB costimulation on CD8 (signal x induced 4-1BB)"),
+)
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -32,11 +35,18 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     default_reinvigoration = float(load_parameters()["cd137_reinvigoration_rate"])
     parts = []
     for rate in (default_reinvigoration, 0.0):
-        runs = [run_arm(arm, ["cold"], duration, overrides={"cd137_reinvigoration_rate": rate}).expand_dims(arm=[arm])
-                for arm in ARMS]
+        runs = [
+            run_arm(arm, ["cold"], duration, overrides={"cd137_reinvigoration_rate": rate}).expand_dims(arm=[arm])
+            for arm in ARMS
+        ]
         parts.append(concat_runs(runs, dim="arm").expand_dims(reinvigoration_per_day=[rate]))
     ds = concat_runs(parts, dim="reinvigoration_per_day").sel(setting="cold", drop=True)
-    save_dataset(ds, out_dir, "exhaustion_dynamics", csv_variables=["t_eff", "t_pex", "t_ex", "cd137_signal", "cd137_costimulation", "tumour_diameter"])
+    save_dataset(
+        ds,
+        out_dir,
+        "exhaustion_dynamics",
+        csv_variables=["t_eff", "t_pex", "t_ex", "cd137_signal", "cd137_costimulation", "tumour_diameter"],
+    )
 
     with plots.style():
         fig, axes = plots.subplots(2, 2, figsize=(14, 10), sharex=True)
@@ -46,12 +56,20 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 for rate, style in ((default_reinvigoration, "-"), (0.0, ":")):
                     y = ds[var].sel(arm=arm, reinvigoration_per_day=rate)
                     if ds[var].attrs.get("units") == "cell":
-                        y = np.maximum(y, 1.0)   # below one cell is extinction, not biology
-                    ax.plot(ds.time, y, style, color=plots.arm_colour(arm), lw=width,
-                            label=plots.arm_label(arm) if rate else None)
+                        y = np.maximum(y, 1.0)  # below one cell is extinction, not biology
+                    ax.plot(
+                        ds.time,
+                        y,
+                        style,
+                        color=plots.arm_colour(arm),
+                        lw=width,
+                        label=plots.arm_label(arm) if rate else None,
+                    )
             unit = ds[var].attrs.get("units", "1")
             # the title names the quantity; the axis gives its unit
-            ax.set_ylabel(plots.label("cells in tumour", "cells") if unit == "cell" else plots.label("costimulation", unit))
+            ax.set_ylabel(
+                plots.label("cells in tumour", "cells") if unit == "cell" else plots.label("costimulation", unit)
+            )
             if unit == "cell":
                 plots.log_axis_for_cells(ax, float(ds[var].min()))
             elif var != "cd137_costimulation":
@@ -61,13 +79,18 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             ax.set_xlabel(plots.label("time since first dose", "day"))
         axes[0, 0].legend(fontsize=11)
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "exhaustion_cold",
-                          "Tumour CD8 T-cell states (a-c, log axes; floored at one cell where a population nears extinction) "
-                          "and 4-1BB costimulation (d) in the cold setting. Where arms coincide the earlier-listed one shows "
-                          "as a wider coloured edge. Solid: default 4-1BB "
-                          f"reinvigoration of Tex ({default_reinvigoration} /day at full signal); dotted: reinvigoration set to "
-                          "0, so 4-1BB acts only through proliferation and survival. Reinvigoration is an assumed, swept "
-                          "parameter (no public value).", ds.attrs)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "exhaustion_cold",
+            "Tumour CD8 T-cell states (a-c, log axes; floored at one cell where a population nears extinction) "
+            "and 4-1BB costimulation (d) in the cold setting. Where arms coincide the earlier-listed one shows "
+            "as a wider coloured edge. Solid: default 4-1BB "
+            f"reinvigoration of Tex ({default_reinvigoration} /day at full signal); dotted: reinvigoration set to "
+            "0, so 4-1BB acts only through proliferation and survival. Reinvigoration is an assumed, swept "
+            "parameter (no public value).",
+            ds.attrs,
+        )
 
     day = float(ds.time[-1])
     end = ds.sel(time=day)

@@ -36,8 +36,12 @@ def bell_curve_shape(conc_nM: np.ndarray, ternary: np.ndarray) -> dict:
     above = np.nonzero(ternary >= peak / 2)[0]
     logc = np.log10(conc_nM)
     width = float(logc[above[-1]] - logc[above[0]]) if above.size else 0.0
-    return {"peak": peak, "conc_at_peak_nM": float(conc_nM[k]), "width_decades": width,
-            "interior_peak": bool(0 < k < len(conc_nM) - 1)}
+    return {
+        "peak": peak,
+        "conc_at_peak_nM": float(conc_nM[k]),
+        "width_decades": width,
+        "interior_peak": bool(0 < k < len(conc_nM) - 1),
+    }
 
 
 def in_vitro_grid(quick: bool) -> xr.Dataset:
@@ -54,21 +58,40 @@ def in_vitro_grid(quick: bool) -> xr.Dataset:
             drug = drug_binding(p.with_values({"kd_cd137_bsab": kd}), "bsab")
             for k, density in enumerate(pdl1):
                 # co-culture: 1e6 PD-L1 cells/mL, 1e6 T cells/mL with the default 4-1BB per cell
-                eq = in_vitro(drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6, contact_geometry(p), clustering(p))
+                eq = in_vitro(
+                    drug, conc, density, 1e6, float(p["cd137_per_t_cell"]), 1e6, contact_geometry(p), clustering(p)
+                )
                 out[i, j, k] = eq["ternary_per_cd137_cell"].values
                 signal[i, j, k] = eq["cd137_signal"].values
-    return with_status(xr.Dataset(
-        {"ternary_per_t_cell": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), out,
-                                {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"}),
-         "cd137_signal": (("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"), signal,
-                          {"units": "1", "description": "4-1BB signal of the T cells (clustering of cross-linked 4-1BB)"})},
-        coords={"format": list(FORMAT_STYLE), "kd_cd137_nM": ("kd_cd137_nM", list(kds), {"units": "nM"}),
+    return with_status(
+        xr.Dataset(
+            {
+                "ternary_per_t_cell": (
+                    ("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"),
+                    out,
+                    {"units": "molecule/cell", "description": "4-1BB bridged to PD-L1 per T cell"},
+                ),
+                "cd137_signal": (
+                    ("format", "kd_cd137_nM", "pdl1_per_cell", "drug_nM"),
+                    signal,
+                    {"units": "1", "description": "4-1BB signal of the T cells (clustering of cross-linked 4-1BB)"},
+                ),
+            },
+            coords={
+                "format": list(FORMAT_STYLE),
+                "kd_cd137_nM": ("kd_cd137_nM", list(kds), {"units": "nM"}),
                 "pdl1_per_cell": ("pdl1_per_cell", list(pdl1), {"units": "molecule/cell"}),
-                "drug_nM": ("drug_nM", conc, {"units": "nM"})},
-        attrs={"description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium",
-               "parameters": json.dumps(parameter_values(params)),
-               "overlays": "per format: models/formats.toml " + ", ".join(FORMAT_STYLE) + "; kd_cd137_bsab per kd_cd137_nM"},
-    ))
+                "drug_nM": ("drug_nM", conc, {"units": "nM"}),
+            },
+            attrs={
+                "description": "in-vitro co-culture, 1e6 PD-L1+ cells/mL and 1e6 T cells/mL, exact equilibrium",
+                "parameters": json.dumps(parameter_values(params)),
+                "overlays": "per format: models/formats.toml "
+                + ", ".join(FORMAT_STYLE)
+                + "; kd_cd137_bsab per kd_cd137_nM",
+            },
+        )
+    )
 
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
@@ -80,8 +103,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         for kd in vitro.kd_cd137_nM.values:
             for dens in vitro.pdl1_per_cell.values:
                 key = f"{fmt}|kd={kd:g}|pdl1={dens:g}"
-                summary["in_vitro"][key] = bell_curve_shape(conc, vitro["ternary_per_t_cell"].sel(
-                    format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens).values)
+                summary["in_vitro"][key] = bell_curve_shape(
+                    conc, vitro["ternary_per_t_cell"].sel(format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens).values
+                )
 
     with plots.style():
         fig, axes = plots.subplots(1, 3, figsize=(16, 5), sharey=True)
@@ -91,8 +115,14 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         for ax, kd in zip(axes, vitro.kd_cd137_nM.values):
             for colour, dens in zip(colours, vitro.pdl1_per_cell.values):
                 for fmt, ls in FORMAT_STYLE.items():
-                    ax.plot(conc, vitro["ternary_per_t_cell"].sel(format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens),
-                            ls, color=colour, lw=2, label=f"{plots.arm_label(fmt)}, PD-L1 {dens:,.0f}/cell")
+                    ax.plot(
+                        conc,
+                        vitro["ternary_per_t_cell"].sel(format=fmt, kd_cd137_nM=kd, pdl1_per_cell=dens),
+                        ls,
+                        color=colour,
+                        lw=2,
+                        label=f"{plots.arm_label(fmt)}, PD-L1 {dens:,.0f}/cell",
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylim(max(1e-3, smallest / 2), None)  # fitted to the data (shared by the three panels)
@@ -101,18 +131,25 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         axes[0].set_ylabel(plots.label("bridged 4-1BB per T cell", "molecule/cell"))
         axes[-1].legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.02, 1))
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "bell_in_vitro",
-                          "In-vitro ternary complex (4-1BB bridged to PD-L1 by the bispecific, per T cell) against drug "
-                          "concentration; solid 2:2, dashed 1:1 (same KDs and avidity factors, valency only). Exact "
-                          "equilibrium (moa.binding_equilibrium) for a co-culture of 1e6 PD-L1+ cells/mL and 1e6 T cells/mL with "
-                          "the default 4-1BB per cell; PD-L1 arm KD 1 nM (assumed class value).", {"parameter_set": "default (models/parameters) + format overlays"})
+        plots.save_figure(
+            fig,
+            out_dir,
+            "bell_in_vitro",
+            "In-vitro ternary complex (4-1BB bridged to PD-L1 by the bispecific, per T cell) against drug "
+            "concentration; solid 2:2, dashed 1:1 (same KDs and avidity factors, valency only). Exact "
+            "equilibrium (moa.binding_equilibrium) for a co-culture of 1e6 PD-L1+ cells/mL and 1e6 T cells/mL with "
+            "the default 4-1BB per cell; PD-L1 arm KD 1 nM (assumed class value).",
+            {"parameter_set": "default (models/parameters) + format overlays"},
+        )
 
     duration = 126.0 if quick else 252.0
     doses = (0.2, 3.2, 15.0, 25.0) if quick else DOSES_MG_PER_KG
     settings = ("hot_tnbc",) if quick else ("hot_tnbc", "cold")
     vivo = []
     for fmt in FORMAT_STYLE:
-        per_setting = [run_doses("bsab", doses, "mg/kg", 21.0, s, duration, arm=fmt).expand_dims(setting=[s]) for s in settings]
+        per_setting = [
+            run_doses("bsab", doses, "mg/kg", 21.0, s, duration, arm=fmt).expand_dims(setting=[s]) for s in settings
+        ]
         vivo.append(concat_runs(per_setting, dim="setting").expand_dims(format=[fmt]))
     vivo = concat_runs(vivo, dim="format")
     cycle2 = vivo.sel(time=slice(21, 42))
@@ -120,19 +157,33 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     vivo["mean_cd137_signal_cycle2"] = cycle2["cd137_signal"].mean("time").assign_attrs(units="1")
     d = vivo["tumour_diameter"]
     vivo["best_percent_change"] = best_percent_change(d)
-    save_dataset(vivo, out_dir, "in_vivo_dose", csv_variables=["mean_ternary_cycle2", "mean_cd137_signal_cycle2", "best_percent_change"])
+    save_dataset(
+        vivo,
+        out_dir,
+        "in_vivo_dose",
+        csv_variables=["mean_ternary_cycle2", "mean_cd137_signal_cycle2", "best_percent_change"],
+    )
 
     setting_labels = {name: s.label for name, s in load_settings().items()}
     with plots.style():
         fig, axes = plots.subplots(1, 3, figsize=(16, 5))
-        panels = (("mean_ternary_cycle2", plots.label("tumour bridged 4-1BB, mean of cycle 2", "nM")),
-                  ("mean_cd137_signal_cycle2", plots.label("4-1BB costimulation, mean of cycle 2", "1")),
-                  ("best_percent_change", plots.label(f"best diameter change over {duration:.0f} d", "%")))
+        panels = (
+            ("mean_ternary_cycle2", plots.label("tumour bridged 4-1BB, mean of cycle 2", "nM")),
+            ("mean_cd137_signal_cycle2", plots.label("4-1BB costimulation, mean of cycle 2", "1")),
+            ("best_percent_change", plots.label(f"best diameter change over {duration:.0f} d", "%")),
+        )
         for ax, (var, ylabel) in zip(axes, panels):
             for s, colour in zip(settings, ("#b2182b", "#2166ac")):
                 for fmt, ls in FORMAT_STYLE.items():
-                    ax.plot(doses, vivo[var].sel(format=fmt, setting=s), ls, marker="o", color=colour, lw=2,
-                            label=f"{plots.arm_label(fmt)}, {setting_labels[s]}")
+                    ax.plot(
+                        doses,
+                        vivo[var].sel(format=fmt, setting=s),
+                        ls,
+                        marker="o",
+                        color=colour,
+                        lw=2,
+                        label=f"{plots.arm_label(fmt)}, {setting_labels[s]}",
+                    )
             ax.axvline(RP2D, color="grey", ls=":", lw=1.5)
             ax.set_xscale("log")
             ax.set_xlabel(plots.label("dose Q3W", "mg/kg"))
@@ -141,13 +192,24 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 ax.set_ylim(bottom=0.0)  # non-negative: from 0, so a flat top does not look like a bell
         axes[0].legend(fontsize=11, loc="upper left")  # low doses, bottom left, carry the data
         plots.panel_letters(axes)
-        axes[0].annotate("RP2D 15 mg/kg", (RP2D, 0), xycoords=("data", "axes fraction"), xytext=(3, 5),
-                         textcoords="offset points", fontsize=11, color="grey")
-        plots.save_figure(fig, out_dir, "dose_in_vivo",
-                          "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB (a) and 4-1BB costimulation (b) over cycle 2 "
-                          f"(days 21-42), and best diameter change (c) over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
-                          "line at the recommended phase 2 dose. Default parameters with the named setting overlay.",
-                          vivo.attrs)
+        axes[0].annotate(
+            "RP2D 15 mg/kg",
+            (RP2D, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 5),
+            textcoords="offset points",
+            fontsize=11,
+            color="grey",
+        )
+        plots.save_figure(
+            fig,
+            out_dir,
+            "dose_in_vivo",
+            "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB (a) and 4-1BB costimulation (b) over cycle 2 "
+            f"(days 21-42), and best diameter change (c) over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
+            "line at the recommended phase 2 dose. Default parameters with the named setting overlay.",
+            vivo.attrs,
+        )
 
     for fmt in FORMAT_STYLE:
         for s in settings:
@@ -156,16 +218,23 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             summary["in_vivo"][f"{fmt}|{s}"] = {
                 "dose_at_peak_ternary_mg_per_kg": float(doses[k]),
                 "peak_is_interior": bool(0 < k < len(doses) - 1),
-                "ternary_at_rp2d_over_peak": float(tern[list(doses).index(RP2D)] / tern[k]) if tern[k] > 0 else float("nan"),
-                "best_percent_change_at_rp2d": float(vivo["best_percent_change"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]),
-                "cd137_signal_cycle2_at_rp2d": float(vivo["mean_cd137_signal_cycle2"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]),
+                "ternary_at_rp2d_over_peak": float(tern[list(doses).index(RP2D)] / tern[k])
+                if tern[k] > 0
+                else float("nan"),
+                "best_percent_change_at_rp2d": float(
+                    vivo["best_percent_change"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]
+                ),
+                "cd137_signal_cycle2_at_rp2d": float(
+                    vivo["mean_cd137_signal_cycle2"].sel(format=fmt, setting=s).values[list(doses).index(RP2D)]
+                ),
             }
     for fmt in FORMAT_STYLE:
         thr = pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))
         summary.setdefault("pdl1_threshold_per_cell", {})[fmt] = thr["threshold_pdl1_per_cell"]
         for dens in vitro.pdl1_per_cell.values:
             summary["in_vitro"][f"{fmt}|kd=100|pdl1={dens:g}"]["peak_signal"] = float(
-                vitro["cd137_signal"].sel(format=fmt, kd_cd137_nM=100.0, pdl1_per_cell=dens).max())
+                vitro["cd137_signal"].sel(format=fmt, kd_cd137_nM=100.0, pdl1_per_cell=dens).max()
+            )
     ref = summary["in_vitro"]["bsab_2x2|kd=100|pdl1=100000"]
     one = summary["in_vitro"]["bsab_1x1|kd=100|pdl1=100000"]
     summary["format_gain_peak_ternary"] = ref["peak"] / one["peak"] if one["peak"] > 0 else float("inf")

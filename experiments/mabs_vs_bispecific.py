@@ -51,8 +51,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     results = {}
     for s in settings:
         results[("bsab_2x2", s)] = run_doses("bsab", bsab_doses, "mg/kg", 21.0, s, duration, arm="bsab_2x2")
-        results[("apdl1_a41bb", s)] = run_doses("a41bb", agonist_doses, "mg/kg", 21.0, s, duration, arm="apdl1_a41bb",
-                                                extra=anti_pdl1)
+        results[("apdl1_a41bb", s)] = run_doses(
+            "a41bb", agonist_doses, "mg/kg", 21.0, s, duration, arm="apdl1_a41bb", extra=anti_pdl1
+        )
     summary: dict = {"duration_days": duration}
     data = []
     for (arm, s), ds in results.items():
@@ -68,13 +69,26 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     # the bispecific's readout is a prediction: sweep its unanchored signal (hot TNBC, 21 days suffice)
     sweep = {}
     for cis in CIS_EFFICACY_SWEEP:
-        ds = run_doses("bsab", bsab_doses, "mg/kg", 21.0, "hot_tnbc", 21.0, arm="bsab_2x2",
-                       overrides={"cis_efficacy_bsab": cis}, variables=("bsab_central",))
-        sweep[f"{cis:g}"] = [float(x) for x in liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters()).values.ravel()]
+        ds = run_doses(
+            "bsab",
+            bsab_doses,
+            "mg/kg",
+            21.0,
+            "hot_tnbc",
+            21.0,
+            arm="bsab_2x2",
+            overrides={"cis_efficacy_bsab": cis},
+            variables=("bsab_central",),
+        )
+        sweep[f"{cis:g}"] = [
+            float(x) for x in liver_toxicity_readout(ds["cd137_signal_liver"], load_parameters()).values.ravel()
+        ]
     summary["bsab_liver_readout_by_cis_efficacy"] = sweep
     merged = xr.merge(data, compat="no_conflicts", join="outer")
-    merged.attrs = {**results[("bsab_2x2", "hot_tnbc")].attrs,
-                    "simulations": combine_simulations([({"arm": a, "setting": s}, r.attrs) for (a, s), r in results.items()])}
+    merged.attrs = {
+        **results[("bsab_2x2", "hot_tnbc")].attrs,
+        "simulations": combine_simulations([({"arm": a, "setting": s}, r.attrs) for (a, s), r in results.items()]),
+    }
     save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "liver_readout"])
 
     setting_labels = {name: setting.label for name, setting in load_settings().items()}
@@ -89,16 +103,34 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 if same and s != settings[0]:
                     break
                 label = f"{plots.arm_label(arm)}, " + ("every setting" if same else setting_labels[s])
-                axes[0].plot(results[(arm, s)].dose, readout, marker=marker, color=plots.arm_colour(arm), lw=2,
-                             ls="-" if s == "hot_tnbc" else "--", label=label)
+                axes[0].plot(
+                    results[(arm, s)].dose,
+                    readout,
+                    marker=marker,
+                    color=plots.arm_colour(arm),
+                    lw=2,
+                    ls="-" if s == "hot_tnbc" else "--",
+                    label=label,
+                )
         for s, marker in zip(settings, ("o", "s")):
             for arm in ("bsab_2x2", "apdl1_a41bb"):
                 eff = _efficacy(results[(arm, s)])
-                axes[1].plot(eff["liver_readout"].clip(min=1e-4), eff["best_percent_change"], marker=marker,
-                             color=plots.arm_colour(arm), lw=2, ls="-" if s == "hot_tnbc" else "--",
-                             label=f"{plots.arm_label(arm)}, {setting_labels[s]}")
-        axes[0].axvspan(URELUMAB_HEPATOTOXIC, max(agonist_doses + bsab_doses), color="#fdd0a2", alpha=0.5,
-                        label="urelumab hepatotoxic range (agonist dose)")
+                axes[1].plot(
+                    eff["liver_readout"].clip(min=1e-4),
+                    eff["best_percent_change"],
+                    marker=marker,
+                    color=plots.arm_colour(arm),
+                    lw=2,
+                    ls="-" if s == "hot_tnbc" else "--",
+                    label=f"{plots.arm_label(arm)}, {setting_labels[s]}",
+                )
+        axes[0].axvspan(
+            URELUMAB_HEPATOTOXIC,
+            max(agonist_doses + bsab_doses),
+            color="#fdd0a2",
+            alpha=0.5,
+            label="urelumab hepatotoxic range (agonist dose)",
+        )
         for cis, values in summary["bsab_liver_readout_by_cis_efficacy"].items():
             axes[0].plot(bsab_doses, values, ls=":", color=plots.arm_colour("bsab_2x2"), lw=1.2, alpha=0.7)
             axes[0].annotate(f"cis {cis}", (bsab_doses[-1], values[-1]), fontsize=9, color=plots.arm_colour("bsab_2x2"))
@@ -114,26 +146,33 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         axes[1].set_title("efficacy against the safety surrogate")
         axes[1].legend(fontsize=10)
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "window",
-                          "(a) Liver safety readout (area under the 4-1BB signal of liver myeloid cells over the first "
-                          "21 days, equilibrium with plasma) against dose, for the 2:2 bispecific and for the anti-4-1BB "
-                          "agonist given with anti-PD-L1 1200 mg Q3W; dashed line: toxicity threshold, calibrated between "
-                          "the agonist at 0.1 and 1 mg/kg; dotted: the bispecific with its unanchored signal "
-                          "cis_efficacy_bsab swept (a prediction); shading marks agonist doses where urelumab was "
-                          "hepatotoxic (Segal 2017); one line per arm where the readout is the same in every setting (the liver sees "
-                          "plasma, not the tumour). (b) Best change in tumour diameter against the readout (down and "
-                          "left is a wider window). Liver receptor levels and exposure are assumed "
-                          "(models/parameters/safety.toml).",
-                          merged.attrs)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "window",
+            "(a) Liver safety readout (area under the 4-1BB signal of liver myeloid cells over the first "
+            "21 days, equilibrium with plasma) against dose, for the 2:2 bispecific and for the anti-4-1BB "
+            "agonist given with anti-PD-L1 1200 mg Q3W; dashed line: toxicity threshold, calibrated between "
+            "the agonist at 0.1 and 1 mg/kg; dotted: the bispecific with its unanchored signal "
+            "cis_efficacy_bsab swept (a prediction); shading marks agonist doses where urelumab was "
+            "hepatotoxic (Segal 2017); one line per arm where the readout is the same in every setting (the liver sees "
+            "plasma, not the tumour). (b) Best change in tumour diameter against the readout (down and "
+            "left is a wider window). Liver receptor levels and exposure are assumed "
+            "(models/parameters/safety.toml).",
+            merged.attrs,
+        )
 
     b = summary["bsab_2x2|hot_tnbc"]
     a = summary["apdl1_a41bb|hot_tnbc"]
     i15 = b["dose_mg_per_kg"].index(15.0)
     i01 = a["dose_mg_per_kg"].index(0.1)
-    summary["peripheral_ratio_agonist0.1_over_bsab15"] = (a["liver_readout_day"][i01] / b["liver_readout_day"][i15]
-                                                          if b["liver_readout_day"][i15] > 0 else float("inf"))
-    summary["agonist_readout_0.1_and_1_mg_per_kg"] = [a["liver_readout_day"][i01],
-                                                     a["liver_readout_day"][a["dose_mg_per_kg"].index(1.0)]]
+    summary["peripheral_ratio_agonist0.1_over_bsab15"] = (
+        a["liver_readout_day"][i01] / b["liver_readout_day"][i15] if b["liver_readout_day"][i15] > 0 else float("inf")
+    )
+    summary["agonist_readout_0.1_and_1_mg_per_kg"] = [
+        a["liver_readout_day"][i01],
+        a["liver_readout_day"][a["dose_mg_per_kg"].index(1.0)],
+    ]
     summary["best_change_bsab15_hot"] = b["best_percent_change"][i15]
     summary["best_change_two_mabs_agonist0.1_hot"] = a["best_percent_change"][i01]
     summary["figures"] = ["window.png"]

@@ -36,15 +36,23 @@ def simulate_doses(duration_days: float) -> xr.Dataset:
         regimen = moa.every(DRUG, dose, "mg/kg", INTERVAL_DAYS, duration_days, name=f"{DRUG} {dose:g} mg/kg Q3W")
         runs.append(moa.simulate(model, parameters, regimen, times=times, solver="LSODA", rtol=1e-8, atol=1e-12))
     ds = concat_runs(runs, dim="dose_mg_per_kg", labels=DOSES_MG_PER_KG, combine_attrs="drop_conflicts")
-    ds = ds.assign_coords(dose_mg_per_kg=("dose_mg_per_kg", np.array(DOSES_MG_PER_KG),
-                                          {"units": "mg/kg", "long_name": "dose every 3 weeks"}))
+    ds = ds.assign_coords(
+        dose_mg_per_kg=(
+            "dose_mg_per_kg",
+            np.array(DOSES_MG_PER_KG),
+            {"units": "mg/kg", "long_name": "dose every 3 weeks"},
+        )
+    )
     ds.attrs["regimen"] = f"{DRUG} Q3W IV bolus at " + ", ".join(f"{d:g}" for d in DOSES_MG_PER_KG) + " mg/kg"
     ds.attrs["experiment"] = "pk_occupancy"
 
-    ug_per_mL_per_nM = (registry().Quantity(1.0, "nM") * registry().Quantity(parameters[f"mw_{DRUG}"], "g/mol")).to("ug/mL").magnitude
+    ug_per_mL_per_nM = (
+        (registry().Quantity(1.0, "nM") * registry().Quantity(parameters[f"mw_{DRUG}"], "g/mol")).to("ug/mL").magnitude
+    )
     conc = ds[f"{DRUG}_central"]
     ds[f"{DRUG}_central_ug_per_mL"] = (conc * ug_per_mL_per_nM).assign_attrs(
-        units="ug/mL", description=f"free {DRUG} in plasma, mass concentration (MW {parameters[f'mw_{DRUG}']:g} g/mol)")
+        units="ug/mL", description=f"free {DRUG} in plasma, mass concentration (MW {parameters[f'mw_{DRUG}']:g} g/mol)"
+    )
     ds.attrs["ug_per_mL_per_nM"] = float(ug_per_mL_per_nM)
     return ds
 
@@ -97,12 +105,13 @@ def figure(ds: xr.Dataset, summary: dict, out_dir: pathlib.Path) -> dict[str, pa
         ax_o.set_xlim(0, t[-1])
         plots.panel_letters((ax_c, ax_o))
 
-    troughs = "; ".join(f"{dose}: {100 * s['trough_occupancy']:.1f}% at {s['trough_conc_nM']:.3g} nM"
-                        for dose, s in summary.items())
+    troughs = "; ".join(
+        f"{dose}: {100 * s['trough_occupancy']:.1f}% at {s['trough_conc_nM']:.3g} nM" for dose, s in summary.items()
+    )
     day = next(iter(summary.values()))["trough_time_day"]
     caption = (
-        f"Free plasma concentration of the PD-L1 x 4-1BB bispecific (a, log axis, nM on the left and µg/mL on the right) "
-        f"and the fraction of the systemic PD-L1 pool bound by it (b) for IV doses of "
+        "Free plasma concentration of the PD-L1 x 4-1BB bispecific (a, log axis, nM on the left and µg/mL on the right) "
+        "and the fraction of the systemic PD-L1 pool bound by it (b) for IV doses of "
         + ", ".join(f"{d:g}" for d in DOSES_MG_PER_KG)
         + f" mg/kg every 3 weeks over {t[-1]:g} days. Model: two-compartment antibody PK with target-mediated "
         "disposition to systemic PD-L1 (pk_tmdd_bsab). Trough before the last dose "
@@ -121,6 +130,10 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         raise RuntimeError(f"simulation failed: {ds['message'].values}")
     summary = trough_summary(ds)
     figure_paths = figure(ds, summary, out_dir)
-    data_paths = save_dataset(ds, out_dir, "pk_occupancy",
-                              csv_variables=[f"{DRUG}_central", f"{DRUG}_central_ug_per_mL", f"pdl1_systemic_occupancy_{DRUG}"])
+    data_paths = save_dataset(
+        ds,
+        out_dir,
+        "pk_occupancy",
+        csv_variables=[f"{DRUG}_central", f"{DRUG}_central_ug_per_mL", f"pdl1_systemic_occupancy_{DRUG}"],
+    )
     return {"duration_days": DURATION_DAYS[quick], "troughs": summary, "files": {**figure_paths, **data_paths}}

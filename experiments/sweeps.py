@@ -34,9 +34,17 @@ from moa.solvers.base import STATUS
 from moa.report.summaries import SweepsSummary
 
 #: Swept parameters: hot/cold levers first, then properties of the drug.
-SWEPT = ("priming_rate_max", "antigenicity", "infiltration_rate", "treg_density", "myeloid_density", "pdl1_per_tumour_cell",
-         "kd_cd137_bsab", "cis_efficacy_bsab",
-         "cd137_reinvigoration_rate")
+SWEPT = (
+    "priming_rate_max",
+    "antigenicity",
+    "infiltration_rate",
+    "treg_density",
+    "myeloid_density",
+    "pdl1_per_tumour_cell",
+    "kd_cd137_bsab",
+    "cis_efficacy_bsab",
+    "cd137_reinvigoration_rate",
+)
 ARMS = ("apdl1", "bsab_2x2")  # reference first: benefit = log10(reference / bispecific)
 SWEEP_SETTINGS = ("cold", "hot_tnbc")
 MAP_SETTING = "cold"
@@ -44,8 +52,11 @@ MAP_AXES = ("pdl1_per_tumour_cell", "infiltration_rate")
 BENEFIT_DAY = 168.0
 MARGIN_LOG10 = 0.1  # "beats" means a benefit above this (a 1.26-fold smaller tumour)
 VARIABLES = ("tumour_cells", "tumour_diameter")
-SETTING_STYLE = {"cold": ("#000000", "-", "o"), "hot_tnbc": ("#aa4499", "--", "s"),
-                 "pdl1_negative_tnbc": ("#44aa99", ":", "^")}
+SETTING_STYLE = {
+    "cold": ("#000000", "-", "o"),
+    "hot_tnbc": ("#aa4499", "--", "s"),
+    "pdl1_negative_tnbc": ("#44aa99", ":", "^"),
+}
 FAILED_STYLE = dict(marker="x", color="0.45", s=90, linewidths=2.5, zorder=6)
 
 
@@ -75,9 +86,15 @@ def add_outcomes(ds: xr.Dataset, benefit_day: float) -> xr.Dataset:
     floored = np.maximum(cells, 1.0)
     failed = (ds["status"] != 0).any("arm")
     ds["failed"] = failed
-    ds["benefit"] = np.log10(floored.sel(arm=ARMS[0]) / floored.sel(arm=ARMS[1])).where(~failed).assign_attrs(
-        units="log10 fold", day=benefit_day,
-        description=f"log10(tumour cells {ARMS[0]} / {ARMS[1]}) at day {benefit_day:g}, each floored at 1 cell")
+    ds["benefit"] = (
+        np.log10(floored.sel(arm=ARMS[0]) / floored.sel(arm=ARMS[1]))
+        .where(~failed)
+        .assign_attrs(
+            units="log10 fold",
+            day=benefit_day,
+            description=f"log10(tumour cells {ARMS[0]} / {ARMS[1]}) at day {benefit_day:g}, each floored at 1 cell",
+        )
+    )
     ds["best_percent_change"] = best_percent_change(ds["tumour_diameter"])
     return ds
 
@@ -86,8 +103,9 @@ def _as_sweep(block: xr.Dataset, parameter: str, spec: ParameterSpec) -> xr.Data
     values = block[parameter].values
     out = block.drop_vars([c for c in block.coords if c not in ("time", "arm")]).rename({"point": "step"})
     out = out.assign_coords(step=np.arange(values.size)).expand_dims(parameter=[parameter])
-    return out.assign_coords(value=(("parameter", "step"), values[None]), unit=("parameter", [spec.unit]),
-                             scale=("parameter", [spec.scale]))
+    return out.assign_coords(
+        value=(("parameter", "step"), values[None]), unit=("parameter", [spec.unit]), scale=("parameter", [spec.scale])
+    )
 
 
 def _unflatten(block: xr.Dataset, axes: Mapping[str, tuple[np.ndarray, str]]) -> xr.Dataset:
@@ -98,14 +116,24 @@ def _unflatten(block: xr.Dataset, axes: Mapping[str, tuple[np.ndarray, str]]) ->
         dims = [d for dim in var.dims for d in (list(axes) if dim == "point" else [dim])]
         new_shape = [n for dim, n in zip(var.dims, var.shape) for n in (shape if dim == "point" else (n,))]
         data[name] = (dims, var.values.reshape(new_shape), var.attrs)
-    coords = {"arm": block.arm.values, "time": block.time,
-              **{a: (a, v, {"units": unit}) for a, (v, unit) in axes.items()}}
+    coords = {
+        "arm": block.arm.values,
+        "time": block.time,
+        **{a: (a, v, {"units": unit}) for a, (v, unit) in axes.items()},
+    }
     return xr.Dataset(data, coords=coords, attrs=block.attrs)
 
 
-def run_sweeps(settings: Sequence[str] = SWEEP_SETTINGS, parameters: Sequence[str] = SWEPT, n_points: int = 12,
-               duration_days: float = 365.0, *, map_points: int = 0, solver: str | object = "auto",
-               benefit_day: float = BENEFIT_DAY) -> tuple[xr.Dataset, xr.Dataset | None]:
+def run_sweeps(
+    settings: Sequence[str] = SWEEP_SETTINGS,
+    parameters: Sequence[str] = SWEPT,
+    n_points: int = 12,
+    duration_days: float = 365.0,
+    *,
+    map_points: int = 0,
+    solver: str | object = "auto",
+    benefit_day: float = BENEFIT_DAY,
+) -> tuple[xr.Dataset, xr.Dataset | None]:
     """One-parameter sweeps (dims setting, arm, parameter, step, time) and, if ``map_points``,
     the ``MAP_AXES`` map on ``MAP_SETTING`` (dims arm, <axis 0>, <axis 1>, time).
 
@@ -124,27 +152,46 @@ def run_sweeps(settings: Sequence[str] = SWEEP_SETTINGS, parameters: Sequence[st
             mesh = np.meshgrid(*axes, indexing="ij")
             blocks.append({a: m.ravel() for a, m in zip(MAP_AXES, mesh)})
         design = _design(base, blocks)
-        parts = [run_points(arm, setting, design, duration_days, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
-                 for arm in ARMS]
+        parts = [
+            run_points(arm, setting, design, duration_days, variables=VARIABLES, solver=solver).expand_dims(arm=[arm])
+            for arm in ARMS
+        ]
         points = concat_runs(parts, dim="arm", coords="different", compat="equals", combine_attrs="override")
         if setting in settings:
             runs.append(({"setting": setting}, points.attrs))
-        attrs = {**points.attrs, "parameter_set": f"default + {setting} overlay (bispecific: + bsab_2x2 format)",
-                 "overlays": ", ".join(dict.fromkeys(o for p in parts for o in p.attrs.get("overlays", "").split(",") if o))}
+        attrs = {
+            **points.attrs,
+            "parameter_set": f"default + {setting} overlay (bispecific: + bsab_2x2 format)",
+            "overlays": ", ".join(dict.fromkeys(o for p in parts for o in p.attrs.get("overlays", "").split(",") if o)),
+        }
         if setting in settings:
-            per_parameter = [_as_sweep(points.isel(point=slice(i * n_points, (i + 1) * n_points)), p, base.specs[p])
-                             for i, p in enumerate(parameters)]
-            sweeps.append(xr.concat(per_parameter, dim="parameter", coords="different", compat="equals").expand_dims(setting=[setting]))
+            per_parameter = [
+                _as_sweep(points.isel(point=slice(i * n_points, (i + 1) * n_points)), p, base.specs[p])
+                for i, p in enumerate(parameters)
+            ]
+            sweeps.append(
+                xr.concat(per_parameter, dim="parameter", coords="different", compat="equals").expand_dims(
+                    setting=[setting]
+                )
+            )
         if axes is not None:
             block = points.isel(point=slice(len(parameters) * n_points if setting in settings else 0, None))
             grid = _unflatten(block, {a: (v, base.unit(a)) for a, v in zip(MAP_AXES, axes)})
             grid = add_outcomes(grid.transpose("arm", *MAP_AXES, "time"), benefit_day)
-            grid.attrs = {**attrs, "parameter_set": f"default + {setting} overlay; {MAP_AXES[0]} x {MAP_AXES[1]} varied"}
+            grid.attrs = {
+                **attrs,
+                "parameter_set": f"default + {setting} overlay; {MAP_AXES[0]} x {MAP_AXES[1]} varied",
+            }
     ds = None
     if sweeps:
-        ds = add_outcomes(xr.concat(sweeps, dim="setting", coords="different", compat="equals", combine_attrs="override"), benefit_day)
-        ds.attrs = {**attrs, "parameter_set": f"default + setting overlay ({', '.join(settings)}); one parameter varied at a time",
-                    "simulations": combine_simulations(runs)}
+        ds = add_outcomes(
+            xr.concat(sweeps, dim="setting", coords="different", compat="equals", combine_attrs="override"), benefit_day
+        )
+        ds.attrs = {
+            **attrs,
+            "parameter_set": f"default + setting overlay ({', '.join(settings)}); one parameter varied at a time",
+            "simulations": combine_simulations(runs),
+        }
     return ds, grid
 
 
@@ -216,7 +263,7 @@ def _sweep_grid(ds: xr.Dataset):
     ncols = min(4, len(params))
     nrows = math.ceil(len(params) / ncols)
     fig, axes = plots.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows + 1.2), sharey=True, squeeze=False)
-    for ax in axes.flat[len(params):]:
+    for ax in axes.flat[len(params) :]:
         ax.set_visible(False)
     return fig, axes, params
 
@@ -278,8 +325,9 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
     settings = load_settings()
     duration = float(ds.time[-1])
     names = {"-": "solid", "--": "dashed", ":": "dotted"}
-    styles = ", ".join(f"{settings[str(st)].label}: {names[SETTING_STYLE.get(str(st), ('', '-', ''))[1]]}"
-                       for st in ds.setting.values)
+    styles = ", ".join(
+        f"{settings[str(st)].label}: {names[SETTING_STYLE.get(str(st), ('', '-', ''))[1]]}" for st in ds.setting.values
+    )
     with plots.style():
         fig, axes, params = _sweep_grid(ds)
         handles: dict = {}
@@ -336,8 +384,15 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
         handles: dict = {}
         if finite.size and np.ptp(finite) > 0 and np.isfinite(z).all():
             # thin labelled iso-lines so values can be read off a slide
-            iso = ax.contour(x, y, z.T, levels=mticker.MaxNLocator(6).tick_values(finite.min(), finite.max()),
-                             colors="white", linewidths=0.8, alpha=0.8)
+            iso = ax.contour(
+                x,
+                y,
+                z.T,
+                levels=mticker.MaxNLocator(6).tick_values(finite.min(), finite.max()),
+                colors="white",
+                linewidths=0.8,
+                alpha=0.8,
+            )
             for text in ax.clabel(iso, fmt="%.2g", fontsize=10, colors="black"):
                 # dark text on a light box: readable on both ends of the colour map and in its pale middle
                 text.set_bbox(dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75))
@@ -349,10 +404,25 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
             values = settings[name].values
             if xa in values and ya in values:
                 colour, _, marker = SETTING_STYLE.get(name, ("0.2", "-", "o"))
-                h = ax.scatter([values[xa]], [values[ya]], marker=marker, s=160, color=colour, edgecolors="white",
-                               linewidths=1.5, zorder=7)
-                ax.annotate(settings[name].label, (values[xa], values[ya]), xytext=(8, 6), textcoords="offset points",
-                            fontsize=12, color=colour, fontweight="bold")
+                h = ax.scatter(
+                    [values[xa]],
+                    [values[ya]],
+                    marker=marker,
+                    s=160,
+                    color=colour,
+                    edgecolors="white",
+                    linewidths=1.5,
+                    zorder=7,
+                )
+                ax.annotate(
+                    settings[name].label,
+                    (values[xa], values[ya]),
+                    xytext=(8, 6),
+                    textcoords="offset points",
+                    fontsize=12,
+                    color=colour,
+                    fontweight="bold",
+                )
                 handles.setdefault(f"setting: {settings[name].label}", h)
         failed = grid["failed"].transpose(xa, ya).values
         for i, j in zip(*np.nonzero(failed)):
@@ -366,10 +436,14 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
         frac = float((finite > MARGIN_LOG10).mean()) if finite.size else float("nan")
         drawn = [k for k in handles if k.startswith("benefit =")]
         styles = {"benefit = 0": "solid", f"benefit = {MARGIN_LOG10:g}": "dashed"}
-        contours = (f"Black contours: {'; '.join(f'{k} ({styles[k]})' for k in drawn)}." if drawn else
-                    f"The benefit lies between {finite.min():.2f} and {finite.max():.2f} everywhere on the map, so it "
-                    f"crosses neither 0 nor {MARGIN_LOG10:g} and no such contour is drawn; thin white lines are iso-lines."
-                    if finite.size else "No point finished.")
+        contours = (
+            f"Black contours: {'; '.join(f'{k} ({styles[k]})' for k in drawn)}."
+            if drawn
+            else f"The benefit lies between {finite.min():.2f} and {finite.max():.2f} everywhere on the map, so it "
+            f"crosses neither 0 nor {MARGIN_LOG10:g} and no such contour is drawn; thin white lines are iso-lines."
+            if finite.size
+            else "No point finished."
+        )
         caption = (
             f"Benefit of the 2:2 bispecific over anti-PD-L1 (log10 of the ratio of viable tumour cells, anti-PD-L1 / "
             f"bispecific, at day {day:g}, each floored at one cell) over tumour PD-L1 per cell x infiltration rate, both "
@@ -403,7 +477,9 @@ def summarise(ds: xr.Dataset | None, grid: xr.Dataset | None) -> dict:
                     "high": {"value": float(x[-1]), "benefit_log10": _num(b[-1])},
                     "max_benefit_log10": _num(np.nanmax(b)) if np.isfinite(b).any() else None,
                     "sign_changes_at": [float(f"{v:.4g}") for v in sign_changes(x, b, log)],
-                    "fraction_beats": _num(float((b[np.isfinite(b)] > MARGIN_LOG10).mean())) if np.isfinite(b).any() else None,
+                    "fraction_beats": _num(float((b[np.isfinite(b)] > MARGIN_LOG10).mean()))
+                    if np.isfinite(b).any()
+                    else None,
                     "unit": str(ds.unit.sel(parameter=p).values),
                 }
         n, r, ex = failures(ds, ("setting", "parameter", "step"))
@@ -437,9 +513,16 @@ def _num(v) -> float | None:
     return round(v, 4) if np.isfinite(v) else None
 
 
-def main(out_dir: pathlib.Path, quick: bool = False, *, n_points: int | None = None, map_points: int | None = None,
-         duration_days: float | None = None, settings: Sequence[str] = SWEEP_SETTINGS,
-         solver: str | object = "auto") -> dict:
+def main(
+    out_dir: pathlib.Path,
+    quick: bool = False,
+    *,
+    n_points: int | None = None,
+    map_points: int | None = None,
+    duration_days: float | None = None,
+    settings: Sequence[str] = SWEEP_SETTINGS,
+    solver: str | object = "auto",
+) -> dict:
     """Quick: 5 points per sweep, a 5 x 5 map, 168 days; full: 12 points, 10 x 10, 365 days.
     The keyword arguments shrink the work further (tests)."""
     out_dir = pathlib.Path(out_dir)
@@ -447,15 +530,22 @@ def main(out_dir: pathlib.Path, quick: bool = False, *, n_points: int | None = N
     map_points = map_points or (5 if quick else 10)
     duration = duration_days or (168.0 if quick else 365.0)
     benefit_day = min(BENEFIT_DAY, duration)
-    ds, grid = run_sweeps(settings, SWEPT, n_points, duration, map_points=map_points, solver=solver,
-                          benefit_day=benefit_day)
+    ds, grid = run_sweeps(
+        settings, SWEPT, n_points, duration, map_points=map_points, solver=solver, benefit_day=benefit_day
+    )
     save_dataset(ds, out_dir, "sweeps", csv_variables=["benefit", "best_percent_change", "status"])
     save_dataset(grid, out_dir, "benefit_map", csv_variables=["benefit", "best_percent_change", "status"])
     plot_sweeps(ds, out_dir)
     plot_sweep_responses(ds, out_dir)
     plot_map(grid, out_dir)
     summary = summarise(ds, grid)
-    summary.update({"duration_days": duration, "n_points": n_points, "map_points": map_points,
-                    "settings": list(settings), "figures": ["sweeps_benefit.png", "sweeps_best_response.png",
-                                                            "benefit_map.png"]})
+    summary.update(
+        {
+            "duration_days": duration,
+            "n_points": n_points,
+            "map_points": map_points,
+            "settings": list(settings),
+            "figures": ["sweeps_benefit.png", "sweeps_best_response.png", "benefit_map.png"],
+        }
+    )
     return SweepsSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads

@@ -89,8 +89,9 @@ def _bootstrap(trials: dict[str, xr.Dataset], rng: np.random.Generator, n_boot: 
                     except (ZeroDivisionError, RuntimeError):  # degenerate resample (zero information)
                         continue
                     rows.setdefault(f"hr_vs_{comp}", []).append(hr)
-            out.setdefault(arm, {})[sg] = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-                                           for k, v in rows.items() if v}
+            out.setdefault(arm, {})[sg] = {
+                k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in rows.items() if v
+            }
     return out
 
 
@@ -125,8 +126,10 @@ def _across_fits(record: dict, spec, n: int) -> dict:
                 for k in ("orr", "median_pfs", "hr_vs_nabp", "hr_vs_nabp_apdl1"):
                     if r.get(k) and np.isfinite(r[k][0]):
                         values.setdefault(arm, {}).setdefault(sg, {}).setdefault(k, []).append(r[k][0])
-    return {arm: {sg: {k: [float(min(v)), float(max(v))] for k, v in d.items()} for sg, d in by_sg.items()}
-            for arm, by_sg in values.items()}
+    return {
+        arm: {sg: {k: [float(min(v)), float(max(v))] for k, v in d.items()} for sg, d in by_sg.items()}
+        for arm, by_sg in values.items()
+    }
 
 
 def _calibration_rows(trials: dict[str, xr.Dataset], spec) -> list[dict]:
@@ -134,54 +137,98 @@ def _calibration_rows(trials: dict[str, xr.Dataset], spec) -> list[dict]:
     for t in spec.targets:
         r = trial_readouts(trials[t.arm], t.subgroup, trials["nabp"] if t.readout == "hr" else None)
         model = r.get(t.readout, [np.nan] * 3)
-        rows.append({"name": t.name, "model": float(model[0]), "model_low": float(model[1]),
-                     "model_high": float(model[2]), "trial": t.value, "trial_low": t.low, "trial_high": t.high,
-                     "unit": t.unit, "weight": t.weight,
-                     "residual_half_widths": float((model[0] - t.value) / t.half_width),
-                     "inside_trial_ci": bool(t.low <= model[0] <= t.high)})
+        rows.append(
+            {
+                "name": t.name,
+                "model": float(model[0]),
+                "model_low": float(model[1]),
+                "model_high": float(model[2]),
+                "trial": t.value,
+                "trial_low": t.low,
+                "trial_high": t.high,
+                "unit": t.unit,
+                "weight": t.weight,
+                "residual_half_widths": float((model[0] - t.value) / t.half_width),
+                "inside_trial_ci": bool(t.low <= model[0] <= t.high),
+            }
+        )
     return rows
 
 
 def _dataset(trials: dict[str, xr.Dataset]) -> xr.Dataset:
-    keep = ["diameter_mm", "sum_mm", "best_overall_response", "best_overall_response_unconfirmed", "progression_day",
-            "pfs_days", "pfs_event", "best_change_pct", "duration_of_response_days", "pdl1_positive", "n_lesions",
-            "failed", "status", "message"]
+    keep = [
+        "diameter_mm",
+        "sum_mm",
+        "best_overall_response",
+        "best_overall_response_unconfirmed",
+        "progression_day",
+        "pfs_days",
+        "pfs_event",
+        "best_change_pct",
+        "duration_of_response_days",
+        "pdl1_positive",
+        "n_lesions",
+        "failed",
+        "status",
+        "message",
+    ]
     parts = [trials[a][keep].expand_dims(arm=[a]) for a in ARMS]
     ds = xr.concat(parts, dim="arm")
     for k in ("best_overall_response", "best_overall_response_unconfirmed"):
         ds[k] = ds[k].astype(str)
-    ds.attrs = {k: v for k, v in trials[ARMS[0]].attrs.items() if k not in ("arm", "wall_s", "trajectories",
-                                                                              "second_pass_trajectories", "simulations")}
+    ds.attrs = {
+        k: v
+        for k, v in trials[ARMS[0]].attrs.items()
+        if k not in ("arm", "wall_s", "trajectories", "second_pass_trajectories", "simulations")
+    }
     ds.attrs["arms"] = ",".join(ARMS)
     ds.attrs["simulations"] = combine_simulations([({"arm": a}, trials[a].attrs) for a in ARMS])
     return ds
 
 
-def _figures(out_dir: pathlib.Path, trials: dict, readouts: dict, calibration: list[dict], n: int, prov: dict) -> list[str]:
+def _figures(
+    out_dir: pathlib.Path, trials: dict, readouts: dict, calibration: list[dict], n: int, prov: dict
+) -> list[str]:
     names = []
     with plots.style():
         fig, axes = plots.subplots(2, 2, figsize=(14, 9), sharey=True)
         for ax, arm in zip(axes.ravel(), ARMS):
-            trial_plots.plot_waterfall(ax, trials[arm]["best_change_pct"].values, trials[arm]["best_overall_response"].values)
+            trial_plots.plot_waterfall(
+                ax, trials[arm]["best_change_pct"].values, trials[arm]["best_overall_response"].values
+            )
             ax.set_title(plots.arm_label(arm))
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "waterfall",
-                          f"Best change of the sum of target-lesion diameters from baseline per virtual patient "
-                          f"(n={n} per arm, ITT), coloured by confirmed RECIST 1.1 best overall response.", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "waterfall",
+            f"Best change of the sum of target-lesion diameters from baseline per virtual patient "
+            f"(n={n} per arm, ITT), coloured by confirmed RECIST 1.1 best overall response.",
+            prov,
+        )
         names.append("waterfall.png")
 
         fig, axes = plots.subplots(2, 2, figsize=(14, 9), sharey=True)
         for ax, arm in zip(axes.ravel(), ARMS):
             s = trials[arm]["sum_mm"].values[:40]
             change = 100 * (s / s[:, :1] - 1)
-            trial_plots.plot_spider(ax, trials[arm]["scan_day"].values, change,
-                                    trials[arm]["best_overall_response"].values[:40],
-                                    progression_day=trials[arm]["progression_day"].values[:40])
+            trial_plots.plot_spider(
+                ax,
+                trials[arm]["scan_day"].values,
+                change,
+                trials[arm]["best_overall_response"].values[:40],
+                progression_day=trials[arm]["progression_day"].values[:40],
+            )
             ax.set_title(plots.arm_label(arm))
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "spider",
-                          "Change of the sum of target-lesion diameters from baseline at each scan for the first 40 "
-                          "virtual patients of each arm, up to progression (off study after it).", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "spider",
+            "Change of the sum of target-lesion diameters from baseline at each scan for the first 40 "
+            "virtual patients of each arm, up to progression (off study after it).",
+            prov,
+        )
         names.append("spider.png")
 
         fig, axes = plots.subplots(1, 3, figsize=(19, 6.5))
@@ -192,13 +239,20 @@ def _figures(out_dir: pathlib.Path, trials: dict, readouts: dict, calibration: l
                 if sg != "itt":
                     pos = trials[arm]["pdl1_positive"].values
                     m &= pos if sg == "pdl1_positive" else ~pos
-                curves[plots.arm_label(arm)] = kaplan_meier(trials[arm]["pfs_days"].values[m], trials[arm]["pfs_event"].values[m])
+                curves[plots.arm_label(arm)] = kaplan_meier(
+                    trials[arm]["pfs_days"].values[m], trials[arm]["pfs_event"].values[m]
+                )
             trial_plots.plot_km(ax, curves)
             ax.set_title(SUBGROUP_LABELS[sg])
         plots.panel_letters(axes)
-        plots.save_figure(fig, out_dir, "pfs_km",
-                          "Kaplan-Meier progression-free survival per arm and PD-L1 subgroup, with numbers at risk; "
-                          "every patient censored at the fixed follow-up (models/population.toml [trial]).", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "pfs_km",
+            "Kaplan-Meier progression-free survival per arm and PD-L1 subgroup, with numbers at risk; "
+            "every patient censored at the fixed follow-up (models/population.toml [trial]).",
+            prov,
+        )
         names.append("pfs_km.png")
 
         fig, ax = plots.subplots(figsize=(10, 7))
@@ -209,18 +263,33 @@ def _figures(out_dir: pathlib.Path, trials: dict, readouts: dict, calibration: l
                 if hr and all(np.isfinite(hr)):
                     rows.append((f"{plots.arm_label(arm)}: {SUBGROUP_LABELS[sg]}", *hr, readouts[arm][sg]["n"]))
         trial_plots.plot_forest(ax, rows)
-        plots.save_figure(fig, out_dir, "forest",
-                          "PFS hazard ratio vs nab-paclitaxel (Cox, 95% CI) by arm and PD-L1 status, same virtual "
-                          "patients in every arm.", prov)
+        plots.save_figure(
+            fig,
+            out_dir,
+            "forest",
+            "PFS hazard ratio vs nab-paclitaxel (Cox, 95% CI) by arm and PD-L1 status, same virtual "
+            "patients in every arm.",
+            prov,
+        )
         names.append("forest.png")
 
         fig, ax = plots.subplots(figsize=(10, 8))
-        trial_plots.plot_calibration(ax, [(r["name"], r["model"], r["model_low"], r["model_high"], r["trial"],
-                                           r["trial_low"], r["trial_high"]) for r in calibration])
-        plots.save_figure(fig, out_dir, "calibration",
-                          "IMpassion130 (Schmid 2018; FDA review) against the virtual trial of the same arms: trial "
-                          "estimate and 95% CI, model estimate and its 95% CI for this number of virtual patients. "
-                          "Targets with weight 0 (complete responses) are compared, not fitted.", prov)
+        trial_plots.plot_calibration(
+            ax,
+            [
+                (r["name"], r["model"], r["model_low"], r["model_high"], r["trial"], r["trial_low"], r["trial_high"])
+                for r in calibration
+            ],
+        )
+        plots.save_figure(
+            fig,
+            out_dir,
+            "calibration",
+            "IMpassion130 (Schmid 2018; FDA review) against the virtual trial of the same arms: trial "
+            "estimate and 95% CI, model estimate and its 95% CI for this number of virtual patients. "
+            "Targets with weight 0 (complete responses) are compared, not fitted.",
+            prov,
+        )
         names.append("calibration.png")
     return names
 
@@ -241,30 +310,43 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     figures = _figures(out_dir, trials, readouts, calibration, n, prov)
     write_json(out_dir / "calibration_check.json", calibration)
 
-    lines = ["| arm | subgroup | n | ORR % (95% CI) | CR % | median PFS, months (95% CI) | HR vs nab-P | HR vs nab-P + anti-PD-L1 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | subgroup | n | ORR % (95% CI) | CR % | median PFS, months (95% CI) | HR vs nab-P | HR vs nab-P + anti-PD-L1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for arm in ARMS:
         for sg in SUBGROUPS:
             r = readouts[arm][sg]
 
             def ci(v, fmt="{:.0f}"):
                 return "-" if not v else f"{fmt.format(v[0])} ({fmt.format(v[1])}-{fmt.format(v[2])})"
-            lines.append(f"| {plots.arm_label(arm)} | {SUBGROUP_LABELS[sg]} | {r['n']} | {ci(r.get('orr'))} | "
-                         f"{r['cr'][0]:.1f} | {ci(r.get('median_pfs'), '{:.1f}')} | {ci(r.get('hr_vs_nabp'), '{:.2f}')} | "
-                         f"{ci(r.get('hr_vs_nabp_apdl1'), '{:.2f}')} |")
+
+            lines.append(
+                f"| {plots.arm_label(arm)} | {SUBGROUP_LABELS[sg]} | {r['n']} | {ci(r.get('orr'))} | "
+                f"{r['cr'][0]:.1f} | {ci(r.get('median_pfs'), '{:.1f}')} | {ci(r.get('hr_vs_nabp'), '{:.2f}')} | "
+                f"{ci(r.get('hr_vs_nabp_apdl1'), '{:.2f}')} |"
+            )
     lines += ["", "| IMpassion130 | model (95% CI) | trial (95% CI) | inside |", "|---|---|---|---|"]
     for r in calibration:
-        lines.append(f"| {r['name']} | {r['model']:.2f} ({r['model_low']:.2f}-{r['model_high']:.2f}) | {r['trial']:.2f} "
-                     f"({r['trial_low']:.2f}-{r['trial_high']:.2f}) | {'yes' if r['inside_trial_ci'] else 'no'} |")
+        lines.append(
+            f"| {r['name']} | {r['model']:.2f} ({r['model_low']:.2f}-{r['model_high']:.2f}) | {r['trial']:.2f} "
+            f"({r['trial_low']:.2f}-{r['trial_high']:.2f}) | {'yes' if r['inside_trial_ci'] else 'no'} |"
+        )
     write_text(out_dir / "summary_table.md", "\n".join(lines) + "\n")
 
     summary = {
-        "n_patients_per_arm": n, "readouts": readouts,
+        "n_patients_per_arm": n,
+        "readouts": readouts,
         "calibration": [{k: v for k, v in r.items() if k not in ("model_low", "model_high")} for r in calibration],
-        "seed": SEED, "follow_up_days": spec.follow_up_days,
-        "pdl1_positive_fraction": float(population.pdl1_positive.mean()), "acceptance_rate": population.acceptance_rate,
-        "failed_patients": {a: int(trials[a]["failed"].sum()) for a in ARMS}, "prediction_spread": spread, "fit_spread": fit_spread,
-        "wall_s": {a: float(trials[a].attrs["wall_s"]) for a in ARMS}, "figures": figures,
+        "seed": SEED,
+        "follow_up_days": spec.follow_up_days,
+        "pdl1_positive_fraction": float(population.pdl1_positive.mean()),
+        "acceptance_rate": population.acceptance_rate,
+        "failed_patients": {a: int(trials[a]["failed"].sum()) for a in ARMS},
+        "prediction_spread": spread,
+        "fit_spread": fit_spread,
+        "wall_s": {a: float(trials[a].attrs["wall_s"]) for a in ARMS},
+        "figures": figures,
     }
     summary = _finite(summary)
     return VirtualTrialSummary.from_summary(summary).as_dict()  # the contract moa.report.claims reads
@@ -279,4 +361,3 @@ def _finite(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-

@@ -12,6 +12,18 @@ from .simulate import output_times, simulate
 from .symbolic import Mechanism, Model
 
 __all__ = [
-    "__version__", "Mechanism", "Model", "ModelError", "SimulationError", "UnitError", "ParameterSet",
-    "load_parameters", "Dose", "Regimen", "cycles", "every", "simulate", "output_times",
+    "__version__",
+    "Mechanism",
+    "Model",
+    "ModelError",
+    "SimulationError",
+    "UnitError",
+    "ParameterSet",
+    "load_parameters",
+    "Dose",
+    "Regimen",
+    "cycles",
+    "every",
+    "simulate",
+    "output_times",
 ]

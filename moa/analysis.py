@@ -34,8 +34,18 @@ from scipy import stats
 
 from .parameters import MODELS_DIR, convert_value
 
-__all__ = ["RecistRules", "load_recist", "partial_response_pct", "recist", "recist_lesions", "objective_response_rate",
-           "progression_free_survival", "bliss_synergy", "inhibition", "best_percent_change"]
+__all__ = [
+    "RecistRules",
+    "load_recist",
+    "partial_response_pct",
+    "recist",
+    "recist_lesions",
+    "objective_response_rate",
+    "progression_free_survival",
+    "bliss_synergy",
+    "inhibition",
+    "best_percent_change",
+]
 
 CATEGORIES = ("CR", "PR", "SD", "PD")
 
@@ -52,8 +62,15 @@ class RecistRules:
 
 
 #: The unit each RECIST rule is used in; values in recist.toml are converted to it.
-RECIST_UNITS = {"pr_fraction": "1", "pd_fraction": "1", "pd_absolute_mm": "mm", "cr_diameter_mm": "mm",
-                "scan_interval_days": "day", "confirm_interval_days": "day", "sd_min_days": "day"}
+RECIST_UNITS = {
+    "pr_fraction": "1",
+    "pd_fraction": "1",
+    "pd_absolute_mm": "mm",
+    "cr_diameter_mm": "mm",
+    "scan_interval_days": "day",
+    "confirm_interval_days": "day",
+    "sd_min_days": "day",
+}
 
 
 def load_recist(path: pathlib.Path = MODELS_DIR / "recist.toml") -> RecistRules:
@@ -117,12 +134,14 @@ def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Da
     # once progressed, later scans do not count towards best response
     progressed_by = np.logical_or.accumulate(pd, axis=0)
     first_pd = np.where(progressed_by.any(axis=0), np.argmax(pd, axis=0), -1)
-    counted = np.arange(len(scans)).reshape((-1,) + (1,) * (values.ndim - 1)) <= np.where(first_pd >= 0, first_pd, len(scans))
-    if len(scans) < 2:   # no scan after baseline yet: no best change
+    counted = np.arange(len(scans)).reshape((-1,) + (1,) * (values.ndim - 1)) <= np.where(
+        first_pd >= 0, first_pd, len(scans)
+    )
+    if len(scans) < 2:  # no scan after baseline yet: no best change
         best_change = np.full(baseline.shape, np.nan)
     else:
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN (failed) trajectories give NaN
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (failed) trajectories give NaN
             best_change = 100 * (np.nanmin(np.where(counted, values, np.nan)[1:], axis=0) - baseline) / baseline
     before = ~np.concatenate([np.zeros_like(pd[:1]), progressed_by[:-1]], axis=0) & ~pd
     any_cr = (cr & before)[1:].any(axis=0)
@@ -137,8 +156,15 @@ def recist(diameter_mm: xr.DataArray, rules: RecistRules | None = None) -> xr.Da
             "best_response": (other, np.asarray(best).astype("U2")),
             "progression_day": (other, prog_day, {"units": "day"}),
             "progressed": (other, first_pd >= 0),
-            "best_percent_change": (other, best_change, {"units": "%", "description": "smallest diameter at a scan after "
-                                    "baseline, up to the first PD scan, as % change from baseline"}),
+            "best_percent_change": (
+                other,
+                best_change,
+                {
+                    "units": "%",
+                    "description": "smallest diameter at a scan after "
+                    "baseline, up to the first PD scan, as % change from baseline",
+                },
+            ),
         },
         coords={"time": scans, **coords},
         attrs={"rules": str(dataclasses.asdict(rules))},
@@ -160,8 +186,9 @@ RESPONSES = ("CR", "PR", "SD", "PD", "NE")
 _SLACK = 1e-9
 
 
-def recist_lesions(sum_or_diameters_mm, scan_days, *, new_lesion_day=None, rules: RecistRules | None = None,
-                   confirm: bool = True) -> xr.Dataset:
+def recist_lesions(
+    sum_or_diameters_mm, scan_days, *, new_lesion_day=None, rules: RecistRules | None = None, confirm: bool = True
+) -> xr.Dataset:
     """RECIST 1.1 on several target lesions per patient, vectorised over patients.
 
     ``sum_or_diameters_mm``: longest diameters (mm) of each patient's target lesions at each scan,
@@ -224,10 +251,12 @@ def recist_lesions(sum_or_diameters_mm, scan_days, *, new_lesion_day=None, rules
         growth = measured_sum[:, j] - nadir
         progression = scanned[:, j] & (
             ((growth >= rules.pd_fraction * nadir - _SLACK) & (growth >= rules.pd_absolute_mm - _SLACK))
-            | (new_day <= days[j]))
+            | (new_day <= days[j])
+        )
         partial = complete[:, j] & (baseline - sum_mm[:, j] >= rules.pr_fraction * baseline - _SLACK)
-        status = np.where(progression, "PD", np.where(gone[:, j], "CR", np.where(
-            partial, "PR", np.where(complete[:, j], "SD", "NE"))))
+        status = np.where(
+            progression, "PD", np.where(gone[:, j], "CR", np.where(partial, "PR", np.where(complete[:, j], "SD", "NE")))
+        )
         response[:, j] = np.where(on_study, status, "NE")
         first_pd = np.where(on_study & progression, j, first_pd)
         nadir = np.where(on_study & complete[:, j], np.fmin(nadir, sum_mm[:, j]), nadir)
@@ -242,8 +271,11 @@ def recist_lesions(sum_or_diameters_mm, scan_days, *, new_lesion_day=None, rules
         is_response = is_response & ((is_response.astype(int) @ later.T.astype(int)) > 0)
     long_enough = days >= rules.sd_min_days - _SLACK
     stable = (np.isin(response, ("CR", "PR", "SD")) & long_enough[None, :]).any(axis=1)
-    best = np.where(is_cr.any(axis=1), "CR", np.where(is_response.any(axis=1), "PR", np.where(
-        stable, "SD", np.where(progressed, "PD", "NE"))))
+    best = np.where(
+        is_cr.any(axis=1),
+        "CR",
+        np.where(is_response.any(axis=1), "PR", np.where(stable, "SD", np.where(progressed, "PD", "NE"))),
+    )
 
     evaluable = response != "NE"
     last_index = n_scans - 1 - np.argmax(evaluable[:, ::-1], axis=1)
@@ -267,8 +299,11 @@ def recist_lesions(sum_or_diameters_mm, scan_days, *, new_lesion_day=None, rules
             "sum_mm": (per_scan, sum_mm, {"units": "mm", "description": "sum of target-lesion diameters"}),
             "change_pct": (per_scan, change_pct, {"units": "%", "description": "sum as % change from baseline"}),
             "response": (per_scan, response, {"description": "RECIST 1.1 per scan: CR, PR, SD, PD or NE"}),
-            "best_overall_response": (per_patient, best.astype("U2"),
-                                      {"description": f"RECIST 1.1 best overall response, confirm={confirm}"}),
+            "best_overall_response": (
+                per_patient,
+                best.astype("U2"),
+                {"description": f"RECIST 1.1 best overall response, confirm={confirm}"},
+            ),
             "progression_day": (per_patient, progression_day, {"units": "day"}),
             "progressed": (per_patient, progressed),
             "last_assessment_day": (per_patient, last_assessment_day, {"units": "day"}),
@@ -292,23 +327,30 @@ def _lesion_diameters(values) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or 0 in array.shape:
-        raise ValueError(f"{name}: shape {np.shape(values)}: must be (patient, scan) or (patient, scan, lesion), "
-                         "non-empty")
+        raise ValueError(
+            f"{name}: shape {np.shape(values)}: must be (patient, scan) or (patient, scan, lesion), non-empty"
+        )
     bad = np.argwhere(np.isinf(array) | (array < 0))
     if bad.size:
         p, s, lesion = bad[0]
-        raise ValueError(f"{name}: {float(array[p, s, lesion])!r} at patient {p}, scan {s}, lesion {lesion}: must be a "
-                         "finite diameter >= 0 mm, or NaN for a missing lesion or scan")
+        raise ValueError(
+            f"{name}: {float(array[p, s, lesion])!r} at patient {p}, scan {s}, lesion {lesion}: must be a "
+            "finite diameter >= 0 mm, or NaN for a missing lesion or scan"
+        )
     present = np.isfinite(array[:, 0, :])
     no_lesion = np.nonzero(~present.any(axis=1))[0]
     if no_lesion.size:
-        raise ValueError(f"{name}: patient {no_lesion[0]} has no target lesion measured at baseline (scan 0); "
-                         "every patient needs at least one")
+        raise ValueError(
+            f"{name}: patient {no_lesion[0]} has no target lesion measured at baseline (scan 0); "
+            "every patient needs at least one"
+        )
     stray = np.argwhere(np.isfinite(array) & ~present[:, None, :])
     if stray.size:
         p, s, lesion = stray[0]
-        raise ValueError(f"{name}: patient {p}, lesion {lesion} is NaN at baseline but measured at scan {s}: a lesion "
-                         "slot the patient does not have must be NaN at every scan (new lesions go in new_lesion_day)")
+        raise ValueError(
+            f"{name}: patient {p}, lesion {lesion} is NaN at baseline but measured at scan {s}: a lesion "
+            "slot the patient does not have must be NaN at every scan (new lesions go in new_lesion_day)"
+        )
     return array
 
 
@@ -316,8 +358,9 @@ def _scan_days(scan_days, n_scans: int) -> np.ndarray:
     """Scan days (day since the start of treatment), one per scan, finite and strictly increasing."""
     days = np.asarray(scan_days, dtype=float)
     if days.shape != (n_scans,):
-        raise ValueError(f"scan_days: shape {days.shape}: must be ({n_scans},), one day per scan of "
-                         "sum_or_diameters_mm (axis 1)")
+        raise ValueError(
+            f"scan_days: shape {days.shape}: must be ({n_scans},), one day per scan of sum_or_diameters_mm (axis 1)"
+        )
     if not np.isfinite(days).all() or (np.diff(days) <= 0).any():
         raise ValueError(f"scan_days={days.tolist()}: must be finite and strictly increasing (days)")
     return days
@@ -332,8 +375,10 @@ def _new_lesion_days(new_lesion_day, n_patients: int) -> np.ndarray:
         raise ValueError(f"new_lesion_day: shape {days.shape}: must be ({n_patients},), one day per patient")
     bad = np.nonzero(np.isnan(days) | (days < 0))[0]
     if bad.size:
-        raise ValueError(f"new_lesion_day: {float(days[bad[0]])!r} for patient {bad[0]}: must be a day >= 0, or np.inf "
-                         "for no new lesion")
+        raise ValueError(
+            f"new_lesion_day: {float(days[bad[0]])!r} for patient {bad[0]}: must be a day >= 0, or np.inf "
+            "for no new lesion"
+        )
     return days
 
 

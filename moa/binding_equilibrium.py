@@ -39,9 +39,26 @@ import xarray as xr
 
 from .mechanisms.binding import DRUG_ARMS, DrugArms, complex_name, contact_name, contact_states, off_contact_states
 
-__all__ = ["DrugBinding", "ContactGeometry", "Clustering", "equilibrium", "in_vitro", "receptor_nM", "drug_binding",
-           "contact_geometry", "clustering", "contact_volume_fraction", "contact_shares", "cluster_signal", "pdl1_threshold",
-           "liver_signal", "liver_toxicity_readout", "bell_metrics", "format_comparison", "format_pdl1_thresholds"]
+__all__ = [
+    "DrugBinding",
+    "ContactGeometry",
+    "Clustering",
+    "equilibrium",
+    "in_vitro",
+    "receptor_nM",
+    "drug_binding",
+    "contact_geometry",
+    "clustering",
+    "contact_volume_fraction",
+    "contact_shares",
+    "cluster_signal",
+    "pdl1_threshold",
+    "liver_signal",
+    "liver_toxicity_readout",
+    "bell_metrics",
+    "format_comparison",
+    "format_pdl1_thresholds",
+]
 
 AVOGADRO = 6.02214076e23  # 1/mol (SI definition)
 #: Finite KDs allowed, in nM. Measured KDs lie within fM..mM (1e-6..1e6 nM); outside 1e-12..1e12 nM the
@@ -77,8 +94,10 @@ class DrugBinding:
         for field in ("kd_pdl1_nM", "kd_cd137_nM"):
             v = getattr(self, field)
             if v != np.inf and not KD_RANGE_NM[0] <= v <= KD_RANGE_NM[1]:
-                raise ValueError(f"{self.name}: {field}={v:g}: must lie in {KD_RANGE_NM[0]:g} .. {KD_RANGE_NM[1]:g} nM "
-                                 "(or inf for an arm that does not bind)")
+                raise ValueError(
+                    f"{self.name}: {field}={v:g}: must lie in {KD_RANGE_NM[0]:g} .. {KD_RANGE_NM[1]:g} nM "
+                    "(or inf for an arm that does not bind)"
+                )
 
     @property
     def arms(self) -> DrugArms:
@@ -150,11 +169,20 @@ def _binom(n: float, k: int) -> float:
 
 #: The unit this module reads each dimensional parameter in (others are dimensionless, "1").
 _UNITS = {
-    "synapse_area": "um^2/cell", "t_cell_area": "um^2/cell", "tumour_cell_area": "um^2/cell",
-    "myeloid_cell_area": "um^2/cell", "liver_anchor_cell_area": "um^2/cell", "synapse_gap": "nm",
-    "cd137_cluster_k": "molecule/cell", "cd137_per_t_cell": "molecule/cell", "pdl1_per_liver_anchor_cell": "molecule/cell",
-    "cd137_per_liver_myeloid_cell": "molecule/cell", "liver_myeloid_cell_density": "cell/mL",
-    "liver_anchor_cell_density": "cell/mL", "safety_window": "day", "liver_toxicity_auc_threshold": "day",
+    "synapse_area": "um^2/cell",
+    "t_cell_area": "um^2/cell",
+    "tumour_cell_area": "um^2/cell",
+    "myeloid_cell_area": "um^2/cell",
+    "liver_anchor_cell_area": "um^2/cell",
+    "synapse_gap": "nm",
+    "cd137_cluster_k": "molecule/cell",
+    "cd137_per_t_cell": "molecule/cell",
+    "pdl1_per_liver_anchor_cell": "molecule/cell",
+    "cd137_per_liver_myeloid_cell": "molecule/cell",
+    "liver_myeloid_cell_density": "cell/mL",
+    "liver_anchor_cell_density": "cell/mL",
+    "safety_window": "day",
+    "liver_toxicity_auc_threshold": "day",
 }
 
 
@@ -179,7 +207,8 @@ def drug_binding(params: Mapping, drug: str) -> DrugBinding:
         valency_cd137=get(f"valency_cd137_{drug}") if a.binds_cd137 else 0.0,
         kd_pdl1_nM=get(f"kd_pdl1_{drug}", "nM") if a.binds_pdl1 else np.inf,
         kd_cd137_nM=get(f"kd_cd137_{drug}", "nM") if a.binds_cd137 else np.inf,
-        chi_cis_pdl1=get("chi_cis_pdl1"), chi_cis_cd137=get("chi_cis_cd137"),
+        chi_cis_pdl1=get("chi_cis_pdl1"),
+        chi_cis_cd137=get("chi_cis_cd137"),
     )
 
 
@@ -193,12 +222,16 @@ def contact_geometry(params: Mapping, anchor: str = "tumour") -> ContactGeometry
 
 def clustering(params: Mapping) -> Clustering:
     get = lambda k: _scalar(params, k)  # noqa: E731
-    return Clustering(get("cd137_cluster_k"), get("cd137_cluster_hill"), get("agonist_efficacy_a41bb"), get("cis_efficacy_bsab"))
+    return Clustering(
+        get("cd137_cluster_k"), get("cd137_cluster_hill"), get("agonist_efficacy_a41bb"), get("cis_efficacy_bsab")
+    )
 
 
 def contact_volume_fraction(contacts_per_mL, geometry: ContactGeometry):
     """Volume of all contact zones per mL of medium (dimensionless)."""
-    return np.asarray(contacts_per_mL, dtype=float) * geometry.synapse_area_um2 * geometry.synapse_gap_nm * ML_PER_UM2_NM
+    return (
+        np.asarray(contacts_per_mL, dtype=float) * geometry.synapse_area_um2 * geometry.synapse_gap_nm * ML_PER_UM2_NM
+    )
 
 
 def contact_shares(t_cells_per_mL, anchor_cells_per_mL, geometry: ContactGeometry):
@@ -240,9 +273,17 @@ def _state_table(drug: DrugBinding, phi: np.ndarray):
     return rows
 
 
-def equilibrium(drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[DrugBinding, object]],
-                pdl1_nM, cd137_nM, pdl1_contact_nM=0.0, cd137_contact_nM=0.0, pd1_nM=0.0,
-                contact_volume_fraction=1.0, kd_pd1_nM: float = np.inf, chi_pd1: float = 1.0) -> xr.Dataset:
+def equilibrium(
+    drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[DrugBinding, object]],
+    pdl1_nM,
+    cd137_nM,
+    pdl1_contact_nM=0.0,
+    cd137_contact_nM=0.0,
+    pd1_nM=0.0,
+    contact_volume_fraction=1.0,
+    kd_pd1_nM: float = np.inf,
+    chi_pd1: float = 1.0,
+) -> xr.Dataset:
     """Equilibrium of drugs (each ``(DrugBinding, total nM)``) with receptor totals (nM).
 
     ``pdl1_nM``/``cd137_nM`` are the off-contact pools, ``*_contact_nM`` and ``pd1_nM`` the
@@ -254,8 +295,13 @@ def equilibrium(drugs: Mapping[str, tuple[DrugBinding, object]] | list[tuple[Dru
     items = list(drugs.values()) if isinstance(drugs, Mapping) else list(drugs)
     if not items:
         raise ValueError("drugs: give at least one (DrugBinding, total_nM) pair")
-    named = (("pdl1_nM", pdl1_nM), ("pdl1_contact_nM", pdl1_contact_nM), ("cd137_nM", cd137_nM),
-             ("cd137_contact_nM", cd137_contact_nM), ("pd1_nM", pd1_nM))
+    named = (
+        ("pdl1_nM", pdl1_nM),
+        ("pdl1_contact_nM", pdl1_contact_nM),
+        ("cd137_nM", cd137_nM),
+        ("cd137_contact_nM", cd137_contact_nM),
+        ("pd1_nM", pd1_nM),
+    )
     arrays = [_check_conc(n, v) for n, v in named]
     phi = _check_conc("contact_volume_fraction", contact_volume_fraction, "1")
     if np.any(phi <= 0):
@@ -384,8 +430,16 @@ def crosslinked_nM(eq: xr.Dataset, drugs: list[DrugBinding], clust: Clustering):
     return out
 
 
-def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137_per_cell, cd137_cells_per_mL,
-             geometry: ContactGeometry, clust: Clustering | None = None) -> xr.Dataset:
+def in_vitro(
+    drug: DrugBinding,
+    drug_nM,
+    pdl1_per_cell,
+    pdl1_cells_per_mL,
+    cd137_per_cell,
+    cd137_cells_per_mL,
+    geometry: ContactGeometry,
+    clust: Clustering | None = None,
+) -> xr.Dataset:
     """In-vitro co-culture: ``drug_nM`` of one drug with PD-L1-bearing (anchor) and 4-1BB-bearing cells.
 
     Every 4-1BB-bearing cell holds one contact with an anchor cell, or a fraction of them
@@ -393,8 +447,12 @@ def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137
     4-1BB per T cell), ``pdl1_per_contact`` and, with ``clust``, ``crosslinked_per_cd137_cell``
     and ``cd137_signal``.
     """
-    for name, v, unit in (("pdl1_per_cell", pdl1_per_cell, "molecule/cell"), ("pdl1_cells_per_mL", pdl1_cells_per_mL, "cell/mL"),
-                          ("cd137_per_cell", cd137_per_cell, "molecule/cell"), ("cd137_cells_per_mL", cd137_cells_per_mL, "cell/mL")):
+    for name, v, unit in (
+        ("pdl1_per_cell", pdl1_per_cell, "molecule/cell"),
+        ("pdl1_cells_per_mL", pdl1_cells_per_mL, "cell/mL"),
+        ("cd137_per_cell", cd137_per_cell, "molecule/cell"),
+        ("cd137_cells_per_mL", cd137_cells_per_mL, "cell/mL"),
+    ):
         _check_conc(name, v, unit)
     t_cells = np.asarray(cd137_cells_per_mL, dtype=float)
     if np.any(t_cells <= 0):
@@ -404,16 +462,27 @@ def in_vitro(drug: DrugBinding, drug_nM, pdl1_per_cell, pdl1_cells_per_mL, cd137
     B = receptor_nM(cd137_per_cell, cd137_cells_per_mL)
     share_b = geometry.t_cell_share * in_contact
     phi = contact_volume_fraction(t_cells * in_contact, geometry)
-    ds = equilibrium([(drug, drug_nM)], L * (1 - anchor_share), B * (1 - share_b), L * anchor_share, B * share_b,
-                     contact_volume_fraction=phi)
-    ds["ternary_per_cd137_cell"] = xr.DataArray(_per_cell(ds["ternary_cd137"].values, t_cells), dims=ds["ternary_cd137"].dims,
-                                                attrs={"units": "molecule/cell"})
-    per_contact = np.broadcast_to(np.asarray(pdl1_per_cell, dtype=float) * geometry.synapse_area_um2 / geometry.anchor_area_um2,
-                                  ds["ternary_cd137"].shape)
+    ds = equilibrium(
+        [(drug, drug_nM)],
+        L * (1 - anchor_share),
+        B * (1 - share_b),
+        L * anchor_share,
+        B * share_b,
+        contact_volume_fraction=phi,
+    )
+    ds["ternary_per_cd137_cell"] = xr.DataArray(
+        _per_cell(ds["ternary_cd137"].values, t_cells), dims=ds["ternary_cd137"].dims, attrs={"units": "molecule/cell"}
+    )
+    per_contact = np.broadcast_to(
+        np.asarray(pdl1_per_cell, dtype=float) * geometry.synapse_area_um2 / geometry.anchor_area_um2,
+        ds["ternary_cd137"].shape,
+    )
     ds["pdl1_per_contact"] = xr.DataArray(per_contact, dims=ds["ternary_cd137"].dims, attrs={"units": "molecule/cell"})
     if clust is not None:
         x = _per_cell(crosslinked_nM(ds, [drug], clust), t_cells)
-        ds["crosslinked_per_cd137_cell"] = xr.DataArray(x, dims=ds["ternary_cd137"].dims, attrs={"units": "molecule/cell"})
+        ds["crosslinked_per_cd137_cell"] = xr.DataArray(
+            x, dims=ds["ternary_cd137"].dims, attrs={"units": "molecule/cell"}
+        )
         ds["cd137_signal"] = xr.DataArray(cluster_signal(x, clust), dims=ds["ternary_cd137"].dims, attrs={"units": "1"})
     return ds
 
@@ -432,8 +501,16 @@ def pdl1_threshold(params: Mapping, drug: str = "bsab", pdl1_per_cell=None, drug
     grid = np.geomspace(1e2, 1e6, 81) if pdl1_per_cell is None else np.asarray(pdl1_per_cell, dtype=float)
     conc = np.geomspace(1e-3, 1e4, 57) if drug_nM is None else np.asarray(drug_nM, dtype=float)
     binding = drug_binding(params, drug)
-    eq = in_vitro(binding, conc[None, :], grid[:, None], COCULTURE_CELLS_PER_ML, _scalar(params, "cd137_per_t_cell"),
-                  COCULTURE_CELLS_PER_ML, contact_geometry(params), clustering(params))
+    eq = in_vitro(
+        binding,
+        conc[None, :],
+        grid[:, None],
+        COCULTURE_CELLS_PER_ML,
+        _scalar(params, "cd137_per_t_cell"),
+        COCULTURE_CELLS_PER_ML,
+        contact_geometry(params),
+        clustering(params),
+    )
     signal = eq["cd137_signal"].values  # (density, conc)
     best = signal.max(axis=1)
     half = 0.5 * best[-1]
@@ -443,14 +520,21 @@ def pdl1_threshold(params: Mapping, drug: str = "bsab", pdl1_per_cell=None, drug
         i = above[0]
         x0, x1, y0, y1 = math.log10(grid[i - 1]), math.log10(grid[i]), best[i - 1], best[i]
         threshold = 10 ** (x0 + (half - y0) * (x1 - x0) / (y1 - y0))
-    return {"threshold_pdl1_per_cell": threshold, "pdl1_per_cell": grid, "best_signal": best,
-            "conc_at_best_nM": conc[signal.argmax(axis=1)], "signal_at_densest": float(best[-1])}
+    return {
+        "threshold_pdl1_per_cell": threshold,
+        "pdl1_per_cell": grid,
+        "best_signal": best,
+        "conc_at_best_nM": conc[signal.argmax(axis=1)],
+        "signal_at_densest": float(best[-1]),
+    }
 
 
 # ----- safety readout: 4-1BB signalling of liver myeloid cells ---------------------------------
 def _liver_geometry(params: Mapping) -> ContactGeometry:
     get = lambda k: _scalar(params, k)  # noqa: E731
-    return ContactGeometry(get("synapse_area"), get("synapse_gap"), get("myeloid_cell_area"), get("liver_anchor_cell_area"))
+    return ContactGeometry(
+        get("synapse_area"), get("synapse_gap"), get("myeloid_cell_area"), get("liver_anchor_cell_area")
+    )
 
 
 def liver_signal(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
@@ -468,19 +552,31 @@ def liver_signal(ds: xr.Dataset, params: Mapping) -> xr.DataArray:
     geometry = _liver_geometry(params)
     exposure = get("liver_exposure_ratio")
     # solver round-off can leave undosed concentrations a hair below zero; NaN marks failed runs
-    plasma = {d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) * exposure for d in ("bsab", "apdl1", "a41bb")}
+    plasma = {
+        d: np.nan_to_num(np.maximum(ds[f"{d}_central"].values, 0.0)) * exposure for d in ("bsab", "apdl1", "a41bb")
+    }
     drugs = [drug_binding(params, d) for d in ("bsab", "apdl1", "a41bb")]
     cells, anchors = get("liver_myeloid_cell_density"), get("liver_anchor_cell_density")
     in_contact, anchor_share = (float(x) for x in contact_shares(cells, anchors, geometry))
     L = float(receptor_nM(get("pdl1_per_liver_anchor_cell"), anchors))
     B = float(receptor_nM(get("cd137_per_liver_myeloid_cell"), cells))
     share_b = geometry.t_cell_share * in_contact
-    eq = equilibrium([(d, plasma[d.name]) for d in drugs], L * (1 - anchor_share), B * (1 - share_b), L * anchor_share,
-                     B * share_b, contact_volume_fraction=float(contact_volume_fraction(cells * in_contact, geometry)))
+    eq = equilibrium(
+        [(d, plasma[d.name]) for d in drugs],
+        L * (1 - anchor_share),
+        B * (1 - share_b),
+        L * anchor_share,
+        B * share_b,
+        contact_volume_fraction=float(contact_volume_fraction(cells * in_contact, geometry)),
+    )
     signal = cluster_signal(_per_cell(crosslinked_nM(eq, drugs, clustering(params)), cells), clustering(params))
     signal = np.where(np.isfinite(ds["bsab_central"].values), signal, np.nan)
-    return xr.DataArray(signal, dims=ds["bsab_central"].dims, coords=ds["bsab_central"].coords,
-                        attrs={"units": "1", "description": "4-1BB signal of liver myeloid cells (safety readout)"})
+    return xr.DataArray(
+        signal,
+        dims=ds["bsab_central"].dims,
+        coords=ds["bsab_central"].coords,
+        attrs={"units": "1", "description": "4-1BB signal of liver myeloid cells (safety readout)"},
+    )
 
 
 def liver_toxicity_readout(signal: xr.DataArray, params: Mapping) -> xr.DataArray:
@@ -515,26 +611,53 @@ def bell_metrics(params: Mapping, concentrations_nM: np.ndarray | None = None) -
 
     conc = np.logspace(-4, 5, 451) if concentrations_nM is None else np.asarray(concentrations_nM, dtype=float)
     ds = simulate(full_model(), params, None, times=[0.0, 1.0])
-    at0 = {k: float(ds[k][0]) for k in ("pdl1_free", "pdl1_syn", "pd1_pdl1", "cd137_free", "cd137_syn", "pd1_free",
-                                         "contact_volume_fraction", "cd137_total", "pdl1_total")}
+    at0 = {
+        k: float(ds[k][0])
+        for k in (
+            "pdl1_free",
+            "pdl1_syn",
+            "pd1_pdl1",
+            "cd137_free",
+            "cd137_syn",
+            "pd1_free",
+            "contact_volume_fraction",
+            "cd137_total",
+            "pdl1_total",
+        )
+    }
     phi = at0["contact_volume_fraction"] + float(params.value_in("contact_floor", "1"))
-    eq = equilibrium([(drug_binding(params, "bsab"), conc)], at0["pdl1_free"], at0["cd137_free"],
-                     at0["pdl1_syn"] + at0["pd1_pdl1"], at0["cd137_syn"], pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
-                     contact_volume_fraction=phi, kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")),
-                     chi_pd1=float(params.value_in("chi_pd1", "1")))
+    eq = equilibrium(
+        [(drug_binding(params, "bsab"), conc)],
+        at0["pdl1_free"],
+        at0["cd137_free"],
+        at0["pdl1_syn"] + at0["pd1_pdl1"],
+        at0["cd137_syn"],
+        pd1_nM=at0["pd1_free"] + at0["pd1_pdl1"],
+        contact_volume_fraction=phi,
+        kd_pd1_nM=float(params.value_in("kd_pd1_pdl1", "nM")),
+        chi_pd1=float(params.value_in("chi_pd1", "1")),
+    )
     ternary = eq["ternary_cd137"].values
     cd137 = at0["cd137_total"]
-    signal = cluster_signal(ternary / cd137 * float(params.value_in("cd137_per_t_cell", "molecule/cell")), clustering(params))
+    signal = cluster_signal(
+        ternary / cd137 * float(params.value_in("cd137_per_t_cell", "molecule/cell")), clustering(params)
+    )
     k = int(np.argmax(ternary))
     above = np.nonzero(ternary >= ternary[k] / 2)[0]
     lo, hi = _half_crossing(conc, ternary, above[0], -1), _half_crossing(conc, ternary, above[-1], +1)
     return {
-        "pdl1_nM": at0["pdl1_total"], "cd137_nM": cd137, "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
+        "pdl1_nM": at0["pdl1_total"],
+        "cd137_nM": cd137,
+        "pd1_nM": at0["pd1_free"] + at0["pd1_pdl1"],
         "pdl1_per_contact": float(ds["pdl1_per_contact"][0]),
-        "peak_fraction": ternary[k] / cd137, "peak_nM": ternary[k], "conc_at_peak_nM": conc[k],
+        "peak_fraction": ternary[k] / cd137,
+        "peak_nM": ternary[k],
+        "conc_at_peak_nM": conc[k],
         "peak_signal": float(signal[k]),
         "width_decades": math.log10(hi / lo) if np.isfinite(lo * hi) else math.inf,
-        "peak_index": k, "concentrations_nM": conc, "ternary_nM": ternary,
+        "peak_index": k,
+        "concentrations_nM": conc,
+        "ternary_nM": ternary,
     }
 
 
@@ -562,8 +685,14 @@ def format_comparison(settings: Sequence[str] = ("hot_tnbc", "cold", "pdl1_negat
             params, regimen = scenario(arm, setting, duration_days=42.0)
             m = bell_metrics(params)
             ds = simulate(full_model(), params, regimen, times=np.arange(21.0, 43.0))
-            rows.append({"setting": setting, "format": arm, **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
-                         "signal_cycle2": float(ds["cd137_signal"].mean())})
+            rows.append(
+                {
+                    "setting": setting,
+                    "format": arm,
+                    **{k: v for k, v in m.items() if not isinstance(v, np.ndarray)},
+                    "signal_cycle2": float(ds["cd137_signal"].mean()),
+                }
+            )
     return rows
 
 
@@ -572,5 +701,7 @@ def format_pdl1_thresholds() -> dict[str, float]:
     from .parameters import load_parameters
     from .scenarios import load_formats
 
-    return {fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
-            for fmt in COMPARED_FORMATS}
+    return {
+        fmt: pdl1_threshold(load_parameters().with_values(load_formats()[fmt].values))["threshold_pdl1_per_cell"]
+        for fmt in COMPARED_FORMATS
+    }

@@ -52,45 +52,90 @@ _EXPERIMENTS_HELP = "folder of your own experiment scripts (default: the shipped
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
-    parser = argparse.ArgumentParser(prog="moa", description="Mechanism-of-action experiments for PD-L1 x 4-1BB bispecifics.")
+    parser = argparse.ArgumentParser(
+        prog="moa", description="Mechanism-of-action experiments for PD-L1 x 4-1BB bispecifics."
+    )
     parser.add_argument("--version", action="version", version=f"moa {__version__}")
     parser.add_argument("--experiments", type=pathlib.Path, default=None, metavar="DIR", help=_EXPERIMENTS_HELP)
     # the same option after the subcommand; SUPPRESS keeps a value given before it
     after = argparse.ArgumentParser(add_help=False)
-    after.add_argument("--experiments", type=pathlib.Path, default=argparse.SUPPRESS, metavar="DIR", help=_EXPERIMENTS_HELP)
+    after.add_argument(
+        "--experiments", type=pathlib.Path, default=argparse.SUPPRESS, metavar="DIR", help=_EXPERIMENTS_HELP
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", parents=[after], help="list experiments and the question each answers")
     run = sub.add_parser("run", parents=[after], help="run experiments into DIR/<name>/ and write DIR/index.html")
     run.add_argument("names", nargs="+", metavar="NAME", help="experiment name(s), or 'all'")
     run.add_argument("--quick", action="store_true", help="short horizons and coarse grids (minutes, not hours)")
-    run.add_argument("--out", type=_folder, default=pathlib.Path("results"), metavar="DIR",
-                     help="results folder (default: results)")
-    run.add_argument("--progress", action="store_true",
-                     help="show progress bars across experiments and over each experiment's simulations (needs tqdm)")
-    b = sub.add_parser("binding", help="in-vitro binding equilibrium of the bispecific with PD-L1+ cells and 4-1BB+ T cells")
+    run.add_argument(
+        "--out", type=_folder, default=pathlib.Path("results"), metavar="DIR", help="results folder (default: results)"
+    )
+    run.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress bars across experiments and over each experiment's simulations (needs tqdm)",
+    )
+    b = sub.add_parser(
+        "binding", help="in-vitro binding equilibrium of the bispecific with PD-L1+ cells and 4-1BB+ T cells"
+    )
     b.add_argument("--format", choices=("2x2", "1x1"), default="2x2", help="bispecific format (default 2x2)")
-    b.add_argument("--drug-nM", type=_number(">= 0", "nM"), nargs="+", default=None, metavar="C",
-                   help="drug concentrations in nM (default: 1e-4 .. 1e4, 2 per decade)")
-    b.add_argument("--pdl1-per-cell", type=_number(">= 0", "molecule/cell"), default=1e5,
-                   help="PD-L1 per PD-L1+ cell (default 1e5)")
-    b.add_argument("--pdl1-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6,
-                   help="PD-L1+ cells per mL (default 1e6)")
-    b.add_argument("--cd137-per-cell", type=_number(">= 0", "molecule/cell"), default=None,
-                   help="4-1BB per T cell (default: models/ value)")
-    b.add_argument("--cd137-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6, help="T cells per mL (default 1e6)")
-    b.add_argument("--kd-pdl1-nM", type=_number("> 0", "nM"), default=None, help="PD-L1 arm KD in nM (default: models/ value)")
-    b.add_argument("--kd-cd137-nM", type=_number("> 0", "nM"), default=None, help="4-1BB arm KD in nM (default: models/ value)")
-    b.add_argument("--threshold", action="store_true",
-                   help="print, for 2:2 and 1:1, the PD-L1 per cell at which the best 4-1BB signal (over drug concentration) "
-                        "is half its value at 1e6 PD-L1 per cell (1:1 co-culture, 1e6 cells/mL each)")
+    b.add_argument(
+        "--drug-nM",
+        type=_number(">= 0", "nM"),
+        nargs="+",
+        default=None,
+        metavar="C",
+        help="drug concentrations in nM (default: 1e-4 .. 1e4, 2 per decade)",
+    )
+    b.add_argument(
+        "--pdl1-per-cell",
+        type=_number(">= 0", "molecule/cell"),
+        default=1e5,
+        help="PD-L1 per PD-L1+ cell (default 1e5)",
+    )
+    b.add_argument(
+        "--pdl1-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6, help="PD-L1+ cells per mL (default 1e6)"
+    )
+    b.add_argument(
+        "--cd137-per-cell",
+        type=_number(">= 0", "molecule/cell"),
+        default=None,
+        help="4-1BB per T cell (default: models/ value)",
+    )
+    b.add_argument(
+        "--cd137-cells-per-mL", type=_number(">= 0", "cell/mL"), default=1e6, help="T cells per mL (default 1e6)"
+    )
+    b.add_argument(
+        "--kd-pdl1-nM", type=_number("> 0", "nM"), default=None, help="PD-L1 arm KD in nM (default: models/ value)"
+    )
+    b.add_argument(
+        "--kd-cd137-nM", type=_number("> 0", "nM"), default=None, help="4-1BB arm KD in nM (default: models/ value)"
+    )
+    b.add_argument(
+        "--threshold",
+        action="store_true",
+        help="print, for 2:2 and 1:1, the PD-L1 per cell at which the best 4-1BB signal (over drug concentration) "
+        "is half its value at 1e6 PD-L1 per cell (1:1 co-culture, 1e6 cells/mL each)",
+    )
     sw = sub.add_parser("sweep", help="run a sweep spec (docs/sweeps.md) into DIR, checkpointing each chunk")
-    sw.add_argument("spec", type=pathlib.Path, metavar="SPEC.toml", help="the sweep spec (see models/sweeps/example.toml)")
-    sw.add_argument("--out", type=_folder, default=None, metavar="DIR",
-                    help="checkpoint and result folder (default: results/sweeps/<spec name>)")
+    sw.add_argument(
+        "spec", type=pathlib.Path, metavar="SPEC.toml", help="the sweep spec (see models/sweeps/example.toml)"
+    )
+    sw.add_argument(
+        "--out",
+        type=_folder,
+        default=None,
+        metavar="DIR",
+        help="checkpoint and result folder (default: results/sweeps/<spec name>)",
+    )
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_count, default=1, metavar="N", help="local worker processes (default 1)")
-    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="a dask.distributed scheduler address (tcp://host:8786); needs the cluster extra")
+    where.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a dask.distributed scheduler address (tcp://host:8786); needs the cluster extra",
+    )
     sw.add_argument("--resume", action="store_true", help="continue a sweep in DIR, skipping the chunks it finished")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -126,7 +171,9 @@ def _number(allowed: str, unit: str):
 def _folder(text: str) -> pathlib.Path:
     """``--out`` as a path; an empty name is refused (``pathlib.Path("")`` would quietly mean ".")."""
     if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is an empty folder name; give a folder such as results, or . for the current one")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is an empty folder name; give a folder such as results, or . for the current one"
+        )
     return pathlib.Path(text)
 
 
@@ -237,8 +284,11 @@ def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | 
             reason = _short(f"{type(exc).__name__}: {exc}")
             failures.append((experiment.name, reason))
             where = "".join(traceback.TracebackException.from_exception(exc).stack.format())
-            print(f"{experiment.name}: FAILED after {time.perf_counter() - started:.1f} s (no folder written)\n"
-                  f"{where}{reason}", file=sys.stderr)
+            print(
+                f"{experiment.name}: FAILED after {time.perf_counter() - started:.1f} s (no folder written)\n"
+                f"{where}{reason}",
+                file=sys.stderr,
+            )
             continue
         print(f"{experiment.name}: ok in {time.perf_counter() - started:.1f} s -> {args.out / experiment.name}")
 
@@ -251,7 +301,10 @@ def _run_chosen(args: argparse.Namespace, chosen: list, created: pathlib.Path | 
         index = write_index(args.out, discover(args.experiments))
         print(f"index: {index['html']}\nclaims: {claims}")
     if failures:
-        print(f"{len(failures)} of {len(chosen)} experiment(s) failed: " + ", ".join(name for name, _ in failures), file=sys.stderr)
+        print(
+            f"{len(failures)} of {len(chosen)} experiment(s) failed: " + ", ".join(name for name, _ in failures),
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -292,31 +345,49 @@ def _sweep(args: argparse.Namespace) -> int:
     if not args.no_progress:
         try:
             import tqdm  # noqa: F401 - the progress extra
+
             progress = True
         except ImportError:
             progress = None
     started = time.perf_counter()
     try:
-        ds = run_sweep(spec, out, executor="dask" if args.scheduler else "local", scheduler=args.scheduler,
-                       workers=None if args.scheduler else args.workers, resume=args.resume, progress=progress)
+        ds = run_sweep(
+            spec,
+            out,
+            executor="dask" if args.scheduler else "local",
+            scheduler=args.scheduler,
+            workers=None if args.scheduler else args.workers,
+            resume=args.resume,
+            progress=progress,
+        )
     except (SweepDirError, ImportError) as exc:  # another spec's folder; --scheduler without the cluster extra
         return _error(str(exc))
     failed = int(ds.attrs["failed_points"])
     total = int(ds["status"].size)
-    print(f"sweep {spec.name}: {total} simulations ({ds.attrs['chunks']} chunks, {ds.attrs['chunks_reused']} reused) in "
-          f"{time.perf_counter() - started:.1f} s; {failed} failed -> {out / 'sweep.nc'}")
+    print(
+        f"sweep {spec.name}: {total} simulations ({ds.attrs['chunks']} chunks, {ds.attrs['chunks_reused']} reused) in "
+        f"{time.perf_counter() - started:.1f} s; {failed} failed -> {out / 'sweep.nc'}"
+    )
     return EXIT_OK
 
 
 #: Internal names that reach ``moa binding``'s errors from the library, and the option each came from.
 _BINDING_OPTIONS = {
-    "kd_pdl1_nM": "--kd-pdl1-nM", "kd_pdl1_bsab": "--kd-pdl1-nM", "kd_cd137_nM": "--kd-cd137-nM",
-    "kd_cd137_bsab": "--kd-cd137-nM", "pdl1_per_cell": "--pdl1-per-cell", "cd137_per_cell": "--cd137-per-cell",
-    "pdl1_cells_per_mL": "--pdl1-cells-per-mL", "cd137_cells_per_mL": "--cd137-cells-per-mL", "bsab total": "--drug-nM",
+    "kd_pdl1_nM": "--kd-pdl1-nM",
+    "kd_pdl1_bsab": "--kd-pdl1-nM",
+    "kd_cd137_nM": "--kd-cd137-nM",
+    "kd_cd137_bsab": "--kd-cd137-nM",
+    "pdl1_per_cell": "--pdl1-per-cell",
+    "cd137_per_cell": "--cd137-per-cell",
+    "pdl1_cells_per_mL": "--pdl1-cells-per-mL",
+    "cd137_cells_per_mL": "--cd137-cells-per-mL",
+    "bsab total": "--drug-nM",
 }
 #: Quantities computed from two options (receptor concentration = per cell x cells per mL).
-_BINDING_DERIVED = {"pdl1_nM": ("--pdl1-per-cell", "--pdl1-cells-per-mL"),
-                    "cd137_nM": ("--cd137-per-cell", "--cd137-cells-per-mL")}
+_BINDING_DERIVED = {
+    "pdl1_nM": ("--pdl1-per-cell", "--pdl1-cells-per-mL"),
+    "cd137_nM": ("--cd137-per-cell", "--cd137-cells-per-mL"),
+}
 
 
 def in_option_terms(message: str) -> str:
@@ -337,10 +408,12 @@ def _binding(args: argparse.Namespace) -> int:
     from .scenarios import load_formats
 
     base = load_parameters()
-    overrides = {k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None}
+    overrides = {
+        k: v for k, v in (("kd_pdl1_bsab", args.kd_pdl1_nM), ("kd_cd137_bsab", args.kd_cd137_nM)) if v is not None
+    }
     try:
         if overrides:
-            with warnings.catch_warnings(record=True) as caught:   # said again in option terms
+            with warnings.catch_warnings(record=True) as caught:  # said again in option terms
                 warnings.simplefilter("always")
                 base = base.with_values(overrides)
             for w in caught:
@@ -355,15 +428,29 @@ def _binding(args: argparse.Namespace) -> int:
             return EXIT_OK
         params = base.with_values(load_formats()[f"bsab_{args.format}"].values)
         conc = np.asarray(args.drug_nM if args.drug_nM else np.logspace(-4, 4, 17), dtype=float)
-        cd137 = args.cd137_per_cell if args.cd137_per_cell is not None else float(params.value_in("cd137_per_t_cell", "molecule/cell"))
-        eq = in_vitro(drug_binding(params, "bsab"), conc, args.pdl1_per_cell, args.pdl1_cells_per_mL, cd137,
-                      args.cd137_cells_per_mL, contact_geometry(params), clustering(params))
+        cd137 = (
+            args.cd137_per_cell
+            if args.cd137_per_cell is not None
+            else float(params.value_in("cd137_per_t_cell", "molecule/cell"))
+        )
+        eq = in_vitro(
+            drug_binding(params, "bsab"),
+            conc,
+            args.pdl1_per_cell,
+            args.pdl1_cells_per_mL,
+            cd137,
+            args.cd137_cells_per_mL,
+            contact_geometry(params),
+            clustering(params),
+        )
     except ValueError as exc:
         return _error(in_option_terms(str(exc)))
     print("drug_nM,pdl1_free_nM,cd137_free_nM,bsab_free_nM,cd137_signal,ternary_cd137_nM,ternary_per_t_cell")
     for i, c in enumerate(conc):
-        print(f"{c:.6g},{float(eq.pdl1_free[i]):.6g},{float(eq.cd137_free[i]):.6g},{float(eq.bsab_free[i]):.6g},"
-              f"{float(eq.cd137_signal[i]):.6g},{float(eq.ternary_cd137[i]):.6g},{float(eq.ternary_per_cd137_cell[i]):.6g}")
+        print(
+            f"{c:.6g},{float(eq.pdl1_free[i]):.6g},{float(eq.cd137_free[i]):.6g},{float(eq.bsab_free[i]):.6g},"
+            f"{float(eq.cd137_signal[i]):.6g},{float(eq.ternary_cd137[i]):.6g},{float(eq.ternary_per_cd137_cell[i]):.6g}"
+        )
     return EXIT_OK
 
 

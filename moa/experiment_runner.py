@@ -117,7 +117,9 @@ def run(experiment: Experiment, out_root: str | pathlib.Path, quick: bool = Fals
         if summary is None:
             summary = {}
         if not isinstance(summary, dict):
-            raise TypeError(f"experiment {experiment.name!r}: main() returned {type(summary).__name__}, expected a dict")
+            raise TypeError(
+                f"experiment {experiment.name!r}: main() returned {type(summary).__name__}, expected a dict"
+            )
         summary = _relative(summary, stage)
         record = {
             "experiment": experiment.name,
@@ -125,8 +127,11 @@ def run(experiment: Experiment, out_root: str | pathlib.Path, quick: bool = Fals
             "quick": quick,
             "seconds": round(time.perf_counter() - started, 3),
             "summary": summary,
-            **{k: v for k, v in base_provenance().items()
-               if k in ("moa_version", "git_commit", "created_utc", "python", "caller_project", "caller_commit")},
+            **{
+                k: v
+                for k, v in base_provenance().items()
+                if k in ("moa_version", "git_commit", "created_utc", "python", "caller_project", "caller_commit")
+            },
         }
         write_json(stage / "run.json", record)
     return summary
@@ -146,7 +151,9 @@ def _relative(value, stage: pathlib.Path):
     return value
 
 
-def write_index(out_root: str | pathlib.Path, experiments: Iterable[Experiment] | None = None) -> dict[str, pathlib.Path]:
+def write_index(
+    out_root: str | pathlib.Path, experiments: Iterable[Experiment] | None = None
+) -> dict[str, pathlib.Path]:
     """Write ``index.html`` and ``index.md`` for the results under ``out_root`` (:mod:`moa.report.index`);
     ``experiments`` (default: :func:`discover`) supply questions that a folder's ``run.json`` lacks."""
     from .report.index import write_index as write_report

@@ -113,15 +113,27 @@ def _run_chunk(builder, parameters: ParameterSet, regimen, kwargs: dict):
     model = resolve_builder(builder)()
     import moa
 
-    return moa.simulate(model, parameters, regimen, on_failure="record", progress=False, **kwargs)  # the parent's bar counts chunks
+    return moa.simulate(
+        model, parameters, regimen, on_failure="record", progress=False, **kwargs
+    )  # the parent's bar counts chunks
 
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=None, *, workers: int | None = None,
-                      chunks: int | None = None, progress: bool | None = None, on_failure: str = "record",
-                      mp_context: str = "spawn", blas_threads: int = 1, **simulate_kwargs) -> xr.Dataset:
+def simulate_parallel(
+    model: str | Callable,
+    parameters: ParameterSet,
+    regimen=None,
+    *,
+    workers: int | None = None,
+    chunks: int | None = None,
+    progress: bool | None = None,
+    on_failure: str = "record",
+    mp_context: str = "spawn",
+    blas_threads: int = 1,
+    **simulate_kwargs,
+) -> xr.Dataset:
     """:func:`moa.simulate` of a batch of ``N`` parameter sets split over ``workers`` processes.
 
     Parameters
@@ -163,8 +175,10 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     if overrides:
         parameters = parameters.with_values(overrides)
     if not parameters.is_batched:
-        raise ValueError("simulate_parallel needs a batched ParameterSet (array values along 'sample'); "
-                         "use moa.simulate for one parameter set")
+        raise ValueError(
+            "simulate_parallel needs a batched ParameterSet (array values along 'sample'); "
+            "use moa.simulate for one parameter set"
+        )
     N = parameters.batch_size
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -190,8 +204,18 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
         from tqdm.auto import tqdm  # optional extra
 
         bar = tqdm(total=len(parts), desc=f"simulate {N} samples on {workers} processes", unit="chunk")
-    chunk_runs = _ChunkRuns(model, parts, bounds, regimen, simulate_kwargs, multiprocessing.get_context(mp_context),
-                            blas_threads, results, errors, bar)
+    chunk_runs = _ChunkRuns(
+        model,
+        parts,
+        bounds,
+        regimen,
+        simulate_kwargs,
+        multiprocessing.get_context(mp_context),
+        blas_threads,
+        results,
+        errors,
+        bar,
+    )
     retries = 0
     try:
         for k in _BLAS_ENV:  # inherited by spawned workers before they import numpy
@@ -214,22 +238,40 @@ def simulate_parallel(model: str | Callable, parameters: ParameterSet, regimen=N
     template = next((r for r in results if r is not None), None)
     if template is None:
         raise SimulationError("every chunk failed: " + "; ".join(errors[i] for i in sorted(errors)))
-    records = combine_simulations([({"samples": list(bounds[i])}, r.attrs) for i, r in enumerate(results) if r is not None])
+    records = combine_simulations(
+        [({"samples": list(bounds[i])}, r.attrs) for i, r in enumerate(results) if r is not None]
+    )
     for i, msg in errors.items():
         results[i] = _failed_like(template, bounds[i], parts[i], msg)
-    ds = xr.concat(results, dim="sample", data_vars="all", coords="different", compat="equals", join="outer",
-                   combine_attrs="override")
+    ds = xr.concat(
+        results,
+        dim="sample",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        join="outer",
+        combine_attrs="override",
+    )
     ds = ds.assign_coords(sample=np.arange(N))
     ds.attrs.pop("simulation", None)  # the first chunk's: each chunk's is in "simulations"
-    ds.attrs.update({"simulations": records, "parameter_hash": parameters.digest(), "parallel_workers": workers, "parallel_chunks": len(parts),
-                     "parallel_chunk_retries": retries})
+    ds.attrs.update(
+        {
+            "simulations": records,
+            "parameter_hash": parameters.digest(),
+            "parallel_workers": workers,
+            "parallel_chunks": len(parts),
+            "parallel_chunk_retries": retries,
+        }
+    )
 
     if on_failure == "raise":
         status = np.asarray(ds["status"])
         if np.any(status != Status.OK):
             k = int(np.nonzero(status != Status.OK)[0][0])
-            raise SimulationError(f"parameter set {k} of {N} (hash {parameters.digest()}) failed: {ds['message'].values[k]}. "
-                                  f"{int(np.sum(status != Status.OK))} of {N} failed; use on_failure='record' to keep the others.")
+            raise SimulationError(
+                f"parameter set {k} of {N} (hash {parameters.digest()}) failed: {ds['message'].values[k]}. "
+                f"{int(np.sum(status != Status.OK))} of {N} failed; use on_failure='record' to keep the others."
+            )
     return ds
 
 
@@ -242,8 +284,9 @@ class _ChunkRuns:
         self.ctx, self.blas_threads, self.results, self.errors, self.bar = ctx, blas_threads, results, errors, bar
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=limit_blas_threads,
-                                      initargs=(self.blas_threads,))
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=self.ctx, initializer=limit_blas_threads, initargs=(self.blas_threads,)
+        )
 
     def _submit(self, pool: cf.ProcessPoolExecutor, i: int) -> cf.Future:
         return pool.submit(_run_chunk, self.model, self.parts[i], self.regimen, self.kwargs)
@@ -293,8 +336,10 @@ class _ChunkRuns:
                     i, pool, processes = running.pop(fut)
                     pool.shutdown(wait=True)
                     if isinstance(fut.exception(), cf.process.BrokenProcessPool):
-                        self.errors[i] = (f"worker process died ({_exit_status(processes)}) while simulating "
-                                          f"{self._samples(i)}, also when run alone; the other chunks are unaffected")
+                        self.errors[i] = (
+                            f"worker process died ({_exit_status(processes)}) while simulating "
+                            f"{self._samples(i)}, also when run alone; the other chunks are unaffected"
+                        )
                         if self.bar is not None:
                             self.bar.update(1)
                     else:
@@ -333,10 +378,12 @@ def check_main_guard(caller: str = "simulate_parallel") -> None:
         frame = frame.f_back
     if top is None or _inside_main_guard(path, top.f_lineno):
         return
-    raise RuntimeError(f"{caller} was called at the top level of {path} (line {top.f_lineno}) outside "
-                       "'if __name__ == \"__main__\":'. With mp_context='spawn' or 'forkserver' each worker process "
-                       "imports this script again and would start the batch again; put the call (or the code that "
-                       "leads to it) under 'if __name__ == \"__main__\":', or use mp_context='fork'.")
+    raise RuntimeError(
+        f"{caller} was called at the top level of {path} (line {top.f_lineno}) outside "
+        "'if __name__ == \"__main__\":'. With mp_context='spawn' or 'forkserver' each worker process "
+        "imports this script again and would start the batch again; put the call (or the code that "
+        "leads to it) under 'if __name__ == \"__main__\":', or use mp_context='fork'."
+    )
 
 
 def _inside_main_guard(path: str, line: int) -> bool:
@@ -359,8 +406,9 @@ def _is_main_test(test: ast.expr) -> bool:
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return False
     sides = [test.left, test.comparators[0]]
-    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
-            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+    return any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides) and any(
+        isinstance(x, ast.Constant) and x.value == "__main__" for x in sides
+    )
 
 
 def _failed_like(template: xr.Dataset, bounds, part: ParameterSet, message: str) -> xr.Dataset:

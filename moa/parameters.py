@@ -53,8 +53,18 @@ from .errors import BoundsWarning
 from .paths import data_dir, require_models_dir
 from .symbolic.units import UnitError, format_unit, parse_unit, registry
 
-__all__ = ["ParameterSpec", "ParameterSet", "load_parameter_file", "load_parameters", "MODELS_DIR", "DOMAINS",
-           "check_domain", "convert_value", "convert_spec", "model_units"]
+__all__ = [
+    "ParameterSpec",
+    "ParameterSet",
+    "load_parameter_file",
+    "load_parameters",
+    "MODELS_DIR",
+    "DOMAINS",
+    "check_domain",
+    "convert_value",
+    "convert_spec",
+    "model_units",
+]
 
 #: The model files: ``models/`` of the checkout, of ``MOA_DATA_DIR`` or of the installed package (see moa.paths).
 MODELS_DIR = data_dir() / "models"
@@ -90,8 +100,10 @@ def check_domain(name: str, value, domain: str, unit: str, origin: str) -> None:
     bad = (arr < low) | (arr > high) | ((arr == low) & (not low_included))
     if np.any(bad):
         first = float(np.asarray(value, dtype=float).ravel()[np.argmax(bad.ravel())])
-        raise ValueError(f"{origin}: parameter {name!r}={first:g} {unit}: outside its physical domain "
-                         f"{domain!r} (must be {_DOMAIN_TEXT[domain]})")
+        raise ValueError(
+            f"{origin}: parameter {name!r}={first:g} {unit}: outside its physical domain "
+            f"{domain!r} (must be {_DOMAIN_TEXT[domain]})"
+        )
 
 
 def convert_value(value, from_unit: str, to_unit: str, what: str):
@@ -108,8 +120,10 @@ def convert_value(value, from_unit: str, to_unit: str, what: str):
         out = ureg.Quantity(np.asarray(value, dtype=float), a).to(b).magnitude
     except pint.DimensionalityError:
         shown = f"{float(value):g}" if np.ndim(value) == 0 else f"array of {np.size(value)}"
-        raise UnitError(f"{what}: value={shown} in {from_unit!r} [{format_unit(a)}] cannot be expressed in "
-                        f"{to_unit!r} [{format_unit(b)}]: different dimensions") from None
+        raise UnitError(
+            f"{what}: value={shown} in {from_unit!r} [{format_unit(a)}] cannot be expressed in "
+            f"{to_unit!r} [{format_unit(b)}]: different dimensions"
+        ) from None
     return float(out) if np.ndim(out) == 0 else np.asarray(out, dtype=float)
 
 
@@ -167,10 +181,14 @@ def load_parameter_file(path: str | pathlib.Path) -> dict[str, ParameterSpec]:
     out = {}
     for name, table in data.items():
         if not isinstance(table, dict):
-            raise ValueError(f"{path}: {name} = {table!r}: every top-level entry must be a table with value, unit, lower, upper, source")
+            raise ValueError(
+                f"{path}: {name} = {table!r}: every top-level entry must be a table with value, unit, lower, upper, source"
+            )
         unknown = set(table) - _FIELDS
         if unknown:
-            raise ValueError(f"{path}: parameter {name!r}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}")
+            raise ValueError(
+                f"{path}: parameter {name!r}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
+            )
         missing = {"value", "unit", "lower", "upper", "source"} - set(table)
         if missing:
             raise ValueError(f"{path}: parameter {name!r}: missing field(s) {sorted(missing)}")
@@ -199,8 +217,13 @@ class ParameterSet(Mapping):
     specs); array values make a batch of N parameter sets.
     """
 
-    def __init__(self, specs: Mapping[str, ParameterSpec], values: Mapping[str, object] | None = None, name: str = "default",
-                 overlays: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        specs: Mapping[str, ParameterSpec],
+        values: Mapping[str, object] | None = None,
+        name: str = "default",
+        overlays: tuple[str, ...] = (),
+    ):
         self.specs = dict(specs)
         self.name = name
         self.overlays = tuple(overlays)
@@ -216,9 +239,14 @@ class ParameterSet(Mapping):
         out = {}
         for key, v in values.items():
             if key not in self.specs:
-                near = difflib.get_close_matches(key, list(self.specs), n=5, cutoff=0.6) or [
-                    k for k in self.specs if key.lower() in k.lower() or k.lower() in key.lower()][:5]
-                raise ValueError(f"parameter {key!r}: unknown; " + (f"did you mean {near}?" if near else f"see models/ for the {len(self.specs)} known names"))
+                near = (
+                    difflib.get_close_matches(key, list(self.specs), n=5, cutoff=0.6)
+                    or [k for k in self.specs if key.lower() in k.lower() or k.lower() in key.lower()][:5]
+                )
+                raise ValueError(
+                    f"parameter {key!r}: unknown; "
+                    + (f"did you mean {near}?" if near else f"see models/ for the {len(self.specs)} known names")
+                )
             spec = self.specs[key]
             if isinstance(v, pint.Quantity):
                 v = convert_value(v.magnitude, f"{v.units:~C}", spec.unit, f"{origin}: parameter {key!r}")
@@ -231,17 +259,30 @@ class ParameterSet(Mapping):
             outside = (arr < spec.lower) | (arr > spec.upper)
             if bounds != "ignore" and np.any(outside):
                 first = float(arr.ravel()[np.argmax(outside.ravel())])
-                text = (f"{origin}: parameter {key!r}={first:g} {spec.unit} lies outside its sweep bounds "
-                        f"[{spec.lower:g}, {spec.upper:g}] {spec.unit}")
+                text = (
+                    f"{origin}: parameter {key!r}={first:g} {spec.unit} lies outside its sweep bounds "
+                    f"[{spec.lower:g}, {spec.upper:g}] {spec.unit}"
+                )
                 if bounds == "strict":
                     raise ValueError(text + " (strict bounds)")
-                warnings.warn(text + "; allowed, as it is inside the physical domain "
-                              f"{spec.domain!r} (pass strict=True to refuse)", BoundsWarning, stacklevel=3)
+                warnings.warn(
+                    text + "; allowed, as it is inside the physical domain "
+                    f"{spec.domain!r} (pass strict=True to refuse)",
+                    BoundsWarning,
+                    stacklevel=3,
+                )
             out[key] = float(arr) if arr.ndim == 0 else arr
         return out
 
-    def with_values(self, values: Mapping[str, object], *, strict: bool = False, check_bounds: bool = False,
-                    name: str | None = None, origin: str = "with_values") -> "ParameterSet":
+    def with_values(
+        self,
+        values: Mapping[str, object],
+        *,
+        strict: bool = False,
+        check_bounds: bool = False,
+        name: str | None = None,
+        origin: str = "with_values",
+    ) -> "ParameterSet":
         """A copy with ``values`` replaced.
 
         Values are numbers in the spec's unit or pint Quantities (converted). Every value must lie in
@@ -269,8 +310,12 @@ class ParameterSet(Mapping):
                 continue
             spec = specs[name]
             specs[name] = convert_spec(spec, unit)
-            values[name] = convert_value(values[name], spec.unit, unit,
-                                         f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}")
+            values[name] = convert_value(
+                values[name],
+                spec.unit,
+                unit,
+                f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}",
+            )
         out = ParameterSet.__new__(ParameterSet)  # values were checked on the way in: no second check
         out.specs, out.name, out.overlays, out._values = specs, self.name, self.overlays, values
         return out
@@ -280,7 +325,12 @@ class ParameterSet(Mapping):
         if name not in self._values:
             raise ValueError(f"parameter set {self.name!r} lacks {name!r}; add it to models/")
         spec = self.specs[name]
-        return convert_value(self._values[name], spec.unit, unit, f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}")
+        return convert_value(
+            self._values[name],
+            spec.unit,
+            unit,
+            f"{spec.origin or 'parameter set ' + repr(self.name)}: parameter {name!r}",
+        )
 
     # Mapping interface
     def __getitem__(self, key: str):
@@ -299,8 +349,12 @@ class ParameterSet(Mapping):
         sizes = set(lengths.values())
         if len(sizes) > 1:
             by_length = {n: sorted(k for k, m in lengths.items() if m == n) for n in sorted(sizes)}
-            named = "; ".join(f"length {n}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for n, keys in by_length.items())
-            raise ValueError(f"parameter arrays have different lengths ({named}); all batched values must have the same length")
+            named = "; ".join(
+                f"length {n}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for n, keys in by_length.items()
+            )
+            raise ValueError(
+                f"parameter arrays have different lengths ({named}); all batched values must have the same length"
+            )
         return sizes.pop() if sizes else 1
 
     @property
@@ -325,7 +379,9 @@ class ParameterSet(Mapping):
         return self.specs[name].unit
 
     def __repr__(self) -> str:
-        return f"ParameterSet({self.name!r}, {len(self)} parameters, overlays={list(self.overlays)}, N={self.batch_size})"
+        return (
+            f"ParameterSet({self.name!r}, {len(self)} parameters, overlays={list(self.overlays)}, N={self.batch_size})"
+        )
 
 
 def load_parameters(paths: Iterable[str | pathlib.Path] | None = None, name: str = "default") -> ParameterSet:

@@ -64,14 +64,24 @@ def require_models_dir(models_dir: pathlib.Path) -> pathlib.Path:
     """``models_dir`` if it holds ``parameters/``; else DataNotFoundError saying where moa looked."""
     if (models_dir / "parameters").is_dir():
         return models_dir
-    raise _not_found("moa's model files", models_dir / "parameters", "models/parameters", data_dir() / "models" / "parameters",
-                     f"set {ENV_VAR} to a folder holding models/parameters/*.toml, or install moa from a wheel or "
-                     "checkout that has them")
+    raise _not_found(
+        "moa's model files",
+        models_dir / "parameters",
+        "models/parameters",
+        data_dir() / "models" / "parameters",
+        f"set {ENV_VAR} to a folder holding models/parameters/*.toml, or install moa from a wheel or "
+        "checkout that has them",
+    )
 
 
 def require_experiments_dir(experiments_dir: pathlib.Path) -> pathlib.Path:
     """``experiments_dir`` if it is a folder; else DataNotFoundError saying where moa looked."""
     if experiments_dir.is_dir():
         return experiments_dir
-    raise _not_found("moa's experiments", experiments_dir, "experiments", data_dir() / "experiments",
-                     f"give your own with --experiments DIR, or set {ENV_VAR} to a folder holding experiments/")
+    raise _not_found(
+        "moa's experiments",
+        experiments_dir,
+        "experiments",
+        data_dir() / "experiments",
+        f"give your own with --experiments DIR, or set {ENV_VAR} to a folder holding experiments/",
+    )

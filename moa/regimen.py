@@ -62,7 +62,9 @@ class Dose:
         if self.route == "infusion" and not (is_finite_real(self.duration_days) and self.duration_days > 0):
             raise ValueError(f"duration_days={self.duration_days!r} for infused {self.drug}: must be > 0")
         if self.route == "bolus" and self.duration_days != 0:
-            raise ValueError(f"duration_days={self.duration_days!r} for a bolus of {self.drug}: must be 0 (use route='infusion')")
+            raise ValueError(
+                f"duration_days={self.duration_days!r} for a bolus of {self.drug}: must be 0 (use route='infusion')"
+            )
         for field in ("amount", "time_days", "duration_days"):  # numpy scalars in, plain floats stored (JSON, repr)
             object.__setattr__(self, field, float(getattr(self, field)))
 
@@ -72,7 +74,9 @@ class Dose:
         if key is None:
             return self.amount
         if key not in patient:
-            raise ValueError(f"dose of {self.drug} in {self.unit} needs parameter {key!r}, which the parameter set lacks")
+            raise ValueError(
+                f"dose of {self.drug} in {self.unit} needs parameter {key!r}, which the parameter set lacks"
+            )
         # a ParameterSet may hold the patient value in another unit of the same dimension
         per = patient.value_in(key, PATIENT_UNITS[key]) if hasattr(patient, "value_in") else patient[key]
         return self.amount * np.asarray(per, dtype=float)
@@ -96,7 +100,9 @@ class Dose:
         if self.end_days <= t_end:
             return self
         given_days = t_end - self.time_days
-        return dataclasses.replace(self, amount=self.amount * (given_days / self.duration_days), duration_days=given_days)
+        return dataclasses.replace(
+            self, amount=self.amount * (given_days / self.duration_days), duration_days=given_days
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +115,9 @@ class Regimen:
     def __post_init__(self):
         doses = tuple(self.doses)
         if len(doses) > MAX_DOSES:
-            raise ValueError(f"regimen {self.name!r} holds {len(doses):,} doses; at most moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed")
+            raise ValueError(
+                f"regimen {self.name!r} holds {len(doses):,} doses; at most moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed"
+            )
         object.__setattr__(self, "doses", tuple(sorted(doses, key=lambda d: (d.time_days, d.drug))))
 
     @property
@@ -210,8 +218,17 @@ def _infusions_running(doses: Iterable[Dose], segment_starts: Iterable[float]) -
         yield {drug: list(running[drug].values()) for drug in changed}
 
 
-def every(drug: str, amount: float, unit: str, interval_days: float, until_days: float, start_days: float = 0.0,
-          route: str = "bolus", duration_days: float = 0.0, name: str | None = None) -> Regimen:
+def every(
+    drug: str,
+    amount: float,
+    unit: str,
+    interval_days: float,
+    until_days: float,
+    start_days: float = 0.0,
+    route: str = "bolus",
+    duration_days: float = 0.0,
+    name: str | None = None,
+) -> Regimen:
     """Doses every ``interval_days`` from ``start_days`` while t < ``until_days`` (e.g. Q3W: 21)."""
     if not (is_finite_real(interval_days) and interval_days > 0):
         raise ValueError(f"interval_days={interval_days!r}: must be a finite number > 0")
@@ -221,15 +238,27 @@ def every(drug: str, amount: float, unit: str, interval_days: float, until_days:
         raise ValueError(f"until_days={until_days!r}: must be a finite number > start_days={start_days!r}")
     stop_days = until_days - 1e-12
     # the length np.arange will have, counted before anything is allocated
-    _check_dose_count((stop_days - start_days) / interval_days,
-                      f"interval_days={interval_days!r} from start_days={start_days!r} to until_days={until_days!r}")
+    _check_dose_count(
+        (stop_days - start_days) / interval_days,
+        f"interval_days={interval_days!r} from start_days={start_days!r} to until_days={until_days!r}",
+    )
     times = np.arange(start_days, stop_days, interval_days)
     doses = tuple(Dose(drug, amount, unit, float(t), route, duration_days) for t in times)
     return Regimen(name or f"{drug} {amount:g} {unit} q{interval_days:g}d", doses)
 
 
-def cycles(drug: str, amount: float, unit: str, days: Iterable[int], cycle_days: float, n_cycles: int,
-           start_days: float = 0.0, route: str = "bolus", duration_days: float = 0.0, name: str | None = None) -> Regimen:
+def cycles(
+    drug: str,
+    amount: float,
+    unit: str,
+    days: Iterable[int],
+    cycle_days: float,
+    n_cycles: int,
+    start_days: float = 0.0,
+    route: str = "bolus",
+    duration_days: float = 0.0,
+    name: str | None = None,
+) -> Regimen:
     """Doses on the given (1-based) days of each cycle, e.g. days (1, 8, 15) of a 28-day cycle."""
     if not (is_finite_real(cycle_days) and cycle_days > 0):
         raise ValueError(f"cycle_days={cycle_days!r}: must be a finite number of days > 0")
@@ -241,7 +270,8 @@ def cycles(drug: str, amount: float, unit: str, days: Iterable[int], cycle_days:
     _check_dose_count(n_cycles * len(days), f"n_cycles={n_cycles!r} with {len(days)} dose day(s) per cycle")
     doses = tuple(
         Dose(drug, amount, unit, float(start_days + c * cycle_days + d - 1), route, duration_days)
-        for c in range(n_cycles) for d in days
+        for c in range(n_cycles)
+        for d in days
     )
     return Regimen(name or f"{drug} {amount:g} {unit} d{','.join(map(str, days))} q{cycle_days:g}d", doses)
 
@@ -253,15 +283,32 @@ def regimen_from_table(name: str, table: Mapping, until_days: float) -> Regimen:
     if not isinstance(entries, list):
         raise ValueError(f"regimen {name!r}: 'dose' must be a list of tables")
     given: list[Dose] = []
-    allowed = {"drug", "amount", "unit", "interval_days", "cycle_days", "days", "start_days", "route", "duration_days", "n_doses"}
+    allowed = {
+        "drug",
+        "amount",
+        "unit",
+        "interval_days",
+        "cycle_days",
+        "days",
+        "start_days",
+        "route",
+        "duration_days",
+        "n_doses",
+    }
     for i, e in enumerate(entries):
         unknown = set(e) - allowed
         if unknown:
-            raise ValueError(f"regimen {name!r} dose {i}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise ValueError(
+                f"regimen {name!r} dose {i}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         for req in ("drug", "amount", "unit"):
             if req not in e:
                 raise ValueError(f"regimen {name!r} dose {i}: missing field {req!r}")
-        common = dict(route=e.get("route", "bolus"), duration_days=e.get("duration_days", 0.0), start_days=e.get("start_days", 0.0))
+        common = dict(
+            route=e.get("route", "bolus"),
+            duration_days=e.get("duration_days", 0.0),
+            start_days=e.get("start_days", 0.0),
+        )
         try:
             if "cycle_days" in e:
                 n = max(1, math.ceil((until_days - common["start_days"]) / e["cycle_days"]))
@@ -272,7 +319,19 @@ def regimen_from_table(name: str, table: Mapping, until_days: float) -> Regimen:
                     until = min(until, common["start_days"] + e["n_doses"] * e["interval_days"])
                 part = every(e["drug"], e["amount"], e["unit"], e["interval_days"], until, **common)
             else:
-                part = Regimen(name, (Dose(e["drug"], e["amount"], e["unit"], common["start_days"], common["route"], common["duration_days"]),))
+                part = Regimen(
+                    name,
+                    (
+                        Dose(
+                            e["drug"],
+                            e["amount"],
+                            e["unit"],
+                            common["start_days"],
+                            common["route"],
+                            common["duration_days"],
+                        ),
+                    ),
+                )
         except ValueError as exc:  # say which entry of the table
             raise ValueError(f"regimen {name!r} dose {i}: {exc}") from None
         given.extend(d for d in part.doses if d.time_days < until_days)

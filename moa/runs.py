@@ -20,18 +20,44 @@ from .report.provenance import concat_runs
 from .regimen import Regimen, every
 from .scenarios import load_arms, scenario
 from .simulate import simulate, variable_names
-from .symbolic.named_models import full_model
 
 __all__ = ["stack_parameter_sets", "run_arm", "run_arms", "sweep", "run_points", "run_doses", "KEY_VARIABLES"]
 
 #: Variables kept by the experiments (a full dataset has ~70).
-KEY_VARIABLES = ("tumour_diameter", "tumour_volume", "tumour_cells", "t_eff", "t_pex", "t_ex", "t_primed",
-                 "tumour_t_cells", "cd137_signal", "cd137_engaged", "pd1_engaged", "pdl1_drug_occupancy", "ternary_bsab",
-                 "bsab_central", "apdl1_central", "a41bb_central", "nabp_effect", "immune_kill_rate", "chemo_kill_rate",
-                 "cd137_costimulation", "t_reg", "myeloid_cells", "effector_function", "t_cell_density",
-                 "tumour_cells_sensitive", "tumour_cells_resistant", "tumour_cells_escape", "resistant_fraction",
-                 "escape_fraction", "extinct_day_tumour_cells_sensitive", "extinct_day_tumour_cells_resistant",
-                 "extinct_day_tumour_cells_escape")
+KEY_VARIABLES = (
+    "tumour_diameter",
+    "tumour_volume",
+    "tumour_cells",
+    "t_eff",
+    "t_pex",
+    "t_ex",
+    "t_primed",
+    "tumour_t_cells",
+    "cd137_signal",
+    "cd137_engaged",
+    "pd1_engaged",
+    "pdl1_drug_occupancy",
+    "ternary_bsab",
+    "bsab_central",
+    "apdl1_central",
+    "a41bb_central",
+    "nabp_effect",
+    "immune_kill_rate",
+    "chemo_kill_rate",
+    "cd137_costimulation",
+    "t_reg",
+    "myeloid_cells",
+    "effector_function",
+    "t_cell_density",
+    "tumour_cells_sensitive",
+    "tumour_cells_resistant",
+    "tumour_cells_escape",
+    "resistant_fraction",
+    "escape_fraction",
+    "extinct_day_tumour_cells_sensitive",
+    "extinct_day_tumour_cells_resistant",
+    "extinct_day_tumour_cells_escape",
+)
 
 
 def stack_parameter_sets(sets: Sequence[ParameterSet], name: str = "stacked") -> ParameterSet:
@@ -66,9 +92,17 @@ def _keep(ds: xr.Dataset, variables: Iterable[str] | None) -> xr.Dataset:
     return ds[keep]
 
 
-def run_arm(arm: str, settings: Sequence[str], duration_days: float, *, overrides: Mapping | None = None,
-            regimen: Regimen | None = None, variables: Iterable[str] | None = None, solver: str = "auto",
-            with_safety: bool = True) -> xr.Dataset:
+def run_arm(
+    arm: str,
+    settings: Sequence[str],
+    duration_days: float,
+    *,
+    overrides: Mapping | None = None,
+    regimen: Regimen | None = None,
+    variables: Iterable[str] | None = None,
+    solver: str = "auto",
+    with_safety: bool = True,
+) -> xr.Dataset:
     """One arm in several settings (one batched simulation); dims ``setting``, ``time``."""
     sets, reg = [], None
     for s in settings:
@@ -78,8 +112,9 @@ def run_arm(arm: str, settings: Sequence[str], duration_days: float, *, override
         sets.append(p)
     reg = regimen if regimen is not None else reg
     params = stack_parameter_sets(sets, name=f"{arm}@{','.join(settings)}")
-    ds = simulate(full_model(), params, reg, duration_days=duration_days, solver=solver, on_failure="record",
-                  start="quasi_steady")
+    ds = simulate(
+        full_model(), params, reg, duration_days=duration_days, solver=solver, on_failure="record", start="quasi_steady"
+    )
     if with_safety:
         ds["cd137_signal_liver"] = liver_signal(ds, params)
     ds = _keep(ds, list(variables or KEY_VARIABLES) + ["cd137_signal_liver"])
@@ -101,20 +136,31 @@ def run_arms(arms: Sequence[str], settings: Sequence[str], duration_days: float,
     ds = ds.assign_coords(arm_label=("arm", [labels[a].label for a in arms]))
     # provenance of the whole grid, not of the first arm that xr.concat kept
     overlays = dict.fromkeys(o for part in parts for o in part.attrs.get("overlays", "").split(",") if o)
-    ds.attrs.update({
-        "parameter_set": f"models/parameters defaults; arms {', '.join(arms)} (models/arms.toml)",
-        "overlays": ",".join(overlays),
-        "parameter_hash": "+".join(dict.fromkeys(part.attrs.get("parameter_hash", "?") for part in parts)),
-        "regimen": "per arm (models/arms.toml)",
-    })
+    ds.attrs.update(
+        {
+            "parameter_set": f"models/parameters defaults; arms {', '.join(arms)} (models/arms.toml)",
+            "overlays": ",".join(overlays),
+            "parameter_hash": "+".join(dict.fromkeys(part.attrs.get("parameter_hash", "?") for part in parts)),
+            "regimen": "per arm (models/arms.toml)",
+        }
+    )
     ds.attrs.pop("doses", None)
     ds.attrs.pop("doses_not_given", None)  # per arm too, like "doses"
     return ds
 
 
-def sweep(arm: str, setting: str, parameter: str, values: Sequence[float], duration_days: float, *,
-          overrides: Mapping | None = None, variables: Iterable[str] | None = None, solver: str = "auto",
-          regimen: Regimen | None = None) -> xr.Dataset:
+def sweep(
+    arm: str,
+    setting: str,
+    parameter: str,
+    values: Sequence[float],
+    duration_days: float,
+    *,
+    overrides: Mapping | None = None,
+    variables: Iterable[str] | None = None,
+    solver: str = "auto",
+    regimen: Regimen | None = None,
+) -> xr.Dataset:
     """One parameter swept for one arm in one setting; dim named after the parameter.
 
     Failed points keep NaN states and their reason in ``status``/``message``.
@@ -123,17 +169,34 @@ def sweep(arm: str, setting: str, parameter: str, values: Sequence[float], durat
     if parameter not in params:
         raise ValueError(f"parameter={parameter!r}: unknown; see models/parameters/")
     params = params.with_values({**(overrides or {}), parameter: np.asarray(values, dtype=float)})
-    ds = simulate(full_model(), params, regimen if regimen is not None else reg, duration_days=duration_days,
-                  solver=solver, on_failure="record", start="quasi_steady", keep=_simulated(variables))
+    ds = simulate(
+        full_model(),
+        params,
+        regimen if regimen is not None else reg,
+        duration_days=duration_days,
+        solver=solver,
+        on_failure="record",
+        start="quasi_steady",
+        keep=_simulated(variables),
+    )
     ds = _keep(ds, variables)
     ds = ds.swap_dims({"sample": parameter}).drop_vars("sample")
     ds[parameter].attrs.setdefault("units", params.unit(parameter))  # simulate's coordinate: the model's unit
     return ds
 
 
-def run_points(arm: str, setting: str, values: Mapping[str, Sequence[float]], duration_days: float, *,
-               overrides: Mapping | None = None, variables: Iterable[str] | None = None, solver: str | object = "auto",
-               regimen: Regimen | None = None, dim: str = "point") -> xr.Dataset:
+def run_points(
+    arm: str,
+    setting: str,
+    values: Mapping[str, Sequence[float]],
+    duration_days: float,
+    *,
+    overrides: Mapping | None = None,
+    variables: Iterable[str] | None = None,
+    solver: str | object = "auto",
+    regimen: Regimen | None = None,
+    dim: str = "point",
+) -> xr.Dataset:
     """Any set of parameter points for one arm in one setting, as one batched simulation; dim ``dim``.
 
     ``values`` maps each varied parameter to an array, all of one length (the points); other
@@ -149,10 +212,20 @@ def run_points(arm: str, setting: str, values: Mapping[str, Sequence[float]], du
             raise ValueError(f"values: parameter {k!r} is unknown; see models/parameters/")
     lengths = {k: a.size for k, a in arrays.items()}
     if not arrays or len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise ValueError(f"values: need one or more parameters with arrays of one non-zero length, got lengths {lengths}")
+        raise ValueError(
+            f"values: need one or more parameters with arrays of one non-zero length, got lengths {lengths}"
+        )
     params = params.with_values({**(overrides or {}), **arrays})
-    ds = simulate(full_model(), params, regimen if regimen is not None else reg, duration_days=duration_days,
-                  solver=solver, on_failure="record", start="quasi_steady", keep=_simulated(variables))
+    ds = simulate(
+        full_model(),
+        params,
+        regimen if regimen is not None else reg,
+        duration_days=duration_days,
+        solver=solver,
+        on_failure="record",
+        start="quasi_steady",
+        keep=_simulated(variables),
+    )
     ds = _keep(ds, variables)
     if "sample" not in ds.dims:  # one point: not batched
         ds = ds.expand_dims("sample")
@@ -160,9 +233,19 @@ def run_points(arm: str, setting: str, values: Mapping[str, Sequence[float]], du
     return ds.assign_coords({k: (dim, a, {"units": params.unit(k)}) for k, a in arrays.items()})
 
 
-def run_doses(drug: str, doses: Sequence[float], unit: str, interval_days: float, setting: str, duration_days: float, *,
-              arm: str, extra: Regimen | None = None, overrides: Mapping | None = None,
-              variables: Iterable[str] | None = None) -> xr.Dataset:
+def run_doses(
+    drug: str,
+    doses: Sequence[float],
+    unit: str,
+    interval_days: float,
+    setting: str,
+    duration_days: float,
+    *,
+    arm: str,
+    extra: Regimen | None = None,
+    overrides: Mapping | None = None,
+    variables: Iterable[str] | None = None,
+) -> xr.Dataset:
     """The arm's parameters with ``drug`` given at each dose (one simulation per dose)."""
     params, _ = scenario(arm, setting, duration_days)
     if overrides:
@@ -177,5 +260,7 @@ def run_doses(drug: str, doses: Sequence[float], unit: str, interval_days: float
         parts.append(_keep(ds, list(variables or KEY_VARIABLES) + ["cd137_signal_liver"]))
     out = concat_runs(parts, dim="dose", labels=[float(d) for d in doses])
     out.attrs.pop("doses", None)
-    out.attrs["regimen"] = f"{drug} every {interval_days:g} day at each dose in {unit}" + (f" + {extra.name}" if extra else "")
+    out.attrs["regimen"] = f"{drug} every {interval_days:g} day at each dose in {unit}" + (
+        f" + {extra.name}" if extra else ""
+    )
     return out.assign_coords(dose=("dose", np.asarray(doses, dtype=float), {"units": unit}))

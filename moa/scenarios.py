@@ -19,10 +19,29 @@ from .parameters import MODELS_DIR, ParameterSet, convert_value, load_parameters
 from .paths import require_models_dir
 from .regimen import Regimen, regimen_from_table
 
-__all__ = ["Overlay", "TreatmentArm", "load_settings", "load_formats", "load_arms", "scenario", "ARM_ORDER", "SETTING_ORDER"]
+__all__ = [
+    "Overlay",
+    "TreatmentArm",
+    "load_settings",
+    "load_formats",
+    "load_arms",
+    "scenario",
+    "ARM_ORDER",
+    "SETTING_ORDER",
+]
 
 #: Display order of arms and settings in figures and tables.
-ARM_ORDER = ("untreated", "apdl1", "a41bb", "apdl1_a41bb", "bsab_1x1", "bsab_2x2", "nabp", "nabp_apdl1", "nabp_bsab_2x2")
+ARM_ORDER = (
+    "untreated",
+    "apdl1",
+    "a41bb",
+    "apdl1_a41bb",
+    "bsab_1x1",
+    "bsab_2x2",
+    "nabp",
+    "nabp_apdl1",
+    "nabp_bsab_2x2",
+)
 SETTING_ORDER = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
 
 
@@ -76,14 +95,20 @@ def _overlays(path: pathlib.Path, specs) -> dict[str, Overlay]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{where}: value={value!r}: must be a number")
             try:  # written in any unit of the parameter's dimension; stored in the parameter's unit
-                values[key] = float(convert_value(float(value), entry["unit"], specs[key].unit, f"{path}: {name}.{key}"))
+                values[key] = float(
+                    convert_value(float(value), entry["unit"], specs[key].unit, f"{path}: {name}.{key}")
+                )
             except UnitError as exc:
                 raise ValueError(f"{exc} (the parameter's unit is {specs[key].unit!r})") from None
             sources[key] = entry["source"]
         levers = table.get("levers", [])
         if not isinstance(levers, list) or any(k not in values for k in levers):
-            raise ValueError(f"{path.name}: {name}.levers={levers!r}: must be a list of parameters set in {name}.values")
-        out[name] = Overlay(name, table.get("label", name), values, sources, table.get("description", ""), tuple(levers))
+            raise ValueError(
+                f"{path.name}: {name}.levers={levers!r}: must be a list of parameters set in {name}.values"
+            )
+        out[name] = Overlay(
+            name, table.get("label", name), values, sources, table.get("description", ""), tuple(levers)
+        )
     return out
 
 
@@ -116,15 +141,23 @@ def load_arms(models_dir: pathlib.Path = MODELS_DIR) -> dict[str, TreatmentArm]:
     return out
 
 
-def scenario(arm: str, setting: str, duration_days: float = 365.0, base: ParameterSet | None = None,
-             models_dir: pathlib.Path = MODELS_DIR, strict: bool = False) -> tuple[ParameterSet, Regimen | None]:
+def scenario(
+    arm: str,
+    setting: str,
+    duration_days: float = 365.0,
+    base: ParameterSet | None = None,
+    models_dir: pathlib.Path = MODELS_DIR,
+    strict: bool = False,
+) -> tuple[ParameterSet, Regimen | None]:
     """Parameters (defaults + setting + format overlays) and regimen of ``arm`` in ``setting``.
 
     An overlay value outside its parameter's sweep bounds gives a BoundsWarning (a ValueError
     with ``strict=True``); one outside the physical domain is always refused.
     """
     if not (is_finite_real(duration_days) and duration_days > 0):
-        raise ValueError(f"scenario({arm!r}, {setting!r}): duration_days={duration_days!r}: must be a finite number of days > 0")
+        raise ValueError(
+            f"scenario({arm!r}, {setting!r}): duration_days={duration_days!r}: must be a finite number of days > 0"
+        )
     arms, settings, formats = load_arms(models_dir), load_settings(models_dir), load_formats(models_dir)
     if arm not in arms:
         raise ValueError(f"arm={arm!r}: allowed arms are {sorted(arms)}")

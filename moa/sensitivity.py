@@ -36,8 +36,15 @@ from scipy.stats import qmc
 
 from .report import plots
 
-__all__ = ["saltelli_design", "sobol_indices", "morris_design", "morris_effects", "prcc", "plot_tornado",
-           "plot_sobol_bars"]
+__all__ = [
+    "saltelli_design",
+    "sobol_indices",
+    "morris_design",
+    "morris_effects",
+    "prcc",
+    "plot_tornado",
+    "plot_sobol_bars",
+]
 
 #: Bar colours of the sensitivity figures (Okabe-Ito; colour-blind safe): first vs total order,
 #: positive vs negative correlation.
@@ -49,6 +56,7 @@ NEGATIVE_COLOUR = "#0072b2"
 
 # ---------------------------------------------------------------------------------------- checks
 
+
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -59,8 +67,10 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
 def _power_of_two(name: str, value) -> int:
     value = _positive_int(name, value)
     if value & (value - 1):
-        raise ValueError(f"{name}={value}: must be a power of 2 (Sobol points are balanced only then), "
-                         f"e.g. {1 << (value.bit_length() - 1)} or {1 << value.bit_length()}")
+        raise ValueError(
+            f"{name}={value}: must be a power of 2 (Sobol points are balanced only then), "
+            f"e.g. {1 << (value.bit_length() - 1)} or {1 << value.bit_length()}"
+        )
     return value
 
 
@@ -94,6 +104,7 @@ def _vector(name: str, value, length: int | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- Sobol
+
 
 def saltelli_design(n_base: int, n_params: int, seed: int) -> np.ndarray:
     """Points in the unit hypercube for :func:`sobol_indices`: shape ``(n_base * (n_params + 2), n_params)``.
@@ -129,8 +140,16 @@ def _saltelli_jansen(f_a: np.ndarray, f_b: np.ndarray, f_ab: np.ndarray) -> tupl
     return first, total
 
 
-def sobol_indices(y: np.ndarray, n_base: int, n_params: int, *, names: Sequence[str] | None = None,
-                  n_bootstrap: int = 500, confidence: float = 0.95, seed: int = 0) -> xr.Dataset:
+def sobol_indices(
+    y: np.ndarray,
+    n_base: int,
+    n_params: int,
+    *,
+    names: Sequence[str] | None = None,
+    n_bootstrap: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> xr.Dataset:
     """First- and total-order Sobol indices (unit "1") of the output ``y`` of a :func:`saltelli_design`.
 
     ``y``: one value per design row, in the design's row order (``n_base * (n_params + 2)`` values).
@@ -159,8 +178,10 @@ def sobol_indices(y: np.ndarray, n_base: int, n_params: int, *, names: Sequence[
     kept = ~failed.any(axis=0)
     n_used = int(kept.sum())
     if n_used < 2:
-        raise ValueError(f"y: only {n_used} of {n_base} base rows are finite in every block; "
-                         "need at least 2 to estimate Sobol indices")
+        raise ValueError(
+            f"y: only {n_used} of {n_base} base rows are finite in every block; "
+            "need at least 2 to estimate Sobol indices"
+        )
     blocks = blocks[:, kept]
     blocks = blocks - blocks[:2].mean()
     f_a, f_b, f_ab = blocks[0], blocks[1], blocks[2:]
@@ -190,21 +211,32 @@ def sobol_indices(y: np.ndarray, n_base: int, n_params: int, *, names: Sequence[
             "ST_high": index(total_high, f"upper end of the {confidence:.0%} bootstrap interval of ST"),
         },
         coords={"parameter": names},
-        attrs={"method": "sobol", "n_base": n_base, "n_params": n_params, "n_bootstrap": n_bootstrap,
-               "confidence": confidence, "bootstrap_seed": seed, "n_failed_points": int(failed.sum()),
-               "n_dropped_base_rows": n_base - n_used, "n_used_base_rows": n_used,
-               "output_variance": float(np.var(blocks[:2]))},
+        attrs={
+            "method": "sobol",
+            "n_base": n_base,
+            "n_params": n_params,
+            "n_bootstrap": n_bootstrap,
+            "confidence": confidence,
+            "bootstrap_seed": seed,
+            "n_failed_points": int(failed.sum()),
+            "n_dropped_base_rows": n_base - n_used,
+            "n_used_base_rows": n_used,
+            "output_variance": float(np.var(blocks[:2])),
+        },
     )
 
 
 # ---------------------------------------------------------------------------------------- Morris
 
+
 def _morris_step_levels(levels: int) -> int:
     """The Morris jump in grid steps: ``levels / 2``, i.e. ``delta = levels / (2 (levels - 1))`` in
     unit-cube coordinates (Morris 1991's recommended choice; each grid level is then equally likely)."""
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2 or levels % 2:
-        raise ValueError(f"levels={levels!r}: must be an even integer >= 2 (so every grid point can move by "
-                         "delta = levels / (2 (levels - 1)) without leaving [0, 1])")
+        raise ValueError(
+            f"levels={levels!r}: must be an even integer >= 2 (so every grid point can move by "
+            "delta = levels / (2 (levels - 1)) without leaving [0, 1])"
+        )
     return int(levels) // 2
 
 
@@ -232,8 +264,9 @@ def morris_design(n_trajectories: int, n_params: int, *, levels: int = 4, seed: 
     return (grid / (levels - 1)).reshape(n_trajectories * (n_params + 1), n_params)
 
 
-def morris_effects(x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_params: int, *,
-                   names: Sequence[str] | None = None) -> xr.Dataset:
+def morris_effects(
+    x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_params: int, *, names: Sequence[str] | None = None
+) -> xr.Dataset:
     """Morris elementary-effect statistics of the output ``y`` at the rows of a :func:`morris_design`.
 
     An elementary effect is ``(y_after - y_before) / (x_after - x_before)`` for the one parameter
@@ -253,8 +286,9 @@ def morris_effects(x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_par
     n_rows = n_trajectories * (n_params + 1)
     x_unit = np.asarray(x_unit, dtype=float)
     if x_unit.shape != (n_rows, n_params):
-        raise ValueError(f"x_unit: shape {x_unit.shape}, expected (n_trajectories * (n_params + 1), n_params) "
-                         f"= {(n_rows, n_params)}")
+        raise ValueError(
+            f"x_unit: shape {x_unit.shape}, expected (n_trajectories * (n_params + 1), n_params) = {(n_rows, n_params)}"
+        )
     y = _vector("y", y, n_rows)
 
     steps = np.diff(x_unit.reshape(n_trajectories, n_params + 1, n_params), axis=1)  # (traj, step, param)
@@ -262,8 +296,10 @@ def morris_effects(x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_par
     if not (moved.sum(axis=2) == 1).all() or not (moved.sum(axis=1) == 1).all():
         bad = np.argwhere(moved.sum(axis=2) != 1)
         where = f"trajectory {bad[0][0]}, step {bad[0][1]}" if len(bad) else "a trajectory"
-        raise ValueError(f"x_unit: {where} does not move exactly one parameter, or some parameter does not move "
-                         "exactly once per trajectory: not a morris_design in its row order")
+        raise ValueError(
+            f"x_unit: {where} does not move exactly one parameter, or some parameter does not move "
+            "exactly once per trajectory: not a morris_design in its row order"
+        )
     changes = np.diff(y.reshape(n_trajectories, n_params + 1), axis=1)  # (traj, step)
     parameter_of_step = moved.argmax(axis=2)
     delta = np.take_along_axis(steps, parameter_of_step[..., None], axis=2)[..., 0]
@@ -282,24 +318,31 @@ def morris_effects(x_unit: np.ndarray, y: np.ndarray, n_trajectories: int, n_par
     mu_star = np.where(counts >= 1, mu_star, np.nan)
 
     def statistic(values, what):
-        return xr.DataArray(values, dims="parameter", attrs={"units": "units of y per full parameter range",
-                                                             "long_name": what})
+        return xr.DataArray(
+            values, dims="parameter", attrs={"units": "units of y per full parameter range", "long_name": what}
+        )
 
     return xr.Dataset(
         {
             "mu": statistic(mu, "mean elementary effect"),
             "mu_star": statistic(mu_star, "mean absolute elementary effect (Campolongo 2007)"),
             "sigma": statistic(sigma, "standard deviation of the elementary effects"),
-            "n_effects": xr.DataArray(counts, dims="parameter", attrs={"units": "1",
-                                                                       "long_name": "finite elementary effects"}),
+            "n_effects": xr.DataArray(
+                counts, dims="parameter", attrs={"units": "1", "long_name": "finite elementary effects"}
+            ),
         },
         coords={"parameter": names},
-        attrs={"method": "morris", "n_trajectories": n_trajectories, "n_params": n_params,
-               "n_failed_points": int((~np.isfinite(y)).sum())},
+        attrs={
+            "method": "morris",
+            "n_trajectories": n_trajectories,
+            "n_params": n_params,
+            "n_failed_points": int((~np.isfinite(y)).sum()),
+        },
     )
 
 
 # ---------------------------------------------------------------------------------------- PRCC
+
 
 def _residuals(targets: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Each column of ``targets`` less its least-squares fit on ``others`` and an intercept."""
@@ -308,8 +351,7 @@ def _residuals(targets: np.ndarray, others: np.ndarray) -> np.ndarray:
     return targets - design @ coefficients
 
 
-def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
-         confidence: float = 0.95) -> xr.Dataset:
+def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None, confidence: float = 0.95) -> xr.Dataset:
     """Partial rank correlation coefficient (unit "1") of each input column of ``x`` (n, d) with ``y`` (n,).
 
     Inputs and output are rank-transformed (average ranks for ties); for input ``j`` the ranks of
@@ -339,8 +381,9 @@ def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
     controlled = n_params - 1
     dof = n - 2 - controlled
     if dof - 1 < 1:
-        raise ValueError(f"x: {n} finite rows for {n_params} parameters: PRCC needs at least n_params + 3 = "
-                         f"{n_params + 3}")
+        raise ValueError(
+            f"x: {n} finite rows for {n_params} parameters: PRCC needs at least n_params + 3 = {n_params + 3}"
+        )
     constant = [names[j] for j in range(n_params) if np.ptp(x[:, j]) == 0]
     if constant:
         raise ValueError(f"x: column(s) {constant} are constant over the finite rows: PRCC is undefined for them")
@@ -356,10 +399,10 @@ def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
     coefficient = np.clip(coefficient, -1.0, 1.0)
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = coefficient * np.sqrt(dof / (1.0 - coefficient ** 2))
+        t = coefficient * np.sqrt(dof / (1.0 - coefficient**2))
         z = np.arctanh(coefficient)
     p_value = 2.0 * stats.t.sf(np.abs(t), dof)
-    half_width = stats.norm.ppf((1.0 + confidence) / 2.0) * np.sqrt((1.0 + coefficient ** 2 / 2.0) / (dof - 1))
+    half_width = stats.norm.ppf((1.0 + confidence) / 2.0) * np.sqrt((1.0 + coefficient**2 / 2.0) / (dof - 1))
 
     def column(values, what, units="1"):
         return xr.DataArray(values, dims="parameter", attrs={"units": units, "long_name": what})
@@ -372,23 +415,45 @@ def prcc(x: np.ndarray, y: np.ndarray, *, names: Sequence[str] | None = None,
             "p_value": column(p_value, "two-sided t-test of zero partial rank correlation"),
         },
         coords={"parameter": names},
-        attrs={"method": "prcc", "n_points": n, "n_dropped_rows": int((~kept).sum()), "confidence": confidence,
-               "degrees_of_freedom": dof, "interval": "Fisher z, Bonett-Wright variance (1 + r^2/2) / (n - 3 - k)"},
+        attrs={
+            "method": "prcc",
+            "n_points": n,
+            "n_dropped_rows": int((~kept).sum()),
+            "confidence": confidence,
+            "degrees_of_freedom": dof,
+            "interval": "Fisher z, Bonett-Wright variance (1 + r^2/2) / (n - 3 - k)",
+        },
     )
 
 
 # ---------------------------------------------------------------------------------------- figures
 
-def _horizontal_bars(ax, values: np.ndarray, low: np.ndarray, high: np.ndarray, positions: np.ndarray,
-                     height: float, colours, label: str | None = None):
+
+def _horizontal_bars(
+    ax,
+    values: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    positions: np.ndarray,
+    height: float,
+    colours,
+    label: str | None = None,
+):
     """Bars from 0 to ``values`` at ``positions`` with whiskers from ``low`` to ``high``."""
     whiskers = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
-    return ax.barh(positions, values, height=height, color=colours, xerr=whiskers, label=label,
-                   error_kw={"ecolor": "0.2", "capsize": 3, "elinewidth": 1.2})
+    return ax.barh(
+        positions,
+        values,
+        height=height,
+        color=colours,
+        xerr=whiskers,
+        label=label,
+        error_kw={"ecolor": "0.2", "capsize": 3, "elinewidth": 1.2},
+    )
 
 
 def _interval_note(ds: xr.Dataset) -> str:
-    """", 95% CI" for an axis label, from the dataset's ``confidence`` (empty when it has none)."""
+    """ ", 95% CI" for an axis label, from the dataset's ``confidence`` (empty when it has none)."""
     confidence = ds.attrs.get("confidence")
     return f", {confidence:.0%} CI" if confidence else ""
 
@@ -402,8 +467,7 @@ def plot_tornado(ax, prcc_ds: xr.Dataset):
     values = coefficient[order]
     positions = np.arange(len(order))
     colours = [POSITIVE_COLOUR if value >= 0 else NEGATIVE_COLOUR for value in values]
-    _horizontal_bars(ax, values, prcc_ds["low"].values[order], prcc_ds["high"].values[order], positions, 0.7,
-                     colours)
+    _horizontal_bars(ax, values, prcc_ds["low"].values[order], prcc_ds["high"].values[order], positions, 0.7, colours)
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_yticks(positions, labels=names)
     ax.set_xlim(-1.05, 1.05)
@@ -419,11 +483,26 @@ def plot_sobol_bars(ax, sobol_ds: xr.Dataset):
     names = [str(name) for name in sobol_ds["parameter"].values[order]]
     positions = np.arange(len(order))
     height = 0.38
-    _horizontal_bars(ax, total[order], sobol_ds["ST_low"].values[order], sobol_ds["ST_high"].values[order],
-                     positions + height / 2, height, TOTAL_ORDER_COLOUR, "total order $S_T$")
-    _horizontal_bars(ax, sobol_ds["S1"].values[order], sobol_ds["S1_low"].values[order],
-                     sobol_ds["S1_high"].values[order], positions - height / 2, height, FIRST_ORDER_COLOUR,
-                     "first order $S_1$")
+    _horizontal_bars(
+        ax,
+        total[order],
+        sobol_ds["ST_low"].values[order],
+        sobol_ds["ST_high"].values[order],
+        positions + height / 2,
+        height,
+        TOTAL_ORDER_COLOUR,
+        "total order $S_T$",
+    )
+    _horizontal_bars(
+        ax,
+        sobol_ds["S1"].values[order],
+        sobol_ds["S1_low"].values[order],
+        sobol_ds["S1_high"].values[order],
+        positions - height / 2,
+        height,
+        FIRST_ORDER_COLOUR,
+        "first order $S_1$",
+    )
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_yticks(positions, labels=names)
     ax.set_xlabel(plots.label(f"Sobol index{_interval_note(sobol_ds)}", "1"))

@@ -23,8 +23,16 @@ from .solvers.base import STATUS, Status
 from .steady_state import quasi_steady_state
 from .symbolic import Model
 
-__all__ = ["simulate", "variable_names", "output_times", "negative_states", "NEGATIVE_NOISE_REL", "NEGATIVE_NOISE_ATOL", "MAX_SEGMENTS",
-           "START_OPTIONS"]
+__all__ = [
+    "simulate",
+    "variable_names",
+    "output_times",
+    "negative_states",
+    "NEGATIVE_NOISE_REL",
+    "NEGATIVE_NOISE_ATOL",
+    "MAX_SEGMENTS",
+    "START_OPTIONS",
+]
 
 #: A species below ``-(NEGATIVE_NOISE_ATOL * max(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * max|y|)``
 #: (its maximum over the trajectory) is not solver noise: the sample is marked failed (status 5).
@@ -67,7 +75,9 @@ def _check_times(times) -> np.ndarray:
     back = np.nonzero(np.diff(t) <= 0)[0]
     if back.size:
         i = back[0]
-        raise ValueError(f"times: runs backwards or repeats at index {i + 1} ({t[i]} -> {t[i + 1]}); times must be strictly increasing")
+        raise ValueError(
+            f"times: runs backwards or repeats at index {i + 1} ({t[i]} -> {t[i + 1]}); times must be strictly increasing"
+        )
     return t
 
 
@@ -98,20 +108,31 @@ def _given_doses(regimen: Regimen, t_end: float) -> tuple[Regimen, str]:
     """
     given, not_given, cut = regimen.given_until(t_end)
     if not given.doses:
-        raise ValueError(f"regimen {regimen.name!r}: no dose falls within the run: the first dose is at day "
-                         f"{regimen.doses[0].time_days:g} and the run ends at day {t_end:g} (duration_days or times[-1]); "
-                         "lengthen the run, move the doses, or pass regimen=None for an untreated arm")
+        raise ValueError(
+            f"regimen {regimen.name!r}: no dose falls within the run: the first dose is at day "
+            f"{regimen.doses[0].time_days:g} and the run ends at day {t_end:g} (duration_days or times[-1]); "
+            "lengthen the run, move the doses, or pass regimen=None for an untreated arm"
+        )
     record = _not_given_record(not_given, cut)
     if not_given or cut:
         parts = []
         if not_given:
-            parts.append(f"{len(not_given)} of {len(regimen.doses)} doses ({', '.join(record['drugs'])}) fall after the end "
-                         f"of the run at day {t_end:g} and are not given, the first at day {not_given[0].time_days:g}")
+            parts.append(
+                f"{len(not_given)} of {len(regimen.doses)} doses ({', '.join(record['drugs'])}) fall after the end "
+                f"of the run at day {t_end:g} and are not given, the first at day {not_given[0].time_days:g}"
+            )
         if cut:
-            parts.append(f"{len(cut)} infusion(s) ({', '.join(sorted({d.drug for d in cut}))}) run past day {t_end:g} "
-                         "and are given only up to it (pro rata)")
-        warnings.warn(DoseWarning(f"regimen {regimen.name!r}: {'; '.join(parts)}. The result and attrs['doses'] hold "
-                                  "only what was given; attrs['doses_not_given'] records the rest"), stacklevel=3)
+            parts.append(
+                f"{len(cut)} infusion(s) ({', '.join(sorted({d.drug for d in cut}))}) run past day {t_end:g} "
+                "and are given only up to it (pro rata)"
+            )
+        warnings.warn(
+            DoseWarning(
+                f"regimen {regimen.name!r}: {'; '.join(parts)}. The result and attrs['doses'] hold "
+                "only what was given; attrs['doses_not_given'] records the rest"
+            ),
+            stacklevel=3,
+        )
     return given, json.dumps(record)
 
 
@@ -232,7 +253,9 @@ def simulate(
             raise ValueError(f"regimen {regimen.name!r} has no doses; pass regimen=None for an untreated arm")
         unknown = sorted(set(regimen.drugs) - set(model.drugs))
         if unknown:
-            raise ValueError(f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}")
+            raise ValueError(
+                f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}"
+            )
     if on_failure not in ("raise", "record"):
         raise ValueError(f"on_failure={on_failure!r}: allowed values are 'raise' and 'record'")
     _check_tolerances(rtol, atol)
@@ -260,9 +283,11 @@ def simulate(
     dosing = regimen if regimen is not None else Regimen("untreated")
     edges = dosing.segment_edges(t_end)
     if len(edges) - 1 > MAX_SEGMENTS:
-        raise ValueError(f"regimen {regimen.name!r} cuts the run into {len(edges) - 1:,} solver segments (at every dose "
-                         f"time and infusion end within 0..{t_end:g} day); at most moa.simulate.MAX_SEGMENTS="
-                         f"{MAX_SEGMENTS:,} are allowed")
+        raise ValueError(
+            f"regimen {regimen.name!r} cuts the run into {len(edges) - 1:,} solver segments (at every dose "
+            f"time and infusion end within 0..{t_end:g} day); at most moa.simulate.MAX_SEGMENTS="
+            f"{MAX_SEGMENTS:,} are allowed"
+        )
     if solver == "auto":
         solver = auto_solver(parameters.batch_size)
     backend = get_solver(solver)
@@ -280,15 +305,24 @@ def simulate(
         qss = _quasi_steady(model, P)
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
-            status[k], message[k], failed_at[k] = Status.SOLVER_FAILURE, "quasi-steady start: the relaxation failed", 0.0
+            status[k], message[k], failed_at[k] = (
+                Status.SOLVER_FAILURE,
+                "quasi-steady start: the relaxation failed",
+                0.0,
+            )
         slow = int(np.sum(~qss.converged & (status == Status.OK)))
         if slow:
-            warnings.warn(f"quasi-steady start: {slow} of {N} parameter set(s) still change by more than "
-                          f"1e-4 of themselves per day after {qss.days:g} days; starting from there", RuntimeWarning,
-                          stacklevel=2)
-        start_note = (f"quasi_steady: held {','.join(qss.held)}; relaxed the rest for {qss.days:g} days; "
-                      f"converged {int(qss.converged.sum())}/{N}; max relative rate "
-                      f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day")
+            warnings.warn(
+                f"quasi-steady start: {slow} of {N} parameter set(s) still change by more than "
+                f"1e-4 of themselves per day after {qss.days:g} days; starting from there",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        start_note = (
+            f"quasi_steady: held {','.join(qss.held)}; relaxed the rest for {qss.days:g} days; "
+            f"converged {int(qss.converged.sum())}/{N}; max relative rate "
+            f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day"
+        )
     extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
     steps = SolverSteps.zeros(N)
 
@@ -315,7 +349,7 @@ def simulate(
 
     if pre_equilibrate_days > 0:
         _, Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
-        extinct_day[:] = np.nan   # the clock starts at the first dose
+        extinct_day[:] = np.nan  # the clock starts at the first dose
 
     per_mg = compiled.dose_per_mg_T(P) if compiled.drugs else np.zeros((0, N))
     drug_row = {d: i for i, d in enumerate(compiled.drugs)}
@@ -334,19 +368,23 @@ def simulate(
     if progress or (progress is None and os.environ.get("MOA_PROGRESS")):
         from tqdm.auto import tqdm  # optional extra
 
-        iterator = tqdm(iterator, total=len(edges) - 1, desc=f"simulate {regimen.name if regimen else 'untreated'}",
-                        unit="segment")
+        iterator = tqdm(
+            iterator, total=len(edges) - 1, desc=f"simulate {regimen.name if regimen else 'untreated'}", unit="segment"
+        )
     for segment, lo, hi in iterator:
         a, b = segment.start_days, segment.end_days
         if segment.boluses:
             Y = Y.copy()
             for dose in segment.boluses:
-                Y[compiled.dose_index[dose.drug]] += (_dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
-                                                      * (dose.time_days < dose_stop))
+                Y[compiled.dose_index[dose.drug]] += (
+                    _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]] * (dose.time_days < dose_stop)
+                )
         for drug, running in segment.infusions.items():
             rate = np.zeros(N)
             for dose in running:
-                rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days * (dose.time_days < dose_stop)
+                rate = rate + _dose_mg(dose, parameters, N, mg_known) / dose.duration_days * (
+                    dose.time_days < dose_stop
+                )
             P[compiled.input_index[drug]] = rate
         seg_out, Y = run(a, b, Y, t_out[lo:hi])
         if hi > lo:
@@ -356,8 +394,9 @@ def simulate(
     # A bolus at exactly the last output time: report the post-dose state there too.
     if t_end > 0:
         for dose in (d for d in dosing.doses if d.route == "bolus" and d.time_days == t_end):
-            Y_out[-1, compiled.dose_index[dose.drug]] += (_dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]]
-                                                          * (dose.time_days < dose_stop))
+            Y_out[-1, compiled.dose_index[dose.drug]] += (
+                _dose_mg(dose, parameters, N, mg_known) * per_mg[drug_row[dose.drug]] * (dose.time_days < dose_stop)
+            )
 
     for k, text in negative_states(model, t_out, Y_out, atol).items():
         if status[k] == Status.OK:
@@ -371,13 +410,42 @@ def simulate(
     for i, t in enumerate(t_out):
         P_at[input_rows] = inputs_out[i]
         obs[i] = compiled.observables_T(t, Y_out[i], P_at)
-    ds = _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message,
-                     pre_equilibrate_days, doses_not_given, extinct_day, keep, steps)
+    ds = _to_dataset(
+        model,
+        parameters,
+        regimen,
+        backend,
+        rtol,
+        atol,
+        t_out,
+        Y_out,
+        obs,
+        status,
+        message,
+        pre_equilibrate_days,
+        doses_not_given,
+        extinct_day,
+        keep,
+        steps,
+    )
     ds.attrs["start"] = start_note
-    ds.attrs["dose_stop_days"] = "none" if dose_stop_days is None else json.dumps([float(d) if np.isfinite(d) else "inf" for d in dose_stop])
-    ds.attrs["simulation"] = json.dumps(simulation_record(
-        model=model, parameters=parameters, regimen=regimen, times=t_out, solver=backend.name, rtol=rtol, atol=atol,
-        start=start, pre_equilibrate_days=pre_equilibrate_days, keep=keep))
+    ds.attrs["dose_stop_days"] = (
+        "none" if dose_stop_days is None else json.dumps([float(d) if np.isfinite(d) else "inf" for d in dose_stop])
+    )
+    ds.attrs["simulation"] = json.dumps(
+        simulation_record(
+            model=model,
+            parameters=parameters,
+            regimen=regimen,
+            times=t_out,
+            solver=backend.name,
+            rtol=rtol,
+            atol=atol,
+            start=start,
+            pre_equilibrate_days=pre_equilibrate_days,
+            keep=keep,
+        )
+    )
     return ds
 
 
@@ -400,8 +468,8 @@ class SolverSteps:
     """Accepted and rejected solver steps per sample, summed over the run's segments (pre-equilibration
     included). NaN for a sample whose backend does not count steps (scipy counts rhs evaluations)."""
 
-    n_steps: np.ndarray      # (N,)
-    n_rejected: np.ndarray   # (N,)
+    n_steps: np.ndarray  # (N,)
+    n_rejected: np.ndarray  # (N,)
 
     NAMES = ("n_steps", "n_rejected")
 
@@ -419,8 +487,12 @@ class SolverSteps:
 def variable_names(model: Model) -> list[str]:
     """The names ``simulate(..., keep=...)`` accepts for ``model``: species, observables, extinction days
     and the solver's step counts (``n_steps``, ``n_rejected``)."""
-    return ([s.name for s in model.species] + [e.name for e in model.expressions]
-            + [f"extinct_day_{n}" for n in compile_model(model).extinct_names] + list(SolverSteps.NAMES))
+    return (
+        [s.name for s in model.species]
+        + [e.name for e in model.expressions]
+        + [f"extinct_day_{n}" for n in compile_model(model).extinct_names]
+        + list(SolverSteps.NAMES)
+    )
 
 
 def _check_keep(model: Model, keep) -> list[str] | None:
@@ -454,13 +526,23 @@ def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: fl
         j = int(np.nonzero(below[:, :, k].any(axis=0))[0][0])
         i = int(np.nanargmin(Y_out[:, j, k]))
         s = model.species[j]
-        out[int(k)] = (f"species {s.name} = {Y_out[i, j, k]:.6g} {s.unit} at t={t_out[i]:g} day is negative beyond solver "
-                       f"noise (tolerance {-limit[j, k]:.3g} {s.unit}); check the rate terms and parameters")
+        out[int(k)] = (
+            f"species {s.name} = {Y_out[i, j, k]:.6g} {s.unit} at t={t_out[i]:g} day is negative beyond solver "
+            f"noise (tolerance {-limit[j, k]:.3g} {s.unit}); check the rate terms and parameters"
+        )
     return out
 
 
-def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, status: np.ndarray, message: list[str],
-                     failed_at: np.ndarray, max_values: int = 4, max_reason: int = 200) -> str:
+def _failure_message(
+    model: Model,
+    parameters: ParameterSet,
+    solver_name: str,
+    status: np.ndarray,
+    message: list[str],
+    failed_at: np.ndarray,
+    max_values: int = 4,
+    max_reason: int = 200,
+) -> str:
     """A short SimulationError text: the first failed set, its reason, and where the others are.
 
     A batch of thousands of sets with dozens of swept parameters would otherwise give a message
@@ -469,10 +551,12 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
     failed = np.nonzero(status != Status.OK)[0]
     k, N = int(failed[0]), len(status)
     swept = [(n, float(np.asarray(parameters[n]).ravel()[k])) for n in model.parameter_names if np.ndim(parameters[n])]
-    values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (f", ... ({len(swept)} swept)" if len(swept) > max_values else "")
+    values = ", ".join(f"{n}={v:.6g}" for n, v in swept[:max_values]) + (
+        f", ... ({len(swept)} swept)" if len(swept) > max_values else ""
+    )
     reason = " ".join(str(message[k]).split())
     reason = reason if len(reason) <= max_reason else reason[: max_reason - 3] + "..."
-    others = (f" {len(failed) - 1} other set(s) of {N} failed too;" if len(failed) > 1 else "")
+    others = f" {len(failed) - 1} other set(s) of {N} failed too;" if len(failed) > 1 else ""
     return (
         f"solver {solver_name} failed for parameter set {k} of {N} (hash {parameters.digest()}"
         + (f", batched values {values}" if swept else "")
@@ -483,8 +567,24 @@ def _failure_message(model: Model, parameters: ParameterSet, solver_name: str, s
     )
 
 
-def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, obs, status, message, pre_days,
-                doses_not_given, extinct_day, keep=None, steps: SolverSteps | None = None) -> xr.Dataset:
+def _to_dataset(
+    model,
+    parameters,
+    regimen,
+    backend,
+    rtol,
+    atol,
+    t_out,
+    Y_out,
+    obs,
+    status,
+    message,
+    pre_days,
+    doses_not_given,
+    extinct_day,
+    keep=None,
+    steps: SolverSteps | None = None,
+) -> xr.Dataset:
     batched = parameters.is_batched
     dims = ("sample", "time") if batched else ("time",)
 
@@ -495,24 +595,44 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
     data = {}
     for j, s in enumerate(model.species):
         if wanted is None or s.name in wanted:
-            data[s.name] = (dims, arr(Y_out[:, j, :]), {"units": s.unit, "description": s.description, "kind": "species"})
+            data[s.name] = (
+                dims,
+                arr(Y_out[:, j, :]),
+                {"units": s.unit, "description": s.description, "kind": "species"},
+            )
     for j, e in enumerate(model.expressions):
         if wanted is None or e.name in wanted:
-            data[e.name] = (dims, arr(obs[:, j, :]), {"units": e.unit, "description": e.description, "kind": "observable"})
+            data[e.name] = (
+                dims,
+                arr(obs[:, j, :]),
+                {"units": e.unit, "description": e.description, "kind": "observable"},
+            )
     for e, name in enumerate(compile_model(model).extinct_names):
         if wanted is not None and f"extinct_day_{name}" not in wanted:
             continue
         day = extinct_day[e] if batched else extinct_day[e, 0]
-        data[f"extinct_day_{name}"] = (("sample",) if batched else (), day, {
-            "units": "day", "kind": "extinction",
-            "description": f"first time {name} fell below its extinction threshold and was set to 0 (NaN: never)"})
+        data[f"extinct_day_{name}"] = (
+            ("sample",) if batched else (),
+            day,
+            {
+                "units": "day",
+                "kind": "extinction",
+                "description": f"first time {name} fell below its extinction threshold and was set to 0 (NaN: never)",
+            },
+        )
     step_text = {"n_steps": "accepted solver steps", "n_rejected": "rejected solver steps"}
     for name in SolverSteps.NAMES if steps is not None else ():
         if wanted is None or name in wanted:
             count = getattr(steps, name)
-            data[name] = (("sample",) if batched else (), count if batched else float(count[0]), {
-                "units": "1", "kind": "solver",
-                "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)"})
+            data[name] = (
+                ("sample",) if batched else (),
+                count if batched else float(count[0]),
+                {
+                    "units": "1",
+                    "kind": "solver",
+                    "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)",
+                },
+            )
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}
     if batched:
         N = parameters.batch_size
@@ -526,18 +646,24 @@ def _to_dataset(model, parameters, regimen, backend, rtol, atol, t_out, Y_out, o
         data["status"] = ((), int(status[0]), {"description": "0 ok; see moa.solvers.base.Status"})
         data["message"] = ((), message[0])
     attrs = base_provenance()
-    attrs.update({
-        "model": model.name,
-        "model_states": len(model.species),
-        "parameter_set": parameters.name,
-        "overlays": ",".join(parameters.overlays),
-        "parameter_hash": parameters.digest(),
-        "solver": backend.name,
-        "rtol": rtol,
-        "atol": atol,
-        "pre_equilibrate_days": pre_days,
-        "regimen": regimen.name if regimen else "untreated",
-        "doses": json.dumps([[d.drug, d.amount, d.unit, d.time_days, d.route, d.duration_days] for d in regimen.doses]) if regimen else "[]",
-        "doses_not_given": doses_not_given,
-    })
+    attrs.update(
+        {
+            "model": model.name,
+            "model_states": len(model.species),
+            "parameter_set": parameters.name,
+            "overlays": ",".join(parameters.overlays),
+            "parameter_hash": parameters.digest(),
+            "solver": backend.name,
+            "rtol": rtol,
+            "atol": atol,
+            "pre_equilibrate_days": pre_days,
+            "regimen": regimen.name if regimen else "untreated",
+            "doses": json.dumps(
+                [[d.drug, d.amount, d.unit, d.time_days, d.route, d.duration_days] for d in regimen.doses]
+            )
+            if regimen
+            else "[]",
+            "doses_not_given": doses_not_given,
+        }
+    )
     return xr.Dataset(data, coords=coords, attrs=attrs)

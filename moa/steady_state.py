@@ -40,9 +40,18 @@ class QuasiSteadyState:
     held: tuple[str, ...]
 
 
-def quasi_steady_state(model: Model, P: np.ndarray, *, held: tuple[str, ...] | None = None,
-                       tol_per_day: float = 1e-4, chunk_days: float = 25.0, max_days: float = 2000.0,
-                       abs_floor: float = 1e-9, rtol: float = 1e-7, atol: float = 1e-10) -> QuasiSteadyState:
+def quasi_steady_state(
+    model: Model,
+    P: np.ndarray,
+    *,
+    held: tuple[str, ...] | None = None,
+    tol_per_day: float = 1e-4,
+    chunk_days: float = 25.0,
+    max_days: float = 2000.0,
+    abs_floor: float = 1e-9,
+    rtol: float = 1e-7,
+    atol: float = 1e-10,
+) -> QuasiSteadyState:
     """Relax the untreated model from its parameter-derived initial state with ``held`` states fixed.
 
     P: (m, N) parameter matrix in the compiled model's order (infusion inputs included, zero).
@@ -85,8 +94,9 @@ def quasi_steady_state(model: Model, P: np.ndarray, *, held: tuple[str, ...] | N
     while np.any(rate > tol_per_day) and days < max_days:
         step = min(chunk_days, max_days - days)
         with np.errstate(all="ignore"):
-            res = integrate_batch(rhs, jac_values, c.jac_rows, c.jac_cols, 0.0, step, Y, P, [],
-                                  rtol=rtol, atol=atol, plan=plan)
+            res = integrate_batch(
+                rhs, jac_values, c.jac_rows, c.jac_cols, 0.0, step, Y, P, [], rtol=rtol, atol=atol, plan=plan
+            )
         ok = res.status == Status.OK
         Y = np.where(ok[None], res.y_final, np.nan)
         days += step

@@ -24,8 +24,16 @@ import warnings
 import numpy as np
 from scipy import stats
 
-__all__ = ["DAYS_PER_MONTH", "KaplanMeier", "censor", "hazard_ratio", "kaplan_meier", "logrank", "median_survival",
-           "proportion_ci"]
+__all__ = [
+    "DAYS_PER_MONTH",
+    "KaplanMeier",
+    "censor",
+    "hazard_ratio",
+    "kaplan_meier",
+    "logrank",
+    "median_survival",
+    "proportion_ci",
+]
 
 #: Days in a month (365.25 / 12), for display in months as trial reports do.
 DAYS_PER_MONTH = 30.4375
@@ -62,8 +70,11 @@ class KaplanMeier:
 
     def median(self) -> tuple[float, float, float]:
         """(median, low, high) in days; NaN where not reached (see :func:`median_survival`)."""
-        return _first_at_or_below_half(self.times, self.survival), _first_at_or_below_half(self.times, self.low), \
-            _first_at_or_below_half(self.times, self.high)
+        return (
+            _first_at_or_below_half(self.times, self.survival),
+            _first_at_or_below_half(self.times, self.low),
+            _first_at_or_below_half(self.times, self.high),
+        )
 
 
 def kaplan_meier(time_days, event, confidence: float = 0.95) -> KaplanMeier:
@@ -180,8 +191,11 @@ def censor(time_days, event, follow_up_days) -> tuple[np.ndarray, np.ndarray]:
         bad = time[np.isnan(time) | (time < 0)][0]
         raise ValueError(f"time_days: {float(bad)!r}: must be >= 0 days (np.inf for no event)")
     observed = _bool_array(event, "event", time.shape)
-    follow_up = np.broadcast_to(np.asarray(follow_up_days, dtype=float), time.shape) \
-        if np.ndim(follow_up_days) == 0 or np.shape(follow_up_days) == time.shape else None
+    follow_up = (
+        np.broadcast_to(np.asarray(follow_up_days, dtype=float), time.shape)
+        if np.ndim(follow_up_days) == 0 or np.shape(follow_up_days) == time.shape
+        else None
+    )
     if follow_up is None:
         raise ValueError(f"follow_up_days: shape {np.shape(follow_up_days)}: must be a number or shape {time.shape}")
     if not np.isfinite(follow_up).all() or (follow_up < 0).any():
@@ -201,16 +215,21 @@ def _survival_data(time_days, event, names: tuple[str, str] = ("time_days", "eve
         raise ValueError(f"{time_name}: shape {time.shape}: must be a non-empty 1-D array (days)")
     bad = ~np.isfinite(time) | (time < 0)
     if bad.any():
-        raise ValueError(f"{time_name}: {float(time[bad][0])!r} at index {int(np.argmax(bad))}: times must be finite "
-                         "and >= 0 days (censor() caps never-progressing patients at the end of follow-up)")
+        raise ValueError(
+            f"{time_name}: {float(time[bad][0])!r} at index {int(np.argmax(bad))}: times must be finite "
+            "and >= 0 days (censor() caps never-progressing patients at the end of follow-up)"
+        )
     return time, _bool_array(event, event_name, time.shape)
 
 
 def _bool_array(values, name: str, shape: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype != np.bool_:
-        raise ValueError(f"{name}: dtype {array.dtype}: must be a bool array (True = event seen, False = censored)"
-                         if name.startswith("event") else f"{name}: dtype {array.dtype}: must be a bool array")
+        raise ValueError(
+            f"{name}: dtype {array.dtype}: must be a bool array (True = event seen, False = censored)"
+            if name.startswith("event")
+            else f"{name}: dtype {array.dtype}: must be a bool array"
+        )
     if array.shape != shape:
         raise ValueError(f"{name}: shape {array.shape}: must match the times, {shape}")
     return array

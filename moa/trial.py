@@ -57,9 +57,23 @@ from .scenarios import default_parameters, load_settings, scenario
 from .simulate import simulate
 from .survival import censor, hazard_ratio, logrank, median_survival, proportion_ci
 
-__all__ = ["Variability", "PopulationSpec", "Population", "load_population", "sample_population", "scan_days",
-           "simulate_trial", "trajectory_values", "trial_readouts", "Target", "objective", "calibrate", "write_calibrated",
-           "DAYS_PER_MONTH", "MAX_LESIONS"]
+__all__ = [
+    "Variability",
+    "PopulationSpec",
+    "Population",
+    "load_population",
+    "sample_population",
+    "scan_days",
+    "simulate_trial",
+    "trajectory_values",
+    "trial_readouts",
+    "Target",
+    "objective",
+    "calibrate",
+    "write_calibrated",
+    "DAYS_PER_MONTH",
+    "MAX_LESIONS",
+]
 
 #: Days per month for display and for comparing with trial numbers (365.25 / 12).
 DAYS_PER_MONTH = 30.4375
@@ -175,8 +189,10 @@ _READOUTS = ("orr", "orr_unconfirmed", "cr", "median_pfs", "hr")
 def _split_field(field: str) -> tuple[str, str, str]:
     parts = field.split(".")
     if len(parts) != 3 or parts[0] not in ("patient", "lesion") or parts[2] not in _NUMERIC_KEYS:
-        raise ValueError(f"field {field!r}: must be patient.<parameter>.<key> or lesion.<parameter>.<key> with key "
-                         f"one of {_NUMERIC_KEYS}")
+        raise ValueError(
+            f"field {field!r}: must be patient.<parameter>.<key> or lesion.<parameter>.<key> with key "
+            f"one of {_NUMERIC_KEYS}"
+        )
     return parts[0], parts[1], parts[2]
 
 
@@ -211,11 +227,19 @@ def _variabilities(tables: Mapping, level: str, path: pathlib.Path, known: set[s
         if ("median" in t) == ("median_factor" in t):
             raise ValueError(f"{where}: give exactly one of median (in the parameter's unit) and median_factor")
         if not isinstance(t.get("source"), str) or not t["source"].strip():
-            raise ValueError(f"{where}.source={t.get('source')!r}: give a citation, 'assumed: <why>' or 'calibrated: <what>'")
-        v = Variability(name, level, _number(t, "median", where, low=0) if "median" in t else None,
-                        _number(t, "median_factor", where, low=0) if "median_factor" in t else None,
-                        _number(t, "sd_log", where, low=0, high=5), _number(t, "lower", where, low=0),
-                        _number(t, "upper", where, low=0), t["source"])
+            raise ValueError(
+                f"{where}.source={t.get('source')!r}: give a citation, 'assumed: <why>' or 'calibrated: <what>'"
+            )
+        v = Variability(
+            name,
+            level,
+            _number(t, "median", where, low=0) if "median" in t else None,
+            _number(t, "median_factor", where, low=0) if "median_factor" in t else None,
+            _number(t, "sd_log", where, low=0, high=5),
+            _number(t, "lower", where, low=0),
+            _number(t, "upper", where, low=0),
+            t["source"],
+        )
         _check_variability(v, where)
         out.append(v)
     return tuple(out)
@@ -225,7 +249,7 @@ def _conduct(table: Mapping, key: str, path: pathlib.Path) -> float:
     entry = table.get(key)
     where = f"{path.name}: trial.{key}"
     if not isinstance(entry, dict) or entry.get("unit") != "day" or "source" not in entry:
-        raise ValueError(f"{where}={entry!r}: must be {{ value = ..., unit = \"day\", source = ... }}")
+        raise ValueError(f'{where}={entry!r}: must be {{ value = ..., unit = "day", source = ... }}')
     return _number(entry, "value", where, low=1e-9)
 
 
@@ -248,26 +272,43 @@ def load_population(path: pathlib.Path | str = POPULATION_FILE) -> PopulationSpe
         raise ValueError(f"{path.name}: population.selection={pop.get('selection')!r}: allowed: 'acceptance'")
     fraction = _number(pop, "pdl1_positive_fraction", f"{path.name}: population", low=0, high=1)
     probs = les.get("count_probabilities")
-    if (not isinstance(probs, list) or len(probs) != MAX_LESIONS or any(not isinstance(p, (int, float)) or p < 0 for p in probs)
-            or not math.isclose(sum(probs), 1.0, abs_tol=1e-9)):
-        raise ValueError(f"{path.name}: lesions.count_probabilities={probs!r}: must be {MAX_LESIONS} numbers >= 0 "
-                         "summing to 1 (P(1 lesion) .. P(5 lesions))")
+    if (
+        not isinstance(probs, list)
+        or len(probs) != MAX_LESIONS
+        or any(not isinstance(p, (int, float)) or p < 0 for p in probs)
+        or not math.isclose(sum(probs), 1.0, abs_tol=1e-9)
+    ):
+        raise ValueError(
+            f"{path.name}: lesions.count_probabilities={probs!r}: must be {MAX_LESIONS} numbers >= 0 "
+            "summing to 1 (P(1 lesion) .. P(5 lesions))"
+        )
     organs, weights = les.get("organs"), les.get("organ_weights")
     max_per_organ = les.get("max_per_organ")
     if not isinstance(max_per_organ, int) or max_per_organ < 1:
         raise ValueError(f"{path.name}: lesions.max_per_organ={max_per_organ!r}: must be an integer >= 1")
-    if (not isinstance(organs, list) or not isinstance(weights, list) or len(organs) != len(weights)
-            or any(w <= 0 for w in weights) or len(organs) * max_per_organ < MAX_LESIONS):
-        raise ValueError(f"{path.name}: lesions.organs / organ_weights: need equal-length lists, weights > 0 and "
-                         f"enough organs for {MAX_LESIONS} lesions at {max_per_organ} per organ; got {organs!r}, {weights!r}")
+    if (
+        not isinstance(organs, list)
+        or not isinstance(weights, list)
+        or len(organs) != len(weights)
+        or any(w <= 0 for w in weights)
+        or len(organs) * max_per_organ < MAX_LESIONS
+    ):
+        raise ValueError(
+            f"{path.name}: lesions.organs / organ_weights: need equal-length lists, weights > 0 and "
+            f"enough organs for {MAX_LESIONS} lesions at {max_per_organ} per organ; got {organs!r}, {weights!r}"
+        )
     sod = tgt.get("sum_of_diameters_mm", {})
     for key in ("lower", "upper", "median_low", "median_high"):
         _number(sod, key, f"{path.name}: targets.sum_of_diameters_mm", low=0)
     if not (sod["lower"] < sod["median_low"] < sod["median_high"] < sod["upper"]):
-        raise ValueError(f"{path.name}: targets.sum_of_diameters_mm={sod!r}: need lower < median_low < median_high < upper")
+        raise ValueError(
+            f"{path.name}: targets.sum_of_diameters_mm={sod!r}: need lower < median_low < median_high < upper"
+        )
     cd8 = tgt.get("t_cell_density_cell_per_mL", {})
-    if not (_number(cd8, "lower", f"{path.name}: targets.t_cell_density_cell_per_mL", low=0)
-            < _number(cd8, "upper", f"{path.name}: targets.t_cell_density_cell_per_mL", low=0)):
+    if not (
+        _number(cd8, "lower", f"{path.name}: targets.t_cell_density_cell_per_mL", low=0)
+        < _number(cd8, "upper", f"{path.name}: targets.t_cell_density_cell_per_mL", low=0)
+    ):
         raise ValueError(f"{path.name}: targets.t_cell_density_cell_per_mL={cd8!r}: need lower < upper")
     known = set(default_parameters())
     patient = _variabilities(data["patient"], "patient", path, known)
@@ -277,8 +318,10 @@ def load_population(path: pathlib.Path | str = POPULATION_FILE) -> PopulationSpe
         raise ValueError(f"{path.name}: {sorted(both)} vary both per patient and per lesion; choose one level")
     params, lower, upper = cal.get("parameters", []), cal.get("lower", []), cal.get("upper", [])
     if not (len(params) == len(lower) == len(upper)) or any(not lo < hi for lo, hi in zip(lower, upper)):
-        raise ValueError(f"{path.name}: calibration.parameters/lower/upper: need lists of one length with lower < upper; "
-                         f"got {params!r}, {lower!r}, {upper!r}")
+        raise ValueError(
+            f"{path.name}: calibration.parameters/lower/upper: need lists of one length with lower < upper; "
+            f"got {params!r}, {lower!r}, {upper!r}"
+        )
     targets = []
     for i, t in enumerate(cal.get("targets", [])):
         where = f"{path.name}: calibration.targets[{i}] ({t.get('name', '?')})"
@@ -289,14 +332,41 @@ def load_population(path: pathlib.Path | str = POPULATION_FILE) -> PopulationSpe
         values = [_number(t, k, where, low=0) for k in ("value", "low", "high", "weight")]
         if not values[1] <= values[0] <= values[2] or values[1] == values[2]:
             raise ValueError(f"{where}: need low <= value <= high and low < high; got {values[:3]}")
-        targets.append(Target(t["name"], t["readout"], t["arm"], t["subgroup"], *values[:3], t.get("unit", ""),
-                              values[3], t.get("source", "")))
+        targets.append(
+            Target(
+                t["name"],
+                t["readout"],
+                t["arm"],
+                t["subgroup"],
+                *values[:3],
+                t.get("unit", ""),
+                values[3],
+                t.get("source", ""),
+            )
+        )
     spec = PopulationSpec(
-        fraction, pop["pdl1_positive_setting"], pop["pdl1_negative_setting"], pop["selection"], tuple(map(float, probs)),
-        tuple(organs), tuple(map(float, weights)), max_per_organ, dict(sod), dict(cd8),
-        *(_conduct(data["trial"], k, path) for k in ("first_year_scan_interval_days", "later_scan_interval_days",
-                                                      "first_year_days", "follow_up_days")),
-        patient, lesion, tuple(params), tuple(map(float, lower)), tuple(map(float, upper)), tuple(targets), str(path))
+        fraction,
+        pop["pdl1_positive_setting"],
+        pop["pdl1_negative_setting"],
+        pop["selection"],
+        tuple(map(float, probs)),
+        tuple(organs),
+        tuple(map(float, weights)),
+        max_per_organ,
+        dict(sod),
+        dict(cd8),
+        *(
+            _conduct(data["trial"], k, path)
+            for k in ("first_year_scan_interval_days", "later_scan_interval_days", "first_year_days", "follow_up_days")
+        ),
+        patient,
+        lesion,
+        tuple(params),
+        tuple(map(float, lower)),
+        tuple(map(float, upper)),
+        tuple(targets),
+        str(path),
+    )
     for field in params:
         spec.value_of(field)  # an unknown field is refused here
     return spec
@@ -326,10 +396,15 @@ class Population:
 
     def subset(self, mask: np.ndarray) -> "Population":
         m = np.asarray(mask, dtype=bool)
-        return dataclasses.replace(self, pdl1_positive=self.pdl1_positive[m], n_lesions=self.n_lesions[m],
-                                   organ=self.organ[m], patient_values={k: v[m] for k, v in self.patient_values.items()},
-                                   lesion_values={k: v[m] for k, v in self.lesion_values.items()},
-                                   setting_values={k: v[m] for k, v in self.setting_values.items()})
+        return dataclasses.replace(
+            self,
+            pdl1_positive=self.pdl1_positive[m],
+            n_lesions=self.n_lesions[m],
+            organ=self.organ[m],
+            patient_values={k: v[m] for k, v in self.patient_values.items()},
+            lesion_values={k: v[m] for k, v in self.lesion_values.items()},
+            setting_values={k: v[m] for k, v in self.setting_values.items()},
+        )
 
 
 def _setting_centres(spec: PopulationSpec, positive: np.ndarray) -> dict[str, np.ndarray]:
@@ -337,8 +412,10 @@ def _setting_centres(spec: PopulationSpec, positive: np.ndarray) -> dict[str, np
     theirs, or the model default when their setting leaves it alone)."""
     settings, base = load_settings(), default_parameters()
     pos, neg = settings[spec.pdl1_positive_setting].values, settings[spec.pdl1_negative_setting].values
-    return {name: np.where(positive, pos.get(name, base[name]), neg.get(name, base[name])).astype(float)
-            for name in sorted(set(pos) | set(neg))}
+    return {
+        name: np.where(positive, pos.get(name, base[name]), neg.get(name, base[name])).astype(float)
+        for name in sorted(set(pos) | set(neg))
+    }
 
 
 def _organs(rng: np.random.Generator, n_lesions: int, spec: PopulationSpec) -> list[str]:
@@ -354,7 +431,9 @@ def _organs(rng: np.random.Generator, n_lesions: int, spec: PopulationSpec) -> l
     return out
 
 
-def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, max_draws_per_patient: int = 100) -> Population:
+def sample_population(
+    n: int, seed: int, spec: PopulationSpec | None = None, *, max_draws_per_patient: int = 100
+) -> Population:
     """``n`` virtual patients drawn with ``numpy.random.default_rng(seed)`` (same seed, same patients).
 
     Draw order per candidate: PD-L1 status (Bernoulli, ``pdl1_positive_fraction``), patient-level values
@@ -371,8 +450,10 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
     drawn = examined = 0
     while len(kept) < n:
         if drawn >= max_draws_per_patient * n:
-            raise ValueError(f"sample_population: only {len(kept)} of {n} patients accepted after {drawn} draws; the "
-                             "plausibility ranges of [targets] in models/population.toml reject almost every candidate")
+            raise ValueError(
+                f"sample_population: only {len(kept)} of {n} patients accepted after {drawn} draws; the "
+                "plausibility ranges of [targets] in models/population.toml reject almost every candidate"
+            )
         batch = max(2 * (n - len(kept)), 8)
         drawn += batch
         positive = rng.random(batch) < spec.pdl1_positive_fraction
@@ -403,9 +484,16 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
             examined += 1
             if not ok[i]:
                 continue
-            kept.append({"positive": positive[i], "count": counts[i], "organs": organs[i],
-                         "p": {k: a[i] for k, a in pvals.items()}, "l": {k: a[i] for k, a in lvals.items()},
-                         "s": {k: a[i] for k, a in centres.items()}})
+            kept.append(
+                {
+                    "positive": positive[i],
+                    "count": counts[i],
+                    "organs": organs[i],
+                    "p": {k: a[i] for k, a in pvals.items()},
+                    "l": {k: a[i] for k, a in lvals.items()},
+                    "s": {k: a[i] for k, a in centres.items()},
+                }
+            )
     return Population(
         pdl1_positive=np.array([k["positive"] for k in kept], dtype=bool),
         n_lesions=np.array([k["count"] for k in kept], dtype=int),
@@ -413,16 +501,27 @@ def sample_population(n: int, seed: int, spec: PopulationSpec | None = None, *, 
         patient_values={v.name: np.array([k["p"][v.name] for k in kept]) for v in spec.patient},
         lesion_values={v.name: np.array([k["l"][v.name] for k in kept]) for v in spec.lesion},
         setting_values={name: np.array([k["s"][name] for k in kept]) for name in kept[0]["s"]},
-        seed=int(seed), acceptance_rate=n / examined, spec=spec)
+        seed=int(seed),
+        acceptance_rate=n / examined,
+        spec=spec,
+    )
 
 
-def scan_days(follow_up_days: float, first_year_interval_days: float = 56.0, later_interval_days: float = 84.0,
-              first_year_days: float = 364.0) -> np.ndarray:
+def scan_days(
+    follow_up_days: float,
+    first_year_interval_days: float = 56.0,
+    later_interval_days: float = 84.0,
+    first_year_days: float = 364.0,
+) -> np.ndarray:
     """Scan days from day 0 (baseline): every ``first_year_interval_days`` up to ``first_year_days``, then every
     ``later_interval_days`` from the last first-year scan on, up to ``follow_up_days`` (IMpassion130: 8 weeks,
     then 12 weeks after the first year)."""
-    for name, v in (("follow_up_days", follow_up_days), ("first_year_interval_days", first_year_interval_days),
-                    ("later_interval_days", later_interval_days), ("first_year_days", first_year_days)):
+    for name, v in (
+        ("follow_up_days", follow_up_days),
+        ("first_year_interval_days", first_year_interval_days),
+        ("later_interval_days", later_interval_days),
+        ("first_year_days", first_year_days),
+    ):
         if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name}={v!r}: must be a finite number of days > 0")
     first = np.arange(0.0, min(first_year_days, follow_up_days) + 1e-9, first_year_interval_days)
@@ -439,8 +538,9 @@ def trajectory_values(population: Population) -> tuple[dict[str, np.ndarray], np
     return values, patient_idx, lesion_idx
 
 
-def _run(arm: str, values: Mapping[str, np.ndarray], t_scan: np.ndarray, stop: np.ndarray | None,
-         rtol: float, atol: float) -> xr.Dataset:
+def _run(
+    arm: str, values: Mapping[str, np.ndarray], t_scan: np.ndarray, stop: np.ndarray | None, rtol: float, atol: float
+) -> xr.Dataset:
     params, regimen = scenario(arm, "hot_tnbc", float(t_scan[-1]))  # the setting is replaced per trajectory
     with warnings.catch_warnings():
         # population values outside a parameter's sweep bounds are intended (inside the physical domain,
@@ -448,12 +548,24 @@ def _run(arm: str, values: Mapping[str, np.ndarray], t_scan: np.ndarray, stop: n
         warnings.simplefilter("ignore", BoundsWarning)
         warnings.simplefilter("ignore", DoseWarning)
         params = params.with_values(dict(values))
-        return simulate(full_model(), params, regimen, times=t_scan, solver="rodas", start="quasi_steady",
-                        on_failure="record", keep=["tumour_diameter"], rtol=rtol, atol=atol, dose_stop_days=stop)
+        return simulate(
+            full_model(),
+            params,
+            regimen,
+            times=t_scan,
+            solver="rodas",
+            start="quasi_steady",
+            on_failure="record",
+            keep=["tumour_diameter"],
+            rtol=rtol,
+            atol=atol,
+            dose_stop_days=stop,
+        )
 
 
-def _record_status(status: np.ndarray, message: np.ndarray, patient: np.ndarray, lesion: np.ndarray,
-                   ds: xr.Dataset) -> None:
+def _record_status(
+    status: np.ndarray, message: np.ndarray, patient: np.ndarray, lesion: np.ndarray, ds: xr.Dataset
+) -> None:
     """Per patient, the first failed lesion's solver status and message (status 0: every lesion ran)."""
     codes = np.atleast_1d(np.asarray(ds["status"].values))
     texts = np.atleast_1d(np.asarray(ds["message"].values))
@@ -463,9 +575,17 @@ def _record_status(status: np.ndarray, message: np.ndarray, patient: np.ndarray,
             message[patient[k]] = f"lesion {int(lesion[k])}: {texts[k]}"
 
 
-def simulate_trial(arm: str, population: Population, *, follow_up_days: float | None = None,
-                   scans: Sequence[float] | None = None, stop_at_progression: bool = True, confirm: bool = True,
-                   rtol: float = TRIAL_RTOL, atol: float = TRIAL_ATOL) -> xr.Dataset:
+def simulate_trial(
+    arm: str,
+    population: Population,
+    *,
+    follow_up_days: float | None = None,
+    scans: Sequence[float] | None = None,
+    stop_at_progression: bool = True,
+    confirm: bool = True,
+    rtol: float = TRIAL_RTOL,
+    atol: float = TRIAL_ATOL,
+) -> xr.Dataset:
     """Run ``arm`` (models/arms.toml) on every patient of ``population``; RECIST at the scans; PFS.
 
     Each lesion is a separate trajectory with the patient's parameters and its own lesion parameters (they
@@ -479,8 +599,11 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
     """
     spec = population.spec
     follow_up = float(follow_up_days if follow_up_days is not None else spec.follow_up_days)
-    t_scan = (np.asarray(scans, dtype=float) if scans is not None else
-              scan_days(follow_up, spec.scan_first_year_days, spec.scan_later_days, spec.first_year_days))
+    t_scan = (
+        np.asarray(scans, dtype=float)
+        if scans is not None
+        else scan_days(follow_up, spec.scan_first_year_days, spec.scan_later_days, spec.first_year_days)
+    )
     if t_scan[0] != 0.0 or np.any(np.diff(t_scan) <= 0):
         raise ValueError(f"scans={t_scan.tolist()}: must start at day 0 (baseline) and increase")
     values, pi, li = trajectory_values(population)
@@ -511,24 +634,43 @@ def simulate_trial(arm: str, population: Population, *, follow_up_days: float | 
             unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     pfs_days = np.where(np.isfinite(progression), progression, follow_up)
     pfs_days, pfs_event = censor(pfs_days, np.isfinite(progression), follow_up)
-    out = rec.assign(diameter_mm=(("patient", "scan", "lesion"), diam),
-                     best_overall_response_unconfirmed=("patient", np.asarray(unconfirmed.values)))
-    out = out.assign(pfs_days=("patient", np.asarray(pfs_days, dtype=float)),
-                     pfs_event=("patient", np.asarray(pfs_event, dtype=bool)),
-                     pdl1_positive=("patient", population.pdl1_positive),
-                     n_lesions=("patient", population.n_lesions),
-                     failed=("patient", status != 0), status=("patient", status),
-                     message=("patient", message.astype(str)))
+    out = rec.assign(
+        diameter_mm=(("patient", "scan", "lesion"), diam),
+        best_overall_response_unconfirmed=("patient", np.asarray(unconfirmed.values)),
+    )
+    out = out.assign(
+        pfs_days=("patient", np.asarray(pfs_days, dtype=float)),
+        pfs_event=("patient", np.asarray(pfs_event, dtype=bool)),
+        pdl1_positive=("patient", population.pdl1_positive),
+        n_lesions=("patient", population.n_lesions),
+        failed=("patient", status != 0),
+        status=("patient", status),
+        message=("patient", message.astype(str)),
+    )
     out = out.assign_coords(scan_day=("scan", t_scan))
     out["pfs_days"].attrs["units"] = "day"
-    out["diameter_mm"].attrs.update(units="mm", description="longest diameter of each target lesion (sphere of its viable volume)")
+    out["diameter_mm"].attrs.update(
+        units="mm", description="longest diameter of each target lesion (sphere of its viable volume)"
+    )
     out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("moa_version", "git_commit", "model", "solver")})
-    out.attrs["simulations"] = combine_simulations(runs)  # every parameter value of each pass (moa.report.results.rerun)
-    out.attrs.update({"arm": arm, "population_seed": population.seed, "population_file": spec.path,
-                      "follow_up_days": follow_up, "rtol": rtol, "atol": atol, "trajectories": int(pi.size),
-                      "second_pass_trajectories": n_second, "wall_s": round(time.perf_counter() - started, 3),
-                      "lesions": "independent trajectories sharing the patient's parameters; no new lesions modelled",
-                      "censoring": f"fixed follow-up of {follow_up:g} days for every patient"})
+    out.attrs["simulations"] = combine_simulations(
+        runs
+    )  # every parameter value of each pass (moa.report.results.rerun)
+    out.attrs.update(
+        {
+            "arm": arm,
+            "population_seed": population.seed,
+            "population_file": spec.path,
+            "follow_up_days": follow_up,
+            "rtol": rtol,
+            "atol": atol,
+            "trajectories": int(pi.size),
+            "second_pass_trajectories": n_second,
+            "wall_s": round(time.perf_counter() - started, 3),
+            "lesions": "independent trajectories sharing the patient's parameters; no new lesions modelled",
+            "censoring": f"fixed follow-up of {follow_up:g} days for every patient",
+        }
+    )
     return out
 
 
@@ -550,8 +692,12 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
     if k == 0:
         return out
     unconfirmed = np.asarray(trial["best_overall_response_unconfirmed"].values)[m]
-    for name, cats, responses in (("orr", ("CR", "PR"), bor), ("cr", ("CR",), bor), ("dcr", ("CR", "PR", "SD"), bor),
-                                  ("orr_unconfirmed", ("CR", "PR"), unconfirmed)):
+    for name, cats, responses in (
+        ("orr", ("CR", "PR"), bor),
+        ("cr", ("CR",), bor),
+        ("dcr", ("CR", "PR", "SD"), bor),
+        ("orr_unconfirmed", ("CR", "PR"), unconfirmed),
+    ):
         p, lo, hi = proportion_ci(int(np.isin(responses, cats).sum()), k)
         out[name] = [100 * p, 100 * lo, 100 * hi]
     t = np.asarray(trial["pfs_days"].values)[m]
@@ -578,14 +724,14 @@ def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset
 
 # ------------------------------------------------------------------------------------------ calibration
 def _model_value(target: Target, trials: Mapping[str, xr.Dataset], control_arm: str) -> float:
-    r = trial_readouts(trials[target.arm], target.subgroup,
-                       trials[control_arm] if target.readout == "hr" else None)
+    r = trial_readouts(trials[target.arm], target.subgroup, trials[control_arm] if target.readout == "hr" else None)
     v = r.get(target.readout)
     return float(v[0]) if v is not None else float("nan")
 
 
-def objective(spec: PopulationSpec, values: Sequence[float], *, n_patients: int, seed: int,
-              control_arm: str = "nabp") -> tuple[float, list[dict], dict]:
+def objective(
+    spec: PopulationSpec, values: Sequence[float], *, n_patients: int, seed: int, control_arm: str = "nabp"
+) -> tuple[float, list[dict], dict]:
     """The calibration objective at ``values`` of ``spec.calibration_parameters``: the weighted sum of squared
     residuals in units of each trial 95% CI half-width, over the targets with weight > 0. The same patients
     (``seed``) serve every evaluation and both arms (common random numbers). A NaN readout (e.g. median PFS
@@ -599,14 +745,25 @@ def objective(spec: PopulationSpec, values: Sequence[float], *, n_patients: int,
         model = _model_value(t, trials, control_arm)
         z = (model - t.value) / t.half_width if math.isfinite(model) else 10.0
         total += t.weight * z * z
-        rows.append({"name": t.name, "model": model, "trial": t.value, "trial_low": t.low, "trial_high": t.high,
-                     "unit": t.unit, "weight": t.weight, "residual_half_widths": z,
-                     "inside_trial_ci": bool(math.isfinite(model) and t.low <= model <= t.high)})
+        rows.append(
+            {
+                "name": t.name,
+                "model": model,
+                "trial": t.value,
+                "trial_low": t.low,
+                "trial_high": t.high,
+                "unit": t.unit,
+                "weight": t.weight,
+                "residual_half_widths": z,
+                "inside_trial_ci": bool(math.isfinite(model) and t.low <= model <= t.high),
+            }
+        )
     return total, rows, trials
 
 
-def calibrate(*, n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec | None = None,
-              profile_points: int = 0) -> dict:
+def calibrate(
+    *, n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec | None = None, profile_points: int = 0
+) -> dict:
     """Fit ``spec.calibration_parameters`` to the IMpassion130 targets by Nelder-Mead (scipy.optimize) from the
     values in models/population.toml, within the bounds of ``[calibration]`` (a point outside them costs 1e6),
     at most ``max_evaluations`` objective evaluations on ``n_patients`` patients per arm drawn with ``seed``.
@@ -626,9 +783,17 @@ def calibrate(*, n_patients: int, seed: int, max_evaluations: int, spec: Populat
         history.append({"values": [float(v) for v in x], "objective": float(value)})
         return value
 
-    res = optimize.minimize(f, np.clip(start, lower, upper), method="Nelder-Mead",
-                            options={"maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-3,
-                                     "initial_simplex": _simplex(np.clip(start, lower, upper), lower, upper)})
+    res = optimize.minimize(
+        f,
+        np.clip(start, lower, upper),
+        method="Nelder-Mead",
+        options={
+            "maxfev": max_evaluations,
+            "xatol": 1e-3,
+            "fatol": 1e-3,
+            "initial_simplex": _simplex(np.clip(start, lower, upper), lower, upper),
+        },
+    )
     best = min(history, key=lambda h: h["objective"]) if history else {"values": list(start), "objective": float("nan")}
     value, rows, _ = objective(spec, best["values"], n_patients=n_patients, seed=seed)
     profile = {}
@@ -641,14 +806,24 @@ def calibrate(*, n_patients: int, seed: int, max_evaluations: int, spec: Populat
             pts.append([float(g), float(objective(spec, x, n_patients=n_patients, seed=seed)[0])])
         profile[name] = pts
     return {
-        "parameters": names, "start": [float(v) for v in start], "lower": lower.tolist(), "upper": upper.tolist(),
-        "fitted": dict(zip(names, [float(v) for v in best["values"]])), "objective": float(value),
+        "parameters": names,
+        "start": [float(v) for v in start],
+        "lower": lower.tolist(),
+        "upper": upper.tolist(),
+        "fitted": dict(zip(names, [float(v) for v in best["values"]])),
+        "objective": float(value),
         "objective_definition": "sum over targets of weight x ((model - trial) / (95% CI half-width))^2",
         "optimiser": "scipy.optimize.minimize(method='Nelder-Mead'), initial simplex 10% of each bound range",
-        "evaluations": len(history), "simulated_patients_per_evaluation": 2 * n_patients, "seed": seed,
-        "n_patients_per_arm": n_patients, "residuals": rows, "history": history, "profile": profile,
+        "evaluations": len(history),
+        "simulated_patients_per_evaluation": 2 * n_patients,
+        "seed": seed,
+        "n_patients_per_arm": n_patients,
+        "residuals": rows,
+        "history": history,
+        "profile": profile,
         "inside_trial_ci": sum(r["inside_trial_ci"] for r in rows if r["weight"] > 0),
-        "fitted_targets": sum(1 for r in rows if r["weight"] > 0), "wall_s": round(time.perf_counter() - started, 1),
+        "fitted_targets": sum(1 for r in rows if r["weight"] > 0),
+        "wall_s": round(time.perf_counter() - started, 1),
         "message": str(res.message),
     }
 
@@ -691,8 +866,11 @@ def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path 
         block, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value:.6g}", block)
         if n != 1:
             raise ValueError(f"{path.name}: {header} has no line '{key} = ...' to write the fitted value into")
-        block = re.sub(r'(?m)^source = "(.*)"$', lambda m, k=key, v=value: f'source = "{_calibrated_source(m[1], k, v, note)}"',
-                       block)
+        block = re.sub(
+            r'(?m)^source = "(.*)"$',
+            lambda m, k=key, v=value: f'source = "{_calibrated_source(m[1], k, v, note)}"',
+            block,
+        )
         text = text[:start] + block + text[end:]
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -710,8 +888,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m moa.trial", description="virtual-trial calibration to IMpassion130")
     sub = ap.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("calibrate", help="fit models/population.toml [calibration] parameters; writes "
-                                         "results/virtual_trial/calibration.json")
+    c = sub.add_parser(
+        "calibrate",
+        help="fit models/population.toml [calibration] parameters; writes results/virtual_trial/calibration.json",
+    )
     c.add_argument("--patients", type=int, default=300, help="virtual patients per arm (default 300)")
     c.add_argument("--evaluations", type=int, default=40, help="objective evaluations (default 40)")
     c.add_argument("--seed", type=int, default=2018)
@@ -719,15 +899,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--out", default="results/virtual_trial/calibration.json")
     c.add_argument("--write", action="store_true", help="write the fitted values into models/population.toml")
     args = ap.parse_args(argv)
-    result = calibrate(n_patients=args.patients, seed=args.seed, max_evaluations=args.evaluations,
-                       profile_points=args.profile)
+    result = calibrate(
+        n_patients=args.patients, seed=args.seed, max_evaluations=args.evaluations, profile_points=args.profile
+    )
     write_json(pathlib.Path(args.out), result)
     if args.write:
-        write_calibrated(result["fitted"], f"IMpassion130 ITT and PD-L1+ ORR, median PFS, HR (models/population.toml "
-                                           f"[calibration.targets]); {args.patients} patients per arm, seed {args.seed}, "
-                                           f"objective {result['objective']:.3g}; python -m moa.trial calibrate")
-    print(json.dumps({k: result[k] for k in ("fitted", "objective", "inside_trial_ci", "fitted_targets", "evaluations",
-                                             "wall_s")}, indent=1))
+        write_calibrated(
+            result["fitted"],
+            f"IMpassion130 ITT and PD-L1+ ORR, median PFS, HR (models/population.toml "
+            f"[calibration.targets]); {args.patients} patients per arm, seed {args.seed}, "
+            f"objective {result['objective']:.3g}; python -m moa.trial calibrate",
+        )
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("fitted", "objective", "inside_trial_ci", "fitted_targets", "evaluations", "wall_s")
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

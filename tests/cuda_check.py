@@ -64,15 +64,23 @@ def robertson(out: dict) -> None:
     for case, Pc in (("robertson", P), ("failures", _broken(P))):
         t = time.perf_counter()
         with np.errstate(all="ignore"):
-            a = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=2, chunk_size=3, **kw)  # 2 chunks
+            a = cuda.integrate_batch_cuda(
+                kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=2, chunk_size=3, **kw
+            )  # 2 chunks
             seconds = time.perf_counter() - t
             b = jit.integrate_batch_jit(kj, 0.0, t1, Y0, Pc, t_out, **kw)
         out[case] = {
-            "seconds": seconds, "status_cuda": a.status.tolist(), "status_cpu": b.status.tolist(),
-            "message_cuda": a.message, "message_cpu": b.message,
-            "n_steps_cuda": a.n_steps.tolist(), "n_steps_cpu": b.n_steps.tolist(),
-            "n_rejected_cuda": a.n_rejected.tolist(), "n_rejected_cpu": b.n_rejected.tolist(),
-            "y_rel_diff": rel_diff(a.y, b.y, 1e-22), "y_final_rel_diff": rel_diff(a.y_final, b.y_final, 1e-22),
+            "seconds": seconds,
+            "status_cuda": a.status.tolist(),
+            "status_cpu": b.status.tolist(),
+            "message_cuda": a.message,
+            "message_cpu": b.message,
+            "n_steps_cuda": a.n_steps.tolist(),
+            "n_steps_cpu": b.n_steps.tolist(),
+            "n_rejected_cuda": a.n_rejected.tolist(),
+            "n_rejected_cpu": b.n_rejected.tolist(),
+            "y_rel_diff": rel_diff(a.y, b.y, 1e-22),
+            "y_final_rel_diff": rel_diff(a.y_final, b.y_final, 1e-22),
         }
     if cuda.simulator():
         # the simulator reads module globals at run time: a growth limit of 0 makes every sparse LU
@@ -87,10 +95,13 @@ def robertson(out: dict) -> None:
         finally:
             kc.module.GROWTH_LIMIT = saved
         out["dense_fallback"] = {
-            "cpu_reruns": kc.cpu_reruns, "status_rerun": a.status.tolist(), "n_steps_rerun": a.n_steps.tolist(),
+            "cpu_reruns": kc.cpu_reruns,
+            "status_rerun": a.status.tolist(),
+            "n_steps_rerun": a.n_steps.tolist(),
             "n_steps_cpu": out["robertson"]["n_steps_cpu"],
             "y_rel_diff_rerun": rel_diff(a.y, jit.integrate_batch_jit(kj, 0.0, t1, Y0, P, t_out, **kw).y, 1e-22),
-            "status_no_cpu": c.status.tolist(), "message_no_cpu": c.message[0],
+            "status_no_cpu": c.status.tolist(),
+            "message_no_cpu": c.message[0],
         }
 
 
@@ -112,7 +123,7 @@ class _Recorder:
     def __enter__(self):
         def wrapped(*args, **kwargs):
             res = self.original(*args, **kwargs)
-            if res.n_steps.size == self.n and not kwargs.get("fixed_step"):   # not numba's compile call
+            if res.n_steps.size == self.n and not kwargs.get("fixed_step"):  # not numba's compile call
                 self.calls.append((res.n_steps.copy(), res.n_rejected.copy()))
             return res
 
@@ -159,14 +170,23 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
     ya = np.stack([a[s].values for s in species])
     yb = np.stack([b[s].values for s in species])
     out["full_model"] = {
-        "sets": n_sets, "days": days, "segments": int(acc_a.shape[0]), "seconds_cuda": sec_a, "seconds_cpu": sec_b,
-        "solver_cuda": name_a, "solver_cpu": name_b,
-        "status_cuda": np.asarray(a["status"].values).tolist(), "status_cpu": np.asarray(b["status"].values).tolist(),
+        "sets": n_sets,
+        "days": days,
+        "segments": int(acc_a.shape[0]),
+        "seconds_cuda": sec_a,
+        "seconds_cpu": sec_b,
+        "solver_cuda": name_a,
+        "solver_cpu": name_b,
+        "status_cuda": np.asarray(a["status"].values).tolist(),
+        "status_cpu": np.asarray(b["status"].values).tolist(),
         "steps_equal": bool(acc_a.shape == acc_b.shape and np.array_equal(acc_a, acc_b)),
         "rejected_equal": bool(rej_a.shape == rej_b.shape and np.array_equal(rej_a, rej_b)),
-        "n_steps_cuda": acc_a.sum(axis=0).tolist(), "n_steps_cpu": acc_b.sum(axis=0).tolist(),
-        "n_rejected_cuda": rej_a.sum(axis=0).tolist(), "n_rejected_cpu": rej_b.sum(axis=0).tolist(),
-        "y_rel_diff": rel_diff(ya, yb, 1e-20), "tumour_rel_diff": rel_diff(a["tumour_volume"].values, b["tumour_volume"].values),
+        "n_steps_cuda": acc_a.sum(axis=0).tolist(),
+        "n_steps_cpu": acc_b.sum(axis=0).tolist(),
+        "n_rejected_cuda": rej_a.sum(axis=0).tolist(),
+        "n_rejected_cpu": rej_b.sum(axis=0).tolist(),
+        "y_rel_diff": rel_diff(ya, yb, 1e-20),
+        "tumour_rel_diff": rel_diff(a["tumour_volume"].values, b["tumour_volume"].values),
     }
 
 
@@ -193,8 +213,10 @@ def check(out: dict, rtol: float) -> list[str]:
     m = out.get("full_model")
     if m is not None:
         if not (m["steps_equal"] and m["rejected_equal"]):
-            bad.append(f"full model steps: cuda {m['n_steps_cuda']}/{m['n_rejected_cuda']} != cpu "
-                       f"{m['n_steps_cpu']}/{m['n_rejected_cpu']}")
+            bad.append(
+                f"full model steps: cuda {m['n_steps_cuda']}/{m['n_rejected_cuda']} != cpu "
+                f"{m['n_steps_cpu']}/{m['n_rejected_cpu']}"
+            )
         if m["status_cuda"] != [0] * m["sets"] or m["status_cpu"] != [0] * m["sets"]:
             bad.append(f"full model status: cuda {m['status_cuda']} cpu {m['status_cpu']}")
         if m["y_rel_diff"] > rtol:
@@ -220,8 +242,10 @@ def main(argv=None) -> int:
     cuda.require()
     from moa.solvers import RodasSolver
 
-    out: dict = {"mode": "device" if args.device else "simulator",
-                 "auto_picks_cuda": RodasSolver(backend="auto", gpu_min_batch=1)._gpu_for(10**6)}
+    out: dict = {
+        "mode": "device" if args.device else "simulator",
+        "auto_picks_cuda": RodasSolver(backend="auto", gpu_min_batch=1)._gpu_for(10**6),
+    }
     t = time.perf_counter()
     robertson(out)
     if args.n_full > 0:

@@ -22,8 +22,7 @@ def rob_jac(t, Y, P):
     y1, y2, y3 = Y
     k1, k2, k3 = P
     one = np.ones_like(y1)
-    return np.array([-k1 * one, k3 * y3, k3 * y2, k1 * one, -2 * k2 * y2 - k3 * y3, -k3 * y2,
-                     2 * k2 * y2])
+    return np.array([-k1 * one, k3 * y3, k3 * y2, k1 * one, -2 * k2 * y2 - k3 * y3, -k3 * y2, 2 * k2 * y2])
 
 
 def rob_params(N, seed=0):
@@ -44,15 +43,23 @@ def rob_radau_errors(y, P, t1, t_out):
     floored at 1e-6 of each component's range (y3 starts at 0)."""
     errs = []
     for k in range(P.shape[1]):
-        pk = P[:, k:k + 1]
+        pk = P[:, k : k + 1]
 
         def jac(t, x):
             J = np.zeros((3, 3))
             J[ROB_ROWS, ROB_COLS] = rob_jac(t, x[:, None], pk)[:, 0]
             return J
 
-        ref = solve_ivp(lambda t, x: rob_rhs(t, x[:, None], pk)[:, 0], (0.0, t1), ROB_Y0[:, 0],
-                        method="Radau", rtol=1e-10, atol=1e-14, jac=jac, t_eval=t_out).y.T
+        ref = solve_ivp(
+            lambda t, x: rob_rhs(t, x[:, None], pk)[:, 0],
+            (0.0, t1),
+            ROB_Y0[:, 0],
+            method="Radau",
+            rtol=1e-10,
+            atol=1e-14,
+            jac=jac,
+            t_eval=t_out,
+        ).y.T
         floor = 1e-6 * np.abs(ref).max(axis=0)
         errs.append(float((np.abs(y[:, :, k] - ref) / (np.abs(ref) + floor)).max()))
     return np.array(errs)

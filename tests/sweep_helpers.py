@@ -15,10 +15,21 @@ DAYS = 60.0
 
 def tiny_spec(**changes) -> SweepSpec:
     """16 points of one arm in one setting, 60 days, chunks of 4: a second or two."""
-    base = SweepSpec(name="tiny", arms=("bsab_2x2",), settings=("cold",),
-                     parameters=(default_distribution("tumour_growth_rate"), default_distribution("kill_rate_max")),
-                     sampling="lhs", n=16, seed=3, duration_days=DAYS, observables=("tumour_diameter",), days=(30.0, 60.0),
-                     summaries=("best_change_pct", "final_diameter_mm"), chunk_size=4, solver="rodas")
+    base = SweepSpec(
+        name="tiny",
+        arms=("bsab_2x2",),
+        settings=("cold",),
+        parameters=(default_distribution("tumour_growth_rate"), default_distribution("kill_rate_max")),
+        sampling="lhs",
+        n=16,
+        seed=3,
+        duration_days=DAYS,
+        observables=("tumour_diameter",),
+        days=(30.0, 60.0),
+        summaries=("best_change_pct", "final_diameter_mm"),
+        chunk_size=4,
+        solver="rodas",
+    )
     return dataclasses.replace(base, **changes)
 
 

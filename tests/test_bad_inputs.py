@@ -7,8 +7,19 @@ import json
 
 import numpy as np
 import pytest
-from bad_inputs import CASES, DOC_PATH, EXIT_USAGE, GROUPS, Refusal, _batched_decay, files_under, prepare, refuse, \
-    refusals, reliability_md
+from bad_inputs import (
+    CASES,
+    DOC_PATH,
+    EXIT_USAGE,
+    GROUPS,
+    Refusal,
+    _batched_decay,
+    files_under,
+    prepare,
+    refuse,
+    refusals,
+    reliability_md,
+)
 
 import moa
 from moa.parameters import ParameterSpec
@@ -35,7 +46,9 @@ def test_catalogue_covers_api_and_command_line():
 
 def test_an_accepted_input_fails_the_catalogue(tmp_path):
     """The runner cannot pass a case whose input moa takes."""
-    accepted = CASES[0].__class__("accepted", GROUPS[0], "a good dose", "ValueError", "", lambda tmp: moa.Dose("bsab", 1.0, "mg", 0.0))
+    accepted = CASES[0].__class__(
+        "accepted", GROUPS[0], "a good dose", "ValueError", "", lambda tmp: moa.Dose("bsab", 1.0, "mg", 0.0)
+    )
     with pytest.raises(AssertionError, match="accepted"):
         refuse(accepted, tmp_path)
 
@@ -48,7 +61,9 @@ def generated() -> tuple[dict, str]:
 
 def test_reliability_doc_is_not_stale(generated):
     assert DOC_PATH.exists(), "docs/reliability.md missing: run python tests/bad_inputs.py --write-docs"
-    assert DOC_PATH.read_text() == generated[1], "docs/reliability.md is stale: run python tests/bad_inputs.py --write-docs"
+    assert DOC_PATH.read_text() == generated[1], (
+        "docs/reliability.md is stale: run python tests/bad_inputs.py --write-docs"
+    )
 
 
 def test_reliability_doc_shows_each_case_and_detects_a_changed_message(generated):
@@ -77,8 +92,15 @@ def test_numpy_scalars_are_accepted_by_simulate_and_scenario():
     m = moa.Mechanism("decay")
     x = m.species("x", "nM", "decaying species", initial=m.parameter("x0", "nM", "initial amount"))
     m.term(x, -m.parameter("k", "1/day", "decay rate") * x, "first-order decay")
-    ds = moa.simulate(moa.Model([m]), params, duration_days=np.int64(4), rtol=np.float32(1e-8), atol=np.float64(1e-12),
-                      pre_equilibrate_days=np.int64(0), solver="LSODA")
+    ds = moa.simulate(
+        moa.Model([m]),
+        params,
+        duration_days=np.int64(4),
+        rtol=np.float32(1e-8),
+        atol=np.float64(1e-12),
+        pre_equilibrate_days=np.int64(0),
+        solver="LSODA",
+    )
     np.testing.assert_allclose(ds["x"].values, 2.0 * np.exp(-0.25 * np.arange(5)), rtol=1e-6)
     assert ds.attrs["rtol"] == float(np.float32(1e-8)) and type(ds.attrs["rtol"]) is float
     _, regimen = scenario("bsab_2x2", "cold", duration_days=np.int64(42))

@@ -14,11 +14,27 @@ from scipy.integrate import solve_ivp
 
 import moa
 from moa.symbolic.named_models import full_model
-from moa.binding_equilibrium import (bell_metrics, drug_binding, equilibrium, in_vitro, contact_geometry, clustering, pdl1_threshold,
-                         liver_signal, liver_toxicity_readout)
+from moa.binding_equilibrium import (
+    bell_metrics,
+    drug_binding,
+    equilibrium,
+    in_vitro,
+    contact_geometry,
+    clustering,
+    pdl1_threshold,
+    liver_signal,
+    liver_toxicity_readout,
+)
 from moa.cli import main as cli_main
 from moa.symbolic import Mechanism, Model
-from moa.mechanisms.binding import DRUG_ARMS, complex_name, contact_name, contact_states, off_contact_states, tumour_binding
+from moa.mechanisms.binding import (
+    DRUG_ARMS,
+    complex_name,
+    contact_name,
+    contact_states,
+    off_contact_states,
+    tumour_binding,
+)
 from moa.parameters import load_parameters
 from moa.scenarios import load_formats, scenario
 
@@ -27,10 +43,21 @@ from moa.scenarios import load_formats, scenario
 CLOSED = {"kdeg_pdl1": 0.0, "kdeg_cd137": 0.0, "kint_pdl1_complex": 0.0, "k_tumour_exchange": 0.0}
 DRUGS = [a.drug for a in DRUG_ARMS]
 #: what the other mechanisms would provide, held fixed (hot-TNBC-like lesion of 8 mL)
-STUB = {"tumour_interstitial_volume": 8.0 * 0.522, "tumour_t_cells": 3.6e7, "ifng_tumour": 0.003,
-        "myeloid_cell_density": 2.7e7, "bsab_central": 0.0, "apdl1_central": 0.0, "a41bb_central": 0.0}
-STUB_UNITS = {"tumour_interstitial_volume": "mL", "tumour_t_cells": "cell", "ifng_tumour": "nM",
-              "myeloid_cell_density": "cell/mL"}
+STUB = {
+    "tumour_interstitial_volume": 8.0 * 0.522,
+    "tumour_t_cells": 3.6e7,
+    "ifng_tumour": 0.003,
+    "myeloid_cell_density": 2.7e7,
+    "bsab_central": 0.0,
+    "apdl1_central": 0.0,
+    "a41bb_central": 0.0,
+}
+STUB_UNITS = {
+    "tumour_interstitial_volume": "mL",
+    "tumour_t_cells": "cell",
+    "ifng_tumour": "nM",
+    "myeloid_cell_density": "cell/mL",
+}
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +92,16 @@ def _closed_run(binding_model, arm, drug_in_tumour_nM, t_end=1e6):
     index = {n: i for i, n in enumerate(binding_model.species_names)}
     for drug, conc in drug_in_tumour_nM.items():
         y0[index[f"{drug}_tumour"]] = conc
-    sol = solve_ivp(lambda t, y: c.rhs(t, y[None], P[None])[0], (0.0, t_end), y0, method="LSODA",
-                    jac=lambda t, y: c.jac(t, y[None], P[None])[0], rtol=1e-10, atol=1e-16,
-                    t_eval=np.concatenate([[0.0], np.geomspace(1e-6, t_end, 40)]))
+    sol = solve_ivp(
+        lambda t, y: c.rhs(t, y[None], P[None])[0],
+        (0.0, t_end),
+        y0,
+        method="LSODA",
+        jac=lambda t, y: c.jac(t, y[None], P[None])[0],
+        rtol=1e-10,
+        atol=1e-16,
+        t_eval=np.concatenate([[0.0], np.geomspace(1e-6, t_end, 40)]),
+    )
     assert sol.status == 0, sol.message
     obs = c.observables_T(0.0, y0[:, None], P[:, None])[:, 0]
     phi = obs[c.observable_names.index("contact_volume_fraction")] + values["contact_floor"]
@@ -76,9 +110,13 @@ def _closed_run(binding_model, arm, drug_in_tumour_nM, t_end=1e6):
 
 def _totals(index, Y):
     """Each receptor pool and each drug in the tumour, from states (n, time)."""
-    t = {"pdl1": Y[index["pdl1_free"]].copy(), "pdl1_contact": Y[index["pdl1_syn"]] + Y[index["pd1_pdl1"]],
-         "cd137": Y[index["cd137_free"]].copy(), "cd137_contact": Y[index["cd137_syn"]].copy(),
-         "pd1": Y[index["pd1_free"]] + Y[index["pd1_pdl1"]]}
+    t = {
+        "pdl1": Y[index["pdl1_free"]].copy(),
+        "pdl1_contact": Y[index["pdl1_syn"]] + Y[index["pd1_pdl1"]],
+        "cd137": Y[index["cd137_free"]].copy(),
+        "cd137_contact": Y[index["cd137_syn"]].copy(),
+        "pd1": Y[index["pd1_free"]] + Y[index["pd1_pdl1"]],
+    }
     for arms in DRUG_ARMS:
         d = arms.drug
         t[d] = Y[index[f"{d}_tumour"]].copy()
@@ -87,7 +125,11 @@ def _totals(index, Y):
             t["pdl1"], t["cd137"], t[d] = t["pdl1"] + a * C, t["cd137"] + b * C, t[d] + C
         for a, b in contact_states(arms):
             C = Y[index[contact_name(d, a, b)]]
-            t["pdl1_contact"], t["cd137_contact"], t[d] = t["pdl1_contact"] + a * C, t["cd137_contact"] + b * C, t[d] + C
+            t["pdl1_contact"], t["cd137_contact"], t[d] = (
+                t["pdl1_contact"] + a * C,
+                t["cd137_contact"] + b * C,
+                t[d] + C,
+            )
     return t
 
 
@@ -111,9 +153,17 @@ def test_closed_binding_subsystem_conserves_every_receptor_pool_and_drug(binding
 def test_ode_binding_relaxes_to_the_direct_contact_zone_equilibrium(binding_model, arm):
     params, index, Y, phi = _closed_run(binding_model, arm, MIX)
     t = {k: v[0] for k, v in _totals(index, Y).items()}
-    eq = equilibrium([(drug_binding(params, d), t[d]) for d in DRUGS], t["pdl1"], t["cd137"], t["pdl1_contact"],
-                     t["cd137_contact"], pd1_nM=t["pd1"], contact_volume_fraction=phi,
-                     kd_pd1_nM=float(params["kd_pd1_pdl1"]), chi_pd1=float(params["chi_pd1"]))
+    eq = equilibrium(
+        [(drug_binding(params, d), t[d]) for d in DRUGS],
+        t["pdl1"],
+        t["cd137"],
+        t["pdl1_contact"],
+        t["cd137_contact"],
+        pd1_nM=t["pd1"],
+        contact_volume_fraction=phi,
+        kd_pd1_nM=float(params["kd_pd1_pdl1"]),
+        chi_pd1=float(params["chi_pd1"]),
+    )
     compared = 0
     for name in eq.data_vars:
         if name not in index:
@@ -172,7 +222,7 @@ def _binding_edges(model, params, drug, zone, substitute=None):
 def _cycle_mismatch(edges):
     """Largest |log| of (product of K around a unit square of the (a,b) grid); 0 when balanced."""
     worst, squares = 0.0, 0
-    for (a, b) in {s for s, _ in edges}:
+    for a, b in {s for s, _ in edges}:
         path1 = [((a, b), (a + 1, b)), ((a + 1, b), (a + 1, b + 1))]
         path2 = [((a, b), (a, b + 1)), ((a, b + 1), (a + 1, b + 1))]
         if all(e in edges for e in path1 + path2):
@@ -252,8 +302,10 @@ def test_ternary_in_the_ode_model_rises_then_falls_with_dose(model):
     doses_mg_per_kg = [0.0001, 0.3, 30.0, 30000.0]  # beyond the clinical range on purpose: the hook
     params, _ = scenario("bsab_1x1", "hot_tnbc", duration_days=7)
     params = params.with_values({"kint_pdl1_complex": 0.0})  # keep receptors from being cleared by the drug
-    ternary = [float(moa.simulate(model, params, moa.every("bsab", d, "mg/kg", 7.0, 7.0), times=[0, 7]).ternary_bsab[-1])
-               for d in doses_mg_per_kg]
+    ternary = [
+        float(moa.simulate(model, params, moa.every("bsab", d, "mg/kg", 7.0, 7.0), times=[0, 7]).ternary_bsab[-1])
+        for d in doses_mg_per_kg
+    ]
     k = int(np.argmax(ternary))
     assert 0 < k < len(ternary) - 1, ternary
     assert ternary[-1] < 0.8 * ternary[k] and ternary[0] < 0.1 * ternary[k], ternary
@@ -270,23 +322,50 @@ def test_bispecific_signal_needs_pdl1_density_the_agonist_does_not(fmt):
     conc = np.array([1.0, 10.0, 100.0])  # nM, around the peak of the bell for dense anchors
     pdl1 = np.array([[1e3], [1e5]])
     cells = 1e6
-    bs = in_vitro(drug_binding(p, "bsab"), conc, pdl1, cells, float(p["cd137_per_t_cell"]), cells, contact_geometry(p),
-                  clustering(p))["cd137_signal"].values
+    bs = in_vitro(
+        drug_binding(p, "bsab"),
+        conc,
+        pdl1,
+        cells,
+        float(p["cd137_per_t_cell"]),
+        cells,
+        contact_geometry(p),
+        clustering(p),
+    )["cd137_signal"].values
     assert np.all(bs[0] < 0.1 * bs[1]), bs
     assert np.all(bs[1] > 0.5)
-    ag = in_vitro(drug_binding(p, "a41bb"), conc, pdl1, cells, float(p["cd137_per_t_cell"]), cells, contact_geometry(p),
-                  clustering(p))["cd137_signal"].values
+    ag = in_vitro(
+        drug_binding(p, "a41bb"),
+        conc,
+        pdl1,
+        cells,
+        float(p["cd137_per_t_cell"]),
+        cells,
+        contact_geometry(p),
+        clustering(p),
+    )["cd137_signal"].values
     np.testing.assert_allclose(ag[0], ag[1], rtol=1e-9)
     assert ag.min() > 0.5
     # without the Hill clustering (exponent 1) the contrast is weaker: the threshold is cooperativity, not bookkeeping
-    flat = in_vitro(drug_binding(p, "bsab"), conc, pdl1, cells, float(p["cd137_per_t_cell"]), cells, contact_geometry(p),
-                    clustering(p.with_values({"cd137_cluster_hill": 1.0})))["cd137_signal"].values
+    flat = in_vitro(
+        drug_binding(p, "bsab"),
+        conc,
+        pdl1,
+        cells,
+        float(p["cd137_per_t_cell"]),
+        cells,
+        contact_geometry(p),
+        clustering(p.with_values({"cd137_cluster_hill": 1.0})),
+    )["cd137_signal"].values
     assert np.all(flat[0] / flat[1] > bs[0] / bs[1])
 
 
 def test_pdl1_threshold_lies_between_1e3_and_1e5_and_2x2_needs_less_pdl1():
     grid = np.geomspace(1e2, 1e6, 33)
-    thr = {fmt: pdl1_threshold(_format(fmt), pdl1_per_cell=grid)["threshold_pdl1_per_cell"] for fmt in ("bsab_2x2", "bsab_1x1")}
+    thr = {
+        fmt: pdl1_threshold(_format(fmt), pdl1_per_cell=grid)["threshold_pdl1_per_cell"]
+        for fmt in ("bsab_2x2", "bsab_1x1")
+    }
     assert 1e3 < thr["bsab_2x2"] < thr["bsab_1x1"] < 1e5, thr
 
 
@@ -335,7 +414,9 @@ def _readout(model, arm, drug, dose, overrides=None):
     if overrides:
         params = params.with_values(overrides)
     ds = moa.simulate(model, params, moa.every(drug, dose, "mg/kg", 21.0, 21.0), times=np.linspace(0, 21, 43))
-    return float(liver_toxicity_readout(liver_signal(ds, params), params)), float(params["liver_toxicity_auc_threshold"])
+    return float(liver_toxicity_readout(liver_signal(ds, params), params)), float(
+        params["liver_toxicity_auc_threshold"]
+    )
 
 
 def test_agonist_liver_readout_has_dynamic_range_and_the_threshold_separates_0_1_from_1_mg_per_kg(model):
@@ -358,16 +439,24 @@ def test_liver_signal_solves_all_times_and_samples_at_once_as_one_by_one():
     params = load_parameters().with_values({"cis_efficacy_bsab": 0.1})
     conc = np.concatenate([[0.0], np.geomspace(1e-4, 3e3, 9)])  # nM
     zeros = np.zeros_like(conc)
-    plasma = {"bsab_central": np.stack([conc, zeros, conc[::-1], conc]),
-              "apdl1_central": np.stack([zeros, conc, conc, zeros]),
-              "a41bb_central": np.stack([zeros, conc[::-1], zeros, conc])}
+    plasma = {
+        "bsab_central": np.stack([conc, zeros, conc[::-1], conc]),
+        "apdl1_central": np.stack([zeros, conc, conc, zeros]),
+        "a41bb_central": np.stack([zeros, conc[::-1], zeros, conc]),
+    }
     plasma = {k: v.T.copy() for k, v in plasma.items()}  # (time, sample)
     for v in plasma.values():
         v[:, 3] = np.nan  # a failed sample
-    ds = xr.Dataset({k: (("time", "sample"), v) for k, v in plasma.items()}, coords={"time": np.arange(conc.size, dtype=float)})
+    ds = xr.Dataset(
+        {k: (("time", "sample"), v) for k, v in plasma.items()}, coords={"time": np.arange(conc.size, dtype=float)}
+    )
     batched = liver_signal(ds, params).values
-    one_by_one = np.array([[float(liver_signal(ds.isel(time=[i], sample=[j]), params).values[0, 0])
-                            for j in range(ds.sizes["sample"])] for i in range(ds.sizes["time"])])
+    one_by_one = np.array(
+        [
+            [float(liver_signal(ds.isel(time=[i], sample=[j]), params).values[0, 0]) for j in range(ds.sizes["sample"])]
+            for i in range(ds.sizes["time"])
+        ]
+    )
     assert np.all(np.isnan(batched[:, 3])) and np.all(np.isfinite(batched[:, :3]))
     assert batched[:, :3].max() > 0.1 and batched[0, 0] == 0.0  # the readout spans its range
     np.testing.assert_allclose(batched[:, :3], one_by_one[:, :3], rtol=1e-10, atol=1e-12)

@@ -13,8 +13,14 @@ from moa.report.claims import claims_markdown, write_claims
 from moa.errors import SummaryError, UnitError
 from moa.parameters import load_parameter_file
 from moa.scenarios import load_arms, load_settings
-from moa.report.summaries import (CONTRACTS, ArmsSettingsSummary, ColdLeversSummary, FormatBellSummary, contract_for,
-                           declared_keys)
+from moa.report.summaries import (
+    CONTRACTS,
+    ArmsSettingsSummary,
+    ColdLeversSummary,
+    FormatBellSummary,
+    contract_for,
+    declared_keys,
+)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "arms_settings_run.json"
 
@@ -58,8 +64,11 @@ def test_format_and_safety_verdicts(arms_summary):
     s["best_percent_change"]["bsab_1x1"]["hot_tnbc"] = -40.0
     assert "hot TNBC (PD-L1+): best change 2:2 -80% vs 1:1 -40%" in claims_markdown({"arms_settings": s})
     assert "-> 2:2 better" in _section(claims_markdown({"arms_settings": s}), 4)
-    safety = {"peripheral_ratio_agonist0.1_over_bsab15": 1.2, "best_change_bsab15_hot": -50.0,
-              "best_change_two_mabs_agonist0.1_hot": -50.0}
+    safety = {
+        "peripheral_ratio_agonist0.1_over_bsab15": 1.2,
+        "best_change_bsab15_hot": -50.0,
+        "best_change_two_mabs_agonist0.1_hot": -50.0,
+    }
     assert "DOES NOT HOLD" in _section(claims_markdown({"mabs_vs_bispecific": safety}), 8)
     safety["peripheral_ratio_agonist0.1_over_bsab15"] = 30.0
     assert "HOLDS: wider window" in _section(claims_markdown({"mabs_vs_bispecific": safety}), 8)
@@ -82,20 +91,46 @@ def test_day84_sizes_are_used_when_present(arms_summary):
 
 def _levers_summary(bsab_best_when_antigenic: float) -> dict:
     def point(apdl1, bsab, fold=1.0):
-        return {"best_percent_change": {"untreated": 50.0, "apdl1": apdl1, "a41bb": 40.0, "bsab_2x2": bsab},
-                "peak_t_eff_fold_vs_untreated": {"apdl1": 1.0, "a41bb": fold, "bsab_2x2": fold}, "failed": False}
+        return {
+            "best_percent_change": {"untreated": 50.0, "apdl1": apdl1, "a41bb": 40.0, "bsab_2x2": bsab},
+            "peak_t_eff_fold_vs_untreated": {"apdl1": 1.0, "a41bb": fold, "bsab_2x2": fold},
+            "failed": False,
+        }
 
-    levers = {"antigenicity": {"value": 0.1, "reference_value": 1.0, "unit": "1"},
-              "infiltration_rate": {"value": 0.02, "reference_value": 0.5, "unit": "1/day"}}
-    outcomes = {"baseline": point(40.0, 30.0), "antigenicity": point(35.0, bsab_best_when_antigenic, 5.0),
-                "infiltration_rate": point(38.0, 28.0), "all_levers": point(-40.0, -90.0, 20.0),
-                "all_but:antigenicity": point(30.0, 20.0), "all_but:infiltration_rate": point(-35.0, -80.0)}
-    gains = {"cold": {"values": {"baseline": {"cd137_prolif_gain": 2.0}, "cd137_prolif_gain:low": {"cd137_prolif_gain": 0.0},
-                                 "cd137_prolif_gain:high": {"cd137_prolif_gain": 5.0}},
-                      "outcomes": {"baseline": point(40.0, 30.0, 1.5), "cd137_prolif_gain:low": point(40.0, 35.0, 1.1),
-                                   "cd137_prolif_gain:high": point(40.0, -40.0, 3.0)}}}
-    return {"setting": "cold", "reference_setting": "hot_tnbc", "duration_days": 168.0, "levers": levers,
-            "lever_outcomes": outcomes, "gains": gains}
+    levers = {
+        "antigenicity": {"value": 0.1, "reference_value": 1.0, "unit": "1"},
+        "infiltration_rate": {"value": 0.02, "reference_value": 0.5, "unit": "1/day"},
+    }
+    outcomes = {
+        "baseline": point(40.0, 30.0),
+        "antigenicity": point(35.0, bsab_best_when_antigenic, 5.0),
+        "infiltration_rate": point(38.0, 28.0),
+        "all_levers": point(-40.0, -90.0, 20.0),
+        "all_but:antigenicity": point(30.0, 20.0),
+        "all_but:infiltration_rate": point(-35.0, -80.0),
+    }
+    gains = {
+        "cold": {
+            "values": {
+                "baseline": {"cd137_prolif_gain": 2.0},
+                "cd137_prolif_gain:low": {"cd137_prolif_gain": 0.0},
+                "cd137_prolif_gain:high": {"cd137_prolif_gain": 5.0},
+            },
+            "outcomes": {
+                "baseline": point(40.0, 30.0, 1.5),
+                "cd137_prolif_gain:low": point(40.0, 35.0, 1.1),
+                "cd137_prolif_gain:high": point(40.0, -40.0, 3.0),
+            },
+        }
+    }
+    return {
+        "setting": "cold",
+        "reference_setting": "hot_tnbc",
+        "duration_days": 168.0,
+        "levers": levers,
+        "lever_outcomes": outcomes,
+        "gains": gains,
+    }
 
 
 def test_lever_driving_the_cold_verdict_follows_the_numbers():
@@ -112,7 +147,9 @@ def test_lever_driving_the_cold_verdict_follows_the_numbers():
 
 def test_costimulation_gain_verdicts_follow_the_numbers():
     text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 2)
-    assert "proliferation verdict at cd137_prolif_gain high" in text and "cold verdict at cd137_prolif_gain high" in text
+    assert (
+        "proliferation verdict at cd137_prolif_gain high" in text and "cold verdict at cd137_prolif_gain high" in text
+    )
     assert "proliferation verdict at cd137_prolif_gain low" not in text
 
 
@@ -132,14 +169,18 @@ def test_the_response_threshold_is_recists_from_models(tmp_path):
     assert partial_response_pct(load_recist(tmp_path / "recist.toml")) == -50.0
 
 
-
 # ----- the decision thresholds (models/decisions.toml) ----------------------------------------
 def test_decision_thresholds_are_read_from_models_with_their_stated_values():
     """The margins the verdicts used as literals before they became data (claims text unchanged)."""
     d = claims.load_decisions()
-    assert dataclasses.asdict(d) == {"bliss_synergy_margin": 0.05, "meaningful_difference_pct_points": 10.0,
-                                     "proliferation_fold": 2.0, "reinvigoration_diameter_change": 0.1,
-                                     "format_diameter_ratio": 0.9, "safety_window_fold": 3.0}
+    assert dataclasses.asdict(d) == {
+        "bliss_synergy_margin": 0.05,
+        "meaningful_difference_pct_points": 10.0,
+        "proliferation_fold": 2.0,
+        "reinvigoration_diameter_change": 0.1,
+        "format_diameter_ratio": 0.9,
+        "safety_window_fold": 3.0,
+    }
     specs = load_parameter_file(claims.DECISIONS_PATH)
     assert all(s.source.startswith("assumed: ") for s in specs.values())  # no paper gives these margins
 
@@ -150,26 +191,69 @@ def test_a_decision_threshold_in_the_file_moves_the_verdict(arms_summary, tmp_pa
     f["untreated"]["cold"], f["apdl1"]["cold"], f["a41bb"]["cold"], f["apdl1_a41bb"]["cold"] = 40.0, 40.0, 40.0, 37.0
     assert "(Bliss excess +0.21: synergy)" in _section(claims_markdown({"arms_settings": s}), 1)
     path = tmp_path / "decisions.toml"
-    path.write_text(claims.DECISIONS_PATH.read_text().replace("value = 0.05", "value = 0.19", 1)
-                    .replace("upper = 0.2\n", "upper = 0.3\n", 1))
+    path.write_text(
+        claims.DECISIONS_PATH.read_text()
+        .replace("value = 0.05", "value = 0.19", 1)
+        .replace("upper = 0.2\n", "upper = 0.3\n", 1)
+    )
     text = claims_markdown({"arms_settings": s}, claims.load_decisions(path))
     assert "(Bliss excess +0.21: synergy)" in _section(text, 1) and "Bliss excess beyond +-0.19" in text
     path.write_text(path.read_text().replace("value = 0.19", "value = 0.25", 1))
-    assert "(Bliss excess +0.21: additivity)" in _section(claims_markdown({"arms_settings": s}, claims.load_decisions(path)), 1)
+    assert "(Bliss excess +0.21: additivity)" in _section(
+        claims_markdown({"arms_settings": s}, claims.load_decisions(path)), 1
+    )
     assert claims.proliferation_verdict(2.5) == "HOLDS (peak effectors >2x untreated)"
     path.write_text(claims.DECISIONS_PATH.read_text().replace("value = 2.0", "value = 3.0", 1))
-    assert claims.proliferation_verdict(2.5, claims.load_decisions(path)) == "DOES NOT HOLD (peak effectors <=3x untreated)"
+    assert (
+        claims.proliferation_verdict(2.5, claims.load_decisions(path))
+        == "DOES NOT HOLD (peak effectors <=3x untreated)"
+    )
 
 
-@pytest.mark.parametrize("old, new, error, match", [
-    ("value = 0.9\n", "value = 1.5\n", ValueError, r"decisions.toml.*'format_diameter_ratio'=1.5 1: outside its physical domain 'fraction' \(must be in \[0, 1\]\)"),
-    ("value = 3.0\n", "value = 30.0\n", ValueError, r"decisions.toml.*'safety_window_fold'.*value=30.0 lies outside \[lower=1.5, upper=10.0\]"),
-    ('unit = "percent"', 'unit = "mm"', UnitError, r"decisions.toml: meaningful_difference_pct_points: value=10 in 'mm'.*different dimensions"),
-    ("[proliferation_fold]", "[proliferation_folds]", ValueError, r"decisions.toml: decision thresholds: missing \['proliferation_fold'\], unknown \['proliferation_folds'\]"),
-    ('source = "assumed: a more', 'source = ""\nxsource = "assumed: a more', ValueError, r"decisions.toml: parameter 'proliferation_fold': unknown field\(s\) \['xsource'\]"),
-    ("value = 0.05", 'value = "0.05"', ValueError, r"decisions.toml.*'bliss_synergy_margin'.*value='0.05': must be a finite number"),
-])
-def test_a_bad_decision_threshold_is_refused_naming_file_field_value_and_what_is_allowed(tmp_path, old, new, error, match):
+@pytest.mark.parametrize(
+    "old, new, error, match",
+    [
+        (
+            "value = 0.9\n",
+            "value = 1.5\n",
+            ValueError,
+            r"decisions.toml.*'format_diameter_ratio'=1.5 1: outside its physical domain 'fraction' \(must be in \[0, 1\]\)",
+        ),
+        (
+            "value = 3.0\n",
+            "value = 30.0\n",
+            ValueError,
+            r"decisions.toml.*'safety_window_fold'.*value=30.0 lies outside \[lower=1.5, upper=10.0\]",
+        ),
+        (
+            'unit = "percent"',
+            'unit = "mm"',
+            UnitError,
+            r"decisions.toml: meaningful_difference_pct_points: value=10 in 'mm'.*different dimensions",
+        ),
+        (
+            "[proliferation_fold]",
+            "[proliferation_folds]",
+            ValueError,
+            r"decisions.toml: decision thresholds: missing \['proliferation_fold'\], unknown \['proliferation_folds'\]",
+        ),
+        (
+            'source = "assumed: a more',
+            'source = ""\nxsource = "assumed: a more',
+            ValueError,
+            r"decisions.toml: parameter 'proliferation_fold': unknown field\(s\) \['xsource'\]",
+        ),
+        (
+            "value = 0.05",
+            'value = "0.05"',
+            ValueError,
+            r"decisions.toml.*'bliss_synergy_margin'.*value='0.05': must be a finite number",
+        ),
+    ],
+)
+def test_a_bad_decision_threshold_is_refused_naming_file_field_value_and_what_is_allowed(
+    tmp_path, old, new, error, match
+):
     text = claims.DECISIONS_PATH.read_text()
     assert old in text
     path = tmp_path / "decisions.toml"
@@ -193,7 +277,9 @@ def test_every_contract_has_a_fixture_and_an_experiment_that_builds_through_it()
     assert set(CONTRACTS) <= named, f"no fixture summary for {sorted(set(CONTRACTS) - named)}"
     for name, contract in CONTRACTS.items():
         source = (EXPERIMENTS_DIR / f"{name}.py").read_text()
-        assert f"{contract.__name__}.from_summary(summary).as_dict()" in source, f"experiments/{name}.py bypasses its contract"
+        assert f"{contract.__name__}.from_summary(summary).as_dict()" in source, (
+            f"experiments/{name}.py bypasses its contract"
+        )
 
 
 @pytest.mark.parametrize("path", _fixture_records(), ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -217,8 +303,11 @@ def test_fixture_summaries_give_every_section():
 def test_a_missing_key_names_the_experiment_the_key_and_the_keys_present(arms_summary):
     s = copy.deepcopy(arms_summary)
     del s["final_diameter_mm"]
-    with pytest.raises(SummaryError, match=r"'arms_settings'.*missing key\(s\) \['final_diameter_mm'\].*keys present \["
-                                           r"'best_percent_change', 'best_response'"):
+    with pytest.raises(
+        SummaryError,
+        match=r"'arms_settings'.*missing key\(s\) \['final_diameter_mm'\].*keys present \["
+        r"'best_percent_change', 'best_response'",
+    ):
         ArmsSettingsSummary.from_record({"experiment": "arms_settings", "summary": s})
     with pytest.raises(SummaryError, match="'arms_settings'.*has no 'summary'"):
         ArmsSettingsSummary.from_record({"experiment": "arms_settings"})
@@ -233,11 +322,18 @@ def test_a_renamed_key_fails_instead_of_changing_a_verdict(arms_summary):
     levers = _levers_summary(-50.0)
     point = levers["lever_outcomes"]["antigenicity"]
     point["peak_t_eff_fold"] = point.pop("peak_t_eff_fold_vs_untreated")
-    with pytest.raises(SummaryError, match=r"'cold_levers'.*lever_outcomes\['antigenicity'\]: missing key\(s\) "
-                                           r"\['peak_t_eff_fold_vs_untreated'\]; unknown key\(s\) \['peak_t_eff_fold'\]"):
+    with pytest.raises(
+        SummaryError,
+        match=r"'cold_levers'.*lever_outcomes\['antigenicity'\]: missing key\(s\) "
+        r"\['peak_t_eff_fold_vs_untreated'\]; unknown key\(s\) \['peak_t_eff_fold'\]",
+    ):
         claims_markdown({"cold_levers": levers})
-    safety = {"peripheral_ratio_agonist0.1_over_bsab15": 30.0, "best_change_bsab15_hot": -50.0,
-              "best_change_two_mabs_agonist0.1_hot": -50.0, "liver_threshold": 2.0}
+    safety = {
+        "peripheral_ratio_agonist0.1_over_bsab15": 30.0,
+        "best_change_bsab15_hot": -50.0,
+        "best_change_two_mabs_agonist0.1_hot": -50.0,
+        "liver_threshold": 2.0,
+    }
     with pytest.raises(SummaryError, match=r"'mabs_vs_bispecific'.*unknown key\(s\) \['liver_threshold'\]"):
         claims_markdown({"mabs_vs_bispecific": safety})
     with pytest.raises(SummaryError, match="'pk_occupancy' has no summary contract"):
@@ -247,14 +343,24 @@ def test_a_renamed_key_fails_instead_of_changing_a_verdict(arms_summary):
 def test_optional_keys_may_be_absent_and_required_nested_keys_may_not():
     levers = _levers_summary(-50.0)
     del levers["lever_outcomes"]["antigenicity"]["failed"]  # optional: a point without it did not fail
-    assert ColdLeversSummary.from_summary(levers).lever_outcomes["antigenicity"]["best_percent_change"]["bsab_2x2"] == -50.0
+    assert (
+        ColdLeversSummary.from_summary(levers).lever_outcomes["antigenicity"]["best_percent_change"]["bsab_2x2"]
+        == -50.0
+    )
     assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in claims_markdown({"cold_levers": levers})
-    bell = {"dose_at_peak_ternary_mg_per_kg": 3.2, "peak_is_interior": True, "ternary_at_rp2d_over_peak": 0.5,
-            "best_percent_change_at_rp2d": -40.0}
+    bell = {
+        "dose_at_peak_ternary_mg_per_kg": 3.2,
+        "peak_is_interior": True,
+        "ternary_at_rp2d_over_peak": 0.5,
+        "best_percent_change_at_rp2d": -40.0,
+    }
     assert "of the peak; best change at 15 mg/kg -40%." in claims_markdown(
-        {"format_bell": {"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}}})
+        {"format_bell": {"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}}}
+    )
     del bell["peak_is_interior"]
-    with pytest.raises(SummaryError, match=r"'format_bell'.*in_vivo\['bsab_2x2\|cold'\]: missing key\(s\) \['peak_is_interior'\]"):
+    with pytest.raises(
+        SummaryError, match=r"'format_bell'.*in_vivo\['bsab_2x2\|cold'\]: missing key\(s\) \['peak_is_interior'\]"
+    ):
         FormatBellSummary.from_summary({"format_gain_peak_ternary": 2.0, "in_vivo": {"bsab_2x2|cold": bell}})
 
 
@@ -267,14 +373,28 @@ def _string_keys_read(tree: ast.AST) -> set[str]:
     (except subscripts of :data:`CLAIMS_OWN_DICTS`)."""
     keys = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)
-                and not (isinstance(node.value, ast.Name) and node.value.id in CLAIMS_OWN_DICTS)):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+            and not (isinstance(node.value, ast.Name) and node.value.id in CLAIMS_OWN_DICTS)
+        ):
             keys.add(node.slice.value)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             keys.add(node.args[0].value)
-        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
-              and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)):
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+            and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+        ):
             keys.add(node.left.value)
     return keys
 
@@ -285,10 +405,14 @@ def test_claims_read_no_summary_key_outside_the_contracts():
     tree = ast.parse(pathlib.Path(claims.__file__).read_text())
     names = set(load_arms()) | set(load_settings()) | set(claims.DECISION_UNITS) | {"experiment", "summary"}
     undeclared = _string_keys_read(tree) - declared_keys() - names
-    assert undeclared == set(), f"moa/report/claims.py reads keys no contract in moa/report/summaries.py declares: {sorted(undeclared)}"
+    assert undeclared == set(), (
+        f"moa/report/claims.py reads keys no contract in moa/report/summaries.py declares: {sorted(undeclared)}"
+    )
     top_level_only = {k for c in CONTRACTS.values() for k in c.keys()} - declared_keys(top_level=False)
     read_as_strings = sorted(_string_keys_read(tree) & top_level_only)
-    assert read_as_strings == [], f"moa/report/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
+    assert read_as_strings == [], (
+        f"moa/report/claims.py reads top-level summary keys {read_as_strings} as strings, not attributes"
+    )
     assert _string_keys_read(ast.parse('s["k"]; s.get("j"); "i" in s')) == {"k", "j", "i"}  # the scan sees all three
 
 
@@ -301,7 +425,9 @@ def test_robustness_table_gives_each_claims_fraction_in_section_order():
     entry.update(fraction_holds=0.625, ci_low=0.5, ci_high=0.75, points=64, drivers=["kill_rate_max (+0.54)"])
     text = claims_markdown({"claims_robustness": summary})
     rows = [line for line in text.splitlines() if line.startswith("| ") and "holds in" not in line]
-    assert [int(r.split("|")[1].split(".")[0]) for r in rows] == sorted(int(r.split("|")[1].split(".")[0]) for r in rows)
+    assert [int(r.split("|")[1].split(".")[0]) for r in rows] == sorted(
+        int(r.split("|")[1].split(".")[0]) for r in rows
+    )
     row = next(r for r in rows if r.startswith("| 7."))
     assert "| 62% (50-75%) |" in row and "kill_rate_max (+0.54)" in row
     summary["claims"]["cold|cold"]["by_construction"] = "its margin is the same at every point"

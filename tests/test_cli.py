@@ -88,7 +88,10 @@ def test_list_prints_name_and_question(capsys):
 def test_list_reads_the_question_without_running_the_script(experiments_dir, capsys):
     assert main(["--experiments", str(experiments_dir), "list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["bad   Does a failing experiment leave anything behind?", "good  Does the good experiment write a figure?"]
+    assert out == [
+        "bad   Does a failing experiment leave anything behind?",
+        "good  Does the good experiment write a figure?",
+    ]
 
 
 def test_every_repository_experiment_follows_the_contract():
@@ -134,8 +137,15 @@ def test_failing_experiment_leaves_no_folder_and_others_still_run(experiments_di
     assert code == 1
     err = capsys.readouterr().err
     assert "bad: FAILED" in err and "deliberate failure" in err
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["claims.md", "good", "index.html", "index.md"]
-    assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {os.readlink(out / "good")}  # no staging leftovers
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "claims.md",
+        "good",
+        "index.html",
+        "index.md",
+    ]
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {
+        os.readlink(out / "good")
+    }  # no staging leftovers
     assert (out / "good" / "good_figure.png").stat().st_size > 0
 
 
@@ -178,10 +188,18 @@ def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(exp
     assert main(["--experiments", str(experiments_dir), "run", "slow", "--out", str(out)]) == 0
     first = os.readlink(out / "slow")
     started = tmp_path / "started.txt"
-    env = {**os.environ, "MOA_TEST_SLOW_STARTED": str(started), "MOA_NO_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "moa.cli", "--experiments", str(experiments_dir), "run", "slow",
-                             "--out", str(out)], env=env)
+    env = {
+        **os.environ,
+        "MOA_TEST_SLOW_STARTED": str(started),
+        "MOA_NO_JIT": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moa.cli", "--experiments", str(experiments_dir), "run", "slow", "--out", str(out)],
+        env=env,
+    )
     try:
         for _ in range(600):  # up to 60 s for the interpreter to start and reach main()
             if started.exists() or proc.poll() is not None:
@@ -194,7 +212,10 @@ def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(exp
         proc.wait()
     stage = pathlib.Path(started.read_text())
     assert stage.parent == out and stage.name.startswith(".slow.") and stage.is_dir()  # left behind by the kill
-    assert os.readlink(out / "slow") == first and json.loads((out / "slow" / "run.json").read_text())["experiment"] == "slow"
+    assert (
+        os.readlink(out / "slow") == first
+        and json.loads((out / "slow" / "run.json").read_text())["experiment"] == "slow"
+    )
     assert main(["--experiments", str(experiments_dir), "run", "slow", "--out", str(out)]) == 0
     assert not stage.exists()
     assert {p.name for p in out.iterdir() if p.name.startswith(".")} == {os.readlink(out / "slow")}
@@ -202,8 +223,15 @@ def test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up(exp
 
 def test_pk_occupancy_writes_figure_data_and_provenance(pk_run):
     folder = pk_run / "pk_occupancy"
-    for name in ("pk_occupancy.png", "pk_occupancy.svg", "pk_occupancy.caption.md", "pk_occupancy.nc",
-                 "pk_occupancy.csv", "pk_occupancy.provenance.json", "run.json"):
+    for name in (
+        "pk_occupancy.png",
+        "pk_occupancy.svg",
+        "pk_occupancy.caption.md",
+        "pk_occupancy.nc",
+        "pk_occupancy.csv",
+        "pk_occupancy.provenance.json",
+        "run.json",
+    ):
         assert (folder / name).stat().st_size > 0, name
     caption = (folder / "pk_occupancy.caption.md").read_text()
     assert "0.2, 3, 15 mg/kg" in caption and "parameter set: default" in caption and "git commit" in caption
@@ -222,8 +250,9 @@ def test_index_links_every_figure_and_all_links_resolve(pk_run):
     assert "pk_occupancy/pk_occupancy.png" in links and "pk_occupancy/pk_occupancy.svg" in links
     for link in links + markdown_links(index_md):
         assert (pk_run / link).is_file(), f"broken link {link}"
-    every_png = {p.relative_to(pk_run).as_posix() for p in pk_run.glob("*/*.png")
-                 if not p.parent.name.startswith(".")}  # hidden: the version folders behind the links
+    every_png = {
+        p.relative_to(pk_run).as_posix() for p in pk_run.glob("*/*.png") if not p.parent.name.startswith(".")
+    }  # hidden: the version folders behind the links
     assert every_png <= set(links)
     assert "systemic PD-L1" in index_html.read_text()  # the caption is on the page
 
@@ -260,25 +289,33 @@ def test_binding_command_refuses_bad_input(capsys):
 
 # --- command-line conventions (issue 11, item 2) ---
 
-@pytest.mark.parametrize("argv, option", [
-    (["--drug-nM", "1", "-1"], "--drug-nM"), (["--drug-nM", "ten"], "--drug-nM"),
-    (["--pdl1-per-cell", "nan"], "--pdl1-per-cell"), (["--pdl1-cells-per-mL", "-1"], "--pdl1-cells-per-mL"),
-    (["--cd137-per-cell", "inf"], "--cd137-per-cell"), (["--cd137-cells-per-mL", "-2"], "--cd137-cells-per-mL"),
-    (["--kd-pdl1-nM", "0"], "--kd-pdl1-nM"), (["--kd-cd137-nM", "-3"], "--kd-cd137-nM"),
-])
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--drug-nM", "1", "-1"], "--drug-nM"),
+        (["--drug-nM", "ten"], "--drug-nM"),
+        (["--pdl1-per-cell", "nan"], "--pdl1-per-cell"),
+        (["--pdl1-cells-per-mL", "-1"], "--pdl1-cells-per-mL"),
+        (["--cd137-per-cell", "inf"], "--cd137-per-cell"),
+        (["--cd137-cells-per-mL", "-2"], "--cd137-cells-per-mL"),
+        (["--kd-pdl1-nM", "0"], "--kd-pdl1-nM"),
+        (["--kd-cd137-nM", "-3"], "--kd-cd137-nM"),
+    ],
+)
 def test_binding_errors_name_the_command_line_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["binding", *argv])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"argument {option}: " in err
-    assert "_nM=" not in err and "per_cell" not in err and "per_mL" not in err   # no internal field names
+    assert "_nM=" not in err and "per_cell" not in err and "per_mL" not in err  # no internal field names
 
 
 def test_binding_errors_from_the_library_are_put_in_option_terms(capsys):
-    assert main(["binding", "--kd-pdl1-nM", "1e-300"]) == 2   # passes the parser, refused by moa.binding_equilibrium
+    assert main(["binding", "--kd-pdl1-nM", "1e-300"]) == 2  # passes the parser, refused by moa.binding_equilibrium
     err = capsys.readouterr().err
     assert "--kd-pdl1-nM=1e-300" in err and "kd_pdl1" not in err
-    assert main(["binding", "--pdl1-per-cell", "1e300"]) == 2   # overflows the receptor concentration
+    assert main(["binding", "--pdl1-per-cell", "1e300"]) == 2  # overflows the receptor concentration
     assert "(from --pdl1-per-cell x --pdl1-cells-per-mL)" in capsys.readouterr().err
 
 
@@ -291,12 +328,16 @@ def test_version(capsys):
 
 
 def test_python_dash_m_moa_is_the_command():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     result = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0 and "pk_occupancy" in result.stdout
     bad = subprocess.run([sys.executable, "-m", "moa", "simulate"], capture_output=True, text=True, timeout=60, env=env)
-    assert bad.returncode == 2 and "invalid choice" in bad.stderr   # the exit status comes through
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr  # the exit status comes through
 
 
 def test_experiments_option_after_the_subcommand(experiments_dir, tmp_path, capsys):
@@ -334,26 +375,36 @@ def test_progress_shows_each_simulation_inside_an_experiment(tmp_path, capsys, m
     (folder / "simulating.py").write_text(SIMULATING)
     out = tmp_path / "results"
     assert main(["run", "simulating", "--experiments", str(folder), "--out", str(out)]) == 0
-    assert "segment" not in capsys.readouterr().err   # no bars unless asked
+    assert "segment" not in capsys.readouterr().err  # no bars unless asked
     assert main(["run", "simulating", "--progress", "--experiments", str(folder), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "simulate" in err and "segment" in err   # the bar of moa.simulate, inside the experiment
+    assert "simulate" in err and "segment" in err  # the bar of moa.simulate, inside the experiment
     assert json.loads((out / "simulating" / "run.json").read_text())["summary"]["progress_env"] == "1"
-    assert "MOA_PROGRESS" not in os.environ   # restored after the run
+    assert "MOA_PROGRESS" not in os.environ  # restored after the run
 
 
 def test_missing_data_is_a_clear_error_not_an_empty_model(tmp_path):
     """With MOA_DATA_DIR naming a folder without models/, nothing reads as 0 parameters or no experiments."""
-    env = {**os.environ, "MOA_DATA_DIR": str(tmp_path / "empty"), "MOA_NO_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "MOA_DATA_DIR": str(tmp_path / "empty"),
+        "MOA_NO_JIT": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(pathlib.Path(experiment_runner.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     listed = subprocess.run([sys.executable, "-m", "moa", "list"], capture_output=True, text=True, timeout=60, env=env)
     assert listed.returncode == 1 and f"MOA_DATA_DIR={tmp_path / 'empty'}" in listed.stderr
-    probe = ("import moa\nfrom moa.scenarios import scenario\n"
-             "for call in (moa.load_parameters, lambda: scenario('untreated', 'hot_tnbc')):\n"
-             "    try:\n        call()\n    except FileNotFoundError as exc:\n        print(type(exc).__name__, exc)\n")
+    probe = (
+        "import moa\nfrom moa.scenarios import scenario\n"
+        "for call in (moa.load_parameters, lambda: scenario('untreated', 'hot_tnbc')):\n"
+        "    try:\n        call()\n    except FileNotFoundError as exc:\n        print(type(exc).__name__, exc)\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("DataNotFoundError") and "models/parameters" in line for line in lines), result
+    assert len(lines) == 2 and all(
+        line.startswith("DataNotFoundError") and "models/parameters" in line for line in lines
+    ), result
 
 
 def test_moa_data_dir_is_used_before_the_checkout(tmp_path, monkeypatch):
@@ -362,11 +413,11 @@ def test_moa_data_dir_is_used_before_the_checkout(tmp_path, monkeypatch):
     from moa import paths
     from moa.parameters import MODELS_DIR
 
-    assert paths.data_dir() == MODELS_DIR.parent   # here: the checkout
+    assert paths.data_dir() == MODELS_DIR.parent  # here: the checkout
     shutil.copytree(MODELS_DIR, tmp_path / "models")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     assert paths.data_dir() == tmp_path
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path / "elsewhere"))
-    assert paths.data_dir() == tmp_path / "elsewhere"   # named on purpose: never replaced by the checkout
+    assert paths.data_dir() == tmp_path / "elsewhere"  # named on purpose: never replaced by the checkout
     with pytest.raises(paths.DataNotFoundError, match="elsewhere/models/parameters"):
         paths.require_models_dir(paths.data_dir() / "models")

@@ -115,8 +115,14 @@ def _replace_term(model, mechanism, label, change):
     return out
 
 
-@pytest.mark.parametrize("mechanism,label", [("tumour", "Gompertz growth"), ("tumour", "acquired taxane resistance"),
-                                             ("nab_paclitaxel", "nab-paclitaxel killing")])
+@pytest.mark.parametrize(
+    "mechanism,label",
+    [
+        ("tumour", "Gompertz growth"),
+        ("tumour", "acquired taxane resistance"),
+        ("nab_paclitaxel", "nab-paclitaxel killing"),
+    ],
+)
 def test_unit_check_covers_the_clone_terms(model, mechanism, label):
     rate = sympy.Symbol("tumour_growth_rate", real=True)
     with pytest.raises(UnitError, match=label):
@@ -139,19 +145,28 @@ def _toy():
     m.term(d, -kel * d, "elimination")
     m.dose_route("drug", d, v)
     model = Model([m], name="toy_extinction")
-    values = {"one_cell": (1.0, "cell"), "clone_0": (1e3, "cell"), "growth": (0.3, "1/day"),
-              "kill": (1.0, "1/(day*nM)"), "kel": (0.5, "1/day"), "dose_per_mg": (1.0, "nM/mg")}
+    values = {
+        "one_cell": (1.0, "cell"),
+        "clone_0": (1e3, "cell"),
+        "growth": (0.3, "1/day"),
+        "kill": (1.0, "1/(day*nM)"),
+        "kel": (0.5, "1/day"),
+        "dose_per_mg": (1.0, "nM/mg"),
+    }
     params = ParameterSet({n: ParameterSpec(n, val, u, 0.0, 1e6, "test") for n, (val, u) in values.items()})
     return model, params, moa.Regimen("kill", (moa.Dose("drug", 10.0, "mg", 0.0),))
 
 
-@pytest.mark.parametrize("solver", [ScipySolver("LSODA"), RodasSolver(backend="numpy"), RodasSolver(backend="auto")],
-                         ids=["scipy", "rodas-numpy", "rodas-auto"])
+@pytest.mark.parametrize(
+    "solver",
+    [ScipySolver("LSODA"), RodasSolver(backend="numpy"), RodasSolver(backend="auto")],
+    ids=["scipy", "rodas-numpy", "rodas-auto"],
+)
 def test_a_clone_below_one_cell_never_regrows(solver):
     model, params, regimen = _toy()
     ds = moa.simulate(model, params, regimen, duration_days=60.0, solver=solver)
     x = ds["clone"].values
-    assert x.min() == 0.0 and x[-1] == 0.0            # gone, and stays gone once the drug has cleared
+    assert x.min() == 0.0 and x[-1] == 0.0  # gone, and stays gone once the drug has cleared
     day = float(ds["extinct_day_clone"])
     assert 0 < day < 20 and np.all(x[ds.time.values > day + 1] == 0)
     # the same trajectory without extinction (threshold 0) dips to ~1e-3 cells and regrows
@@ -178,8 +193,10 @@ def untreated_28(model):
     out = {}
     for setting in ("hot_tnbc", "cold", "pdl1_negative_tnbc"):
         params, _ = scenario("untreated", setting, 28.0)
-        out[setting] = (moa.simulate(model, params, None, duration_days=28.0, solver="rodas", start="quasi_steady"),
-                        moa.simulate(model, params, None, duration_days=28.0, solver="rodas"))
+        out[setting] = (
+            moa.simulate(model, params, None, duration_days=28.0, solver="rodas", start="quasi_steady"),
+            moa.simulate(model, params, None, duration_days=28.0, solver="rodas"),
+        )
     return out
 
 
@@ -219,11 +236,10 @@ def _tumour_clamped(model) -> Model:
 @pytest.fixture(scope="module")
 def clamped_28(model):
     clamped, out = _tumour_clamped(model), {}
-    numpy_rodas = RodasSolver(backend="numpy")     # a variant model: no numba compilation for it
+    numpy_rodas = RodasSolver(backend="numpy")  # a variant model: no numba compilation for it
     for setting in ("hot_tnbc", "cold", "pdl1_negative_tnbc"):
         params, _ = scenario("untreated", setting, 28.0)
-        out[setting] = moa.simulate(clamped, params, None, duration_days=28.0, solver=numpy_rodas,
-                                    start="quasi_steady")
+        out[setting] = moa.simulate(clamped, params, None, duration_days=28.0, solver=numpy_rodas, start="quasi_steady")
     params, _ = scenario("untreated", "hot_tnbc", 28.0)
     out["hot_tnbc, parameter start"] = moa.simulate(clamped, params, None, duration_days=28.0, solver=numpy_rodas)
     return out
@@ -276,8 +292,8 @@ def test_best_change_is_read_at_scans_only():
     rules = load_recist()
     n = int(2 * rules.scan_interval_days) + 1
     d = np.full(n, 20.0)
-    d[int(rules.scan_interval_days) // 2] = 5.0        # a dip between scans does not count
-    d[int(rules.scan_interval_days)] = 16.0            # -20% at the first scan
+    d[int(rules.scan_interval_days) // 2] = 5.0  # a dip between scans does not count
+    d[int(rules.scan_interval_days)] = 16.0  # -20% at the first scan
     got = best_percent_change(_diameters(d, 1.0), rules)
     assert float(got) == pytest.approx(-20.0)
     assert float(recist(_diameters(d, 1.0), rules)["best_percent_change"]) == float(got)
@@ -294,7 +310,7 @@ def test_best_change_ignores_scans_after_progression():
 
 def test_best_change_is_undefined_before_the_first_scan():
     rules = load_recist()
-    d = _diameters([20.0, 10.0, 5.0], rules.scan_interval_days / 4)   # ends before the first scan
+    d = _diameters([20.0, 10.0, 5.0], rules.scan_interval_days / 4)  # ends before the first scan
     assert np.isnan(float(best_percent_change(d, rules)))
 
 
@@ -319,6 +335,7 @@ def test_quasi_steady_start_is_solved_once_per_patient(monkeypatch):
     quasi-steady solve (the dose-response experiments run one simulation per dose); new values, or
     a new model object, solve again, and every run gets the same start as an uncached solve."""
     import sys
+
     sim_module = sys.modules["moa.simulate"]
     m = Mechanism("relax")
     prod = m.parameter("production", "cell/day", "influx")
@@ -331,28 +348,54 @@ def test_quasi_steady_start_is_solved_once_per_patient(monkeypatch):
     m.term(pop, prod - dec * pop, "influx and loss")
     m.term(d, -kel * d, "elimination")
     m.dose_route("drug", d, v)
-    values = {"pop_0": (1.0, "cell"), "production": (10.0, "cell/day"), "decay": (0.1, "1/day"), "kel": (0.5, "1/day"),
-              "dose_per_mg": (1.0, "nM/mg")}
+    values = {
+        "pop_0": (1.0, "cell"),
+        "production": (10.0, "cell/day"),
+        "decay": (0.1, "1/day"),
+        "kel": (0.5, "1/day"),
+        "dose_per_mg": (1.0, "nM/mg"),
+    }
     params = ParameterSet({n: ParameterSpec(n, val, u, 0.0, 1e6, "test") for n, (val, u) in values.items()})
     calls = []
 
     real = sim_module.quasi_steady_state
     monkeypatch.setattr(sim_module, "_QSS_CACHE", {})
-    monkeypatch.setattr(sim_module, "quasi_steady_state",
-                        lambda model, P, **kw: (calls.append(1), real(model, P, **kw))[1])
+    monkeypatch.setattr(
+        sim_module, "quasi_steady_state", lambda model, P, **kw: (calls.append(1), real(model, P, **kw))[1]
+    )
     model = Model([m], name="relax")
-    runs = [moa.simulate(model, params, moa.Regimen(f"{mg} mg", (moa.Dose("drug", mg, "mg", 1.0),)),
-                         duration_days=5.0, solver=RodasSolver(backend="numpy"), start="quasi_steady")
-            for mg in (1.0, 10.0, 100.0)]
+    runs = [
+        moa.simulate(
+            model,
+            params,
+            moa.Regimen(f"{mg} mg", (moa.Dose("drug", mg, "mg", 1.0),)),
+            duration_days=5.0,
+            solver=RodasSolver(backend="numpy"),
+            start="quasi_steady",
+        )
+        for mg in (1.0, 10.0, 100.0)
+    ]
     assert len(calls) == 1
-    assert all(float(r["pop"][0]) == pytest.approx(100.0, rel=1e-3) for r in runs)   # production / decay, to the
+    assert all(float(r["pop"][0]) == pytest.approx(100.0, rel=1e-3) for r in runs)  # production / decay, to the
     # solve's 1e-4 per day relative rate (|dy/dt| = 0.1 (100 - y) <= 1e-4 y)
     assert all(float(r["pop"][0]) == float(runs[0]["pop"][0]) for r in runs)
-    moa.simulate(model, params.with_values({"decay": 0.2}), None, duration_days=5.0,
-                 solver=RodasSolver(backend="numpy"), start="quasi_steady")
+    moa.simulate(
+        model,
+        params.with_values({"decay": 0.2}),
+        None,
+        duration_days=5.0,
+        solver=RodasSolver(backend="numpy"),
+        start="quasi_steady",
+    )
     assert len(calls) == 2
-    moa.simulate(Model([m], name="relax"), params, None, duration_days=5.0,
-                 solver=RodasSolver(backend="numpy"), start="quasi_steady")
+    moa.simulate(
+        Model([m], name="relax"),
+        params,
+        None,
+        duration_days=5.0,
+        solver=RodasSolver(backend="numpy"),
+        start="quasi_steady",
+    )
     assert len(calls) == 3
 
 
@@ -361,8 +404,18 @@ def test_scipy_extinction_exactly_at_a_segment_end_sets_the_last_output_to_zero(
     LSODA run once failed there with a shape error): the output at t1 is the state after extinction."""
     day = np.full((1, 1), np.nan)
     ys, y_end, _, failure = ScipySolver("LSODA")._solve(
-        lambda t, x: np.array([-1.0]), lambda t, x: np.zeros((1, 1)), 0.0, 0.5, np.array([1.0]),
-        np.array([0.25, 0.5]), 1e-8, 1e-10, np.array([0]), np.array([[0.5]]), day)
+        lambda t, x: np.array([-1.0]),
+        lambda t, x: np.zeros((1, 1)),
+        0.0,
+        0.5,
+        np.array([1.0]),
+        np.array([0.25, 0.5]),
+        1e-8,
+        1e-10,
+        np.array([0]),
+        np.array([[0.5]]),
+        day,
+    )
     assert failure is None
-    np.testing.assert_allclose(ys, [[0.75, 0.0]])   # y = 1 - t reaches the threshold 0.5 exactly at t1 = 0.5
+    np.testing.assert_allclose(ys, [[0.75, 0.0]])  # y = 1 - t reaches the threshold 0.5 exactly at t1 = 0.5
     assert y_end[0] == 0.0 and day[0, 0] == 0.5

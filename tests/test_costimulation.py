@@ -69,8 +69,15 @@ def _rhs_solution(model, params, changes, days):
     names = model.species_names
     for name, value in changes.items():
         y0[names.index(name)] = value
-    sol = scipy.integrate.solve_ivp(lambda t, y: compiled.rhs(t, y[None], p[None])[0], (0.0, days), y0,
-                                    method="LSODA", rtol=1e-8, atol=1e-12, dense_output=True)
+    sol = scipy.integrate.solve_ivp(
+        lambda t, y: compiled.rhs(t, y[None], p[None])[0],
+        (0.0, days),
+        y0,
+        method="LSODA",
+        rtol=1e-8,
+        atol=1e-12,
+        dense_output=True,
+    )
     assert sol.success, sol.message
     return sol, names.index("cd137_induction_cd8")
 
@@ -136,11 +143,16 @@ def test_myeloid_pdl1_anchor_is_counted_once(model):
     without = _run(model, "untreated", "hot_tnbc", days=21.0, myeloid_density=0.0)
     params, _ = scenario("untreated", "hot_tnbc")
     molecules_per_nmol_per_l_to_ml = 6.02214076e14 / 1000.0
-    expected = (float(params["pdl1_per_myeloid_cell"]) * with_myeloid["myeloid_cells"]
-                / with_myeloid["tumour_interstitial_volume"] / molecules_per_nmol_per_l_to_ml)
+    expected = (
+        float(params["pdl1_per_myeloid_cell"])
+        * with_myeloid["myeloid_cells"]
+        / with_myeloid["tumour_interstitial_volume"]
+        / molecules_per_nmol_per_l_to_ml
+    )
     np.testing.assert_allclose(with_myeloid["pdl1_myeloid_nM"].values, expected.values, rtol=1e-9)
-    np.testing.assert_allclose(with_myeloid["pdl1_target"].values[0] - without["pdl1_target"].values[0],
-                               expected.values[0], rtol=1e-9)
+    np.testing.assert_allclose(
+        with_myeloid["pdl1_target"].values[0] - without["pdl1_target"].values[0], expected.values[0], rtol=1e-9
+    )
     assert float(without["pdl1_myeloid_nM"].max()) == 0.0
 
 
@@ -157,7 +169,9 @@ def test_settings_differ_only_by_their_named_levers_and_initial_state():
         for b in SETTING_ORDER:
             pa, pb = scenario("untreated", a)[0], scenario("untreated", b)[0]
             differ = {k for k in pa if float(pa[k]) != float(pb[k])}
-            allowed = set(settings[a].levers) | set(settings[b].levers) | {k for k in differ if k.startswith("initial_")}
+            allowed = (
+                set(settings[a].levers) | set(settings[b].levers) | {k for k in differ if k.startswith("initial_")}
+            )
             assert differ <= allowed, (a, b, differ - allowed)
     cold = settings["cold"]
     for lever in ("antigenicity", "infiltration_rate", "treg_density", "myeloid_density"):
@@ -171,18 +185,27 @@ def test_a_lever_not_set_by_its_setting_is_refused(tmp_path):
     (models / "parameters").mkdir(parents=True)
     for f in (MODELS_DIR / "parameters").glob("*.toml"):
         (models / "parameters" / f.name).write_text(f.read_text())
-    text = (MODELS_DIR / "settings.toml").read_text().replace('levers = ["antigenicity", "infiltration_rate", "pdl1_per',
-                                                              'levers = ["kill_rate_max", "infiltration_rate", "pdl1_per', 1)
+    text = (
+        (MODELS_DIR / "settings.toml")
+        .read_text()
+        .replace(
+            'levers = ["antigenicity", "infiltration_rate", "pdl1_per',
+            'levers = ["kill_rate_max", "infiltration_rate", "pdl1_per',
+            1,
+        )
+    )
     (models / "settings.toml").write_text(text)
     with pytest.raises(ValueError, match="levers="):
         load_settings(models)
 
 
 # ----- units ---------------------------------------------------------------------------------
-NEW_TERMS = [("regulatory_t_cells", "recruitment (braked by T-cell packing)"),
-             ("regulatory_t_cells", "loss, changed by 4-1BB signal"),
-             ("suppressive_myeloid_cells", "recruitment and turnover"),
-             ("t_cells", "induction by antigen recognition, loss without it")]
+NEW_TERMS = [
+    ("regulatory_t_cells", "recruitment (braked by T-cell packing)"),
+    ("regulatory_t_cells", "loss, changed by 4-1BB signal"),
+    ("suppressive_myeloid_cells", "recruitment and turnover"),
+    ("t_cells", "induction by antigen recognition, loss without it"),
+]
 
 
 @pytest.mark.parametrize("mechanism, label", NEW_TERMS)

@@ -28,8 +28,13 @@ def _env(**extra) -> dict:
 @pytest.fixture(scope="module")
 def simulated():
     """tests/cuda_check.py in numba's CUDA simulator: Robertson, failures, full model 30 days x 2 sets."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "cuda_check.py"), "--n-full", "2", "--days", "30"],
-                          env=_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "cuda_check.py"), "--n-full", "2", "--days", "30"],
+        env=_env(NUMBA_ENABLE_CUDASIM="1"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -38,7 +43,7 @@ def simulated():
 def test_robertson_same_steps_as_numba(simulated):
     r = simulated["robertson"]
     assert r["status_cuda"] == r["status_cpu"] == [0, 0, 0, 0]
-    assert r["n_steps_cuda"] == r["n_steps_cpu"] and len(set(r["n_steps_cuda"])) > 1   # own step sequences
+    assert r["n_steps_cuda"] == r["n_steps_cpu"] and len(set(r["n_steps_cuda"])) > 1  # own step sequences
     assert r["n_rejected_cuda"] == r["n_rejected_cpu"]
     assert r["y_rel_diff"] <= 1e-10
 
@@ -48,7 +53,7 @@ def test_full_model_same_steps_as_numba(simulated):
     m = simulated["full_model"]
     assert m["solver_cuda"] == "moa-rodas4-cuda" and m["solver_cpu"] == "moa-rodas4-numba"
     assert m["status_cuda"] == m["status_cpu"] == [0, 0]
-    assert m["segments"] >= 3                   # doses cut the 30 days into segments
+    assert m["segments"] >= 3  # doses cut the 30 days into segments
     assert m["steps_equal"] and m["rejected_equal"], (m["n_steps_cuda"], m["n_steps_cpu"])
     assert m["n_steps_cuda"][0] != m["n_steps_cuda"][1]
     assert m["y_rel_diff"] <= 1e-10
@@ -90,7 +95,7 @@ def test_cuda_backend_names_the_missing_piece(monkeypatch):
         with pytest.raises(RuntimeError, match="no CUDA driver or GPU|numba-cuda is not installed"):
             RodasSolver(backend="cuda")
         cuda.missing.cache_clear()
-        monkeypatch.setitem(sys.modules, "numba.cuda", None)   # as if numba-cuda were not installed
+        monkeypatch.setitem(sys.modules, "numba.cuda", None)  # as if numba-cuda were not installed
         with pytest.raises(RuntimeError, match=r"numba-cuda is not installed \(pip install 'moa\[gpu\]'\)"):
             RodasSolver(backend="cuda")
         cuda.missing.cache_clear()
@@ -102,8 +107,10 @@ def test_cuda_backend_names_the_missing_piece(monkeypatch):
 
 
 def test_nothing_imports_cuda_at_import_time():
-    code = ("import sys, moa, moa.solvers, moa.solvers.rodas4.solver, moa.simulate; "
-            "print(sorted(m for m in sys.modules if m in ('moa.solvers.rodas4.cuda', 'numba.cuda')))")
+    code = (
+        "import sys, moa, moa.solvers, moa.solvers.rodas4.solver, moa.simulate; "
+        "print(sorted(m for m in sys.modules if m in ('moa.solvers.rodas4.cuda', 'numba.cuda')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"

@@ -54,7 +54,7 @@ def test_parameters_doc_covers_models_dir(generated):
 
 def test_model_doc_reports_the_format_comparison(generated):
     text = generated[docgen.DOCS_DIR / "model.md"]
-    block = text[text.index(docgen.TABLE_BEGIN):text.index(docgen.TABLE_END)]
+    block = text[text.index(docgen.TABLE_BEGIN) : text.index(docgen.TABLE_END)]
     assert block.count("bsab_2x2") == 3 and block.count("bsab_1x1") == 3
 
 

@@ -55,7 +55,9 @@ def dose_attrs(ds) -> tuple[list, dict]:
 def test_dose_after_the_end_warns_and_is_left_out_of_result_and_provenance():
     regimen = moa.Regimen("late", (moa.Dose("drug", 10.0, "mg", 0.0), moa.Dose("drug", 10.0, "mg", 500.0)))
     t = np.linspace(0.0, 365.0, 74)
-    with pytest.warns(DoseWarning, match=r"'late': 1 of 2 doses \(drug\) fall after the end of the run at day 365.*first at day 500"):
+    with pytest.warns(
+        DoseWarning, match=r"'late': 1 of 2 doses \(drug\) fall after the end of the run at day 365.*first at day 500"
+    ):
         ds = moa.simulate(one_compartment(), params(), regimen, times=t, **TIGHT)
     given, not_given = dose_attrs(ds)
     assert [d[3] for d in given] == [0.0]
@@ -75,7 +77,9 @@ def test_q3w_to_day_730_in_a_365_day_run_gives_18_and_records_17():
 
 
 def test_no_warning_and_an_empty_record_when_every_dose_is_given():
-    regimen = moa.Regimen("ends on the last day", (moa.Dose("drug", 10.0, "mg", 0.0), moa.Dose("drug", 10.0, "mg", 10.0)))
+    regimen = moa.Regimen(
+        "ends on the last day", (moa.Dose("drug", 10.0, "mg", 0.0), moa.Dose("drug", 10.0, "mg", 10.0))
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", DoseWarning)
         ds = moa.simulate(one_compartment(), params(), regimen, duration_days=10.0, **TIGHT)
@@ -87,7 +91,10 @@ def test_no_warning_and_an_empty_record_when_every_dose_is_given():
 
 def test_regimen_with_every_dose_after_the_end_is_refused():
     regimen = moa.Regimen("all late", (moa.Dose("drug", 10.0, "mg", 500.0),))
-    with pytest.raises(ValueError, match=r"'all late': no dose falls within the run.*first dose is at day 500.*ends at day 365.*regimen=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"'all late': no dose falls within the run.*first dose is at day 500.*ends at day 365.*regimen=None",
+    ):
         moa.simulate(one_compartment(), params(), regimen, duration_days=365.0)
 
 
@@ -97,7 +104,10 @@ def test_infusion_running_past_the_end_is_given_up_to_it_and_recorded():
     infusion = moa.Dose("drug", rate_mg_per_day * duration, "mg", start, "infusion", duration)
     late = moa.Dose("drug", 5.0, "mg", 10.0, "infusion", 1.0)  # starts at the end: gives nothing
     t = np.linspace(0.0, 10.0, 41)
-    with pytest.warns(DoseWarning, match=r"1 of 2 doses.*first at day 10; 1 infusion\(s\) \(drug\) run past day 10 and are given only up to it"):
+    with pytest.warns(
+        DoseWarning,
+        match=r"1 of 2 doses.*first at day 10; 1 infusion\(s\) \(drug\) run past day 10 and are given only up to it",
+    ):
         ds = moa.simulate(one_compartment(), params(), moa.Regimen("cut", (infusion, late)), times=t, **TIGHT)
     given, not_given = dose_attrs(ds)
     assert given == [["drug", 30.0, "mg", 9.0, "infusion", 1.0]]  # the part given: one day at 30 mg/day
@@ -111,8 +121,11 @@ def test_overlapping_and_nested_infusions_with_boluses_match_superposition():
     """Infusions that end in another order than they start (nested), two at once, and boluses inside them."""
     infusions = [(0.0, 10.0, 20.0), (2.0, 2.0, 50.0), (3.0, 4.0, 10.0)]  # start day, duration days, rate mg/day
     boluses = [(0.0, 40.0), (3.0, 25.0), (12.0, 15.0)]  # day, mg
-    regimen = moa.Regimen("mixed", tuple(moa.Dose("drug", r * d, "mg", s, "infusion", d) for s, d, r in infusions)
-                          + tuple(moa.Dose("drug", mg, "mg", s) for s, mg in boluses))
+    regimen = moa.Regimen(
+        "mixed",
+        tuple(moa.Dose("drug", r * d, "mg", s, "infusion", d) for s, d, r in infusions)
+        + tuple(moa.Dose("drug", mg, "mg", s) for s, mg in boluses),
+    )
     t = np.linspace(0.0, 20.0, 161)
     ds = moa.simulate(one_compartment(), params(), regimen, times=t, **TIGHT)
     k = CL / V
@@ -129,7 +142,9 @@ def test_overlapping_and_nested_infusions_with_boluses_match_superposition():
 def test_every_with_a_microsecond_interval_is_refused_before_allocating():
     tracemalloc.start()
     try:
-        with pytest.raises(ValueError, match=r"interval_days=1e-06 .*until_days=365.*365,000,000 doses.*MAX_DOSES=1,000,000"):
+        with pytest.raises(
+            ValueError, match=r"interval_days=1e-06 .*until_days=365.*365,000,000 doses.*MAX_DOSES=1,000,000"
+        ):
             every("drug", 1.0, "mg", interval_days=1e-6, until_days=365.0)
         peak_bytes = tracemalloc.get_traced_memory()[1]
     finally:
@@ -184,4 +199,6 @@ def test_dose_handling_takes_time_linear_in_the_number_of_doses():
 
     small = min(cpu_seconds_per_dose(10_000) for _ in range(3))
     large = cpu_seconds_per_dose(100_000)
-    assert large / small < 2.0, f"CPU time per dose grew {large / small:.2f}x from 10,000 to 100,000 doses ({small:.2e} -> {large:.2e} s)"
+    assert large / small < 2.0, (
+        f"CPU time per dose grew {large / small:.2f}x from 10,000 to 100,000 doses ({small:.2e} -> {large:.2e} s)"
+    )

@@ -33,8 +33,15 @@ def nonlinear_model() -> Model:
     return Model([m], name="nonlinear")
 
 
-NONLINEAR_VALUES = {"vmax": (5.0, "nM/day"), "km": (3.0, "nM"), "kon": (0.7, "1/(nM*day)"), "koff": (0.4, "1/day"),
-                    "ksyn": (1.5, "nM/day"), "kdeg": (0.9, "1/day"), "hill": (2.5, "1")}
+NONLINEAR_VALUES = {
+    "vmax": (5.0, "nM/day"),
+    "km": (3.0, "nM"),
+    "kon": (0.7, "1/(nM*day)"),
+    "koff": (0.4, "1/day"),
+    "ksyn": (1.5, "nM/day"),
+    "kdeg": (0.9, "1/day"),
+    "hill": (2.5, "1"),
+}
 
 
 def random_parameters(model: Model, rng: np.random.Generator, N: int) -> np.ndarray:
@@ -114,8 +121,12 @@ def test_simulate_with_array_parameters_equals_separate_simulations():
 def test_closed_binding_system_conserves_drug_and_receptor():
     """No clearance, distribution, synthesis, turnover or internalisation: binding only moves mass."""
     model = pk_model("bsab")
-    closed = moa.load_parameters().with_values({"cl_bsab": 0.0, "q_bsab": 0.0, "kdeg_pdl1": 0.0, "kint_pdl1_complex": 0.0})
-    regimen = moa.Regimen("one dose", (moa.Dose("bsab", 0.02, "mg/kg", 0.0),))  # comparable to the target: binding matters
+    closed = moa.load_parameters().with_values(
+        {"cl_bsab": 0.0, "q_bsab": 0.0, "kdeg_pdl1": 0.0, "kint_pdl1_complex": 0.0}
+    )
+    regimen = moa.Regimen(
+        "one dose", (moa.Dose("bsab", 0.02, "mg/kg", 0.0),)
+    )  # comparable to the target: binding matters
     ds = moa.simulate(model, closed, regimen, times=np.linspace(0, 30, 301), solver="Radau", rtol=1e-10, atol=1e-14)
     drug = ds["bsab_central"] + ds["pdl1_systemic_bsab"]
     receptor = ds["pdl1_systemic"] + ds["pdl1_systemic_bsab"]
@@ -127,8 +138,12 @@ def test_closed_binding_system_conserves_drug_and_receptor():
 
 def test_open_system_does_not_conserve():
     """The counterpart: with clearance on, total drug falls (so the conservation test can fail)."""
-    ds = moa.simulate(pk_model("bsab"), moa.load_parameters(), moa.Regimen("d", (moa.Dose("bsab", 0.02, "mg/kg", 0.0),)),
-                      duration_days=30.0)
+    ds = moa.simulate(
+        pk_model("bsab"),
+        moa.load_parameters(),
+        moa.Regimen("d", (moa.Dose("bsab", 0.02, "mg/kg", 0.0),)),
+        duration_days=30.0,
+    )
     drug = ds["bsab_central"] + ds["pdl1_systemic_bsab"]
     assert float(drug[-1] / drug[0]) < 0.9
 
@@ -214,11 +229,11 @@ def test_a_new_process_loads_the_generated_source_and_computes_the_same_bits(tmp
     P = rng.uniform(0.1, 10.0, (first.n_parameters, 5))
     for name in ("rhs_T", "jac_values_T", "_observables_T", "_initial_T"):
         assert np.array_equal(getattr(first, name)(0.0, Y, P), getattr(second, name)(0.0, Y, P)), name
-    assert second.families.outputs("jacobian") == first.families.outputs("jacobian")   # derived on demand when loaded
+    assert second.families.outputs("jacobian") == first.families.outputs("jacobian")  # derived on demand when loaded
     assert len(list(tmp_path.rglob("numpy_*_rhs_scalar.json"))) == 0
     y, p_ = list(Y[:, 0]), list(P[:, 0])
-    assert first.rhs_scalar(y, p_) == second.rhs_scalar(y, p_)          # one-trajectory forms: cached on
-    assert first.jac_values_scalar(y, p_) == second.jac_values_scalar(y, p_)   # first use, then read back
+    assert first.rhs_scalar(y, p_) == second.rhs_scalar(y, p_)  # one-trajectory forms: cached on
+    assert first.jac_values_scalar(y, p_) == second.jac_values_scalar(y, p_)  # first use, then read back
     third = type(first)(model)
     assert third.rhs_scalar.source == first.rhs_scalar.source and len(list(tmp_path.rglob("numpy_*_scalar.json"))) == 2
 
@@ -235,7 +250,7 @@ def test_a_changed_model_or_a_damaged_cache_file_is_generated_again(tmp_path, mo
     assert model_key(changed) != model_key(model)
     assert CompiledModel(changed).source_origin == "generated"
     (cached,) = [f for f in tmp_path.rglob("numpy_*.json") if model_key(model)[:32] in f.name]
-    cached.write_text(cached.read_text()[:200])                  # truncated: not valid JSON
+    cached.write_text(cached.read_text()[:200])  # truncated: not valid JSON
     again = CompiledModel(model)
     assert again.source_origin == "generated" and again.rhs_T.source == first.rhs_T.source
-    assert CompiledModel(model).source_origin == "loaded"         # and written back whole
+    assert CompiledModel(model).source_origin == "loaded"  # and written back whole

@@ -48,7 +48,8 @@ def is_private(name: str) -> bool:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk_with_scope(tree: ast.Module):
@@ -79,7 +80,7 @@ def import_uses(modules: dict[str, pathlib.Path]) -> list[ImportUse]:
     for importer, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         is_package = path.name == "__init__.py"
-        bound: dict[str, str] = {}   # local name -> moa module it refers to
+        bound: dict[str, str] = {}  # local name -> moa module it refers to
         for node, now in _walk_with_scope(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -138,7 +139,7 @@ def import_time_cycles(modules: dict[str, pathlib.Path], uses: list[ImportUse]) 
                     if key not in seen:
                         seen.add(key)
                         cycles.append(trail + [start])
-                elif nxt not in trail and nxt > start:   # each cycle found from its smallest module
+                elif nxt not in trail and nxt > start:  # each cycle found from its smallest module
                     stack.append((nxt, trail + [nxt]))
     return cycles
 
@@ -162,7 +163,13 @@ USES = import_uses(MODULES)
 
 
 def test_the_package_is_found():
-    assert {"moa", "moa.symbolic.model", "moa.simulate", "moa.solvers.rodas4.stepper_numpy", "moa.mechanisms.binding"} <= set(MODULES)
+    assert {
+        "moa",
+        "moa.symbolic.model",
+        "moa.simulate",
+        "moa.solvers.rodas4.stepper_numpy",
+        "moa.mechanisms.binding",
+    } <= set(MODULES)
     assert sum(u.at_import_time for u in USES) > 20 and sum(not u.at_import_time for u in USES) > 5
 
 
@@ -178,18 +185,26 @@ def test_no_private_name_crosses_a_module():
 
 def test_deferred_imports_name_something_that_exists():
     """Imports inside functions are allowed (listed here); each must still name a module or a top-level name."""
-    deferred = sorted({(u.importer, u.target, u.name) for u in USES if not u.at_import_time},
-                      key=lambda use: (use[0], use[1], use[2] or ""))
-    missing = [f"{i} -> {t}.{n}" for i, t, n in deferred
-               if t not in MODULES or (n is not None and n not in top_level_names(MODULES[t]))]
+    deferred = sorted(
+        {(u.importer, u.target, u.name) for u in USES if not u.at_import_time},
+        key=lambda use: (use[0], use[1], use[2] or ""),
+    )
+    missing = [
+        f"{i} -> {t}.{n}"
+        for i, t, n in deferred
+        if t not in MODULES or (n is not None and n not in top_level_names(MODULES[t]))
+    ]
     assert not missing, "deferred imports of names that do not exist:\n" + "\n".join(missing)
 
 
 def test_no_module_imports_upwards_from_the_package():
     """`from . import __version__` in a submodule reaches up into the package `__init__` (which imports the
     submodules); the version lives in its own module, so nothing inside moa needs a name from `moa` itself."""
-    upward = [f"{u.importer}:{u.line} ({u.name})" for u in USES
-              if u.target == "moa" and u.importer != "moa" and u.name is not None]
+    upward = [
+        f"{u.importer}:{u.line} ({u.name})"
+        for u in USES
+        if u.target == "moa" and u.importer != "moa" and u.name is not None
+    ]
     assert not upward, "imports of names from the moa package by its own modules: " + ", ".join(upward)
 
 
@@ -202,22 +217,38 @@ def toy_package(tmp_path):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
         return package_modules(root)
+
     return build
 
 
 def test_a_cycle_is_caught_and_a_deferred_one_is_not(toy_package):
-    mods = toy_package({"a.py": "from .b import f\n", "b.py": "from . import a\n",
-                        "c.py": "def g():\n    from .d import h\n", "d.py": "from .c import g\n"})
+    mods = toy_package(
+        {
+            "a.py": "from .b import f\n",
+            "b.py": "from . import a\n",
+            "c.py": "def g():\n    from .d import h\n",
+            "d.py": "from .c import g\n",
+        }
+    )
     cycles = import_time_cycles(mods, import_uses(mods))
     assert cycles == [["moa.a", "moa.b", "moa.a"]]
 
 
 def test_private_names_are_caught_in_both_spellings(toy_package):
-    mods = toy_package({"a.py": "_SAFE = 0.9\n__dunder__ = 1\nPUBLIC = 1\n",
-                        "b.py": "from .a import _SAFE, __dunder__, PUBLIC\n",
-                        "c.py": "from . import a\nx = a._SAFE + a.PUBLIC\n",
-                        "s/__init__.py": "", "s/_impl.py": "", "s/user.py": "from . import _impl\n",
-                        "d.py": "from .s import _impl\n"})
+    mods = toy_package(
+        {
+            "a.py": "_SAFE = 0.9\n__dunder__ = 1\nPUBLIC = 1\n",
+            "b.py": "from .a import _SAFE, __dunder__, PUBLIC\n",
+            "c.py": "from . import a\nx = a._SAFE + a.PUBLIC\n",
+            "s/__init__.py": "",
+            "s/_impl.py": "",
+            "s/user.py": "from . import _impl\n",
+            "d.py": "from .s import _impl\n",
+        }
+    )
     found = private_crossings(mods, import_uses(mods))
-    assert found == ["moa.b:1 uses moa.a._SAFE", "moa.c:2 uses moa.a._SAFE",
-                     "moa.d:1 uses private module moa.s._impl from outside moa.s"]
+    assert found == [
+        "moa.b:1 uses moa.a._SAFE",
+        "moa.c:2 uses moa.a._SAFE",
+        "moa.d:1 uses private module moa.s._impl from outside moa.s",
+    ]

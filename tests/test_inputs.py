@@ -28,8 +28,9 @@ def decay_model() -> Model:
 
 
 DECAY = decay_model()
-DECAY_PARAMETERS = ParameterSet({"x0": ParameterSpec("x0", 5.0, "nM", 0.0, 10.0, "test"),
-                                 "k": ParameterSpec("k", 0.3, "1/day", 0.0, 1.0, "test")})
+DECAY_PARAMETERS = ParameterSet(
+    {"x0": ParameterSpec("x0", 5.0, "nM", 0.0, 10.0, "test"), "k": ParameterSpec("k", 0.3, "1/day", 0.0, 1.0, "test")}
+)
 
 
 # ----- parameters -------------------------------------------------------------------------------
@@ -38,20 +39,24 @@ def test_unknown_parameter_name_is_refused_with_suggestions():
         moa.simulate(PK, DEFAULTS, Q3W, duration_days=42.0, overrides={"cl_bsb": 0.2})
 
 
-@pytest.mark.parametrize("value, says", [(-1.0, ">= 0"), (float("nan"), "finite"), (float("inf"), "finite"),
-                                         ([0.1, -0.2], ">= 0")])
+@pytest.mark.parametrize(
+    "value, says", [(-1.0, ">= 0"), (float("nan"), "finite"), (float("inf"), "finite"), ([0.1, -0.2], ">= 0")]
+)
 def test_negative_or_non_finite_parameter_value_is_refused(value, says):
     with pytest.raises(ValueError) as err:
         moa.simulate(PK, DEFAULTS, Q3W, duration_days=42.0, overrides={"cl_bsab": value})
     assert "cl_bsab" in str(err.value) and says in str(err.value)
 
 
-@pytest.mark.parametrize("field, kwargs, says", [
-    ("unit", dict(unit="furlongs_per_fortnight_squared"), "furlongs_per_fortnight_squared"),
-    ("value", dict(value=float("nan")), "value=nan"),
-    ("source", dict(source=" "), "source"),
-    ("bounds", dict(value=20.0), "value=20.0"),
-])
+@pytest.mark.parametrize(
+    "field, kwargs, says",
+    [
+        ("unit", dict(unit="furlongs_per_fortnight_squared"), "furlongs_per_fortnight_squared"),
+        ("value", dict(value=float("nan")), "value=nan"),
+        ("source", dict(source=" "), "source"),
+        ("bounds", dict(value=20.0), "value=20.0"),
+    ],
+)
 def test_bad_parameter_spec_is_refused(field, kwargs, says):
     fields = dict(name="kd_test", value=1.0, unit="nM", lower=0.0, upper=10.0, source="test") | kwargs
     with pytest.raises(ValueError) as err:
@@ -80,16 +85,19 @@ def test_empty_regimen_is_refused():
         moa.simulate(PK, DEFAULTS, moa.Regimen("x"), duration_days=10.0)
 
 
-@pytest.mark.parametrize("kwargs, says", [
-    (dict(unit="mg/L"), "unit='mg/L'"),
-    (dict(unit="mg/kg/day"), "allowed units"),
-    (dict(route="oral"), "route='oral'"),
-    (dict(route="infusion"), "duration_days=0.0"),
-    (dict(amount=-3.0), "amount=-3.0"),
-    (dict(amount=float("inf")), "amount=inf"),
-    (dict(time_days=-1.0), "time_days=-1.0"),
-    (dict(drug=""), "drug=''"),
-])
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        (dict(unit="mg/L"), "unit='mg/L'"),
+        (dict(unit="mg/kg/day"), "allowed units"),
+        (dict(route="oral"), "route='oral'"),
+        (dict(route="infusion"), "duration_days=0.0"),
+        (dict(amount=-3.0), "amount=-3.0"),
+        (dict(amount=float("inf")), "amount=inf"),
+        (dict(time_days=-1.0), "time_days=-1.0"),
+        (dict(drug=""), "drug=''"),
+    ],
+)
 def test_bad_dose_is_refused(kwargs, says):
     fields = dict(drug="bsab", amount=3.0, unit="mg/kg", time_days=0.0) | kwargs
     with pytest.raises(ValueError) as err:
@@ -107,12 +115,15 @@ def test_per_kg_dose_without_body_weight_is_refused():
         moa.Dose("drug", 1.0, "mg/kg", 0.0).amount_mg({})
 
 
-@pytest.mark.parametrize("call, says", [
-    (lambda: moa.every("bsab", 1.0, "mg", 0.0, 10.0), "interval_days=0.0"),
-    (lambda: moa.every("bsab", 1.0, "mg", 7.0, 0.0), "until_days=0.0"),
-    (lambda: moa.cycles("bsab", 1.0, "mg", (1, 30), 28.0, 2), "days=[1, 30]"),
-    (lambda: moa.cycles("bsab", 1.0, "mg", (1,), 28.0, 0), "n_cycles=0"),
-])
+@pytest.mark.parametrize(
+    "call, says",
+    [
+        (lambda: moa.every("bsab", 1.0, "mg", 0.0, 10.0), "interval_days=0.0"),
+        (lambda: moa.every("bsab", 1.0, "mg", 7.0, 0.0), "until_days=0.0"),
+        (lambda: moa.cycles("bsab", 1.0, "mg", (1, 30), 28.0, 2), "days=[1, 30]"),
+        (lambda: moa.cycles("bsab", 1.0, "mg", (1,), 28.0, 0), "n_cycles=0"),
+    ],
+)
 def test_bad_schedule_is_refused(call, says):
     with pytest.raises(ValueError) as err:
         call()
@@ -120,28 +131,34 @@ def test_bad_schedule_is_refused(call, says):
 
 
 # ----- time grid and solver -------------------------------------------------------------------------
-@pytest.mark.parametrize("times, says", [
-    ([0.0, 2.0, 1.0], "index 2 (2.0 -> 1.0)"),
-    ([0.0, 1.0, 1.0], "repeats"),
-    ([-1.0, 0.0, 1.0], "times[0]=-1.0"),
-    ([0.0, float("nan")], "non-finite"),
-    ([], "non-empty"),
-])
+@pytest.mark.parametrize(
+    "times, says",
+    [
+        ([0.0, 2.0, 1.0], "index 2 (2.0 -> 1.0)"),
+        ([0.0, 1.0, 1.0], "repeats"),
+        ([-1.0, 0.0, 1.0], "times[0]=-1.0"),
+        ([0.0, float("nan")], "non-finite"),
+        ([], "non-empty"),
+    ],
+)
 def test_bad_time_grid_is_refused(times, says):
     with pytest.raises(ValueError) as err:
         moa.simulate(DECAY, DECAY_PARAMETERS, times=times)
     assert says in str(err.value)
 
 
-@pytest.mark.parametrize("kwargs, says", [
-    (dict(rtol=0.5), "rtol=0.5"),
-    (dict(rtol=1e-15), "rtol=1e-15"),
-    (dict(rtol=0.0), "rtol=0.0"),
-    (dict(atol=-1e-9), "atol=-1e-09"),
-    (dict(solver="Euler"), "solver='Euler'"),
-    (dict(on_failure="ignore"), "on_failure='ignore'"),
-    (dict(pre_equilibrate_days=-1.0), "pre_equilibrate_days=-1.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        (dict(rtol=0.5), "rtol=0.5"),
+        (dict(rtol=1e-15), "rtol=1e-15"),
+        (dict(rtol=0.0), "rtol=0.0"),
+        (dict(atol=-1e-9), "atol=-1e-09"),
+        (dict(solver="Euler"), "solver='Euler'"),
+        (dict(on_failure="ignore"), "on_failure='ignore'"),
+        (dict(pre_equilibrate_days=-1.0), "pre_equilibrate_days=-1.0"),
+    ],
+)
 def test_bad_solver_settings_are_refused(kwargs, says):
     with pytest.raises(ValueError) as err:
         moa.simulate(DECAY, DECAY_PARAMETERS, duration_days=1.0, **kwargs)

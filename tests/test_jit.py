@@ -11,8 +11,17 @@ from scipy.linalg import expm
 
 from moa.solvers.rodas4 import numba_kernels as jit
 from moa.solvers.rodas4 import integrate_batch
-from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
-                               rob_params, rob_radau_errors, rob_rhs)
+from robertson_problem import (
+    ROB_ATOL,
+    ROB_COLS,
+    ROB_ROWS,
+    ROB_Y0,
+    rob_jac,
+    rob_output_times,
+    rob_params,
+    rob_radau_errors,
+    rob_rhs,
+)
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
 
@@ -39,10 +48,10 @@ def test_step_for_step_equal_to_numpy_backend(robertson, dense_output):
     assert (a.status == 0).all() and (b.status == 0).all()
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
-    assert len(set(a.n_steps.tolist())) > 1          # trajectories took their own step sequences
+    assert len(set(a.n_steps.tolist())) > 1  # trajectories took their own step sequences
     np.testing.assert_allclose(a.y, b.y, rtol=1e-10, atol=1e-22)
     np.testing.assert_allclose(a.h_last, b.h_last, rtol=1e-5)  # the controller amplifies rounding
-    np.testing.assert_allclose(a.y.sum(axis=1), 1.0, atol=1e-12)   # linear invariant
+    np.testing.assert_allclose(a.y.sum(axis=1), 1.0, atol=1e-12)  # linear invariant
     np.testing.assert_array_equal(a.y[0], Y0)
 
 
@@ -65,7 +74,7 @@ def test_linear_system_matches_expm(dense_output):
     k = jit.kernels(rhs, y, a)
     rng = np.random.default_rng(42)
     As = [-np.diag(rng.uniform(0.5, 5.0, n)) + 0.3 * rng.normal(size=(n, n)) for _ in range(N)]
-    As[-1][0, 0] = -1e4   # one stiff trajectory
+    As[-1][0, 0] = -1e4  # one stiff trajectory
     P = np.stack([A.ravel() for A in As], axis=1)
     y0 = rng.uniform(0.5, 2.0, size=(n, N))
     t_out = np.linspace(0.0, 3.0, 61)
@@ -82,8 +91,15 @@ def test_fixed_step_order_is_four():
     mu = sp.Symbol("mu")
     k = jit.kernels([Y2, mu * (1 - Y1**2) * Y2 - Y1], [Y1, Y2], [mu])
     y0, P, T = np.array([[2.0], [0.0]]), np.array([[1.0]]), 2.0
-    ref = solve_ivp(lambda t, y: [y[1], (1 - y[0] ** 2) * y[1] - y[0]], (0, T), y0[:, 0], method="DOP853",
-                    rtol=1e-13, atol=1e-14, dense_output=True)
+    ref = solve_ivp(
+        lambda t, y: [y[1], (1 - y[0] ** 2) * y[1] - y[0]],
+        (0, T),
+        y0[:, 0],
+        method="DOP853",
+        rtol=1e-13,
+        atol=1e-14,
+        dense_output=True,
+    )
     t_out = np.linspace(0.0, T, 11)
     t_mid = np.linspace(0.0125, T - 0.0125, 80)
     errs, errs_mid = [], []
@@ -125,8 +141,9 @@ def test_large_multiplier_falls_back_to_pivoted_solve():
     g = sp.Symbol("g")
     k = jit.kernels([sp.Integer(0) * Y1, g * Y1 - Y2], [Y1, Y2], [g])
     t_out = np.linspace(0.0, 3.0, 7)
-    res = jit.integrate_batch_jit(k, 0.0, 3.0, np.array([[1e-12], [0.0]]), np.array([[1e12]]), t_out,
-                                  rtol=1e-8, atol=1e-14)
+    res = jit.integrate_batch_jit(
+        k, 0.0, 3.0, np.array([[1e-12], [0.0]]), np.array([[1e12]]), t_out, rtol=1e-8, atol=1e-14
+    )
     assert res.status[0] == 0
     np.testing.assert_allclose(res.y[:, 1, 0], 1.0 - np.exp(-t_out), rtol=1e-6, atol=1e-12)
 

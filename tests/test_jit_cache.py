@@ -86,14 +86,12 @@ print(json.dumps({"solver": ds.attrs["solver"], "module": str(jit.kernels_for_mo
 def run(tmp: Path, cache: Path, full_disk: Path | None = None) -> tuple[dict, np.ndarray]:
     """One fresh process on the cache folder ``cache`` (temporary files under ``tmp``)."""
     (tmp / "tmp").mkdir(exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MOA_CACHE_DIR=str(cache), TMPDIR=str(tmp / "tmp"),
-               MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MOA_CACHE_DIR=str(cache), TMPDIR=str(tmp / "tmp"), MPLBACKEND="Agg")
     env.pop("MOA_NO_JIT", None)
     if full_disk is not None:
         env["MOA_TEST_FULL_DISK"] = str(full_disk)
     out = tmp / "y.npy"
-    proc = subprocess.run([sys.executable, "-c", RUN, str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", RUN, str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}, np.load(out)
 
@@ -116,7 +114,7 @@ def cache(clean, tmp_path) -> Path:
 
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 def module_of(cache: Path) -> Path:
@@ -135,7 +133,7 @@ def assert_healed(info: dict, y: np.ndarray, clean_y: np.ndarray, bad: str, modu
 
 
 def test_first_compilation_is_announced_in_one_line_and_a_cached_run_is_silent(clean, cache, tmp_path):
-    assert clean[2]["stderr"].count(jit.COMPILING_NOTICE) == 1   # the run that built the cache
+    assert clean[2]["stderr"].count(jit.COMPILING_NOTICE) == 1  # the run that built the cache
     info, y = run(tmp_path, cache.parent)
     assert jit.COMPILING_NOTICE not in info["stderr"]
     np.testing.assert_array_equal(y, clean[1])
@@ -147,7 +145,7 @@ def test_truncated_numba_cache_file_is_removed_and_compiled_again(clean, cache, 
     truncate(bad)
     info, y = run(tmp_path, cache.parent)
     assert_healed(info, y, clean[1], str(bad), cache)
-    assert jit._pickles_intact(bad)      # written again whole by numba
+    assert jit._pickles_intact(bad)  # written again whole by numba
 
 
 def test_truncated_module_is_written_again(clean, cache, tmp_path):
@@ -178,7 +176,7 @@ def test_full_disk_compiles_in_a_temporary_folder_then_heals(clean, cache, tmp_p
     info, y = run(tmp_path, cache.parent, full_disk=cache)
     assert_healed(info, y, clean[1], str(cache), tmp_path / "tmp" / f"moa-jit-{os.getuid()}")
     assert any("MOA_CACHE_DIR" in m and "free space" in m for _, m in info["warnings"])
-    assert sorted((cache / "__pycache__").iterdir()) == before     # nothing half-written by numba
+    assert sorted((cache / "__pycache__").iterdir()) == before  # nothing half-written by numba
     info, y = run(tmp_path, cache.parent)
     assert info["warnings"] == [] and info["solver"] == "moa-rodas4-numba", info
     assert Path(info["module"]).parent == cache
@@ -235,8 +233,9 @@ def test_index_naming_another_models_module_is_rebuilt(tmp_path, monkeypatch):
     rob = jit.SparseLUPlan(3, [0, 0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2, 1])
     other = jit.SparseLUPlan(2, [0, 1], [0, 1])
     y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
-    k = jit.kernels([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2**2 - k3 * y2 * y3, k2 * y2**2],
-                    [y1, y2, y3], [k1, k2, k3], rob)
+    k = jit.kernels(
+        [-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2**2 - k3 * y2 * y3, k2 * y2**2], [y1, y2, y3], [k1, k2, k3], rob
+    )
     index = k.path.parent / "model_0123456789abcdef0123.txt"
     index.write_text(k.path.name)
     assert jit._from_index(index, rob).path == k.path

@@ -74,7 +74,9 @@ def test_steady_state_without_drug_and_without_tumour_growth_drive(model):
     dydt = model.compiled.rhs(0.0, y[:, -1][None], _param_vector(model, params)[None])[0]
     scale = np.abs(y).max(axis=1)
     loose = np.abs(dydt) > 1e-7 * scale + 1e-15
-    assert not loose.any(), {n: (float(dydt[i]), float(scale[i])) for i, n in enumerate(model.species_names) if loose[i]}
+    assert not loose.any(), {
+        n: (float(dydt[i]), float(scale[i])) for i, n in enumerate(model.species_names) if loose[i]
+    }
     # the initial state was far from it: the test does not pass by never moving
     start = model.compiled.rhs(0.0, y[:, 0][None], _param_vector(model, params)[None])[0]
     assert np.any(np.abs(start) > 1e-3 * scale)
@@ -99,7 +101,10 @@ def test_chronic_antigen_moves_effectors_to_tpex_then_tex(model):
     # Tex is fed only by Tpex: at first it grows quadratically, so it lags far behind
     k = int(np.searchsorted(ds.time.values, 1.0))
     assert ds.t_ex.values[k] < 0.2 * ds.t_pex.values[k]
-    assert ds.t_pex.values[-1] > 0.1 * ds.tumour_t_cells.values[-1] and ds.t_ex.values[-1] > 0.1 * ds.tumour_t_cells.values[-1]
+    assert (
+        ds.t_pex.values[-1] > 0.1 * ds.tumour_t_cells.values[-1]
+        and ds.t_ex.values[-1] > 0.1 * ds.tumour_t_cells.values[-1]
+    )
     # without antigen-driven exhaustion nothing leaves the effector state
     calm = moa.simulate(model, params.with_values({"exhaustion_rate": 0.0}), None, times=[0, 30, 60])
     assert np.all(calm.t_pex.values == 0) and np.all(calm.t_ex.values == 0)
@@ -121,7 +126,9 @@ def _tex_death_only_floor(ds, params):
 
 def _tpex_to_effector_inflow(ds, params):
     """Cells that entered the effector state from Tpex over the run (trapezoid of the flux)."""
-    flux = float(params["pex_differentiation_rate"]) * (1 - float(params["pd1_differentiation_brake"]) * ds.pd1_engaged.values)
+    flux = float(params["pex_differentiation_rate"]) * (
+        1 - float(params["pd1_differentiation_brake"]) * ds.pd1_engaged.values
+    )
     return float(np.trapezoid(flux * ds.t_pex.values, ds.time.values))
 
 

@@ -26,8 +26,13 @@ DAYS = 14.0  # bispecific at t = 0, nab-paclitaxel at t = 0, 7, 14 (the last at 
 def batch():
     params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=DAYS)
     n = 16
-    params = params.with_values({"cl_bsab": np.linspace(0.12, 0.35, n), "kill_rate_max": np.geomspace(0.1, 2.0, n),
-                                 "pdl1_per_tumour_cell": np.geomspace(1e3, 2e5, n)})
+    params = params.with_values(
+        {
+            "cl_bsab": np.linspace(0.12, 0.35, n),
+            "kill_rate_max": np.geomspace(0.1, 2.0, n),
+            "pdl1_per_tumour_cell": np.geomspace(1e3, 2e5, n),
+        }
+    )
     return params, regimen
 
 
@@ -51,15 +56,26 @@ def _assert_same(a, b):
 
 def test_parallel_equals_single_process_spawn(batch, single):
     params, regimen = batch
-    par = simulate_parallel("full_model", params, regimen, duration_days=DAYS, workers=2, chunks=3,
-                            mp_context="spawn", solver="rodas", progress=True)
+    par = simulate_parallel(
+        "full_model",
+        params,
+        regimen,
+        duration_days=DAYS,
+        workers=2,
+        chunks=3,
+        mp_context="spawn",
+        solver="rodas",
+        progress=True,
+    )
     _assert_same(single, par)
     assert np.all(par["status"].values == 0)
     assert par.attrs["parameter_hash"] == single.attrs["parameter_hash"]
     assert par.attrs["parallel_chunks"] == 3 and par.attrs["parallel_workers"] == 2
     records = records_of(par.attrs)  # each chunk's run record, for moa.report.results.rerun
     assert [r["label"]["samples"][0] for r in records] == [0, 5, 11] and records[-1]["label"]["samples"][1] == 16
-    np.testing.assert_array_equal(np.concatenate([r["parameters"]["cl_bsab"]["value"] for r in records]), params["cl_bsab"])
+    np.testing.assert_array_equal(
+        np.concatenate([r["parameters"]["cl_bsab"]["value"] for r in records]), params["cl_bsab"]
+    )
 
 
 def test_auto_solver_is_chosen_on_the_whole_batch(batch, monkeypatch):
@@ -84,8 +100,16 @@ class ExplodingSolver(RodasSolver):
 def test_failed_chunk_is_recorded_per_sample(batch, single):
     params, regimen = batch
     cl = np.asarray(params["cl_bsab"])
-    par = simulate_parallel("full_model", params, regimen, duration_days=DAYS, workers=2, chunks=4,
-                            mp_context="fork", solver=ExplodingSolver())
+    par = simulate_parallel(
+        "full_model",
+        params,
+        regimen,
+        duration_days=DAYS,
+        workers=2,
+        chunks=4,
+        mp_context="fork",
+        solver=ExplodingSolver(),
+    )
     bad_chunk = np.arange(12, 16)  # chunks of 4; only the last holds cl_bsab > 0.3
     assert np.any(cl[bad_chunk] > 0.3) and np.all(cl[:12] <= 0.3)
     status, message = par["status"].values, par["message"].values
@@ -100,8 +124,17 @@ def test_failed_chunk_is_recorded_per_sample(batch, single):
 
     last8 = split_parameters(params, [(8, 16)])[0]  # chunks 8..11 (fine) and 12..15 (raises)
     with pytest.raises(moa.SimulationError, match="parameter set 4 of 8"):
-        simulate_parallel("full_model", last8, regimen, duration_days=DAYS, workers=2, chunks=2, mp_context="fork",
-                          solver=ExplodingSolver(), on_failure="raise")
+        simulate_parallel(
+            "full_model",
+            last8,
+            regimen,
+            duration_days=DAYS,
+            workers=2,
+            chunks=2,
+            mp_context="fork",
+            solver=ExplodingSolver(),
+            on_failure="raise",
+        )
 
 
 def test_builder_names_and_bad_inputs(batch):
@@ -137,8 +170,16 @@ def pk_batch():
 def test_a_worker_killed_by_one_chunk_fails_only_that_chunk(pk_batch):
     params, regimen, single = pk_batch
     poisoned = float(np.asarray(params["cl_bsab"])[2])  # chunk 1 of 4: samples 2..3
-    par = simulate_parallel("pk_model", params, regimen, duration_days=PK_DAYS, workers=2, chunks=4, mp_context="fork",
-                            solver=KillingSolver(backend="numpy", poisoned_value=poisoned))
+    par = simulate_parallel(
+        "pk_model",
+        params,
+        regimen,
+        duration_days=PK_DAYS,
+        workers=2,
+        chunks=4,
+        mp_context="fork",
+        solver=KillingSolver(backend="numpy", poisoned_value=poisoned),
+    )
     status, message = par["status"].values, par["message"].values
     assert list(np.nonzero(status)[0]) == [2, 3] and np.all(status[[2, 3]] == 4)
     for k in (2, 3):
@@ -156,8 +197,16 @@ def test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds(pk_batch, tmp_pa
     params, regimen, single = pk_batch
     marker = tmp_path / "died_once"
     poisoned = float(np.asarray(params["cl_bsab"])[6])  # chunk 3 of 4
-    par = simulate_parallel("pk_model", params, regimen, duration_days=PK_DAYS, workers=2, chunks=4, mp_context="fork",
-                            solver=KillingSolver(backend="numpy", poisoned_value=poisoned, once_marker=str(marker)))
+    par = simulate_parallel(
+        "pk_model",
+        params,
+        regimen,
+        duration_days=PK_DAYS,
+        workers=2,
+        chunks=4,
+        mp_context="fork",
+        solver=KillingSolver(backend="numpy", poisoned_value=poisoned, once_marker=str(marker)),
+    )
     assert marker.exists()  # the worker did die once
     assert np.all(par["status"].values == 0)
     for v in single.data_vars:
@@ -180,10 +229,14 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
     root = pathlib.Path(moa.__file__).parents[1]
-    env = {**os.environ, "MOA_NO_JIT": "1", "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "MOA_NO_JIT": "1",
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode != 0
-    assert "RuntimeError" in done.stderr and "if __name__ == \"__main__\":" in done.stderr
+    assert "RuntimeError" in done.stderr and 'if __name__ == "__main__":' in done.stderr
     assert f"{script} (line 6)" in done.stderr
     assert not _inside_main_guard(str(script), 6)
     # The same call under the guard (either spelling) passes the check.

@@ -24,7 +24,13 @@ def spec(name: str, value: float, unit: str) -> ParameterSpec:
 
 
 def params(**extra: tuple[float, str]) -> ParameterSet:
-    base = {"cl": (CL, "L/day"), "v": (V, "L"), "body_weight": (WEIGHT, "kg"), "body_surface_area": (BSA, "m^2"), **extra}
+    base = {
+        "cl": (CL, "L/day"),
+        "v": (V, "L"),
+        "body_weight": (WEIGHT, "kg"),
+        "body_surface_area": (BSA, "m^2"),
+        **extra,
+    }
     return ParameterSet({k: spec(k, v, u) for k, (v, u) in base.items()}, name="test")
 
 
@@ -64,7 +70,9 @@ def rel_err(got, want):
     return np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300))
 
 
-@pytest.mark.parametrize("amount, unit, mg", [(100.0, "mg", 100.0), (2.0, "mg/kg", 2.0 * WEIGHT), (50.0, "mg/m^2", 50.0 * BSA)])
+@pytest.mark.parametrize(
+    "amount, unit, mg", [(100.0, "mg", 100.0), (2.0, "mg/kg", 2.0 * WEIGHT), (50.0, "mg/m^2", 50.0 * BSA)]
+)
 def test_one_compartment_bolus_matches_exponential(amount, unit, mg):
     t = np.linspace(0.0, 20.0, 81)
     regimen = moa.Regimen("bolus", (moa.Dose("drug", amount, unit, 0.0),))
@@ -75,7 +83,9 @@ def test_one_compartment_bolus_matches_exponential(amount, unit, mg):
 
 def test_one_compartment_infusion_matches_closed_form():
     rate_mg_per_day, start, duration = 30.0, 2.0, 0.5  # a 12 h infusion from day 2
-    regimen = moa.Regimen("infusion", (moa.Dose("drug", rate_mg_per_day * duration, "mg", start, "infusion", duration),))
+    regimen = moa.Regimen(
+        "infusion", (moa.Dose("drug", rate_mg_per_day * duration, "mg", start, "infusion", duration),)
+    )
     t = np.linspace(0.0, 10.0, 201)
     ds = moa.simulate(one_compartment(), params(), regimen, times=t, **TIGHT)
     k, end = CL / V, start + duration

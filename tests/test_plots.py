@@ -50,13 +50,25 @@ def _figure():
 
 
 def test_save_figure_writes_png_svg_and_caption_with_provenance(tmp_path):
-    provenance = {"parameter_set": "default", "overlays": "hot_tnbc", "parameter_hash": "abc123", "git_commit": "deadbeef"}
+    provenance = {
+        "parameter_set": "default",
+        "overlays": "hot_tnbc",
+        "parameter_hash": "abc123",
+        "git_commit": "deadbeef",
+    }
     paths = plots.save_figure(_figure(), tmp_path, "demo", "What the demo shows.", provenance)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.caption.md", "demo.png", "demo.svg"]
     assert paths["png"].read_bytes().startswith(b"\x89PNG")
     assert "<svg" in paths["svg"].read_text()
     caption = paths["caption"].read_text()
-    for text in ("What the demo shows.", "parameter set: default", "overlays: hot_tnbc", "abc123", "deadbeef", "moa version"):
+    for text in (
+        "What the demo shows.",
+        "parameter set: default",
+        "overlays: hot_tnbc",
+        "abc123",
+        "deadbeef",
+        "moa version",
+    ):
         assert text in caption
 
 
@@ -124,9 +136,19 @@ def test_empty_panel_is_refused_and_a_colour_bar_is_not_a_panel(tmp_path):
     plots.save_figure(fig, tmp_path, "empty", "The empty panel is hidden.")
 
 
-@pytest.mark.parametrize("background, text", [("navy", "white"), ("#08306b", "white"), ("black", "white"),
-                                              ("yellow", "black"), ("white", "black"), ("#f7f7f7", "black"),
-                                              ("#b2182b", "white"), ("#fddbc7", "black")])
+@pytest.mark.parametrize(
+    "background, text",
+    [
+        ("navy", "white"),
+        ("#08306b", "white"),
+        ("black", "white"),
+        ("yellow", "black"),
+        ("white", "black"),
+        ("#f7f7f7", "black"),
+        ("#b2182b", "white"),
+        ("#fddbc7", "black"),
+    ],
+)
 def test_text_colour_on_a_cell_contrasts_with_it(background, text):
     assert plots.text_colour_on(background) == text
 

@@ -41,6 +41,9 @@ def _environment() -> dict[str, str]:
 def test_readme_block_runs_as_written(index, tmp_path):
     script = tmp_path / f"readme_block_{index + 1}.py"
     script.write_text(BLOCKS[index])
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_environment(), capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"README block {index + 1} failed:\n{BLOCKS[index]}\n--- stderr ---\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=_environment(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, (
+        f"README block {index + 1} failed:\n{BLOCKS[index]}\n--- stderr ---\n{result.stderr[-3000:]}"
+    )

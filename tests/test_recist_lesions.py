@@ -49,10 +49,13 @@ def test_twenty_percent_without_five_mm_is_not_progression():
 
 def test_a_single_pr_scan_is_not_a_confirmed_response():
     scan_days = [0, 56, 84, 140]
-    d = np.array([
-        [[30, 20], [20, 13], [22, 16], [22, 16]],  # 50 -> 33 (PR) -> 38 (SD: -24 %, +15 % over nadir) -> 38 (SD)
-        [[30, 20], [20, 14], [20, 13], [18, 12]],  # 50 -> 34 (PR) -> 33 (PR, 28 days later: confirmed) -> 30 (PR)
-    ], float)
+    d = np.array(
+        [
+            [[30, 20], [20, 13], [22, 16], [22, 16]],  # 50 -> 33 (PR) -> 38 (SD: -24 %, +15 % over nadir) -> 38 (SD)
+            [[30, 20], [20, 14], [20, 13], [18, 12]],  # 50 -> 34 (PR) -> 33 (PR, 28 days later: confirmed) -> 30 (PR)
+        ],
+        float,
+    )
     ds = recist_lesions(d, scan_days)
     assert responses(ds, 0) == ["NE", "PR", "SD", "SD"]
     assert responses(ds, 1) == ["NE", "PR", "PR", "PR"]
@@ -84,11 +87,14 @@ def test_a_new_lesion_is_progression_at_the_first_scan_at_or_after_it_even_as_th
 
 
 def test_complete_response_when_every_lesion_disappears():
-    d = np.array([
-        [[12, 8], [1, 0.5], [0, 0]],  # every lesion < 2 mm at days 56 and 84: confirmed CR
-        [[12, 8], [1.9, 1.0], [2.0, 0]],  # CR at 56, then one lesion at 2.0 mm (not < 2): PR (sum -90 %)
-        [[12, 8], [0, 0], [0, 0]],
-    ], float)
+    d = np.array(
+        [
+            [[12, 8], [1, 0.5], [0, 0]],  # every lesion < 2 mm at days 56 and 84: confirmed CR
+            [[12, 8], [1.9, 1.0], [2.0, 0]],  # CR at 56, then one lesion at 2.0 mm (not < 2): PR (sum -90 %)
+            [[12, 8], [0, 0], [0, 0]],
+        ],
+        float,
+    )
     ds = recist_lesions(d, [0, 56, 84])
     assert responses(ds, 0) == ["NE", "CR", "CR"]
     assert responses(ds, 1) == ["NE", "CR", "PR"]
@@ -96,27 +102,33 @@ def test_complete_response_when_every_lesion_disappears():
 
 
 def test_patients_with_different_numbers_of_lesions_are_judged_on_their_own_lesions():
-    d = np.array([
-        [[20, 15, 10], [14, 10, 7], [14, 10, 7]],  # three lesions: 45 -> 31 (-31 %, PR)
-        [[20, NAN, NAN], [26, NAN, NAN], [26, NAN, NAN]],  # one lesion: 20 -> 26 (+30 %, +6 mm, PD)
-        [[20, 30, NAN], [20, 31, NAN], [20, 31, NAN]],  # two lesions: 50 -> 51 (SD)
-    ], float)
+    d = np.array(
+        [
+            [[20, 15, 10], [14, 10, 7], [14, 10, 7]],  # three lesions: 45 -> 31 (-31 %, PR)
+            [[20, NAN, NAN], [26, NAN, NAN], [26, NAN, NAN]],  # one lesion: 20 -> 26 (+30 %, +6 mm, PD)
+            [[20, 30, NAN], [20, 31, NAN], [20, 31, NAN]],  # two lesions: 50 -> 51 (SD)
+        ],
+        float,
+    )
     ds = recist_lesions(d, [0, 56, 112])
     np.testing.assert_allclose(ds["sum_mm"].values[:, :2], [[45, 31], [20, 26], [50, 51]])
     assert list(ds["best_overall_response"].values) == ["PR", "PD", "SD"]
     # the batch answer is each patient's own answer: nothing leaks across the patient axis
     for p in range(3):
-        alone = recist_lesions(d[p:p + 1, :, ~np.isnan(d[p, 0])], [0, 56, 112])
+        alone = recist_lesions(d[p : p + 1, :, ~np.isnan(d[p, 0])], [0, 56, 112])
         assert responses(alone) == responses(ds, p)
         assert alone["best_overall_response"].values[0] == ds["best_overall_response"].values[p]
 
 
 def test_an_unmeasured_lesion_makes_the_scan_not_evaluable_unless_the_others_already_show_progression():
-    d = np.array([
-        [[20, 20], [NAN, 20], [14, 13]],  # 40 -> lesion 0 missing: NE -> 27 (PR)
-        [[20, 20], [NAN, 50], [20, 50]],  # 40 -> the measured lesion alone sums 50 (+25 %, +10 mm over 40): PD
-        [[20, 20], [NAN, NAN], [20, 20]],  # not scanned at day 56: NE, then SD
-    ], float)
+    d = np.array(
+        [
+            [[20, 20], [NAN, 20], [14, 13]],  # 40 -> lesion 0 missing: NE -> 27 (PR)
+            [[20, 20], [NAN, 50], [20, 50]],  # 40 -> the measured lesion alone sums 50 (+25 %, +10 mm over 40): PD
+            [[20, 20], [NAN, NAN], [20, 20]],  # not scanned at day 56: NE, then SD
+        ],
+        float,
+    )
     ds = recist_lesions(d, [0, 56, 112])
     assert responses(ds, 0) == ["NE", "NE", "PR"]
     assert responses(ds, 1) == ["NE", "PD", "NE"]
@@ -126,10 +138,13 @@ def test_an_unmeasured_lesion_makes_the_scan_not_evaluable_unless_the_others_alr
 
 
 def test_best_response_is_pd_when_progression_comes_before_the_minimum_time_for_sd():
-    d = np.array([
-        [[40], [41], [60]],  # SD at day 28 (< 42 days), PD at day 56: PD
-        [[40], [41], [41]],  # SD at day 28 and at day 56 (>= 42): SD
-    ], float)
+    d = np.array(
+        [
+            [[40], [41], [60]],  # SD at day 28 (< 42 days), PD at day 56: PD
+            [[40], [41], [41]],  # SD at day 28 and at day 56 (>= 42): SD
+        ],
+        float,
+    )
     ds = recist_lesions(d, [0, 28, 56])
     assert list(ds["best_overall_response"].values) == ["PD", "SD"]
     early = recist_lesions(d[1:, :2], [0, 28])  # only a day-28 scan, no progression: not evaluable
@@ -149,20 +164,24 @@ def test_thresholds_come_from_the_rules():
     d = np.array([[[50], [40]]], float)  # -20 %: SD under RECIST, PR if the PR threshold were 15 %
     assert responses(recist_lesions(d, [0, 56])) == ["NE", "SD"]
     import dataclasses
+
     assert responses(recist_lesions(d, [0, 56], rules=dataclasses.replace(rules, pr_fraction=0.15))) == ["NE", "PR"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sum_or_diameters_mm": np.ones((2, 3, 4, 1))}, "sum_or_diameters_mm: shape"),
-    ({"sum_or_diameters_mm": np.array([[[10.0], [-1.0]]])}, r"sum_or_diameters_mm: -1.0 at patient 0, scan 1"),
-    ({"sum_or_diameters_mm": np.array([[[NAN], [1.0]]])}, "patient 0 has no target lesion"),
-    ({"sum_or_diameters_mm": np.array([[[10.0, NAN], [10.0, 3.0]]])}, "NaN at baseline but measured at scan 1"),
-    ({"scan_days": [0.0, 56.0, 112.0]}, r"scan_days: shape \(3,\)"),
-    ({"scan_days": [0.0, 0.0]}, "strictly increasing"),
-    ({"new_lesion_day": np.array([1.0, 2.0])}, r"new_lesion_day: shape \(2,\)"),
-    ({"new_lesion_day": np.array([NAN])}, "new_lesion_day: nan for patient 0"),
-    ({"new_lesion_day": np.array([-3.0])}, "new_lesion_day: -3.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sum_or_diameters_mm": np.ones((2, 3, 4, 1))}, "sum_or_diameters_mm: shape"),
+        ({"sum_or_diameters_mm": np.array([[[10.0], [-1.0]]])}, r"sum_or_diameters_mm: -1.0 at patient 0, scan 1"),
+        ({"sum_or_diameters_mm": np.array([[[NAN], [1.0]]])}, "patient 0 has no target lesion"),
+        ({"sum_or_diameters_mm": np.array([[[10.0, NAN], [10.0, 3.0]]])}, "NaN at baseline but measured at scan 1"),
+        ({"scan_days": [0.0, 56.0, 112.0]}, r"scan_days: shape \(3,\)"),
+        ({"scan_days": [0.0, 0.0]}, "strictly increasing"),
+        ({"new_lesion_day": np.array([1.0, 2.0])}, r"new_lesion_day: shape \(2,\)"),
+        ({"new_lesion_day": np.array([NAN])}, "new_lesion_day: nan for patient 0"),
+        ({"new_lesion_day": np.array([-3.0])}, "new_lesion_day: -3.0"),
+    ],
+)
 def test_bad_input_is_refused_naming_the_argument(kwargs, match):
     args = {"sum_or_diameters_mm": np.array([[[10.0], [12.0]]]), "scan_days": [0.0, 56.0], **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -172,6 +191,7 @@ def test_bad_input_is_refused_naming_the_argument(kwargs, match):
 def test_vectorised_over_many_patients_quickly():
     """A 2,000-patient trial with 5 lesions and 12 scans is judged in well under a second."""
     import time
+
     rng = np.random.default_rng(0)
     d = 20.0 * np.exp(np.cumsum(rng.normal(0, 0.15, (2000, 12, 5)), axis=1))
     unused = rng.random((2000, 5)) < 0.4

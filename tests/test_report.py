@@ -70,8 +70,10 @@ def assert_every_link_resolves(page: Page, root: pathlib.Path):
             assert (root / link).is_file(), f"broken link {link}"
 
 
-CAPTION = ("Plasma concentration of the **bispecific** at three doses. Second sentence with `code`.\n\n"
-           "- first caveat\n- second caveat\n")
+CAPTION = (
+    "Plasma concentration of the **bispecific** at three doses. Second sentence with `code`.\n\n"
+    "- first caveat\n- second caveat\n"
+)
 
 
 def _experiment(root: pathlib.Path, name: str, quick: bool, table: bool = True) -> None:
@@ -81,8 +83,9 @@ def _experiment(root: pathlib.Path, name: str, quick: bool, table: bool = True) 
         fig, ax = plots.subplots()
         ax.plot([0, 1], [0, 1])
     plots.save_figure(fig, folder, "demo", CAPTION, {"parameter_set": "default", "git_commit": "deadbeef"})
-    (folder / "run.json").write_text(json.dumps({"experiment": name, "question": f"What does {name} show?",
-                                                 "quick": quick, "summary": {}}))
+    (folder / "run.json").write_text(
+        json.dumps({"experiment": name, "question": f"What does {name} show?", "quick": quick, "summary": {}})
+    )
     (folder / "demo.csv").write_text("time,value\n0,1\n")
     if table:
         (folder / "summary_table.md").write_text("| arm | change |\n|---|---|\n| untreated | +10% |\n")
@@ -127,8 +130,19 @@ def test_quick_mode_banner_names_the_quick_experiments_only(results, tmp_path_fa
 
 def test_contents_claims_run_json_tables_and_data_are_linked_and_every_link_resolves(results):
     page = Page((results / "index.html").read_text())
-    for target in ("claims.md", "alpha/run.json", "beta/run.json", "alpha/summary_table.md", "alpha/demo.csv",
-                   "alpha/demo.png", "alpha/demo.svg", "alpha/demo.caption.md", "#alpha", "#beta", "#alpha-demo"):
+    for target in (
+        "claims.md",
+        "alpha/run.json",
+        "beta/run.json",
+        "alpha/summary_table.md",
+        "alpha/demo.csv",
+        "alpha/demo.png",
+        "alpha/demo.svg",
+        "alpha/demo.caption.md",
+        "#alpha",
+        "#beta",
+        "#alpha-demo",
+    ):
         assert target in page.links, target
     assert "alpha" in page.text("nav") and "demo" in page.text("nav")
     assert not any("hidden" in link for link in page.links)
@@ -165,7 +179,9 @@ def test_a_real_quick_run_page_shows_rendered_caption_banner_and_only_resolving_
     assert_every_link_resolves(page, pk_run)
 
 
-def test_without_the_markdown_package_the_page_is_still_written_with_plain_captions_and_a_warning(tmp_path, monkeypatch):
+def test_without_the_markdown_package_the_page_is_still_written_with_plain_captions_and_a_warning(
+    tmp_path, monkeypatch
+):
     import sys
 
     _experiment(tmp_path, "alpha", quick=True)

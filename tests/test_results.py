@@ -20,7 +20,15 @@ from moa.symbolic import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
 from moa.report import results
 from moa.report.provenance import concat_runs, run_context
-from moa.report.results import read_csv, read_provenance, remove_stale, rerun, save_dataset, staged_directory, with_status
+from moa.report.results import (
+    read_csv,
+    read_provenance,
+    remove_stale,
+    rerun,
+    save_dataset,
+    staged_directory,
+    with_status,
+)
 from moa.solvers.rodas4 import numba_kernels as jit
 
 
@@ -40,7 +48,9 @@ def test_result_is_labelled_with_provenance(pk_result):
     assert ds.attrs["moa_version"] == moa.__version__
     assert ds.attrs["solver"] == ("moa-rodas4-numba" if jit.available() else "scipy-LSODA")  # solver="auto"
     # The hash follows the values.
-    other = moa.simulate(pk_model("bsab"), moa.load_parameters(), moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0), duration_days=42.0)
+    other = moa.simulate(
+        pk_model("bsab"), moa.load_parameters(), moa.every("bsab", 3.0, "mg/kg", 21.0, 42.0), duration_days=42.0
+    )
     assert other.attrs["parameter_hash"] != ds.attrs["parameter_hash"]
 
 
@@ -55,7 +65,14 @@ def test_save_dataset_writes_three_files_and_netcdf_round_trips(tmp_path, pk_res
     assert back["bsab_central"].attrs["units"] == "nM"
     assert back.attrs["parameter_hash"] == pk_result.attrs["parameter_hash"]
     header = paths["csv"].read_text().splitlines()[1].split(",")  # line 0: the provenance
-    assert {"sample", "time [day]", "bsab_central [nM]", "pdl1_systemic_occupancy_bsab [1]", "status", "message"} <= set(header)
+    assert {
+        "sample",
+        "time [day]",
+        "bsab_central [nM]",
+        "pdl1_systemic_occupancy_bsab [1]",
+        "status",
+        "message",
+    } <= set(header)
     provenance = json.loads(paths["provenance"].read_text())
     assert provenance["git_commit"] == pk_result.attrs["git_commit"]
     assert provenance["rtol"] == pk_result.attrs["rtol"]
@@ -108,8 +125,14 @@ def test_solver_failure_raises_simulation_error_with_advice(solver):
 
 def test_on_failure_record_keeps_the_other_samples():
     k = [0.0, 1.0, 0.05]
-    ds = moa.simulate(blow_up_model(), BLOW_UP_PARAMETERS.with_values({"k": k}), duration_days=5.0, on_failure="record",
-                      rtol=1e-10, atol=1e-12)
+    ds = moa.simulate(
+        blow_up_model(),
+        BLOW_UP_PARAMETERS.with_values({"k": k}),
+        duration_days=5.0,
+        on_failure="record",
+        rtol=1e-10,
+        atol=1e-12,
+    )
     assert list(ds["status"].values == 0) == [True, False, True]
     assert ds["message"].values[1] and not ds["message"].values[0]
     assert np.all(np.isnan(ds["x"].isel(sample=1).values[2:]))  # nothing made up after the failure
@@ -157,8 +180,9 @@ def test_staged_directory_publishes_through_a_link_and_replaces_an_old_real_fold
     assert _hidden(tmp_path) == {os.readlink(final)}  # the old real folder is gone
     _build(final, "second")
     assert _visible_version(final) == "second" and _hidden(tmp_path) == {os.readlink(final)}
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.png")
-                  if not p.parent.name.startswith(".")) == ["exp/figure.png"]  # readers see it through the link
+    assert sorted(
+        p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.png") if not p.parent.name.startswith(".")
+    ) == ["exp/figure.png"]  # readers see it through the link
     with pytest.raises(RuntimeError):
         with staged_directory(final) as stage:
             (stage / "run.json").write_text("half")
@@ -199,7 +223,11 @@ def test_a_kill_at_any_instant_of_the_swap_leaves_a_complete_folder_and_the_next
     if pid == 0:  # the child publishes "new" and is killed on the way
         try:
             if name is not None:
-                _die({"os": os, "shutil": shutil}[module], name, "after" if expected == "new" and name == "replace" else "before")
+                _die(
+                    {"os": os, "shutil": shutil}[module],
+                    name,
+                    "after" if expected == "new" and name == "replace" else "before",
+                )
             with staged_directory(final) as stage:
                 (stage / "figure.png").write_text("new")
                 (stage / "run.json").write_text(json.dumps({"version": "new"}))
@@ -321,7 +349,9 @@ def test_provenance_carries_values_units_regimen_model_and_mode(tmp_path, pk_res
         assert record["varying"] == ["kd_pdl1_bsab"]
         doses = record["regimen"]["doses"]
         assert [(d["drug"], d["amount"], d["unit"], d["time_days"], d["route"]) for d in doses] == [
-            ("bsab", 3.0, "mg/kg", 0.0, "bolus"), ("bsab", 3.0, "mg/kg", 21.0, "bolus")]
+            ("bsab", 3.0, "mg/kg", 0.0, "bolus"),
+            ("bsab", 3.0, "mg/kg", 21.0, "bolus"),
+        ]
         assert prov["experiment"] == "a_test"
         assert prov["quick"] in (True, "true")  # NetCDF attributes hold JSON text
     frame, prov = read_csv(paths["csv"])
@@ -339,11 +369,17 @@ def test_rerun_of_combined_runs_labels_each_part_and_an_infusion_cut_at_the_end(
     infusion running past the end is recorded as given (pro rata) and re-runs without a warning."""
     params = moa.load_parameters()
     model = pk_model("bsab")
-    regimens = {"bolus": moa.every("bsab", 3.0, "mg/kg", 7.0, 14.0),
-                "infusion": moa.Regimen("long infusion", (moa.Dose("bsab", 300.0, "mg", 10.0, "infusion", 10.0),))}
+    regimens = {
+        "bolus": moa.every("bsab", 3.0, "mg/kg", 7.0, 14.0),
+        "infusion": moa.Regimen("long infusion", (moa.Dose("bsab", 300.0, "mg", 10.0, "infusion", 10.0),)),
+    }
     with pytest.warns(moa.errors.DoseWarning):
-        parts = [moa.simulate(model, params, reg, duration_days=14.0, solver="LSODA", rtol=1e-8, atol=1e-12,
-                              keep=["bsab_central"]).expand_dims(route=[name]) for name, reg in regimens.items()]
+        parts = [
+            moa.simulate(
+                model, params, reg, duration_days=14.0, solver="LSODA", rtol=1e-8, atol=1e-12, keep=["bsab_central"]
+            ).expand_dims(route=[name])
+            for name, reg in regimens.items()
+        ]
     combined = concat_runs(parts, dim="route")
     paths = save_dataset(combined, tmp_path, "routes")
     with xr.open_dataset(paths["netcdf"]) as saved:
@@ -380,8 +416,12 @@ def test_results_files_must_carry_status_and_with_status_copies_the_worst_per_sa
     with pytest.raises(ValueError, match=r"lacks \['status', 'message'\].*with_status"):
         save_dataset(table, tmp_path, "summary")
     assert list(tmp_path.iterdir()) == []
-    source = xr.Dataset({"status": (("dose", "setting"), [[0, 0], [0, 5]]),
-                         "message": (("dose", "setting"), np.array([["", ""], ["", "species x negative"]], dtype=object))})
+    source = xr.Dataset(
+        {
+            "status": (("dose", "setting"), [[0, 0], [0, 5]]),
+            "message": (("dose", "setting"), np.array([["", ""], ["", "species x negative"]], dtype=object)),
+        }
+    )
     labelled = with_status(table, source)
     assert labelled["status"].values.tolist() == [0, 5]
     assert labelled["message"].values.tolist() == ["", "species x negative"]
@@ -396,29 +436,44 @@ def test_keep_returns_only_the_named_variables_and_refuses_unknown_names(pk_resu
     assert list(kept.data_vars) == ["pdl1_systemic_occupancy_bsab", "status", "message"]
     with pytest.raises(ValueError) as err:
         moa.simulate(model, moa.load_parameters(), duration_days=2.0, keep=["bsab_central", "tumour_volume"])
-    assert "['tumour_volume']" in str(err.value) and "pdl1_systemic_occupancy_bsab" in str(err.value)  # lists what exists
+    assert "['tumour_volume']" in str(err.value) and "pdl1_systemic_occupancy_bsab" in str(
+        err.value
+    )  # lists what exists
     with pytest.raises(ValueError, match="not one string"):
         moa.simulate(model, moa.load_parameters(), duration_days=2.0, keep="bsab_central")
 
 
 def test_caller_project_and_commit_are_recorded_when_moa_is_used_from_another_repository(tmp_path):
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     project = tmp_path / "study"
     project.mkdir()
     script = project / "analysis.py"
     script.write_text("import json, moa.report.provenance as p\nprint(json.dumps(p.base_provenance()))\n")
     for args in (["init", "-q"], ["add", "analysis.py"], ["commit", "-q", "-m", "analysis"]):
         subprocess.run(["git", *args], cwd=project, env=env, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
     elsewhere = tmp_path / "elsewhere"  # the script's repository counts, not only the working directory
     elsewhere.mkdir()
-    out = subprocess.run([sys.executable, str(script)], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
+    )
     prov = json.loads(out.stdout)
     assert pathlib.Path(prov["caller_project"]).resolve() == project.resolve()
     assert prov["caller_commit"] == head
-    assert "caller_project" not in moa.report.provenance.base_provenance() or \
-        pathlib.Path(moa.report.provenance.base_provenance()["caller_project"]).resolve() != pathlib.Path(moa.__file__).resolve().parent.parent
+    assert (
+        "caller_project" not in moa.report.provenance.base_provenance()
+        or pathlib.Path(moa.report.provenance.base_provenance()["caller_project"]).resolve()
+        != pathlib.Path(moa.__file__).resolve().parent.parent
+    )
 
 
 def test_an_experiment_results_file_alone_reproduces_its_trajectories(tmp_path):

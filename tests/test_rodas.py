@@ -10,8 +10,17 @@ from scipy.linalg import expm
 from moa.solvers.base import STATUS, Status
 from moa.solvers.rodas4.lu_plan import SparseLUPlan, dense_jacobian
 from moa.solvers.rodas4.stepper_numpy import _LinearSolver, integrate_batch
-from robertson_problem import (ROB_ATOL, ROB_COLS, ROB_ROWS, ROB_Y0, rob_jac, rob_output_times,
-                               rob_params, rob_radau_errors, rob_rhs)
+from robertson_problem import (
+    ROB_ATOL,
+    ROB_COLS,
+    ROB_ROWS,
+    ROB_Y0,
+    rob_jac,
+    rob_output_times,
+    rob_params,
+    rob_radau_errors,
+    rob_rhs,
+)
 
 # ----------------------------------------------------------------------------- test problems
 
@@ -33,8 +42,7 @@ def vdp_rhs(t, Y, P):
 
 def vdp_jac(t, Y, P):
     y1, y2 = Y
-    return np.array([[np.zeros_like(y1), np.ones_like(y1)],
-                     [-2 * P[0] * y1 * y2 - 1, P[0] * (1 - y1 * y1)]])
+    return np.array([[np.zeros_like(y1), np.ones_like(y1)], [-2 * P[0] * y1 * y2 - 1, P[0] * (1 - y1 * y1)]])
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -54,15 +62,14 @@ def test_linear_system_matches_expm(dense_output):
     y0 = rng.uniform(0.5, 2.0, size=(n, N))
     t_out = np.linspace(0.0, 3.0, 61)
     rhs, jv, rows, cols = linear_problem(n)
-    res = integrate_batch(rhs, jv, rows, cols, 0.0, 3.0, y0, P, t_out, rtol=rtol, atol=1e-12,
-                          dense_output=dense_output)
+    res = integrate_batch(rhs, jv, rows, cols, 0.0, 3.0, y0, P, t_out, rtol=rtol, atol=1e-12, dense_output=dense_output)
     assert (res.status == 0).all()
     for k in range(N):
         exact = np.stack([expm(As[k] * t) @ y0[:, k] for t in t_out])
         # norm-wise relative error at each output time (components may cross zero)
         err = np.abs(res.y[:, :, k] - exact).max(axis=1) / np.abs(exact).max(axis=1)
         assert err.max() < 10 * rtol, (k, err.max())
-    np.testing.assert_array_equal(res.y[0], y0)            # t0 is an output
+    np.testing.assert_array_equal(res.y[0], y0)  # t0 is an output
     np.testing.assert_array_equal(res.y[-1], res.y_final)  # t1 is an output
 
 
@@ -71,8 +78,7 @@ def test_robertson_against_radau():
     P = rob_params(N)
     Y0 = np.tile(ROB_Y0, (1, N))
     t_out = rob_output_times(t1)
-    res = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out,
-                          rtol=rtol, atol=ROB_ATOL)
+    res = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out, rtol=rtol, atol=ROB_ATOL)
     assert (res.status == 0).all(), res.message
     np.testing.assert_allclose(res.t_reached, t1)
     errs = rob_radau_errors(res.y, P, t1, t_out)
@@ -84,9 +90,16 @@ def test_robertson_against_radau():
 def test_fixed_step_order_is_four():
     jv, rows, cols = dense_jacobian(vdp_jac, 2)
     y0, P, T = np.array([[2.0], [0.0]]), np.array([[1.0]]), 2.0
-    ref = solve_ivp(lambda t, y: vdp_rhs(t, y[:, None], P)[:, 0], (0, T), y0[:, 0],
-                    method="DOP853", rtol=1e-13, atol=1e-14, dense_output=True)
-    t_out = np.linspace(0.0, T, 11)           # step ends for every h below
+    ref = solve_ivp(
+        lambda t, y: vdp_rhs(t, y[:, None], P)[:, 0],
+        (0, T),
+        y0[:, 0],
+        method="DOP853",
+        rtol=1e-13,
+        atol=1e-14,
+        dense_output=True,
+    )
+    t_out = np.linspace(0.0, T, 11)  # step ends for every h below
     t_mid = np.linspace(0.0125, T - 0.0125, 80)  # inside steps: tests the dense output
     errs, errs_mid = [], []
     for h in (0.1, 0.05, 0.025):
@@ -114,15 +127,15 @@ def test_batched_equals_single():
     res = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out, **kw)
     steps = set()
     for k in range(N):
-        one = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0[:, k:k + 1],
-                              P[:, k:k + 1], t_out, **kw)
+        one = integrate_batch(
+            rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0[:, k : k + 1], P[:, k : k + 1], t_out, **kw
+        )
         np.testing.assert_allclose(one.y[:, :, 0], res.y[:, :, k], rtol=1e-12, atol=1e-300)
         assert one.n_steps[0] == res.n_steps[k] and one.n_rejected[0] == res.n_rejected[k]
         assert one.h_last[0] == res.h_last[k]
         steps.add(int(res.n_steps[k]))
     assert len(steps) > 1  # trajectories really took different step sequences
-    chunked = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out,
-                              chunk_size=2, **kw)
+    chunked = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, t1, Y0, P, t_out, chunk_size=2, **kw)
     np.testing.assert_array_equal(chunked.y, res.y)
     np.testing.assert_array_equal(chunked.n_steps, res.n_steps)
 
@@ -130,6 +143,7 @@ def test_batched_equals_single():
 def test_failure_is_isolated():
     """y1' = p0 y1^2 (y1(0) = 1) blows up at t = 1/p0 for p0 > 0; p0 = NaN is non-finite at once;
     the Jacobian turns NaN once y2 = exp(-t) drops below p1 (mid-run failure at t = ln 2)."""
+
     def rhs(t, Y, P):
         return np.array([P[0] * Y[0] ** 2, -Y[1]])
 
@@ -137,8 +151,7 @@ def test_failure_is_isolated():
         return np.array([2 * P[0] * Y[0], -1.0 + 0.0 * np.sqrt(Y[1] - P[1])])
 
     rows, cols = np.array([0, 1]), np.array([0, 1])
-    p = np.array([[-1.0, 8.0, np.nan, -0.5, -1.0],
-                  [-1.0, -1.0, -1.0, -1.0, 0.5]])
+    p = np.array([[-1.0, 8.0, np.nan, -0.5, -1.0], [-1.0, -1.0, -1.0, -1.0, 0.5]])
     y0 = np.ones((2, 5))
     t_out = np.linspace(0.0, 2.0, 21)
     res = integrate_batch(rhs, jac, rows, cols, 0.0, 2.0, y0, p, t_out, rtol=1e-7, atol=1e-12)
@@ -165,11 +178,26 @@ def test_failure_is_isolated():
 
 def test_status_codes_keep_their_values():
     """Status is an IntEnum with the integers results have always stored (saved Datasets stay readable)."""
-    assert [(s.name, int(s)) for s in Status] == [("OK", 0), ("NON_FINITE", 1), ("STEP_UNDERFLOW", 2),
-                                                   ("TOO_MANY_STEPS", 3), ("SOLVER_FAILURE", 4), ("NEGATIVE_STATE", 5)]
+    assert [(s.name, int(s)) for s in Status] == [
+        ("OK", 0),
+        ("NON_FINITE", 1),
+        ("STEP_UNDERFLOW", 2),
+        ("TOO_MANY_STEPS", 3),
+        ("SOLVER_FAILURE", 4),
+        ("NEGATIVE_STATE", 5),
+    ]
     assert set(STATUS) == set(Status) and STATUS[3] == "too many steps"
-    res = integrate_batch(lambda t, Y, P: -Y, lambda t, Y, P: -np.ones_like(Y), np.array([0]), np.array([0]),
-                          0.0, 1.0, np.array([[1.0, np.nan]]), np.zeros((1, 2)), [])
+    res = integrate_batch(
+        lambda t, Y, P: -Y,
+        lambda t, Y, P: -np.ones_like(Y),
+        np.array([0]),
+        np.array([0]),
+        0.0,
+        1.0,
+        np.array([[1.0, np.nan]]),
+        np.zeros((1, 2)),
+        [],
+    )
     assert res.status.dtype.kind == "i" and [Status(int(s)) for s in res.status] == [Status.OK, Status.NON_FINITE]
 
 
@@ -181,16 +209,18 @@ def test_error_control_with_too_large_initial_step(h0):
     rhs, jv, rows, cols = linear_problem(n)
     y0 = np.array([[1.0], [1.0]])
     t_out = np.linspace(0.0, 5.0, 26)
-    res = integrate_batch(rhs, jv, rows, cols, 0.0, 5.0, y0, A.reshape(-1, 1), t_out, rtol=rtol,
-                          atol=1e-12, h0=np.array([h0]))
+    res = integrate_batch(
+        rhs, jv, rows, cols, 0.0, 5.0, y0, A.reshape(-1, 1), t_out, rtol=rtol, atol=1e-12, h0=np.array([h0])
+    )
     exact = np.stack([expm(A * t) @ y0[:, 0] for t in t_out])
     err = np.abs(res.y[:, :, 0] - exact).max(axis=1) / np.abs(exact).max(axis=1)
     assert err.max() < 10 * rtol, err.max()
     if h0 >= 1.0:
         assert res.n_rejected[0] >= 1
     # tolerance proportionality: 100x tighter rtol gives a clearly smaller error
-    tight = integrate_batch(rhs, jv, rows, cols, 0.0, 5.0, y0, A.reshape(-1, 1), t_out,
-                            rtol=rtol / 100, atol=1e-14, h0=np.array([h0]))
+    tight = integrate_batch(
+        rhs, jv, rows, cols, 0.0, 5.0, y0, A.reshape(-1, 1), t_out, rtol=rtol / 100, atol=1e-14, h0=np.array([h0])
+    )
     err_t = np.abs(tight.y[:, :, 0] - exact).max(axis=1) / np.abs(exact).max(axis=1)
     assert err_t.max() < err.max() / 10
 
@@ -199,16 +229,14 @@ def test_max_steps_and_restart():
     P = rob_params(3)
     Y0 = np.tile(np.array([[1.0], [0.0], [0.0]]), (1, 3))
     kw = dict(rtol=1e-6, atol=np.array([1e-10, 1e-14, 1e-10]))
-    res = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, 1e3, Y0, P, [], max_steps=20,
-                          **kw)
+    res = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, 1e3, Y0, P, [], max_steps=20, **kw)
     assert (res.status == 3).all() and all("max_steps" in m for m in res.message)
     assert (res.t_reached < 1e3).all()
     # Restarting a second segment with h_last must continue smoothly: far fewer steps than a
     # cold start and the same answer as one long run.
     a = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, 10.0, Y0, P, [], **kw)
     assert np.all(np.isfinite(a.h_last) & (a.h_last > 0))
-    b = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 10.0, 20.0, a.y_final, P, [],
-                        h0=a.h_last, **kw)
+    b = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 10.0, 20.0, a.y_final, P, [], h0=a.h_last, **kw)
     whole = integrate_batch(rob_rhs, rob_jac, ROB_ROWS, ROB_COLS, 0.0, 20.0, Y0, P, [], **kw)
     np.testing.assert_allclose(b.y_final, whole.y_final, rtol=1e-5, atol=1e-12)
     assert b.n_rejected.max() <= 2 and b.n_steps.max() < 30
@@ -223,14 +251,14 @@ def test_sparse_lu_matches_numpy(ordering):
     for n, density in ((1, 1.0), (12, 0.2), (30, 0.12)):
         N = 9
         mask = rng.random((n, n)) < density
-        np.fill_diagonal(mask, False)       # diagonal is added by the plan itself (test that)
+        np.fill_diagonal(mask, False)  # diagonal is added by the plan itself (test that)
         rows, cols = np.nonzero(mask)
         plan = SparseLUPlan(n, rows, cols, ordering=ordering)
         vals = rng.normal(size=(rows.size, N))
         # diagonally dominant: diag = row sum of |off-diagonals| + 1
         dense = np.zeros((N, n, n))
         dense[:, rows, cols] = vals.T
-        diag = np.abs(dense).sum(axis=2) + 1.0          # (N, n)
+        diag = np.abs(dense).sum(axis=2) + 1.0  # (N, n)
         a = plan.assemble(vals)
         a[plan.diag_slot] += diag.T
         dense[:, np.arange(n), np.arange(n)] = diag
@@ -258,7 +286,7 @@ def test_fill_reducing_order_reduces_fill():
 def test_zero_pivot_falls_back_to_pivoted_dense_solve():
     # [[0, 1], [1, 0]] in natural order has a zero first pivot; column 1 is benign.
     plan = SparseLUPlan(2, [0, 1], [1, 0], ordering="natural")
-    JV = np.array([[-1.0, -0.5], [-1.0, -0.5]])     # J entries; M = c I - J
+    JV = np.array([[-1.0, -0.5], [-1.0, -0.5]])  # J entries; M = c I - J
     c = np.array([0.0, 2.0])
     M = plan.assemble(JV, c, sign=-1.0)
     lin = _LinearSolver(plan, M, JV, c)
@@ -277,7 +305,7 @@ def test_lu_plans_are_keyed_by_the_jacobian_pattern(monkeypatch):
 
     from moa.solvers.rodas4 import solver as batched
 
-    monkeypatch.setattr(batched, "id", lambda obj: 1, raising=False)   # every object "at the same address"
+    monkeypatch.setattr(batched, "id", lambda obj: 1, raising=False)  # every object "at the same address"
     solver = batched.RodasSolver(backend="numpy")
     diagonal = SimpleNamespace(n_species=2, jac_rows=np.array([0, 1]), jac_cols=np.array([0, 1]))
     coupled = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
@@ -287,4 +315,4 @@ def test_lu_plans_are_keyed_by_the_jacobian_pattern(monkeypatch):
         assert plan.n == c.n_species and np.array_equal(plan.jac_rows, c.jac_rows)
     assert len({id(p) for p in plans}) == 3
     same_pattern = SimpleNamespace(n_species=2, jac_rows=np.array([0, 0, 1]), jac_cols=np.array([0, 1, 1]))
-    assert solver._plan(same_pattern) is plans[1]   # a rebuilt model with the same pattern reuses its plan
+    assert solver._plan(same_pattern) is plans[1]  # a rebuilt model with the same pattern reuses its plan

@@ -24,8 +24,12 @@ import moa
 import moa.symbolic.named_models
 from moa.symbolic import Mechanism, Model
 
-libsbml = pytest.importorskip("libsbml", reason="python-libsbml not importable (install the 'sbml' extra: pip install -e '.[sbml]')")
-pytest.importorskip("roadrunner", reason="libroadrunner not importable (install the 'sbml' extra: pip install -e '.[sbml]')")
+libsbml = pytest.importorskip(
+    "libsbml", reason="python-libsbml not importable (install the 'sbml' extra: pip install -e '.[sbml]')"
+)
+pytest.importorskip(
+    "roadrunner", reason="libroadrunner not importable (install the 'sbml' extra: pip install -e '.[sbml]')"
+)
 
 from moa.interop.roadrunner import SBMLSimulator, compare_to_moa, relative_difference  # noqa: E402
 from moa.interop.sbml import compartment_of, dose_per_mg_id, export, validate  # noqa: E402
@@ -71,8 +75,10 @@ def q3w_regimen(model: Model, until_days: float, route: str = "bolus") -> moa.Re
 
 # Model builders in moa.symbolic.named_models. moa's reference: LSODA for the small PK model; for the full model
 # the compiled Rodas4 (already compiled by the other tests; LSODA's first full-model run costs ~50 s).
-BUILDERS = [("pk_model", dict(days=84.0, n_sets=4, solver="LSODA")),
-            ("full_model", dict(days=365.0, n_sets=2, solver="auto"))]
+BUILDERS = [
+    ("pk_model", dict(days=84.0, n_sets=4, solver="LSODA")),
+    ("full_model", dict(days=365.0, n_sets=2, solver="auto")),
+]
 
 
 @pytest.fixture(scope="module", params=[b[0] for b in BUILDERS])
@@ -124,14 +130,21 @@ def test_export_validates_with_libsbml(built, parameters):
     assert len(dose_events) == len({d.time_days for d in regimen.doses})
     assert len(dose_events) + len(extinction) == m.getNumEvents()
     assert sorted(e.getEventAssignment(0).getVariable() for e in extinction) == sorted(
-        s.name for s in model.species if s.extinct_below is not None)
+        s.name for s in model.species if s.extinct_below is not None
+    )
     for ev in dose_events:
-        assert ev.getTrigger().getPersistent() and not ev.getTrigger().getInitialValue() and ev.getUseValuesFromTriggerTime()
+        assert (
+            ev.getTrigger().getPersistent()
+            and not ev.getTrigger().getInitialValue()
+            and ev.getUseValuesFromTriggerTime()
+        )
         # the trigger time is a named parameter, not a literal
         assert libsbml.formulaToL3String(ev.getTrigger().getMath()).startswith("time >= dose_time_")
     for i, d in enumerate(regimen.doses):  # every dose amount is a named parameter in the dose's unit
         par = m.getParameter(f"dose{i}_{d.drug}_amount")
-        assert par.getConstant() and par.getValue() == d.amount and m.getUnitDefinition(par.getUnits()).getName() == d.unit
+        assert (
+            par.getConstant() and par.getValue() == d.amount and m.getUnitDefinition(par.getUnits()).getName() == d.unit
+        )
     for p in model.parameters:
         par = m.getParameter(p.name)
         assert par.getConstant() and math.isclose(par.getValue(), parameters[p.name]) and par.isSetUnits()
@@ -144,9 +157,16 @@ def test_unit_definitions_match_pint(built, parameters):
 
     _, model, cfg, text = built
     doc = libsbml.readSBMLFromString(text)
-    kind_si = {"litre": (1e-3, {"meter": 3}), "metre": (1.0, {"meter": 1}), "gram": (1.0, {"gram": 1}),
-               "kilogram": (1e3, {"gram": 1}), "second": (1.0, {"second": 1}), "mole": (1.0, {"mole": 1}),
-               "item": (1.0, {"cell": 1}), "dimensionless": (1.0, {})}
+    kind_si = {
+        "litre": (1e-3, {"meter": 3}),
+        "metre": (1.0, {"meter": 1}),
+        "gram": (1.0, {"gram": 1}),
+        "kilogram": (1e3, {"gram": 1}),
+        "second": (1.0, {"second": 1}),
+        "mole": (1.0, {"mole": 1}),
+        "item": (1.0, {"cell": 1}),
+        "dimensionless": (1.0, {}),
+    }
     m = doc.getModel()
     assert m.getNumUnitDefinitions() > 0
     for i in range(m.getNumUnitDefinitions()):
@@ -167,10 +187,20 @@ def test_unit_definitions_match_pint(built, parameters):
 # ----- cross-check against libroadrunner ---------------------------------------------------
 def test_roadrunner_matches_moa_bolus_q3w(built, parameters):
     name, model, cfg, text = built
-    worst = cross_check(model, parameters, q3w_regimen(model, cfg["days"]), cfg["days"], cfg["n_sets"], seed=1, sbml=text,
-                        solver=cfg["solver"])
-    print(f"\n{name} bolus Q3W: max relative difference libroadrunner vs moa: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in sorted(worst.items(), key=lambda kv: -kv[1])[:6]))
+    worst = cross_check(
+        model,
+        parameters,
+        q3w_regimen(model, cfg["days"]),
+        cfg["days"],
+        cfg["n_sets"],
+        seed=1,
+        sbml=text,
+        solver=cfg["solver"],
+    )
+    print(
+        f"\n{name} bolus Q3W: max relative difference libroadrunner vs moa: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in sorted(worst.items(), key=lambda kv: -kv[1])[:6])
+    )
     assert max(worst.values()) < RTOL_MATCH, worst
 
 
@@ -190,8 +220,10 @@ def test_default_settings_load_and_simulate(built, parameters):
     got = {"time": np.asarray(res[:, 0]), **{c[1:-1]: np.asarray(res[:, j]) for j, c in enumerate(res.colnames) if j}}
     ref = moa.simulate(model, parameters, q3w_regimen(model, cfg["days"]), times=times)
     diffs = compare_to_moa(ref, got, model.species_names, floor_fraction=FLOOR_FRACTION, abs_floor=ABS_FLOOR)
-    print(f"\n{name} at libroadrunner defaults, {cfg['days']:g} days: worst " + ", ".join(
-        f"{k} {v:.1e}" for k, v in sorted(diffs.items(), key=lambda kv: -kv[1])[:3]))
+    print(
+        f"\n{name} at libroadrunner defaults, {cfg['days']:g} days: worst "
+        + ", ".join(f"{k} {v:.1e}" for k, v in sorted(diffs.items(), key=lambda kv: -kv[1])[:3])
+    )
     assert max(diffs.values()) < 1e-3, diffs
 
 
@@ -206,7 +238,9 @@ def clamped_untreated(parameters):
 
     model = moa.symbolic.named_models.full_model()
     text = export(model, parameters, None, hold=CLONES)
-    P = np.vstack([parameters.in_units(model_units(model)).matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
+    P = np.vstack(
+        [parameters.in_units(model_units(model)).matrix(model.parameter_names), np.zeros((len(model.inputs), 1))]
+    )
     return model, P, roadrunner.RoadRunner(text)
 
 
@@ -260,7 +294,10 @@ def test_steady_state_equals_moa_quasi_steady_state(clamped_untreated):
     assert qss.converged[0]
     ref = {s: float(qss.y[c.species_names.index(s), 0]) for s in ids}
     rel = {s: abs(solved[s] - ref[s]) / max(abs(ref[s]), 1e-9) for s in ids}
-    print("\nsteady state vs moa: worst " + ", ".join(f"{k} {v:.1e}" for k, v in sorted(rel.items(), key=lambda kv: -kv[1])[:3]))
+    print(
+        "\nsteady state vs moa: worst "
+        + ", ".join(f"{k} {v:.1e}" for k, v in sorted(rel.items(), key=lambda kv: -kv[1])[:3])
+    )
     assert max(rel.values()) < 1e-6, rel
     assert abs(start["t_eff"] - ref["t_eff"]) > 0.01 * ref["t_eff"]
 
@@ -334,7 +371,10 @@ def test_dose_parameters_change_the_doses(parameters):
     diffs = compare_to_moa(ref, got, floor_fraction=FLOOR_FRACTION, abs_floor=ABS_FLOOR)
     assert max(diffs.values()) < RTOL_MATCH, diffs
     unchanged = sim.run(times)  # the overrides do not stick
-    assert unchanged["bsab_central"][np.searchsorted(times, 21.0)] > unchanged["bsab_central"][np.searchsorted(times, 20.75)]
+    assert (
+        unchanged["bsab_central"][np.searchsorted(times, 21.0)]
+        > unchanged["bsab_central"][np.searchsorted(times, 20.75)]
+    )
 
 
 def _extinction_model() -> tuple[Model, moa.ParameterSet]:
@@ -348,7 +388,9 @@ def _extinction_model() -> tuple[Model, moa.ParameterSet]:
     cells = m.species("cells", "cell", "a dying population", initial=n0, extinct_below=one)
     m.term(cells, -k * cells, "death")
     specs = {
-        "extinction_threshold_cells": ParameterSpec("extinction_threshold_cells", 1.0, "cell", 1.0, 1.0, "assumed: test"),
+        "extinction_threshold_cells": ParameterSpec(
+            "extinction_threshold_cells", 1.0, "cell", 1.0, 1.0, "assumed: test"
+        ),
         "death_rate": ParameterSpec("death_rate", 1.0, "1/day", 0.5, 2.0, "assumed: test"),
         "cells_initial": ParameterSpec("cells_initial", 1000.0, "cell", 100.0, 1e4, "assumed: test"),
     }
@@ -380,7 +422,11 @@ def test_hold_and_compartments(parameters):
     assert sp.getBoundaryCondition() and sp.getConstant()
     assert "pdl1_systemic" not in {m.getRule(i).getVariable() for i in range(m.getNumRules())}
     assert {s.name: compartment_of(model, s.name) for s in model.species} == {
-        "bsab_central": "plasma", "bsab_peripheral": "peripheral", "pdl1_systemic": "plasma", "pdl1_systemic_bsab": "plasma"}
+        "bsab_central": "plasma",
+        "bsab_peripheral": "peripheral",
+        "pdl1_systemic": "plasma",
+        "pdl1_systemic_bsab": "plasma",
+    }
     with pytest.raises(ValueError, match="hold=.*not states"):
         export(model, parameters, None, hold=["tumour_cells_sensitive"])
     with pytest.raises(ValueError, match="cannot be dosed"):
@@ -413,7 +459,11 @@ def _function_model(all_functions: bool = True) -> tuple[Model, moa.ParameterSet
     m.term(y, kmax * sympy.Max(0, sympy.Rational(1, 3) - y) / 10, "floor")
     m.term(y, -kmax * sympy.Min(y, sympy.Abs(1 - 2 * y)) / 20, "min/abs")
     if all_functions:
-        m.term(y, -k * sympy.exp(-y) * sympy.Piecewise((y, y < sympy.Rational(1, 4)), (sympy.sqrt(y) / 2, True)), "exp/piecewise/sqrt")
+        m.term(
+            y,
+            -k * sympy.exp(-y) * sympy.Piecewise((y, y < sympy.Rational(1, 4)), (sympy.sqrt(y) / 2, True)),
+            "exp/piecewise/sqrt",
+        )
         m.term(y, k * sympy.log(1 + x / ec50) / 50, "log")
     # Heaviside only in an observable: the engine's Jacobian of it would be a DiracDelta
     m.expression("above_threshold_x", sympy.Heaviside(x / ec50 - sympy.Rational(1, 10)), "1", "x above a tenth of EC50")
@@ -455,9 +505,17 @@ def test_function_math_matches_sympy():
             # rr["drug_x'"] is refused for a species with a rate rule; the rates vector is not
             rates = dict(zip(rr.model.getFloatingSpeciesIds(), rr.getRatesOfChange()))
             for name, expr in zip(model.species_names, rhs):
-                assert rates[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (name, x_val, y_val)
+                assert rates[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (
+                    name,
+                    x_val,
+                    y_val,
+                )
             for name, expr in observables.items():
-                assert rr[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (name, x_val, y_val)
+                assert rr[name] == pytest.approx(float(expr.xreplace(point)), rel=1e-12, abs=1e-14), (
+                    name,
+                    x_val,
+                    y_val,
+                )
 
 
 def test_function_model_simulation_matches():

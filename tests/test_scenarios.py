@@ -36,8 +36,15 @@ def year_runs():
         sets = [scenario(arm, s, duration_days=365.0) for s in SETTING_ORDER]
         regimen = sets[0][1]
         assert all(r == regimen for _, r in sets), arm  # one regimen per arm: the settings batch
-        batch = moa.simulate(model, stack_parameter_sets([p for p, _ in sets]), regimen, duration_days=365.0,
-                             on_failure="record", start="quasi_steady", **YEAR_SOLVER)
+        batch = moa.simulate(
+            model,
+            stack_parameter_sets([p for p, _ in sets]),
+            regimen,
+            duration_days=365.0,
+            on_failure="record",
+            start="quasi_steady",
+            **YEAR_SOLVER,
+        )
         for k, setting in enumerate(SETTING_ORDER):
             ds = batch.isel(sample=k)
             out[arm, setting] = ds, outcome_row(arm, setting, ds)
@@ -50,8 +57,10 @@ def test_rodas_matches_lsoda():
     rtol 1e-3 is off by 1.8e-6 and fails, as does the bispecific's 4-1BB KD moved by 10 %, 1.5e-4)."""
     model = full_model()
     params, regimen = scenario("bsab_2x2", "hot_tnbc", duration_days=84.0)
-    ds = {name: moa.simulate(model, params, regimen, duration_days=84.0, start="quasi_steady", **solver)
-          for name, solver in (("lsoda", BASELINE_SOLVER), ("rodas", YEAR_SOLVER))}
+    ds = {
+        name: moa.simulate(model, params, regimen, duration_days=84.0, start="quasi_steady", **solver)
+        for name, solver in (("lsoda", BASELINE_SOLVER), ("rodas", YEAR_SOLVER))
+    }
     lsoda = ds["lsoda"]["tumour_diameter"].values
     assert lsoda[-1] < 0.9 * lsoda[0]  # a response, not a flat line, is compared
     np.testing.assert_allclose(ds["rodas"]["tumour_diameter"].values, lsoda, rtol=1e-6)
@@ -70,7 +79,10 @@ def test_formats_differ_only_by_valency():
         two, one = scenario("bsab_2x2", setting)[0], scenario("bsab_1x1", setting)[0]
         differ = {k for k in two if np.any(np.asarray(two[k]) != np.asarray(one[k]))}
         assert differ == keys, setting
-    assert (formats["bsab_2x2"].values["valency_pdl1_bsab"], formats["bsab_1x1"].values["valency_pdl1_bsab"]) == (2.0, 1.0)
+    assert (formats["bsab_2x2"].values["valency_pdl1_bsab"], formats["bsab_1x1"].values["valency_pdl1_bsab"]) == (
+        2.0,
+        1.0,
+    )
 
 
 @pytest.mark.parametrize("arm, setting", PAIRS)
@@ -119,7 +131,9 @@ def _close(got, want, rel, abs_):
 
 def test_outcomes_match_the_regression_baselines(year_runs):
     baselines = {(r["arm"], r["setting"]): r for r in read_baselines()}
-    assert set(baselines) == set(PAIRS), f"{BASELINE_PATH} is missing pairs; run python tests/baselines/generate.py --write"
+    assert set(baselines) == set(PAIRS), (
+        f"{BASELINE_PATH} is missing pairs; run python tests/baselines/generate.py --write"
+    )
     off = []
     for pair in PAIRS:
         got, want = year_runs[pair][1], baselines[pair]
@@ -131,7 +145,9 @@ def test_outcomes_match_the_regression_baselines(year_runs):
                 off.append((pair, key, got[key], want[key]))
         if not _close(got["best_change_pct"], want["best_change_pct"], 0.0, BEST_CHANGE_PP):
             off.append((pair, "best_change_pct", got["best_change_pct"], want["best_change_pct"]))
-    assert off == [], "outcomes moved; if the model change is deliberate, run python tests/baselines/generate.py --write"
+    assert off == [], (
+        "outcomes moved; if the model change is deliberate, run python tests/baselines/generate.py --write"
+    )
 
 
 def test_t_cell_density_never_exceeds_the_packing_limit(year_runs):
@@ -153,20 +169,33 @@ def test_packing_binds_when_the_limit_is_lowered(year_runs):
     reach when T cells are counted per mL of tumour cells alone (the old accounting), the lesion
     accounting still keeps the density at or below the limit, while the old count passes it."""
     model = full_model()
-    pair = max(year_runs, key=lambda p: float(((year_runs[p][0]["tumour_t_cells"] + year_runs[p][0]["t_reg"])
-                                               / (year_runs[p][0]["tumour_volume"] + 1e-3)).max()))
+    pair = max(
+        year_runs,
+        key=lambda p: float(
+            (
+                (year_runs[p][0]["tumour_t_cells"] + year_runs[p][0]["t_reg"])
+                / (year_runs[p][0]["tumour_volume"] + 1e-3)
+            ).max()
+        ),
+    )
     params, regimen = scenario(*pair, duration_days=365.0)
     ds, _ = year_runs[pair]
     old_worst = float(((ds["tumour_t_cells"] + ds["t_reg"]) / (ds["tumour_volume"] + 1e-3)).max())
-    low = old_worst / 3   # below the sweep bounds (a BoundsWarning): inside the physical domain
+    low = old_worst / 3  # below the sweep bounds (a BoundsWarning): inside the physical domain
     import warnings
 
     from moa.errors import BoundsWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BoundsWarning)
-        tight = moa.simulate(model, params.with_values({"t_cell_packing_limit": low}), regimen, duration_days=365.0,
-                             start="quasi_steady", **YEAR_SOLVER)
+        tight = moa.simulate(
+            model,
+            params.with_values({"t_cell_packing_limit": low}),
+            regimen,
+            duration_days=365.0,
+            start="quasi_steady",
+            **YEAR_SOLVER,
+        )
     assert float(tight["t_cell_density"].max()) <= low * (1 + 1e-9), pair
     assert float(((tight["tumour_t_cells"] + tight["t_reg"]) / (tight["tumour_volume"] + 1e-3)).max()) > low, pair
 

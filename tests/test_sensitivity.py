@@ -35,10 +35,10 @@ def ishigami(x_unit: np.ndarray, a: float = A_ISHIGAMI, b: float = B_ISHIGAMI) -
 
 def ishigami_indices(a: float = A_ISHIGAMI, b: float = B_ISHIGAMI) -> tuple[np.ndarray, np.ndarray]:
     """Analytic (S1, ST) of the Ishigami function."""
-    v1 = 0.5 * (1.0 + b * np.pi ** 4 / 5.0) ** 2
-    v2 = a ** 2 / 8.0
-    v13 = 8.0 * b ** 2 * np.pi ** 8 / 225.0
-    variance = a ** 2 / 8.0 + b * np.pi ** 4 / 5.0 + b ** 2 * np.pi ** 8 / 18.0 + 0.5
+    v1 = 0.5 * (1.0 + b * np.pi**4 / 5.0) ** 2
+    v2 = a**2 / 8.0
+    v13 = 8.0 * b**2 * np.pi**8 / 225.0
+    variance = a**2 / 8.0 + b * np.pi**4 / 5.0 + b**2 * np.pi**8 / 18.0 + 0.5
     return np.array([v1, v2, 0.0]) / variance, np.array([v1 + v13, v2, v13]) / variance
 
 
@@ -71,8 +71,9 @@ def test_ishigami_analytic_indices_lie_inside_narrow_bootstrap_intervals(ishigam
 def test_point_estimates_equal_scipy_on_the_same_design(ishigami_run):
     _, y, ds = ishigami_run
     blocks = y.reshape(5, N_BASE)
-    scipy_result = stats.sobol_indices(func={"f_A": blocks[0][None], "f_B": blocks[1][None], "f_AB": blocks[2:, None]},
-                                       n=N_BASE)
+    scipy_result = stats.sobol_indices(
+        func={"f_A": blocks[0][None], "f_B": blocks[1][None], "f_AB": blocks[2:, None]}, n=N_BASE
+    )
     np.testing.assert_allclose(ds["S1"].values, scipy_result.first_order, rtol=0, atol=1e-12)
     np.testing.assert_allclose(ds["ST"].values, scipy_result.total_order, rtol=0, atol=1e-12)
 
@@ -87,8 +88,10 @@ def test_scipy_on_its_own_samples_agrees_within_the_intervals(ishigami_run):
 
     scipy_result = stats.sobol_indices(func=vectorised, n=N_BASE, dists=[uniform] * 3, rng=7)
     interval = scipy_result.bootstrap(confidence_level=0.95, n_resamples=200)
-    for name, theirs, their_ci in (("S1", scipy_result.first_order, interval.first_order.confidence_interval),
-                                   ("ST", scipy_result.total_order, interval.total_order.confidence_interval)):
+    for name, theirs, their_ci in (
+        ("S1", scipy_result.first_order, interval.first_order.confidence_interval),
+        ("ST", scipy_result.total_order, interval.total_order.confidence_interval),
+    ):
         assert np.all(ds[f"{name}_low"].values <= their_ci.high), name
         assert np.all(their_ci.low <= ds[f"{name}_high"].values), name
         assert np.all(np.abs(ds[name].values - theirs) < 0.05), name
@@ -96,17 +99,18 @@ def test_scipy_on_its_own_samples_agrees_within_the_intervals(ishigami_run):
 
 # ------------------------------------------------------------------------------------ design
 
+
 def test_saltelli_design_is_a_b_and_ab_blocks_from_one_sobol_sequence():
     n_base, d = 16, 4
     design = sensitivity.saltelli_design(n_base, d, seed=5)
     assert design.shape == (n_base * (d + 2), d)
     assert design.min() >= 0.0 and design.max() < 1.0
     base = qmc.Sobol(2 * d, seed=5).random(n_base)
-    a, b = design[:n_base], design[n_base:2 * n_base]
+    a, b = design[:n_base], design[n_base : 2 * n_base]
     np.testing.assert_array_equal(a, base[:, :d])
     np.testing.assert_array_equal(b, base[:, d:])
     for i in range(d):
-        ab = design[(2 + i) * n_base:(3 + i) * n_base]
+        ab = design[(2 + i) * n_base : (3 + i) * n_base]
         np.testing.assert_array_equal(ab[:, i], b[:, i])
         others = [j for j in range(d) if j != i]
         np.testing.assert_array_equal(ab[:, others], a[:, others])
@@ -114,8 +118,10 @@ def test_saltelli_design_is_a_b_and_ab_blocks_from_one_sobol_sequence():
 
 
 def test_same_seed_same_design_other_seed_other_design():
-    for design in (lambda seed: sensitivity.saltelli_design(32, 3, seed=seed),
-                   lambda seed: sensitivity.morris_design(5, 3, seed=seed)):
+    for design in (
+        lambda seed: sensitivity.saltelli_design(32, 3, seed=seed),
+        lambda seed: sensitivity.morris_design(5, 3, seed=seed),
+    ):
         np.testing.assert_array_equal(design(2), design(2))
         assert not np.array_equal(design(2), design(3))
 
@@ -130,6 +136,7 @@ def test_bootstrap_is_reproducible_for_a_seed():
 
 
 # ------------------------------------------------------------------------------------ failed points
+
 
 def test_failed_points_drop_their_base_row_from_every_block_and_are_counted():
     n_base, d = 256, 3
@@ -186,6 +193,7 @@ def test_morris_leaves_out_the_effects_a_failed_point_touches():
 
 # ------------------------------------------------------------------------------------ PRCC
 
+
 def population_prcc(coefficients: np.ndarray, noise_sd: float) -> np.ndarray:
     """PRCC of y = sum b_i x_i + e with independent standard-normal x_i and e ~ N(0, noise_sd^2).
 
@@ -195,7 +203,7 @@ def population_prcc(coefficients: np.ndarray, noise_sd: float) -> np.ndarray:
     correlates with y by r_i = b_i / sd(y); the partial correlations follow from the inverse matrix.
     """
     d = len(coefficients)
-    r_xy = coefficients / np.sqrt(np.sum(coefficients ** 2) + noise_sd ** 2)
+    r_xy = coefficients / np.sqrt(np.sum(coefficients**2) + noise_sd**2)
     spearman = np.eye(d + 1)
     spearman[:d, d] = spearman[d, :d] = 6.0 / np.pi * np.arcsin(r_xy / 2.0)
     precision = np.linalg.inv(spearman)
@@ -215,7 +223,7 @@ def test_prcc_of_a_linear_model_matches_the_analytic_partial_rank_correlation():
     assert ds["low"].sel(parameter="none") < 0 < ds["high"].sel(parameter="none")
     assert np.all(ds["p_value"].values[:3] < 1e-6) and ds["p_value"].sel(parameter="none") > 0.01
     # the rank correlation is not the Pearson one: the analytic value above is the right target
-    pearson_partial = coefficients[0] / np.sqrt(coefficients[0] ** 2 + noise_sd ** 2)
+    pearson_partial = coefficients[0] / np.sqrt(coefficients[0] ** 2 + noise_sd**2)
     assert abs(exact[0] - pearson_partial) > 0.01
 
 
@@ -229,13 +237,14 @@ def test_prcc_equals_the_partial_correlation_from_the_inverse_rank_correlation_m
     ds = sensitivity.prcc(x, y)
     np.testing.assert_allclose(ds["prcc"].values, expected, atol=1e-10)
     dof = 300 - 2 - 4
-    t = expected * np.sqrt(dof / (1 - expected ** 2))
+    t = expected * np.sqrt(dof / (1 - expected**2))
     np.testing.assert_allclose(ds["p_value"].values, 2 * stats.t.sf(np.abs(t), dof), rtol=1e-8)
-    half = stats.norm.ppf(0.975) * np.sqrt((1 + expected ** 2 / 2) / (300 - 3 - 4))
+    half = stats.norm.ppf(0.975) * np.sqrt((1 + expected**2 / 2) / (300 - 3 - 4))
     np.testing.assert_allclose(ds["high"].values, np.tanh(np.arctanh(expected) + half), atol=1e-10)
 
 
 # ------------------------------------------------------------------------------------ Morris
+
 
 def test_morris_design_moves_one_parameter_by_delta_per_step_on_the_grid():
     n_traj, d, levels = 20, 5, 6
@@ -276,31 +285,43 @@ def test_morris_sigma_is_positive_only_for_interacting_inputs():
 
 # ------------------------------------------------------------------------------------ bad input
 
-@pytest.mark.parametrize(("call", "argument"), [
-    (lambda: sensitivity.saltelli_design(100, 3, seed=0), "n_base=100"),
-    (lambda: sensitivity.saltelli_design(0, 3, seed=0), "n_base=0"),
-    (lambda: sensitivity.saltelli_design(8, 0, seed=0), "n_params=0"),
-    (lambda: sensitivity.sobol_indices(np.zeros(39), 8, 3), "y: 39 rows, expected 40"),
-    (lambda: sensitivity.sobol_indices(np.zeros((8, 5)), 8, 3), "y: shape"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=0.0), "confidence=0.0"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=1.0), "confidence=1.0"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=95), "confidence=95"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, names=["a", "b"]), "names"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, names=["a", "b", "a"]), "names"),
-    (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, n_bootstrap=1), "n_bootstrap=1"),
-    (lambda: sensitivity.prcc(np.zeros(10), np.zeros(10)), "x: shape"),
-    (lambda: sensitivity.prcc(np.random.default_rng(0).random((10, 2)), np.zeros(9)), "y: 9 rows, expected 10"),
-    (lambda: sensitivity.prcc(np.random.default_rng(0).random((4, 2)), np.arange(4.0)), "x: 4 finite rows"),
-    (lambda: sensitivity.prcc(np.column_stack([np.arange(9.0), np.ones(9)]), np.arange(9.0), names=["k", "flat"]),
-     "flat"),
-    (lambda: sensitivity.prcc(np.random.default_rng(0).random((10, 2)), np.arange(10.0), confidence=-1),
-     "confidence=-1"),
-    (lambda: sensitivity.morris_design(4, 3, levels=5), "levels=5"),
-    (lambda: sensitivity.morris_design(0, 3), "n_trajectories=0"),
-    (lambda: sensitivity.morris_effects(np.zeros((7, 3)), np.zeros(7), 2, 3), "x_unit: shape"),
-    (lambda: sensitivity.morris_effects(sensitivity.saltelli_design(2, 3, 0)[:8], np.zeros(8), 2, 3),
-     "x_unit: trajectory"),
-])
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: sensitivity.saltelli_design(100, 3, seed=0), "n_base=100"),
+        (lambda: sensitivity.saltelli_design(0, 3, seed=0), "n_base=0"),
+        (lambda: sensitivity.saltelli_design(8, 0, seed=0), "n_params=0"),
+        (lambda: sensitivity.sobol_indices(np.zeros(39), 8, 3), "y: 39 rows, expected 40"),
+        (lambda: sensitivity.sobol_indices(np.zeros((8, 5)), 8, 3), "y: shape"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=0.0), "confidence=0.0"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=1.0), "confidence=1.0"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, confidence=95), "confidence=95"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, names=["a", "b"]), "names"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, names=["a", "b", "a"]), "names"),
+        (lambda: sensitivity.sobol_indices(np.zeros(40), 8, 3, n_bootstrap=1), "n_bootstrap=1"),
+        (lambda: sensitivity.prcc(np.zeros(10), np.zeros(10)), "x: shape"),
+        (lambda: sensitivity.prcc(np.random.default_rng(0).random((10, 2)), np.zeros(9)), "y: 9 rows, expected 10"),
+        (lambda: sensitivity.prcc(np.random.default_rng(0).random((4, 2)), np.arange(4.0)), "x: 4 finite rows"),
+        (
+            lambda: sensitivity.prcc(
+                np.column_stack([np.arange(9.0), np.ones(9)]), np.arange(9.0), names=["k", "flat"]
+            ),
+            "flat",
+        ),
+        (
+            lambda: sensitivity.prcc(np.random.default_rng(0).random((10, 2)), np.arange(10.0), confidence=-1),
+            "confidence=-1",
+        ),
+        (lambda: sensitivity.morris_design(4, 3, levels=5), "levels=5"),
+        (lambda: sensitivity.morris_design(0, 3), "n_trajectories=0"),
+        (lambda: sensitivity.morris_effects(np.zeros((7, 3)), np.zeros(7), 2, 3), "x_unit: shape"),
+        (
+            lambda: sensitivity.morris_effects(sensitivity.saltelli_design(2, 3, 0)[:8], np.zeros(8), 2, 3),
+            "x_unit: trajectory",
+        ),
+    ],
+)
 def test_bad_input_is_refused_naming_the_argument(call, argument):
     with pytest.raises(ValueError, match=argument.replace("(", r"\(").replace(")", r"\)")):
         call()
@@ -308,12 +329,14 @@ def test_bad_input_is_refused_naming_the_argument(call, argument):
 
 # ------------------------------------------------------------------------------------ figures
 
+
 def test_tornado_and_sobol_bars_render_sorted_with_whiskers_and_labels(tmp_path, ishigami_run):
     _, _, sobol = ishigami_run
     rng = np.random.default_rng(0)
     x = rng.random((300, 3))
-    tornado_data = sensitivity.prcc(x, -3 * x[:, 0] + x[:, 2] + 0.1 * rng.standard_normal(300),
-                                    names=["strong_negative", "none", "positive"])
+    tornado_data = sensitivity.prcc(
+        x, -3 * x[:, 0] + x[:, 2] + 0.1 * rng.standard_normal(300), names=["strong_negative", "none", "positive"]
+    )
     with plots.style():
         fig, (left, right) = plots.subplots(1, 2)
         sensitivity.plot_tornado(left, tornado_data)

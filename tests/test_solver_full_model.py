@@ -23,8 +23,19 @@ SETS = {
     "tumour_growth_rate": [0.055, 0.0095, 0.006],
     "pdl1_per_tumour_cell": [2e3, 1.2e5, 2.5e5],
 }
-COMPARED = ("tumour_cells", "tumour_volume", "bsab_central", "bsab_tumour", "nabp_central", "t_eff", "t_pex",
-            "pdl1_free", "cd137_signal", "pdl1_drug_occupancy", "immune_kill_rate")
+COMPARED = (
+    "tumour_cells",
+    "tumour_volume",
+    "bsab_central",
+    "bsab_tumour",
+    "nabp_central",
+    "t_eff",
+    "t_pex",
+    "pdl1_free",
+    "cd137_signal",
+    "pdl1_drug_occupancy",
+    "immune_kill_rate",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +66,20 @@ def backend(request) -> str:
 @pytest.fixture(scope="module")
 def batch(setup, backend):
     model, params, regimen = setup
-    return moa.simulate(model, params.with_values({k: np.array(v) for k, v in SETS.items()}), regimen,
-                        duration_days=DAYS, solver=RodasSolver(backend=backend))  # moa.simulate's default tolerances
+    return moa.simulate(
+        model,
+        params.with_values({k: np.array(v) for k, v in SETS.items()}),
+        regimen,
+        duration_days=DAYS,
+        solver=RodasSolver(backend=backend),
+    )  # moa.simulate's default tolerances
 
 
 def _max_rel(ds_a, ds_b, variables=COMPARED) -> dict[str, float]:
-    return {v: relative_difference(np.asarray(ds_a[v]), np.asarray(ds_b[v]), floor_fraction=1e-3, abs_floor=1e-9)
-            for v in variables}
+    return {
+        v: relative_difference(np.asarray(ds_a[v]), np.asarray(ds_b[v]), floor_fraction=1e-3, abs_floor=1e-9)
+        for v in variables
+    }
 
 
 def test_batched_rodas_agrees_with_single_lsoda(batch, singles):
@@ -82,11 +100,18 @@ def test_failing_trajectory_is_reported_and_the_others_finish(setup, backend, ba
     fallback raised LinAlgError and took the whole batch down."""
     model, params, regimen = setup
     values = {k: np.array([v[0], v[1], v[1], v[2]]) for k, v in SETS.items()}
-    values["kon_pdl1_bsab"] = np.array([params["kon_pdl1_bsab"], params["kon_pdl1_bsab"], 1e300,
-                                        params["kon_pdl1_bsab"]])
+    values["kon_pdl1_bsab"] = np.array(
+        [params["kon_pdl1_bsab"], params["kon_pdl1_bsab"], 1e300, params["kon_pdl1_bsab"]]
+    )
     with np.errstate(all="ignore"):
-        ds = moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS,
-                          solver=RodasSolver(backend=backend), on_failure="record")
+        ds = moa.simulate(
+            model,
+            params.with_values(values),
+            regimen,
+            duration_days=DAYS,
+            solver=RodasSolver(backend=backend),
+            on_failure="record",
+        )
     status, message = ds["status"].values, ds["message"].values
     assert status.tolist()[:2] == [0, 0] and status[3] == 0
     assert status[2] != 0
@@ -102,7 +127,9 @@ def test_failing_trajectory_is_reported_and_the_others_finish(setup, backend, ba
         assert max(diffs.values()) < RTOL_AGREE, (k_batch, diffs)
 
     with pytest.raises(moa.SimulationError, match=r"parameter set 2 of 4"), np.errstate(all="ignore"):
-        moa.simulate(model, params.with_values(values), regimen, duration_days=DAYS, solver=RodasSolver(backend=backend))
+        moa.simulate(
+            model, params.with_values(values), regimen, duration_days=DAYS, solver=RodasSolver(backend=backend)
+        )
 
 
 def test_non_finite_initial_rhs_is_reported(setup, backend):
@@ -110,8 +137,9 @@ def test_non_finite_initial_rhs_is_reported(setup, backend):
     model, params, regimen = setup
     p = params.with_values({"tumour_growth_rate": np.array([0.01, 1e300, 0.02] + [0.01] * 5)})
     with np.errstate(all="ignore"):
-        ds = moa.simulate(model, p, regimen, times=[0.0, 1.0, 2.0], solver=RodasSolver(backend=backend),
-                          on_failure="record")
+        ds = moa.simulate(
+            model, p, regimen, times=[0.0, 1.0, 2.0], solver=RodasSolver(backend=backend), on_failure="record"
+        )
     assert ds["status"].values.tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
     assert "non-finite" in ds["message"].values[1] and "t=0" in ds["message"].values[1]
     assert np.all(np.isfinite(ds["tumour_cells"].values[[0, 2]]))
@@ -141,13 +169,19 @@ def test_solver_steps_are_counted_per_sample_and_repeat(setup, backend, batch, s
         assert batch[name].dims == ("sample",) and batch[name].attrs["units"] == "1"
     steps, rejected = batch["n_steps"].values, batch["n_rejected"].values
     assert np.all(steps > 0) and np.all(rejected >= 0) and rejected.sum() > 0
-    assert np.all(steps >= len(regimen.doses)) and np.all(steps == np.round(steps))   # >= 1 step per segment
-    assert len(set(steps.tolist())) > 1   # the patients took their own step sequences
-    again = moa.simulate(model, params.with_values({k: np.array(v) for k, v in SETS.items()}), regimen,
-                         duration_days=DAYS, solver=RodasSolver(backend=backend))
+    assert np.all(steps >= len(regimen.doses)) and np.all(steps == np.round(steps))  # >= 1 step per segment
+    assert len(set(steps.tolist())) > 1  # the patients took their own step sequences
+    again = moa.simulate(
+        model,
+        params.with_values({k: np.array(v) for k, v in SETS.items()}),
+        regimen,
+        duration_days=DAYS,
+        solver=RodasSolver(backend=backend),
+    )
     np.testing.assert_array_equal(again["n_steps"].values, steps)
     np.testing.assert_array_equal(again["n_rejected"].values, rejected)
     assert np.isnan(float(singles[0]["n_steps"])) and np.isnan(float(singles[0]["n_rejected"]))
-    kept = moa.simulate(model, params, regimen, times=[0.0, 1.0], keep=["tumour_volume"],
-                        solver=RodasSolver(backend=backend))
-    assert list(kept.data_vars) == ["tumour_volume", "status", "message"]   # counted, returned when kept
+    kept = moa.simulate(
+        model, params, regimen, times=[0.0, 1.0], keep=["tumour_volume"], solver=RodasSolver(backend=backend)
+    )
+    assert list(kept.data_vars) == ["tumour_volume", "status", "message"]  # counted, returned when kept

@@ -61,6 +61,7 @@ def test_kaplan_meier_and_median_match_lifelines_on_the_waltons_data():
     lifelines = pytest.importorskip("lifelines")
     from lifelines.datasets import load_waltons
     from lifelines.utils import median_survival_times
+
     data = load_waltons()
     days, event = data["T"].to_numpy(float), data["E"].to_numpy().astype(bool)
     km = survival.kaplan_meier(days, event)
@@ -83,8 +84,9 @@ def test_median_not_reached_is_nan():
 
 
 def test_censoring_at_the_end_of_follow_up():
-    day, event = survival.censor(np.array([100.0, 400.0, np.inf, 365.0, 30.0]),
-                                 np.array([True, True, False, True, False]), 365.0)
+    day, event = survival.censor(
+        np.array([100.0, 400.0, np.inf, 365.0, 30.0]), np.array([True, True, False, True, False]), 365.0
+    )
     np.testing.assert_array_equal(day, [100.0, 365.0, 365.0, 365.0, 30.0])
     np.testing.assert_array_equal(event, [True, False, False, True, False])  # an event on the last day counts
     per_patient, _ = survival.censor(np.array([100.0, 100.0]), np.array([True, True]), np.array([50.0, 200.0]))
@@ -92,8 +94,11 @@ def test_censoring_at_the_end_of_follow_up():
     # censoring at follow-up changes the curve only after it
     days, events, _ = exponential_trial(300, 1.0, seed=3)
     cut_day, cut_event = survival.censor(days, events, 120.0)
-    np.testing.assert_allclose(survival.kaplan_meier(cut_day, cut_event).at([30, 60, 119.9]),
-                               survival.kaplan_meier(days, events).at([30, 60, 119.9]), rtol=1e-12)
+    np.testing.assert_allclose(
+        survival.kaplan_meier(cut_day, cut_event).at([30, 60, 119.9]),
+        survival.kaplan_meier(days, events).at([30, 60, 119.9]),
+        rtol=1e-12,
+    )
 
 
 def breslow_log_likelihood(beta, day, event, group):
@@ -112,14 +117,23 @@ def test_hazard_ratio_maximises_the_breslow_likelihood_with_ties():
     day = np.ceil(rng.exponential(np.where(group, 60.0, 40.0)) / 14.0) * 14.0  # two-weekly: many ties
     event = rng.random(120) < 0.8
     hr, low, high = survival.hazard_ratio(day, event, group)
-    best = optimize.minimize_scalar(lambda b: -breslow_log_likelihood(b, day, event, group.astype(float)),
-                                    bounds=(-3, 3), method="bounded", options={"xatol": 1e-10})
+    best = optimize.minimize_scalar(
+        lambda b: -breslow_log_likelihood(b, day, event, group.astype(float)),
+        bounds=(-3, 3),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     assert math.log(hr) == pytest.approx(best.x, abs=1e-6)
     # Wald CI from the curvature of the same likelihood (numerical second derivative)
     h = 1e-4
-    curvature = -(breslow_log_likelihood(best.x + h, day, event, group.astype(float))
-                  - 2 * breslow_log_likelihood(best.x, day, event, group.astype(float))
-                  + breslow_log_likelihood(best.x - h, day, event, group.astype(float))) / h**2
+    curvature = (
+        -(
+            breslow_log_likelihood(best.x + h, day, event, group.astype(float))
+            - 2 * breslow_log_likelihood(best.x, day, event, group.astype(float))
+            + breslow_log_likelihood(best.x - h, day, event, group.astype(float))
+        )
+        / h**2
+    )
     assert math.log(high) - math.log(hr) == pytest.approx(1.959963985 / math.sqrt(curvature), rel=1e-4)
     assert low < hr < high
 
@@ -130,6 +144,7 @@ def test_hazard_ratio_recovers_a_known_ratio_and_matches_lifelines():
     assert low < 0.6 < high and high / low < 1.5
     lifelines = pytest.importorskip("lifelines")
     import pandas as pd
+
     frame = pd.DataFrame({"day": day, "event": event, "group": group.astype(float)})
     cox = lifelines.CoxPHFitter().fit(frame, "day", "event")  # Efron ties = Breslow here: no tied times
     assert hr == pytest.approx(math.exp(cox.params_["group"]), rel=1e-6)
@@ -160,8 +175,10 @@ def test_logrank_matches_the_hand_formula_and_scipy():
     assert statistic == pytest.approx(z, rel=1e-9)
     assert p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
     assert statistic < 0 and p_value < 0.01  # the group with HR 0.6 has fewer events than expected
-    reference = stats.logrank(stats.CensoredData(uncensored=day[group & event], right=day[group & ~event]),
-                              stats.CensoredData(uncensored=day[~group & event], right=day[~group & ~event]))
+    reference = stats.logrank(
+        stats.CensoredData(uncensored=day[group & event], right=day[group & ~event]),
+        stats.CensoredData(uncensored=day[~group & event], right=day[~group & ~event]),
+    )
     assert p_value == pytest.approx(reference.pvalue, rel=1e-12)
 
 
@@ -172,6 +189,7 @@ def test_proportion_ci_is_clopper_pearson():
     assert low == pytest.approx(stats.beta.ppf(0.025, 53, 48), rel=1e-9)
     assert high == pytest.approx(stats.beta.ppf(0.975, 54, 47), rel=1e-9)
     import xarray as xr
+
     responders = (xr.DataArray(np.array(["PR"] * 53 + ["SD"] * 47)) == "PR").sum()  # a count as xarray gives it
     assert survival.proportion_ci(responders, 100) == (p, low, high)
     assert survival.proportion_ci(0, 20)[1] == 0.0 and survival.proportion_ci(20, 20)[2] == 1.0
@@ -179,24 +197,27 @@ def test_proportion_ci_is_clopper_pearson():
     assert low < ninety[1] < ninety[2] < high
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: survival.kaplan_meier(DAYS, EVENT[:-1]), r"event: shape \(7,\): must match"),
-    (lambda: survival.kaplan_meier(-DAYS, EVENT), r"time_days: -1.0 at index 0"),
-    (lambda: survival.kaplan_meier(np.append(DAYS[:-1], np.inf), EVENT), "time_days: inf"),
-    (lambda: survival.kaplan_meier(DAYS, EVENT.astype(int)), "event: dtype int64: must be a bool array"),
-    (lambda: survival.kaplan_meier(DAYS.reshape(2, 4), EVENT.reshape(2, 4)), r"time_days: shape \(2, 4\)"),
-    (lambda: survival.median_survival(DAYS, EVENT, confidence=95), "confidence=95"),
-    (lambda: survival.logrank(DAYS, EVENT, DAYS, EVENT.astype(float)), "event_b: dtype float64"),
-    (lambda: survival.logrank(DAYS[:3], EVENT, DAYS, EVENT), r"event_a: shape \(8,\)"),
-    (lambda: survival.hazard_ratio(DAYS, EVENT, np.ones(8)), "group: dtype float64"),
-    (lambda: survival.hazard_ratio(DAYS, EVENT, np.ones(8, bool)), "group: all True"),
-    (lambda: survival.proportion_ci(5, 3), "k=5, n=3"),
-    (lambda: survival.proportion_ci(0.5, 3), "k=0.5: must be an integer"),
-    (lambda: survival.proportion_ci(True, 3), "k=True: must be an integer"),
-    (lambda: survival.censor(np.array([1.0, np.nan]), np.array([True, True]), 10.0), "time_days: nan"),
-    (lambda: survival.censor(DAYS, EVENT, np.ones(3)), r"follow_up_days: shape \(3,\)"),
-    (lambda: survival.censor(DAYS, EVENT, -1.0), "follow_up_days: must be finite and >= 0"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: survival.kaplan_meier(DAYS, EVENT[:-1]), r"event: shape \(7,\): must match"),
+        (lambda: survival.kaplan_meier(-DAYS, EVENT), r"time_days: -1.0 at index 0"),
+        (lambda: survival.kaplan_meier(np.append(DAYS[:-1], np.inf), EVENT), "time_days: inf"),
+        (lambda: survival.kaplan_meier(DAYS, EVENT.astype(int)), "event: dtype int64: must be a bool array"),
+        (lambda: survival.kaplan_meier(DAYS.reshape(2, 4), EVENT.reshape(2, 4)), r"time_days: shape \(2, 4\)"),
+        (lambda: survival.median_survival(DAYS, EVENT, confidence=95), "confidence=95"),
+        (lambda: survival.logrank(DAYS, EVENT, DAYS, EVENT.astype(float)), "event_b: dtype float64"),
+        (lambda: survival.logrank(DAYS[:3], EVENT, DAYS, EVENT), r"event_a: shape \(8,\)"),
+        (lambda: survival.hazard_ratio(DAYS, EVENT, np.ones(8)), "group: dtype float64"),
+        (lambda: survival.hazard_ratio(DAYS, EVENT, np.ones(8, bool)), "group: all True"),
+        (lambda: survival.proportion_ci(5, 3), "k=5, n=3"),
+        (lambda: survival.proportion_ci(0.5, 3), "k=0.5: must be an integer"),
+        (lambda: survival.proportion_ci(True, 3), "k=True: must be an integer"),
+        (lambda: survival.censor(np.array([1.0, np.nan]), np.array([True, True]), 10.0), "time_days: nan"),
+        (lambda: survival.censor(DAYS, EVENT, np.ones(3)), r"follow_up_days: shape \(3,\)"),
+        (lambda: survival.censor(DAYS, EVENT, -1.0), "follow_up_days: must be finite and >= 0"),
+    ],
+)
 def test_bad_input_is_refused_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()

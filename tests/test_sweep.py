@@ -19,8 +19,17 @@ from moa.cli import main
 from moa.solvers.base import SegmentResult
 from moa.solvers import RodasSolver
 from moa.solvers.rodas4.stepper_numpy import integrate_batch
-from moa.sweep import (ChunkWarning, ParameterDistribution, SpecError, SweepDirError, load_spec, parameter_values,
-                       run_sweep, spec_from_dict, unit_design)
+from moa.sweep import (
+    ChunkWarning,
+    ParameterDistribution,
+    SpecError,
+    SweepDirError,
+    load_spec,
+    parameter_values,
+    run_sweep,
+    spec_from_dict,
+    unit_design,
+)
 from sweep_helpers import DAYS, same, tiny_spec
 
 # ----- the spec ------------------------------------------------------------------------------------
@@ -54,12 +63,15 @@ def test_toml_spec_defaults_to_the_models_bounds_and_scale(tmp_path):
     assert spec.n == 8 and spec.arms == ("apdl1",)
 
 
-@pytest.mark.parametrize("change, words", [
-    ("[parameters.no_such_parameter]", ["parameters.no_such_parameter", "unknown parameter"]),
-    ("[parameters.cl_bsab]\nlow = 0.001", ["parameters.cl_bsab.low=0.001", "outside the model's bounds"]),
-    ("[parameters.cl_bsab]\ndistribution = \"cauchy\"", ["distribution='cauchy'", "uniform", "lognormal"]),
-    ("[parameters.cl_bsab]\ndistribution = \"normal\"\nmean = 0.2", ["needs mean and sd"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ("[parameters.no_such_parameter]", ["parameters.no_such_parameter", "unknown parameter"]),
+        ("[parameters.cl_bsab]\nlow = 0.001", ["parameters.cl_bsab.low=0.001", "outside the model's bounds"]),
+        ('[parameters.cl_bsab]\ndistribution = "cauchy"', ["distribution='cauchy'", "uniform", "lognormal"]),
+        ('[parameters.cl_bsab]\ndistribution = "normal"\nmean = 0.2', ["needs mean and sd"]),
+    ],
+)
 def test_bad_parameter_entries_are_refused_naming_the_field(tmp_path, change, words):
     path = tmp_path / "bad.toml"
     path.write_text(GOOD_TOML + "\n" + change + "\n")
@@ -69,10 +81,17 @@ def test_bad_parameter_entries_are_refused_naming_the_field(tmp_path, change, wo
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("summaries", ["best_change_pct", "tumour_size_score"], ["outputs.summaries", "'tumour_size_score'", "best_change_pct"]),
-    ("observables", ["tumour_diameterr"], ["outputs.observables", "tumour_diameter"]),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        (
+            "summaries",
+            ["best_change_pct", "tumour_size_score"],
+            ["outputs.summaries", "'tumour_size_score'", "best_change_pct"],
+        ),
+        ("observables", ["tumour_diameterr"], ["outputs.observables", "tumour_diameter"]),
+    ],
+)
 def test_unknown_outputs_are_refused(field, value, words):
     data = {"arms": ["apdl1"], "settings": ["cold"], "parameters": {"cl_bsab": {}}, "outputs": {field: value}}
     with pytest.raises(SpecError) as err:
@@ -81,12 +100,15 @@ def test_unknown_outputs_are_refused(field, value, words):
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize("sampling, words", [
-    ({"method": "lhs", "n": 0}, ["sampling.n=0", ">= 1"]),
-    ({"method": "sobol", "n": 12}, ["sampling.n=12", "power of 2"]),
-    ({"method": "random", "n": 8}, ["sampling.method='random'", "grid"]),
-    ({"method": "lhs", "n": 2.5}, ["sampling.n=2.5", "integer"]),
-])
+@pytest.mark.parametrize(
+    "sampling, words",
+    [
+        ({"method": "lhs", "n": 0}, ["sampling.n=0", ">= 1"]),
+        ({"method": "sobol", "n": 12}, ["sampling.n=12", "power of 2"]),
+        ({"method": "random", "n": 8}, ["sampling.method='random'", "grid"]),
+        ({"method": "lhs", "n": 2.5}, ["sampling.n=2.5", "integer"]),
+    ],
+)
 def test_bad_sampling_is_refused(sampling, words):
     data = {"arms": ["apdl1"], "settings": ["cold"], "parameters": {"cl_bsab": {}}, "sampling": sampling}
     with pytest.raises(SpecError) as err:
@@ -126,7 +148,9 @@ def test_grid_reaches_the_bounds_and_truncated_normal_stays_inside():
     grid = tiny_spec(sampling="grid", n=3)
     v = parameter_values(grid, unit_design(grid))
     assert v["kill_rate_max"].size == 9
-    assert np.isclose(v["kill_rate_max"].min(), grid.parameters[1].low) and np.isclose(v["kill_rate_max"].max(), grid.parameters[1].high)
+    assert np.isclose(v["kill_rate_max"].min(), grid.parameters[1].low) and np.isclose(
+        v["kill_rate_max"].max(), grid.parameters[1].high
+    )
     normal = ParameterDistribution("kill_rate_max", "normal", 0.05, 3.0, mean=0.2, sd=1.0)
     x = normal.ppf(np.linspace(0, 1, 101))
     assert x.min() == 0.05 and x.max() == 3.0 and np.all(np.diff(x) >= 0)
@@ -177,9 +201,20 @@ class StarvedPoints:
         row = full_model().parameter_names.index(self.parameter)
         starved = np.nonzero(np.isin(P[row], np.asarray(self.values)))[0]
         if starved.size and t1 > t0:
-            bad = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0, t1,
-                                  Y0[:, starved], P[:, starved], np.asarray(t_out, dtype=float), rtol=rtol, atol=atol,
-                                  max_steps=self.max_steps)
+            bad = integrate_batch(
+                compiled.rhs_T,
+                compiled.jac_values_T,
+                compiled.jac_rows,
+                compiled.jac_cols,
+                t0,
+                t1,
+                Y0[:, starved],
+                P[:, starved],
+                np.asarray(t_out, dtype=float),
+                rtol=rtol,
+                atol=atol,
+                max_steps=self.max_steps,
+            )
             res.y[:, :, starved], res.y_final[:, starved] = bad.y, bad.y_final
             res.status[starved] = bad.status
             for j, k in enumerate(starved):
@@ -284,8 +319,12 @@ def test_a_sweep_point_is_the_simulation_of_its_parameter_values():
     ds = run_sweep(spec)
     values = {p: ds[p].values for p in spec.parameter_names}
     direct = run_points("bsab_2x2", "cold", values, DAYS, variables=["tumour_diameter"], solver="rodas")
-    np.testing.assert_allclose(ds["final_diameter_mm"].values, direct["tumour_diameter"].isel(time=-1).values, rtol=1e-12)
-    np.testing.assert_allclose(ds["tumour_diameter"].values, direct["tumour_diameter"].sel(time=[30.0, 60.0]).values,
-                               rtol=1e-12)
-    np.testing.assert_allclose(ds["best_change_pct"].values, best_percent_change(direct["tumour_diameter"]).values,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        ds["final_diameter_mm"].values, direct["tumour_diameter"].isel(time=-1).values, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ds["tumour_diameter"].values, direct["tumour_diameter"].sel(time=[30.0, 60.0]).values, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ds["best_change_pct"].values, best_percent_change(direct["tumour_diameter"]).values, rtol=1e-12
+    )

@@ -52,9 +52,20 @@ class StarvedForOnePoint:
         row = full_model().parameter_names.index(self.parameter)
         starved = np.nonzero(np.isclose(P[row], self.value, rtol=1e-12))[0]
         if starved.size and t1 > t0:
-            bad = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0, t1,
-                                  Y0[:, starved], P[:, starved], np.asarray(t_out, dtype=float), rtol=rtol, atol=atol,
-                                  max_steps=self.max_steps)
+            bad = integrate_batch(
+                compiled.rhs_T,
+                compiled.jac_values_T,
+                compiled.jac_rows,
+                compiled.jac_cols,
+                t0,
+                t1,
+                Y0[:, starved],
+                P[:, starved],
+                np.asarray(t_out, dtype=float),
+                rtol=rtol,
+                atol=atol,
+                max_steps=self.max_steps,
+            )
             res.y[:, :, starved], res.y_final[:, starved] = bad.y, bad.y_final
             res.status[starved] = bad.status
             for j, k in enumerate(starved):

@@ -21,8 +21,16 @@ def test_dose_stop_per_sample_in_a_batched_run():
     """Sample 0 stops at day 30 (after the doses of day 0 and 21), sample 1 keeps its Q3W doses: identical
     before day 42, then sample 0's antibody only decays while sample 1's jumps with the day-42 dose."""
     params, regimen = _two_patients("apdl1", 63.0)
-    ds = simulate(full_model(), params, regimen, duration_days=63.0, solver="rodas", start="quasi_steady",
-                  keep=["apdl1_central"], dose_stop_days=np.array([30.0, np.inf]))
+    ds = simulate(
+        full_model(),
+        params,
+        regimen,
+        duration_days=63.0,
+        solver="rodas",
+        start="quasi_steady",
+        keep=["apdl1_central"],
+        dose_stop_days=np.array([30.0, np.inf]),
+    )
     drug = ds["apdl1_central"]
     before = drug.sel(time=slice(0, 41))
     np.testing.assert_allclose(before.isel(sample=0), before.isel(sample=1), rtol=1e-9)
@@ -35,8 +43,16 @@ def test_dose_stop_per_sample_in_a_batched_run():
 
 def test_dose_stop_at_day_zero_means_untreated_and_bad_stops_are_refused():
     params, regimen = _two_patients("apdl1", 21.0)
-    ds = simulate(full_model(), params, regimen, duration_days=21.0, solver="rodas", start="quasi_steady",
-                  keep=["apdl1_central"], dose_stop_days=[0.0, np.inf])
+    ds = simulate(
+        full_model(),
+        params,
+        regimen,
+        duration_days=21.0,
+        solver="rodas",
+        start="quasi_steady",
+        keep=["apdl1_central"],
+        dose_stop_days=[0.0, np.inf],
+    )
     assert float(ds["apdl1_central"].isel(sample=0).max()) == 0.0
     assert float(ds["apdl1_central"].isel(sample=1).max()) > 0.0
     with pytest.raises(ValueError, match=r"dose_stop_days\[1\]=nan"):
@@ -108,7 +124,9 @@ def test_lesions_share_patient_values_and_differ_in_lesion_values(population):
 
 def test_same_seed_same_patients_other_seed_other_patients():
     a, b, c = (trial.sample_population(20, seed=s) for s in (5, 5, 6))
-    np.testing.assert_array_equal(a.lesion_values["initial_tumour_diameter"], b.lesion_values["initial_tumour_diameter"])
+    np.testing.assert_array_equal(
+        a.lesion_values["initial_tumour_diameter"], b.lesion_values["initial_tumour_diameter"]
+    )
     assert not np.array_equal(a.patient_values["antigenicity"], c.patient_values["antigenicity"])
 
 
@@ -128,8 +146,11 @@ def test_population_file_errors_name_the_field(tmp_path):
     bad.write_text(text.replace("[patient.cl_bsab]", "[patient.cl_bsabb]"))
     with pytest.raises(ValueError, match=r"patient\.cl_bsabb: unknown parameter"):
         trial.load_population(bad)
-    bad.write_text(text.replace('count_probabilities = [0.25, 0.25, 0.2, 0.15, 0.15]',
-                                'count_probabilities = [0.5, 0.25, 0.2, 0.15, 0.15]'))
+    bad.write_text(
+        text.replace(
+            "count_probabilities = [0.25, 0.25, 0.2, 0.15, 0.15]", "count_probabilities = [0.5, 0.25, 0.2, 0.15, 0.15]"
+        )
+    )
     with pytest.raises(ValueError, match="count_probabilities"):
         trial.load_population(bad)
     with pytest.raises(ValueError, match=r"field 'patient\.antigenicity\.mean'"):

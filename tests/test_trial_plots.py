@@ -23,8 +23,11 @@ def small_trial(n: int = 40, seed: int = 0):
     diameters = rng.uniform(10, 40, (n, 1, 3)) * np.exp(slopes * scan_days[None, :, None])
     diameters[:, :, 2][rng.random(n) < 0.5] = np.nan  # half the patients have two lesions
     ds = recist_lesions(diameters, scan_days)
-    pfs_day, pfs_event = censor(np.where(ds["progressed"], ds["progression_day"], np.inf),
-                                ds["progressed"].values, ds["last_assessment_day"].values)
+    pfs_day, pfs_event = censor(
+        np.where(ds["progressed"], ds["progression_day"], np.inf),
+        ds["progressed"].values,
+        ds["last_assessment_day"].values,
+    )
     return scan_days, ds, pfs_day, pfs_event
 
 
@@ -46,15 +49,23 @@ def test_waterfall_and_spider_render_with_percent_and_month_axes(tmp_path):
         trial_plots.plot_spider(ax, scan_days, ds["change_pct"].values, ds["best_overall_response"].values)
         assert "(months)" in ax.get_xlabel() and "(%)" in ax.get_ylabel()
         assert max(np.max(line.get_xdata()) for line in ax.lines if len(line.get_xdata()) > 1) == pytest.approx(
-            scan_days[-1] / DAYS_PER_MONTH)
+            scan_days[-1] / DAYS_PER_MONTH
+        )
         plt.close(fig)
         fig, ax = plots.subplots()  # lines end at progression
-        trial_plots.plot_spider(ax, scan_days, ds["change_pct"].values, ds["best_overall_response"].values,
-                                progression_day=ds["progression_day"].values)
+        trial_plots.plot_spider(
+            ax,
+            scan_days,
+            ds["change_pct"].values,
+            ds["best_overall_response"].values,
+            progression_day=ds["progression_day"].values,
+        )
         progressed = np.isfinite(ds["progression_day"].values)
         assert progressed.any()
         ends = [np.max(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"]
-        np.testing.assert_allclose(np.array(ends)[progressed], ds["progression_day"].values[progressed] / DAYS_PER_MONTH)
+        np.testing.assert_allclose(
+            np.array(ends)[progressed], ds["progression_day"].values[progressed] / DAYS_PER_MONTH
+        )
         save(fig, tmp_path, "spider")
 
 
@@ -80,40 +91,57 @@ def test_km_plot_has_a_numbers_at_risk_table_that_matches_the_curves(tmp_path):
         # the table lies below the axes in the saved figure
         fig.canvas.draw()
         axes_bottom = ax.get_window_extent().y0
-        assert all(t.get_window_extent().y1 < axes_bottom for t in ax.texts if (t.get_gid() or "").startswith("at-risk"))
+        assert all(
+            t.get_window_extent().y1 < axes_bottom for t in ax.texts if (t.get_gid() or "").startswith("at-risk")
+        )
         plt.close(fig)
 
 
 def test_forest_and_calibration_render(tmp_path):
     with plots.style():
         fig, ax = plots.subplots()
-        trial_plots.plot_forest(ax, [("ITT", 0.80, 0.69, 0.92, 902), ("PD-L1+", 0.62, 0.49, 0.78, 369),
-                                     ("PD-L1-", float("nan"), float("nan"), float("nan"), 12)])
+        trial_plots.plot_forest(
+            ax,
+            [
+                ("ITT", 0.80, 0.69, 0.92, 902),
+                ("PD-L1+", 0.62, 0.49, 0.78, 369),
+                ("PD-L1-", float("nan"), float("nan"), float("nan"), 12),
+            ],
+        )
         assert ax.get_xscale() == "log" and "hazard ratio" in ax.get_xlabel()
         assert [t.get_text() for t in ax.get_yticklabels()] == ["ITT (n=902)", "PD-L1+ (n=369)", "PD-L1- (n=12)"]
         assert any(t.get_text() == "not estimable" for t in ax.texts)
         save(fig, tmp_path, "forest")
         fig, ax = plots.subplots()
-        trial_plots.plot_calibration(ax, [
-            ("ORR PD-L1+ (%)", 50.0, 44.0, 56.0, 53.0, 45.0, 61.0),  # inside
-            ("median PFS ITT (months)", 9.0, 8.0, 10.0, 7.2, 5.6, 7.5),  # outside
-            ("HR PD-L1+", 0.65, float("nan"), float("nan"), 0.62, 0.49, 0.78),
-        ])
+        trial_plots.plot_calibration(
+            ax,
+            [
+                ("ORR PD-L1+ (%)", 50.0, 44.0, 56.0, 53.0, 45.0, 61.0),  # inside
+                ("median PFS ITT (months)", 9.0, 8.0, 10.0, 7.2, 5.6, 7.5),  # outside
+                ("HR PD-L1+", 0.65, float("nan"), float("nan"), 0.62, 0.49, 0.78),
+            ],
+        )
         gids = [line.get_gid() for line in ax.lines if (line.get_gid() or "").startswith("calibration")]
         assert gids == ["calibration-inside", "calibration-outside", "calibration-inside"]
         assert "dimensionless" in ax.get_xlabel()
         save(fig, tmp_path, "calibration")
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda ax: trial_plots.plot_waterfall(ax, [1.0, 2.0], ["PR"]), r"best_overall_response: shape \(1,\)"),
-    (lambda ax: trial_plots.plot_waterfall(ax, [1.0], ["XX"]), r"best_overall_response: \['XX'\]"),
-    (lambda ax: trial_plots.plot_spider(ax, [0.0, 56.0], np.zeros((2, 3))), r"scan_days: shape \(2,\)"),
-    (lambda ax: trial_plots.plot_km(ax, {"a": kaplan_meier([1.0], np.array([True]))}, unit="years"), "unit='years'"),
-    (lambda ax: trial_plots.plot_km(ax, {"a": [1, 2]}), r"curves\['a'\]: list"),
-    (lambda ax: trial_plots.plot_forest(ax, [("ITT", 0.8, 0.7)]), "needs 5 entries"),
-    (lambda ax: trial_plots.plot_calibration(ax, [("CR", 1, 0, 2, 0.0, 0, 1)]), "trial estimate <= 0"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda ax: trial_plots.plot_waterfall(ax, [1.0, 2.0], ["PR"]), r"best_overall_response: shape \(1,\)"),
+        (lambda ax: trial_plots.plot_waterfall(ax, [1.0], ["XX"]), r"best_overall_response: \['XX'\]"),
+        (lambda ax: trial_plots.plot_spider(ax, [0.0, 56.0], np.zeros((2, 3))), r"scan_days: shape \(2,\)"),
+        (
+            lambda ax: trial_plots.plot_km(ax, {"a": kaplan_meier([1.0], np.array([True]))}, unit="years"),
+            "unit='years'",
+        ),
+        (lambda ax: trial_plots.plot_km(ax, {"a": [1, 2]}), r"curves\['a'\]: list"),
+        (lambda ax: trial_plots.plot_forest(ax, [("ITT", 0.8, 0.7)]), "needs 5 entries"),
+        (lambda ax: trial_plots.plot_calibration(ax, [("CR", 1, 0, 2, 0.0, 0, 1)]), "trial estimate <= 0"),
+    ],
+)
 def test_bad_input_is_refused_naming_the_argument(call, match):
     fig, ax = plt.subplots()
     try:

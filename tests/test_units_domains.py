@@ -48,7 +48,9 @@ def rewrite_table(path, name: str, **fields) -> None:
 
 def params_with_cl_bsab(tmp_path, value, unit, lower, upper) -> ParameterSet:
     models = copy_models(tmp_path)
-    rewrite_table(models / "parameters" / "pharmacokinetics.toml", "cl_bsab", value=value, unit=unit, lower=lower, upper=upper)
+    rewrite_table(
+        models / "parameters" / "pharmacokinetics.toml", "cl_bsab", value=value, unit=unit, lower=lower, upper=upper
+    )
     return load_parameters(sorted((models / "parameters").glob("*.toml")))
 
 
@@ -86,8 +88,11 @@ def test_clearance_written_in_mg_is_refused_naming_file_field_and_units(tmp_path
 def test_sbml_export_sees_the_converted_value(tmp_path):
     pytest.importorskip("libsbml")
     from moa.interop.sbml import _values
+
     ml_h = params_with_cl_bsab(tmp_path, 8.3, "mL/h", 4.0, 16.0)
-    assert _values(PK, ml_h.in_units({"cl_bsab": "L/day"}))["cl_bsab"] == pytest.approx(8.3 * ML_PER_H_IN_L_PER_DAY, rel=1e-12)
+    assert _values(PK, ml_h.in_units({"cl_bsab": "L/day"}))["cl_bsab"] == pytest.approx(
+        8.3 * ML_PER_H_IN_L_PER_DAY, rel=1e-12
+    )
 
 
 def test_overlay_in_a_compatible_unit_is_converted_and_another_dimension_refused(tmp_path):
@@ -120,7 +125,9 @@ def test_in_units_converts_value_and_bounds_together():
     p = ParameterSet({"cl": spec}).in_units({"cl": "L/day"})
     s = p.specs["cl"]
     assert (s.unit, s.domain) == ("L/day", "positive")
-    np.testing.assert_allclose([p["cl"], s.value, s.lower, s.upper], np.array([8.3, 8.3, 4.0, 16.0]) * 0.024, rtol=1e-12)
+    np.testing.assert_allclose(
+        [p["cl"], s.value, s.lower, s.upper], np.array([8.3, 8.3, 4.0, 16.0]) * 0.024, rtol=1e-12
+    )
 
 
 def test_recist_value_in_cm_is_converted_and_another_dimension_refused(tmp_path):
@@ -136,13 +143,22 @@ def test_recist_value_in_cm_is_converted_and_another_dimension_refused(tmp_path)
 
 
 def test_dose_per_kg_uses_body_weight_in_kg_whatever_it_is_written_in():
-    in_lb = ParameterSet({"body_weight": ParameterSpec("body_weight", 150.0, "lb", 90.0, 250.0, "test", domain="positive")})
+    in_lb = ParameterSet(
+        {"body_weight": ParameterSpec("body_weight", 150.0, "lb", 90.0, 250.0, "test", domain="positive")}
+    )
     assert moa.Dose("bsab", 10.0, "mg/kg", 0.0).amount_mg(in_lb) == pytest.approx(10.0 * 150.0 * 0.45359237, rel=1e-12)
 
 
 # ----- physical domains and bounds --------------------------------------------------------------
-@pytest.mark.parametrize("name, value, domain", [("initial_fraction_ex", 5.0, "fraction"), ("body_weight", 0.0, "positive"),
-                                                 ("valency_pdl1_bsab", 0.5, "at_least_one"), ("cl_bsab", -0.1, "nonnegative")])
+@pytest.mark.parametrize(
+    "name, value, domain",
+    [
+        ("initial_fraction_ex", 5.0, "fraction"),
+        ("body_weight", 0.0, "positive"),
+        ("valency_pdl1_bsab", 0.5, "at_least_one"),
+        ("cl_bsab", -0.1, "nonnegative"),
+    ],
+)
 def test_impossible_override_is_refused(name, value, domain):
     with pytest.raises(ValueError) as err:
         moa.simulate(PK, DEFAULTS, Q3W, duration_days=21.0, overrides={name: value}, solver="LSODA")
@@ -157,7 +173,9 @@ def test_out_of_bounds_but_physical_value_warns_and_runs_and_strict_refuses():
         ds = moa.simulate(PK, DEFAULTS, Q3W, duration_days=21.0, overrides={"cl_bsab": fast}, solver="LSODA")
     assert int(ds.status) == 0
     with pytest.raises(ValueError, match=r"'cl_bsab'.*sweep bounds.*strict"):
-        moa.simulate(PK, DEFAULTS, Q3W, duration_days=21.0, overrides={"cl_bsab": fast}, solver="LSODA", strict_bounds=True)
+        moa.simulate(
+            PK, DEFAULTS, Q3W, duration_days=21.0, overrides={"cl_bsab": fast}, solver="LSODA", strict_bounds=True
+        )
     with pytest.raises(ValueError, match=r"'cl_bsab'.*sweep bounds"):
         DEFAULTS.with_values({"cl_bsab": fast}, check_bounds=True)  # the older spelling of strict
 
@@ -174,7 +192,9 @@ def test_every_parameter_has_a_domain_consistent_with_its_bounds():
             assert s.domain == "positive", name
         if name.startswith("valency_") or name.startswith("chi_cis_"):
             assert s.domain == "at_least_one", name
-    assert {specs[n].domain for n in ("initial_fraction_ex", "initial_fraction_pex", "tumour_interstitial_fraction")} == {"fraction"}
+    assert {
+        specs[n].domain for n in ("initial_fraction_ex", "initial_fraction_pex", "tumour_interstitial_fraction")
+    } == {"fraction"}
 
 
 def test_a_spec_whose_bounds_leave_its_domain_is_refused():
@@ -201,8 +221,13 @@ def drain_model() -> Model:
     return Model([m], name="drain")
 
 
-DRAIN = ParameterSet({"x0": ParameterSpec("x0", 1.0, "nM", 0.0, 10.0, "test"),
-                      "r": ParameterSpec("r", 0.5, "nM/day", 0.0, 10.0, "test")}, name="drain")
+DRAIN = ParameterSet(
+    {
+        "x0": ParameterSpec("x0", 1.0, "nM", 0.0, 10.0, "test"),
+        "r": ParameterSpec("r", 0.5, "nM/day", 0.0, 10.0, "test"),
+    },
+    name="drain",
+)
 
 
 def test_a_state_driven_negative_is_reported_as_failed():
@@ -221,8 +246,17 @@ def test_every_observable_is_finite_when_the_tumour_and_its_t_cells_are_gone():
     compiled = model.compiled
     P = np.vstack([DEFAULTS.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     Y = compiled.initial_T(P)
-    for name in ("tumour_cells_sensitive", "tumour_cells_resistant", "tumour_cells_escape", "t_eff", "t_pex", "t_ex",
-                 "t_reg", "antigen", "ifng_tumour"):
+    for name in (
+        "tumour_cells_sensitive",
+        "tumour_cells_resistant",
+        "tumour_cells_escape",
+        "t_eff",
+        "t_pex",
+        "t_ex",
+        "t_reg",
+        "antigen",
+        "ifng_tumour",
+    ):
         Y[model.species_names.index(name)] = 0.0
     obs = compiled.observables_T(0.0, Y, P)[:, 0]
     bad = [n for n, v in zip(compiled.observable_names, obs) if not np.isfinite(v)]
@@ -233,7 +267,14 @@ def test_every_observable_is_finite_when_the_tumour_and_its_t_cells_are_gone():
 def test_fractions_that_sum_past_one_give_a_failed_sample_not_negative_effectors():
     """Each fraction is inside its domain, but together they leave -10% of the T cells as effectors."""
     with pytest.warns(BoundsWarning):
-        ds = moa.simulate(full_model(), DEFAULTS, None, times=[0.0, 1.0], solver="LSODA", on_failure="record",
-                          overrides={"initial_fraction_pex": 0.5, "initial_fraction_ex": 0.6})
+        ds = moa.simulate(
+            full_model(),
+            DEFAULTS,
+            None,
+            times=[0.0, 1.0],
+            solver="LSODA",
+            on_failure="record",
+            overrides={"initial_fraction_pex": 0.5, "initial_fraction_ex": 0.6},
+        )
     assert int(ds.status) == 5
     assert "species t_eff" in str(ds.message.values) and "t=0 day" in str(ds.message.values)

@@ -18,8 +18,16 @@ from pathlib import Path
 
 from ..errors import CacheWarning
 
-__all__ = ["cache_dir", "fallback_dir", "fall_back", "warn", "atomic_write", "read_source_cache",
-           "write_source_cache", "source_cache_file"]
+__all__ = [
+    "cache_dir",
+    "fallback_dir",
+    "fall_back",
+    "warn",
+    "atomic_write",
+    "read_source_cache",
+    "write_source_cache",
+    "source_cache_file",
+]
 
 
 def cache_dir() -> Path:
@@ -49,9 +57,11 @@ def fall_back(folder: Path, exc: OSError) -> Path:
     fallback = fallback_dir()
     if folder == fallback:
         raise exc
-    warn(f"cannot write to the compiled-solver cache {folder} ({exc}); compiling in {fallback} "
-         "instead (still compiled, but not kept for later runs if that folder is cleared): free space "
-         "there or set MOA_CACHE_DIR to a writable folder")
+    warn(
+        f"cannot write to the compiled-solver cache {folder} ({exc}); compiling in {fallback} "
+        "instead (still compiled, but not kept for later runs if that folder is cleared): free space "
+        "there or set MOA_CACHE_DIR to a writable folder"
+    )
     return fallback
 
 

@@ -42,8 +42,15 @@ def model_key(model: Model) -> str:
     model and of the code generation (printers, expansion, code layout) and the sympy version. Two models
     with equal keys generate the same text."""
     parts = [str(SOURCE_CACHE_FORMAT), sympy.__version__, _generator_source_text(), model.name]
-    for group in (model.species, model.parameters, model.inputs, model.conversions, model.expressions, model.terms,
-                  model.dose_routes):
+    for group in (
+        model.species,
+        model.parameters,
+        model.inputs,
+        model.conversions,
+        model.expressions,
+        model.terms,
+        model.dose_routes,
+    ):
         parts.append(repr(group))
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
 
@@ -51,21 +58,28 @@ def model_key(model: Model) -> str:
 def output_families(model: Model) -> OutputFamilies:
     """The model's output families (see :class:`~moa.codegen.printers.OutputFamilies`), each cse'd once."""
     jac = model.jacobian
-    return OutputFamilies({
-        "rhs": model.rhs,
-        "jacobian": lambda: jac().values,
-        "rhs_jacobian": lambda: model.rhs() + jac().values,
-        "observables": model.observables,
-        "initial_values": model.initial_values,
-        "dose_per_mg": model.dose_per_mg,
-        "extinction_thresholds": model.extinction_thresholds,
-    })
+    return OutputFamilies(
+        {
+            "rhs": model.rhs,
+            "jacobian": lambda: jac().values,
+            "rhs_jacobian": lambda: model.rhs() + jac().values,
+            "observables": model.observables,
+            "initial_values": model.initial_values,
+            "dose_per_mg": model.dose_per_mg,
+            "extinction_thresholds": model.extinction_thresholds,
+        }
+    )
 
 
 #: numpy function name -> the output family it prints
-_NUMPY_FUNCTIONS = {"rhs_T": "rhs", "jac_values_T": "jacobian", "observables_T": "observables",
-                    "initial_T": "initial_values", "dose_per_mg_T": "dose_per_mg",
-                    "extinct_threshold_T": "extinction_thresholds"}
+_NUMPY_FUNCTIONS = {
+    "rhs_T": "rhs",
+    "jac_values_T": "jacobian",
+    "observables_T": "observables",
+    "initial_T": "initial_values",
+    "dose_per_mg_T": "dose_per_mg",
+    "extinct_threshold_T": "extinction_thresholds",
+}
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -119,8 +133,10 @@ class CompiledModel:
         self.jac_cols = np.array(generated["jac_cols"], dtype=np.intp)
         self.jac_nnz = len(generated["jac_rows"])
         namespace = {"np": np, "numpy": np}
-        funcs = {name: compile_source(name, src, imports, namespace)
-                 for name, (src, imports) in generated["functions"].items()}
+        funcs = {
+            name: compile_source(name, src, imports, namespace)
+            for name, (src, imports) in generated["functions"].items()
+        }
         self.rhs_T = funcs["rhs_T"]
         self.jac_values_T = funcs["jac_values_T"]
         self._observables_T = funcs["observables_T"]
@@ -136,8 +152,9 @@ class CompiledModel:
         for fname, family in _NUMPY_FUNCTIONS.items():
             n_outputs = len(self.families.outputs(family))
             n_out = len(y) if family in ("rhs", "initial_values") else max(n_outputs, 1)
-            functions[fname] = numpy_function_source(fname, self.families.cse(family), y, p, n_out,
-                                                     [str(k) for k in range(n_outputs)])
+            functions[fname] = numpy_function_source(
+                fname, self.families.cse(family), y, p, n_out, [str(k) for k in range(n_outputs)]
+            )
         return {"jac_rows": list(jac.rows), "jac_cols": list(jac.cols), "functions": functions}
 
     # one-trajectory forms for the scipy reference backend, generated on first use (sympy's cse of

@@ -18,8 +18,16 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-__all__ = ["NumpyBatchedPrinter", "ScalarPrinter", "CseResult", "cse", "OutputFamilies", "numpy_function_source",
-           "scalar_function_source", "compile_source"]
+__all__ = [
+    "NumpyBatchedPrinter",
+    "ScalarPrinter",
+    "CseResult",
+    "cse",
+    "OutputFamilies",
+    "numpy_function_source",
+    "scalar_function_source",
+    "compile_source",
+]
 
 #: ``(replacements [(symbol, expression)], reduced outputs)`` as ``sympy.cse`` returns them.
 CseResult = tuple[list[tuple[sympy.Symbol, sympy.Expr]], list[sympy.Expr]]
@@ -104,8 +112,9 @@ class ScalarPrinter(PythonCodePrinter):
         return "0.0"
 
 
-def numpy_function_source(fname: str, reduced: CseResult, y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol],
-                          n_out: int, index: list[str]) -> tuple[str, dict]:
+def numpy_function_source(
+    fname: str, reduced: CseResult, y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol], n_out: int, index: list[str]
+) -> tuple[str, dict]:
     """Source for ``fname(t, Y, P) -> out`` with ``out[index[k]] = outputs[k]`` from a family's cse result,
     and the names it needs from other modules (``{module: [names]}``)."""
     printer = NumpyBatchedPrinter()
@@ -122,8 +131,9 @@ def numpy_function_source(fname: str, reduced: CseResult, y_syms: list[sympy.Sym
     return "\n".join(lines), {m: sorted(names) for m, names in printer.module_imports.items()}
 
 
-def scalar_function_source(fname: str, reduced: CseResult, y_syms: list[sympy.Symbol],
-                           p_syms: list[sympy.Symbol]) -> tuple[str, dict]:
+def scalar_function_source(
+    fname: str, reduced: CseResult, y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol]
+) -> tuple[str, dict]:
     """Source for ``fname(Y, P) -> list[float]`` on plain sequences of floats (one trajectory) from a family's
     cse result, and the names it needs from other modules."""
     printer = ScalarPrinter({"fully_qualified_modules": False})

@@ -43,7 +43,9 @@ def _imports():
         import libsbml
         import roadrunner
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("moa.interop.roadrunner needs libroadrunner and python-libsbml: pip install 'moa[sbml]'") from None
+        raise ImportError(
+            "moa.interop.roadrunner needs libroadrunner and python-libsbml: pip install 'moa[sbml]'"
+        ) from None
     return libsbml, roadrunner
 
 
@@ -67,25 +69,34 @@ class SBMLSimulator:
             raise ValueError("sbml: not a readable SBML document: " + doc.getErrorLog().toString()[:500])
         m = doc.getModel()
         ruled = {m.getRule(i).getVariable() for i in range(m.getNumRules())}
-        event_set = {m.getEvent(i).getEventAssignment(j).getVariable()
-                     for i in range(m.getNumEvents()) for j in range(m.getEvent(i).getNumEventAssignments())}
+        event_set = {
+            m.getEvent(i).getEventAssignment(j).getVariable()
+            for i in range(m.getNumEvents())
+            for j in range(m.getEvent(i).getNumEventAssignments())
+        }
         params = [m.getParameter(i) for i in range(m.getNumParameters())]
         #: constant parameters a run may override, with their exported values
         self.defaults: dict[str, float] = {p.getId(): p.getValue() for p in params if p.getConstant()}
         #: event-driven inputs (infusion rates), restored to their exported value before each run
-        self.inputs: dict[str, float] = {p.getId(): p.getValue() for p in params
-                                         if not p.getConstant() and p.getId() not in ruled and p.getId() in event_set}
+        self.inputs: dict[str, float] = {
+            p.getId(): p.getValue()
+            for p in params
+            if not p.getConstant() and p.getId() not in ruled and p.getId() in event_set
+        }
         self.rr = roadrunner.RoadRunner(sbml)
         model = self.rr.model
         species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
         #: selection string of each species: its concentration, or its amount when it has only substance units
-        self.selectors: dict[str, str] = {sid: sid if sp.getHasOnlySubstanceUnits() else f"[{sid}]"
-                                          for sid, sp in species.items()}
+        self.selectors: dict[str, str] = {
+            sid: sid if sp.getHasOnlySubstanceUnits() else f"[{sid}]" for sid, sp in species.items()
+        }
         #: the integrated states, in CVODE's order: floating species, then parameters with rate rules
         rate_ruled = [m.getRule(i).getVariable() for i in range(m.getNumRules()) if m.getRule(i).isRate()]
         n_states = len(model.getFloatingSpeciesIds()) + sum(v not in species for v in rate_ruled)
         self.state_ids: list[str] = [model.getStateVectorId(i) for i in range(n_states)]
-        self.observable_ids: list[str] = [p.getId() for p in params if p.getId() in ruled and p.getId() not in self.state_ids]
+        self.observable_ids: list[str] = [
+            p.getId() for p in params if p.getId() in ruled and p.getId() not in self.state_ids
+        ]
         self.rtol, self.atol = float(rtol), float(atol)
         integrator = self.rr.getIntegrator()
         integrator.setValue("stiff", True)
@@ -93,8 +104,12 @@ class SBMLSimulator:
         integrator.setValue("absolute_tolerance", [self.atol] * len(self.state_ids))
         integrator.setValue("maximum_num_steps", int(max_steps))
 
-    def run(self, times: Sequence[float] | np.ndarray, parameters: Mapping[str, float] | None = None,
-            selections: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        times: Sequence[float] | np.ndarray,
+        parameters: Mapping[str, float] | None = None,
+        selections: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Simulate from t = 0 and return ``{"time": times, id: values}`` at ``times`` (days).
 
         ``parameters`` override the exported values of constant parameters for this run only;
@@ -107,7 +122,9 @@ class SBMLSimulator:
         values = dict(self.defaults)
         for k, v in (parameters or {}).items():
             if k not in self.defaults:
-                raise ValueError(f"parameter {k!r}: not a constant parameter of the SBML model; allowed: {sorted(self.defaults)}")
+                raise ValueError(
+                    f"parameter {k!r}: not a constant parameter of the SBML model; allowed: {sorted(self.defaults)}"
+                )
             values[k] = float(v)
         rr = self.rr
         for k, v in values.items():
@@ -122,19 +139,28 @@ class SBMLSimulator:
         try:
             res = np.asarray(rr.simulate(times=grid))
         except RuntimeError as exc:
-            raise RuntimeError(f"libroadrunner failed (rtol={self.rtol}, atol={self.atol}, parameters {parameters or {}}): {exc}") from None
+            raise RuntimeError(
+                f"libroadrunner failed (rtol={self.rtol}, atol={self.atol}, parameters {parameters or {}}): {exc}"
+            ) from None
         if grid.size != t.size:
             res = res[1:]
         return {name: res[:, j].copy() for j, name in enumerate(sel)}
 
 
-def simulate_sbml(sbml: str, times: Sequence[float] | np.ndarray, rtol: float = 1e-6, atol: float = 1e-9,
-                  parameters: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+def simulate_sbml(
+    sbml: str,
+    times: Sequence[float] | np.ndarray,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    parameters: Mapping[str, float] | None = None,
+) -> dict[str, np.ndarray]:
     """Load ``sbml`` into libroadrunner and simulate once; ``{"time": ..., id: values}``."""
     return SBMLSimulator(sbml, rtol, atol).run(times, parameters)
 
 
-def relative_difference(a: np.ndarray, reference: np.ndarray, floor_fraction: float = 1e-3, abs_floor: float = 1e-12) -> float:
+def relative_difference(
+    a: np.ndarray, reference: np.ndarray, floor_fraction: float = 1e-3, abs_floor: float = 1e-12
+) -> float:
     """max |a - ref| / max(|ref|, floor) over time, floor = max(floor_fraction * max|ref|, abs_floor).
 
     The floor makes a value that has decayed to almost nothing (free PD-L1 under a saturating
@@ -145,8 +171,13 @@ def relative_difference(a: np.ndarray, reference: np.ndarray, floor_fraction: fl
     return float(np.max(np.abs(a - reference) / np.maximum(np.abs(reference), floor)))
 
 
-def compare_to_moa(dataset, sbml_result: Mapping[str, np.ndarray], variables: Sequence[str] | None = None,
-                   floor_fraction: float = 1e-3, abs_floor: float = 1e-12) -> dict[str, float]:
+def compare_to_moa(
+    dataset,
+    sbml_result: Mapping[str, np.ndarray],
+    variables: Sequence[str] | None = None,
+    floor_fraction: float = 1e-3,
+    abs_floor: float = 1e-12,
+) -> dict[str, float]:
     """Relative difference (:func:`relative_difference`) per variable between a libroadrunner
     run and an unbatched ``moa.simulate`` dataset at the same times.
 
@@ -166,7 +197,9 @@ def compare_to_moa(dataset, sbml_result: Mapping[str, np.ndarray], variables: Se
     out = {}
     for v in variables:
         if v not in sbml_result or v not in dataset:
-            raise ValueError(f"variable {v!r}: missing from {'the SBML result' if v not in sbml_result else 'the moa dataset'}")
+            raise ValueError(
+                f"variable {v!r}: missing from {'the SBML result' if v not in sbml_result else 'the moa dataset'}"
+            )
         a, ref = np.asarray(sbml_result[v], dtype=float), np.asarray(dataset[v], dtype=float)
         if kinds.get(v) == "observable" and resolved is not None:
             a, ref = a[resolved], ref[resolved]

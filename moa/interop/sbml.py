@@ -97,8 +97,16 @@ from ..report.results import atomic_write
 from ..symbolic import TIME, TIME_UNIT, Model
 from ..symbolic.units import parse_unit, registry, unit_of
 
-__all__ = ["export", "validate", "SBMLValidationError", "dose_per_mg_id", "compartment_of", "COMPARTMENTS",
-           "NOMINAL_COMPARTMENT_SIZE_L", "TOLERANCE_NOTE"]
+__all__ = [
+    "export",
+    "validate",
+    "SBMLValidationError",
+    "dose_per_mg_id",
+    "compartment_of",
+    "COMPARTMENTS",
+    "NOMINAL_COMPARTMENT_SIZE_L",
+    "TOLERANCE_NOTE",
+]
 
 SBML_LEVEL, SBML_VERSION = 3, 2
 
@@ -116,7 +124,14 @@ COMPARTMENTS = {
 NOMINAL_COMPARTMENT_SIZE_L = 1.0
 _PLASMA_NAMES = ("pdl1_systemic",)
 _LYMPH_NODE_NAMES = ("t_primed", "antigen")
-_TUMOUR_MECHANISMS = ("binding", "t_cells", "tumour", "nab_paclitaxel", "regulatory_t_cells", "suppressive_myeloid_cells")
+_TUMOUR_MECHANISMS = (
+    "binding",
+    "t_cells",
+    "tumour",
+    "nab_paclitaxel",
+    "regulatory_t_cells",
+    "suppressive_myeloid_cells",
+)
 #: Tolerances libroadrunner needs for the exported file (measured in tests/test_sbml.py).
 TOLERANCE_NOTE = (
     "libroadrunner's default settings (CVODE, relative_tolerance 1e-6, absolute_tolerance 1e-12) run the "
@@ -125,13 +140,22 @@ TOLERANCE_NOTE = (
     "takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as a vector, "
     "as moa.interop.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
     "roadrunner.Config.ALLOW_EVENTS_IN_STEADY_STATE_CALCULATIONS is set: export untreated with the tumour "
-    "clones held (hold=CLONES), which removes the extinction events, for a steady state.")
+    "clones held (hold=CLONES), which removes the extinction events, for a steady state."
+)
 
 
 # pint root unit -> SBML base unit kind
 _KINDS = {
-    "meter": "metre", "kilogram": "kilogram", "gram": "gram", "second": "second", "mole": "mole",
-    "cell": "item", "ampere": "ampere", "kelvin": "kelvin", "candela": "candela", "radian": "radian",
+    "meter": "metre",
+    "kilogram": "kilogram",
+    "gram": "gram",
+    "second": "second",
+    "mole": "mole",
+    "cell": "item",
+    "ampere": "ampere",
+    "kelvin": "kelvin",
+    "candela": "candela",
+    "radian": "radian",
 }
 
 
@@ -163,13 +187,20 @@ def compartment_of(model: Model, species: str) -> str:
     """
     if species not in model.species_names:
         raise ValueError(f"species {species!r}: not a state of model {model.name!r}; allowed: {model.species_names}")
-    if species.endswith("_central") or species in _PLASMA_NAMES or species.startswith(tuple(n + "_" for n in _PLASMA_NAMES)):
+    if (
+        species.endswith("_central")
+        or species in _PLASMA_NAMES
+        or species.startswith(tuple(n + "_" for n in _PLASMA_NAMES))
+    ):
         return "plasma"
     if species.endswith(("_peripheral", "_saturable")):
         return "peripheral"
     if species in _LYMPH_NODE_NAMES:
         return "lymph_node"
-    if any(mech.name in _TUMOUR_MECHANISMS and any(s.name == species for s in mech.species_list) for mech in model.mechanisms):
+    if any(
+        mech.name in _TUMOUR_MECHANISMS and any(s.name == species for s in mech.species_list)
+        for mech in model.mechanisms
+    ):
         return "tumour"
     return "body"
 
@@ -183,10 +214,13 @@ def _substance(unit: str) -> tuple[str, bool]:
     A unit that, times a volume, is a substance (nM x L = nmol, ug/L x L = ug) makes a
     concentration species; a substance itself (cell) or a pure number makes an amount species.
     """
+
     def is_substance(text: str) -> bool:
         q = registry().Quantity(1.0, parse_unit(text)).to_root_units()
         parts = dict(q.units._units)
-        return not parts or (len(parts) == 1 and next(iter(parts)) in _SUBSTANCE_ROOTS and next(iter(parts.values())) == 1)
+        return not parts or (
+            len(parts) == 1 and next(iter(parts)) in _SUBSTANCE_ROOTS and next(iter(parts.values())) == 1
+        )
 
     per_volume = f"({unit})*L"
     q = registry().Quantity(1.0, parse_unit(per_volume)).to_root_units()
@@ -194,8 +228,10 @@ def _substance(unit: str) -> tuple[str, bool]:
         return per_volume, True
     if is_substance(unit):
         return unit, False
-    raise ValueError(f"state unit {unit!r}: SBML species need an amount (mole, gram, item: e.g. nmol, ug, cell), a "
-                     "dimensionless number, or an amount per volume (e.g. nM, ug/L)")
+    raise ValueError(
+        f"state unit {unit!r}: SBML species need an amount (mole, gram, item: e.g. nmol, ug, cell), a "
+        "dimensionless number, or an amount per volume (e.g. nM, ug/L)"
+    )
 
 
 def _check(code: int, what: str) -> None:
@@ -267,16 +303,28 @@ class _Units:
 
 # ----- sympy -> MathML (libsbml AST) ----------------------------------------------------------
 _FUNCTIONS = {
-    sympy.exp: "AST_FUNCTION_EXP", sympy.log: "AST_FUNCTION_LN", sympy.Abs: "AST_FUNCTION_ABS",
-    sympy.sin: "AST_FUNCTION_SIN", sympy.cos: "AST_FUNCTION_COS", sympy.tan: "AST_FUNCTION_TAN",
-    sympy.sinh: "AST_FUNCTION_SINH", sympy.cosh: "AST_FUNCTION_COSH", sympy.tanh: "AST_FUNCTION_TANH",
-    sympy.asin: "AST_FUNCTION_ARCSIN", sympy.acos: "AST_FUNCTION_ARCCOS", sympy.atan: "AST_FUNCTION_ARCTAN",
-    sympy.floor: "AST_FUNCTION_FLOOR", sympy.ceiling: "AST_FUNCTION_CEILING",
+    sympy.exp: "AST_FUNCTION_EXP",
+    sympy.log: "AST_FUNCTION_LN",
+    sympy.Abs: "AST_FUNCTION_ABS",
+    sympy.sin: "AST_FUNCTION_SIN",
+    sympy.cos: "AST_FUNCTION_COS",
+    sympy.tan: "AST_FUNCTION_TAN",
+    sympy.sinh: "AST_FUNCTION_SINH",
+    sympy.cosh: "AST_FUNCTION_COSH",
+    sympy.tanh: "AST_FUNCTION_TANH",
+    sympy.asin: "AST_FUNCTION_ARCSIN",
+    sympy.acos: "AST_FUNCTION_ARCCOS",
+    sympy.atan: "AST_FUNCTION_ARCTAN",
+    sympy.floor: "AST_FUNCTION_FLOOR",
+    sympy.ceiling: "AST_FUNCTION_CEILING",
 }
 _RELATIONS = {
-    sympy.StrictLessThan: "AST_RELATIONAL_LT", sympy.LessThan: "AST_RELATIONAL_LEQ",
-    sympy.StrictGreaterThan: "AST_RELATIONAL_GT", sympy.GreaterThan: "AST_RELATIONAL_GEQ",
-    sympy.Equality: "AST_RELATIONAL_EQ", sympy.Unequality: "AST_RELATIONAL_NEQ",
+    sympy.StrictLessThan: "AST_RELATIONAL_LT",
+    sympy.LessThan: "AST_RELATIONAL_LEQ",
+    sympy.StrictGreaterThan: "AST_RELATIONAL_GT",
+    sympy.GreaterThan: "AST_RELATIONAL_GEQ",
+    sympy.Equality: "AST_RELATIONAL_EQ",
+    sympy.Unequality: "AST_RELATIONAL_NEQ",
 }
 _LOGIC = {sympy.And: "AST_LOGICAL_AND", sympy.Or: "AST_LOGICAL_OR", sympy.Xor: "AST_LOGICAL_XOR"}
 
@@ -369,8 +417,14 @@ class _MathBuilder:
             return out
         if isinstance(e, sympy.Heaviside):
             x = e.args[0]
-            return self.node("AST_FUNCTION_PIECEWISE", self.number(1), self.relation(sympy.StrictGreaterThan, x, 0),
-                             self.number(0), self.relation(sympy.StrictLessThan, x, 0), self.number(sympy.Rational(1, 2)))
+            return self.node(
+                "AST_FUNCTION_PIECEWISE",
+                self.number(1),
+                self.relation(sympy.StrictGreaterThan, x, 0),
+                self.number(0),
+                self.relation(sympy.StrictLessThan, x, 0),
+                self.number(sympy.Rational(1, 2)),
+            )
         if type(e) in _RELATIONS:
             return self.relation(type(e), *e.args)
         if type(e) in _LOGIC:
@@ -379,8 +433,10 @@ class _MathBuilder:
             return self.node("AST_LOGICAL_NOT", self.ast(e.args[0]))
         if isinstance(e, sympy.Function) and e.func in _FUNCTIONS:
             return self.node(_FUNCTIONS[e.func], *[self.ast(a) for a in e.args])
-        raise ValueError(f"cannot write {e} ({type(e).__name__}) to SBML: unsupported function; "
-                         f"allowed: + - * / ^, Piecewise, Max, Min, Heaviside, relations, {sorted(f.__name__ for f in _FUNCTIONS)}")
+        raise ValueError(
+            f"cannot write {e} ({type(e).__name__}) to SBML: unsupported function; "
+            f"allowed: + - * / ^, Piecewise, Max, Min, Heaviside, relations, {sorted(f.__name__ for f in _FUNCTIONS)}"
+        )
 
     def relation(self, rel, a, b):
         """A comparison; a bare number compared with a quantity gets that quantity's unit."""
@@ -446,8 +502,10 @@ def _values(model: Model, parameters: ParameterSet) -> dict[str, float]:
     if not isinstance(parameters, ParameterSet):
         raise ValueError(f"parameters={type(parameters).__name__}: must be a ParameterSet (moa.load_parameters())")
     if parameters.is_batched:
-        raise ValueError(f"parameters {parameters.name!r} is a batch of N={parameters.batch_size}; export one parameter set "
-                         "(select one with parameters.with_values({...: value}))")
+        raise ValueError(
+            f"parameters {parameters.name!r} is a batch of N={parameters.batch_size}; export one parameter set "
+            "(select one with parameters.with_values({...: value}))"
+        )
     P = parameters.matrix(model.parameter_names)
     return {n: float(P[i, 0]) for i, n in enumerate(model.parameter_names)}
 
@@ -459,8 +517,14 @@ def _dose_amount(dose, amount_id: str, B: _MathBuilder):
     return amount if key is None else B.node("AST_TIMES", amount, B.name(sympy.Symbol(key, real=True)))
 
 
-def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = None,
-           path: str | pathlib.Path | None = None, *, hold: Sequence[str] = ()) -> str:
+def export(
+    model: Model,
+    parameters: ParameterSet,
+    regimen: Regimen | None = None,
+    path: str | pathlib.Path | None = None,
+    *,
+    hold: Sequence[str] = (),
+) -> str:
     """SBML Level 3 Version 2 text of ``model`` with ``parameters`` and the doses of ``regimen``.
 
     Parameters
@@ -483,15 +547,21 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
             raise ValueError(f"regimen={type(regimen).__name__}: must be a moa Regimen or None (untreated)")
         unknown = sorted(set(regimen.drugs) - set(model.drugs))
         if unknown:
-            raise ValueError(f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}")
+            raise ValueError(
+                f"regimen {regimen.name!r} doses {unknown}, which the model cannot take; allowed drugs: {model.drugs}"
+            )
     if isinstance(hold, str) or not all(isinstance(h, str) for h in hold):
         raise ValueError(f"hold={hold!r}: must be a sequence of state names")
     unknown_held = sorted(set(hold) - set(model.species_names))
     if unknown_held:
         raise ValueError(f"hold={unknown_held}: not states of model {model.name!r}; allowed: {model.species_names}")
-    dosed_held = sorted({r.species for r in model.dose_routes if r.drug in (regimen.drugs if regimen else ())} & set(hold))
+    dosed_held = sorted(
+        {r.species for r in model.dose_routes if r.drug in (regimen.drugs if regimen else ())} & set(hold)
+    )
     if dosed_held:
-        raise ValueError(f"hold={dosed_held}: these states receive doses of regimen {regimen.name!r}; a held state cannot be dosed")
+        raise ValueError(
+            f"hold={dosed_held}: these states receive doses of regimen {regimen.name!r}; a held state cannot be dosed"
+        )
     if isinstance(parameters, ParameterSet):  # numbers in the units the model (and dose scaling) uses
         parameters = parameters.in_units({**model_units(model), **PATIENT_UNITS})
     values = _values(model, parameters)
@@ -510,12 +580,15 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     units = _Units(m)
     _check(m.setTimeUnits(units.id(TIME_UNIT)), "set time units")
     regimen_text = regimen.name if regimen is not None else "untreated"
-    about = (f"Exported by moa {__version__} from model {model.name}, parameter set {parameters.name} "
-             f"(hash {parameters.digest()}, overlays {list(parameters.overlays)}), regimen {regimen_text}"
-             + (f", held (constant) states {list(hold)}" if hold else "") + ". "
-             f"Time in {TIME_UNIT}; t = 0 is the first day of the regimen. States are species with rate rules; "
-             f"compartments have the nominal size {NOMINAL_COMPARTMENT_SIZE_L:g} L (moa does not model their volumes), "
-             "so amounts equal concentrations numerically.")
+    about = (
+        f"Exported by moa {__version__} from model {model.name}, parameter set {parameters.name} "
+        f"(hash {parameters.digest()}, overlays {list(parameters.overlays)}), regimen {regimen_text}"
+        + (f", held (constant) states {list(hold)}" if hold else "")
+        + ". "
+        f"Time in {TIME_UNIT}; t = 0 is the first day of the regimen. States are species with rate rules; "
+        f"compartments have the nominal size {NOMINAL_COMPARTMENT_SIZE_L:g} L (moa does not model their volumes), "
+        "so amounts equal concentrations numerically."
+    )
     notes = "".join(f"<p>{xml_escape(t)}</p>" for t in (about, "Tolerances: " + TOLERANCE_NOTE))
     _check(m.setNotes(f"<body xmlns='http://www.w3.org/1999/xhtml'>{notes}</body>"), "set notes")
 
@@ -590,8 +663,10 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         sp.setCompartment(located[s.name])
         sp.setSubstanceUnits(units.id(substance))
         sp.setHasOnlySubstanceUnits(not concentration)
-        _check(sp.setInitialConcentration(float(x0)) if concentration else sp.setInitialAmount(float(x0)),
-               f"set the initial value of {s.name}")
+        _check(
+            sp.setInitialConcentration(float(x0)) if concentration else sp.setInitialAmount(float(x0)),
+            f"set the initial value of {s.name}",
+        )
         sp.setBoundaryCondition(s.name in hold)
         sp.setConstant(s.name in hold)
         if isinstance(s.initial, sympy.Basic) and not s.initial.is_Number:
@@ -603,8 +678,13 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
         parameter(p.name, values[p.name], p.unit, p.description, True)
     for name in patient_params:
         if name not in values:
-            parameter(name, float(np.asarray(parameters[name])), parameters.unit(name),
-                      parameters.specs[name].description or name, True)
+            parameter(
+                name,
+                float(np.asarray(parameters[name])),
+                parameters.unit(name),
+                parameters.specs[name].description or name,
+                True,
+            )
     for c in model.conversions:
         parameter(c.name, c.value, c.unit, f"unit conversion: the number 1 written in {c.unit}", True)
     for p in model.inputs:
@@ -612,7 +692,13 @@ def export(model: Model, parameters: ParameterSet, regimen: Regimen | None = Non
     per_mg_values = compiled.dose_per_mg_T(P)[:, 0] if compiled.drugs else []
     for r, v in zip(model.dose_routes, per_mg_values):
         sp = next(s for s in model.species if s.name == r.species)
-        parameter(dose_per_mg_id(r.drug), float(v), f"({sp.unit})/mg", f"increase of {r.species} per mg of {r.drug} given", False)
+        parameter(
+            dose_per_mg_id(r.drug),
+            float(v),
+            f"({sp.unit})/mg",
+            f"increase of {r.species} per mg of {r.drug} given",
+            False,
+        )
         rule = m.createAssignmentRule()
         rule.setVariable(dose_per_mg_id(r.drug))
         _check(rule.setMath(B(r.per_mg)), f"set the dose rule of {r.drug}")
@@ -680,8 +766,13 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
     amount_id, duration_id = {}, {}
     for i, d in enumerate(regimen.doses):
         amount_id[i] = claim(f"dose{i}_{d.drug}_amount", "dose amount")
-        _constant(m, amount_id[i], d.amount, units.id(d.unit),
-                  f"dose {i} of regimen {regimen.name}: {d.drug} {d.route} at t = {d.time_days:g} {TIME_UNIT}")
+        _constant(
+            m,
+            amount_id[i],
+            d.amount,
+            units.id(d.unit),
+            f"dose {i} of regimen {regimen.name}: {d.drug} {d.route} at t = {d.time_days:g} {TIME_UNIT}",
+        )
         if d.route == "infusion":
             duration_id[i] = claim(f"dose{i}_{d.drug}_duration", "infusion duration")
             _constant(m, duration_id[i], d.duration_days, units.id(TIME_UNIT), f"duration of infusion {i} ({d.drug})")
@@ -692,9 +783,13 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
         t = segment.start_days
         time_id = claim(f"dose_time_{k}", "dose time")
         _constant(m, time_id, t, units.id(TIME_UNIT), f"time of dose event {k}")
-        ev = _event(m, claim(f"dose_event_{k}", "event"),
-                    B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True))),
-                    initially_true=False, what=f"dose event {k}")
+        ev = _event(
+            m,
+            claim(f"dose_event_{k}", "event"),
+            B.node("AST_RELATIONAL_GEQ", B.name(TIME), B.name(sympy.Symbol(time_id, real=True))),
+            initially_true=False,
+            what=f"dose event {k}",
+        )
         k += 1
         names = []
         # boluses: species += sum(amount_mg * dose_per_mg)
@@ -718,8 +813,9 @@ def _add_dose_events(m, model: Model, regimen: Regimen, B: _MathBuilder, units: 
                 rate = None
                 for d in running:
                     i = index_of[id(d)]
-                    term = B.node("AST_DIVIDE", _dose_amount(d, amount_id[i], B),
-                                  B.name(sympy.Symbol(duration_id[i], real=True)))
+                    term = B.node(
+                        "AST_DIVIDE", _dose_amount(d, amount_id[i], B), B.name(sympy.Symbol(duration_id[i], real=True))
+                    )
                     rate = term if rate is None else B.node("AST_PLUS", rate, term)
                 names.append(f"{drug} infusion rate set")
             else:
@@ -737,8 +833,13 @@ def _add_extinction_events(m, model: Model, hold: Sequence[str], B: _MathBuilder
         if s.extinct_below is None or s.name in hold:
             continue
         # initially true: fires when the state falls below, not for a state that starts there
-        ev = _event(m, claim(f"extinction_{s.name}", "event"), B.relation(sympy.StrictLessThan, s.symbol, s.extinct_below),
-                    initially_true=True, what=f"the extinction of {s.name}")
+        ev = _event(
+            m,
+            claim(f"extinction_{s.name}", "event"),
+            B.relation(sympy.StrictLessThan, s.symbol, s.extinct_below),
+            initially_true=True,
+            what=f"the extinction of {s.name}",
+        )
         ev.setName(f"{s.name} below its extinction threshold is set to 0")
         ea = ev.createEventAssignment()
         ea.setVariable(s.name)
@@ -758,6 +859,10 @@ def validate(doc_or_text, *, allow_warnings: bool = False) -> list[str]:
     out = []
     for i in range(doc.getNumErrors()):
         err = doc.getError(i)
-        if err.getSeverity() >= libsbml.LIBSBML_SEV_ERROR or (not allow_warnings and err.getSeverity() == libsbml.LIBSBML_SEV_WARNING):
-            out.append(f"[{err.getSeverityAsString()} {err.getErrorId()}] line {err.getLine()}: {err.getMessage().strip()}")
+        if err.getSeverity() >= libsbml.LIBSBML_SEV_ERROR or (
+            not allow_warnings and err.getSeverity() == libsbml.LIBSBML_SEV_WARNING
+        ):
+            out.append(
+                f"[{err.getSeverityAsString()} {err.getErrorId()}] line {err.getLine()}: {err.getMessage().strip()}"
+            )
     return out

@@ -61,8 +61,16 @@ import sympy
 
 from ..symbolic import Mechanism, ref
 
-__all__ = ["DrugArms", "DRUG_ARMS", "complex_states", "complex_name", "contact_name", "off_contact_states",
-           "contact_states", "tumour_binding"]
+__all__ = [
+    "DrugArms",
+    "DRUG_ARMS",
+    "complex_states",
+    "complex_name",
+    "contact_name",
+    "off_contact_states",
+    "contact_states",
+    "tumour_binding",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +147,15 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
     pdl1_fold = m.parameter("pdl1_ifng_fold", "1", "maximal fold increase of tumour PD-L1 by IFN-gamma")
     ifng_ec50 = m.parameter("ifng_ec50_pdl1", "nM", "IFN-gamma concentration for half-maximal PD-L1 induction")
     density = m.parameter("tumour_cell_density", "cell/mL", "tumour cells per mL of tumour")
-    interstitial_fraction = m.parameter("tumour_interstitial_fraction", "1", "antibody-accessible (interstitial) fraction of tumour volume")
+    interstitial_fraction = m.parameter(
+        "tumour_interstitial_fraction", "1", "antibody-accessible (interstitial) fraction of tumour volume"
+    )
     # the anchor on myeloid cells is the suppressive myeloid population (moa.mechanisms.suppression):
     # its density in the tumour and its PD-L1 per cell, so anchor and suppression come from the same cells
     myeloid_density = ref("myeloid_cell_density")
-    pdl1_per_myeloid = m.parameter("pdl1_per_myeloid_cell", "molecule/cell", "PD-L1 on a suppressive myeloid cell in the tumour")
+    pdl1_per_myeloid = m.parameter(
+        "pdl1_per_myeloid_cell", "molecule/cell", "PD-L1 on a suppressive myeloid cell in the tumour"
+    )
     cd137_per_cell = m.parameter("cd137_per_t_cell", "molecule/cell", "4-1BB on a tumour-infiltrating CD8 T cell")
     pd1_per_cell = m.parameter("pd1_per_t_cell", "molecule/cell", "PD-1 on a tumour-infiltrating CD8 T cell")
     kdeg_pdl1 = m.parameter("kdeg_pdl1", "1/day", "turnover rate of free PD-L1 (also PD-1 and PD-1:PD-L1)")
@@ -151,36 +163,63 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
     kint = m.parameter("kint_pdl1_complex", "1/day", "internalisation rate of antibody-receptor complexes")
 
     # contact geometry: one contact per tumour T cell
-    synapse_area = m.parameter("synapse_area", "um^2/cell", "area of the contact zone of one T cell with an anchor cell")
+    synapse_area = m.parameter(
+        "synapse_area", "um^2/cell", "area of the contact zone of one T cell with an anchor cell"
+    )
     synapse_gap = m.parameter("synapse_gap", "nm", "gap (depth) of the contact zone")
     t_cell_area = m.parameter("t_cell_area", "um^2/cell", "surface area of a T cell")
     tumour_cell_area = m.parameter("tumour_cell_area", "um^2/cell", "surface area of a tumour cell")
     myeloid_cell_area = m.parameter("myeloid_cell_area", "um^2/cell", "surface area of a tumour myeloid cell")
-    contact_floor = m.parameter("contact_floor", "1", "numerical floor of the contact volume fraction (no T cells left)")
+    contact_floor = m.parameter(
+        "contact_floor", "1", "numerical floor of the contact volume fraction (no T cells left)"
+    )
 
     induction = 1 + (pdl1_fold - 1) * ifng / (ifng + ifng_ec50)
     anchor_pdl1 = pdl1_per_cell * induction * density + pdl1_per_myeloid * myeloid_density  # molecule/mL of tumour
     pdl1_target = m.expression(
-        "pdl1_target", anchor_pdl1 * nmol_per_molecule * ml_per_l / interstitial_fraction,
-        "nM", "PD-L1 concentration the tumour tends to (tumour cells with IFN-gamma induction, plus myeloid cells)")
+        "pdl1_target",
+        anchor_pdl1 * nmol_per_molecule * ml_per_l / interstitial_fraction,
+        "nM",
+        "PD-L1 concentration the tumour tends to (tumour cells with IFN-gamma induction, plus myeloid cells)",
+    )
     t_per_volume = t_cells / interstitial_volume
     per_volume = t_per_volume * nmol_per_molecule * ml_per_l
-    cd137_target = m.expression("cd137_target", cd137_per_cell * per_volume, "nM", "4-1BB concentration set by tumour T cells")
+    cd137_target = m.expression(
+        "cd137_target", cd137_per_cell * per_volume, "nM", "4-1BB concentration set by tumour T cells"
+    )
     pd1_target = m.expression("pd1_target", pd1_per_cell * per_volume, "nM", "PD-1 concentration set by tumour T cells")
     anchor_area = (density * tumour_cell_area + myeloid_density * myeloid_cell_area) / interstitial_fraction
     # T cells compete for anchor surface: with demand s = T x area / anchor surface, a fraction 1/(1+s) of
     # them holds a contact, so contacts never cover more than the anchor surface (s is about 1e-3 normally)
     demand = t_per_volume * synapse_area / anchor_area
-    in_contact = m.expression("t_cell_contact_fraction", 1 / (1 + demand), "1", "fraction of tumour T cells holding a contact")
-    anchor_share = m.expression("anchor_contact_share", demand * in_contact, "1",
-                                "fraction of anchor-cell (tumour and myeloid) surface in T-cell contacts")
-    t_share = m.expression("t_cell_contact_share", synapse_area / t_cell_area * in_contact, "1",
-                           "fraction of all tumour T-cell surface in contacts")
-    phi = m.expression("contact_volume_fraction", t_per_volume * in_contact * synapse_area * synapse_gap * ml_per_slab, "1",
-                       "volume of all contact zones per interstitial volume")
+    in_contact = m.expression(
+        "t_cell_contact_fraction", 1 / (1 + demand), "1", "fraction of tumour T cells holding a contact"
+    )
+    anchor_share = m.expression(
+        "anchor_contact_share",
+        demand * in_contact,
+        "1",
+        "fraction of anchor-cell (tumour and myeloid) surface in T-cell contacts",
+    )
+    t_share = m.expression(
+        "t_cell_contact_share",
+        synapse_area / t_cell_area * in_contact,
+        "1",
+        "fraction of all tumour T-cell surface in contacts",
+    )
+    phi = m.expression(
+        "contact_volume_fraction",
+        t_per_volume * in_contact * synapse_area * synapse_gap * ml_per_slab,
+        "1",
+        "volume of all contact zones per interstitial volume",
+    )
     local = 1 / (phi + contact_floor)  # tissue-average nM -> local nM in the contact slab
-    m.expression("pdl1_per_contact", anchor_pdl1 * synapse_area / (anchor_area * interstitial_fraction), "molecule/cell",
-                 "PD-L1 in one T cell's contact zone (anchor surface density x synapse area; per T cell)")
+    m.expression(
+        "pdl1_per_contact",
+        anchor_pdl1 * synapse_area / (anchor_area * interstitial_fraction),
+        "molecule/cell",
+        "PD-L1 in one T cell's contact zone (anchor surface density x synapse area; per T cell)",
+    )
 
     kon_pd1 = m.parameter("kon_pd1_pdl1", "1/(nM*day)", "PD-1:PD-L1 association rate (3D)")
     kd_pd1 = m.parameter("kd_pd1_pdl1", "nM", "PD-1:PD-L1 dissociation constant (3D)")
@@ -207,9 +246,15 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
     checkpoint = chi_pd1 * kon_pd1 * P * Lc * local - kon_pd1 * kd_pd1 * PL
     _reaction(m, checkpoint, [P, Lc], [PL], "PD-1 binds PD-L1 in contacts")
 
-    chi_cis_l = m.parameter("chi_cis_pdl1", "1", "avidity factor for a further arm on PD-L1 of the same cell, off contact")
-    chi_cis_b = m.parameter("chi_cis_cd137", "1", "avidity factor for a further arm on 4-1BB of the same cell, off contact")
-    k_exchange = m.parameter("k_tumour_exchange", "1/day", "antibody exchange rate between plasma and tumour interstitium")
+    chi_cis_l = m.parameter(
+        "chi_cis_pdl1", "1", "avidity factor for a further arm on PD-L1 of the same cell, off contact"
+    )
+    chi_cis_b = m.parameter(
+        "chi_cis_cd137", "1", "avidity factor for a further arm on 4-1BB of the same cell, off contact"
+    )
+    k_exchange = m.parameter(
+        "k_tumour_exchange", "1/day", "antibody exchange rate between plasma and tumour interstitium"
+    )
     partition = m.parameter("tumour_partition", "1", "tumour interstitial to plasma concentration ratio at equilibrium")
 
     pdl1_bound, cd137_bound = [], []
@@ -266,21 +311,37 @@ def tumour_binding(drugs: tuple[DrugArms, ...] = DRUG_ARMS) -> Mechanism:
                 net = (n_b - b) * chi * kon_b * c * Bc - (b + 1) * kon_b * kd_b * syn[(a, b + 1)]
                 _reaction(m, net, [c, Bc], [syn[(a, b + 1)]], f"4-1BB arm binds ({a},{b})->({a},{b + 1}) in contacts")
 
-    floor = m.parameter("receptor_floor", "nM", "numerical floor in receptor fractions, far below any real receptor level")
+    floor = m.parameter(
+        "receptor_floor", "nM", "numerical floor in receptor fractions, far below any real receptor level"
+    )
     pdl1_total = m.expression("pdl1_total", L + Lc + PL + sum(pdl1_bound), "nM", "all PD-L1 in the tumour")
     cd137_total = m.expression("cd137_total", B + Bc + sum(cd137_bound), "nM", "all 4-1BB in the tumour")
-    m.expression("pdl1_drug_occupancy", sum(pdl1_bound) / (pdl1_total + floor), "1", "fraction of tumour PD-L1 bound by antibody")
-    m.expression("pd1_engaged", PL / (P + PL + floor), "1", "fraction of contact-zone PD-1 engaged by PD-L1 (checkpoint signal)")
+    m.expression(
+        "pdl1_drug_occupancy", sum(pdl1_bound) / (pdl1_total + floor), "1", "fraction of tumour PD-L1 bound by antibody"
+    )
+    m.expression(
+        "pd1_engaged", PL / (P + PL + floor), "1", "fraction of contact-zone PD-1 engaged by PD-L1 (checkpoint signal)"
+    )
     m.expression("ternary_bsab", sum(cd137_trans), "nM", "4-1BB held in PD-L1-anchored bridges by the bispecific")
 
-    agonist_eff = m.parameter("agonist_efficacy_a41bb", "1", "signal per engaged 4-1BB of the free agonist relative to a bridge")
+    agonist_eff = m.parameter(
+        "agonist_efficacy_a41bb", "1", "signal per engaged 4-1BB of the free agonist relative to a bridge"
+    )
     cis_eff = m.parameter("cis_efficacy_bsab", "1", "signal per 4-1BB held by the bispecific without a PD-L1 anchor")
-    cluster_k = m.parameter("cd137_cluster_k", "molecule/cell", "cross-linked 4-1BB per T cell for half-maximal costimulation")
+    cluster_k = m.parameter(
+        "cd137_cluster_k", "molecule/cell", "cross-linked 4-1BB per T cell for half-maximal costimulation"
+    )
     hill = m.parameter("cd137_cluster_hill", "1", "Hill exponent of 4-1BB signal in cross-linked 4-1BB (clustering)")
-    engaged = (sum(cd137_trans) + agonist_eff * sum(cd137_agonist) + cis_eff * sum(cd137_cis_bsab)) / (cd137_total + floor)
+    engaged = (sum(cd137_trans) + agonist_eff * sum(cd137_agonist) + cis_eff * sum(cd137_cis_bsab)) / (
+        cd137_total + floor
+    )
     frac = m.expression("cd137_engaged", engaged, "1", "signalling-weighted fraction of tumour 4-1BB engaged")
-    crosslinked = m.expression("cd137_crosslinked", frac * cd137_per_cell, "molecule/cell",
-                               "signalling-weighted cross-linked 4-1BB per tumour T cell")
+    crosslinked = m.expression(
+        "cd137_crosslinked",
+        frac * cd137_per_cell,
+        "molecule/cell",
+        "signalling-weighted cross-linked 4-1BB per tumour T cell",
+    )
     # (x^2 + floor)^(n/2) ~ |x|^n: smooth at 0 and defined for any n >= 1 if round-off makes x a hair negative
     drive = ((crosslinked / cluster_k) ** 2 + contact_floor) ** (hill / 2)
     m.expression("cd137_signal", drive / (1 + drive), "1", "4-1BB costimulation in the tumour (0 none, 1 maximal)")

@@ -59,18 +59,26 @@ def nab_paclitaxel() -> Mechanism:
 
     kill_max = m.parameter("nabp_kill_max", "1/day", "maximal paclitaxel kill rate of reachable tumour cells")
     ec50 = m.parameter("nabp_ec50", "nM", "paclitaxel concentration for half-maximal killing")
-    sens_res = m.parameter("nabp_resistant_sensitivity", "1", "nab-paclitaxel kill of a resistant cell relative to a sensitive one")
+    sens_res = m.parameter(
+        "nabp_resistant_sensitivity", "1", "nab-paclitaxel kill of a resistant cell relative to a sensitive one"
+    )
     tox_max = m.parameter("nabp_tcell_tox_max", "1/day", "maximal paclitaxel death rate of proliferating T cells")
     icd = m.parameter("nabp_icd_boost", "1", "antigen released per chemotherapy-killed cell relative to other deaths")
 
     S, R, X = ref("tumour_cells_sensitive"), ref("tumour_cells_resistant"), ref("tumour_cells_escape")
     effect = ce / (ce + ec50)
-    per_cell = m.expression("chemo_kill_per_cell", kill_max * effect, "1/day",
-                            "nab-paclitaxel kill rate per proliferating sensitive tumour cell")
+    per_cell = m.expression(
+        "chemo_kill_per_cell",
+        kill_max * effect,
+        "1/day",
+        "nab-paclitaxel kill rate per proliferating sensitive tumour cell",
+    )
     kill_s = per_cell * S
     kill_r = per_cell * sens_res * ref("resistant_fitness") * R
     kill_x = per_cell * ref("escape_fitness") * X
-    m.expression("chemo_kill_rate", kill_s + kill_r + kill_x, "cell/day", "tumour cells killed by nab-paclitaxel per day")
+    m.expression(
+        "chemo_kill_rate", kill_s + kill_r + kill_x, "cell/day", "tumour cells killed by nab-paclitaxel per day"
+    )
     m.term(S, -kill_s, "nab-paclitaxel killing")
     m.term(R, -kill_r, "nab-paclitaxel killing")
     m.term(X, -kill_x, "nab-paclitaxel killing")

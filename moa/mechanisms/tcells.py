@@ -45,8 +45,14 @@ def t_cells() -> Mechanism:
     pd1 = ref("pd1_engaged")
 
     prime_max = m.parameter("priming_rate_max", "cell/day", "maximal rate of priming of tumour-specific CD8 T cells")
-    antigenicity = m.parameter("antigenicity", "1", "immunogenicity of tumour antigen (scales priming and the antigen recognition that induces 4-1BB)")
-    antigen_half = m.parameter("antigen_half_priming", "cell", "antigen (dead-cell equivalents) for half-maximal priming")
+    antigenicity = m.parameter(
+        "antigenicity",
+        "1",
+        "immunogenicity of tumour antigen (scales priming and the antigen recognition that induces 4-1BB)",
+    )
+    antigen_half = m.parameter(
+        "antigen_half_priming", "cell", "antigen (dead-cell equivalents) for half-maximal priming"
+    )
     infiltration = m.parameter("infiltration_rate", "1/day", "rate at which primed cells enter the tumour")
     death_primed = m.parameter("death_rate_primed", "1/day", "death rate of primed cells outside the tumour")
     antigen_k = m.parameter("tumour_antigen_half", "cell", "tumour cells for half-maximal chronic antigen signal")
@@ -58,16 +64,32 @@ def t_cells() -> Mechanism:
     death_ex = m.parameter("death_rate_ex", "1/day", "death rate of terminally exhausted cells")
     k_exhaust = m.parameter("exhaustion_rate", "1/day", "effector -> Tpex rate under full antigen signal")
     k_terminal = m.parameter("terminal_exhaustion_rate", "1/day", "Tpex -> Tex rate under full antigen signal")
-    pd1_boost = m.parameter("pd1_exhaustion_boost", "1", "relative increase of exhaustion rates with full PD-1 engagement")
-    k_diff = m.parameter("pex_differentiation_rate", "1/day", "Tpex -> effector differentiation rate without PD-1 signal")
-    pd1_brake = m.parameter("pd1_differentiation_brake", "1", "fraction of Tpex differentiation blocked by full PD-1 engagement")
-    cd137_prolif = m.parameter("cd137_prolif_gain", "1", "relative increase of proliferation at full 4-1BB costimulation")
+    pd1_boost = m.parameter(
+        "pd1_exhaustion_boost", "1", "relative increase of exhaustion rates with full PD-1 engagement"
+    )
+    k_diff = m.parameter(
+        "pex_differentiation_rate", "1/day", "Tpex -> effector differentiation rate without PD-1 signal"
+    )
+    pd1_brake = m.parameter(
+        "pd1_differentiation_brake", "1", "fraction of Tpex differentiation blocked by full PD-1 engagement"
+    )
+    cd137_prolif = m.parameter(
+        "cd137_prolif_gain", "1", "relative increase of proliferation at full 4-1BB costimulation"
+    )
     cd137_surv = m.parameter("cd137_survival", "1", "fraction of T-cell death prevented at full 4-1BB costimulation")
-    k_reinvig = m.parameter("cd137_reinvigoration_rate", "1/day", "Tex -> Tpex rate at full 4-1BB costimulation (swept; 0 = none)")
-    cd137_lag = m.parameter("cd137_expression_lag", "day", "time constant of 4-1BB induction by, and loss without, antigen recognition")
+    k_reinvig = m.parameter(
+        "cd137_reinvigoration_rate", "1/day", "Tex -> Tpex rate at full 4-1BB costimulation (swept; 0 = none)"
+    )
+    cd137_lag = m.parameter(
+        "cd137_expression_lag", "day", "time constant of 4-1BB induction by, and loss without, antigen recognition"
+    )
     cd137_max = m.parameter("cd137_per_t_cell", "molecule/cell", "4-1BB on a tumour-infiltrating CD8 T cell")
-    packing = m.parameter("t_cell_packing_limit", "cell/mL", "largest density of T cells in a lesion (physical packing)")
-    v_min = m.parameter("tumour_volume_floor", "mL", "volume floor so that densities stay finite as the tumour vanishes")
+    packing = m.parameter(
+        "t_cell_packing_limit", "cell/mL", "largest density of T cells in a lesion (physical packing)"
+    )
+    v_min = m.parameter(
+        "tumour_volume_floor", "mL", "volume floor so that densities stay finite as the tumour vanishes"
+    )
 
     t_primed = m.species("t_primed", "cell", "primed tumour-specific CD8 T cells in node and blood")
     # initial T cells: a density per mL of tumour, split between the three states
@@ -83,35 +105,70 @@ def t_cells() -> Mechanism:
     # escape-clone cells carry less antigen (moa.mechanisms.tumour: tumour_antigen_cells), so they
     # give less chronic signal and less TCR-driven 4-1BB induction than their number
     C_antigen = ref("tumour_antigen_cells")
-    antigen_signal = m.expression("antigen_signal", C_antigen / (C_antigen + antigen_k), "1",
-                                  "chronic antigen signal in the tumour (0..1), from antigen-weighted tumour cells")
-    recognition = m.expression("antigen_recognition", antigenicity * antigen_signal, "1",
-                               "TCR signal of tumour CD8 T cells: antigenicity x antigen signal (0..1)")
-    induced = m.species("cd137_induction_cd8", "1", "4-1BB expression on tumour CD8 T cells, fraction of the antigen-engaged level",
-                        initial=antigenicity * C_antigen / (C_antigen + antigen_k))
+    antigen_signal = m.expression(
+        "antigen_signal",
+        C_antigen / (C_antigen + antigen_k),
+        "1",
+        "chronic antigen signal in the tumour (0..1), from antigen-weighted tumour cells",
+    )
+    recognition = m.expression(
+        "antigen_recognition",
+        antigenicity * antigen_signal,
+        "1",
+        "TCR signal of tumour CD8 T cells: antigenicity x antigen signal (0..1)",
+    )
+    induced = m.species(
+        "cd137_induction_cd8",
+        "1",
+        "4-1BB expression on tumour CD8 T cells, fraction of the antigen-engaged level",
+        initial=antigenicity * C_antigen / (C_antigen + antigen_k),
+    )
     m.term(induced, (recognition - induced) / cd137_lag, "induction by antigen recognition, loss without it")
     m.expression("cd137_per_cd8", cd137_max * induced, "molecule/cell", "mean 4-1BB on a tumour CD8 T cell (induced)")
-    costim = m.expression("cd137_costimulation", signal_41bb * induced, "1",
-                          "4-1BB costimulation acting on tumour CD8 T cells: signal x induced expression (0..1)")
+    costim = m.expression(
+        "cd137_costimulation",
+        signal_41bb * induced,
+        "1",
+        "4-1BB costimulation acting on tumour CD8 T cells: signal x induced expression (0..1)",
+    )
 
     # physical packing: T cells occupy the lesion, so their density there cannot pass the limit
     all_t_cells = total + ref("t_reg")
-    lesion = m.expression("lesion_volume", ref("tumour_volume") + all_t_cells / packing, "mL",
-                          "lesion volume: tumour cells plus T cells at their packing density")
-    t_density = m.expression("t_cell_density", all_t_cells / (lesion + v_min), "cell/mL", "T cells (CD8 and Treg) per mL of lesion")
-    room = m.expression("t_cell_packing_room", 1 - t_density / packing, "1", "fraction of the packing limit still free (1 empty, 0 full)")
+    lesion = m.expression(
+        "lesion_volume",
+        ref("tumour_volume") + all_t_cells / packing,
+        "mL",
+        "lesion volume: tumour cells plus T cells at their packing density",
+    )
+    t_density = m.expression(
+        "t_cell_density", all_t_cells / (lesion + v_min), "cell/mL", "T cells (CD8 and Treg) per mL of lesion"
+    )
+    room = m.expression(
+        "t_cell_packing_room",
+        1 - t_density / packing,
+        "1",
+        "fraction of the packing limit still free (1 empty, 0 full)",
+    )
     crowding = 1 / (1 + total / (ratio_max * C + antigen_k))
     # kill_rate_max and the T-cell rates were calibrated in hot TNBC, which has Tregs and myeloid
     # cells: suppression acts relative to the hot-TNBC reference densities
     left = (1 - ref("treg_suppression")) * (1 - ref("myeloid_suppression"))
     left_ref = (1 - ref("treg_suppression_reference")) * (1 - ref("myeloid_suppression_reference"))
-    function = m.expression("effector_function", left / left_ref, "1",
-                            "effector proliferation and killing left by Tregs and suppressive myeloid cells, relative to hot TNBC")
+    function = m.expression(
+        "effector_function",
+        left / left_ref,
+        "1",
+        "effector proliferation and killing left by Tregs and suppressive myeloid cells, relative to hot TNBC",
+    )
     # the denominator of the killing law (moa.mechanisms.tumour): the cells of the volume floor keep
     # the ratio finite, and 0 with no effectors, when the tumour is gone
     floor_cells = ref("tumour_cell_density") * ref("tumour_volume_floor")
-    m.expression("effector_target_ratio", t_eff / (C + floor_cells), "1",
-                 "effector : tumour cell ratio, t_eff / (tumour_cells + tumour_cell_density * tumour_volume_floor)")
+    m.expression(
+        "effector_target_ratio",
+        t_eff / (C + floor_cells),
+        "1",
+        "effector : tumour cell ratio, t_eff / (tumour_cells + tumour_cell_density * tumour_volume_floor)",
+    )
 
     A = ref("antigen")
     m.term(t_primed, prime_max * antigenicity * A / (A + antigen_half), "priming in the draining node")

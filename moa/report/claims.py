@@ -25,20 +25,46 @@ from ..analysis import partial_response_pct
 from ..parameters import MODELS_DIR, convert_value, load_parameter_file
 from .provenance import base_provenance
 from .results import write_text
-from .summaries import (ALL_BUT_PREFIX, ALL_LEVERS_POINT, BASELINE_POINT, ArmsSettingsSummary, ColdLeversSummary,
-                        ExperimentSummary, contract_for)
+from .summaries import (
+    ALL_BUT_PREFIX,
+    ALL_LEVERS_POINT,
+    BASELINE_POINT,
+    ArmsSettingsSummary,
+    ColdLeversSummary,
+    ExperimentSummary,
+    contract_for,
+)
 
-__all__ = ["claims_markdown", "write_claims", "load_summaries", "cold_verdict", "proliferation_verdict",
-           "DecisionThresholds", "load_decisions", "DECISIONS_PATH", "DECISION_UNITS",
-           "PointClaim", "ArmOutcome", "point_claims", "volume_inhibition", "bliss_excess"]
+__all__ = [
+    "claims_markdown",
+    "write_claims",
+    "load_summaries",
+    "cold_verdict",
+    "proliferation_verdict",
+    "DecisionThresholds",
+    "load_decisions",
+    "DECISIONS_PATH",
+    "DECISION_UNITS",
+    "PointClaim",
+    "ArmOutcome",
+    "point_claims",
+    "volume_inhibition",
+    "bliss_excess",
+]
 
 #: The decision thresholds of the claims (documented in every claims file). The response threshold, a
 #: partial response on best % change, is RECIST's and is read from models/recist.toml
 #: (moa.analysis.partial_response_pct).
 DECISIONS_PATH = MODELS_DIR / "decisions.toml"
 #: The unit each decision threshold is used in here; decisions.toml may write it in any unit of the same dimension.
-DECISION_UNITS = {"bliss_synergy_margin": "1", "meaningful_difference_pct_points": "percent", "proliferation_fold": "1",
-                  "reinvigoration_diameter_change": "1", "format_diameter_ratio": "1", "safety_window_fold": "1"}
+DECISION_UNITS = {
+    "bliss_synergy_margin": "1",
+    "meaningful_difference_pct_points": "percent",
+    "proliferation_fold": "1",
+    "reinvigoration_diameter_change": "1",
+    "format_diameter_ratio": "1",
+    "safety_window_fold": "1",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +87,18 @@ def load_decisions(path: str | pathlib.Path = DECISIONS_PATH) -> DecisionThresho
     specs = load_parameter_file(path)
     if set(specs) != set(DECISION_UNITS):
         missing, unknown = sorted(set(DECISION_UNITS) - set(specs)), sorted(set(specs) - set(DECISION_UNITS))
-        raise ValueError(f"{path}: decision thresholds: missing {missing}, unknown {unknown}; "
-                         f"expected exactly {sorted(DECISION_UNITS)}")
-    return DecisionThresholds(**{name: float(convert_value(specs[name].value, specs[name].unit, unit, f"{path}: {name}"))
-                                 for name, unit in DECISION_UNITS.items()})
+        raise ValueError(
+            f"{path}: decision thresholds: missing {missing}, unknown {unknown}; "
+            f"expected exactly {sorted(DECISION_UNITS)}"
+        )
+    return DecisionThresholds(
+        **{
+            name: float(convert_value(specs[name].value, specs[name].unit, unit, f"{path}: {name}"))
+            for name, unit in DECISION_UNITS.items()
+        }
+    )
+
+
 SETTING_LABELS = {"hot_tnbc": "hot TNBC (PD-L1+)", "cold": "cold tumour", "pdl1_negative_tnbc": "PD-L1-negative TNBC"}
 
 
@@ -120,16 +154,24 @@ def cold_verdict(best_apdl1_pct: float, best_bsab_pct: float) -> str:
     """Claim 3 in one setting: anti-PD-L1 resists (no partial response) and the bispecific responds."""
     thr = partial_response_pct()
     resists, helps = best_apdl1_pct > thr, best_bsab_pct <= thr
-    return ("HOLDS" if resists and helps else "DOES NOT HOLD" if resists
-            else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)")
+    return (
+        "HOLDS"
+        if resists and helps
+        else "DOES NOT HOLD"
+        if resists
+        else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)"
+    )
 
 
 def proliferation_verdict(peak_t_eff_fold: float, decisions: DecisionThresholds | None = None) -> str:
     """Claim 2 (proliferation): the bispecific expands tumour effectors more than ``proliferation_fold``
     (2-fold) over untreated."""
     fold = (decisions or load_decisions()).proliferation_fold
-    return (f"HOLDS (peak effectors >{fold:g}x untreated)" if peak_t_eff_fold > fold
-            else f"DOES NOT HOLD (peak effectors <={fold:g}x untreated)")
+    return (
+        f"HOLDS (peak effectors >{fold:g}x untreated)"
+        if peak_t_eff_fold > fold
+        else f"DOES NOT HOLD (peak effectors <={fold:g}x untreated)"
+    )
 
 
 def _point_verdicts(point: Mapping, decisions: DecisionThresholds) -> tuple[str, str]:
@@ -144,9 +186,11 @@ def _lever_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[s
     points, levers = s.lever_outcomes, s.levers
     base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT], decisions)
     base_bs = points[BASELINE_POINT]["best_percent_change"]["bsab_2x2"]
-    out = [f"Levers ({s.setting} with one lever at a time at its {s.reference_setting} value, day "
-           f"{s.duration_days:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
-           f"bispecific's best change {_fmt(base_bs, '%')}."]
+    out = [
+        f"Levers ({s.setting} with one lever at a time at its {s.reference_setting} value, day "
+        f"{s.duration_days:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
+        f"bispecific's best change {_fmt(base_bs, '%')}."
+    ]
     flips, prolif_flips, moves = [], [], {}
     for lever, info in levers.items():
         point = points[lever]
@@ -159,29 +203,56 @@ def _lever_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[s
         if cold != base_cold:
             flips.append(lever)
         fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
-        out.append(f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g} {info['unit']}: anti-PD-L1 "
-                   f"{_fmt(best['apdl1'], '%')}, 2:2 bispecific {_fmt(best['bsab_2x2'], '%')} (its peak effectors "
-                   f"x{fold:.3g} untreated) -> {cold}.")
+        out.append(
+            f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g} {info['unit']}: anti-PD-L1 "
+            f"{_fmt(best['apdl1'], '%')}, 2:2 bispecific {_fmt(best['bsab_2x2'], '%')} (its peak effectors "
+            f"x{fold:.3g} untreated) -> {cold}."
+        )
     every = points[ALL_LEVERS_POINT]
-    out.append(f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
-               f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every, decisions)[0]}.")
-    needed = [k for k in levers if f"{ALL_BUT_PREFIX}{k}" in points
-              and _point_verdicts(points[f"{ALL_BUT_PREFIX}{k}"], decisions)[0] != _point_verdicts(every, decisions)[0]]
+    out.append(
+        f"All levers at once: anti-PD-L1 {_fmt(every['best_percent_change']['apdl1'], '%')}, 2:2 bispecific "
+        f"{_fmt(every['best_percent_change']['bsab_2x2'], '%')} -> {_point_verdicts(every, decisions)[0]}."
+    )
+    needed = [
+        k
+        for k in levers
+        if f"{ALL_BUT_PREFIX}{k}" in points
+        and _point_verdicts(points[f"{ALL_BUT_PREFIX}{k}"], decisions)[0] != _point_verdicts(every, decisions)[0]
+    ]
     if any(f"{ALL_BUT_PREFIX}{k}" in points for k in levers):
         parts = [f"{k} {_fmt(points[ALL_BUT_PREFIX + k]['best_percent_change']['bsab_2x2'], '%')}" for k in levers]
-        out.append("All levers hot but one (that one kept cold), 2:2 bispecific best change: " + ", ".join(parts) + "; "
-                   + (f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold." if needed
-                      else "no single cold lever changes the all-levers verdict."))
+        out.append(
+            "All levers hot but one (that one kept cold), 2:2 bispecific best change: "
+            + ", ".join(parts)
+            + "; "
+            + (
+                f"the all-levers verdict is lost when {', '.join(needed)} stay(s) cold."
+                if needed
+                else "no single cold lever changes the all-levers verdict."
+            )
+        )
     driver = max(moves, key=lambda k: abs(moves[k])) if moves else None
     meaningful = decisions.meaningful_difference_pct_points
-    out.append("Verdict driver: " + (f"the verdict changes when {', '.join(flips)} alone take(s) the hot value" if flips
-                                     else "no single lever changes the verdict alone")
-               + (f"; the lever that moves the bispecific's best change most is {driver} "
-                  f"({moves[driver]:+.0f} percentage points)." if driver and abs(moves[driver]) > meaningful
-                  else f"; no lever alone moves the bispecific's best change by more than {meaningful:.0f} percentage points.")
-               + f" Proliferation verdict (bispecific) as it stands {base_prolif}; "
-               + (f"it changes when {', '.join(prolif_flips)} alone take(s) the hot value." if prolif_flips
-                  else "no single lever changes it."))
+    out.append(
+        "Verdict driver: "
+        + (
+            f"the verdict changes when {', '.join(flips)} alone take(s) the hot value"
+            if flips
+            else "no single lever changes the verdict alone"
+        )
+        + (
+            f"; the lever that moves the bispecific's best change most is {driver} "
+            f"({moves[driver]:+.0f} percentage points)."
+            if driver and abs(moves[driver]) > meaningful
+            else f"; no lever alone moves the bispecific's best change by more than {meaningful:.0f} percentage points."
+        )
+        + f" Proliferation verdict (bispecific) as it stands {base_prolif}; "
+        + (
+            f"it changes when {', '.join(prolif_flips)} alone take(s) the hot value."
+            if prolif_flips
+            else "no single lever changes it."
+        )
+    )
     return out
 
 
@@ -198,17 +269,28 @@ def _gain_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[st
             gain, end = label.split(":")
             cold, prolif = _point_verdicts(point, decisions)
             fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
-            parts.append(f"{gain} {end} ({values[label][gain]:.3g}): effectors x{fold:.3g}, bispecific "
-                         f"{_fmt(point['best_percent_change']['bsab_2x2'], '%')}")
+            parts.append(
+                f"{gain} {end} ({values[label][gain]:.3g}): effectors x{fold:.3g}, bispecific "
+                f"{_fmt(point['best_percent_change']['bsab_2x2'], '%')}"
+            )
             if prolif != base_prolif:
                 changes.append(f"proliferation verdict at {gain} {end}")
             if setting == "cold" and cold != base_cold:
                 changes.append(f"cold verdict at {gain} {end}")
         label = SETTING_LABELS.get(setting, setting)
-        out.append(f"Costimulation gains, {label} (as it stands: proliferation {base_prolif}"
-                   + (f"; cold verdict {base_cold}" if setting == "cold" else "") + "): " + "; ".join(parts) + ". "
-                   + ("Verdicts that flip within the bounds: " + ", ".join(changes) if changes
-                      else "No verdict flips within the bounds of these gains") + ".")
+        out.append(
+            f"Costimulation gains, {label} (as it stands: proliferation {base_prolif}"
+            + (f"; cold verdict {base_cold}" if setting == "cold" else "")
+            + "): "
+            + "; ".join(parts)
+            + ". "
+            + (
+                "Verdicts that flip within the bounds: " + ", ".join(changes)
+                if changes
+                else "No verdict flips within the bounds of these gains"
+            )
+            + "."
+        )
     return out
 
 
@@ -234,34 +316,59 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
         out["synergy"].append(
             f"{label}: volume inhibition at day {day:.0f} anti-PD-L1 {ia:.2f}, anti-4-1BB {ib:.2f}; two mAbs {iab:.2f} "
             f"(Bliss excess {ex_two:+.2f}: {word(ex_two)}); 2:2 bispecific {ibs:.2f} (Bliss excess vs the two "
-            f"monotherapies {ex_bs:+.2f}: {word(ex_bs)}).")
+            f"monotherapies {ex_bs:+.2f}: {word(ex_bs)})."
+        )
         b_pd, b_bs = best["apdl1"][setting], best["bsab_2x2"][setting]
         if setting == "cold":
             verdict = cold_verdict(b_pd, b_bs)
-            out["cold"].append(f"{label}: best change anti-PD-L1 {_fmt(b_pd, '%')}, 2:2 bispecific {_fmt(b_bs, '%')} -> {verdict}.")
+            out["cold"].append(
+                f"{label}: best change anti-PD-L1 {_fmt(b_pd, '%')}, 2:2 bispecific {_fmt(b_bs, '%')} -> {verdict}."
+            )
         better = b_bs < b_pd - meaningful
-        out["broader"].append(f"{label}: 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
-                              + ("bispecific better" if better else "no meaningful difference" if abs(b_bs - b_pd) <= meaningful else "anti-PD-L1 better"))
+        out["broader"].append(
+            f"{label}: 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
+            + (
+                "bispecific better"
+                if better
+                else "no meaningful difference"
+                if abs(b_bs - b_pd) <= meaningful
+                else "anti-PD-L1 better"
+            )
+        )
         b11 = best["bsab_1x1"][setting]
         diff = b_bs - b11
         d22, d11 = final["bsab_2x2"][setting], final["bsab_1x1"][setting]
         smaller = d22 < ratio * d11
-        out["format"].append(f"{label}: best change 2:2 {_fmt(b_bs, '%')} vs 1:1 {_fmt(b11, '%')}; diameter at day {day:.0f} "
-                             f"{d22:.1f} vs {d11:.1f} mm -> "
-                             + ("2:2 better" if diff < -meaningful or smaller else "1:1 better" if diff > meaningful or d11 < ratio * d22
-                                else "no meaningful difference"))
+        out["format"].append(
+            f"{label}: best change 2:2 {_fmt(b_bs, '%')} vs 1:1 {_fmt(b11, '%')}; diameter at day {day:.0f} "
+            f"{d22:.1f} vs {d11:.1f} mm -> "
+            + (
+                "2:2 better"
+                if diff < -meaningful or smaller
+                else "1:1 better"
+                if diff > meaningful or d11 < ratio * d22
+                else "no meaningful difference"
+            )
+        )
         ic = _volume_inhibition(final["nabp"][setting], ref)
         icb = _volume_inhibition(final["nabp_bsab_2x2"][setting], ref)
         ex_c = _bliss(ic, ibs, icb)
-        out["chemo"].append(f"{label}: inhibition nab-paclitaxel {ic:.2f}, 2:2 bispecific {ibs:.2f}, both {icb:.2f} "
-                            f"(Bliss excess {ex_c:+.2f}: {word(ex_c)}); best change both {_fmt(best['nabp_bsab_2x2'][setting], '%')} "
-                            f"vs nab-paclitaxel + anti-PD-L1 {_fmt(best['nabp_apdl1'][setting], '%')}.")
+        out["chemo"].append(
+            f"{label}: inhibition nab-paclitaxel {ic:.2f}, 2:2 bispecific {ibs:.2f}, both {icb:.2f} "
+            f"(Bliss excess {ex_c:+.2f}: {word(ex_c)}); best change both {_fmt(best['nabp_bsab_2x2'][setting], '%')} "
+            f"vs nab-paclitaxel + anti-PD-L1 {_fmt(best['nabp_apdl1'][setting], '%')}."
+        )
         if setting == "pdl1_negative_tnbc":
             out["pdl1neg"].append(
                 f"{label}: best change untreated {_fmt(best['untreated'][setting], '%')}, anti-PD-L1 {_fmt(b_pd, '%')}, "
                 f"2:2 bispecific {_fmt(b_bs, '%')}, anti-4-1BB agonist {_fmt(best['a41bb'][setting], '%')}, "
                 f"nab-paclitaxel {_fmt(best['nabp'][setting], '%')}, nab-paclitaxel + 2:2 {_fmt(best['nabp_bsab_2x2'][setting], '%')} -> "
-                + ("the bispecific alone reaches a partial response" if b_bs <= thr else "the bispecific alone does not reach a partial response"))
+                + (
+                    "the bispecific alone reaches a partial response"
+                    if b_bs <= thr
+                    else "the bispecific alone does not reach a partial response"
+                )
+            )
     return out
 
 
@@ -322,43 +429,104 @@ def _format_holds(o: PointOutcomes, d: DecisionThresholds) -> np.ndarray:
     """The format line's "2:2 better": best change lower by the meaningful margin, or day-84 diameter below
     the format ratio times 1:1's."""
     diff = o["bsab_2x2"].best - o["bsab_1x1"].best
-    return (diff < -d.meaningful_difference_pct_points) | (o["bsab_2x2"].d84 < d.format_diameter_ratio * o["bsab_1x1"].d84)
+    return (diff < -d.meaningful_difference_pct_points) | (
+        o["bsab_2x2"].d84 < d.format_diameter_ratio * o["bsab_1x1"].d84
+    )
 
 
 _ALL = ("hot_tnbc", "cold", "pdl1_negative_tnbc")
+
+
 def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClaim, ...]:
     """The claims judged per point of a sweep, with the thresholds of ``models/decisions.toml`` (or ``decisions``)."""
     d = decisions or load_decisions()
     return (
-        PointClaim("synergy", 1, "PD-L1 blockade and 4-1BB activation act synergistically", _ALL,
-                   ("untreated", "apdl1", "a41bb", "bsab_2x2"),
-                   f"2:2 bispecific's Bliss excess vs the two monotherapies (volume inhibition at day 84) > {d.bliss_synergy_margin}",
-                   "Bliss excess", "1", lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")),
-                   lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")) > d.bliss_synergy_margin),
-        PointClaim("proliferation", 2, "4-1BB agonism drives T-cell proliferation", ("cold",), ("untreated", "bsab_2x2"),
-                   f"2:2 bispecific's peak tumour effectors > {d.proliferation_fold:g}x untreated (proliferation_verdict)",
-                   "peak effector fold vs untreated", "1", lambda o: o["bsab_2x2"].t_eff_fold,
-                   lambda o: o["bsab_2x2"].t_eff_fold > d.proliferation_fold),
-        PointClaim("cold", 3, "Suited to cold tumours that resist PD-(L)1 blockade", ("cold",), ("apdl1", "bsab_2x2"),
-                   f"anti-PD-L1 best change > {partial_response_pct():.0f}% and 2:2 bispecific <= it (cold_verdict HOLDS)",
-                   "min(anti-PD-L1 - threshold, threshold - bispecific)", "%", _cold_margin, _cold_holds,
-                   lambda o: o["apdl1"].best > partial_response_pct()),
-        PointClaim("format", 4, "The 2:2 structure is better than 1:1", _ALL, ("bsab_2x2", "bsab_1x1"),
-                   f"2:2 best change lower than 1:1's by > {d.meaningful_difference_pct_points:.0f} points or day-84 diameter "
-                   f"< {d.format_diameter_ratio:g} x 1:1's", "best change 1:1 - 2:2", "%",
-                   lambda o: o["bsab_1x1"].best - o["bsab_2x2"].best, lambda o: _format_holds(o, d)),
-        PointClaim("broader", 5, "Broader potential than PD-(L)1 inhibitors alone", _ALL, ("apdl1", "bsab_2x2"),
-                   f"2:2 bispecific's best change lower than anti-PD-L1's by > {d.meaningful_difference_pct_points:.0f} points",
-                   "best change anti-PD-L1 - bispecific", "%", lambda o: o["apdl1"].best - o["bsab_2x2"].best,
-                   lambda o: o["bsab_2x2"].best < o["apdl1"].best - d.meaningful_difference_pct_points),
-        PointClaim("chemo", 6, "Benefit with nab-paclitaxel", _ALL, ("untreated", "nabp", "bsab_2x2", "nabp_bsab_2x2"),
-                   f"Bliss excess of nab-paclitaxel + 2:2 bispecific (volume inhibition at day 84) > {d.bliss_synergy_margin}",
-                   "Bliss excess", "1", lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")),
-                   lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")) > d.bliss_synergy_margin),
-        PointClaim("pdl1neg", 7, "A case in PD-L1-negative TNBC", ("pdl1_negative_tnbc",), ("bsab_2x2",),
-                   f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%)",
-                   "threshold - bispecific best change", "%", lambda o: partial_response_pct() - o["bsab_2x2"].best,
-                   lambda o: o["bsab_2x2"].best <= partial_response_pct()),
+        PointClaim(
+            "synergy",
+            1,
+            "PD-L1 blockade and 4-1BB activation act synergistically",
+            _ALL,
+            ("untreated", "apdl1", "a41bb", "bsab_2x2"),
+            f"2:2 bispecific's Bliss excess vs the two monotherapies (volume inhibition at day 84) > {d.bliss_synergy_margin}",
+            "Bliss excess",
+            "1",
+            lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")),
+            lambda o: bliss_excess(*_inhibitions(o, "apdl1", "a41bb", "bsab_2x2")) > d.bliss_synergy_margin,
+        ),
+        PointClaim(
+            "proliferation",
+            2,
+            "4-1BB agonism drives T-cell proliferation",
+            ("cold",),
+            ("untreated", "bsab_2x2"),
+            f"2:2 bispecific's peak tumour effectors > {d.proliferation_fold:g}x untreated (proliferation_verdict)",
+            "peak effector fold vs untreated",
+            "1",
+            lambda o: o["bsab_2x2"].t_eff_fold,
+            lambda o: o["bsab_2x2"].t_eff_fold > d.proliferation_fold,
+        ),
+        PointClaim(
+            "cold",
+            3,
+            "Suited to cold tumours that resist PD-(L)1 blockade",
+            ("cold",),
+            ("apdl1", "bsab_2x2"),
+            f"anti-PD-L1 best change > {partial_response_pct():.0f}% and 2:2 bispecific <= it (cold_verdict HOLDS)",
+            "min(anti-PD-L1 - threshold, threshold - bispecific)",
+            "%",
+            _cold_margin,
+            _cold_holds,
+            lambda o: o["apdl1"].best > partial_response_pct(),
+        ),
+        PointClaim(
+            "format",
+            4,
+            "The 2:2 structure is better than 1:1",
+            _ALL,
+            ("bsab_2x2", "bsab_1x1"),
+            f"2:2 best change lower than 1:1's by > {d.meaningful_difference_pct_points:.0f} points or day-84 diameter "
+            f"< {d.format_diameter_ratio:g} x 1:1's",
+            "best change 1:1 - 2:2",
+            "%",
+            lambda o: o["bsab_1x1"].best - o["bsab_2x2"].best,
+            lambda o: _format_holds(o, d),
+        ),
+        PointClaim(
+            "broader",
+            5,
+            "Broader potential than PD-(L)1 inhibitors alone",
+            _ALL,
+            ("apdl1", "bsab_2x2"),
+            f"2:2 bispecific's best change lower than anti-PD-L1's by > {d.meaningful_difference_pct_points:.0f} points",
+            "best change anti-PD-L1 - bispecific",
+            "%",
+            lambda o: o["apdl1"].best - o["bsab_2x2"].best,
+            lambda o: o["bsab_2x2"].best < o["apdl1"].best - d.meaningful_difference_pct_points,
+        ),
+        PointClaim(
+            "chemo",
+            6,
+            "Benefit with nab-paclitaxel",
+            _ALL,
+            ("untreated", "nabp", "bsab_2x2", "nabp_bsab_2x2"),
+            f"Bliss excess of nab-paclitaxel + 2:2 bispecific (volume inhibition at day 84) > {d.bliss_synergy_margin}",
+            "Bliss excess",
+            "1",
+            lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")),
+            lambda o: bliss_excess(*_inhibitions(o, "nabp", "bsab_2x2", "nabp_bsab_2x2")) > d.bliss_synergy_margin,
+        ),
+        PointClaim(
+            "pdl1neg",
+            7,
+            "A case in PD-L1-negative TNBC",
+            ("pdl1_negative_tnbc",),
+            ("bsab_2x2",),
+            f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%)",
+            "threshold - bispecific best change",
+            "%",
+            lambda o: partial_response_pct() - o["bsab_2x2"].best,
+            lambda o: o["bsab_2x2"].best <= partial_response_pct(),
+        ),
     )
 
 
@@ -367,29 +535,39 @@ def _robustness_lines(summaries) -> list[str]:
     rb = _read(summaries, "claims_robustness")
     if not rb:
         return []
-    lines = ["## How robust each verdict is",
-             f"Experiment `claims_robustness`: {rb.n_points} points of the plausible parameter space ({rb.sampling}, "
-             f"{len(rb.parameters)} parameters within their bounds in models/; drug-design constants and setting levers "
-             f"fixed), {rb.duration_days:.0f} days per simulation. The fraction is of the points that ran; the interval is "
-             f"the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated tumour is left "
-             f"to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.", "",
-             "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "## How robust each verdict is",
+        f"Experiment `claims_robustness`: {rb.n_points} points of the plausible parameter space ({rb.sampling}, "
+        f"{len(rb.parameters)} parameters within their bounds in models/; drug-design constants and setting levers "
+        f"fixed), {rb.duration_days:.0f} days per simulation. The fraction is of the points that ran; the interval is "
+        f"the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated tumour is left "
+        f"to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.",
+        "",
+        "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
+        "|---|---|---|---|---|---|",
+    ]
     order = list(SETTING_LABELS)
-    for entry in sorted(rb.claims.values(), key=lambda e: (e["section"], order.index(e["setting"]) if e["setting"] in order
-                                                           else len(order))):
+    for entry in sorted(
+        rb.claims.values(),
+        key=lambda e: (e["section"], order.index(e["setting"]) if e["setting"] in order else len(order)),
+    ):
         frac = entry["fraction_holds"]
-        held = "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
+        held = (
+            "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
+        )
         if entry.get("by_construction"):
             held += f"; by construction: {entry['by_construction']}"
-        lines.append(f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
-                     f"{entry['rule']} | {held} | {entry.get('undecided_points', 0)} / {entry['failed_points']} | "
-                     f"{', '.join(entry['drivers']) or 'none significant'} |")
+        lines.append(
+            f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
+            f"{entry['rule']} | {held} | {entry.get('undecided_points', 0)} / {entry['failed_points']} | "
+            f"{', '.join(entry['drivers']) or 'none significant'} |"
+        )
     return lines + [""]
 
 
-def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
-                    decisions: DecisionThresholds | None = None) -> str:
+def claims_markdown(
+    summaries: Mapping[str, Mapping | ExperimentSummary], decisions: DecisionThresholds | None = None
+) -> str:
     """The claims file's text, from the experiments' summaries (missing experiments are said so).
 
     Each summary is a dict as in ``run.json`` or its contract (:mod:`moa.report.summaries`); a summary
@@ -404,19 +582,29 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
     def bullets(key: str) -> list[str]:
         return [f"  - {line}" for line in a[key]] if a else [f"  - {missing}"]
 
-    lines = ["# The press release's claims, checked by the model", "",
-             "Generated by `moa run` from the experiments' numbers (moa.report.claims). Verdicts use fixed thresholds: "
-             f"partial response at {partial_response_pct():.0f}% best change; Bliss excess beyond "
-             f"+-{decisions.bliss_synergy_margin:g} on volume inhibition vs untreated; differences under "
-             f"{decisions.meaningful_difference_pct_points:.0f} percentage points count as none. One typical patient per setting "
-             "with default parameters; the sweeps say where a verdict flips.", ""]
+    lines = [
+        "# The press release's claims, checked by the model",
+        "",
+        "Generated by `moa run` from the experiments' numbers (moa.report.claims). Verdicts use fixed thresholds: "
+        f"partial response at {partial_response_pct():.0f}% best change; Bliss excess beyond "
+        f"+-{decisions.bliss_synergy_margin:g} on volume inhibition vs untreated; differences under "
+        f"{decisions.meaningful_difference_pct_points:.0f} percentage points count as none. One typical patient per setting "
+        "with default parameters; the sweeps say where a verdict flips.",
+        "",
+    ]
     lines += _robustness_lines(summaries)
 
-    lines += ["## 1. PD-L1 blockade and 4-1BB activation act synergistically",
-              "Experiment `arms_settings` (figure best_response_heatmap).", *bullets("synergy"), ""]
+    lines += [
+        "## 1. PD-L1 blockade and 4-1BB activation act synergistically",
+        "Experiment `arms_settings` (figure best_response_heatmap).",
+        *bullets("synergy"),
+        "",
+    ]
 
-    lines += ["## 2. 4-1BB agonism reactivates exhausted T cells and drives their proliferation",
-              "Experiment `exhaustion_dynamics` (figure exhaustion_cold)."]
+    lines += [
+        "## 2. 4-1BB agonism reactivates exhausted T cells and drives their proliferation",
+        "Experiment `exhaustion_dynamics` (figure exhaustion_cold).",
+    ]
     ex = _read(summaries, "exhaustion_dynamics")
     if ex:
         arms_ex = ex.arms
@@ -424,22 +612,35 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
             if arm not in arms_ex:
                 continue
             w, wo = arms_ex[arm]["with_reinvigoration"], arms_ex[arm]["without_reinvigoration"]
-            lines.append(f"  - {arm} (cold): peak Tpex x{w['peak_t_pex_fold_vs_untreated']:.3g} and peak effectors "
-                         f"x{w['peak_t_eff_fold_vs_untreated']:.3g} vs untreated; with reinvigoration set to 0: "
-                         f"x{wo['peak_t_pex_fold_vs_untreated']:.3g} and x{wo['peak_t_eff_fold_vs_untreated']:.3g}; tumour at "
-                         f"day 84 {w['diameter_day84']:.1f} vs {wo['diameter_day84']:.1f} mm.")
+            lines.append(
+                f"  - {arm} (cold): peak Tpex x{w['peak_t_pex_fold_vs_untreated']:.3g} and peak effectors "
+                f"x{w['peak_t_eff_fold_vs_untreated']:.3g} vs untreated; with reinvigoration set to 0: "
+                f"x{wo['peak_t_pex_fold_vs_untreated']:.3g} and x{wo['peak_t_eff_fold_vs_untreated']:.3g}; tumour at "
+                f"day 84 {w['diameter_day84']:.1f} vs {wo['diameter_day84']:.1f} mm."
+            )
         bs = arms_ex.get("bsab_2x2")
         if bs:
             w, wo = bs["with_reinvigoration"], bs["without_reinvigoration"]
             fold = decisions.proliferation_fold
             prolif = w["peak_t_eff_fold_vs_untreated"] > fold
-            reinv = (abs(w["diameter_day84"] - wo["diameter_day84"])
-                     > decisions.reinvigoration_diameter_change * max(wo["diameter_day84"], 1e-9))
-            lines.append("  - Verdict: proliferation " + (f"HOLDS in the model (peak effector expansion >{fold:g}x vs untreated)"
-                                                           if prolif else f"DOES NOT HOLD (no >{fold:g}x peak expansion)")
-                         + "; reactivation of terminally exhausted cells "
-                         + ("changes the outcome" if reinv else "barely changes the outcome: the benefit comes from proliferation and survival")
-                         + f". The reinvigoration rate ({ex.default_reinvigoration_per_day} /day) is assumed, not measured.")
+            reinv = abs(w["diameter_day84"] - wo["diameter_day84"]) > decisions.reinvigoration_diameter_change * max(
+                wo["diameter_day84"], 1e-9
+            )
+            lines.append(
+                "  - Verdict: proliferation "
+                + (
+                    f"HOLDS in the model (peak effector expansion >{fold:g}x vs untreated)"
+                    if prolif
+                    else f"DOES NOT HOLD (no >{fold:g}x peak expansion)"
+                )
+                + "; reactivation of terminally exhausted cells "
+                + (
+                    "changes the outcome"
+                    if reinv
+                    else "barely changes the outcome: the benefit comes from proliferation and survival"
+                )
+                + f". The reinvigoration rate ({ex.default_reinvigoration_per_day} /day) is assumed, not measured."
+            )
     else:
         lines.append("  - not run (run `moa run exhaustion_dynamics`)")
     levers = _read(summaries, "cold_levers")
@@ -449,8 +650,11 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
         lines.append("  - Costimulation gains: not run (run `moa run cold_levers`)")
     lines.append("")
 
-    lines += ["## 3. Suited to cold tumours that resist PD-(L)1 blockade",
-              "Experiments `arms_settings`, `cold_levers` and `sweeps` (hot/cold levers).", *bullets("cold")]
+    lines += [
+        "## 3. Suited to cold tumours that resist PD-(L)1 blockade",
+        "Experiments `arms_settings`, `cold_levers` and `sweeps` (hot/cold levers).",
+        *bullets("cold"),
+    ]
     if levers:
         lines += [f"  - {line}" for line in _lever_claims(levers, decisions)]
     else:
@@ -460,18 +664,26 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
         mp = sw.map or {}
         if mp.get("fraction_bsab_beats_apdl1") is not None:
             lo, hi = mp.get("benefit_range_log10") or (float("nan"), float("nan"))
-            lines.append(f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.benefit_day}): "
-                         f"the 2:2 bispecific leaves fewer tumour cells than anti-PD-L1 by > {mp.get('margin_log10')} log10 on "
-                         f"{100 * mp['fraction_bsab_beats_apdl1']:.0f}% of the map and anti-PD-L1 wins on "
-                         f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10).")
+            lines.append(
+                f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.benefit_day}): "
+                f"the 2:2 bispecific leaves fewer tumour cells than anti-PD-L1 by > {mp.get('margin_log10')} log10 on "
+                f"{100 * mp['fraction_bsab_beats_apdl1']:.0f}% of the map and anti-PD-L1 wins on "
+                f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10)."
+            )
         for setting, params in (sw.sweeps or {}).items():
             flips = {p: v["sign_changes_at"] for p, v in params.items() if v.get("sign_changes_at")}
-            weakest = min(params.items(), key=lambda kv: min(x for x in (kv[1]["low"]["benefit_log10"], kv[1]["high"]["benefit_log10"])
-                                                               if x is not None))
-            lines.append(f"  - One-parameter sweeps ({setting}): the benefit changes sign "
-                         + (f"at {flips}" if flips else "nowhere within the bounds")
-                         + f"; it is smallest at the {('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
-                         f"end of {weakest[0]} ({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10).")
+            weakest = min(
+                params.items(),
+                key=lambda kv: min(
+                    x for x in (kv[1]["low"]["benefit_log10"], kv[1]["high"]["benefit_log10"]) if x is not None
+                ),
+            )
+            lines.append(
+                f"  - One-parameter sweeps ({setting}): the benefit changes sign "
+                + (f"at {flips}" if flips else "nowhere within the bounds")
+                + f"; it is smallest at the {('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
+                f"end of {weakest[0]} ({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10)."
+            )
         if sw.failed_points:
             lines.append(f"  - {sw.failed_points} sweep point(s) failed: {sw.failure_reasons}.")
     lines.append("")
@@ -479,31 +691,54 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
     lines += ["## 4. The 2:2 structure is optimal", "Experiments `format_bell` and `arms_settings`."]
     fb = _read(summaries, "format_bell")
     if fb:
-        lines.append(f"  - In vitro (4-1BB arm KD 100 nM, 1e5 PD-L1 per cell): peak bridged 4-1BB of 2:2 is "
-                     f"x{fb.format_gain_peak_ternary:.3g} that of 1:1 (same KDs, valency only).")
+        lines.append(
+            f"  - In vitro (4-1BB arm KD 100 nM, 1e5 PD-L1 per cell): peak bridged 4-1BB of 2:2 is "
+            f"x{fb.format_gain_peak_ternary:.3g} that of 1:1 (same KDs, valency only)."
+        )
         for key, v in (fb.in_vivo or {}).items():
-            lines.append(f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
-                         f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is {100 * v['ternary_at_rp2d_over_peak']:.0f}% "
-                         f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%"
-                         + (f"; 4-1BB signal in cycle 2 at 15 mg/kg {v['cd137_signal_cycle2_at_rp2d']:.2f}."
-                            if "cd137_signal_cycle2_at_rp2d" in v else "."))
+            lines.append(
+                f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
+                f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is {100 * v['ternary_at_rp2d_over_peak']:.0f}% "
+                f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%"
+                + (
+                    f"; 4-1BB signal in cycle 2 at 15 mg/kg {v['cd137_signal_cycle2_at_rp2d']:.2f}."
+                    if "cd137_signal_cycle2_at_rp2d" in v
+                    else "."
+                )
+            )
         for fmt, thr in (fb.pdl1_threshold_per_cell or {}).items():
-            lines.append(f"  - In vitro PD-L1 threshold of conditional agonism ({fmt}): half-maximal best 4-1BB signal at "
-                         f"{thr:.3g} PD-L1 per cell (emerges from contact-zone bridging and clustering; MCLA-145 needed about 5-6e3).")
+            lines.append(
+                f"  - In vitro PD-L1 threshold of conditional agonism ({fmt}): half-maximal best 4-1BB signal at "
+                f"{thr:.3g} PD-L1 per cell (emerges from contact-zone bridging and clustering; MCLA-145 needed about 5-6e3)."
+            )
     lines += bullets("format")
     lines += ["  - The model compares 2:2 with 1:1 only; 'optimal' among all formats is beyond what it tests.", ""]
 
-    lines += ["## 5. Broader potential than PD-(L)1 inhibitors alone", "Experiment `arms_settings`.", *bullets("broader"), ""]
+    lines += [
+        "## 5. Broader potential than PD-(L)1 inhibitors alone",
+        "Experiment `arms_settings`.",
+        *bullets("broader"),
+        "",
+    ]
 
-    lines += ["## 6. Benefit with nab-paclitaxel", "Experiments `arms_settings` and `chemo_combination`.", *bullets("chemo")]
+    lines += [
+        "## 6. Benefit with nab-paclitaxel",
+        "Experiments `arms_settings` and `chemo_combination`.",
+        *bullets("chemo"),
+    ]
     ch = _read(summaries, "chemo_combination")
     if ch:
         for setting, combos in (ch.bliss_excess or {}).items():
             parts = [f"{c}: " + ", ".join(f"{d} {v:+.3f}" for d, v in days.items()) for c, days in combos.items()]
-            lines.append(f"  - Bliss excess on inhibition, {SETTING_LABELS.get(setting, setting)}: " + "; ".join(parts) + ".")
+            lines.append(
+                f"  - Bliss excess on inhibition, {SETTING_LABELS.get(setting, setting)}: " + "; ".join(parts) + "."
+            )
         for setting, verdicts in (ch.schedule or {}).items():
-            lines.append(f"  - Schedule, {SETTING_LABELS.get(setting, setting)}: "
-                         + "; ".join(f"day {v['day']:g}: {v['better']}" for v in verdicts) + ".")
+            lines.append(
+                f"  - Schedule, {SETTING_LABELS.get(setting, setting)}: "
+                + "; ".join(f"day {v['day']:g}: {v['better']}" for v in verdicts)
+                + "."
+            )
     lines.append("")
 
     lines += ["## 7. A case in PD-L1-negative TNBC", "Experiment `arms_settings`.", *bullets("pdl1neg"), ""]
@@ -512,31 +747,45 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
     mv = _read(summaries, "mabs_vs_bispecific")
     if mv:
         r = mv.peripheral_ratio_agonist0p1_over_bsab15
-        lines.append(f"  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
-                     f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv.best_change_bsab15_hot:+.0f}%, "
-                     f"two mAbs (agonist 0.1 mg/kg) {mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
-                     + ("HOLDS: wider window for the bispecific" if r > decisions.safety_window_fold else "DOES NOT HOLD: no clear peripheral advantage"))
+        lines.append(
+            f"  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is x{r:.3g} that of the "
+            f"2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg {mv.best_change_bsab15_hot:+.0f}%, "
+            f"two mAbs (agonist 0.1 mg/kg) {mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
+            + (
+                "HOLDS: wider window for the bispecific"
+                if r > decisions.safety_window_fold
+                else "DOES NOT HOLD: no clear peripheral advantage"
+            )
+        )
         if mv.liver_threshold_day is not None:
             lo, hi = mv.agonist_readout_0p1_and_1_mg_per_kg
-            lines.append(f"  - Threshold {mv.liver_threshold_day:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "
-                         f"and 1 mg/kg ({hi:.3g} day) (Segal 2017).")
+            lines.append(
+                f"  - Threshold {mv.liver_threshold_day:g} day, calibrated between the agonist at 0.1 mg/kg ({lo:.3g} day) "
+                f"and 1 mg/kg ({hi:.3g} day) (Segal 2017)."
+            )
             for cis, values in (mv.bsab_liver_readout_by_cis_efficacy or {}).items():
                 worst = max(values)
-                lines.append(f"  - Prediction, 2:2 bispecific 0.2-25 mg/kg with unanchored signal cis_efficacy_bsab = {cis}: "
-                             f"readout up to {worst:.3g} day -> "
-                             + ("above the threshold" if worst > mv.liver_threshold_day else "below the threshold"))
+                lines.append(
+                    f"  - Prediction, 2:2 bispecific 0.2-25 mg/kg with unanchored signal cis_efficacy_bsab = {cis}: "
+                    f"readout up to {worst:.3g} day -> "
+                    + ("above the threshold" if worst > mv.liver_threshold_day else "below the threshold")
+                )
     else:
         lines.append("  - not run (run `moa run mabs_vs_bispecific`)")
     lines += ["", "## On a virtual population (claims 5-7 re-judged)", "Experiment `virtual_trial`."]
     vt = _read(summaries, "virtual_trial")
     lines += _population_claims(vt) if vt else ["  - not run (run `moa run virtual_trial`)"]
-    lines += ["", "## What the model does not know",
-              "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
-              "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
-              "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); "
-              "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; there "
-              "are no multiple lesions; liver safety is a 4-1BB signalling readout with a calibrated threshold, not a "
-              "toxicity model. See docs/model.md.", ""]
+    lines += [
+        "",
+        "## What the model does not know",
+        "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
+        "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
+        "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); "
+        "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; there "
+        "are no multiple lesions; liver safety is a 4-1BB signalling readout with a calibrated threshold, not a "
+        "toxicity model. See docs/model.md.",
+        "",
+    ]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
     return "\n".join(lines) + "\n"
@@ -545,8 +794,10 @@ def claims_markdown(summaries: Mapping[str, Mapping | ExperimentSummary],
 def _population_claims(vt) -> list[str]:
     """Trial-level lines of ``virtual_trial``: calibration fit, then the bispecific arms by PD-L1 status."""
     fitted = [r for r in vt.calibration if r["weight"] > 0]
-    out = [f"  - Calibration: {sum(r['inside_trial_ci'] for r in fitted)} of {len(fitted)} fitted IMpassion130 numbers "
-           f"inside their trial 95% CI ({vt.n_patients_per_arm} virtual patients per arm)."]
+    out = [
+        f"  - Calibration: {sum(r['inside_trial_ci'] for r in fitted)} of {len(fitted)} fitted IMpassion130 numbers "
+        f"inside their trial 95% CI ({vt.n_patients_per_arm} virtual patients per arm)."
+    ]
     for arm in ("bsab_2x2", "nabp_bsab_2x2"):
         for sg in ("pdl1_positive", "pdl1_negative"):
             r = vt.readouts.get(arm, {}).get(sg)
@@ -554,9 +805,11 @@ def _population_claims(vt) -> list[str]:
                 continue
             hr = r.get("hr_vs_nabp_apdl1") or [float("nan")] * 3
             orr = r.get("orr") or [float("nan")] * 3
-            out.append(f"  - {arm}, {sg}: ORR {orr[0]:.0f}% ({orr[1]:.0f}-{orr[2]:.0f}), PFS HR vs nab-paclitaxel + "
-                       f"anti-PD-L1 {hr[0]:.2f} ({hr[1]:.2f}-{hr[2]:.2f}) -> "
-                       + ("better" if hr[2] < 1 else "worse" if hr[1] > 1 else "no difference shown"))
+            out.append(
+                f"  - {arm}, {sg}: ORR {orr[0]:.0f}% ({orr[1]:.0f}-{orr[2]:.0f}), PFS HR vs nab-paclitaxel + "
+                f"anti-PD-L1 {hr[0]:.2f} ({hr[1]:.2f}-{hr[2]:.2f}) -> "
+                + ("better" if hr[2] < 1 else "worse" if hr[1] > 1 else "no difference shown")
+            )
     return out
 
 

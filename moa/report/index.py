@@ -25,8 +25,18 @@ from collections.abc import Iterable, Mapping
 from .provenance import base_provenance
 from .results import write_text
 
-__all__ = ["Figure", "ExperimentResults", "collect", "split_caption", "alt_text", "render_markdown", "index_html",
-           "index_markdown", "write_index", "MissingRendererWarning"]
+__all__ = [
+    "Figure",
+    "ExperimentResults",
+    "collect",
+    "split_caption",
+    "alt_text",
+    "render_markdown",
+    "index_html",
+    "index_markdown",
+    "write_index",
+    "MissingRendererWarning",
+]
 
 _PROVENANCE_HEADING = "## Provenance"
 _ALT_TEXT_MAX_CHARS = 250
@@ -77,9 +87,9 @@ def alt_text(caption: str, stem: str) -> str:
     if not plain:
         return f"figure {stem}"
     match = re.search(r"(?<=[.!?])\s+(?=[A-Z(])", plain)
-    sentence = plain[:match.start()] if match else plain
+    sentence = plain[: match.start()] if match else plain
     if len(sentence) > _ALT_TEXT_MAX_CHARS:
-        sentence = sentence[:_ALT_TEXT_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+        sentence = sentence[: _ALT_TEXT_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
     return sentence
 
 
@@ -92,8 +102,12 @@ def render_markdown(text: str) -> str:
     try:
         import markdown
     except ImportError:
-        warnings.warn("the results page renders captions with the 'markdown' package, which is not installed "
-                      "(pip install markdown); captions are shown as plain text", MissingRendererWarning, stacklevel=2)
+        warnings.warn(
+            "the results page renders captions with the 'markdown' package, which is not installed "
+            "(pip install markdown); captions are shown as plain text",
+            MissingRendererWarning,
+            stacklevel=2,
+        )
         return "".join(f"<p>{html.escape(part.strip())}</p>" for part in re.split(r"\n\s*\n", text) if part.strip())
     return markdown.markdown(text, extensions=["tables"], output_format="html")
 
@@ -117,9 +131,19 @@ def _experiment(folder: pathlib.Path, out_root: pathlib.Path, question: str) -> 
     figures = []
     for png in sorted(folder.glob("*.png")):
         svg, caption_file = png.with_suffix(".svg"), png.with_name(f"{png.stem}.caption.md")
-        caption, provenance = split_caption(caption_file.read_text()) if caption_file.is_file() else ("(no caption file)", "")
-        figures.append(Figure(png.stem, rel(png), rel(svg) if svg.is_file() else None,
-                              rel(caption_file) if caption_file.is_file() else None, caption, provenance))
+        caption, provenance = (
+            split_caption(caption_file.read_text()) if caption_file.is_file() else ("(no caption file)", "")
+        )
+        figures.append(
+            Figure(
+                png.stem,
+                rel(png),
+                rel(svg) if svg.is_file() else None,
+                rel(caption_file) if caption_file.is_file() else None,
+                caption,
+                provenance,
+            )
+        )
     quick = record.get("quick")
     return ExperimentResults(
         name=folder.name,
@@ -156,12 +180,14 @@ def _a(href: str, text: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
 
-_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-        "img{max-width:100%;border:1px solid #ddd}figure{margin:1.5em 0}figcaption{font-size:0.95em}"
-        ".banner{background:#fff3cd;border:2px solid #b45309;color:#5c2d00;padding:0.8em 1em;margin:1em 0;"
-        "font-weight:bold}.tag{background:#b45309;color:#fff;font-size:0.7em;padding:0.1em 0.5em;margin-left:0.5em;"
-        "vertical-align:middle}details{margin:0.4em 0;color:#444}summary{cursor:pointer}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:0.2em 0.5em}.links{color:#555}")
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+    "img{max-width:100%;border:1px solid #ddd}figure{margin:1.5em 0}figcaption{font-size:0.95em}"
+    ".banner{background:#fff3cd;border:2px solid #b45309;color:#5c2d00;padding:0.8em 1em;margin:1em 0;"
+    "font-weight:bold}.tag{background:#b45309;color:#fff;font-size:0.7em;padding:0.1em 0.5em;margin-left:0.5em;"
+    "vertical-align:middle}details{margin:0.4em 0;color:#444}summary{cursor:pointer}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:0.2em 0.5em}.links{color:#555}"
+)
 
 
 def index_html(results: list[ExperimentResults], stamp: str, claims: str | None) -> str:
@@ -169,9 +195,11 @@ def index_html(results: list[ExperimentResults], stamp: str, claims: str | None)
     body = ["<h1>moa results</h1>", f"<p><em>{html.escape(stamp)}</em></p>"]
     quick = _quick_names(results)
     if quick:
-        body.append('<div class="banner" id="quick-mode" role="alert">Quick mode: the figures of '
-                    f"{html.escape(', '.join(quick))} come from short horizons and coarse grids (<code>--quick</code>). "
-                    "Check them, do not present them: run <code>moa run all</code> for the full results.</div>")
+        body.append(
+            '<div class="banner" id="quick-mode" role="alert">Quick mode: the figures of '
+            f"{html.escape(', '.join(quick))} come from short horizons and coarse grids (<code>--quick</code>). "
+            "Check them, do not present them: run <code>moa run all</code> for the full results.</div>"
+        )
     top_links = [_a("index.md", "this page as Markdown")]
     if claims:
         top_links.insert(0, _a(claims, "the press release's claims, checked by the model (claims.md)"))
@@ -181,9 +209,15 @@ def index_html(results: list[ExperimentResults], stamp: str, claims: str | None)
     else:
         toc = ['<nav id="contents"><h2>Contents</h2><ol>']
         for r in results:
-            subs = "".join(f'<li><a href="#{_anchor(r.name, f.stem)}">{html.escape(f.stem)}</a></li>' for f in r.figures)
-            toc.append(f'<li><a href="#{_anchor(r.name)}">{html.escape(r.name)}</a>'
-                       + (" (quick)" if r.quick else "") + (f"<ol>{subs}</ol>" if subs else "") + "</li>")
+            subs = "".join(
+                f'<li><a href="#{_anchor(r.name, f.stem)}">{html.escape(f.stem)}</a></li>' for f in r.figures
+            )
+            toc.append(
+                f'<li><a href="#{_anchor(r.name)}">{html.escape(r.name)}</a>'
+                + (" (quick)" if r.quick else "")
+                + (f"<ol>{subs}</ol>" if subs else "")
+                + "</li>"
+            )
         toc.append("</ol></nav>")
         body += toc
     for r in results:
@@ -191,24 +225,40 @@ def index_html(results: list[ExperimentResults], stamp: str, claims: str | None)
         body.append(f'<section id="{_anchor(r.name)}"><h2>{html.escape(r.name)}{tag}</h2>')
         if r.question:
             body.append(f"<p><strong>Question:</strong> {html.escape(r.question)}</p>")
-        links = ([_a(r.run_json, "run.json (summary numbers, mode, run time)")] if r.run_json else []) \
-            + [_a(t, pathlib.PurePosixPath(t).name) for t in r.tables] + [_a(d, pathlib.PurePosixPath(d).name) for d in r.data]
+        links = (
+            ([_a(r.run_json, "run.json (summary numbers, mode, run time)")] if r.run_json else [])
+            + [_a(t, pathlib.PurePosixPath(t).name) for t in r.tables]
+            + [_a(d, pathlib.PurePosixPath(d).name) for d in r.data]
+        )
         if links:
             body.append(f'<p class="links">{" · ".join(links)}</p>')
         for f in r.figures:
             alt = alt_text(f.caption, f.stem)
-            file_links = [_a(f.png, "PNG")] + ([_a(f.svg, "SVG (editable text)")] if f.svg else []) \
+            file_links = (
+                [_a(f.png, "PNG")]
+                + ([_a(f.svg, "SVG (editable text)")] if f.svg else [])
                 + ([_a(f.caption_file, "caption")] if f.caption_file else [])
-            body += [f'<figure id="{_anchor(r.name, f.stem)}">',
-                     f'<a href="{html.escape(f.png)}"><img src="{html.escape(f.png)}" alt="{html.escape(alt)}"></a>',
-                     f'<figcaption><p><strong>{html.escape(f.stem)}</strong></p>{render_markdown(f.caption)}']
+            )
+            body += [
+                f'<figure id="{_anchor(r.name, f.stem)}">',
+                f'<a href="{html.escape(f.png)}"><img src="{html.escape(f.png)}" alt="{html.escape(alt)}"></a>',
+                f"<figcaption><p><strong>{html.escape(f.stem)}</strong></p>{render_markdown(f.caption)}",
+            ]
             if f.provenance:
                 body.append(f"<details><summary>Provenance</summary>{render_markdown(f.provenance)}</details>")
             body += [f'<p class="links">{" · ".join(file_links)}</p></figcaption>', "</figure>"]
         body.append("</section>")
-    return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-                      '<meta name="viewport" content="width=device-width, initial-scale=1"><title>moa results</title>',
-                      f"<style>{_CSS}</style></head><body>", *body, "</body></html>", ""])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><title>moa results</title>',
+            f"<style>{_CSS}</style></head><body>",
+            *body,
+            "</body></html>",
+            "",
+        ]
+    )
 
 
 def index_markdown(results: list[ExperimentResults], stamp: str, claims: str | None) -> str:
@@ -216,8 +266,11 @@ def index_markdown(results: list[ExperimentResults], stamp: str, claims: str | N
     md = ["# moa results", "", f"_{stamp}_", ""]
     quick = _quick_names(results)
     if quick:
-        md += [f"> **Quick mode:** the figures of {', '.join(quick)} come from short horizons and coarse grids "
-               "(`--quick`). Check them, do not present them: run `moa run all` for the full results.", ""]
+        md += [
+            f"> **Quick mode:** the figures of {', '.join(quick)} come from short horizons and coarse grids "
+            "(`--quick`). Check them, do not present them: run `moa run all` for the full results.",
+            "",
+        ]
     if claims:
         md += [f"[The press release's claims, checked by the model]({claims})", ""]
     if not results:
@@ -227,15 +280,18 @@ def index_markdown(results: list[ExperimentResults], stamp: str, claims: str | N
         if r.question:
             md += [f"**Question:** {r.question}", ""]
         links = ([f"[run.json]({r.run_json})"] if r.run_json else []) + [
-            f"[{pathlib.PurePosixPath(p).name}]({p})" for p in r.tables + r.data]
+            f"[{pathlib.PurePosixPath(p).name}]({p})" for p in r.tables + r.data
+        ]
         if links:
             md += [" · ".join(links), ""]
         for f in r.figures:
-            file_links = [f"[PNG]({f.png})"] + ([f"[SVG]({f.svg})"] if f.svg else []) + (
-                [f"[caption]({f.caption_file})"] if f.caption_file else [])
+            file_links = (
+                [f"[PNG]({f.png})"]
+                + ([f"[SVG]({f.svg})"] if f.svg else [])
+                + ([f"[caption]({f.caption_file})"] if f.caption_file else [])
+            )
             alt = alt_text(f.caption, f.stem).replace("[", "(").replace("]", ")")
-            md += [f"### {f.stem}", "", f"![{alt}]({f.png})", "", " · ".join(file_links), "",
-                   f.caption, ""]
+            md += [f"### {f.stem}", "", f"![{alt}]({f.png})", "", " · ".join(file_links), "", f.caption, ""]
             if f.provenance:
                 md += ["<details><summary>Provenance</summary>", "", f.provenance, "", "</details>", ""]
     return "\n".join(md) + "\n"
@@ -250,5 +306,7 @@ def write_index(out_root: str | pathlib.Path, questions: Mapping[str, str] | Non
     stamp = f"moa {prov['moa_version']}, git commit {prov['git_commit']}, written {prov['created_utc']}"
     claims = "claims.md" if (out_root / "claims.md").is_file() else None
     page = index_html(results, stamp, claims)  # rendered before anything is written
-    return {"md": write_text(out_root / "index.md", index_markdown(results, stamp, claims)),
-            "html": write_text(out_root / "index.html", page)}
+    return {
+        "md": write_text(out_root / "index.md", index_markdown(results, stamp, claims)),
+        "html": write_text(out_root / "index.html", page),
+    }

@@ -28,9 +28,27 @@ import numpy as np
 from .provenance import base_provenance
 from .results import atomic_write
 
-__all__ = ["ARM_COLOURS", "ARM_LABELS", "SAVE_DPI", "arm_colour", "arm_label", "dose_colours", "style", "subplots", "label",
-           "save_figure", "caption_text", "one_cell_diameter_mm", "floor_at_one_cell", "panel_letters", "panels",
-           "text_colour_on", "symmetric_limit", "stacked_widths", "log_axis_for_cells"]
+__all__ = [
+    "ARM_COLOURS",
+    "ARM_LABELS",
+    "SAVE_DPI",
+    "arm_colour",
+    "arm_label",
+    "dose_colours",
+    "style",
+    "subplots",
+    "label",
+    "save_figure",
+    "caption_text",
+    "one_cell_diameter_mm",
+    "floor_at_one_cell",
+    "panel_letters",
+    "panels",
+    "text_colour_on",
+    "symmetric_limit",
+    "stacked_widths",
+    "log_axis_for_cells",
+]
 
 #: One colour per arm, the same in every figure (colour-blind-safe Okabe-Ito / Tol hues).
 #: Combinations share the hue family of their main component.
@@ -135,8 +153,16 @@ def label(name: str, unit: str | None) -> str:
     """
     if unit is None:
         raise ValueError(f"label({name!r}, unit=None): every axis needs a unit; use '1' for a dimensionless quantity")
-    pretty = {"1": "", "dimensionless": "", "ug/mL": "µg/mL", "um": "µm", "uM": "µM", "m^2": "m²", "mm^3": "mm³",
-              "mg/m^2": "mg/m²"}.get(unit, unit)
+    pretty = {
+        "1": "",
+        "dimensionless": "",
+        "ug/mL": "µg/mL",
+        "um": "µm",
+        "uM": "µM",
+        "m^2": "m²",
+        "mm^3": "mm³",
+        "mg/m^2": "mg/m²",
+    }.get(unit, unit)
     return f"{name} ({pretty})" if pretty else f"{name} (dimensionless)"
 
 
@@ -160,8 +186,14 @@ def caption_text(stem: str, caption: str, provenance: Mapping[str, object] | Non
     return "\n".join(lines) + "\n"
 
 
-def save_figure(fig, out_dir: str | os.PathLike, stem: str, caption: str,
-                provenance: Mapping[str, object] | None = None, close: bool = True) -> dict[str, pathlib.Path]:
+def save_figure(
+    fig,
+    out_dir: str | os.PathLike,
+    stem: str,
+    caption: str,
+    provenance: Mapping[str, object] | None = None,
+    close: bool = True,
+) -> dict[str, pathlib.Path]:
     """Write ``<stem>.png``, ``<stem>.svg`` and ``<stem>.caption.md`` into ``out_dir``, all or nothing.
 
     The PNG at :data:`SAVE_DPI` and the SVG with editable text, whether or not the figure was drawn
@@ -207,7 +239,6 @@ def floor_at_one_cell(ax, one_cell: float, what: str = "below one cell") -> None
     ax.text(0.01, one_cell, what, transform=ax.get_yaxis_transform(), fontsize=9, color="0.35", va="top")
 
 
-
 def panels(fig) -> list:
     """The figure's visible data panels, in reading order (colour bars are not panels)."""
     return [ax for ax in fig.axes if ax.get_visible() and not hasattr(ax, "_colorbar")]
@@ -220,8 +251,18 @@ def panel_letters(axes) -> None:
     flat = [ax for ax in np.ravel(np.asarray(axes, dtype=object)) if ax.get_visible()]
     for i, ax in enumerate(flat):
         letter = "abcdefghijklmnopqrstuvwxyz"[i]
-        ax.annotate(letter, xy=(0.0, 1.0), xycoords="axes fraction", xytext=(-8, 10), textcoords="offset points",
-                    ha="right", va="bottom", fontsize=18, fontweight="bold", gid=f"{_PANEL_LETTER_GID}{letter}")
+        ax.annotate(
+            letter,
+            xy=(0.0, 1.0),
+            xycoords="axes fraction",
+            xytext=(-8, 10),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=18,
+            fontweight="bold",
+            gid=f"{_PANEL_LETTER_GID}{letter}",
+        )
 
 
 def _has_letter(ax) -> bool:
@@ -235,19 +276,23 @@ def _check_panels(fig, stem: str) -> None:
     if empty:
         raise ValueError(f"figure {stem!r}: panel(s) {empty} (reading order) carry no data; remove or hide them")
     if len(shown) > 1 and not all(_has_letter(ax) for ax in shown):
-        raise ValueError(f"figure {stem!r} has {len(shown)} panels without panel letters; call plots.panel_letters(axes)")
+        raise ValueError(
+            f"figure {stem!r} has {len(shown)} panels without panel letters; call plots.panel_letters(axes)"
+        )
 
 
 def _relative_luminance(colour) -> float:
     """WCAG 2.x relative luminance of a matplotlib colour (0 black to 1 white)."""
+
     def linear(c: float) -> float:
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
     r, g, b = (linear(c) for c in mcolors.to_rgb(colour))
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
 def text_colour_on(background) -> str:
-    """"black" or "white", whichever contrasts more with ``background`` (WCAG contrast ratio), for
+    """ "black" or "white", whichever contrasts more with ``background`` (WCAG contrast ratio), for
     annotations on coloured cells such as heatmaps."""
     lum = _relative_luminance(background)
     on_black = (lum + 0.05) / 0.05

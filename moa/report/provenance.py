@@ -24,8 +24,20 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import scipy
 
-__all__ = ["version", "git_commit", "caller_repository", "base_provenance", "run_context", "current_run",
-           "simulation_record", "parameter_values", "combine_simulations", "concat_runs", "records_of", "RECORD_VERSION"]
+__all__ = [
+    "version",
+    "git_commit",
+    "caller_repository",
+    "base_provenance",
+    "run_context",
+    "current_run",
+    "simulation_record",
+    "parameter_values",
+    "combine_simulations",
+    "concat_runs",
+    "records_of",
+    "RECORD_VERSION",
+]
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -47,13 +59,19 @@ def _git_head(folder: pathlib.Path) -> tuple[str, str] | None:
     """(top-level folder, HEAD commit with '+dirty' if tracked files changed) of the repository holding
     ``folder``, or None outside git."""
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True,
-                             timeout=5)
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True, timeout=5
+        )
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
         if top.returncode != 0 or head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True,
-                               text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return top.stdout.strip(), head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -142,8 +160,19 @@ def parameter_values(parameters) -> dict[str, dict]:
     return {n: {"value": _number_or_list(parameters[n]), "unit": parameters.unit(n)} for n in parameters}
 
 
-def simulation_record(*, model, parameters, regimen, times: np.ndarray, solver: str, rtol: float, atol: float,
-                      start: str, pre_equilibrate_days: float, keep: Sequence[str] | None) -> dict:
+def simulation_record(
+    *,
+    model,
+    parameters,
+    regimen,
+    times: np.ndarray,
+    solver: str,
+    rtol: float,
+    atol: float,
+    start: str,
+    pre_equilibrate_days: float,
+    keep: Sequence[str] | None,
+) -> dict:
     """What :func:`moa.simulate` needs to repeat a run, as JSON-able data.
 
     ``parameters`` maps every parameter of the set (the model's and the patient values doses are scaled by) to ``{"value": number | list (one per sample), "unit": str}``
@@ -158,10 +187,22 @@ def simulation_record(*, model, parameters, regimen, times: np.ndarray, solver: 
         "parameters": parameter_values(parameters),
         "varying": [n for n in names if np.ndim(parameters[n])],
         "n_samples": parameters.batch_size,
-        "regimen": None if regimen is None else {
+        "regimen": None
+        if regimen is None
+        else {
             "name": regimen.name,
-            "doses": [{"drug": d.drug, "amount": d.amount, "unit": d.unit, "time_days": d.time_days, "route": d.route,
-                       "duration_days": d.duration_days} for d in regimen.doses]},
+            "doses": [
+                {
+                    "drug": d.drug,
+                    "amount": d.amount,
+                    "unit": d.unit,
+                    "time_days": d.time_days,
+                    "route": d.route,
+                    "duration_days": d.duration_days,
+                }
+                for d in regimen.doses
+            ],
+        },
         "times_days": np.asarray(times, dtype=float).tolist(),
         "solver": solver,
         "rtol": rtol,
@@ -175,6 +216,7 @@ def simulation_record(*, model, parameters, regimen, times: np.ndarray, solver: 
 def records_of(attrs: Mapping) -> list[dict]:
     """The run records in a dataset's (or provenance file's) ``attrs``: ``simulations`` (each with its
     ``label``) or the single ``simulation``; ``[]`` when there is none."""
+
     def parsed(value):
         return json.loads(value) if isinstance(value, str) else value
 
@@ -197,7 +239,9 @@ def combine_simulations(parts: Sequence[tuple[Mapping, Mapping]]) -> str:
 
 
 def _label_value(value):
-    value = value.item() if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0) else value
+    value = (
+        value.item() if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0) else value
+    )
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
@@ -220,5 +264,7 @@ def concat_runs(parts: Sequence, dim: str, labels: Sequence | None = None, **kwa
         raise ValueError(f"concat_runs: {len(labels)} labels for {len(parts)} parts")
     out = xr.concat(parts, dim=dim, **kwargs)
     out.attrs = {k: v for k, v in out.attrs.items() if k not in ("simulation", "simulations")}
-    out.attrs["simulations"] = combine_simulations([({dim: _label_value(v)}, part.attrs) for v, part in zip(labels, parts)])
+    out.attrs["simulations"] = combine_simulations(
+        [({dim: _label_value(v)}, part.attrs) for v, part in zip(labels, parts)]
+    )
     return out

@@ -33,8 +33,20 @@ import xarray as xr
 
 from .provenance import current_run, records_of
 
-__all__ = ["atomic_write", "save_dataset", "write_json", "write_text", "staged_directory", "remove_stale", "rerun",
-           "read_provenance", "read_csv", "with_status", "CSV_PROVENANCE_PREFIX", "COMPRESSION_LEVEL"]
+__all__ = [
+    "atomic_write",
+    "save_dataset",
+    "write_json",
+    "write_text",
+    "staged_directory",
+    "remove_stale",
+    "rerun",
+    "read_provenance",
+    "read_csv",
+    "with_status",
+    "CSV_PROVENANCE_PREFIX",
+    "COMPRESSION_LEVEL",
+]
 
 #: The CSV's first line starts with this, followed by the provenance as one line of JSON.
 CSV_PROVENANCE_PREFIX = "# moa provenance (JSON): "
@@ -112,13 +124,18 @@ def _write_netcdf(ds: xr.Dataset, path: pathlib.Path) -> None:
     engine = _netcdf_engine()
     ds = _netcdf_ready(ds)
     if engine == "scipy":
-        ds.attrs["netcdf_compression"] = ("none: written by scipy's NetCDF3 backend, which cannot compress; install "
-                                          "netCDF4 or h5netcdf for zlib-compressed NetCDF4")
+        ds.attrs["netcdf_compression"] = (
+            "none: written by scipy's NetCDF3 backend, which cannot compress; install "
+            "netCDF4 or h5netcdf for zlib-compressed NetCDF4"
+        )
         ds.to_netcdf(path, engine="scipy")
         return
     ds.attrs["netcdf_compression"] = f"zlib level {COMPRESSION_LEVEL} ({engine})"
-    encoding = {name: {"zlib": True, "complevel": COMPRESSION_LEVEL} for name, var in ds.variables.items()
-                if var.dtype.kind in "biuf" and var.ndim > 0}
+    encoding = {
+        name: {"zlib": True, "complevel": COMPRESSION_LEVEL}
+        for name, var in ds.variables.items()
+        if var.dtype.kind in "biuf" and var.ndim > 0
+    }
     ds.to_netcdf(path, engine=engine, encoding=encoding)
 
 
@@ -167,17 +184,25 @@ def with_status(table: xr.Dataset, source: xr.Dataset | None = None) -> xr.Datas
         message = source["message"]
         if extra:
             flat = message.stack(_gone=extra)
-            message = xr.apply_ufunc(lambda m: "; ".join(dict.fromkeys(x for x in m if x)), flat,
-                                     input_core_dims=[["_gone"]], vectorize=True, output_dtypes=[object])
+            message = xr.apply_ufunc(
+                lambda m: "; ".join(dict.fromkeys(x for x in m if x)),
+                flat,
+                input_core_dims=[["_gone"]],
+                vectorize=True,
+                output_dtypes=[object],
+            )
         return table.assign(status=status.assign_attrs(source["status"].attrs), message=message)
     dims = [d for d in table.dims if d != "time"]
     shape = tuple(table.sizes[d] for d in dims)
     return table.assign(
         status=(dims, np.zeros(shape, dtype=int), {"description": "0 ok (computed without a solver)"}),
-        message=(dims, np.full(shape, "", dtype=object)))
+        message=(dims, np.full(shape, "", dtype=object)),
+    )
 
 
-def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_variables: Iterable[str] | None = None) -> dict[str, pathlib.Path]:
+def save_dataset(
+    ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_variables: Iterable[str] | None = None
+) -> dict[str, pathlib.Path]:
     """Write ``<stem>.nc``, ``<stem>.csv`` (selected variables, long format) and ``<stem>.provenance.json``.
 
     Each file carries the dataset's provenance (``attrs``: the run records of :func:`moa.simulate`
@@ -188,7 +213,11 @@ def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_vari
     none of them behind.
     """
     out_dir = pathlib.Path(out_dir)
-    paths = {"netcdf": out_dir / f"{stem}.nc", "csv": out_dir / f"{stem}.csv", "provenance": out_dir / f"{stem}.provenance.json"}
+    paths = {
+        "netcdf": out_dir / f"{stem}.nc",
+        "csv": out_dir / f"{stem}.csv",
+        "provenance": out_dir / f"{stem}.provenance.json",
+    }
     names = list(csv_variables) if csv_variables is not None else [v for v in ds.data_vars if "time" in ds[v].dims]
     missing = [n for n in names if n not in ds]
     if missing:
@@ -197,8 +226,10 @@ def save_dataset(ds: xr.Dataset, out_dir: str | os.PathLike, stem: str, csv_vari
         paths.pop("csv")
     lacking = [n for n in ("status", "message") if n not in ds]
     if lacking:
-        raise ValueError(f"{stem}: the dataset lacks {lacking}; every results file carries status/message per sample: "
-                         "add them with moa.report.results.with_status(table, source)")
+        raise ValueError(
+            f"{stem}: the dataset lacks {lacking}; every results file carries status/message per sample: "
+            "add them with moa.report.results.with_status(table, source)"
+        )
     ds = ds.copy()
     ds.attrs = {**ds.attrs, **current_run()}
     names += [n for n in ("status", "message") if n not in names]
@@ -220,8 +251,10 @@ def read_csv(path: str | os.PathLike):
     with open(path) as fh:
         first = fh.readline()
     if not first.startswith(CSV_PROVENANCE_PREFIX):
-        raise ValueError(f"{path}: first line does not start with {CSV_PROVENANCE_PREFIX.strip()!r}; not a moa results CSV")
-    return pd.read_csv(path, skiprows=1), json.loads(first[len(CSV_PROVENANCE_PREFIX):])
+        raise ValueError(
+            f"{path}: first line does not start with {CSV_PROVENANCE_PREFIX.strip()!r}; not a moa results CSV"
+        )
+    return pd.read_csv(path, skiprows=1), json.loads(first[len(CSV_PROVENANCE_PREFIX) :])
 
 
 def read_provenance(path: str | os.PathLike) -> dict:
@@ -245,14 +278,18 @@ def _model_named(name: str, n_states: int):
 
     if name == "moa_pdl1_41bb":
         model = full_model()
-    elif name.startswith("pk_tmdd_") and name[len("pk_tmdd_"):] in {a.drug for a in DRUG_ARMS}:
-        model = pk_model(name[len("pk_tmdd_"):])
+    elif name.startswith("pk_tmdd_") and name[len("pk_tmdd_") :] in {a.drug for a in DRUG_ARMS}:
+        model = pk_model(name[len("pk_tmdd_") :])
     else:
-        raise ValueError(f"model={name!r}: rerun knows 'moa_pdl1_41bb' (moa.symbolic.named_models.full_model) and "
-                         f"'pk_tmdd_<drug>' for drugs {[a.drug for a in DRUG_ARMS]} (moa.symbolic.named_models.pk_model)")
+        raise ValueError(
+            f"model={name!r}: rerun knows 'moa_pdl1_41bb' (moa.symbolic.named_models.full_model) and "
+            f"'pk_tmdd_<drug>' for drugs {[a.drug for a in DRUG_ARMS]} (moa.symbolic.named_models.pk_model)"
+        )
     if len(model.species) != n_states:
-        raise ValueError(f"model {name!r}: the record has {n_states} states, this moa's model has {len(model.species)}; "
-                         "the model changed since the result was made (check out its git_commit to re-run it)")
+        raise ValueError(
+            f"model {name!r}: the record has {n_states} states, this moa's model has {len(model.species)}; "
+            "the model changed since the result was made (check out its git_commit to re-run it)"
+        )
     return model
 
 
@@ -265,7 +302,7 @@ def _solver_named(name: str):
     if name == "moa-rodas4":
         return RodasSolver(backend="numpy")
     if name.startswith("scipy-"):
-        return name[len("scipy-"):]
+        return name[len("scipy-") :]
     raise ValueError(f"solver={name!r}: rerun knows 'moa-rodas4-numba', 'moa-rodas4' and 'scipy-<method>'")
 
 
@@ -276,8 +313,15 @@ def _parameters_from(record: dict, origin: str):
     specs, values = {}, {}
     for name, entry in record["parameters"].items():
         value = np.asarray(entry["value"], dtype=float)
-        specs[name] = ParameterSpec(name=name, value=float(value.ravel()[0]), unit=entry["unit"], lower=float(value.min()),
-                                    upper=float(value.max()), source=f"results file {origin}", origin=origin)
+        specs[name] = ParameterSpec(
+            name=name,
+            value=float(value.ravel()[0]),
+            unit=entry["unit"],
+            lower=float(value.min()),
+            upper=float(value.max()),
+            source=f"results file {origin}",
+            origin=origin,
+        )
         if value.ndim:
             values[name] = value
     return ParameterSet(specs, values, name=f"rerun of {origin}")
@@ -307,19 +351,31 @@ def rerun(path: str | os.PathLike, *, solver=None) -> xr.Dataset | list[tuple[di
     path = pathlib.Path(path)
     records = records_of(read_provenance(path))
     if not records:
-        raise ValueError(f"{path}: carries no run record ('simulation' or 'simulations' in its provenance); it was "
-                         "written by an older moa or is not the output of moa.simulate")
+        raise ValueError(
+            f"{path}: carries no run record ('simulation' or 'simulations' in its provenance); it was "
+            "written by an older moa or is not the output of moa.simulate"
+        )
     out = []
     for record in records:
         from .provenance import RECORD_VERSION
 
         if record.get("record_version") != RECORD_VERSION:
-            raise ValueError(f"{path}: record_version={record.get('record_version')!r}; this moa reads {RECORD_VERSION}")
-        ds = simulate(_model_named(record["model"], record["n_states"]), _parameters_from(record, str(path)),
-                      _regimen_from(record), times=record["times_days"],
-                      solver=solver if solver is not None else _solver_named(record["solver"]),
-                      rtol=record["rtol"], atol=record["atol"], start=record["start"],
-                      pre_equilibrate_days=record["pre_equilibrate_days"], on_failure="record", keep=record["keep"])
+            raise ValueError(
+                f"{path}: record_version={record.get('record_version')!r}; this moa reads {RECORD_VERSION}"
+            )
+        ds = simulate(
+            _model_named(record["model"], record["n_states"]),
+            _parameters_from(record, str(path)),
+            _regimen_from(record),
+            times=record["times_days"],
+            solver=solver if solver is not None else _solver_named(record["solver"]),
+            rtol=record["rtol"],
+            atol=record["atol"],
+            start=record["start"],
+            pre_equilibrate_days=record["pre_equilibrate_days"],
+            on_failure="record",
+            keep=record["keep"],
+        )
         out.append((record.get("label", {}), ds))
     return out[0][1] if len(out) == 1 and not out[0][0] else out
 

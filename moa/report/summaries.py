@@ -24,12 +24,36 @@ from typing import Any, ClassVar, NotRequired, TypedDict
 from ..errors import SummaryError
 
 __all__ = [
-    "ExperimentSummary", "ArmsSettingsSummary", "ColdLeversSummary", "ExhaustionDynamicsSummary", "SweepsSummary",
-    "FormatBellSummary", "ChemoCombinationSummary", "MabsVsBispecificSummary", "ClaimsRobustnessSummary", "CONTRACTS", "contract_for",
-    "declared_keys", "LeverInfo", "LeverPoint", "GainBlock", "ReinvigorationOutcome", "ExhaustionArm", "SweepEnd",
-    "SweepParameter", "SweepMap", "InVivoBell", "ScheduleVerdict", "DoseCurve", "RobustClaim",
-    "VirtualTrialSummary", "TrialReadout", "CalibrationRow",
-    "BASELINE_POINT", "ALL_LEVERS_POINT", "ALL_BUT_PREFIX",
+    "ExperimentSummary",
+    "ArmsSettingsSummary",
+    "ColdLeversSummary",
+    "ExhaustionDynamicsSummary",
+    "SweepsSummary",
+    "FormatBellSummary",
+    "ChemoCombinationSummary",
+    "MabsVsBispecificSummary",
+    "ClaimsRobustnessSummary",
+    "CONTRACTS",
+    "contract_for",
+    "declared_keys",
+    "LeverInfo",
+    "LeverPoint",
+    "GainBlock",
+    "ReinvigorationOutcome",
+    "ExhaustionArm",
+    "SweepEnd",
+    "SweepParameter",
+    "SweepMap",
+    "InVivoBell",
+    "ScheduleVerdict",
+    "DoseCurve",
+    "RobustClaim",
+    "VirtualTrialSummary",
+    "TrialReadout",
+    "CalibrationRow",
+    "BASELINE_POINT",
+    "ALL_LEVERS_POINT",
+    "ALL_BUT_PREFIX",
 ]
 
 #: Point labels of ``cold_levers``: the cold setting as it is, every lever at its hot value, and
@@ -221,9 +245,13 @@ def _check(value: Any, hint: Any, where: str, fail) -> None:
         missing = sorted(hint.__required_keys__ - set(value))
         unknown = sorted(set(value) - set(hint.__annotations__))
         if missing or unknown:
-            fail(f"{where}: " + (f"missing key(s) {missing}" if missing else "")
-                 + ("; " if missing and unknown else "") + (f"unknown key(s) {unknown}" if unknown else "")
-                 + f"; keys present {sorted(value)}")
+            fail(
+                f"{where}: "
+                + (f"missing key(s) {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown key(s) {unknown}" if unknown else "")
+                + f"; keys present {sorted(value)}"
+            )
         hints = typing.get_type_hints(hint)
         for k, v in value.items():
             _check(v, hints[k], f"{where}[{k!r}]", fail)
@@ -263,7 +291,9 @@ class ExperimentSummary:
         name = experiment or cls.EXPERIMENT
 
         def fail(what: str):
-            raise SummaryError(f"experiment {name!r}: the summary does not match moa.report.summaries.{cls.__name__}: {what}")
+            raise SummaryError(
+                f"experiment {name!r}: the summary does not match moa.report.summaries.{cls.__name__}: {what}"
+            )
 
         if not isinstance(summary, Mapping):
             fail(f"the summary is {type(summary).__name__}, expected a mapping")
@@ -404,7 +434,9 @@ class MabsVsBispecificSummary(ExperimentSummary):
     best_change_two_mabs_agonist0p1_hot: float = _key_field("best_change_two_mabs_agonist0.1_hot")
     duration_days: float | None = None
     liver_threshold_day: float | None = None
-    agonist_readout_0p1_and_1_mg_per_kg: Sequence[float] | None = _key_field("agonist_readout_0.1_and_1_mg_per_kg", None)
+    agonist_readout_0p1_and_1_mg_per_kg: Sequence[float] | None = _key_field(
+        "agonist_readout_0.1_and_1_mg_per_kg", None
+    )
     bsab_liver_readout_by_cis_efficacy: Mapping[str, Sequence[float]] | None = None
     figures: Sequence[str] | None = None
     dose_curves: Mapping[str, DoseCurve] = dataclasses.field(default_factory=dict)
@@ -445,9 +477,20 @@ class VirtualTrialSummary(ExperimentSummary):
 
 
 #: The contract of each experiment whose summary the claims read.
-CONTRACTS: dict[str, type[ExperimentSummary]] = {c.EXPERIMENT: c for c in (
-    ArmsSettingsSummary, ColdLeversSummary, ExhaustionDynamicsSummary, SweepsSummary, FormatBellSummary,
-    ChemoCombinationSummary, MabsVsBispecificSummary, ClaimsRobustnessSummary, VirtualTrialSummary)}
+CONTRACTS: dict[str, type[ExperimentSummary]] = {
+    c.EXPERIMENT: c
+    for c in (
+        ArmsSettingsSummary,
+        ColdLeversSummary,
+        ExhaustionDynamicsSummary,
+        SweepsSummary,
+        FormatBellSummary,
+        ChemoCombinationSummary,
+        MabsVsBispecificSummary,
+        ClaimsRobustnessSummary,
+        VirtualTrialSummary,
+    )
+}
 
 
 def contract_for(experiment: str) -> type[ExperimentSummary]:
@@ -455,7 +498,9 @@ def contract_for(experiment: str) -> type[ExperimentSummary]:
     try:
         return CONTRACTS[experiment]
     except KeyError:
-        raise SummaryError(f"experiment {experiment!r} has no summary contract; contracts exist for {sorted(CONTRACTS)}") from None
+        raise SummaryError(
+            f"experiment {experiment!r} has no summary contract; contracts exist for {sorted(CONTRACTS)}"
+        ) from None
 
 
 def _nested_keys(hint: Any, seen: set) -> set[str]:

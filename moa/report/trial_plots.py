@@ -61,19 +61,23 @@ def plot_waterfall(ax, best_change_pct, best_overall_response):
     values, categories = change[shown][order], response[shown][order]
     ax.bar(np.arange(values.size), values, width=0.9, color=[RESPONSE_COLOURS[c] for c in categories], linewidth=0)
     _threshold_lines(ax)
-    handles = [mpatches.Patch(color=RESPONSE_COLOURS[c], label=f"{c} (n={int(np.sum(categories == c))})")
-               for c in RESPONSE_COLOURS if np.any(categories == c)]
+    handles = [
+        mpatches.Patch(color=RESPONSE_COLOURS[c], label=f"{c} (n={int(np.sum(categories == c))})")
+        for c in RESPONSE_COLOURS
+        if np.any(categories == c)
+    ]
     ax.legend(handles=handles, loc="lower left", title="best overall response")
     ax.set_xticks([])
     ax.set_xlim(-0.6, max(values.size, 1) - 0.4)
-    ax.set_xlabel(f"patients, ranked by best change (n = {values.size}"
-                  + (f"; {int(np.sum(~shown))} without a scan after baseline)" if not shown.all() else ")"))
+    ax.set_xlabel(
+        f"patients, ranked by best change (n = {values.size}"
+        + (f"; {int(np.sum(~shown))} without a scan after baseline)" if not shown.all() else ")")
+    )
     ax.set_ylabel(plots.label("best change in sum of diameters", "%"))
     return ax
 
 
-def plot_spider(ax, scan_days, change_pct, best_overall_response=None, *, progression_day=None,
-                unit: str = "months"):
+def plot_spider(ax, scan_days, change_pct, best_overall_response=None, *, progression_day=None, unit: str = "months"):
     """One line per patient: % change of the sum of diameters from baseline at each scan, against time.
 
     ``scan_days``: (scan,) or (patient, scan) days; ``change_pct``: (patient, scan), NaN where not
@@ -86,7 +90,9 @@ def plot_spider(ax, scan_days, change_pct, best_overall_response=None, *, progre
         raise ValueError(f"change_pct: shape {change.shape}: must be (patient, scan)")
     days = np.asarray(scan_days, dtype=float)
     if days.shape not in (change.shape[1:], change.shape):
-        raise ValueError(f"scan_days: shape {days.shape}: must be ({change.shape[1]},) or {change.shape}, as change_pct")
+        raise ValueError(
+            f"scan_days: shape {days.shape}: must be ({change.shape[1]},) or {change.shape}, as change_pct"
+        )
     days = np.broadcast_to(days, change.shape)
     if best_overall_response is None:
         colours = ["0.35"] * change.shape[0]
@@ -111,16 +117,27 @@ def plot_spider(ax, scan_days, change_pct, best_overall_response=None, *, progre
     _threshold_lines(ax)
     if best_overall_response is not None:
         present = [c for c in RESPONSE_COLOURS if c in set(response.tolist())]
-        ax.legend(handles=[mpatches.Patch(color=RESPONSE_COLOURS[c], label=c) for c in present], loc="best",
-                  title="best overall response")
+        ax.legend(
+            handles=[mpatches.Patch(color=RESPONSE_COLOURS[c], label=c) for c in present],
+            loc="best",
+            title="best overall response",
+        )
     ax.set_xlim(left=0)
     ax.set_xlabel(plots.label("time since start of treatment", unit))
     ax.set_ylabel(plots.label("change in sum of diameters from baseline", "%"))
     return ax
 
 
-def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: str = "months",
-            ylabel: str = "progression-free survival", colours: Mapping[str, str] | None = None, show_ci: bool = True):
+def plot_km(
+    ax,
+    curves: Mapping[str, KaplanMeier],
+    *,
+    at_risk_days=None,
+    unit: str = "months",
+    ylabel: str = "progression-free survival",
+    colours: Mapping[str, str] | None = None,
+    show_ci: bool = True,
+):
     """Kaplan-Meier curves (in %) with their pointwise CI, censoring ticks, the median in the legend, and
     a numbers-at-risk table under the axis at ``at_risk_days`` (days; default every 3 months, 12 weeks
     or 90 days to the longest follow-up), one row per curve, aligned with the x ticks.
@@ -146,11 +163,23 @@ def plot_km(ax, curves: Mapping[str, KaplanMeier], *, at_risk_days=None, unit: s
         x = np.concatenate([[0.0], km.times]) / scale
         median = km.median()[0]
         median_text = f"{median / scale:.1f} {unit}" if math.isfinite(median) else "not reached"
-        ax.step(x, 100 * np.concatenate([[1.0], km.survival]), where="post", color=colour,
-                label=f"{plots.arm_label(label)} (n={int(km.n_at_risk[0])}; median {median_text})")
+        ax.step(
+            x,
+            100 * np.concatenate([[1.0], km.survival]),
+            where="post",
+            color=colour,
+            label=f"{plots.arm_label(label)} (n={int(km.n_at_risk[0])}; median {median_text})",
+        )
         if show_ci:
-            ax.fill_between(x, 100 * np.concatenate([[1.0], km.low]), 100 * np.concatenate([[1.0], km.high]),
-                            step="post", color=colour, alpha=0.15, linewidth=0)
+            ax.fill_between(
+                x,
+                100 * np.concatenate([[1.0], km.low]),
+                100 * np.concatenate([[1.0], km.high]),
+                step="post",
+                color=colour,
+                alpha=0.15,
+                linewidth=0,
+            )
         censored = km.censored > 0
         ax.plot(km.times[censored] / scale, 100 * km.survival[censored], "|", color=colour, ms=7, mew=1.2)
     ax.axhline(50, color="0.5", lw=0.8, ls=":")
@@ -186,8 +215,15 @@ def plot_forest(ax, rows: Sequence[tuple], *, xlabel: str = "hazard ratio"):
     ax.set_ylim(-0.7, len(rows) - 0.3)
     for position, (_, hr, low, high, _n) in zip(y, rows, strict=True):
         text = f"{hr:.2f} [{low:.2f}, {high:.2f}]" if math.isfinite(hr) else "not estimable"
-        ax.annotate(text, xy=(1.0, position), xycoords=("axes fraction", "data"), xytext=(8, 0),
-                    textcoords="offset points", va="center", fontsize=11)
+        ax.annotate(
+            text,
+            xy=(1.0, position),
+            xycoords=("axes fraction", "data"),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=11,
+        )
     ax.set_xlabel(plots.label(xlabel, "1"))
     ax.grid(axis="y", visible=False)
     return ax
@@ -214,15 +250,26 @@ def plot_calibration(ax, rows: Sequence[tuple], *, relative: bool = True, unit: 
     y = np.arange(len(rows))[::-1]
     for position, (_, model, model_low, model_high, trial, trial_low, trial_high) in zip(y, rows, strict=True):
         reference = trial if relative else 1.0
-        ax.plot([trial_low / reference, trial_high / reference], [position + 0.12] * 2, color="0.6", lw=6,
-                solid_capstyle="butt")
+        ax.plot(
+            [trial_low / reference, trial_high / reference],
+            [position + 0.12] * 2,
+            color="0.6",
+            lw=6,
+            solid_capstyle="butt",
+        )
         ax.plot(trial / reference, position + 0.12, "D", color="black", ms=6)
         inside = trial_low <= model <= trial_high
         if math.isfinite(model_low) and math.isfinite(model_high):
             ax.plot([model_low / reference, model_high / reference], [position - 0.12] * 2, color="#d55e00", lw=2)
-        ax.plot(model / reference, position - 0.12, "o", ms=7, color="#d55e00",
-                markerfacecolor="#d55e00" if inside else "white", gid="calibration-inside" if inside else
-                "calibration-outside")
+        ax.plot(
+            model / reference,
+            position - 0.12,
+            "o",
+            ms=7,
+            color="#d55e00",
+            markerfacecolor="#d55e00" if inside else "white",
+            gid="calibration-inside" if inside else "calibration-outside",
+        )
     if relative:
         ax.axvline(1.0, color="0.4", lw=1.0, ls="--")
         _plain_log_x(ax)
@@ -233,33 +280,70 @@ def plot_calibration(ax, rows: Sequence[tuple], *, relative: bool = True, unit: 
     ax.set_yticklabels([r[0] for r in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
     for position, (_, model, model_low, model_high, trial, trial_low, trial_high) in zip(y, rows, strict=True):
-        ax.annotate(f"model {_interval(model, model_low, model_high)}\ntrial {_interval(trial, trial_low, trial_high)}",
-                    xy=(1.0, position), xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
-                    va="center", fontsize=10)
-    ax.legend(handles=[
-        ax.plot([], [], "D", color="black", label="trial (95 % CI: grey bar)")[0],
-        ax.plot([], [], "o", color="#d55e00", label="model, inside the trial CI")[0],
-        ax.plot([], [], "o", color="#d55e00", markerfacecolor="white", label="model, outside the trial CI")[0],
-    ], loc="best", fontsize=10)
+        ax.annotate(
+            f"model {_interval(model, model_low, model_high)}\ntrial {_interval(trial, trial_low, trial_high)}",
+            xy=(1.0, position),
+            xycoords=("axes fraction", "data"),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=10,
+        )
+    ax.legend(
+        handles=[
+            ax.plot([], [], "D", color="black", label="trial (95 % CI: grey bar)")[0],
+            ax.plot([], [], "o", color="#d55e00", label="model, inside the trial CI")[0],
+            ax.plot([], [], "o", color="#d55e00", markerfacecolor="white", label="model, outside the trial CI")[0],
+        ],
+        loc="best",
+        fontsize=10,
+    )
     ax.grid(axis="y", visible=False)
     return ax
 
 
-def _at_risk_table(ax, curves: Mapping[str, KaplanMeier], at_risk_days: np.ndarray, scale: float,
-                   colours: Mapping[str, str] | None) -> None:
+def _at_risk_table(
+    ax, curves: Mapping[str, KaplanMeier], at_risk_days: np.ndarray, scale: float, colours: Mapping[str, str] | None
+) -> None:
     """Numbers at risk under the x axis label, one row per curve, one column per day in ``at_risk_days``."""
     first_row_pt, row_pt = 62.0, 16.0
-    ax.annotate("number at risk", xy=(0.0, 0.0), xycoords="axes fraction", xytext=(-24, -first_row_pt + row_pt),
-                textcoords="offset points", ha="right", va="center", fontsize=11, fontweight="bold")
+    ax.annotate(
+        "number at risk",
+        xy=(0.0, 0.0),
+        xycoords="axes fraction",
+        xytext=(-24, -first_row_pt + row_pt),
+        textcoords="offset points",
+        ha="right",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+    )
     for i, (label, km) in enumerate(curves.items()):
         offset = -first_row_pt - row_pt * i
         colour = (colours or {}).get(label, plots.arm_colour(label))
-        ax.annotate(plots.arm_label(label), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(-24, offset),
-                    textcoords="offset points", ha="right", va="center", fontsize=11, color=colour)
+        ax.annotate(
+            plots.arm_label(label),
+            xy=(0.0, 0.0),
+            xycoords="axes fraction",
+            xytext=(-24, offset),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=11,
+            color=colour,
+        )
         for day, count in zip(at_risk_days, km.at_risk(at_risk_days), strict=True):
-            ax.annotate(str(int(count)), xy=(day / scale, 0.0), xycoords=("data", "axes fraction"),
-                        xytext=(0, offset), textcoords="offset points", ha="center", va="center", fontsize=11,
-                        gid=f"{AT_RISK_GID}{label}:{day:g}")
+            ax.annotate(
+                str(int(count)),
+                xy=(day / scale, 0.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, offset),
+                textcoords="offset points",
+                ha="center",
+                va="center",
+                fontsize=11,
+                gid=f"{AT_RISK_GID}{label}:{day:g}",
+            )
 
 
 def _plain_log_x(ax) -> None:
@@ -267,8 +351,10 @@ def _plain_log_x(ax) -> None:
     less than a decade, where a log axis has no labelled major tick of its own."""
     ax.set_xscale("log")
     low, high = ax.get_xlim()
-    for round_ratios in ([0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0],
-                         [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0]):
+    for round_ratios in (
+        [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0],
+        [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0],
+    ):
         ticks = np.array(round_ratios)[(np.array(round_ratios) >= low) & (np.array(round_ratios) <= high)]
         if ticks.size >= 3:
             break

@@ -34,4 +34,3 @@ def get_solver(solver) -> Solver:
     if not hasattr(solver, "integrate"):
         raise ValueError(f"solver={solver!r}: must be a name in {SOLVERS} or have an .integrate() method")
     return solver
-

@@ -13,8 +13,17 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SegmentResult", "Solver", "SegmentDriver", "Status", "STATUS", "TINY_SEGMENT_DAYS", "trivial_segment",
-           "checked_output_times", "extinguish"]
+__all__ = [
+    "SegmentResult",
+    "Solver",
+    "SegmentDriver",
+    "Status",
+    "STATUS",
+    "TINY_SEGMENT_DAYS",
+    "trivial_segment",
+    "checked_output_times",
+    "extinguish",
+]
 
 
 class Status(enum.IntEnum):
@@ -22,17 +31,22 @@ class Status(enum.IntEnum):
     stays a plain int array with these values, and ``status == Status.OK`` works on it."""
 
     OK = 0
-    NON_FINITE = 1          # non-finite state, rate or Jacobian
+    NON_FINITE = 1  # non-finite state, rate or Jacobian
     STEP_UNDERFLOW = 2
     TOO_MANY_STEPS = 3
-    SOLVER_FAILURE = 4      # anything else (scipy's own failure, the quasi-steady start, a lost worker)
-    NEGATIVE_STATE = 5      # a state negative beyond solver noise (checked by moa.simulate)
+    SOLVER_FAILURE = 4  # anything else (scipy's own failure, the quasi-steady start, a lost worker)
+    NEGATIVE_STATE = 5  # a state negative beyond solver noise (checked by moa.simulate)
 
 
 #: Status codes shared by all backends, with a short description of each.
-STATUS = {Status.OK: "ok", Status.NON_FINITE: "non-finite state or rate", Status.STEP_UNDERFLOW: "step size underflow",
-          Status.TOO_MANY_STEPS: "too many steps", Status.SOLVER_FAILURE: "solver failure",
-          Status.NEGATIVE_STATE: "negative state beyond solver noise"}
+STATUS = {
+    Status.OK: "ok",
+    Status.NON_FINITE: "non-finite state or rate",
+    Status.STEP_UNDERFLOW: "step size underflow",
+    Status.TOO_MANY_STEPS: "too many steps",
+    Status.SOLVER_FAILURE: "solver failure",
+    Status.NEGATIVE_STATE: "negative state beyond solver noise",
+}
 
 
 @dataclasses.dataclass
@@ -56,8 +70,9 @@ class Solver(Protocol):
 
     name: str
 
-    def integrate(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray,
-                  rtol: float, atol: float) -> SegmentResult: ...
+    def integrate(
+        self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray, rtol: float, atol: float
+    ) -> SegmentResult: ...
 
 
 def extinguish(Y: np.ndarray, index: np.ndarray, threshold: np.ndarray, extinct_day: np.ndarray, t) -> None:
@@ -98,8 +113,14 @@ def trivial_segment(compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarra
     status = np.zeros(N, dtype=int)
     message = [""] * N
     if t1 <= t0:
-        return SegmentResult(np.repeat(Y0[None], len(t_out), axis=0), Y0.copy(), status, message, np.zeros(N, int),
-                             n_rejected=np.zeros(N, int))
+        return SegmentResult(
+            np.repeat(Y0[None], len(t_out), axis=0),
+            Y0.copy(),
+            status,
+            message,
+            np.zeros(N, int),
+            n_rejected=np.zeros(N, int),
+        )
     if t1 - t0 >= TINY_SEGMENT_DAYS:
         return None
     with np.errstate(all="ignore"):
@@ -130,15 +151,17 @@ class SegmentDriver:
 
     name: str
 
-    def integrate(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out,
-                  rtol: float, atol: float) -> SegmentResult:
+    def integrate(
+        self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out, rtol: float, atol: float
+    ) -> SegmentResult:
         t_out = checked_output_times(float(t0), float(t1), t_out)
         trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
         if trivial is not None:
             return trivial
         return self.integrate_segment(compiled, t0, t1, Y0, P, t_out, rtol, atol)
 
-    def integrate_segment(self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray,
-                          rtol: float, atol: float) -> SegmentResult:
+    def integrate_segment(
+        self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray, rtol: float, atol: float
+    ) -> SegmentResult:
         """Integrate a non-trivial segment (``t1 - t0 >= TINY_SEGMENT_DAYS``, ``t_out`` checked)."""
         raise NotImplementedError

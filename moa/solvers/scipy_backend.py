@@ -15,6 +15,7 @@ __all__ = ["ScipySolver"]
 class _NonFinite(ArithmeticError):
     """Raised from the right-hand side: LSODA keeps stepping on inf/NaN states and never returns."""
 
+
 METHODS = ("LSODA", "BDF", "Radau")
 
 
@@ -72,9 +73,10 @@ class ScipySolver(SegmentDriver):
                     raise _NonFinite(f"{type(exc).__name__} in the Jacobian at t={t:.6g} day: {exc}") from None
                 return J
 
-            day = extinct_day[:, k:k + 1]
-            ys, yend, nfev, failure = self._solve(f, jac, t0, t1, Y0[:, k].copy(), t_eval, rtol, atol,
-                                                 ext_idx, ext_thr[:, k:k + 1], day)
+            day = extinct_day[:, k : k + 1]
+            ys, yend, nfev, failure = self._solve(
+                f, jac, t0, t1, Y0[:, k].copy(), t_eval, rtol, atol, ext_idx, ext_thr[:, k : k + 1], day
+            )
             if failure:
                 status[k], message[k] = failure
                 continue
@@ -82,8 +84,16 @@ class ScipySolver(SegmentDriver):
             y_final[:, k] = yend
             n_rhs_evaluations[k] = nfev
         # solve_ivp counts rhs evaluations (nfev), not accepted and rejected steps: those are NaN
-        return SegmentResult(y, y_final, status, message, np.full(N, np.nan), extinct_day,
-                             n_rejected=np.full(N, np.nan), n_rhs_evaluations=n_rhs_evaluations)
+        return SegmentResult(
+            y,
+            y_final,
+            status,
+            message,
+            np.full(N, np.nan),
+            extinct_day,
+            n_rejected=np.full(N, np.nan),
+            n_rhs_evaluations=n_rhs_evaluations,
+        )
 
     def _solve(self, f, jac, t0, t1, y0, t_eval, rtol, atol, ext_idx, thr, day):
         """One trajectory, restarted at every extinction event. Returns (states at t_eval (n, len),
@@ -100,8 +110,17 @@ class ScipySolver(SegmentDriver):
             te = t_eval[t_eval >= start] if not pieces else t_eval[t_eval > start]
             with np.errstate(all="ignore"):
                 try:
-                    sol = solve_ivp(f, (start, t1), y_start, method=self.method, jac=jac, t_eval=te,
-                                    rtol=rtol, atol=atol, events=events or None)
+                    sol = solve_ivp(
+                        f,
+                        (start, t1),
+                        y_start,
+                        method=self.method,
+                        jac=jac,
+                        t_eval=te,
+                        rtol=rtol,
+                        atol=atol,
+                        events=events or None,
+                    )
                 except _NonFinite as exc:
                     return None, None, nfev, (Status.NON_FINITE, str(exc))
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
@@ -109,7 +128,15 @@ class ScipySolver(SegmentDriver):
             nfev += sol.nfev
             if sol.status < 0 or not np.all(np.isfinite(sol.y)):
                 reached = sol.t[-1] if sol.t.size else start
-                return None, None, nfev, (Status.NON_FINITE if sol.status == 0 else Status.SOLVER_FAILURE, f"{sol.message} (reached t={reached:.6g} day)")
+                return (
+                    None,
+                    None,
+                    nfev,
+                    (
+                        Status.NON_FINITE if sol.status == 0 else Status.SOLVER_FAILURE,
+                        f"{sol.message} (reached t={reached:.6g} day)",
+                    ),
+                )
             pieces.append(sol.y)
             if sol.status == 0:
                 return np.concatenate(pieces, axis=1), sol.y[:, -1], nfev, None
@@ -122,7 +149,9 @@ class ScipySolver(SegmentDriver):
 
 def _threshold_event(species: int, threshold: float):
     """Terminal event: ``y[species]`` falls through ``threshold``."""
+
     def event(t, x):
         return x[species] - threshold
+
     event.terminal, event.direction, event.species = True, -1, species
     return event

@@ -11,10 +11,33 @@ labelled Dataset (dim ``point``). See docs/sweeps.md.
 
 from .execute import Chunk, plan_chunks, run_sweep, simulate_chunk
 from .sampling import parameter_values, unit_design
-from .spec import DISTRIBUTIONS, SAMPLING_METHODS, ParameterDistribution, SpecError, SweepSpec, load_spec, spec_from_dict
+from .spec import (
+    DISTRIBUTIONS,
+    SAMPLING_METHODS,
+    ParameterDistribution,
+    SpecError,
+    SweepSpec,
+    load_spec,
+    spec_from_dict,
+)
 from .store import ChunkWarning, SweepDirError
 from .summaries import SUMMARIES
 
-__all__ = ["SweepSpec", "ParameterDistribution", "SpecError", "load_spec", "spec_from_dict", "run_sweep",
-           "unit_design", "parameter_values", "plan_chunks", "simulate_chunk", "Chunk", "ChunkWarning",
-           "SweepDirError", "SUMMARIES", "DISTRIBUTIONS", "SAMPLING_METHODS"]
+__all__ = [
+    "SweepSpec",
+    "ParameterDistribution",
+    "SpecError",
+    "load_spec",
+    "spec_from_dict",
+    "run_sweep",
+    "unit_design",
+    "parameter_values",
+    "plan_chunks",
+    "simulate_chunk",
+    "Chunk",
+    "ChunkWarning",
+    "SweepDirError",
+    "SUMMARIES",
+    "DISTRIBUTIONS",
+    "SAMPLING_METHODS",
+]

@@ -94,11 +94,24 @@ def simulate_chunk(spec: SweepSpec, arm: str, setting: str, values: dict[str, np
     with warnings.catch_warnings():
         # a setting's or format's own values may lie outside the sweep bounds; the sampled ones never do
         warnings.simplefilter("ignore", BoundsWarning)
-        params = params.with_values({**spec.overrides, **{k: np.asarray(v, dtype=float) for k, v in values.items()}},
-                                    origin=f"sweep {spec.name!r}")
+        params = params.with_values(
+            {**spec.overrides, **{k: np.asarray(v, dtype=float) for k, v in values.items()}},
+            origin=f"sweep {spec.name!r}",
+        )
     keep = list(dict.fromkeys([*spec.observables, *needed_variables(spec.summaries)]))
-    ds = simulate(full_model(), params, regimen, times=times, solver=spec.solver, rtol=spec.rtol, atol=spec.atol,
-                  on_failure="record", start="quasi_steady", progress=False, keep=keep)
+    ds = simulate(
+        full_model(),
+        params,
+        regimen,
+        times=times,
+        solver=spec.solver,
+        rtol=spec.rtol,
+        atol=spec.atol,
+        on_failure="record",
+        start="quasi_steady",
+        progress=False,
+        keep=keep,
+    )
     ds = ds.rename({"sample": "point"})
     out = compute_summaries(ds, spec.summaries)
     for name in spec.observables:
@@ -126,9 +139,18 @@ def _failed_chunk(spec: SweepSpec, chunk: Chunk, reason: str) -> dict[str, np.nd
     return out
 
 
-def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=None, scheduler: str | None = None,
-              workers: int | None = None, resume: bool = False, progress=None,
-              on_chunk: Callable[[Chunk, dict], None] | None = None) -> xr.Dataset:
+def run_sweep(
+    spec: SweepSpec,
+    out_dir=None,
+    *,
+    executor: str = "local",
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    progress=None,
+    on_chunk: Callable[[Chunk, dict], None] | None = None,
+) -> xr.Dataset:
     """Run ``spec`` and return its result as one Dataset.
 
     Parameters
@@ -182,9 +204,12 @@ def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=
                 results[c.index] = arrays
     reused = len(results)
     todo = [c for c in chunks if c.index not in results]
-    bar = _Progress(progress, n * len(spec.arms) * len(spec.settings),
-                    sum(c.stop - c.start for c in chunks if c.index in results),
-                    sum(int(np.sum(r["status"] != 0)) for r in results.values()))
+    bar = _Progress(
+        progress,
+        n * len(spec.arms) * len(spec.settings),
+        sum(c.stop - c.start for c in chunks if c.index in results),
+        sum(int(np.sum(r["status"] != 0)) for r in results.values()),
+    )
 
     def finished(index: int, arrays: dict) -> None:
         chunk = chunks[index]
@@ -196,7 +221,7 @@ def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=
             on_chunk(chunk, arrays)
 
     def task_values(c: Chunk) -> dict[str, np.ndarray]:
-        return {k: v[c.start:c.stop] for k, v in values.items()}
+        return {k: v[c.start : c.stop] for k, v in values.items()}
 
     started = time.perf_counter()
     try:
@@ -210,8 +235,15 @@ def run_sweep(spec: SweepSpec, out_dir=None, *, executor: str = "local", client=
     finally:
         bar.close()
     ds = _assemble(spec, chunks, results, values, unit, kept)
-    ds.attrs.update({"chunks": len(chunks), "chunks_reused": reused, "executor": executor,
-                     "wall_seconds": round(time.perf_counter() - started, 3), "resume": int(bool(resume))})
+    ds.attrs.update(
+        {
+            "chunks": len(chunks),
+            "chunks_reused": reused,
+            "executor": executor,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "resume": int(bool(resume)),
+        }
+    )
     if store is not None:
         _write_result(ds, store.root)
     return ds
@@ -223,16 +255,19 @@ def _run_pool(spec, todo, task_values, finished, workers: int) -> None:
 
     check_main_guard("run_sweep with workers > 1")
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=limit_blas_threads,
-                                initargs=(1,)) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)), mp_context=ctx, initializer=limit_blas_threads, initargs=(1,)
+    ) as pool:
         futures = [pool.submit(_run_task, spec, c, task_values(c)) for c in todo]
         try:
             for fut in cf.as_completed(futures):
                 try:
                     index, arrays = fut.result()
                 except cf.process.BrokenProcessPool as exc:
-                    raise RuntimeError(f"a worker process died ({exc}); the chunks finished so far are checkpointed: "
-                                       "run the sweep again with the same out_dir to resume") from None
+                    raise RuntimeError(
+                        f"a worker process died ({exc}); the chunks finished so far are checkpointed: "
+                        "run the sweep again with the same out_dir to resume"
+                    ) from None
                 finished(index, arrays)
         finally:
             for fut in futures:
@@ -251,8 +286,10 @@ def _run_dask(spec, todo, task_values, finished, client, scheduler) -> None:
             raise ValueError("executor='dask' needs client= (a dask.distributed.Client) or scheduler= (an address)")
         client = Client(scheduler)
     try:
-        futures = [client.submit(_run_task, spec, c, task_values(c), key=f"moa-sweep-{spec.digest()}-{c.index}", pure=False)
-                   for c in todo]
+        futures = [
+            client.submit(_run_task, spec, c, task_values(c), key=f"moa-sweep-{spec.digest()}-{c.index}", pure=False)
+            for c in todo
+        ]
         for _, (index, arrays) in as_completed(futures, with_results=True):
             finished(index, arrays)
     finally:
@@ -287,21 +324,40 @@ def _assemble(spec: SweepSpec, chunks, results, values, unit, kept) -> xr.Datase
     units = {p.name: p.unit for p in spec.parameters}
     for name, v in values.items():
         ds_vars[name] = (("point",), v, {"units": units[name], "description": f"sampled {name}"})
-    ds_vars["unit_design"] = (("point", "parameter"), unit, {"units": "1", "description": "the design in the unit hypercube"})
-    coords = {"arm": list(spec.arms), "setting": list(spec.settings), "point": np.arange(n),
-              "parameter": spec.parameter_names}
+    ds_vars["unit_design"] = (
+        ("point", "parameter"),
+        unit,
+        {"units": "1", "description": "the design in the unit hypercube"},
+    )
+    coords = {
+        "arm": list(spec.arms),
+        "setting": list(spec.settings),
+        "point": np.arange(n),
+        "parameter": spec.parameter_names,
+    }
     if spec.observables:
         coords["time"] = ("time", kept, {"units": "day"})
     from ..report.provenance import base_provenance
 
     attrs = base_provenance()
-    attrs.update({"sweep": spec.name, "spec_hash": spec.digest(), "sampling": spec.sampling, "n_base": int(spec.n),
-                  "seed": int(spec.seed), "parameters": ",".join(spec.parameter_names),
-                  "duration_days": float(spec.duration_days), "solver": str(spec.as_dict()["solver"]),
-                  "rtol": float(spec.rtol), "atol": float(spec.atol), "chunk_size": int(spec.chunk_size),
-                  "failed_points": int(np.sum(data["status"] != 0)),
-                  # the exact recipe: with models/ (git_commit) the spec and seed give every point's parameter values
-                  "spec": json.dumps(spec.as_dict(), sort_keys=True, default=str)})
+    attrs.update(
+        {
+            "sweep": spec.name,
+            "spec_hash": spec.digest(),
+            "sampling": spec.sampling,
+            "n_base": int(spec.n),
+            "seed": int(spec.seed),
+            "parameters": ",".join(spec.parameter_names),
+            "duration_days": float(spec.duration_days),
+            "solver": str(spec.as_dict()["solver"]),
+            "rtol": float(spec.rtol),
+            "atol": float(spec.atol),
+            "chunk_size": int(spec.chunk_size),
+            "failed_points": int(np.sum(data["status"] != 0)),
+            # the exact recipe: with models/ (git_commit) the spec and seed give every point's parameter values
+            "spec": json.dumps(spec.as_dict(), sort_keys=True, default=str),
+        }
+    )
     ds = xr.Dataset(ds_vars, coords=coords, attrs=attrs)
     for dim, labels in (("arm", spec.arms), ("setting", spec.settings)):
         if len(labels) == 1:

@@ -55,8 +55,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["SpecError", "ParameterDistribution", "SweepSpec", "load_spec", "spec_from_dict", "DISTRIBUTIONS",
-           "SAMPLING_METHODS", "MAX_POINTS"]
+__all__ = [
+    "SpecError",
+    "ParameterDistribution",
+    "SweepSpec",
+    "load_spec",
+    "spec_from_dict",
+    "DISTRIBUTIONS",
+    "SAMPLING_METHODS",
+    "MAX_POINTS",
+]
 
 DISTRIBUTIONS = ("uniform", "loguniform", "normal", "lognormal")
 SAMPLING_METHODS = ("grid", "lhs", "sobol", "saltelli", "morris")
@@ -64,8 +72,22 @@ SAMPLING_METHODS = ("grid", "lhs", "sobol", "saltelli", "morris")
 #: simulations take about two core-days at ~60 per second per core; a larger number is almost surely a typo
 #: (a grid of n^d points grows fast).
 MAX_POINTS = 10_000_000
-_TOP_FIELDS = {"name", "description", "arms", "settings", "duration_days", "output_step_days", "chunk_size", "solver",
-               "rtol", "atol", "sampling", "parameters", "outputs", "overrides"}
+_TOP_FIELDS = {
+    "name",
+    "description",
+    "arms",
+    "settings",
+    "duration_days",
+    "output_step_days",
+    "chunk_size",
+    "solver",
+    "rtol",
+    "atol",
+    "sampling",
+    "parameters",
+    "outputs",
+    "overrides",
+}
 _DIST_FIELDS = {"distribution", "low", "high", "mean", "sd", "median", "sd_log"}
 
 
@@ -213,8 +235,10 @@ def spec_from_dict(data: Mapping, default_name: str = "sweep") -> SweepSpec:
         raise SpecError(f"outputs: unknown field(s) {bad}; allowed: ['days', 'observables', 'summaries']")
     table = data.get("parameters")
     if not isinstance(table, Mapping) or not table:
-        raise SpecError(f"parameters={table!r}: must be a table with one entry per varied parameter, "
-                        "e.g. [parameters.tumour_growth_rate]")
+        raise SpecError(
+            f"parameters={table!r}: must be a table with one entry per varied parameter, "
+            "e.g. [parameters.tumour_growth_rate]"
+        )
     params = tuple(_distribution(name, entry) for name, entry in table.items())
     days = outputs.get("days", "all")
     spec = SweepSpec(
@@ -235,14 +259,16 @@ def spec_from_dict(data: Mapping, default_name: str = "sweep") -> SweepSpec:
         solver=data.get("solver", "auto"),
         rtol=data.get("rtol", 1e-6),
         atol=data.get("atol", 1e-9),
-        overrides=dict(data.get("overrides", {})) if isinstance(data.get("overrides", {}), Mapping) else data["overrides"],
+        overrides=dict(data.get("overrides", {}))
+        if isinstance(data.get("overrides", {}), Mapping)
+        else data["overrides"],
     )
     return spec.validate()
 
 
 def _names(field: str, value, empty_ok: bool = False) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{field}={value!r}: must be a list of names, e.g. {field} = [\"...\"]")
+        raise SpecError(f'{field}={value!r}: must be a list of names, e.g. {field} = ["..."]')
     if not value and not empty_ok:
         raise SpecError(f"{field}=[]: name at least one")
     return tuple(value)
@@ -257,13 +283,23 @@ def _distribution(name: str, entry) -> ParameterDistribution:
         raise SpecError(f"parameters.{name}: unknown field(s) {bad}; allowed: {sorted(_DIST_FIELDS)}")
     specs = _model_specs()
     if name not in specs:
-        raise SpecError(f"parameters.{name}: unknown parameter; see models/parameters/*.toml "
-                        f"({len(specs)} known){_near(name, specs)}")
+        raise SpecError(
+            f"parameters.{name}: unknown parameter; see models/parameters/*.toml "
+            f"({len(specs)} known){_near(name, specs)}"
+        )
     spec = specs[name]
     dist = entry.get("distribution", "loguniform" if spec.scale == "log" else "uniform")
-    return ParameterDistribution(name=name, distribution=dist, low=entry.get("low", spec.lower),
-                                 high=entry.get("high", spec.upper), unit=spec.unit, mean=entry.get("mean"),
-                                 sd=entry.get("sd"), median=entry.get("median"), sd_log=entry.get("sd_log"))
+    return ParameterDistribution(
+        name=name,
+        distribution=dist,
+        low=entry.get("low", spec.lower),
+        high=entry.get("high", spec.upper),
+        unit=spec.unit,
+        mean=entry.get("mean"),
+        sd=entry.get("sd"),
+        median=entry.get("median"),
+        sd_log=entry.get("sd_log"),
+    )
 
 
 def default_distribution(name: str) -> ParameterDistribution:
@@ -299,7 +335,11 @@ def _model_variables() -> tuple[str, ...]:
 
 
 def _number(field: str, value, *, low: float | None = None, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+    ):
         raise SpecError(f"{field}={value!r}: must be a finite number")
     if positive and value <= 0:
         raise SpecError(f"{field}={value!r}: must be > 0")
@@ -317,8 +357,13 @@ def _integer(field: str, value, low: int) -> int:
 def n_points(spec: SweepSpec) -> int:
     """Points per arm and setting that ``spec``'s sampling gives."""
     d = len(spec.parameters)
-    return {"grid": spec.n ** d, "lhs": spec.n, "sobol": spec.n, "saltelli": spec.n * (d + 2),
-            "morris": spec.n * (d + 1)}[spec.sampling]
+    return {
+        "grid": spec.n**d,
+        "lhs": spec.n,
+        "sobol": spec.n,
+        "saltelli": spec.n * (d + 2),
+        "morris": spec.n * (d + 1),
+    }[spec.sampling]
 
 
 def _validate(spec: SweepSpec) -> None:
@@ -341,8 +386,10 @@ def _validate(spec: SweepSpec) -> None:
     _integer("sampling.n", spec.n, 2 if spec.sampling in ("grid", "saltelli", "sobol") else 1)
     _integer("sampling.seed", spec.seed, 0)
     if spec.sampling in ("sobol", "saltelli") and spec.n & (spec.n - 1):
-        raise SpecError(f"sampling.n={spec.n}: {spec.sampling} sampling needs a power of 2 (e.g. "
-                        f"{2 ** max(1, round(math.log2(spec.n)))}) to keep its balance properties")
+        raise SpecError(
+            f"sampling.n={spec.n}: {spec.sampling} sampling needs a power of 2 (e.g. "
+            f"{2 ** max(1, round(math.log2(spec.n)))}) to keep its balance properties"
+        )
     specs = _model_specs()
     names = [p.name for p in spec.parameters]
     if not names:
@@ -353,8 +400,10 @@ def _validate(spec: SweepSpec) -> None:
         _check_distribution(p, specs)
     total = n_points(spec)
     if total > MAX_POINTS:
-        raise SpecError(f"sampling: {spec.sampling} with n={spec.n} over {len(names)} parameters gives {total:,} points "
-                        f"per arm and setting; at most {MAX_POINTS:,} are allowed")
+        raise SpecError(
+            f"sampling: {spec.sampling} with n={spec.n} over {len(names)} parameters gives {total:,} points "
+            f"per arm and setting; at most {MAX_POINTS:,} are allowed"
+        )
     duration = _number("duration_days", spec.duration_days, positive=True)
     step = _number("output_step_days", spec.output_step_days, positive=True)
     if step > duration:
@@ -375,16 +424,20 @@ def _validate(spec: SweepSpec) -> None:
     known_vars = _model_variables()
     for v in spec.observables:
         if v not in known_vars:
-            raise SpecError(f"outputs.observables: {v!r} is not a variable of the model{_near(v, known_vars)}; "
-                            f"allowed: the {len(known_vars)} species and observables of moa.simulate.variable_names")
+            raise SpecError(
+                f"outputs.observables: {v!r} is not a variable of the model{_near(v, known_vars)}; "
+                f"allowed: the {len(known_vars)} species and observables of moa.simulate.variable_names"
+            )
     if isinstance(spec.days, str):
         if spec.days != "all":
-            raise SpecError(f"outputs.days={spec.days!r}: must be \"all\" or a list of days within 0..duration_days")
+            raise SpecError(f'outputs.days={spec.days!r}: must be "all" or a list of days within 0..duration_days')
     else:
         days = [_number("outputs.days", d, low=0.0) for d in spec.days]
         if not days or any(d > duration for d in days) or sorted(set(days)) != days:
-            raise SpecError(f"outputs.days={list(spec.days)}: must be \"all\" or an increasing list of days within "
-                            f"0..duration_days={duration:g}")
+            raise SpecError(
+                f'outputs.days={list(spec.days)}: must be "all" or an increasing list of days within '
+                f"0..duration_days={duration:g}"
+            )
     for s in spec.summaries:
         if s not in SUMMARIES:
             raise SpecError(f"outputs.summaries: {s!r} is unknown; allowed: {sorted(SUMMARIES)}")
@@ -410,11 +463,15 @@ def _check_distribution(p: ParameterDistribution, specs) -> None:
     low, high = _number(f"{where}.low", p.low), _number(f"{where}.high", p.high)
     if low < spec.lower or high > spec.upper:
         bad, value = ("low", low) if low < spec.lower else ("high", high)
-        raise SpecError(f"{where}.{bad}={value:g} {spec.unit}: outside the model's bounds [{spec.lower:g}, {spec.upper:g}] "
-                        f"{spec.unit} (models/parameters); a sweep may only narrow them")
+        raise SpecError(
+            f"{where}.{bad}={value:g} {spec.unit}: outside the model's bounds [{spec.lower:g}, {spec.upper:g}] "
+            f"{spec.unit} (models/parameters); a sweep may only narrow them"
+        )
     if not low < high:
-        raise SpecError(f"{where}: low={low:g} must be < high={high:g} {spec.unit}"
-                        + (" (the model's bounds are equal: this parameter is fixed)" if spec.lower == spec.upper else ""))
+        raise SpecError(
+            f"{where}: low={low:g} must be < high={high:g} {spec.unit}"
+            + (" (the model's bounds are equal: this parameter is fixed)" if spec.lower == spec.upper else "")
+        )
     if p.distribution in ("loguniform", "lognormal") and low <= 0:
         raise SpecError(f"{where}.low={low:g}: a {p.distribution} distribution needs low > 0")
     needs = {"normal": ("mean", "sd"), "lognormal": ("median", "sd_log")}.get(p.distribution, ())
@@ -425,8 +482,10 @@ def _check_distribution(p: ParameterDistribution, specs) -> None:
                 raise SpecError(f"{where}: a {p.distribution} distribution needs {' and '.join(needs)}")
             _number(f"{where}.{field}", value, positive=field in ("sd", "sd_log", "median"))
         elif value is not None:
-            raise SpecError(f"{where}.{field}: not used by a {p.distribution} distribution (it takes "
-                            f"{' and '.join(needs) if needs else 'low and high only'})")
+            raise SpecError(
+                f"{where}.{field}: not used by a {p.distribution} distribution (it takes "
+                f"{' and '.join(needs) if needs else 'low and high only'})"
+            )
     centre = p.mean if p.distribution == "normal" else p.median if p.distribution == "lognormal" else None
     if centre is not None and not low <= centre <= high:
         raise SpecError(f"{where}.{needs[0]}={centre:g}: must lie within [low, high] = [{low:g}, {high:g}] {spec.unit}")

@@ -70,11 +70,15 @@ class ChunkStore:
             try:
                 old = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise SweepDirError(f"{manifest}: unreadable ({exc}); remove {self.root} or choose another output folder") from None
+                raise SweepDirError(
+                    f"{manifest}: unreadable ({exc}); remove {self.root} or choose another output folder"
+                ) from None
             if old.get("spec_hash") != spec_hash:
-                raise SweepDirError(f"{self.root} holds the checkpoints of another sweep (spec hash {old.get('spec_hash')}, "
-                                    f"this spec's is {spec_hash}); choose another output folder or remove that one, "
-                                    "so that results of two specs are never mixed")
+                raise SweepDirError(
+                    f"{self.root} holds the checkpoints of another sweep (spec hash {old.get('spec_hash')}, "
+                    f"this spec's is {spec_hash}); choose another output folder or remove that one, "
+                    "so that results of two specs are never mixed"
+                )
             self.entries = {int(k): v for k, v in old.get("chunks", {}).items()}
         else:
             self.entries = {}
@@ -94,30 +98,49 @@ class ChunkStore:
         path, entry = self.path(index), self.entries.get(index)
         if not path.exists():
             if entry is not None:
-                warnings.warn(ChunkWarning(f"chunk {index}: {path.name} is missing although the manifest lists it; "
-                                           "recomputing it"), stacklevel=3)
+                warnings.warn(
+                    ChunkWarning(
+                        f"chunk {index}: {path.name} is missing although the manifest lists it; recomputing it"
+                    ),
+                    stacklevel=3,
+                )
             return None
         if entry is None:
-            warnings.warn(ChunkWarning(f"chunk {index}: {path.name} is not in the manifest (the sweep stopped between "
-                                       "writing it and recording it); recomputing it"), stacklevel=3)
+            warnings.warn(
+                ChunkWarning(
+                    f"chunk {index}: {path.name} is not in the manifest (the sweep stopped between "
+                    "writing it and recording it); recomputing it"
+                ),
+                stacklevel=3,
+            )
             return None
         digest = sha256_file(path)
         if digest != entry.get("sha256"):
-            warnings.warn(ChunkWarning(f"chunk {index}: {path.name} has sha256 {digest[:12]}..., the manifest recorded "
-                                       f"{str(entry.get('sha256'))[:12]}... (partial or corrupt file); recomputing it"),
-                          stacklevel=3)
+            warnings.warn(
+                ChunkWarning(
+                    f"chunk {index}: {path.name} has sha256 {digest[:12]}..., the manifest recorded "
+                    f"{str(entry.get('sha256'))[:12]}... (partial or corrupt file); recomputing it"
+                ),
+                stacklevel=3,
+            )
             return None
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            warnings.warn(ChunkWarning(f"chunk {index}: {path.name} cannot be read ({exc}); recomputing it"), stacklevel=3)
+            warnings.warn(
+                ChunkWarning(f"chunk {index}: {path.name} cannot be read ({exc}); recomputing it"), stacklevel=3
+            )
             return None
         for name, shape in expected.items():
             if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
-                warnings.warn(ChunkWarning(f"chunk {index}: {path.name}: array {name!r} is {got}, expected {shape}; "
-                                           "recomputing it"), stacklevel=3)
+                warnings.warn(
+                    ChunkWarning(
+                        f"chunk {index}: {path.name}: array {name!r} is {got}, expected {shape}; recomputing it"
+                    ),
+                    stacklevel=3,
+                )
                 return None
         return arrays
 
@@ -134,7 +157,10 @@ class ChunkStore:
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        data = {"spec_hash": self.spec_hash, "n_chunks": self.n_chunks,
-                "chunks": {str(k): v for k, v in sorted(self.entries.items())}}
+        data = {
+            "spec_hash": self.spec_hash,
+            "n_chunks": self.n_chunks,
+            "chunks": {str(k): v for k, v in sorted(self.entries.items())},
+        }
         text = json.dumps(data, indent=1, sort_keys=True) + "\n"
         _replace_atomically(self.root / "manifest.json", lambda p: p.write_text(text))

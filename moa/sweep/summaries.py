@@ -54,12 +54,14 @@ def _objective_response(ds, cache):
 def _peak(name: str):
     def compute(ds, cache):
         return _nanreduce(np.nanmax, ds[name])
+
     return compute
 
 
 def _final(name: str):
     def compute(ds, cache):
         return ds[name].isel(time=-1).values.astype(float)
+
     return compute
 
 
@@ -78,24 +80,64 @@ def _log10_final_cells(ds, cache):
         return np.log10(np.maximum(ds["tumour_cells"].isel(time=-1).values.astype(float), 1.0))
 
 
-SUMMARIES: dict[str, Summary] = {s.name: s for s in (
-    Summary("best_change_pct", ("tumour_diameter",), "%",
+SUMMARIES: dict[str, Summary] = {
+    s.name: s
+    for s in (
+        Summary(
+            "best_change_pct",
+            ("tumour_diameter",),
+            "%",
             "smallest tumour diameter at a RECIST scan after baseline, up to the first PD scan, as % change from "
-            "baseline (moa.analysis.best_percent_change)", _best_change),
-    Summary("time_to_progression_days", ("tumour_diameter",), "day",
-            "first RECIST scan with progressive disease (NaN: no progression by the end of the run)", _progression_day),
-    Summary("objective_response", ("tumour_diameter",), "1",
-            "1 if the RECIST best overall response is CR or PR, else 0", _objective_response),
-    Summary("final_diameter_mm", ("tumour_diameter",), "mm", "tumour diameter at the last output time",
-            _final("tumour_diameter")),
-    Summary("min_diameter_mm", ("tumour_diameter",), "mm", "smallest tumour diameter over the run",
-            lambda ds, cache: _nanreduce(np.nanmin, ds["tumour_diameter"])),
-    Summary("log10_final_tumour_cells", ("tumour_cells",), "1",
-            "log10 of the viable tumour cells at the last output time (floored at one cell)", _log10_final_cells),
-    Summary("peak_t_eff", ("t_eff",), "cell", "largest number of tumour effector T cells over the run", _peak("t_eff")),
-    Summary("peak_cd137_signal", ("cd137_signal",), "1", "largest 4-1BB signal of tumour T cells over the run",
-            _peak("cd137_signal")),
-)}
+            "baseline (moa.analysis.best_percent_change)",
+            _best_change,
+        ),
+        Summary(
+            "time_to_progression_days",
+            ("tumour_diameter",),
+            "day",
+            "first RECIST scan with progressive disease (NaN: no progression by the end of the run)",
+            _progression_day,
+        ),
+        Summary(
+            "objective_response",
+            ("tumour_diameter",),
+            "1",
+            "1 if the RECIST best overall response is CR or PR, else 0",
+            _objective_response,
+        ),
+        Summary(
+            "final_diameter_mm",
+            ("tumour_diameter",),
+            "mm",
+            "tumour diameter at the last output time",
+            _final("tumour_diameter"),
+        ),
+        Summary(
+            "min_diameter_mm",
+            ("tumour_diameter",),
+            "mm",
+            "smallest tumour diameter over the run",
+            lambda ds, cache: _nanreduce(np.nanmin, ds["tumour_diameter"]),
+        ),
+        Summary(
+            "log10_final_tumour_cells",
+            ("tumour_cells",),
+            "1",
+            "log10 of the viable tumour cells at the last output time (floored at one cell)",
+            _log10_final_cells,
+        ),
+        Summary(
+            "peak_t_eff", ("t_eff",), "cell", "largest number of tumour effector T cells over the run", _peak("t_eff")
+        ),
+        Summary(
+            "peak_cd137_signal",
+            ("cd137_signal",),
+            "1",
+            "largest 4-1BB signal of tumour T cells over the run",
+            _peak("cd137_signal"),
+        ),
+    )
+}
 
 
 def needed_variables(summaries) -> list[str]:

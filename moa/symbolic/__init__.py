@@ -6,5 +6,18 @@ which import this package)."""
 from .mechanism import TIME, TIME_UNIT, Conversion, DoseRoute, Expression, Mechanism, Parameter, Species, Term, ref
 from .model import JacobianEntries, Model, jacobian_entries
 
-__all__ = ["TIME", "TIME_UNIT", "Conversion", "DoseRoute", "Expression", "Mechanism", "Parameter", "Species", "Term",
-           "ref", "JacobianEntries", "Model", "jacobian_entries"]
+__all__ = [
+    "TIME",
+    "TIME_UNIT",
+    "Conversion",
+    "DoseRoute",
+    "Expression",
+    "Mechanism",
+    "Parameter",
+    "Species",
+    "Term",
+    "ref",
+    "JacobianEntries",
+    "Model",
+    "jacobian_entries",
+]

@@ -23,8 +23,18 @@ import sympy
 from ..errors import ModelError, UnitError
 from .units import conversion_factor, parse_unit
 
-__all__ = ["ref", "Species", "Parameter", "Conversion", "Term", "Expression", "DoseRoute", "Mechanism", "TIME",
-           "TIME_UNIT"]
+__all__ = [
+    "ref",
+    "Species",
+    "Parameter",
+    "Conversion",
+    "Term",
+    "Expression",
+    "DoseRoute",
+    "Mechanism",
+    "TIME",
+    "TIME_UNIT",
+]
 
 
 #: The model's time unit. Every rate term must have the unit of its species per day.
@@ -111,7 +121,9 @@ class Conversion:
     def value(self) -> float:
         factor = conversion_factor(parse_unit(self.unit), parse_unit("dimensionless"))
         if factor is None:
-            raise UnitError(f"conversion {self.name!r}: unit {self.unit!r} is not a pure conversion (it has a dimension)")
+            raise UnitError(
+                f"conversion {self.name!r}: unit {self.unit!r} is not a pure conversion (it has a dimension)"
+            )
         # The constant is the number 1 written in this unit: 1 = value * unit.
         return 1.0 / factor
 
@@ -174,14 +186,21 @@ class Mechanism:
         self.conversions.append(conv)
         return conv.symbol
 
-    def species(self, name: str, unit: str, description: str, initial: sympy.Expr | float = 0.0,
-                extinct_below: sympy.Expr | None = None) -> sympy.Symbol:
+    def species(
+        self,
+        name: str,
+        unit: str,
+        description: str,
+        initial: sympy.Expr | float = 0.0,
+        extinct_below: sympy.Expr | None = None,
+    ) -> sympy.Symbol:
         """A state. ``extinct_below``: threshold (parameters only, the species' unit) under which the
         population is extinct and set to 0 (e.g. one cell)."""
         check_name("species", name)
         _check_unit("species", name, unit)
-        self.species_list.append(Species(name, unit, description, initial,
-                                         None if extinct_below is None else sympy.sympify(extinct_below)))
+        self.species_list.append(
+            Species(name, unit, description, initial, None if extinct_below is None else sympy.sympify(extinct_below))
+        )
         return sympy.Symbol(name, real=True)
 
     def parameter(self, name: str, unit: str, description: str) -> sympy.Symbol:
@@ -194,8 +213,14 @@ class Mechanism:
         """Add ``expr`` to d(species)/dt."""
         self.terms.append(Term(str(species), sympy.sympify(expr), label, self.name))
 
-    def flow(self, label: str, rate: sympy.Expr, source: sympy.Symbol | None = None, target: sympy.Symbol | None = None,
-             target_scale: sympy.Expr | float = 1) -> None:
+    def flow(
+        self,
+        label: str,
+        rate: sympy.Expr,
+        source: sympy.Symbol | None = None,
+        target: sympy.Symbol | None = None,
+        target_scale: sympy.Expr | float = 1,
+    ) -> None:
         """A transfer: ``rate`` leaves ``source`` and ``rate * target_scale`` enters ``target``.
 
         ``target_scale`` converts between the units of source and target (a volume ratio,
@@ -214,5 +239,3 @@ class Mechanism:
     def dose_route(self, drug: str, species: sympy.Symbol | str, per_mg: sympy.Expr) -> None:
         check_name("drug", drug)
         self.dose_routes.append(DoseRoute(drug, str(species), sympy.sympify(per_mg)))
-
-

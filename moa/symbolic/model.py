@@ -41,7 +41,9 @@ def _merge(kind: str, items: Iterable, key=lambda x: x.name) -> dict:
         if name in out:
             prev = out[name]
             if not same_unit(parse_unit(prev.unit), parse_unit(item.unit)):
-                raise ModelError(f"{kind} {name!r} declared twice with different units: {prev.unit!r} and {item.unit!r}")
+                raise ModelError(
+                    f"{kind} {name!r} declared twice with different units: {prev.unit!r} and {item.unit!r}"
+                )
             continue
         out[name] = item
     return out
@@ -55,12 +57,18 @@ class Model:
             raise ModelError("mechanisms=[]: a model needs at least one mechanism")
         self.name = name
         self.mechanisms = tuple(mechanisms)
-        self.species: tuple[Species, ...] = tuple(_merge("species", (s for m in mechanisms for s in m.species_list)).values())
+        self.species: tuple[Species, ...] = tuple(
+            _merge("species", (s for m in mechanisms for s in m.species_list)).values()
+        )
         params = _merge("parameter", (p for m in mechanisms for p in m.parameters))
-        self.expressions: tuple[Expression, ...] = tuple(_merge("expression", (e for m in mechanisms for e in m.expressions)).values())
+        self.expressions: tuple[Expression, ...] = tuple(
+            _merge("expression", (e for m in mechanisms for e in m.expressions)).values()
+        )
         self.dose_routes: tuple[DoseRoute, ...] = tuple(r for m in mechanisms for r in m.dose_routes)
         self.terms: tuple[Term, ...] = tuple(t for m in mechanisms for t in m.terms)
-        self.conversions: tuple[Conversion, ...] = tuple(_merge("conversion", (c for m in mechanisms for c in m.conversions)).values())
+        self.conversions: tuple[Conversion, ...] = tuple(
+            _merge("conversion", (c for m in mechanisms for c in m.conversions)).values()
+        )
 
         drugs = [r.drug for r in self.dose_routes]
         dup = {d for d in drugs if drugs.count(d) > 1}
@@ -68,13 +76,18 @@ class Model:
             raise ModelError(f"drug(s) {sorted(dup)} have more than one dose route")
         # Infusion rates are inputs: parameters the simulator sets piecewise.
         self.inputs: tuple[Parameter, ...] = tuple(
-            Parameter(r.infusion_symbol.name, "mg/day", f"infusion rate of {r.drug} (set by the regimen)") for r in self.dose_routes
+            Parameter(r.infusion_symbol.name, "mg/day", f"infusion rate of {r.drug} (set by the regimen)")
+            for r in self.dose_routes
         )
         self.parameters: tuple[Parameter, ...] = tuple(params.values())
 
-        names = [s.name for s in self.species] + [p.name for p in self.parameters] + [e.name for e in self.expressions] + [
-            i.name for i in self.inputs
-        ] + [c.name for c in self.conversions]
+        names = (
+            [s.name for s in self.species]
+            + [p.name for p in self.parameters]
+            + [e.name for e in self.expressions]
+            + [i.name for i in self.inputs]
+            + [c.name for c in self.conversions]
+        )
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
             raise ModelError(f"name(s) {clash} are used for more than one of species/parameter/expression/input")
@@ -116,7 +129,9 @@ class Model:
             if TIME in term.expr.free_symbols:
                 raise ModelError(f"term {term.label!r} depends on t explicitly; model time-varying drive as an input")
             if unknown:
-                raise ModelError(f"term {term.label!r} ({term.mechanism}) uses undeclared symbol(s) {sorted(map(str, unknown))}")
+                raise ModelError(
+                    f"term {term.label!r} ({term.mechanism}) uses undeclared symbol(s) {sorted(map(str, unknown))}"
+                )
         for e in self.expressions:
             unknown = e.expr.free_symbols - known
             if unknown:
@@ -128,12 +143,16 @@ class Model:
             if isinstance(s.initial, sympy.Basic):
                 unknown = s.initial.free_symbols - known
                 if unknown:
-                    raise ModelError(f"initial value of {s.name!r} uses undeclared symbol(s) {sorted(map(str, unknown))}")
+                    raise ModelError(
+                        f"initial value of {s.name!r} uses undeclared symbol(s) {sorted(map(str, unknown))}"
+                    )
             if s.extinct_below is not None:
                 params = {p.symbol for p in self.parameters + self.conversions}
                 if s.extinct_below.free_symbols - params:
-                    raise ModelError(f"extinction threshold of {s.name!r} may use parameters only, uses "
-                                     f"{sorted(map(str, s.extinct_below.free_symbols - params))}")
+                    raise ModelError(
+                        f"extinction threshold of {s.name!r} may use parameters only, uses "
+                        f"{sorted(map(str, s.extinct_below.free_symbols - params))}"
+                    )
 
     def check_units(self) -> None:
         """Refuse any term whose unit is not exactly its species' unit per day."""
@@ -159,7 +178,9 @@ class Model:
             want = parse_unit(sp[r.species].unit) / parse_unit("mg")
             got = unit_of(r.per_mg, units)
             if not same_unit(got, want):
-                raise UnitError(f"dose route of {r.drug!r}: per_mg has unit [{format_unit(got)}], needs [{format_unit(want)}]")
+                raise UnitError(
+                    f"dose route of {r.drug!r}: per_mg has unit [{format_unit(got)}], needs [{format_unit(want)}]"
+                )
         for s in self.species:
             if isinstance(s.initial, sympy.Basic) and not s.initial.is_Number:
                 got = unit_of(s.initial, units)
@@ -168,7 +189,9 @@ class Model:
             if s.extinct_below is not None and not s.extinct_below.is_Number:
                 got = unit_of(s.extinct_below, units)
                 if not same_unit(got, parse_unit(s.unit)):
-                    raise UnitError(f"extinction threshold of {s.name!r} has unit [{format_unit(got)}], needs [{s.unit}]")
+                    raise UnitError(
+                        f"extinction threshold of {s.name!r} has unit [{format_unit(got)}], needs [{s.unit}]"
+                    )
 
     # ----- symbolic equations ----------------------------------------------------------
     @functools.cached_property
@@ -213,8 +236,10 @@ class Model:
 
     @functools.cached_property
     def _initial_values(self) -> list[sympy.Expr]:
-        raw = {s.symbol: (self.expand(s.initial) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial))
-               for s in self.species}
+        raw = {
+            s.symbol: (self.expand(s.initial) if isinstance(s.initial, sympy.Basic) else sympy.Float(s.initial))
+            for s in self.species
+        }
         done = resolve_definitions(raw, "initial values")
         return [done[s.symbol] for s in self.species]
 
@@ -260,7 +285,6 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}: {len(self.species)} species, {len(self.parameters)} parameters, {len(self.terms)} terms)"
-
 
 
 def resolve_definitions(defs: dict, what: str) -> dict:

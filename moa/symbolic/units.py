@@ -129,7 +129,9 @@ def unit_of(expr: sympy.Expr, units: dict[sympy.Symbol, pint.Unit]) -> pint.Unit
             for arg in e.args:
                 u = walk(arg)
                 if not same_unit(u, one):
-                    raise UnitError(f"argument of {e.func.__name__} in {e} must be dimensionless, got [{format_unit(u)}]")
+                    raise UnitError(
+                        f"argument of {e.func.__name__} in {e} must be dimensionless, got [{format_unit(u)}]"
+                    )
             return one
         raise UnitError(f"cannot determine the unit of {e} ({type(e).__name__})")
 

@@ -25,16 +25,35 @@ import numpy as np  # noqa: E402
 from moa.analysis import recist  # noqa: E402
 from moa.report.docgen import read_baseline_csv  # noqa: E402
 
-__all__ = ["BASELINE_PATH", "BASELINE_SOLVER", "BASELINE_DAYS", "BASELINE_COLUMNS", "arm_setting_outcome", "outcome_row",
-           "baseline_rows", "baselines_csv", "read_baselines", "main"]
+__all__ = [
+    "BASELINE_PATH",
+    "BASELINE_SOLVER",
+    "BASELINE_DAYS",
+    "BASELINE_COLUMNS",
+    "arm_setting_outcome",
+    "outcome_row",
+    "baseline_rows",
+    "baselines_csv",
+    "read_baselines",
+    "main",
+]
 
 BASELINE_PATH = pathlib.Path(__file__).resolve().parent / "arms_settings.csv"
 #: Solver settings of the regression baselines (tests/test_scenarios.py checks Rodas4 against them).
 BASELINE_SOLVER = {"solver": "LSODA", "rtol": 1e-5, "atol": 1e-9}
 #: Days at which the diameter is recorded, besides day 0.
 BASELINE_DAYS = (84, 182, 365)
-BASELINE_COLUMNS = ("arm", "setting", "status", "diameter_d0_mm", "diameter_d84_mm", "diameter_d182_mm",
-                    "diameter_d365_mm", "best_change_pct", "day_of_best")
+BASELINE_COLUMNS = (
+    "arm",
+    "setting",
+    "status",
+    "diameter_d0_mm",
+    "diameter_d84_mm",
+    "diameter_d182_mm",
+    "diameter_d365_mm",
+    "best_change_pct",
+    "day_of_best",
+)
 #: How the CSV says it was made (tests/test_docs.py checks the committed header names it).
 COMMAND = "python tests/baselines/generate.py --write"
 
@@ -47,15 +66,16 @@ def arm_setting_outcome(arm: str, setting: str, model=None):
 
     model = model or full_model()
     params, regimen = scenario(arm, setting, duration_days=365.0)
-    ds = moa.simulate(model, params, regimen, duration_days=365.0, on_failure="record", start="quasi_steady",
-                      **BASELINE_SOLVER)
+    ds = moa.simulate(
+        model, params, regimen, duration_days=365.0, on_failure="record", start="quasi_steady", **BASELINE_SOLVER
+    )
     return ds, outcome_row(arm, setting, ds)
 
 
 def outcome_row(arm: str, setting: str, ds) -> dict:
     """The baseline row of one simulated year (an unbatched Dataset from ``moa.simulate``)."""
     d = ds["tumour_diameter"]
-    rec = recist(d)   # the one best-change definition: scan-based, up to the first PD scan
+    rec = recist(d)  # the one best-change definition: scan-based, up to the first PD scan
     scans = rec["time"].values
     counted = scans <= (rec["progression_day"].item() if rec["progressed"].item() else scans[-1])
     at_scans = d.sel(time=scans).values
@@ -77,10 +97,14 @@ def baseline_rows() -> list[dict]:
 def baselines_csv(rows: list[dict]) -> str:
     """The CSV text: a commented header (how it was made, the tolerances) and one row per arm and setting."""
     buf = io.StringIO()
-    buf.write("# Regression baselines: every arm (models/arms.toml) in every setting (models/settings.toml), one year.\n")
+    buf.write(
+        "# Regression baselines: every arm (models/arms.toml) in every setting (models/settings.toml), one year.\n"
+    )
     buf.write(f"# Made by: {COMMAND} (moa.simulate, {BASELINE_SOLVER}).\n")
-    buf.write("# Tolerances (tests/test_scenarios.py): diameters within 2% relative or 0.5 mm absolute; "
-              "best change within 1 percentage point; status exactly.\n")
+    buf.write(
+        "# Tolerances (tests/test_scenarios.py): diameters within 2% relative or 0.5 mm absolute; "
+        "best change within 1 percentage point; status exactly.\n"
+    )
     buf.write("# These are what the model says, not targets: regenerate only after a deliberate model change.\n")
     w = csv.DictWriter(buf, fieldnames=BASELINE_COLUMNS, lineterminator="\n")
     w.writeheader()

@@ -21,8 +21,18 @@ if __package__ in (None, ""):  # run as a script: simulate with the checkout thi
 
 import numpy as np  # noqa: E402
 
-__all__ = ["REFERENCE_PATH", "SEED", "N_SETS", "DAYS", "ARM", "SETTING", "BACKENDS", "drawn_values", "trajectories",
-           "main"]
+__all__ = [
+    "REFERENCE_PATH",
+    "SEED",
+    "N_SETS",
+    "DAYS",
+    "ARM",
+    "SETTING",
+    "BACKENDS",
+    "drawn_values",
+    "trajectories",
+    "main",
+]
 
 REFERENCE_PATH = pathlib.Path(__file__).resolve().parent / "trajectory_reference.npz"
 SEED = 20261130
@@ -32,8 +42,16 @@ ARM, SETTING = "nabp_bsab_2x2", "hot_tnbc"
 #: RodasSolver backends compared; "numba" is skipped (not stored) where numba is missing.
 BACKENDS = ("numba", "numpy")
 #: Parameters drawn (the rest keep the scenario's values): ones that shape the tumour, T-cell and drug dynamics.
-DRAWN = ("kd_pdl1_bsab", "kd_cd137_bsab", "cl_bsab", "tumour_growth_rate", "kill_rate_max", "priming_rate_max",
-         "exhaustion_rate", "nabp_kill_max")
+DRAWN = (
+    "kd_pdl1_bsab",
+    "kd_cd137_bsab",
+    "cl_bsab",
+    "tumour_growth_rate",
+    "kill_rate_max",
+    "priming_rate_max",
+    "exhaustion_rate",
+    "nabp_kill_max",
+)
 
 
 def drawn_values(params) -> dict[str, np.ndarray]:
@@ -62,15 +80,24 @@ def trajectories(backend: str) -> dict[str, np.ndarray]:
 
     model = full_model()
     params, regimen = scenario(ARM, SETTING, duration_days=DAYS)
-    ds = moa.simulate(model, params, regimen, duration_days=DAYS, overrides=drawn_values(params),
-                      solver=RodasSolver(backend=backend), on_failure="record", start="quasi_steady")
+    ds = moa.simulate(
+        model,
+        params,
+        regimen,
+        duration_days=DAYS,
+        overrides=drawn_values(params),
+        solver=RodasSolver(backend=backend),
+        on_failure="record",
+        start="quasi_steady",
+    )
     states = np.stack([ds[name].values for name in model.species_names], axis=1)
     return {"states": states, "status": ds["status"].values, "time": ds["time"].values}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python tests/baselines/trajectory_reference.py",
-                                 description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python tests/baselines/trajectory_reference.py", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--write", action="store_true", help=f"rewrite {REFERENCE_PATH.name}")
     args = ap.parse_args(argv)
     arrays = {}

@@ -53,13 +53,22 @@ def generator_fingerprint() -> str:
 
 def module_footer() -> str:
     """The last lines of every kernel module: the integrator, compiled against the kernels above."""
-    return ("\n\n# integrator and generator sha256: " + generator_fingerprint() + "\n"
-            "from moa.solvers.rodas4.integrator import bind  # noqa: E402\n\n"
-            "bind(globals(), __file__)\n")
+    return (
+        "\n\n# integrator and generator sha256: " + generator_fingerprint() + "\n"
+        "from moa.solvers.rodas4.integrator import bind  # noqa: E402\n\n"
+        "bind(globals(), __file__)\n"
+    )
 
 
-def _function(printer, name: str, args: str, y_syms, p_syms, outputs: list[tuple[str, sympy.Expr]],
-              reduced: CseResult | None = None) -> list[str]:
+def _function(
+    printer,
+    name: str,
+    args: str,
+    y_syms,
+    p_syms,
+    outputs: list[tuple[str, sympy.Expr]],
+    reduced: CseResult | None = None,
+) -> list[str]:
     """``def name(args)``: bind states and parameters by name, the cse replacements, then ``target = expr`` lines.
     ``reduced``: the outputs' cse result when already computed (the model's output family), else found here."""
     exprs = [e for _, e in outputs]
@@ -84,7 +93,7 @@ def _lu_functions(plan: SparseLUPlan) -> list[str]:
             f.append(f"    d[{op[1]}] = 1.0 / a[{op[2]}]")
         elif op[0] == "scale":
             f.append(f"    a[{op[1]}] *= d[{op[2]}]")
-            f.append(f"    g = max(g, abs(a[{op[1]}]))")   # largest multiplier, for the pivot check
+            f.append(f"    g = max(g, abs(a[{op[1]}]))")  # largest multiplier, for the pivot check
         else:
             f.append(f"    a[{op[1]}] -= a[{op[2]}] * a[{op[3]}]")
     f.append("    return g")
@@ -99,10 +108,14 @@ def _lu_functions(plan: SparseLUPlan) -> list[str]:
     return f + [""] + s
 
 
-
-
-def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: list[sympy.Symbol], plan: SparseLUPlan,
-                  jacobian: JacobianEntries | None = None, families: OutputFamilies | None = None) -> str:
+def kernel_source(
+    rhs: list[sympy.Expr],
+    y_syms: list[sympy.Symbol],
+    p_syms: list[sympy.Symbol],
+    plan: SparseLUPlan,
+    jacobian: JacobianEntries | None = None,
+    families: OutputFamilies | None = None,
+) -> str:
     """The text of the kernel module of ``dy/dt = rhs(y; p)``: :data:`MODULE_HEADER`, the kernels, the constants and
     :func:`module_footer`.
 
@@ -119,18 +132,27 @@ def kernel_source(rhs: list[sympy.Expr], y_syms: list[sympy.Symbol], p_syms: lis
     value_at = {(r, c): v for r, c, v in zip(jacobian.rows, jacobian.cols, jacobian.values)}
     printer = ScalarPrinter({"fully_qualified_modules": False})  # the one-trajectory printer of moa.codegen
     rhs_out = [(f"out[{i}]", e) for i, e in enumerate(rhs)]
-    jac_out = [(f"jv[{plan.jac_slot[k]}]", value_at[(int(r), int(c))])
-               for k, (r, c) in enumerate(zip(plan.jac_rows, plan.jac_cols))]
-    in_plan_order = (list(jacobian.rows) == plan.jac_rows.tolist() and list(jacobian.cols) == plan.jac_cols.tolist())
+    jac_out = [
+        (f"jv[{plan.jac_slot[k]}]", value_at[(int(r), int(c))])
+        for k, (r, c) in enumerate(zip(plan.jac_rows, plan.jac_cols))
+    ]
+    in_plan_order = list(jacobian.rows) == plan.jac_rows.tolist() and list(jacobian.cols) == plan.jac_cols.tolist()
     shared = families is not None and in_plan_order
     body = ["", "", "# ---- generated kernels " + "-" * 70]
-    body += _function(printer, "_rhs", "y, p, out", y_syms, p_syms, rhs_out,
-                      families.cse("rhs") if shared else None) + [""]
-    body += _function(printer, "_rhs_jac", "y, p, out, jv", y_syms, p_syms, rhs_out + jac_out,
-                      families.cse("rhs_jacobian") if shared else None) + [""]
+    body += _function(
+        printer, "_rhs", "y, p, out", y_syms, p_syms, rhs_out, families.cse("rhs") if shared else None
+    ) + [""]
+    body += _function(
+        printer,
+        "_rhs_jac",
+        "y, p, out, jv",
+        y_syms,
+        p_syms,
+        rhs_out + jac_out,
+        families.cse("rhs_jacobian") if shared else None,
+    ) + [""]
     body += _lu_functions(plan) + [""]
-    imports = sorted({f"from {m} import {name}" for m, names in printer.module_imports.items()
-                      for name in names})
+    imports = sorted({f"from {m} import {name}" for m, names in printer.module_imports.items() for name in names})
     consts = _method_constants() + [
         f"N_SLOTS = {plan.nnz_fill}",
         f"DIAG_SLOT = np.array({plan.diag_slot.tolist()}, dtype=np.int64)",
@@ -146,7 +168,7 @@ def kernel_body(source: str) -> str:
     footer = module_footer()
     if not (source.startswith(MODULE_HEADER) and source.endswith(footer)):
         raise ValueError("source is not a kernel module of the current numba code generator")
-    return source[len(MODULE_HEADER):len(source) - len(footer)]
+    return source[len(MODULE_HEADER) : len(source) - len(footer)]
 
 
 def _method_constants() -> list[str]:
@@ -154,9 +176,14 @@ def _method_constants() -> list[str]:
     implementations use one set of numbers."""
     t = RODAS4
     lines = [f"GAMMA = {t.gamma!r}"]
-    for i in range(1, 6):   # stage i + 1; its argument weights A only up to stage 5 (stage 6's is stage 5's + U5)
+    for i in range(1, 6):  # stage i + 1; its argument weights A only up to stage 5 (stage 6's is stage 5's + U5)
         lines += [f"A{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.a[i])] if i < 5 else []
         lines += [f"C{i + 1}{j + 1} = {v!r}" for j, v in enumerate(t.c[i])]
     lines += [f"H2{j + 1} = {v!r}" for j, v in enumerate(t.h2)] + [f"H3{j + 1} = {v!r}" for j, v in enumerate(t.h3)]
-    lines += [f"SAFE = {SAFE!r}", f"FAC_MIN = {FAC_MIN!r}", f"FAC_MAX = {FAC_MAX!r}", f"GROWTH_LIMIT = {GROWTH_LIMIT!r}"]
+    lines += [
+        f"SAFE = {SAFE!r}",
+        f"FAC_MIN = {FAC_MIN!r}",
+        f"FAC_MAX = {FAC_MAX!r}",
+        f"GROWTH_LIMIT = {GROWTH_LIMIT!r}",
+    ]
     return lines

@@ -52,8 +52,19 @@ from .codegen import NJIT_DECORATOR, kernel_body
 from .lu_plan import SparseLUPlan
 from .stepper_numpy import BatchResult
 
-__all__ = ["missing", "available", "simulator", "require", "CudaKernels", "kernels", "kernels_for_model",
-           "integrate_batch_cuda", "occupancy", "CHUNK_SIZE", "THREADS_PER_BLOCK"]
+__all__ = [
+    "missing",
+    "available",
+    "simulator",
+    "require",
+    "CudaKernels",
+    "kernels",
+    "kernels_for_model",
+    "integrate_batch_cuda",
+    "occupancy",
+    "CHUNK_SIZE",
+    "THREADS_PER_BLOCK",
+]
 
 _TEMPLATE = Path(__file__).with_name("cuda_template.py")
 _DEVICE_DECORATOR = "@cuda.jit(device=True)"
@@ -67,7 +78,7 @@ THREADS_PER_BLOCK = 64
 _REGS_PER_SM = 65_536
 _MAX_THREADS_PER_SM = 2048
 _MAX_BLOCKS_PER_SM = 32
-_REG_ALLOC_UNIT = 256       # registers are given to a warp in multiples of 256
+_REG_ALLOC_UNIT = 256  # registers are given to a warp in multiples of 256
 
 
 def simulator() -> bool:
@@ -151,7 +162,7 @@ class CudaKernels:
         self.kernel_seconds = 0.0
         self.compile_seconds = 0.0
         self.launches = 0
-        self.cpu_reruns = 0     # trajectory-segments rerun on the CPU (sparse LU needed the dense fallback)
+        self.cpu_reruns = 0  # trajectory-segments rerun on the CPU (sparse LU needed the dense fallback)
         self._compiled = False
 
     def resources(self) -> dict:
@@ -176,9 +187,12 @@ def occupancy(regs_per_thread: int, threads_per_block: int = THREADS_PER_BLOCK) 
     regs_per_warp = -(-regs_per_thread * 32 // _REG_ALLOC_UNIT) * _REG_ALLOC_UNIT
     by_regs = _REGS_PER_SM // (regs_per_warp * warps_per_block)
     blocks = min(_MAX_BLOCKS_PER_SM, _MAX_THREADS_PER_SM // threads_per_block, by_regs)
-    return {"threads_per_block": threads_per_block, "max_active_blocks_per_sm": blocks,
-            "max_active_threads_per_sm": blocks * threads_per_block,
-            "occupancy": blocks * warps_per_block / (_MAX_THREADS_PER_SM // 32)}
+    return {
+        "threads_per_block": threads_per_block,
+        "max_active_blocks_per_sm": blocks,
+        "max_active_threads_per_sm": blocks * threads_per_block,
+        "occupancy": blocks * warps_per_block / (_MAX_THREADS_PER_SM // 32),
+    }
 
 
 def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None) -> CudaKernels:
@@ -190,7 +204,7 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
 
 
 def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
-    path = numba_kernels.write_module(source)   # moa_rodas_<hash>.py in the cache folder, checked on load
+    path = numba_kernels.write_module(source)  # moa_rodas_<hash>.py in the cache folder, checked on load
     return CudaKernels(numba_kernels.load_module(path), plan, path)
 
 
@@ -200,22 +214,40 @@ def kernels_for_model(compiled) -> CudaKernels:
     numba backend's generated module for that model (written by sympy once, then read from the
     compiled-solver cache; numba's CPU compilation is not triggered)."""
     require()
-    cpu = numba_kernels.kernels_for_model(compiled)   # its text, from the numba backend's cache (no sympy when cached)
+    cpu = numba_kernels.kernels_for_model(compiled)  # its text, from the numba backend's cache (no sympy when cached)
     return _load(cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan), cpu.plan)
 
 
 #: The GPU kernel's code for an unstable unpivoted LU (rerun on the CPU, else reported as Status.SOLVER_FAILURE).
 _LU_UNSTABLE = 6
 _MESSAGES = dict(numba_kernels.STATUS_MESSAGES)
-_MESSAGES[_LU_UNSTABLE] = ("unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
-                "the GPU has no dense-LU fallback and numba's CPU backend was not available to rerun it")
+_MESSAGES[_LU_UNSTABLE] = (
+    "unpivoted sparse LU unstable at t={t:.10g} (pivot growth above the limit or a non-finite pivot); "
+    "the GPU has no dense-LU fallback and numba's CPU backend was not available to rerun it"
+)
 
 
-def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, rtol=1e-6, atol=1e-9, h0=None,
-                         max_steps=200_000, h_min=1e-14, dense_output: bool = True,
-                         fixed_step: float | None = None, extinct_index=None, extinct_threshold=None,
-                         chunk_size: int = CHUNK_SIZE, threads_per_block: int = THREADS_PER_BLOCK,
-                         cpu_kernels=None) -> BatchResult:
+def integrate_batch_cuda(
+    k: CudaKernels,
+    t0: float,
+    t1: float,
+    y0,
+    p,
+    t_out,
+    *,
+    rtol=1e-6,
+    atol=1e-9,
+    h0=None,
+    max_steps=200_000,
+    h_min=1e-14,
+    dense_output: bool = True,
+    fixed_step: float | None = None,
+    extinct_index=None,
+    extinct_threshold=None,
+    chunk_size: int = CHUNK_SIZE,
+    threads_per_block: int = THREADS_PER_BLOCK,
+    cpu_kernels=None,
+) -> BatchResult:
     """Same contract as :func:`moa.solvers.rodas4.numba_kernels.integrate_batch_jit`, on the GPU.
 
     ``cpu_kernels``: numba CPU kernels of the same system (:class:`moa.solvers.rodas4.numba_kernels.JitKernels`, or a
@@ -232,20 +264,40 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
     t0, t1, Y0, P, t_out, atol_c, k0 = numba_kernels.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
-    ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
-        np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)), dtype=float)
+    ext_thr = np.ascontiguousarray(
+        np.zeros((0, N))
+        if extinct_threshold is None or ext_idx.size == 0
+        else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)),
+        dtype=float,
+    )
     if t1 == t0:
         y_out = np.full((t_out.size, n, N), np.nan)
         y_out[:k0] = Y0[None]
-        return BatchResult(y_out, Y0.copy(), np.zeros(N, np.int64), [""] * N, np.full(N, t0),
-                           np.zeros(N, np.int64), np.zeros(N, np.int64),
-                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy(), np.full((ext_idx.size, N), np.nan))
+        return BatchResult(
+            y_out,
+            Y0.copy(),
+            np.zeros(N, np.int64),
+            [""] * N,
+            np.full(N, t0),
+            np.zeros(N, np.int64),
+            np.zeros(N, np.int64),
+            np.zeros(N) if h0 is None else np.asarray(h0, float).copy(),
+            np.full((ext_idx.size, N), np.nan),
+        )
     h0a = np.full(N, np.nan) if h0 is None else np.ascontiguousarray(np.broadcast_to(np.asarray(h0, float), (N,)))
 
-    out = {"y_out": np.empty((t_out.size, n, N)), "y_final": np.empty((n, N)), "status": np.empty(N, np.int64),
-           "t_reached": np.empty(N), "n_steps": np.empty(N, np.int64), "n_rej": np.empty(N, np.int64),
-           "h_last": np.empty(N), "last_nonfinite": np.empty(N, np.bool_), "h_now": np.empty(N),
-           "ext_day": np.empty((ext_idx.size, N))}
+    out = {
+        "y_out": np.empty((t_out.size, n, N)),
+        "y_final": np.empty((n, N)),
+        "status": np.empty(N, np.int64),
+        "t_reached": np.empty(N),
+        "n_steps": np.empty(N, np.int64),
+        "n_rej": np.empty(N, np.int64),
+        "h_last": np.empty(N),
+        "last_nonfinite": np.empty(N, np.bool_),
+        "h_now": np.empty(N),
+        "ext_day": np.empty((ext_idx.size, N)),
+    }
     d_t_out, d_atol, d_ext_idx = cuda.to_device(t_out), cuda.to_device(atol_c), cuda.to_device(ext_idx)
     for lo in range(0, N, chunk_size):
         hi = min(N, lo + chunk_size)
@@ -256,18 +308,38 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         blocks = -(-m // threads_per_block)
         start = time.perf_counter()
         k.module.integrate_kernel[blocks, threads_per_block](
-            cuda.to_device(np.ascontiguousarray(Y0[:, lo:hi])), cuda.to_device(np.ascontiguousarray(P[:, lo:hi])),
-            t0, t1, d_t_out, np.int64(k0), d_atol, float(rtol), cuda.to_device(np.ascontiguousarray(h0a[lo:hi])),
-            np.int64(max_steps), float(h_min), bool(dense_output), float(fixed_step or 0.0),
-            d_out["y_out"], d_out["y_final"], d_out["status"], d_out["t_reached"], d_out["n_steps"], d_out["n_rej"],
-            d_out["h_last"], d_out["last_nonfinite"], d_out["h_now"], d_ext_idx,
-            cuda.to_device(np.ascontiguousarray(ext_thr[:, lo:hi])), d_out["ext_day"])
+            cuda.to_device(np.ascontiguousarray(Y0[:, lo:hi])),
+            cuda.to_device(np.ascontiguousarray(P[:, lo:hi])),
+            t0,
+            t1,
+            d_t_out,
+            np.int64(k0),
+            d_atol,
+            float(rtol),
+            cuda.to_device(np.ascontiguousarray(h0a[lo:hi])),
+            np.int64(max_steps),
+            float(h_min),
+            bool(dense_output),
+            float(fixed_step or 0.0),
+            d_out["y_out"],
+            d_out["y_final"],
+            d_out["status"],
+            d_out["t_reached"],
+            d_out["n_steps"],
+            d_out["n_rej"],
+            d_out["h_last"],
+            d_out["last_nonfinite"],
+            d_out["h_now"],
+            d_ext_idx,
+            cuda.to_device(np.ascontiguousarray(ext_thr[:, lo:hi])),
+            d_out["ext_day"],
+        )
         for name, arr in out.items():
             if arr.size:
                 arr[..., lo:hi] = d_out[name].copy_to_host()
         seconds = time.perf_counter() - start
         if not k._compiled:
-            k.compile_seconds += seconds    # the first launch compiles (its run time is included)
+            k.compile_seconds += seconds  # the first launch compiles (its run time is included)
             k._compiled = True
         else:
             k.kernel_seconds += seconds
@@ -279,10 +351,23 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
         cpu_kernels = cpu_kernels()
     if redo.size and cpu_kernels is not None:
         k.cpu_reruns += redo.size
-        cpu = numba_kernels.integrate_batch_jit(cpu_kernels, t0, t1, Y0[:, redo], P[:, redo], t_out, rtol=rtol, atol=atol,
-                                      h0=None if h0 is None else h0a[redo], max_steps=max_steps, h_min=h_min,
-                                      dense_output=dense_output, fixed_step=fixed_step, extinct_index=extinct_index,
-                                      extinct_threshold=None if ext_idx.size == 0 else ext_thr[:, redo])
+        cpu = numba_kernels.integrate_batch_jit(
+            cpu_kernels,
+            t0,
+            t1,
+            Y0[:, redo],
+            P[:, redo],
+            t_out,
+            rtol=rtol,
+            atol=atol,
+            h0=None if h0 is None else h0a[redo],
+            max_steps=max_steps,
+            h_min=h_min,
+            dense_output=dense_output,
+            fixed_step=fixed_step,
+            extinct_index=extinct_index,
+            extinct_threshold=None if ext_idx.size == 0 else ext_thr[:, redo],
+        )
         out["y_out"][:, :, redo], out["y_final"][:, redo] = cpu.y, cpu.y_final
         out["ext_day"][:, redo] = cpu.extinct_day
         out["t_reached"][redo], out["n_steps"][redo], out["n_rej"][redo] = cpu.t_reached, cpu.n_steps, cpu.n_rejected
@@ -297,9 +382,19 @@ def integrate_batch_cuda(k: CudaKernels, t0: float, t1: float, y0, p, t_out, *, 
             message[j] = cpu_messages[j]
             continue
         why = " after non-finite stage values" if out["last_nonfinite"][j] else ""
-        message[j] = _MESSAGES[int(status[j])].format(t=out["t_reached"][j], h=out["h_now"][j], why=why,
-                                                      max_steps=max_steps)
+        message[j] = _MESSAGES[int(status[j])].format(
+            t=out["t_reached"][j], h=out["h_now"][j], why=why, max_steps=max_steps
+        )
     status[status == numba_kernels.NON_FINITE_START] = Status.NON_FINITE
     status[status == _LU_UNSTABLE] = Status.SOLVER_FAILURE
-    return BatchResult(out["y_out"], out["y_final"], status, message, out["t_reached"], out["n_steps"],
-                       out["n_rej"], out["h_last"], out["ext_day"])
+    return BatchResult(
+        out["y_out"],
+        out["y_final"],
+        status,
+        message,
+        out["t_reached"],
+        out["n_steps"],
+        out["n_rej"],
+        out["h_last"],
+        out["ext_day"],
+    )

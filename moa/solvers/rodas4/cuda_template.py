@@ -105,8 +105,26 @@ def _initial_step(y, p, f0, atol, rtol, span, ws, f1):
 
 
 @cuda.jit(device=True)
-def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min, dense_output,
-                  fixed_step, y_out, j, ext_idx, ext_thr, ext_day):
+def integrate_one(
+    y,
+    p,
+    t0,
+    t1,
+    t_out,
+    k0,
+    atol,
+    rtol,
+    h_start,
+    max_steps,
+    h_min,
+    dense_output,
+    fixed_step,
+    y_out,
+    j,
+    ext_idx,
+    ext_thr,
+    ext_day,
+):
     """One trajectory, as ``integrator.integrate_one``; ``y`` (local) ends as the final state.
     Returns ``(status, t_reached, n_accepted, n_rejected, h_last, last_nonfinite, h_now, ptr)``,
     ``ptr``: the first output row not written."""
@@ -126,7 +144,7 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
     fs = cuda.local.array(N_STATES, float64)
     y_new = cuda.local.array(N_STATES, float64)
     for k in range(N_SLOTS):
-        jv[k] = 0.0     # slots outside the Jacobian's pattern are never written
+        jv[k] = 0.0  # slots outside the Jacobian's pattern are never written
 
     _rhs_jac(y, p, f0, jv)
     if not (_all_finite(y, n) and _all_finite(f0, n) and _all_finite(jv, N_SLOTS)):
@@ -197,11 +215,10 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) * inv_h
         _solve(a, d, k5)
         for i in range(n):
-            ys[i] = ys[i] + k5[i]            # stage-6 argument = embedded order-3 solution
+            ys[i] = ys[i] + k5[i]  # stage-6 argument = embedded order-3 solution
         _rhs(ys, p, fs)
         for i in range(n):
-            k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i]
-                             + C65 * k5[i]) * inv_h
+            k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) * inv_h
         _solve(a, d, k6)
         for i in range(n):
             y_new[i] = ys[i] + k6[i]
@@ -250,8 +267,7 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
                 if dense_output and tq != t_new:
                     sq = (tq - t) / hh
                     for i in range(n):
-                        y_out[ptr, i, j] = y[i] + sq * ((y_new[i] - y[i])
-                                                        + (1.0 - sq) * (fs[i] + sq * ys[i]))
+                        y_out[ptr, i, j] = y[i] + sq * ((y_new[i] - y[i]) + (1.0 - sq) * (fs[i] + sq * ys[i]))
                 else:
                     for i in range(n):
                         y_out[ptr, i, j] = y_new[i]
@@ -289,10 +305,34 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             return 3, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
 
 
-@cuda.jit(cache=True)   # numba-cuda keeps the compiled kernel beside the module (a second process loads it)
-def integrate_kernel(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output,
-                     fixed_step, y_out, y_final, status, t_reached, n_steps, n_rej, h_last,
-                     last_nonfinite, h_now, ext_idx, ext_thr, ext_day):
+@cuda.jit(cache=True)  # numba-cuda keeps the compiled kernel beside the module (a second process loads it)
+def integrate_kernel(
+    Y0,
+    P,
+    t0,
+    t1,
+    t_out,
+    k0,
+    atol,
+    rtol,
+    h0,
+    max_steps,
+    h_min,
+    dense_output,
+    fixed_step,
+    y_out,
+    y_final,
+    status,
+    t_reached,
+    n_steps,
+    n_rej,
+    h_last,
+    last_nonfinite,
+    h_now,
+    ext_idx,
+    ext_thr,
+    ext_day,
+):
     """Thread ``j`` integrates column ``j`` of ``Y0`` (n, N) with parameters ``P[:, j]`` and writes
     every output row of ``y_out[:, :, j]`` (``Y0`` before ``k0``, NaN after a failure)."""
     j = cuda.grid(1)
@@ -305,9 +345,26 @@ def integrate_kernel(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min,
         for i in range(N_STATES):
             y_out[k, i, j] = y[i]
     p = P[:, j]
-    st, tr, na, nr, hl, lnf, hn, ptr = integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h0[j], max_steps,
-                                                     h_min, dense_output, fixed_step, y_out, j, ext_idx,
-                                                     ext_thr, ext_day)
+    st, tr, na, nr, hl, lnf, hn, ptr = integrate_one(
+        y,
+        p,
+        t0,
+        t1,
+        t_out,
+        k0,
+        atol,
+        rtol,
+        h0[j],
+        max_steps,
+        h_min,
+        dense_output,
+        fixed_step,
+        y_out,
+        j,
+        ext_idx,
+        ext_thr,
+        ext_day,
+    )
     for k in range(ptr, t_out.shape[0]):
         for i in range(N_STATES):
             y_out[k, i, j] = NAN

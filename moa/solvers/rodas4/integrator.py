@@ -140,8 +140,26 @@ def _all_finite(x):
     return True
 
 
-def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min, dense_output,
-                  fixed_step, y_out, j, ext_idx, ext_thr, ext_day):
+def integrate_one(
+    y,
+    p,
+    t0,
+    t1,
+    t_out,
+    k0,
+    atol,
+    rtol,
+    h_start,
+    max_steps,
+    h_min,
+    dense_output,
+    fixed_step,
+    y_out,
+    j,
+    ext_idx,
+    ext_thr,
+    ext_day,
+):
     """Integrate one trajectory (``y`` (n,) is overwritten with the final state).
 
     Writes outputs ``y_out[k, :, j]`` for ``t_out[k] > t0`` up to the time reached. Extinction:
@@ -156,7 +174,7 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
     jv = np.zeros(N_SLOTS)
     a = np.empty(N_SLOTS)
     d = np.empty(n)
-    work = np.empty((9, n))       # six stage vectors, stage argument, rhs value, new state
+    work = np.empty((9, n))  # six stage vectors, stage argument, rhs value, new state
     k1, k2, k3, k4, k5, k6 = work[0], work[1], work[2], work[3], work[4], work[5]
     ys, fs, y_new = work[6], work[7], work[8]
     lu = np.empty((n, n))
@@ -238,11 +256,10 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) * inv_h
         _lin_solve(a, d, k5, dense, lu, piv, singular)
         for i in range(n):
-            ys[i] = ys[i] + k5[i]            # stage-6 argument = embedded order-3 solution
+            ys[i] = ys[i] + k5[i]  # stage-6 argument = embedded order-3 solution
         _rhs(ys, p, fs)
         for i in range(n):
-            k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i]
-                             + C65 * k5[i]) * inv_h
+            k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) * inv_h
         _lin_solve(a, d, k6, dense, lu, piv, singular)
         for i in range(n):
             y_new[i] = ys[i] + k6[i]
@@ -293,8 +310,7 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
                 if dense_output and tq != t_new:
                     sq = (tq - t) / hh
                     for i in range(n):
-                        y_out[ptr, i, j] = y[i] + sq * ((y_new[i] - y[i])
-                                                        + (1.0 - sq) * (fs[i] + sq * ys[i]))
+                        y_out[ptr, i, j] = y[i] + sq * ((y_new[i] - y[i]) + (1.0 - sq) * (fs[i] + sq * ys[i]))
                 else:
                     for i in range(n):
                         y_out[ptr, i, j] = y_new[i]
@@ -332,9 +348,33 @@ def integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h_start, max_steps, h_min
             return 3, t, n_acc, n_rej, h_last, last_nonfinite, h
 
 
-def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output,
-                  fixed_step, y_out, y_final, status, t_reached, n_steps, n_rej, h_last,
-                  last_nonfinite, h_now, ext_idx, ext_thr, ext_day):
+def integrate_all(
+    Y0,
+    P,
+    t0,
+    t1,
+    t_out,
+    k0,
+    atol,
+    rtol,
+    h0,
+    max_steps,
+    h_min,
+    dense_output,
+    fixed_step,
+    y_out,
+    y_final,
+    status,
+    t_reached,
+    n_steps,
+    n_rej,
+    h_last,
+    last_nonfinite,
+    h_now,
+    ext_idx,
+    ext_thr,
+    ext_day,
+):
     """Every column of ``Y0`` (n, N) from ``t0`` to ``t1``; results into the given arrays
     (``ext_thr``, ``ext_day``: (n_extinct, N))."""
     n, N = Y0.shape
@@ -348,9 +388,26 @@ def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, de
             p[i] = P[i, j]
         for e in range(ext_idx.size):
             thr[e] = ext_thr[e, j]
-        st, tr, na, nr, hl, lnf, hn = integrate_one(y, p, t0, t1, t_out, k0, atol, rtol, h0[j],
-                                                max_steps, h_min, dense_output, fixed_step,
-                                                y_out, j, ext_idx, thr, ext_day)
+        st, tr, na, nr, hl, lnf, hn = integrate_one(
+            y,
+            p,
+            t0,
+            t1,
+            t_out,
+            k0,
+            atol,
+            rtol,
+            h0[j],
+            max_steps,
+            h_min,
+            dense_output,
+            fixed_step,
+            y_out,
+            j,
+            ext_idx,
+            thr,
+            ext_day,
+        )
         status[j] = st
         t_reached[j] = tr
         n_steps[j] = na
@@ -363,8 +420,16 @@ def integrate_all(Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, de
 
 
 #: The integrator's functions in the order :func:`bind` compiles them (callees first).
-FUNCTIONS = ("_rms_scaled", "_initial_step", "_dense_lu", "_dense_solve", "_lin_solve", "_all_finite", "integrate_one",
-             "integrate_all")
+FUNCTIONS = (
+    "_rms_scaled",
+    "_initial_step",
+    "_dense_lu",
+    "_dense_solve",
+    "_lin_solve",
+    "_all_finite",
+    "integrate_one",
+    "integrate_all",
+)
 
 
 def bind(namespace: dict, filename: str) -> None:

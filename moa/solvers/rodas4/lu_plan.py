@@ -151,11 +151,9 @@ class SparseLUPlan:
         keys = list(slot.keys())
         self.fill_rows = self.perm[np.array([k[0] for k in keys], dtype=np.intp)]
         self.fill_cols = self.perm[np.array([k[1] for k in keys], dtype=np.intp)]
-        self.jac_slot = np.array([slot[(int(pinv[r]), int(pinv[c]))] for r, c in zip(rows, cols)],
-                                 dtype=np.intp)
+        self.jac_slot = np.array([slot[(int(pinv[r]), int(pinv[c]))] for r, c in zip(rows, cols)], dtype=np.intp)
         self.jac_has_duplicates = len(set(self.jac_slot.tolist())) != len(self.jac_slot)
-        self.diag_slot = np.array([slot[(int(pinv[i]), int(pinv[i]))] for i in range(n)],
-                                  dtype=np.intp)
+        self.diag_slot = np.array([slot[(int(pinv[i]), int(pinv[i]))] for i in range(n)], dtype=np.intp)
         self.l_slot = np.array([slot[(i, k)] for k in range(n) for i in Lcols[k]], dtype=np.intp)
         self.n_factor_ops = sum(len(Lcols[k]) * (len(Urows[k]) + 1) for k in range(n))
         self.n_solve_ops = sum(len(Lcols[k]) + len(Urows[k]) for k in range(n))
@@ -175,24 +173,23 @@ class SparseLUPlan:
         # Numeric factorisation: a (nnz_fill, N) in place, d (n, N) inverse pivots, t (N,) scratch.
         f = ["def factor(a, d, t):", unpack("a", self.nnz_fill, "a"), unpack("d", n, "d")]
         for op in self.factor_ops:
-            if op[0] == "pivot":        # d_k = 1 / a_kk
+            if op[0] == "pivot":  # d_k = 1 / a_kk
                 f.append(f"    _div(1.0, a{op[2]}, out=d{op[1]})")
-            elif op[0] == "scale":      # l_ik = a_ik d_k
+            elif op[0] == "scale":  # l_ik = a_ik d_k
                 f.append(f"    _mul(a{op[1]}, d{op[2]}, out=a{op[1]})")
-            else:                       # a_ij -= l_ik u_kj
+            else:  # a_ij -= l_ik u_kj
                 f.append(f"    _mul(a{op[2]}, a{op[3]}, out=t)")
                 f.append(f"    _sub(a{op[1]}, t, out=a{op[1]})")
         f.append("    return d")
 
         # Solve L U x = b in place on b (n, N) in ORIGINAL component order (the permutation is in the
         # operations' indices, so no permuted copies are made).
-        s = ["def solve(a, d, b, t):", unpack("a", self.nnz_fill, "a"), unpack("d", n, "d"),
-             unpack("x", n, "b")]
+        s = ["def solve(a, d, b, t):", unpack("a", self.nnz_fill, "a"), unpack("d", n, "d"), unpack("x", n, "b")]
         for op in self.solve_ops:
-            if op[0] == "sub":          # x_i -= a_slot x_k
+            if op[0] == "sub":  # x_i -= a_slot x_k
                 s.append(f"    _mul(a{op[2]}, x{op[3]}, out=t)")
                 s.append(f"    _sub(x{op[1]}, t, out=x{op[1]})")
-            else:                       # x_k *= d_pivot
+            else:  # x_k *= d_pivot
                 s.append(f"    _mul(x{op[1]}, d{op[2]}, out=x{op[1]})")
         s.append("    return b")
 
@@ -247,4 +244,3 @@ def dense_jacobian(jac_dense: Callable, n: int):
         return np.asarray(jac_dense(t, Y, P)).reshape(n * n, -1)
 
     return jac_values, rows, cols
-

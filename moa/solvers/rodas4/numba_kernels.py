@@ -51,8 +51,17 @@ from .codegen import generator_fingerprint, kernel_source
 from .lu_plan import SparseLUPlan
 from .stepper_numpy import BatchResult
 
-__all__ = ["available", "require", "checked_batch", "lu_plan", "JitKernels", "kernels", "kernels_for_model", "integrate_batch_jit", "cache_dir"]
-
+__all__ = [
+    "available",
+    "require",
+    "checked_batch",
+    "lu_plan",
+    "JitKernels",
+    "kernels",
+    "kernels_for_model",
+    "integrate_batch_jit",
+    "cache_dir",
+]
 
 
 def available() -> bool:
@@ -72,7 +81,7 @@ class JitKernels:
     def __init__(self, module, plan: SparseLUPlan, path: Path):
         self.module, self.plan, self.path = module, plan, path
         self.n = plan.n
-        self.compiled = False   # set once integrate_all has been compiled or loaded
+        self.compiled = False  # set once integrate_all has been compiled or loaded
 
     def rhs(self, y, p) -> np.ndarray:
         """Right-hand side of one trajectory (for checks)."""
@@ -104,7 +113,7 @@ def read_verified(path: Path) -> str:
     return source
 
 
-_read_verified = read_verified   # old private name, still used by tests/test_jit_cache.py
+_read_verified = read_verified  # old private name, still used by tests/test_jit_cache.py
 
 
 def _numba_cache_files(path: Path) -> list[Path]:
@@ -157,7 +166,7 @@ def write_module(source: str, folder: Path | None = None) -> Path:
     return path
 
 
-_write_module = write_module   # old private name, still used by tests/test_jit_cache.py
+_write_module = write_module  # old private name, still used by tests/test_jit_cache.py
 
 
 def load_module(path: Path):
@@ -177,7 +186,7 @@ def load_module(path: Path):
 
 def _import(path: Path, plan: SparseLUPlan) -> JitKernels:
     name = path.stem
-    if name in sys.modules:     # already loaded (and checked) in this process, maybe from another folder
+    if name in sys.modules:  # already loaded (and checked) in this process, maybe from another folder
         return JitKernels(sys.modules[name], plan, path)
     return JitKernels(load_module(path), plan, path)
 
@@ -185,10 +194,12 @@ def _import(path: Path, plan: SparseLUPlan) -> JitKernels:
 def _fits(module, plan: SparseLUPlan) -> bool:
     """Whether a loaded module was generated for this LU plan (guards against an index that names
     another model's module)."""
-    return (getattr(module, "N_SLOTS", None) == plan.nnz_fill
-            and np.array_equal(getattr(module, "DIAG_SLOT", None), plan.diag_slot)
-            and np.array_equal(getattr(module, "FILL_ROWS", None), plan.fill_rows)
-            and np.array_equal(getattr(module, "FILL_COLS", None), plan.fill_cols))
+    return (
+        getattr(module, "N_SLOTS", None) == plan.nnz_fill
+        and np.array_equal(getattr(module, "DIAG_SLOT", None), plan.diag_slot)
+        and np.array_equal(getattr(module, "FILL_ROWS", None), plan.fill_rows)
+        and np.array_equal(getattr(module, "FILL_COLS", None), plan.fill_cols)
+    )
 
 
 def require() -> None:
@@ -197,8 +208,9 @@ def require() -> None:
         raise ImportError("the compiled Rodas4 needs numba: pip install 'moa[fast]' (or unset MOA_NO_JIT)")
 
 
-def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None, jacobian=None,
-            families=None) -> JitKernels:
+def kernels(
+    rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None, jacobian=None, families=None
+) -> JitKernels:
     """Compiled Rodas4 for the autonomous system ``dy/dt = rhs(y; p)`` given symbolically.
 
     ``p_syms`` fixes the order of the rows of the parameter matrix passed to
@@ -224,22 +236,33 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     plan = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
     # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
     # generated numpy code (which fixes its equations and symbol order) led to.
-    key = hashlib.sha256("\n".join([
-        generator_fingerprint(), sympy.__version__, compiled.rhs_T.source, compiled.jac_values_T.source,
-        repr(compiled.jac_rows.tolist()), repr(compiled.jac_cols.tolist()), repr(compiled.parameter_names),
-    ]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        "\n".join(
+            [
+                generator_fingerprint(),
+                sympy.__version__,
+                compiled.rhs_T.source,
+                compiled.jac_values_T.source,
+                repr(compiled.jac_rows.tolist()),
+                repr(compiled.jac_cols.tolist()),
+                repr(compiled.parameter_names),
+            ]
+        ).encode()
+    ).hexdigest()[:20]
     index = cache_dir() / f"model_{key}.txt"
     k = _from_index(index, plan)
     if k is not None:
         return k
     rhs, y_syms, p_syms = compiled.symbolic
     k = kernels(rhs, y_syms, p_syms, plan, jacobian=compiled.model.jacobian(), families=compiled.families)
-    index = k.path.parent / index.name   # beside the module (the fallback folder on a full disk)
+    index = k.path.parent / index.name  # beside the module (the fallback folder on a full disk)
     try:
         atomic_write(index, k.path.name)
     except OSError as exc:
-        warn(f"cannot write the compiled-solver index {index} ({exc}): later runs will write the kernels "
-              "again with sympy; free space there or set MOA_CACHE_DIR to a writable folder")
+        warn(
+            f"cannot write the compiled-solver index {index} ({exc}): later runs will write the kernels "
+            "again with sympy; free space there or set MOA_CACHE_DIR to a writable folder"
+        )
     return k
 
 
@@ -263,10 +286,9 @@ def _from_index(index: Path, plan: SparseLUPlan) -> JitKernels | None:
     try:
         k = _import(path, plan)
     except _DamagedModule:
-        return None     # kernels() writes the module again under the same name and says so
+        return None  # kernels() writes the module again under the same name and says so
     if not _fits(k.module, plan):
-        warn(f"compiled-solver cache: index {index} names {path}, which was built for another model; "
-              "rebuilding it")
+        warn(f"compiled-solver cache: index {index} names {path}, which was built for another model; rebuilding it")
         return None
     return k
 
@@ -334,14 +356,16 @@ def _compile_healing(k: JitKernels, n_parameters: int) -> None:
             files = _numba_cache_files(k.path)
             bad = [f for f in files if not _pickles_intact(f)] if attempt == 0 else []
             if not files or not (bad or _raised_by_numba_cache(exc)):
-                raise   # a compilation error, not a damaged cache
+                raise  # a compilation error, not a damaged cache
             removed = ", ".join(map(str, bad)) if bad else f"all {len(files)} numba cache files of {k.path}"
-            warn(f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
-                  f"({type(exc).__name__}: {str(exc)[:200]}); removing {removed} and compiling again")
+            warn(
+                f"compiled-solver cache: numba's machine code for {k.path} could not be loaded "
+                f"({type(exc).__name__}: {str(exc)[:200]}); removing {removed} and compiling again"
+            )
             path = k.path
             try:
                 _remove(bad or files)
-            except OSError as rm_exc:   # cannot be removed: compile the module in a fresh folder
+            except OSError as rm_exc:  # cannot be removed: compile the module in a fresh folder
                 path = write_module(read_verified(k.path), fall_back(k.path.parent, rm_exc))
         k.module, k.path = load_module(path), path
     _first_call(k, n_parameters)
@@ -378,16 +402,31 @@ def checked_batch(n_states: int, t0, t1, y0, p, t_out, atol):
     if t_out.size and (np.any(np.diff(t_out) < 0) or t_out[0] < t0 - slack or t_out[-1] > t1 + slack):
         raise ValueError("t_out must be sorted and lie within [t0, t1]")
     t_out = np.ascontiguousarray(np.clip(t_out, t0, t1))
-    atol_c = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=float).ravel()
-                                                  if np.ndim(atol) else float(atol), (n,)), dtype=float)
+    atol_c = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(atol, dtype=float).ravel() if np.ndim(atol) else float(atol), (n,)), dtype=float
+    )
     k0 = int(np.searchsorted(t_out, t0, side="right"))
     return t0, t1, Y0, P, t_out, atol_c, k0
 
 
-def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rtol=1e-6, atol=1e-9, h0=None,
-                        max_steps=200_000, h_min=1e-14, dense_output: bool = True,
-                        fixed_step: float | None = None, extinct_index=None,
-                        extinct_threshold=None) -> BatchResult:
+def integrate_batch_jit(
+    k: JitKernels,
+    t0: float,
+    t1: float,
+    y0,
+    p,
+    t_out,
+    *,
+    rtol=1e-6,
+    atol=1e-9,
+    h0=None,
+    max_steps=200_000,
+    h_min=1e-14,
+    dense_output: bool = True,
+    fixed_step: float | None = None,
+    extinct_index=None,
+    extinct_threshold=None,
+) -> BatchResult:
     """Same contract as :func:`moa.solvers.rodas4.stepper_numpy.integrate_batch` (extinction included), on compiled
     kernels ``k``."""
     t0, t1, Y0, P, t_out, atol_c, k0 = checked_batch(k.n, t0, t1, y0, p, t_out, atol)
@@ -395,13 +434,25 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     y_out = np.full((t_out.size, n, N), np.nan)
     y_out[:k0] = Y0[None]
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
-    ext_thr = np.ascontiguousarray(np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0 else np.broadcast_to(
-        np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)), dtype=float)
+    ext_thr = np.ascontiguousarray(
+        np.zeros((0, N))
+        if extinct_threshold is None or ext_idx.size == 0
+        else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)),
+        dtype=float,
+    )
     ext_day = np.full((ext_idx.size, N), np.nan)
     if t1 == t0:
-        return BatchResult(y_out, Y0.copy(), np.zeros(N, np.int64), [""] * N, np.full(N, t0),
-                           np.zeros(N, np.int64), np.zeros(N, np.int64),
-                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy(), ext_day)
+        return BatchResult(
+            y_out,
+            Y0.copy(),
+            np.zeros(N, np.int64),
+            [""] * N,
+            np.full(N, t0),
+            np.zeros(N, np.int64),
+            np.zeros(N, np.int64),
+            np.zeros(N) if h0 is None else np.asarray(h0, float).copy(),
+            ext_day,
+        )
     h0a = np.full(N, np.nan) if h0 is None else np.ascontiguousarray(np.broadcast_to(np.asarray(h0, float), (N,)))
     y_final = np.empty((n, N))
     status = np.zeros(N, np.int64)
@@ -411,9 +462,33 @@ def integrate_batch_jit(k: JitKernels, t0: float, t1: float, y0, p, t_out, *, rt
     h_last = np.full(N, np.nan)
     last_nonfinite = np.zeros(N, dtype=np.bool_)
     h_now = np.zeros(N)
-    k.module.integrate_all(Y0, P, t0, t1, t_out, k0, atol_c, float(rtol), h0a, int(max_steps), float(h_min),
-                           bool(dense_output), float(fixed_step or 0.0), y_out, y_final, status, t_reached,
-                           n_steps, n_rej, h_last, last_nonfinite, h_now, ext_idx, ext_thr, ext_day)
+    k.module.integrate_all(
+        Y0,
+        P,
+        t0,
+        t1,
+        t_out,
+        k0,
+        atol_c,
+        float(rtol),
+        h0a,
+        int(max_steps),
+        float(h_min),
+        bool(dense_output),
+        float(fixed_step or 0.0),
+        y_out,
+        y_final,
+        status,
+        t_reached,
+        n_steps,
+        n_rej,
+        h_last,
+        last_nonfinite,
+        h_now,
+        ext_idx,
+        ext_thr,
+        ext_day,
+    )
     message = [""] * N
     for j in np.nonzero(status)[0]:
         why = " after non-finite stage values" if last_nonfinite[j] else ""

@@ -68,8 +68,7 @@ class RodasSolver(SegmentDriver):
         (not numba's simulator) and at least ``gpu_min_batch`` trajectories."""
         if self.backend == "cuda":
             return True
-        if (self.backend != "auto" or n_trajectories < self.gpu_min_batch or self._gpu_failed
-                or not jit.available()):
+        if self.backend != "auto" or n_trajectories < self.gpu_min_batch or self._gpu_failed or not jit.available():
             return False
         from . import cuda
 
@@ -84,16 +83,23 @@ class RodasSolver(SegmentDriver):
             if self.backend == "numba":
                 raise
             self._jit_failed = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"the compiled Rodas4 could not be built for this model ({self._jit_failed[:300]}); "
-                          "using the numpy backend (same method, slower)", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"the compiled Rodas4 could not be built for this model ({self._jit_failed[:300]}); "
+                "using the numpy backend (same method, slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
 
     def _plan(self, compiled) -> SparseLUPlan:
         """The LU plan for ``compiled``'s Jacobian pattern, built once per pattern. Keyed by the pattern
         itself (n, rows, cols), not by ``id(compiled)``: a model built where a freed one lived has the
         same id and would get that model's plan."""
-        key = (int(compiled.n_species), tuple(np.asarray(compiled.jac_rows).tolist()),
-               tuple(np.asarray(compiled.jac_cols).tolist()))
+        key = (
+            int(compiled.n_species),
+            tuple(np.asarray(compiled.jac_rows).tolist()),
+            tuple(np.asarray(compiled.jac_cols).tolist()),
+        )
         if key not in self._plans:
             self._plans[key] = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
         return self._plans[key]
@@ -103,28 +109,60 @@ class RodasSolver(SegmentDriver):
         if self._gpu_for(Y0.shape[1]):
             from . import cuda
 
-            cpu = (lambda: self._kernels(compiled)) if jit.available() else None   # reruns dense-LU cases
+            cpu = (lambda: self._kernels(compiled)) if jit.available() else None  # reruns dense-LU cases
             try:
-                res = cuda.integrate_batch_cuda(cuda.kernels_for_model(compiled), t0, t1, Y0, P, t_out, rtol=rtol,
-                                                atol=atol, dense_output=self.dense_output, cpu_kernels=cpu, **ext)
+                res = cuda.integrate_batch_cuda(
+                    cuda.kernels_for_model(compiled),
+                    t0,
+                    t1,
+                    Y0,
+                    P,
+                    t_out,
+                    rtol=rtol,
+                    atol=atol,
+                    dense_output=self.dense_output,
+                    cpu_kernels=cpu,
+                    **ext,
+                )
             except Exception as exc:  # noqa: BLE001 -- CUDA's and numba's errors have no common base
                 if self.backend == "cuda":
                     raise
                 self._gpu_failed = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"the CUDA Rodas4 failed for this model ({self._gpu_failed[:300]}); using the CPU "
-                              "backends (same method)", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"the CUDA Rodas4 failed for this model ({self._gpu_failed[:300]}); using the CPU "
+                    "backends (same method)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 return self.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
             self._used = "cuda"
-            return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
-                             n_rejected=res.n_rejected)
+            return SegmentResult(
+                res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day, n_rejected=res.n_rejected
+            )
         self._used = ""
         kernels = self._kernels(compiled) if self.compiled_backend else None
         if kernels is not None:
-            res = jit.integrate_batch_jit(kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol,
-                                          dense_output=self.dense_output, **ext)
+            res = jit.integrate_batch_jit(
+                kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol, dense_output=self.dense_output, **ext
+            )
         else:
-            res = integrate_batch(compiled.rhs_T, compiled.jac_values_T, compiled.jac_rows, compiled.jac_cols, t0,
-                                  t1, Y0, P, t_out, rtol=rtol, atol=atol, plan=self._plan(compiled),
-                                  dense_output=self.dense_output, chunk_size=self.chunk_size, **ext)
-        return SegmentResult(res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day,
-                             n_rejected=res.n_rejected)
+            res = integrate_batch(
+                compiled.rhs_T,
+                compiled.jac_values_T,
+                compiled.jac_rows,
+                compiled.jac_cols,
+                t0,
+                t1,
+                Y0,
+                P,
+                t_out,
+                rtol=rtol,
+                atol=atol,
+                plan=self._plan(compiled),
+                dense_output=self.dense_output,
+                chunk_size=self.chunk_size,
+                **ext,
+            )
+        return SegmentResult(
+            res.y, res.y_final, res.status, res.message, res.n_steps, res.extinct_day, n_rejected=res.n_rejected
+        )

@@ -129,18 +129,35 @@ def _initial_step(rhs, t0, Y, P, F0, atol_c, rtol, span, order):
     F1 = np.asarray(rhs(t0, Y + h0 * F0, P), dtype=float)
     d2 = _rms((F1 - F0) / sc) / h0
     dm = np.maximum(d1, d2)
-    h1 = np.where(dm <= 1e-15, np.maximum(1e-6, h0 * 1e-3),
-                  (0.01 / np.maximum(dm, 1e-300)) ** (1.0 / (order + 1)))
+    h1 = np.where(dm <= 1e-15, np.maximum(1e-6, h0 * 1e-3), (0.01 / np.maximum(dm, 1e-300)) ** (1.0 / (order + 1)))
     h = np.minimum(100 * h0, h1)
     h = np.where(np.isfinite(h) & (h > 0), h, 1e-6)
     return np.minimum(h, span)
 
 
-def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y0, p, t_out, *,
-                    rtol=1e-6, atol=1e-9, h0=None, max_steps=200_000, h_min=1e-14,
-                    plan: SparseLUPlan | None = None, dense_output: bool = True,
-                    fixed_step: float | None = None, chunk_size: int = 4096, extinct_index=None,
-                    extinct_threshold=None) -> BatchResult:
+def integrate_batch(
+    rhs,
+    jac_values,
+    jac_rows,
+    jac_cols,
+    t0: float,
+    t1: float,
+    y0,
+    p,
+    t_out,
+    *,
+    rtol=1e-6,
+    atol=1e-9,
+    h0=None,
+    max_steps=200_000,
+    h_min=1e-14,
+    plan: SparseLUPlan | None = None,
+    dense_output: bool = True,
+    fixed_step: float | None = None,
+    chunk_size: int = 4096,
+    extinct_index=None,
+    extinct_threshold=None,
+) -> BatchResult:
     """Integrate ``N`` independent autonomous ODE systems from ``t0`` to ``t1`` with Rodas4.
 
     Parameters
@@ -189,20 +206,39 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
     if n_out and (np.any(np.diff(t_out) < 0) or t_out[0] < t0 - slack or t_out[-1] > t1 + slack):
         raise ValueError("t_out must be sorted and lie within [t0, t1]")
     t_out = np.clip(t_out, t0, t1)
-    atol_c = np.broadcast_to(np.asarray(atol, dtype=float).reshape(-1, 1)
-                             if np.ndim(atol) else np.asarray(atol, dtype=float), (n, 1)).copy()
+    atol_c = np.broadcast_to(
+        np.asarray(atol, dtype=float).reshape(-1, 1) if np.ndim(atol) else np.asarray(atol, dtype=float), (n, 1)
+    ).copy()
     if plan is None:
         plan = SparseLUPlan(n, jac_rows, jac_cols)
     elif plan.n != n:
         raise ValueError("plan was built for a different number of states")
     ext_idx = np.zeros(0, np.int64) if extinct_index is None else np.asarray(extinct_index, np.int64)
-    ext_thr = (np.zeros((0, N)) if extinct_threshold is None or ext_idx.size == 0
-               else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N)))
+    ext_thr = (
+        np.zeros((0, N))
+        if extinct_threshold is None or ext_idx.size == 0
+        else np.broadcast_to(np.asarray(extinct_threshold, float).reshape(ext_idx.size, -1), (ext_idx.size, N))
+    )
     if N > chunk_size:
-        return _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan,
-                        chunk_size, dict(rtol=rtol, atol=atol, max_steps=max_steps, h_min=h_min,
-                                         dense_output=dense_output, fixed_step=fixed_step),
-                        ext_idx, ext_thr)
+        return _chunked(
+            rhs,
+            jac_values,
+            jac_rows,
+            jac_cols,
+            t0,
+            t1,
+            Y0,
+            P0,
+            t_out,
+            h0,
+            plan,
+            chunk_size,
+            dict(
+                rtol=rtol, atol=atol, max_steps=max_steps, h_min=h_min, dense_output=dense_output, fixed_step=fixed_step
+            ),
+            ext_idx,
+            ext_thr,
+        )
 
     # Global results.
     y_out = np.full((n_out, n, N), np.nan)
@@ -220,8 +256,17 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
     k0 = int(np.searchsorted(t_out, t0, side="right"))
     y_out[:k0] = Y0[None]
     if t1 == t0:
-        return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej,
-                           np.zeros(N) if h0 is None else np.asarray(h0, float).copy(), extinct_day)
+        return BatchResult(
+            y_out,
+            y_final,
+            status,
+            message,
+            t_reached,
+            n_steps,
+            n_rej,
+            np.zeros(N) if h0 is None else np.asarray(h0, float).copy(),
+            extinct_day,
+        )
 
     with np.errstate(all="ignore"):
         F0 = np.asarray(rhs(t0, Y0, P0), dtype=float)
@@ -234,21 +279,39 @@ def integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0: float, t1: float, y
             hinit = np.broadcast_to(np.asarray(h0, dtype=float), (N,)).copy()
             bad = ~(np.isfinite(hinit) & (hinit > 0))
             if bad.any():
-                hinit[bad] = _initial_step(rhs, t0, Y0[:, bad], P0[:, bad], F0[:, bad], atol_c,
-                                           rtol, span, tab.order)
+                hinit[bad] = _initial_step(rhs, t0, Y0[:, bad], P0[:, bad], F0[:, bad], atol_c, rtol, span, tab.order)
         hinit = np.minimum(hinit, span)
-        w = _Work(idx=np.arange(N), Y=Y0.copy(), P=P0.copy(), t=np.full(N, t0), h=hinit,
-                  hacc=np.zeros(N), erracc=np.ones(N), reject=np.zeros(N, dtype=bool),
-                  ptr=np.full(N, k0, dtype=np.intp), stale=np.zeros(N, dtype=bool), F0=F0,
-                  JV=np.asarray(jac_values(t0, Y0, P0), dtype=float), thr=np.array(ext_thr, dtype=float))
+        w = _Work(
+            idx=np.arange(N),
+            Y=Y0.copy(),
+            P=P0.copy(),
+            t=np.full(N, t0),
+            h=hinit,
+            hacc=np.zeros(N),
+            erracc=np.ones(N),
+            reject=np.zeros(N, dtype=bool),
+            ptr=np.full(N, k0, dtype=np.intp),
+            stale=np.zeros(N, dtype=bool),
+            F0=F0,
+            JV=np.asarray(jac_values(t0, Y0, P0), dtype=float),
+            thr=np.array(ext_thr, dtype=float),
+        )
         control = _StepControl(t0, t1, t_out, atol_c, rtol, max_steps, h_min, dense_output, fixed_step, ext_idx)
-        _run(rhs, jac_values, plan, tab, w, control,
-             _Outputs(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, last_nonfinite, extinct_day))
+        _run(
+            rhs,
+            jac_values,
+            plan,
+            tab,
+            w,
+            control,
+            _Outputs(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, last_nonfinite, extinct_day),
+        )
     return BatchResult(y_out, y_final, status, message, t_reached, n_steps, n_rej, h_last, extinct_day)
 
 
-def _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan, chunk_size,
-             kw, ext_idx, ext_thr) -> BatchResult:
+def _chunked(
+    rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, plan, chunk_size, kw, ext_idx, ext_thr
+) -> BatchResult:
     """Integrate column chunks of (nearly) equal size one after the other and stitch results."""
     N = Y0.shape[1]
     n_chunks = -(-N // chunk_size)
@@ -256,10 +319,25 @@ def _chunked(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0, P0, t_out, h0, pla
     h0a = None if h0 is None else np.broadcast_to(np.asarray(h0, dtype=float), (N,))
     parts = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        parts.append(integrate_batch(rhs, jac_values, jac_rows, jac_cols, t0, t1, Y0[:, a:b],
-                                     P0[:, a:b], t_out, h0=None if h0a is None else h0a[a:b],
-                                     plan=plan, chunk_size=chunk_size, extinct_index=ext_idx,
-                                     extinct_threshold=ext_thr[:, a:b], **kw))
+        parts.append(
+            integrate_batch(
+                rhs,
+                jac_values,
+                jac_rows,
+                jac_cols,
+                t0,
+                t1,
+                Y0[:, a:b],
+                P0[:, a:b],
+                t_out,
+                h0=None if h0a is None else h0a[a:b],
+                plan=plan,
+                chunk_size=chunk_size,
+                extinct_index=ext_idx,
+                extinct_threshold=ext_thr[:, a:b],
+                **kw,
+            )
+        )
     return BatchResult(
         y=np.concatenate([r.y for r in parts], axis=2),
         y_final=np.concatenate([r.y_final for r in parts], axis=1),
@@ -309,24 +387,33 @@ class _Outputs:
 def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepControl, out: _Outputs) -> None:
     """Main loop: one Rodas4 step for every active trajectory per iteration."""
     t0, t1, t_out, atol_c, rtol = control.t0, control.t1, control.t_out, control.atol_c, control.rtol
-    max_steps, h_min, dense_output, fixed_step = control.max_steps, control.h_min, control.dense_output, control.fixed_step
+    max_steps, h_min, dense_output, fixed_step = (
+        control.max_steps,
+        control.h_min,
+        control.dense_output,
+        control.fixed_step,
+    )
     ext_idx = control.ext_idx
     y_out, y_final, status, message, t_reached = out.y_out, out.y_final, out.status, out.message, out.t_reached
-    n_steps, n_rej, h_last, last_nonfinite, extinct_day = (out.n_steps, out.n_rej, out.h_last, out.last_nonfinite,
-                                                          out.extinct_day)
+    n_steps, n_rej, h_last, last_nonfinite, extinct_day = (
+        out.n_steps,
+        out.n_rej,
+        out.h_last,
+        out.last_nonfinite,
+        out.extinct_day,
+    )
     n = w.Y.shape[0]
     n_out = t_out.size
     g = tab.gamma
     A, C = tab.a, tab.c
     eps = np.finfo(float).eps
-    t_out_pad = np.append(t_out, np.inf)   # so ptr == n_out indexes +inf ("no more outputs")
+    t_out_pad = np.append(t_out, np.inf)  # so ptr == n_out indexes +inf ("no more outputs")
     # Stage i combination matrices: row 0 = a_ij (argument of f), row 1 = c_ij (times 1/h).
     AC = [None] + [np.array([A[i], C[i]], dtype=float) for i in range(1, 6)]
-    HC = np.array([tab.h2, tab.h3])            # dense-output weights of U_1..U_5
+    HC = np.array([tab.h2, tab.h3])  # dense-output weights of U_1..U_5
 
     # Trajectories whose initial rhs/Jacobian is already non-finite fail immediately.
-    bad0 = ~(np.isfinite(w.F0).all(axis=0) & np.isfinite(w.JV).all(axis=0)
-             & np.isfinite(w.Y).all(axis=0))
+    bad0 = ~(np.isfinite(w.F0).all(axis=0) & np.isfinite(w.JV).all(axis=0) & np.isfinite(w.Y).all(axis=0))
     if bad0.any():
         for gi in w.idx[bad0]:
             status[gi] = Status.NON_FINITE
@@ -362,10 +449,10 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
         if not dense_output:
             target = np.minimum(target, t_out_pad[w.ptr])
         remaining = target - w.t
-        land = w.t + w.h * 1.0001 >= target     # also stretches to avoid a sliver step
+        land = w.t + w.h * 1.0001 >= target  # also stretches to avoid a sliver step
         h = np.where(land, remaining, w.h)
         t_new = np.where(land, target, w.t + h)
-        h = t_new - w.t                          # the step actually represented in floating point
+        h = t_new - w.t  # the step actually represented in floating point
 
         # ---- Rodas4 stages ----------------------------------------------------------------
         c_diag = 1.0 / (g * h)
@@ -380,7 +467,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
         np.copyto(K[0], w.F0)
         lin.solve(K[0])
         for i in range(1, 6):
-            if i == 1:   # k=1 matrix products take a slow BLAS path; an outer product is fast
+            if i == 1:  # k=1 matrix products take a slow BLAS path; an outer product is fast
                 W = np.multiply.outer(AC[1][:, 0], K[0])
             else:
                 W = (AC[i] @ Kflat[:i]).reshape(2, n, Na)
@@ -389,7 +476,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
             np.multiply(W[1], inv_h, out=W[1])
             np.add(F, W[1], out=K[i])
             lin.solve(K[i])
-        Y_new = Ys + K[5]   # Ys is the stage-6 argument = embedded order-3 solution
+        Y_new = Ys + K[5]  # Ys is the stage-6 argument = embedded order-3 solution
         U = K
 
         # ---- error estimate and accept/reject --------------------------------------------
@@ -404,8 +491,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
 
         # Controller (Hairer-Wanner with Gustafsson's predictive correction on acceptance).
         with np.errstate(divide="ignore"):
-            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / SAFE, 1.0 / FAC_MAX,
-                          1.0 / FAC_MIN)
+            fac = np.clip(err ** (1.0 / (tab.err_order + 1)) / SAFE, 1.0 / FAC_MAX, 1.0 / FAC_MIN)
             had_acc = w.hacc > 0
             fgus = np.where(had_acc, (w.hacc / h) * (err * err / w.erracc) ** 0.25 / SAFE, 0.0)
             fgus = np.clip(fgus, 1.0 / FAC_MAX, 1.0 / FAC_MIN)
@@ -439,7 +525,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
                     q = np.nonzero(m)[0]
                     tq = t_out_pad[ptr[q]]
                     if dense_output:
-                        s_ = ((tq - told[q]) / hs[q])
+                        s_ = (tq - told[q]) / hs[q]
                         yq = y0s[:, q] + s_ * (d10[:, q] + (1.0 - s_) * (H2[:, q] + s_ * H3[:, q]))
                         # exactly at the step end use the step result itself
                         yq = np.where(tq == tnew_s[q], y1s[:, q], yq)
@@ -461,7 +547,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
             w.hacc[acc_idx] = h[acc_idx]
             w.erracc[acc_idx] = np.maximum(1e-2, err[acc_idx])
             w.stale[acc_idx] = True
-            if ext_idx.size:   # extinction: a population below its threshold (one cell) is gone
+            if ext_idx.size:  # extinction: a population below its threshold (one cell) is gone
                 Ya = w.Y[:, acc_idx]
                 day = np.full((ext_idx.size, acc_idx.size), np.nan)
                 extinguish(Ya, ext_idx, w.thr[:, acc_idx], day, w.t[acc_idx])
@@ -489,7 +575,7 @@ def _run(rhs, jac_values, plan: SparseLUPlan, tab, w: "_Work", control: _StepCon
                 if under[j]:
                     status[k] = Status.STEP_UNDERFLOW
                     why = " after non-finite stage values" if last_nonfinite[k] else ""
-                    message[k] = (f"step size underflow (h={w.h[j]:.3g}){why} at t={w.t[j]:.10g}")
+                    message[k] = f"step size underflow (h={w.h[j]:.3g}){why} at t={w.t[j]:.10g}"
                 else:
                     status[k] = Status.TOO_MANY_STEPS
                     message[k] = f"max_steps={max_steps} exceeded at t={w.t[j]:.10g}"
@@ -506,7 +592,7 @@ class _LinearSolver:
         self.t = np.empty(N)
         self.dense_cols = None
         self.a = M
-        with np.errstate(all="ignore"):   # zero/tiny pivots are detected below
+        with np.errstate(all="ignore"):  # zero/tiny pivots are detected below
             self.d = plan.factor_kernel(M, np.empty((plan.n, N)), self.t)
         # Growth check: largest multiplier per column (cheap: one gather over L slots).
         if plan.l_slot.size:
@@ -549,4 +635,3 @@ def _dense_solve(mats: np.ndarray, b: np.ndarray) -> np.ndarray:
                 except np.linalg.LinAlgError:
                     pass
             return out
-

@@ -30,16 +30,13 @@ class Rodas4Tableau:
         (-2.430093356833875, -0.2063599157091915),
         (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
         (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160),
-        (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136,
-         -6.058818238834054),
+        (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054),
     )
     # Dense output: y(t + s h) = y0 + s (y1 - y0 + (1 - s)(H2 + s H3)),  Hk = sum_j h_kj U_j.
-    h2 = (10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823,
-          1.025137723295662)
-    h3 = (-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386,
-          -6.594389125716872)
-    order = 4          # order of the propagated solution
-    err_order = 3      # order of the embedded solution; controller exponent 1/(err_order+1)
+    h2 = (10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662)
+    h3 = (-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872)
+    order = 4  # order of the propagated solution
+    err_order = 3  # order of the embedded solution; controller exponent 1/(err_order+1)
 
 
 RODAS4 = Rodas4Tableau()
@@ -47,6 +44,6 @@ RODAS4 = Rodas4Tableau()
 
 # Step-size controller constants (Hairer & Wanner rodas.f defaults).
 SAFE = 0.9
-FAC_MIN = 0.2      # h_new >= 0.2 h
-FAC_MAX = 6.0      # h_new <= 6 h
+FAC_MIN = 0.2  # h_new >= 0.2 h
+FAC_MAX = 6.0  # h_new <= 6 h
 GROWTH_LIMIT = 1e8  # max |multiplier| before falling back to a pivoted dense solve
