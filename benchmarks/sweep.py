@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/sweep.py                  # the targets: N = 1,024 x 40 parameters, one year; 10,000-point memory run
+    python benchmarks/sweep.py                  # the targets: N = 1,024 x 40 parameters, one year; \
+10,000-point memory run
     python benchmarks/sweep.py --quick          # small versions of all three (a few minutes)
     python benchmarks/sweep.py --only saltelli --n-base 256 --params 20 --workers 2
 
