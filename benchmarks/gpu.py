@@ -154,8 +154,7 @@ def markdown(result: dict) -> str:
         "",
         f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
         f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same "
-        "tolerances);"
-        f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
+        f"tolerances); max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
         f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
         f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), "
         f"{s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
@@ -214,8 +213,7 @@ def main(argv=None) -> dict:
     )
     log(
         f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in "
-        f"{time.perf_counter() - t:.1f} s "
-        f"(failed {int(np.sum(ref_status != 0))})"
+        f"{time.perf_counter() - t:.1f} s (failed {int(np.sum(ref_status != 0))})"
     )
     cpu_secs, cpu_tumour, cpu_status = run(
         model, params, regimen, tp.subset(values, slice(0, n_cpu)), times, cpu_solver, args.rtol, tp.ATOL
@@ -264,8 +262,7 @@ def main(argv=None) -> dict:
         rows.append(row)
         log(
             f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver "
-            f"{solver_secs:8.2f} s  "
-            f"{row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}"
+            f"{solver_secs:8.2f} s  {row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}"
         )
 
     k = min(n_ref, gpu_first.shape[0])

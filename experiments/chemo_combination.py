@@ -226,15 +226,14 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         plots.panel_letters(axes)
         caption = (
             "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one "
-            "cell when a tumour "
-            f"nears it) over {duration:g} days "
+            f"cell when a tumour nears it) over {duration:g} days "
             "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 "
-            "(concurrent), a "
-            f"chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), the delayed "
+            f"(concurrent), a chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), "
+            "the delayed "
             "bispecific alone (dashed vermillion) and anti-PD-L1 with and without nab-paclitaxel, in each setting "
             "(default parameters + the setting overlay of models/settings.toml; doses from "
-            "models/arms.toml). The dotted "
-            f"line marks day {LEAD_IN_DAYS:g}, when the lead-in bispecific starts. One typical patient, no variability."
+            f"models/arms.toml). The dotted line marks day {LEAD_IN_DAYS:g}, when the lead-in bispecific starts. One "
+            "typical patient, no variability."
         )
         plots.save_figure(fig, out_dir, "chemo_diameter", caption, ds.attrs)
 
@@ -288,21 +287,20 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         plots.panel_letters(axes)
         caption = (
             "Bliss excess of tumour-volume inhibition for nab-paclitaxel (A) with an antibody (B), per "
-            "setting and day. "
-            "Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that day); Bliss excess = "
+            "setting and day. Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that "
+            "day); Bliss excess = "
             "I_AB - (I_A + I_B - I_A I_B): > 0 the combination does better than independent action "
-            "(synergy), < 0 worse "
-            "(antagonism). For the concurrent schedules B is the antibody from day 1; for the lead-in B is the same "
+            "(synergy), < 0 worse (antagonism). For the concurrent schedules B is the antibody from day 1; for the "
+            "lead-in B is the same "
             f"bispecific started on day {LEAD_IN_DAYS + 1:g}, so the bar measures the interaction, not the cost of the "
             "delay (compare tumour sizes in chemo_diameter for that). When a monotherapy already removes "
-            "nearly all of the "
-            "tumour (I close to 1) the Bliss excess is squeezed towards 0 whatever the interaction; the bottom row "
+            "nearly all of the tumour (I close to 1) the Bliss excess is squeezed towards 0 whatever the interaction; "
+            "the bottom row "
             "therefore shows the same independence model on a log scale: Bliss predicts that surviving fractions "
             "S = V_arm / V_untreated multiply, and the bar is log10(S_A S_B / S_AB) (> 0: the combination leaves fewer "
             "cells than independent action predicts), with tumour cells floored at one cell. Where the combination is "
             "below one cell the bar is a lower bound (faint, label '≥'); where a monotherapy is, the log "
-            "excess is undetermined "
-            "('n/a'). Default parameters + the "
+            "excess is undetermined ('n/a'). Default parameters + the "
             "setting overlay of models/settings.toml; one typical patient."
         )
         plots.save_figure(fig, out_dir, "chemo_bliss", caption, ds.attrs)
@@ -337,13 +335,13 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         caption = (
             "What nab-paclitaxel does to the immune side: effector and progenitor-exhausted (TCF1+) CD8 T cells in the "
             "tumour and tumour antigen reaching the draining node (dead-cell equivalents; it drives priming) "
-            "over time, "
-            "for untreated, nab-paclitaxel, the 2:2 bispecific, both from day 1 and the chemotherapy lead-in (dashed; "
+            "over time, for untreated, nab-paclitaxel, the 2:2 bispecific, both from day 1 and the chemotherapy "
+            "lead-in (dashed; "
             f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells "
             "(nabp_tcell_tox_max) and "
             "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is "
-            "the trade-off. "
-            "T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these panels show the "
+            "the trade-off. T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these "
+            "panels show the "
             "balance, not toxicity alone. Log axes, floored at one cell where a population nears extinction; "
             "where arms "
             "coincide the earlier-listed one shows as a wider coloured edge. Default parameters + the "

@@ -184,8 +184,9 @@ def verdicts(outcome: dict[str, dict[str, ArmOutcome]], failed_by_arm: dict[str,
                 np.array(holds),
                 {
                     "units": "1",
-                    "description": "1 holds, 0 does not, NaN undecided (not tested, no untreated tumour left) "
-                    "or failed",
+                    "description": (
+                        "1 holds, 0 does not, NaN undecided (not tested, no untreated tumour left) or failed"
+                    ),
                 },
             ),
             "failed": (("entry", "point"), np.array(failures), {"description": "a simulation the claim needs failed"}),

@@ -216,9 +216,8 @@ def simulate(
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
     keep: names of the species, observables, extinction days (``extinct_day_<species>``) and step counts
         (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept.
-        An unknown
-        name is refused, listing those that exist. A large sweep keeps only what it needs this way (see
-        :func:`variable_names`).
+        An unknown name is refused, listing those that exist. A large sweep keeps only what it needs this
+        way (see :func:`variable_names`).
     dose_stop_days: per-sample end of treatment, (N,) days (``np.inf``: never stop), or None (every sample
         gets every dose). A bolus at or after a sample's stop day is not given to that sample, and an
         infusion that starts at or after it is not given (one started before it runs to its end).
@@ -634,8 +633,9 @@ def _to_dataset(
                 {
                     "units": "1",
                     "kind": "solver",
-                    "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend "
-                    "does not count them)",
+                    "description": (
+                        f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)"
+                    ),
                 },
             )
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}

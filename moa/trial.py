@@ -854,8 +854,8 @@ def _calibrated_source(source: str, key: str, value: float, note: str) -> str:
 
 def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path | str = POPULATION_FILE) -> None:
     """Write fitted values into models/population.toml in place (comments kept), putting
-    ``calibrated: <key> = <value> (<note>)`` in front of each entry's source; the file is re-read and checked before it
-    replaces the old one."""
+    ``calibrated: <key> = <value> (<note>)`` in front of each entry's source; the file is re-read and checked
+    before it replaces the old one."""
     path = pathlib.Path(path)
     text = path.read_text(encoding="utf-8")
     for field, value in fitted.items():

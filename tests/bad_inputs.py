@@ -1240,8 +1240,8 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "`moa run` killed (SIGKILL or SIGTERM) mid-experiment or mid-swap",
         "`<out>/<name>` is a link to a hidden version folder, swapped in by one rename: the old or the new "
-        "complete folder is "
-        "visible at every instant; the next run removes the dead run's staging folders (their pid is gone)",
+        "complete folder is visible at every instant; the next run removes the dead run's staging folders (their pid "
+        "is gone)",
         "tests/test_cli.py::test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up, "
         "tests/test_results.py::test_a_kill_at_any_instant_of_the_swap_leaves_a_complete_folder_and_the_next_run_cleans_up",
     ),
@@ -1258,8 +1258,7 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "full disk during `moa run`",
         "the experiment fails like any other (exit 1); its files are written to temporaries and renamed, so "
-        "no half-written "
-        "file and no new folder appear; the previous folder stays",
+        "no half-written file and no new folder appear; the previous folder stays",
         "tests/test_plots.py::test_save_figure_failing_half_way_leaves_no_files, "
         "tests/test_cli.py::test_failing_experiment_leaves_no_folder_and_others_still_run",
     ),
@@ -1308,8 +1307,7 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "a worker process dies (killed) in `simulate_parallel`",
         "lost chunks rerun in a new pool, then each alone; only the chunk whose lone worker dies is marked "
-        "failed (with the signal); "
-        "every other sample equals a single-process run exactly",
+        "failed (with the signal); every other sample equals a single-process run exactly",
         "tests/test_parallel.py::test_a_worker_killed_by_one_chunk_fails_only_that_chunk, "
         "tests/test_parallel.py::test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds",
     ),
@@ -1395,8 +1393,8 @@ def reliability_md(cases: Sequence[Case] = CASES, got: dict[str, Refusal] | None
         "",
         f"Every bad input below is a case in `tests/bad_inputs.py` ({len(cases)} cases: {api} through the Python API, "
         f"{len(cases) - api} through the `moa` command). `tests/test_bad_inputs.py` runs each one in an "
-        "empty folder and "
-        "checks that it is refused with the error shown, that the message contains the case's fragment, and that "
+        "empty folder and checks that it is refused with the error shown, that the message contains the case's "
+        "fragment, and that "
         "nothing was written. The messages are the ones moa gives, captured when this file was generated "
         "(the case's folder shown as `<tmp>`, the repository as `<repo>`). The command exits with status 2 on bad "
         "arguments, before anything is written.",

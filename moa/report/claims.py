@@ -361,9 +361,9 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
         if setting == "pdl1_negative_tnbc":
             out["pdl1neg"].append(
                 f"{label}: best change untreated {_fmt(best['untreated'][setting], '%')}, anti-PD-L1 "
-                f"{_fmt(b_pd, '%')}, "
-                f"2:2 bispecific {_fmt(b_bs, '%')}, anti-4-1BB agonist {_fmt(best['a41bb'][setting], '%')}, "
-                f"nab-paclitaxel {_fmt(best['nabp'][setting], '%')}, nab-paclitaxel + 2:2 "
+                f"{_fmt(b_pd, '%')}, 2:2 bispecific {_fmt(b_bs, '%')}, anti-4-1BB agonist "
+                f"{_fmt(best['a41bb'][setting], '%')}, nab-paclitaxel {_fmt(best['nabp'][setting], '%')}, "
+                "nab-paclitaxel + 2:2 "
                 f"{_fmt(best['nabp_bsab_2x2'][setting], '%')} -> "
                 + (
                     "the bispecific alone reaches a partial response"
@@ -545,8 +545,7 @@ def _robustness_lines(summaries) -> list[str]:
         f"{len(rb.parameters)} parameters within their bounds in models/; drug-design constants and setting levers "
         f"fixed), {rb.duration_days:.0f} days per simulation. The fraction is of the points that ran; the interval is "
         "the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated "
-        "tumour is left "
-        f"to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.",
+        f"tumour is left to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.",
         "",
         "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
         "|---|---|---|---|---|---|",
@@ -594,8 +593,7 @@ def claims_markdown(
         f"partial response at {partial_response_pct():.0f}% best change; Bliss excess beyond "
         f"+-{decisions.bliss_synergy_margin:g} on volume inhibition vs untreated; differences under "
         f"{decisions.meaningful_difference_pct_points:.0f} percentage points count as none. One typical "
-        "patient per setting "
-        "with default parameters; the sweeps say where a verdict flips.",
+        "patient per setting with default parameters; the sweeps say where a verdict flips.",
         "",
     ]
     lines += _robustness_lines(summaries)
@@ -690,8 +688,7 @@ def claims_markdown(
                 + "; it is smallest at the "
                 f"{('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
                 f"end of {weakest[0]} "
-                f"({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} "
-                "log10)."
+                f"({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10)."
             )
         if sw.failed_points:
             lines.append(f"  - {sw.failed_points} sweep point(s) failed: {sw.failure_reasons}.")
@@ -708,8 +705,8 @@ def claims_markdown(
             lines.append(
                 f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
                 f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is "
-                f"{100 * v['ternary_at_rp2d_over_peak']:.0f}% "
-                f"of the peak; best change at 15 mg/kg {v['best_percent_change_at_rp2d']:+.0f}%"
+                f"{100 * v['ternary_at_rp2d_over_peak']:.0f}% of the peak; best change at 15 mg/kg "
+                f"{v['best_percent_change_at_rp2d']:+.0f}%"
                 + (
                     f"; 4-1BB signal in cycle 2 at 15 mg/kg {v['cd137_signal_cycle2_at_rp2d']:.2f}."
                     if "cd137_signal_cycle2_at_rp2d" in v
@@ -760,10 +757,9 @@ def claims_markdown(
         r = mv.peripheral_ratio_agonist0p1_over_bsab15
         lines.append(
             "  - Liver 4-1BB signal AUC over the first cycle of the agonist at its tolerated 0.1 mg/kg is "
-            f"x{r:.3g} that of the "
-            "2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg "
-            f"{mv.best_change_bsab15_hot:+.0f}%, "
-            f"two mAbs (agonist 0.1 mg/kg) {mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
+            f"x{r:.3g} that of the 2:2 bispecific at 15 mg/kg; best change in hot TNBC: bispecific 15 mg/kg "
+            f"{mv.best_change_bsab15_hot:+.0f}%, two mAbs (agonist 0.1 mg/kg) "
+            f"{mv.best_change_two_mabs_agonist0p1_hot:+.0f}% -> "
             + (
                 "HOLDS: wider window for the bispecific"
                 if r > decisions.safety_window_fold
@@ -774,8 +770,7 @@ def claims_markdown(
             lo, hi = mv.agonist_readout_0p1_and_1_mg_per_kg
             lines.append(
                 f"  - Threshold {mv.liver_threshold_day:g} day, calibrated between the agonist at 0.1 mg/kg "
-                f"({lo:.3g} day) "
-                f"and 1 mg/kg ({hi:.3g} day) (Segal 2017)."
+                f"({lo:.3g} day) and 1 mg/kg ({hi:.3g} day) (Segal 2017)."
             )
             for cis, values in (mv.bsab_liver_readout_by_cis_efficacy or {}).items():
                 worst = max(values)

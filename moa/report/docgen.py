@@ -12,8 +12,8 @@
 
 This module writes documentation only: the numbers of the format comparison are computed by
 :func:`moa.binding_equilibrium.format_comparison` and
-:func:`moa.binding_equilibrium.format_pdl1_thresholds`, which own that science, and the one-year outcomes are
-read from the regression baselines.
+:func:`moa.binding_equilibrium.format_pdl1_thresholds`, which own that science, and the one-year
+outcomes are read from the regression baselines.
 
 ``--check`` exits 1 if any generated file is stale; ``tests/test_docs.py`` regenerates the
 documents in memory and compares. The regression baselines (every arm in every setting for one
@@ -101,8 +101,8 @@ def equations_md(model: Model, values: dict | None = None) -> str:
         f"{len(model.species)} species, {len(model.parameters)} parameters, {len(model.terms)} rate terms, "
         f"{len(model.expressions)} named expressions. Time in days; every term has the unit of its species per day "
         "(checked when the model is built). Each ODE lists all its terms, with the mechanism that "
-        "contributes each one. "
-        "Named expressions (defined below) appear by name; unit conversions (`nmol_per_molecule`, `mL_per_L`, ...) "
+        "contributes each one. Named expressions (defined below) appear by name; unit conversions "
+        "(`nmol_per_molecule`, `mL_per_L`, ...) "
         "are explicit constants whose values pint derives from their units.\n"
     )
     owner: dict[str, str] = {}

@@ -177,8 +177,8 @@ def simulation_record(
 
     ``parameters`` maps every parameter of the set (the model's and the patient values doses are scaled
     by) to ``{"value": number | list (one per sample), "unit": str}`` in the unit the model declares;
-    ``regimen`` holds the doses given (drug, amount, unit, time_days,
-    route, duration_days); ``model`` is the model's name and ``n_states`` its state count.
+    ``regimen`` holds the doses given (drug, amount, unit, time_days, route, duration_days); ``model`` is
+    the model's name and ``n_states`` its state count.
     """
     names = list(parameters)
     return {

@@ -490,11 +490,11 @@ def remove_stale(folder: str | os.PathLike) -> list[str]:
 
     An entry named ``.<name>.<pid>-<random>`` (a staging or version folder, a temporary file
     or a link about to be swapped in) is stale when no link in ``folder`` points at it and the
-    process ``pid`` no longer runs (a link about to be swapped in does not count). A run in progress (its pid
-    alive, this process included) is never touched. A reused pid, or a version orphaned by a kill just after
-    its swap while the
-    process that wrote it still runs, only delays the removal until that process ends; pids of
-    another machine sharing the folder are not checked (run one ``moa run`` per folder there).
+    process ``pid`` no longer runs (a link about to be swapped in does not count). A run in progress
+    (its pid alive, this process included) is never touched. A reused pid, or a version orphaned by a
+    kill just after its swap while the process that wrote it still runs, only delays the removal until
+    that process ends; pids of another machine sharing the folder are not checked (run one ``moa run``
+    per folder there).
     """
     folder = pathlib.Path(folder)
     try:
