@@ -153,10 +153,11 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"* Max relative tumour error vs numba Rodas4 rtol {REF_RTOL:g} on {result['reference']['sets']} sets: "
-        f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same tolerances);"
-        f" max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
+        f"{s['max_tumour_error']:.2e} (GPU) / {result['cpu']['max_tumour_error']:.2e} (one-core numba, same "
+        f"tolerances); max relative difference GPU vs one-core numba: {s['gpu_vs_cpu_tumour_rel_diff']:.2e}.",
         f"* One-core numba backend: {result['cpu']['sims_per_s']:.1f} sims/s on {result['cpu']['n']} sets; "
-        f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), {s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
+        f"ratio at the largest N: {s['ratio_to_one_core']:,.3g}x (simulate), "
+        f"{s['solver_ratio_to_one_core']:,.3g}x (GPU solver).",
         f"* libroadrunner ({result['libroadrunner']['source'] if result['libroadrunner'] else 'n/a'}): "
         + (
             f"{result['libroadrunner']['sims_per_s']:.1f} sims/s; ratio {s['ratio_to_libroadrunner']:,.3g}x (simulate)."
@@ -211,8 +212,8 @@ def main(argv=None) -> dict:
         model, params, regimen, tp.subset(values, slice(0, n_ref)), times, cpu_solver, REF_RTOL, REF_ATOL
     )
     log(
-        f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in {time.perf_counter() - t:.1f} s "
-        f"(failed {int(np.sum(ref_status != 0))})"
+        f"reference: numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g} on {n_ref} sets in "
+        f"{time.perf_counter() - t:.1f} s (failed {int(np.sum(ref_status != 0))})"
     )
     cpu_secs, cpu_tumour, cpu_status = run(
         model, params, regimen, tp.subset(values, slice(0, n_cpu)), times, cpu_solver, args.rtol, tp.ATOL
@@ -260,8 +261,8 @@ def main(argv=None) -> dict:
         }
         rows.append(row)
         log(
-            f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver {solver_secs:8.2f} s  "
-            f"{row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}"
+            f"N = {n:>9,}: {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver "
+            f"{solver_secs:8.2f} s  {row['solver_sims_per_s'] or 0:10,.0f} sims/s  failed {failed}"
         )
 
     k = min(n_ref, gpu_first.shape[0])

@@ -389,8 +389,8 @@ def main(argv=None) -> dict:
     batch = params.with_values(values)
     density = np.broadcast_to(np.asarray(batch["tumour_cell_density"], dtype=float), (n,))
     print(
-        f"full model: {model.compiled.n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in {days:g} days; "
-        f"{n} parameter sets varying {len(values)} parameters (LHS seed {args.seed})",
+        f"full model: {model.compiled.n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in "
+        f"{days:g} days; {n} parameter sets varying {len(values)} parameters (LHS seed {args.seed})",
         flush=True,
     )
 
@@ -505,7 +505,9 @@ def main(argv=None) -> dict:
             "scipy_lsoda_sims_per_s": row_lsoda["sims_per_s"],
         },
         "at_equal_accuracy": {
-            "criterion": f"fastest tolerance with max relative tumour-volume error <= {TUMOUR_TARGET:g} over the reference sets",
+            "criterion": (
+                f"fastest tolerance with max relative tumour-volume error <= {TUMOUR_TARGET:g} over the reference sets"
+            ),
             "moa": {k: best_moa[k] for k in ("rtol", "sims_per_s")}
             | {"tumour_error": best_moa["errors"]["tumour_volume"]}
             if best_moa
@@ -565,7 +567,10 @@ def main(argv=None) -> dict:
             },
         },
         "machine": machine_info(),
-        "one_core": "one process; BLAS threads pinned to 1 (threadpoolctl and OMP/OPENBLAS/MKL env vars); reference runs excluded",
+        "one_core": (
+            "one process; BLAS threads pinned to 1 (threadpoolctl and OMP/OPENBLAS/MKL env vars); "
+            "reference runs excluded"
+        ),
         "moa_rodas": rows_moa,
         "libroadrunner": rows_rr,
         "scipy_lsoda": row_lsoda,
@@ -575,7 +580,8 @@ def main(argv=None) -> dict:
     out_path.write_text(json.dumps(result, indent=2))
     print("\nwork-precision (tumour-volume error max / median over the reference sets)")
     print(
-        f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour             bsab_central       t_eff              cd137_signal"
+        f"{'solver':<22}{'rtol':>8}{'sims/s':>10}   tumour             bsab_central       t_eff              "
+        "cd137_signal"
     )
     for r in rows_moa + rows_rr + [row_lsoda]:
         e = r["errors"]

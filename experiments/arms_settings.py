@@ -61,8 +61,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             fig,
             out_dir,
             "diameter_by_setting",
-            "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour nears it) over time for every arm in "
-            "each tumour setting, default parameters (one typical patient per setting, no variability); where arms "
+            "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one "
+            "cell when a tumour nears it) over time for every arm in each tumour setting, default parameters (one "
+            "typical patient per setting, no variability); where arms "
             "coincide, the earlier-listed one shows as a wider coloured edge. "
             "Doses: models/arms.toml; settings: models/settings.toml.",
             prov,

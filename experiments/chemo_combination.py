@@ -225,13 +225,15 @@ def plot_diameter(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=11)
         plots.panel_letters(axes)
         caption = (
-            f"Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one cell when a tumour "
-            f"nears it) over {duration:g} days "
-            "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 (concurrent), a "
-            f"chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), the delayed "
+            "Tumour diameter (sphere of the viable tumour volume; log axis, floored at the diameter of one "
+            f"cell when a tumour nears it) over {duration:g} days "
+            "for nab-paclitaxel 100 mg/m2 d1,8,15 q28d, the 2:2 bispecific 15 mg/kg Q3W, both from day 1 "
+            f"(concurrent), a chemotherapy lead-in (bispecific doses shifted by {LEAD_IN_DAYS:g} days, dashed wine), "
+            "the delayed "
             "bispecific alone (dashed vermillion) and anti-PD-L1 with and without nab-paclitaxel, in each setting "
-            "(default parameters + the setting overlay of models/settings.toml; doses from models/arms.toml). The dotted "
-            f"line marks day {LEAD_IN_DAYS:g}, when the lead-in bispecific starts. One typical patient, no variability."
+            "(default parameters + the setting overlay of models/settings.toml; doses from "
+            f"models/arms.toml). The dotted line marks day {LEAD_IN_DAYS:g}, when the lead-in bispecific starts. One "
+            "typical patient, no variability."
         )
         plots.save_figure(fig, out_dir, "chemo_diameter", caption, ds.attrs)
 
@@ -284,18 +286,21 @@ def plot_bliss(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=len(COMBINATIONS))
         plots.panel_letters(axes)
         caption = (
-            "Bliss excess of tumour-volume inhibition for nab-paclitaxel (A) with an antibody (B), per setting and day. "
-            "Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that day); Bliss excess = "
-            "I_AB - (I_A + I_B - I_A I_B): > 0 the combination does better than independent action (synergy), < 0 worse "
-            "(antagonism). For the concurrent schedules B is the antibody from day 1; for the lead-in B is the same "
+            "Bliss excess of tumour-volume inhibition for nab-paclitaxel (A) with an antibody (B), per "
+            "setting and day. Inhibition of an arm is I = 1 - V_arm / V_untreated (V: viable tumour volume at that "
+            "day); Bliss excess = "
+            "I_AB - (I_A + I_B - I_A I_B): > 0 the combination does better than independent action "
+            "(synergy), < 0 worse (antagonism). For the concurrent schedules B is the antibody from day 1; for the "
+            "lead-in B is the same "
             f"bispecific started on day {LEAD_IN_DAYS + 1:g}, so the bar measures the interaction, not the cost of the "
-            "delay (compare tumour sizes in chemo_diameter for that). When a monotherapy already removes nearly all of the "
-            "tumour (I close to 1) the Bliss excess is squeezed towards 0 whatever the interaction; the bottom row "
+            "delay (compare tumour sizes in chemo_diameter for that). When a monotherapy already removes "
+            "nearly all of the tumour (I close to 1) the Bliss excess is squeezed towards 0 whatever the interaction; "
+            "the bottom row "
             "therefore shows the same independence model on a log scale: Bliss predicts that surviving fractions "
             "S = V_arm / V_untreated multiply, and the bar is log10(S_A S_B / S_AB) (> 0: the combination leaves fewer "
             "cells than independent action predicts), with tumour cells floored at one cell. Where the combination is "
-            "below one cell the bar is a lower bound (faint, label '≥'); where a monotherapy is, the log excess is undetermined "
-            "('n/a'). Default parameters + the "
+            "below one cell the bar is a lower bound (faint, label '≥'); where a monotherapy is, the log "
+            "excess is undetermined ('n/a'). Default parameters + the "
             "setting overlay of models/settings.toml; one typical patient."
         )
         plots.save_figure(fig, out_dir, "chemo_bliss", caption, ds.attrs)
@@ -329,13 +334,18 @@ def plot_mechanism(ds: xr.Dataset, out_dir: pathlib.Path) -> None:
         plots.panel_letters(axes)
         caption = (
             "What nab-paclitaxel does to the immune side: effector and progenitor-exhausted (TCF1+) CD8 T cells in the "
-            "tumour and tumour antigen reaching the draining node (dead-cell equivalents; it drives priming) over time, "
-            "for untreated, nab-paclitaxel, the 2:2 bispecific, both from day 1 and the chemotherapy lead-in (dashed; "
-            f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells (nabp_tcell_tox_max) and "
-            "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is the trade-off. "
-            "T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these panels show the "
-            "balance, not toxicity alone. Log axes, floored at one cell where a population nears extinction; where arms "
-            "coincide the earlier-listed one shows as a wider coloured edge. Default parameters + the setting overlay of models/settings.toml."
+            "tumour and tumour antigen reaching the draining node (dead-cell equivalents; it drives priming) "
+            "over time, for untreated, nab-paclitaxel, the 2:2 bispecific, both from day 1 and the chemotherapy "
+            "lead-in (dashed; "
+            f"bispecific from day {LEAD_IN_DAYS + 1:g}). Chemotherapy kills proliferating T cells "
+            "(nabp_tcell_tox_max) and "
+            "releases antigen from the cells it kills (nabp_icd_boost); fewer T cells with more antigen is "
+            "the trade-off. T-cell numbers also fall when the tumour shrinks (less antigen to sustain them), so these "
+            "panels show the "
+            "balance, not toxicity alone. Log axes, floored at one cell where a population nears extinction; "
+            "where arms "
+            "coincide the earlier-listed one shows as a wider coloured edge. Default parameters + the "
+            "setting overlay of models/settings.toml."
         )
         plots.save_figure(fig, out_dir, "chemo_mechanism", caption, ds.attrs)
 
@@ -387,7 +397,11 @@ def main(
         summary["t_cells_vs_bispecific_alone"][s] = {
             var: {
                 f"day_{d:g}": float(
-                    f"{float(ds[var].sel(arm='nabp_bsab_2x2', setting=s, time=d) / ds[var].sel(arm='bsab_2x2', setting=s, time=d)):.3g}"
+                    f"""{
+                        float(
+                            ds[var].sel(arm="nabp_bsab_2x2", setting=s, time=d)
+                            / ds[var].sel(arm="bsab_2x2", setting=s, time=d)
+                        ):.3g}"""
                 )
                 for d in ratio_days
             }

@@ -128,11 +128,12 @@ def plot_levers(ds: xr.Dataset, out_dir: pathlib.Path) -> pathlib.Path:
         ax.set_ylabel(plots.label("best change of diameter", "%"))
         ax.legend(fontsize=11)
         caption = (
-            f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a time set to its "
-            f"{REFERENCE} value (levers from models/settings.toml), with all of them, and with all but one (the named "
+            f"Best change of tumour diameter (RECIST scans) in the {SETTING} setting with one lever at a "
+            f"time set to its {REFERENCE} value (levers from models/settings.toml), with all of them, and with all but "
+            "one (the named "
             "lever kept cold); the cold state at the "
-            f"first dose (initial T cells, their exhaustion) is kept. Dashed: partial response ({partial_response_pct():.0f}%). Default "
-            "parameters otherwise."
+            "first dose (initial T cells, their exhaustion) is kept. Dashed: partial response "
+            f"({partial_response_pct():.0f}%). Default parameters otherwise."
         )
         path = plots.save_figure(fig, out_dir, "cold_levers", caption, ds.attrs)
     return path["png"]

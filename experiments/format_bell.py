@@ -205,8 +205,9 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             fig,
             out_dir,
             "dose_in_vivo",
-            "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB (a) and 4-1BB costimulation (b) over cycle 2 "
-            f"(days 21-42), and best diameter change (c) over {duration:.0f} days; solid 2:2, dashed 1:1; dotted "
+            "In the tumour, against dose Q3W: mean bridged (ternary) 4-1BB (a) and 4-1BB costimulation (b) "
+            f"over cycle 2 (days 21-42), and best diameter change (c) over {duration:.0f} days; solid 2:2, dashed 1:1; "
+            "dotted "
             "line at the recommended phase 2 dose. Default parameters with the named setting overlay.",
             vivo.attrs,
         )

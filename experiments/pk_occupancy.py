@@ -110,8 +110,8 @@ def figure(ds: xr.Dataset, summary: dict, out_dir: pathlib.Path) -> dict[str, pa
     )
     day = next(iter(summary.values()))["trough_time_day"]
     caption = (
-        "Free plasma concentration of the PD-L1 x 4-1BB bispecific (a, log axis, nM on the left and µg/mL on the right) "
-        "and the fraction of the systemic PD-L1 pool bound by it (b) for IV doses of "
+        "Free plasma concentration of the PD-L1 x 4-1BB bispecific (a, log axis, nM on the left and µg/mL on "
+        "the right) and the fraction of the systemic PD-L1 pool bound by it (b) for IV doses of "
         + ", ".join(f"{d:g}" for d in DOSES_MG_PER_KG)
         + f" mg/kg every 3 weeks over {t[-1]:g} days. Model: two-compartment antibody PK with target-mediated "
         "disposition to systemic PD-L1 (pk_tmdd_bsab). Trough before the last dose "

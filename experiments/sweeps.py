@@ -1,4 +1,5 @@
-"""Which tumour and drug properties decide whether the 2:2 bispecific beats anti-PD-L1, and where does the press-release claim hold?
+"""Which tumour and drug properties decide whether the 2:2 bispecific beats anti-PD-L1, \
+and where does the press-release claim hold?
 
 One-parameter sweeps across each parameter's bounds (models/parameters/; log-spaced where
 scale = "log") of the levers that make a tumour hot or cold (priming, antigenicity,
@@ -309,12 +310,13 @@ def plot_sweeps(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "sweeps_benef
         caption = (
             f"Benefit of the 2:2 bispecific (15 mg/kg Q3W) over anti-PD-L1 (1200 mg Q3W): log10 of the ratio of viable "
             f"tumour cells (anti-PD-L1 / bispecific) at day {day:g}, each floored at one cell; above 0 the bispecific "
-            f"shrinks the tumour more, the grey band is |benefit| < {MARGIN_LOG10} (a < 1.26-fold difference). Each panel "
-            "varies one parameter across its bounds in models/parameters/ (log-spaced where scale = log) and holds every "
-            "other parameter at its value in the setting (default parameters plus the setting overlay of "
+            f"shrinks the tumour more, the grey band is |benefit| < {MARGIN_LOG10} (a < 1.26-fold "
+            "difference). Each panel "
+            "varies one parameter across its bounds in models/parameters/ (log-spaced where scale = log) and "
+            "holds every other parameter at its value in the setting (default parameters plus the setting overlay of "
             "models/settings.toml); dotted vertical lines mark each setting's own value. One typical patient, no "
-            f"variability. Grey crosses on the zero line are points where the solver failed for either arm ({failed} here), "
-            "with the reason in the legend; the curve leaves them out."
+            "variability. Grey crosses on the zero line are points where the solver failed for either arm "
+            f"({failed} here), with the reason in the legend; the curve leaves them out."
         )
         path = plots.save_figure(fig, out_dir, stem, caption, ds.attrs)
     return path["png"]
@@ -346,11 +348,12 @@ def plot_sweep_responses(ds: xr.Dataset, out_dir: pathlib.Path, stem: str = "swe
         plots.panel_letters(axes)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 3))
         caption = (
-            f"Best change of tumour diameter from baseline within {duration:g} days for anti-PD-L1 and the 2:2 bispecific "
-            f"against each swept parameter; line style by setting ({styles}), colour by arm. "
-            f"The dashed grey line is the RECIST partial-response threshold ({partial_response_pct():.0f}%). One parameter varies at a time across "
-            "its bounds in models/parameters/; all others keep the setting's values (models/settings.toml). Grey crosses: "
-            "failed points (reason in the legend), drawn at 0%."
+            f"Best change of tumour diameter from baseline within {duration:g} days for anti-PD-L1 and the "
+            f"2:2 bispecific against each swept parameter; line style by setting ({styles}), colour by arm. "
+            f"The dashed grey line is the RECIST partial-response threshold ({partial_response_pct():.0f}%). "
+            "One parameter varies at a time across "
+            "its bounds in models/parameters/; all others keep the setting's values (models/settings.toml). "
+            "Grey crosses: failed points (reason in the legend), drawn at 0%."
         )
         path = plots.save_figure(fig, out_dir, stem, caption, ds.attrs)
     return path["png"]
@@ -446,13 +449,18 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
         )
         caption = (
             f"Benefit of the 2:2 bispecific over anti-PD-L1 (log10 of the ratio of viable tumour cells, anti-PD-L1 / "
-            f"bispecific, at day {day:g}, each floored at one cell) over tumour PD-L1 per cell x infiltration rate, both "
-            f"log-spaced across their bounds ({len(x)} x {len(y)} points). Every other parameter is held at the "
-            f"{settings[MAP_SETTING].label} values (default parameters + the '{MAP_SETTING}' overlay: antigenicity, initial "
-            f"T cells and their exhaustion, Treg and myeloid densities, myeloid PD-L1). {contours} The bispecific beats anti-PD-L1 by > "
-            f"{MARGIN_LOG10} log10 (1.26-fold) on {frac:.0%} of the finite points. The "
-            "markers show where each setting's PD-L1 and infiltration lie; the other settings differ in more than these "
-            "two values, so the map at their marker is not their outcome. Grey crosses: failed points (reason in the legend)."
+            f"bispecific, at day {day:g}, each floored at one cell) over tumour PD-L1 per cell x "
+            f"infiltration rate, both log-spaced across their bounds ({len(x)} x {len(y)} points). Every other "
+            "parameter is held at the "
+            f"{settings[MAP_SETTING].label} values (default parameters + the '{MAP_SETTING}' overlay: "
+            "antigenicity, initial "
+            f"T cells and their exhaustion, Treg and myeloid densities, myeloid PD-L1). {contours} The "
+            f"bispecific beats anti-PD-L1 by > {MARGIN_LOG10} log10 (1.26-fold) on {frac:.0%} of the finite points. "
+            "The "
+            "markers show where each setting's PD-L1 and infiltration lie; the other settings differ in more "
+            "than these "
+            "two values, so the map at their marker is not their outcome. Grey crosses: failed points "
+            "(reason in the legend)."
         )
         path = plots.save_figure(fig, out_dir, stem, caption, grid.attrs)
     return path["png"]

@@ -1,4 +1,5 @@
-"""What would a trial in metastatic TNBC show for opatisumimab, alone and with nab-paclitaxel, in a virtual population calibrated to IMpassion130?
+"""What would a trial in metastatic TNBC show for opatisumimab, alone and with nab-paclitaxel, \
+in a virtual population calibrated to IMpassion130?
 
 Virtual patients (models/population.toml: 41% PD-L1-positive, 1-5 target lesions each, between-patient and
 between-lesion variability) receive nab-paclitaxel (nabp), nab-paclitaxel + anti-PD-L1 (nabp_apdl1, the
@@ -311,7 +312,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     write_json(out_dir / "calibration_check.json", calibration)
 
     lines = [
-        "| arm | subgroup | n | ORR % (95% CI) | CR % | median PFS, months (95% CI) | HR vs nab-P | HR vs nab-P + anti-PD-L1 |",
+        "| arm | subgroup | n | ORR % (95% CI) | CR % | median PFS, months (95% CI) | HR vs nab-P | HR vs "
+        "nab-P + anti-PD-L1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for arm in ARMS:

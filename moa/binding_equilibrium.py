@@ -443,9 +443,9 @@ def in_vitro(
     """In-vitro co-culture: ``drug_nM`` of one drug with PD-L1-bearing (anchor) and 4-1BB-bearing cells.
 
     Every 4-1BB-bearing cell holds one contact with an anchor cell, or a fraction of them
-    where the anchor surface is short (:func:`contact_shares`, as in the ODE model). Returns :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged
-    4-1BB per T cell), ``pdl1_per_contact`` and, with ``clust``, ``crosslinked_per_cd137_cell``
-    and ``cd137_signal``.
+    where the anchor surface is short (:func:`contact_shares`, as in the ODE model). Returns
+    :func:`equilibrium` plus ``ternary_per_cd137_cell`` (bridged 4-1BB per T cell), ``pdl1_per_contact``
+    and, with ``clust``, ``crosslinked_per_cd137_cell`` and ``cd137_signal``.
     """
     for name, v, unit in (
         ("pdl1_per_cell", pdl1_per_cell, "molecule/cell"),

@@ -182,7 +182,8 @@ def load_parameter_file(path: str | pathlib.Path) -> dict[str, ParameterSpec]:
     for name, table in data.items():
         if not isinstance(table, dict):
             raise ValueError(
-                f"{path}: {name} = {table!r}: every top-level entry must be a table with value, unit, lower, upper, source"
+                f"{path}: {name} = {table!r}: every top-level entry must be a table with value, unit, lower, "
+                "upper, source"
             )
         unknown = set(table) - _FIELDS
         if unknown:

@@ -116,7 +116,8 @@ class Regimen:
         doses = tuple(self.doses)
         if len(doses) > MAX_DOSES:
             raise ValueError(
-                f"regimen {self.name!r} holds {len(doses):,} doses; at most moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed"
+                f"regimen {self.name!r} holds {len(doses):,} doses; at most "
+                f"moa.regimen.MAX_DOSES={MAX_DOSES:,} are allowed"
             )
         object.__setattr__(self, "doses", tuple(sorted(doses, key=lambda d: (d.time_days, d.drug))))
 

@@ -76,7 +76,8 @@ def _check_times(times) -> np.ndarray:
     if back.size:
         i = back[0]
         raise ValueError(
-            f"times: runs backwards or repeats at index {i + 1} ({t[i]} -> {t[i + 1]}); times must be strictly increasing"
+            f"times: runs backwards or repeats at index {i + 1} ({t[i]} -> {t[i + 1]}); times must be "
+            "strictly increasing"
         )
     return t
 
@@ -214,8 +215,9 @@ def simulate(
         default): only when the ``MOA_PROGRESS`` environment variable is set (``moa run --progress``).
     strict_bounds: refuse override values outside their sweep bounds instead of warning.
     keep: names of the species, observables, extinction days (``extinct_day_<species>``) and step counts
-        (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept. An unknown name is refused, listing
-        those that exist. A large sweep keeps only what it needs this way (see :func:`variable_names`).
+        (``n_steps``, ``n_rejected``) to return; ``None`` returns all. ``status``/``message`` are always kept.
+        An unknown name is refused, listing those that exist. A large sweep keeps only what it needs this
+        way (see :func:`variable_names`).
     dose_stop_days: per-sample end of treatment, (N,) days (``np.inf``: never stop), or None (every sample
         gets every dose). A bolus at or after a sample's stop day is not given to that sample, and an
         infusion that starts at or after it is not given (one started before it runs to its end).
@@ -563,7 +565,8 @@ def _failure_message(
         + (f") in the segment starting at t={failed_at[k]:g} day" if np.isfinite(failed_at[k]) else ")")
         + f": {reason}.{others} "
         "Try: solver='Radau' or 'BDF', a tighter rtol, or check that the parameters are within their bounds; "
-        "use on_failure='record' to keep the other parameter sets (their reasons are in the result's status and message)."
+        "use on_failure='record' to keep the other parameter sets (their reasons are in the result's status "
+        "and message)."
     )
 
 
@@ -630,7 +633,9 @@ def _to_dataset(
                 {
                     "units": "1",
                     "kind": "solver",
-                    "description": f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)",
+                    "description": (
+                        f"{step_text[name]}, summed over the run's segments (NaN: the backend does not count them)"
+                    ),
                 },
             )
     coords = {"time": ("time", t_out, {"units": "day", "long_name": "time since first dose"})}

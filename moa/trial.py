@@ -681,8 +681,9 @@ def _mask(trial: xr.Dataset, subgroup: str) -> np.ndarray:
 
 
 def trial_readouts(trial: xr.Dataset, subgroup: str = "itt", control: xr.Dataset | None = None) -> dict:
-    """ORR (confirmed; ``orr_unconfirmed``: a single CR/PR scan suffices), CR, DCR (with Clopper-Pearson 95% CIs, %), median PFS and DOR (months, 95% CI) of one arm in one
-    subgroup; with ``control`` (another arm on the same patients), the PFS hazard ratio vs it and log-rank p."""
+    """ORR (confirmed; ``orr_unconfirmed``: a single CR/PR scan suffices), CR, DCR (with Clopper-Pearson 95%
+    CIs, %), median PFS and DOR (months, 95% CI) of one arm in one subgroup; with ``control`` (another arm on
+    the same patients), the PFS hazard ratio vs it and log-rank p."""
     if subgroup not in SUBGROUPS:
         raise ValueError(f"subgroup={subgroup!r}: allowed: {SUBGROUPS}")
     m = _mask(trial, subgroup)
@@ -853,7 +854,8 @@ def _calibrated_source(source: str, key: str, value: float, note: str) -> str:
 
 def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path | str = POPULATION_FILE) -> None:
     """Write fitted values into models/population.toml in place (comments kept), putting
-    ``calibrated: <key> = <value> (<note>)`` in front of each entry's source; the file is re-read and checked before it replaces the old one."""
+    ``calibrated: <key> = <value> (<note>)`` in front of each entry's source; the file is re-read and checked
+    before it replaces the old one."""
     path = pathlib.Path(path)
     text = path.read_text(encoding="utf-8")
     for field, value in fitted.items():

@@ -1239,8 +1239,9 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "`moa run` killed (SIGKILL or SIGTERM) mid-experiment or mid-swap",
-        "`<out>/<name>` is a link to a hidden version folder, swapped in by one rename: the old or the new complete folder is "
-        "visible at every instant; the next run removes the dead run's staging folders (their pid is gone)",
+        "`<out>/<name>` is a link to a hidden version folder, swapped in by one rename: the old or the new "
+        "complete folder is visible at every instant; the next run removes the dead run's staging folders (their pid "
+        "is gone)",
         "tests/test_cli.py::test_sigkill_during_moa_run_keeps_the_old_folder_and_the_rerun_cleans_up, "
         "tests/test_results.py::test_a_kill_at_any_instant_of_the_swap_leaves_a_complete_folder_and_the_next_run_cleans_up",
     ),
@@ -1256,18 +1257,21 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "full disk during `moa run`",
-        "the experiment fails like any other (exit 1); its files are written to temporaries and renamed, so no half-written "
-        "file and no new folder appear; the previous folder stays",
-        "tests/test_plots.py::test_save_figure_failing_half_way_leaves_no_files, tests/test_cli.py::test_failing_experiment_leaves_no_folder_and_others_still_run",
+        "the experiment fails like any other (exit 1); its files are written to temporaries and renamed, so "
+        "no half-written file and no new folder appear; the previous folder stays",
+        "tests/test_plots.py::test_save_figure_failing_half_way_leaves_no_files, "
+        "tests/test_cli.py::test_failing_experiment_leaves_no_folder_and_others_still_run",
     ),
     (
         "compiled cache damaged: truncated numba cache file (.nbi or .nbc)",
-        "CacheWarning names the file; it is removed and the kernels compiled again; the compiled backend is used and results equal a clean cache",
+        "CacheWarning names the file; it is removed and the kernels compiled again; the compiled backend is "
+        "used and results equal a clean cache",
         "tests/test_jit_cache.py::test_truncated_numba_cache_file_is_removed_and_compiled_again",
     ),
     (
         "compiled cache damaged: truncated generated module",
-        "its content does not hash to its name: CacheWarning names it, it is written again and compiled; results equal a clean cache",
+        "its content does not hash to its name: CacheWarning names it, it is written again and compiled; "
+        "results equal a clean cache",
         "tests/test_jit_cache.py::test_truncated_module_is_written_again",
     ),
     (
@@ -1278,12 +1282,15 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "compiled cache damaged: empty, garbage or foreign index file",
         "CacheWarning names it; it is rebuilt; the compiled backend is used",
-        "tests/test_jit_cache.py::test_empty_or_garbage_index_is_rebuilt, tests/test_jit_cache.py::test_index_naming_another_models_module_is_rebuilt",
+        "tests/test_jit_cache.py::test_empty_or_garbage_index_is_rebuilt, "
+        "tests/test_jit_cache.py::test_index_naming_another_models_module_is_rebuilt",
     ),
     (
         "compiled cache on a full disk or an unwritable folder",
-        "compiled in a temporary folder (still compiled) with a CacheWarning naming the folder and the fix; the next run uses the cache folder again",
-        "tests/test_jit_cache.py::test_full_disk_compiles_in_a_temporary_folder_then_heals, tests/test_jit_cache.py::test_unusable_cache_folder_falls_back_with_a_warning",
+        "compiled in a temporary folder (still compiled) with a CacheWarning naming the folder and the fix; "
+        "the next run uses the cache folder again",
+        "tests/test_jit_cache.py::test_full_disk_compiles_in_a_temporary_folder_then_heals, "
+        "tests/test_jit_cache.py::test_unusable_cache_folder_falls_back_with_a_warning",
     ),
     (
         "one sweep point the solver cannot integrate",
@@ -1293,14 +1300,16 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "a worker chunk raises in `simulate_parallel`",
-        "with on_failure='record' its samples get status 4, NaN states and the exception in `message`; the other chunks are kept",
+        "with on_failure='record' its samples get status 4, NaN states and the exception in `message`; the "
+        "other chunks are kept",
         "tests/test_parallel.py::test_failed_chunk_is_recorded_per_sample",
     ),
     (
         "a worker process dies (killed) in `simulate_parallel`",
-        "lost chunks rerun in a new pool, then each alone; only the chunk whose lone worker dies is marked failed (with the signal); "
-        "every other sample equals a single-process run exactly",
-        "tests/test_parallel.py::test_a_worker_killed_by_one_chunk_fails_only_that_chunk, tests/test_parallel.py::test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds",
+        "lost chunks rerun in a new pool, then each alone; only the chunk whose lone worker dies is marked "
+        "failed (with the signal); every other sample equals a single-process run exactly",
+        "tests/test_parallel.py::test_a_worker_killed_by_one_chunk_fails_only_that_chunk, "
+        "tests/test_parallel.py::test_a_chunk_whose_worker_dies_once_is_retried_and_succeeds",
     ),
 )
 
@@ -1383,8 +1392,9 @@ def reliability_md(cases: Sequence[Case] = CASES, got: dict[str, Refusal] | None
         "# Reliability: bad inputs and faults",
         "",
         f"Every bad input below is a case in `tests/bad_inputs.py` ({len(cases)} cases: {api} through the Python API, "
-        f"{len(cases) - api} through the `moa` command). `tests/test_bad_inputs.py` runs each one in an empty folder and "
-        "checks that it is refused with the error shown, that the message contains the case's fragment, and that "
+        f"{len(cases) - api} through the `moa` command). `tests/test_bad_inputs.py` runs each one in an "
+        "empty folder and checks that it is refused with the error shown, that the message contains the case's "
+        "fragment, and that "
         "nothing was written. The messages are the ones moa gives, captured when this file was generated "
         "(the case's folder shown as `<tmp>`, the repository as `<repo>`). The command exits with status 2 on bad "
         "arguments, before anything is written.",

@@ -217,7 +217,8 @@ def test_a_decision_threshold_in_the_file_moves_the_verdict(arms_summary, tmp_pa
             "value = 0.9\n",
             "value = 1.5\n",
             ValueError,
-            r"decisions.toml.*'format_diameter_ratio'=1.5 1: outside its physical domain 'fraction' \(must be in \[0, 1\]\)",
+            r"decisions.toml.*'format_diameter_ratio'=1.5 1: outside its physical domain 'fraction' \(must "
+            r"be in \[0, 1\]\)",
         ),
         (
             "value = 3.0\n",

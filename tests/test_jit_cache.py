@@ -77,7 +77,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     ds = moa.simulate(model, load_parameters(), every("bsab", 3.0, "mg/kg", 21.0, 42.0), duration_days=42.0,
                       solver=RodasSolver())
-np.save(sys.argv[1], np.stack([ds[v].values for v in sorted(ds.data_vars) if ds[v].dtype == float and "time" in ds[v].dims]))
+np.save(sys.argv[1], np.stack([ds[v].values for v in sorted(ds.data_vars)
+                               if ds[v].dtype == float and "time" in ds[v].dims]))
 print(json.dumps({"solver": ds.attrs["solver"], "module": str(jit.kernels_for_model(model.compiled).path),
                   "warnings": [[w.category.__name__, str(w.message)] for w in caught]}))
 """

@@ -22,8 +22,8 @@ DIAMETER_REL, DIAMETER_ABS_MM, BEST_CHANGE_PP = 0.02, 0.5, 1.0
 #: tighter tolerances than the baselines, which were made with LSODA (:data:`BASELINE_SOLVER`: rtol 1e-5,
 #: atol 1e-9). The diameters of the two agree to ~1e-7 relative (84 days) and ~5e-7 (a year), far inside
 #: the CSV tolerances (2 % / 0.5 mm / 1 pp), which stay as the CSV states them (test_rodas_matches_lsoda
-#: checks the agreement at 1e-6). atol 1e-10 keeps Rodas4's round-off in undosed species (~4e-10 nM; ~1.2e-9 nM at atol 1e-9)
-#: below the 1e-9 noise floor of test_all_states_stay_non_negative_over_a_year.
+#: checks the agreement at 1e-6). atol 1e-10 keeps Rodas4's round-off in undosed species (~4e-10 nM;
+#: ~1.2e-9 nM at atol 1e-9) below the 1e-9 noise floor of test_all_states_stay_non_negative_over_a_year.
 YEAR_SOLVER = {"solver": "rodas", "rtol": 1e-6, "atol": 1e-10}
 
 

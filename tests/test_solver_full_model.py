@@ -1,6 +1,6 @@
-"""The batched Rodas4 solver (numpy and compiled backends) on the full model (54 states, nab-paclitaxel + 2:2 bispecific doses):
-it agrees with scipy LSODA run one trajectory at a time, and a trajectory that fails is reported
-with its index and reason while the others finish and match their own runs."""
+"""The batched Rodas4 solver (numpy and compiled backends) on the full model (54 states,
+nab-paclitaxel + 2:2 bispecific doses): it agrees with scipy LSODA run one trajectory at a time, and
+a trajectory that fails is reported with its index and reason while the others finish and match their own runs."""
 
 from __future__ import annotations
 

@@ -60,8 +60,8 @@ How moa maps onto SBML
   and one increment would be lost. Triggers are ``time >= dose_time_<k>`` with
   ``persistent="true"``, ``initialValue="false"`` and ``useValuesFromTriggerTime="true"``:
   each fires exactly once, including a dose at t = 0 (the trigger is already true at the
-  start, and ``initialValue="false"`` makes that a transition). Doses in mg/kg or mg/m² are written as ``dose<i>_<drug>_amount * body_weight``
-  (or ``body_surface_area``), so the amount follows the parameter.
+  start, and ``initialValue="false"`` makes that a transition). Doses in mg/kg or mg/m² are written as
+  ``dose<i>_<drug>_amount * body_weight`` (or ``body_surface_area``), so the amount follows the parameter.
 - **Units**: unit definitions are derived with pint from moa's unit strings (moa/symbolic/units.py):
   each unit is reduced to SI base units and a factor, e.g. nM = 1e-6 mol m^-3. moa's
   ``cell`` (a dimension of its own) becomes SBML's base unit ``item``; ``molecule`` is
@@ -136,8 +136,9 @@ _TUMOUR_MECHANISMS = (
 TOLERANCE_NOTE = (
     "libroadrunner's default settings (CVODE, relative_tolerance 1e-6, absolute_tolerance 1e-12) run the "
     "full model through one year of Q3W doses (3 mg/kg of each antibody and of nab-paclitaxel) within 2e-4 of "
-    "moa.simulate (measured 1.0e-4, in the paclitaxel effect site); no other tolerance is needed. Agreement to 1e-6 and better "
-    "takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as a vector, "
+    "moa.simulate (measured 1.0e-4, in the paclitaxel effect site); no other tolerance is needed. Agreement "
+    "to 1e-6 and better takes relative_tolerance 1e-10 and absolute_tolerance 1e-12 in each state's own unit (given as "
+    "a vector, "
     "as moa.interop.roadrunner.SBMLSimulator does). steadyState() refuses a model with events unless "
     "roadrunner.Config.ALLOW_EVENTS_IN_STEADY_STATE_CALCULATIONS is set: export untreated with the tumour "
     "clones held (hold=CLONES), which removes the extinction events, for a steady state."

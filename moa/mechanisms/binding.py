@@ -7,8 +7,9 @@ anti-PD-L1 IgG: 2 and 0; anti-4-1BB IgG: 0 and 2). A bound molecule is the state
 
 **Contact zones.** Every tumour T cell holds one contact with a PD-L1-bearing (anchor) cell:
 a tumour or myeloid cell (when T cells would cover more anchor surface than exists, a fraction
-``1/(1 + demand)`` of them holds one, ``demand`` = T-cell contact area over anchor surface). The contact zone is a thin slab of area ``synapse_area`` and gap
-``synapse_gap`` (QSP-IO: about 38 um^2 and 3 nm). It holds the receptors of its footprint:
+``1/(1 + demand)`` of them holds one, ``demand`` = T-cell contact area over anchor surface). The
+contact zone is a thin slab of area ``synapse_area`` and gap ``synapse_gap`` (QSP-IO: about
+38 um^2 and 3 nm). It holds the receptors of its footprint:
 the T cell's 4-1BB and PD-1 times ``synapse_area / t_cell_area``, and the anchor surface's
 PD-L1 density times ``synapse_area``; receptors do not move between the footprint and the
 rest of the membrane (QSP-IO convention). Off-contact receptors (``pdl1_free``,

@@ -11,8 +11,9 @@
   is written by hand.
 
 This module writes documentation only: the numbers of the format comparison are computed by
-:func:`moa.binding_equilibrium.format_comparison` and :func:`moa.binding_equilibrium.format_pdl1_thresholds`, which own that
-science, and the one-year outcomes are read from the regression baselines.
+:func:`moa.binding_equilibrium.format_comparison` and
+:func:`moa.binding_equilibrium.format_pdl1_thresholds`, which own that science, and the one-year
+outcomes are read from the regression baselines.
 
 ``--check`` exits 1 if any generated file is stale; ``tests/test_docs.py`` regenerates the
 documents in memory and compares. The regression baselines (every arm in every setting for one
@@ -99,8 +100,9 @@ def equations_md(model: Model, values: dict | None = None) -> str:
     out.append(
         f"{len(model.species)} species, {len(model.parameters)} parameters, {len(model.terms)} rate terms, "
         f"{len(model.expressions)} named expressions. Time in days; every term has the unit of its species per day "
-        "(checked when the model is built). Each ODE lists all its terms, with the mechanism that contributes each one. "
-        "Named expressions (defined below) appear by name; unit conversions (`nmol_per_molecule`, `mL_per_L`, ...) "
+        "(checked when the model is built). Each ODE lists all its terms, with the mechanism that "
+        "contributes each one. Named expressions (defined below) appear by name; unit conversions "
+        "(`nmol_per_molecule`, `mL_per_L`, ...) "
         "are explicit constants whose values pint derives from their units.\n"
     )
     owner: dict[str, str] = {}
@@ -134,7 +136,8 @@ def equations_md(model: Model, values: dict | None = None) -> str:
                     for r in model.dose_routes:
                         if r.species == s.name:
                             lines.append(
-                                f"    + {r.infusion_symbol.name}*({_expr(r.per_mg)})    # infusion; a bolus of A mg adds A*({_expr(r.per_mg)})"
+                                f"    + {r.infusion_symbol.name}*({_expr(r.per_mg)})    # infusion; a bolus "
+                                f"of A mg adds A*({_expr(r.per_mg)})"
                             )
                 out.append("```\n" + "\n".join(lines) + "\n```\n")
         if foreign:

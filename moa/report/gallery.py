@@ -22,8 +22,8 @@ NOTES = {
     "pk_occupancy": "Plasma concentration and systemic PD-L1 occupancy of the bispecific at three dose levels. The "
     "target-mediated sink makes the lowest dose clear faster; caveat: LBL-024 has no public PK, so "
     "these are atezolizumab-class values.",
-    "diameter_by_setting": "One typical patient per setting, every arm, from a quasi-steady start, with taxane-resistant "
-    "and immune-escape clones. Nothing is eradicated within the year: nab-paclitaxel arms shrink the "
+    "diameter_by_setting": "One typical patient per setting, every arm, from a quasi-steady start, with "
+    "taxane-resistant and immune-escape clones. Nothing is eradicated within the year: nab-paclitaxel arms shrink the "
     "lesion and then regrow from the resistant clone, the hot-TNBC bispecific relapses through the "
     "escape clone, and the cold and PD-L1-negative tumours grow under every antibody. Read the order "
     "and the timing of relapse; the patients are typical, not a population.",
@@ -39,8 +39,8 @@ NOTES = {
     "a contact is 2D, so with dense PD-L1 it fills the contact's 4-1BB at sub-nM drug and the hook "
     "appears only above about 1e4 nM; with sparse PD-L1 the bridges are PD-L1-limited and 2:2 bridges "
     "more than 1:1 (two 4-1BB per anchored molecule).",
-    "dose_in_vivo": "In the tumour, the 4-1BB signal rises from 0.2 to about 3 mg/kg (off-contact PD-L1 and the systemic "
-    "sink take the drug first) and is flat above in the hot setting; in the cold one the 2:2 signal "
+    "dose_in_vivo": "In the tumour, the 4-1BB signal rises from 0.2 to about 3 mg/kg (off-contact PD-L1 and "
+    "the systemic sink take the drug first) and is flat above in the hot setting; in the cold one the 2:2 signal "
     "declines slowly above 1 mg/kg. The response follows the signal and PD-1 blockade.",
     "window": "The liver readout (area under the 4-1BB signal of liver myeloid cells over the first cycle) rises about "
     "5-fold from the agonist's tolerated 0.1 mg/kg to its hepatotoxic 1 mg/kg, with the calibrated threshold "

@@ -175,9 +175,10 @@ def simulation_record(
 ) -> dict:
     """What :func:`moa.simulate` needs to repeat a run, as JSON-able data.
 
-    ``parameters`` maps every parameter of the set (the model's and the patient values doses are scaled by) to ``{"value": number | list (one per sample), "unit": str}``
-    in the unit the model declares; ``regimen`` holds the doses given (drug, amount, unit, time_days,
-    route, duration_days); ``model`` is the model's name and ``n_states`` its state count.
+    ``parameters`` maps every parameter of the set (the model's and the patient values doses are scaled
+    by) to ``{"value": number | list (one per sample), "unit": str}`` in the unit the model declares;
+    ``regimen`` holds the doses given (drug, amount, unit, time_days, route, duration_days); ``model`` is
+    the model's name and ``n_states`` its state count.
     """
     names = list(parameters)
     return {
@@ -249,7 +250,8 @@ def concat_runs(parts: Sequence, dim: str, labels: Sequence | None = None, **kwa
     """``xarray.concat(parts, dim, **kwargs)`` that keeps every part's run record: the result's ``simulations``
     attribute lists them, each labelled ``{dim: label}`` (``labels``, default each part's own ``dim``
     coordinate of length one, as ``expand_dims(dim=[value])`` makes). Use it wherever simulation results
-    are combined, so that :func:`moa.report.results.rerun` finds all of them (``xarray.concat`` keeps one part's attrs)."""
+    are combined, so that :func:`moa.report.results.rerun` finds all of them
+    (``xarray.concat`` keeps one part's attrs)."""
     import xarray as xr
 
     parts = list(parts)

@@ -78,14 +78,16 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` atomically (:func:`atomic_write`: the old file or the new, never half); return the path."""
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`: the old file or the new, never half);
+    return the path."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
     return pathlib.Path(path)
 
 
 def write_json(path: str | os.PathLike, data: object) -> pathlib.Path:
-    """Write ``data`` as indented JSON with sorted keys (numpy scalars and arrays as numbers and lists, anything else as its text), atomically."""
+    """Write ``data`` as indented JSON with sorted keys (numpy scalars and arrays as numbers and lists,
+    anything else as its text), atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
@@ -488,10 +490,11 @@ def remove_stale(folder: str | os.PathLike) -> list[str]:
 
     An entry named ``.<name>.<pid>-<random>`` (a staging or version folder, a temporary file
     or a link about to be swapped in) is stale when no link in ``folder`` points at it and the
-    process ``pid`` no longer runs (a link about to be swapped in does not count). A run in progress (its pid alive, this process included) is
-    never touched. A reused pid, or a version orphaned by a kill just after its swap while the
-    process that wrote it still runs, only delays the removal until that process ends; pids of
-    another machine sharing the folder are not checked (run one ``moa run`` per folder there).
+    process ``pid`` no longer runs (a link about to be swapped in does not count). A run in progress
+    (its pid alive, this process included) is never touched. A reused pid, or a version orphaned by a
+    kill just after its swap while the process that wrote it still runs, only delays the removal until
+    that process ends; pids of another machine sharing the folder are not checked (run one ``moa run``
+    per folder there).
     """
     folder = pathlib.Path(folder)
     try:

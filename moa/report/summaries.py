@@ -444,7 +444,8 @@ class MabsVsBispecificSummary(ExperimentSummary):
 
 @dataclasses.dataclass(frozen=True)
 class ClaimsRobustnessSummary(ExperimentSummary):
-    """``claims_robustness``: per claim and setting (``"<claim>|<setting>"``), the fraction of sampled points where it holds."""
+    """``claims_robustness``: per claim and setting (``"<claim>|<setting>"``), the fraction of sampled points
+    where it holds."""
 
     EXPERIMENT: ClassVar[str] = "claims_robustness"
     sampling: str

@@ -284,7 +284,10 @@ class Model:
         return compile_model(self)
 
     def __repr__(self) -> str:
-        return f"Model({self.name!r}: {len(self.species)} species, {len(self.parameters)} parameters, {len(self.terms)} terms)"
+        return (
+            f"Model({self.name!r}: {len(self.species)} species, {len(self.parameters)} parameters, "
+            f"{len(self.terms)} terms)"
+        )
 
 
 def resolve_definitions(defs: dict, what: str) -> dict:

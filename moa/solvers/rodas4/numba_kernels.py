@@ -5,8 +5,8 @@ landing rule, dense output and failure codes -- but the integrator and the model
 compiled. :mod:`moa.solvers.rodas4.codegen` prints the model's right-hand side, its Jacobian (straight into the
 slots of the sparse LU) and the sparse LU itself (from :class:`~moa.solvers.rodas4.lu_plan.SparseLUPlan`) as
 scalar Python; that module, which imports the integrator (:mod:`moa.solvers.rodas4.integrator`) and binds it to
-its kernels, is saved in the cache directory and compiled by numba, which also caches the machine code on disk. The first
-use of a model pays the compilation (tens of seconds for the full model), announced by one line on
+its kernels, is saved in the cache directory and compiled by numba, which also caches the machine code on disk.
+The first use of a model pays the compilation (tens of seconds for the full model), announced by one line on
 stderr (:data:`COMPILING_NOTICE`) when numba has no machine code for it yet; later processes load
 it in about a second, silently.
 
