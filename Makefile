@@ -16,7 +16,7 @@ run: $(STAMP)
 	MPLBACKEND=Agg $(VENV)/bin/moa run all --quick --out results
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q --durations=15
+	MPLBACKEND=Agg $(PY) -m pytest -q -n auto --durations=15   # one worker per core (pytest-xdist)
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

@@ -44,6 +44,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from moa.codegen import compile_model  # noqa: E402
 from moa.sweep import SweepSpec, run_sweep  # noqa: E402
 from moa.sweep.spec import default_distribution  # noqa: E402
 from throughput import load_average, machine_info, varied_names  # noqa: E402
@@ -148,7 +149,7 @@ def dask_scaling(args) -> dict:
 def _warm_worker() -> bool:
     from moa.symbolic.named_models import full_model
 
-    full_model().compiled
+    compile_model(full_model())
     return True
 
 

@@ -72,6 +72,7 @@ from scipy.stats import qmc  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from moa.codegen import compile_model  # noqa: E402
 import moa  # noqa: E402
 from moa.symbolic.named_models import full_model  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
@@ -269,7 +270,7 @@ def reference(params, regimen, values, times, n_ref: int, kind: str, cache_dir: 
                 "method": method,
                 "rtol": rtol,
                 "atol": atol,
-                "model": hashlib.sha256(full_model().compiled.rhs_T.source.encode()).hexdigest(),
+                "model": hashlib.sha256(compile_model(full_model()).rhs_T.source.encode()).hexdigest(),
             },
             sort_keys=True,
         ).encode()
@@ -389,7 +390,7 @@ def main(argv=None) -> dict:
     batch = params.with_values(values)
     density = np.broadcast_to(np.asarray(batch["tumour_cell_density"], dtype=float), (n,))
     print(
-        f"full model: {model.compiled.n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in "
+        f"full model: {compile_model(model).n_species} states; {ARM} in {SETTING}: {len(regimen.doses)} doses in "
         f"{days:g} days; {n} parameter sets varying {len(values)} parameters (LHS seed {args.seed})",
         flush=True,
     )
@@ -544,7 +545,7 @@ def main(argv=None) -> dict:
         "load_average_start_end": [load_start, load_average()],
         "problem": {
             "model": "full_model",
-            "states": model.compiled.n_species,
+            "states": compile_model(model).n_species,
             "arm": ARM,
             "setting": SETTING,
             "days": days,

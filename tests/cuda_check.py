@@ -141,6 +141,7 @@ class _Recorder:
 
 def full_model(out: dict, n_sets: int, days: float) -> None:
     import moa
+    from moa.codegen import compile_model
     from moa.symbolic.named_models import full_model as build
     from moa.errors import DoseWarning
     from moa.scenarios import scenario
@@ -166,7 +167,7 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
             ds = moa.simulate(model, batch, regimen, duration_days=days, solver=solver, on_failure="record")
         runs[backend] = (ds, rec.steps(), time.perf_counter() - t, solver.name)
     (a, (acc_a, rej_a), sec_a, name_a), (b, (acc_b, rej_b), sec_b, name_b) = runs["cuda"], runs["numba"]
-    species = list(model.compiled.species_names)
+    species = list(compile_model(model).species_names)
     ya = np.stack([a[s].values for s in species])
     yb = np.stack([b[s].values for s in species])
     out["full_model"] = {

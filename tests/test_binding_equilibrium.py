@@ -12,6 +12,7 @@ import sympy
 import xarray as xr
 from scipy.integrate import solve_ivp
 
+from moa.codegen import compile_model
 import moa
 from moa.symbolic.named_models import full_model
 from moa.binding_equilibrium import (
@@ -86,7 +87,7 @@ def _closed_run(binding_model, arm, drug_in_tumour_nM, t_end=1e6):
     params, _ = scenario(arm, "hot_tnbc")
     params = params.with_values(CLOSED)
     values = _values(params)
-    c = binding_model.compiled
+    c = compile_model(binding_model)
     P = np.array([values[n] for n in c.parameter_names])
     y0 = c.initial_T(P[:, None])[:, 0].copy()
     index = {n: i for i, n in enumerate(binding_model.species_names)}

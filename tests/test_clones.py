@@ -15,6 +15,7 @@ import pytest
 import sympy
 import xarray as xr
 
+from moa.codegen import compile_model
 import moa
 from moa.analysis import best_percent_change, load_recist, recist
 from moa.symbolic.named_models import full_model
@@ -96,7 +97,7 @@ def test_acquired_resistance_conserves_tumour_cells(model):
     """With growth and killing off, the sensitive -> resistant transition moves cells, creates none."""
     params, _ = scenario("untreated", "hot_tnbc")
     params = params.with_values({"tumour_growth_rate": 0.0, "kill_rate_max": 0.0, "resistance_transition_rate": 1e-4})
-    c = model.compiled
+    c = compile_model(model)
     P = np.vstack([params.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     Y = c.initial_T(P)
     dY = c.rhs_T(0.0, Y, P)[:, 0]
@@ -327,7 +328,7 @@ def test_extinction_threshold_is_unit_checked_and_parameter_only():
         build(lambda m: m.parameter("thr", "nM", "a threshold in the wrong unit"))
     with pytest.raises(ModelError, match="extinction threshold of 'clone' may use parameters only"):
         build(lambda m: sympy.Symbol("clone", real=True))
-    assert build(lambda m: m.parameter("thr", "cell", "one cell")).compiled.extinct_names == ["clone"]
+    assert compile_model(build(lambda m: m.parameter("thr", "cell", "one cell"))).extinct_names == ["clone"]
 
 
 def test_quasi_steady_start_is_solved_once_per_patient(monkeypatch):

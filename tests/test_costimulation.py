@@ -14,6 +14,7 @@ import pytest
 import scipy.integrate
 import sympy
 
+from moa.codegen import compile_model
 import moa
 from moa.symbolic.named_models import full_model
 from moa.errors import UnitError
@@ -63,7 +64,7 @@ def test_costimulation_check_fails_when_antigen_is_seen(model):
 
 def _rhs_solution(model, params, changes, days):
     """Integrate the model's own rhs from its initial state with some species changed."""
-    compiled = model.compiled
+    compiled = compile_model(model)
     p = np.concatenate([params.matrix(model.parameter_names)[:, 0], np.zeros(len(model.inputs))])
     y0 = compiled.initial_T(p[:, None])[:, 0].copy()
     names = model.species_names

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from test_pk_analytic import CL, TIGHT, V, bolus_closed_form, one_compartment, params
 
+from moa.codegen import compile_model
 import moa
 from moa.errors import DoseWarning
 from moa.regimen import cycles, every, regimen_from_table
@@ -35,7 +36,7 @@ class ClosedFormOneCompartment:
     name = "closed-form one compartment (test)"
 
     def __init__(self, model):
-        names = list(model.compiled.parameter_names)
+        names = list(compile_model(model).parameter_names)
         self.cl_row, self.v_row = names.index("cl"), names.index("v")
 
     def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sympy
 
+from moa.codegen import compile_model
 import moa
 from moa.symbolic.named_models import pk_model
 from moa.symbolic import Mechanism, Model
@@ -71,7 +72,7 @@ def finite_difference_jacobian(compiled, y: np.ndarray, p: np.ndarray) -> np.nda
 @pytest.mark.parametrize("make_model", [lambda: pk_model("bsab"), nonlinear_model], ids=["pk_tmdd", "nonlinear"])
 def test_jacobian_matches_finite_differences(make_model):
     model = make_model()
-    compiled = model.compiled
+    compiled = compile_model(model)
     rng = np.random.default_rng(20240603)
     N = 25
     y = 10 ** rng.uniform(-2, 2, size=(N, compiled.n_species))
@@ -90,7 +91,7 @@ def test_jacobian_matches_finite_differences(make_model):
 @pytest.mark.parametrize("make_model", [lambda: pk_model("bsab"), nonlinear_model], ids=["pk_tmdd", "nonlinear"])
 def test_batched_rhs_and_jacobian_equal_single_calls(make_model):
     model = make_model()
-    compiled = model.compiled
+    compiled = compile_model(model)
     rng = np.random.default_rng(7)
     N = 9
     y = 10 ** rng.uniform(-2, 2, size=(N, compiled.n_species))
@@ -254,3 +255,12 @@ def test_a_changed_model_or_a_damaged_cache_file_is_generated_again(tmp_path, mo
     again = CompiledModel(model)
     assert again.source_origin == "generated" and again.rhs_T.source == first.rhs_T.source
     assert CompiledModel(model).source_origin == "loaded"  # and written back whole
+
+
+def test_the_symbolic_model_does_not_compile_itself():
+    """Building a Model derives its equations and nothing else: code generation is moa.codegen's."""
+    from moa.symbolic import Model
+
+    assert not hasattr(Model, "compiled")
+    model = pk_model("bsab")
+    assert compile_model(model) is compile_model(model)  # one CompiledModel per model, built on first request

@@ -9,6 +9,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from moa.codegen import compile_model
 from moa.solvers.rodas4 import numba_kernels as jit
 from moa.solvers.rodas4 import integrate_batch
 from robertson_problem import (
@@ -198,7 +199,7 @@ def test_model_kernels_are_found_again_without_sympy(monkeypatch, tmp_path):
     from moa.symbolic.named_models import pk_model
 
     monkeypatch.setenv("MOA_CACHE_DIR", str(tmp_path))
-    compiled = pk_model("bsab").compiled
+    compiled = compile_model(pk_model("bsab"))
     jit._kernels_for_compiled.cache_clear()
     first = jit.kernels_for_model(compiled)
     assert first.path.parent == tmp_path / "jit" and len(list((tmp_path / "jit").glob("model_*.txt"))) == 1

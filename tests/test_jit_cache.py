@@ -71,6 +71,7 @@ from moa.parameters import load_parameters
 from moa.regimen import every
 from moa.solvers.rodas4 import numba_kernels as jit
 from moa.solvers import RodasSolver
+from moa.codegen import compile_model
 
 model = pk_model("bsab")
 with warnings.catch_warnings(record=True) as caught:
@@ -79,7 +80,7 @@ with warnings.catch_warnings(record=True) as caught:
                       solver=RodasSolver())
 np.save(sys.argv[1], np.stack([ds[v].values for v in sorted(ds.data_vars)
                                if ds[v].dtype == float and "time" in ds[v].dims]))
-print(json.dumps({"solver": ds.attrs["solver"], "module": str(jit.kernels_for_model(model.compiled).path),
+print(json.dumps({"solver": ds.attrs["solver"], "module": str(jit.kernels_for_model(compile_model(model)).path),
                   "warnings": [[w.category.__name__, str(w.message)] for w in caught]}))
 """
 

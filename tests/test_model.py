@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sympy
 
+from moa.codegen import compile_model
 import moa
 from moa.symbolic.named_models import full_model
 from moa.errors import UnitError
@@ -71,14 +72,14 @@ def test_steady_state_without_drug_and_without_tumour_growth_drive(model):
     ds = moa.simulate(model, params, None, times=np.linspace(0, 3000, 31), rtol=1e-9, atol=1e-12)
     assert int(ds.status) == 0
     y = np.array([ds[n].values for n in model.species_names])  # (species, time)
-    dydt = model.compiled.rhs(0.0, y[:, -1][None], _param_vector(model, params)[None])[0]
+    dydt = compile_model(model).rhs(0.0, y[:, -1][None], _param_vector(model, params)[None])[0]
     scale = np.abs(y).max(axis=1)
     loose = np.abs(dydt) > 1e-7 * scale + 1e-15
     assert not loose.any(), {
         n: (float(dydt[i]), float(scale[i])) for i, n in enumerate(model.species_names) if loose[i]
     }
     # the initial state was far from it: the test does not pass by never moving
-    start = model.compiled.rhs(0.0, y[:, 0][None], _param_vector(model, params)[None])[0]
+    start = compile_model(model).rhs(0.0, y[:, 0][None], _param_vector(model, params)[None])[0]
     assert np.any(np.abs(start) > 1e-3 * scale)
     assert ds.tumour_t_cells.values[-1] > 1e5
     np.testing.assert_allclose(ds.tumour_cells.values, ds.tumour_cells.values[0], rtol=1e-9)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import sympy
 
+from moa.codegen import compile_model
 import moa
 import moa.symbolic.named_models
 from moa.symbolic import Mechanism, Model
@@ -251,7 +252,7 @@ def test_full_jacobian_equals_moa_jacobian(clamped_untreated):
     at 0 (a free drug of 0 nM), where a one-sided difference and the symbolic derivative differ.
     Measured: 2.8e-6 of each row's largest entry."""
     model, P, rr = clamped_untreated
-    c = model.compiled
+    c = compile_model(model)
     rr.reset()
     ids = list(rr.model.getFloatingSpeciesIds())
     assert sorted(ids) == sorted(set(model.species_names) - set(rr.model.getBoundarySpeciesIds()))
@@ -282,7 +283,7 @@ def test_steady_state_equals_moa_quasi_steady_state(clamped_untreated):
     from moa.steady_state import quasi_steady_state
 
     model, P, rr = clamped_untreated
-    c = model.compiled
+    c = compile_model(model)
     rr.reset()
     ids = list(rr.model.getFloatingSpeciesIds())
     start = dict(zip(ids, rr.model.getFloatingSpeciesConcentrations()))
@@ -330,7 +331,7 @@ def test_dose_at_time_zero_fires_exactly_once(parameters):
     model = moa.symbolic.named_models.pk_model()
     regimen = moa.every("bsab", 10.0, "mg/kg", 21.0, 42.0)
     sim = SBMLSimulator(export(model, parameters, regimen), **SOLVER_TOL)
-    per_mg = model.compiled.dose_per_mg_T(np.vstack([parameters.matrix(model.parameter_names), [[0.0]]]))[0, 0]
+    per_mg = compile_model(model).dose_per_mg_T(np.vstack([parameters.matrix(model.parameter_names), [[0.0]]]))[0, 0]
     for _ in range(2):  # and again after a reset
         out = sim.run([0.0, 1.0, 21.0])
         assert out["bsab_central"][0] == pytest.approx(10.0 * parameters["body_weight"] * per_mg, rel=1e-12)

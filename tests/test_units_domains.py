@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
+from moa.codegen import compile_model
 import moa
 from moa.analysis import load_recist
 from moa.symbolic.named_models import full_model, pk_model
@@ -243,7 +244,7 @@ def test_a_state_driven_negative_is_reported_as_failed():
 
 def test_every_observable_is_finite_when_the_tumour_and_its_t_cells_are_gone():
     model = full_model()
-    compiled = model.compiled
+    compiled = compile_model(model)
     P = np.vstack([DEFAULTS.matrix(model.parameter_names), np.zeros((len(model.inputs), 1))])
     Y = compiled.initial_T(P)
     for name in (

@@ -276,13 +276,6 @@ class Model:
         """The parameter symbols in the order of the rows of ``P``: parameters, then infusion inputs."""
         return [sympy.Symbol(n, real=True) for n in self.parameter_names + self.input_names]
 
-    @property
-    def compiled(self):
-        """This model's generated numpy functions (:func:`moa.codegen.compile_model`; kept for the many callers)."""
-        from ..codegen.compiled_model import compile_model  # deferred: code generation is a layer above
-
-        return compile_model(self)
-
     def __repr__(self) -> str:
         return (
             f"Model({self.name!r}: {len(self.species)} species, {len(self.parameters)} parameters, "
