@@ -114,7 +114,7 @@ def libroadrunner_ratio(arm: str, population, scans: np.ndarray, n_sets: int) ->
         rr_secs = time.perf_counter() - started
     out = {"sets": n_sets, "libroadrunner_rtol": 1e-6, "libroadrunner_sims_per_s": round(n_sets / rr_secs, 2)}
     for label, row in rows.items():
-        d = row.pop("diameter")["tumour_diameter"].values.T  # (set, scan)
+        d = row.pop("diameter")["tumour_diameter"].transpose("sample", "time").values  # (set, scan)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.nanmax(np.abs(d - diam) / np.maximum(np.abs(diam), 1e-12))
         out[label] = {**row, "ratio_to_libroadrunner": round(row["sims_per_s"] / out["libroadrunner_sims_per_s"], 2)}
