@@ -317,6 +317,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             "margin": f"{claim.margin_label} [{claim.margin_unit}]",
         }
 
+    method = "PRCC of the claim's margin" if quick else "Sobol total order of the rank of the claim's margin"
     table["parameter"] = ("parameter", names)
     table["unit_design"] = (("point", "parameter"), design)
     for name in names:
@@ -331,9 +332,8 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             join="outer",
             combine_attrs="override",
         )
-        both.attrs = {**table.attrs, **both.attrs, "driver_method": "PRCC" if quick else "Sobol total order"}
+        both.attrs = {**table.attrs, **both.attrs, "driver_method": method}
         save_dataset(with_status(both), out_dir, "sensitivity", csv_variables=[])
-    method = "PRCC" if quick else "Sobol total order"
     _figures(out_dir, summary_claims, sens, quick, main_spec, ds.attrs)
     lines = [
         "| claim | setting | rule | holds in (95% CI) | points | undecided | failed | drivers |",

@@ -545,7 +545,7 @@ def _robustness_lines(summaries) -> list[str]:
         f"{len(rb.parameters)} parameters within their bounds in models/; drug-design constants and setting levers "
         f"fixed), {rb.duration_days:.0f} days per simulation. The fraction is of the points that ran; the interval is "
         "the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated "
-        f"tumour is left to compare with) are left out; drivers by {rb.driver_method} of the claim's margin.",
+        f"tumour is left to compare with) are left out; drivers by {rb.driver_method}.",
         "",
         "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
         "|---|---|---|---|---|---|",
@@ -790,8 +790,9 @@ def claims_markdown(
         "Opatisumimab's KDs, PK and molecular weight are not public (class values); the T-cell exhaustion rates, "
         "4-1BB reinvigoration and costimulation gains are assumed and swept; the strength of Treg and myeloid "
         "suppression and the direction of 4-1BB agonism on Tregs are assumed (bounds span both directions); "
-        "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; there "
-        "are no multiple lesions; liver safety is a 4-1BB signalling readout with a calibrated threshold, not a "
+        "the taxane-resistant and immune-escape clones have assumed or calibrated shares and strengths; the "
+        "typical patients have one lesion, and the virtual trial's lesions do not interact and no new lesions "
+        "appear (docs/validation.md); liver safety is a 4-1BB signalling readout with a calibrated threshold, not a "
         "toxicity model. See docs/model.md.",
         "",
     ]
