@@ -434,3 +434,10 @@ def test_robustness_table_gives_each_claims_fraction_in_section_order():
     summary["claims"]["cold|cold"]["by_construction"] = "its margin is the same at every point"
     assert "by construction: its margin is the same at every point" in claims_markdown({"claims_robustness": summary})
     assert "How robust" not in claims_markdown({})
+    # the same fraction also stands under the claim's own heading, per setting
+    lines = text.splitlines()
+    heading = lines.index(next(line for line in lines if line.startswith("## 7.")))
+    assert lines[heading + 2] == (
+        "  - Across the plausible parameter space (`claims_robustness`), holds in: PD-L1-negative TNBC 62% (50-75%)."
+    )
+    assert "Across the plausible parameter space" not in claims_markdown({})

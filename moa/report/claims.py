@@ -798,7 +798,7 @@ def claims_markdown(
     ]
     prov = base_provenance()
     lines.append(f"_moa {prov['moa_version']}, commit {prov['git_commit']}, {prov['created_utc']}_")
-    return "\n".join(lines) + "\n"
+    return "\n".join(_with_robustness_per_claim(lines, summaries)) + "\n"
 
 
 def _population_claims(vt) -> list[str]:
@@ -828,3 +828,32 @@ def write_claims(results_dir: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(results_dir) / "claims.md"
     write_text(path, claims_markdown(load_summaries(results_dir)))
     return path
+
+
+def _with_robustness_per_claim(lines: list[str], summaries) -> list[str]:
+    """``lines`` with, under each claim's heading and its experiment line, the share of the plausible
+    parameter space where that claim holds per setting (experiment ``claims_robustness``), when it was run."""
+    rb = _read(summaries, "claims_robustness")
+    if not rb:
+        return lines
+    by_section: dict[int, list[str]] = {}
+    order = list(SETTING_LABELS)
+    for entry in sorted(rb.claims.values(), key=lambda e: order.index(e["setting"]) if e["setting"] in order else 9):
+        frac = entry["fraction_holds"]
+        if frac is not None:
+            label = SETTING_LABELS.get(entry["setting"], entry["setting"])
+            by_section.setdefault(entry["section"], []).append(
+                f"{label} {100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
+            )
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        heading = i > 0 and lines[i - 1].startswith("## ") and lines[i - 1][3:].split(".")[0].isdigit()
+        section = int(lines[i - 1][3:].split(".")[0]) if heading else None
+        if section in by_section:
+            out.append(
+                "  - Across the plausible parameter space (`claims_robustness`), holds in: "
+                + "; ".join(by_section[section])
+                + "."
+            )
+    return out
