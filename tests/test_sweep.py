@@ -14,11 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from moa.symbolic.named_models import full_model
 from moa.cli import main
-from moa.solvers.base import SegmentResult
-from moa.solvers import RodasSolver
-from moa.solvers.rodas4.stepper_numpy import integrate_batch
 from moa.sweep import (
     ChunkWarning,
     ParameterDistribution,
@@ -30,7 +26,7 @@ from moa.sweep import (
     spec_from_dict,
     unit_design,
 )
-from sweep_helpers import DAYS, same, tiny_spec
+from sweep_helpers import DAYS, StarvedPoints, same, tiny_spec
 
 # ----- the spec ------------------------------------------------------------------------------------
 
@@ -183,43 +179,6 @@ def test_saltelli_design_reaches_the_sweep_through_moa_sensitivity(monkeypatch):
 
 
 # ----- failures, checkpoints, resume ---------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class StarvedPoints:
-    """Batched Rodas4, except that trajectories whose ``parameter`` lies in ``values`` get only
-    ``max_steps`` step attempts per segment, so they honestly run out of steps."""
-
-    parameter: str
-    values: tuple
-    max_steps: int = 3
-    inner: RodasSolver = dataclasses.field(default_factory=RodasSolver)
-    name = "moa-rodas4 (some points starved of steps)"
-
-    def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
-        res = self.inner.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
-        row = full_model().parameter_names.index(self.parameter)
-        starved = np.nonzero(np.isin(P[row], np.asarray(self.values)))[0]
-        if starved.size and t1 > t0:
-            bad = integrate_batch(
-                compiled.rhs_T,
-                compiled.jac_values_T,
-                compiled.jac_rows,
-                compiled.jac_cols,
-                t0,
-                t1,
-                Y0[:, starved],
-                P[:, starved],
-                np.asarray(t_out, dtype=float),
-                rtol=rtol,
-                atol=atol,
-                max_steps=self.max_steps,
-            )
-            res.y[:, :, starved], res.y_final[:, starved] = bad.y, bad.y_final
-            res.status[starved] = bad.status
-            for j, k in enumerate(starved):
-                res.message[k] = bad.message[j]
-        return res
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ draws the rest; the sweeps and chemotherapy experiments write figures, data and 
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 
@@ -14,11 +13,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from moa.symbolic.named_models import full_model  # noqa: E402
 from moa.experiment_runner import EXPERIMENTS_DIR  # noqa: E402
-from moa.solvers.base import STATUS, SegmentResult  # noqa: E402
-from moa.solvers import RodasSolver  # noqa: E402
-from moa.solvers.rodas4 import integrate_batch  # noqa: E402
+from sweep_helpers import StarvedPoints  # noqa: E402
+from moa.solvers.base import STATUS  # noqa: E402
 
 
 def _experiment(name: str):
@@ -36,43 +33,6 @@ N_POINTS = 8
 DAYS = 56.0
 
 
-@dataclasses.dataclass
-class StarvedForOnePoint:
-    """Batched Rodas4, except that trajectories whose ``parameter`` equals ``value`` get only
-    ``max_steps`` step attempts per segment, so they honestly run out of steps."""
-
-    parameter: str
-    value: float
-    max_steps: int = 3
-    inner: RodasSolver = dataclasses.field(default_factory=RodasSolver)
-    name = "moa-rodas4 (one point starved of steps)"
-
-    def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
-        res = self.inner.integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
-        row = full_model().parameter_names.index(self.parameter)
-        starved = np.nonzero(np.isclose(P[row], self.value, rtol=1e-12))[0]
-        if starved.size and t1 > t0:
-            bad = integrate_batch(
-                compiled.rhs_T,
-                compiled.jac_values_T,
-                compiled.jac_rows,
-                compiled.jac_cols,
-                t0,
-                t1,
-                Y0[:, starved],
-                P[:, starved],
-                np.asarray(t_out, dtype=float),
-                rtol=rtol,
-                atol=atol,
-                max_steps=self.max_steps,
-            )
-            res.y[:, :, starved], res.y_final[:, starved] = bad.y, bad.y_final
-            res.status[starved] = bad.status
-            for j, k in enumerate(starved):
-                res.message[k] = bad.message[j]
-        return res
-
-
 @pytest.fixture(scope="module")
 def sweep_pair():
     """The same 8-point sweep (cold setting, both arms, 56 days) with and without one starved point."""
@@ -81,7 +41,7 @@ def sweep_pair():
     bad_index = 3
     kwargs = dict(settings=("cold",), parameters=(PARAMETER,), n_points=N_POINTS, duration_days=DAYS, benefit_day=DAYS)
     clean, _ = sweeps.run_sweeps(solver="rodas", **kwargs)
-    broken, _ = sweeps.run_sweeps(solver=StarvedForOnePoint(PARAMETER, float(values[bad_index])), **kwargs)
+    broken, _ = sweeps.run_sweeps(solver=StarvedPoints(PARAMETER, (float(values[bad_index]),)), **kwargs)
     return clean, broken, bad_index
 
 
