@@ -227,10 +227,15 @@ def margin_ranks(margin: np.ndarray) -> np.ndarray:
     return out
 
 
+def rank_correlations(margin: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """|Spearman correlation| of ``margin`` with each column of ``design`` over the finite rows (NaN if undefined)."""
+    ok = np.isfinite(margin)
+    return np.array([abs(stats.spearmanr(design[ok, j], margin[ok])[0]) for j in range(design.shape[1])])
+
+
 def _screened(margin: np.ndarray, design: np.ndarray) -> list[int]:
     """The SCREENED columns of ``design`` with the largest |Spearman correlation| with ``margin`` (finite rows)."""
-    ok = np.isfinite(margin)
-    rho = np.array([abs(stats.spearmanr(design[ok, j], margin[ok])[0]) for j in range(design.shape[1])])
+    rho = rank_correlations(margin, design)
     return sorted(np.argsort(-np.nan_to_num(rho, nan=-1.0), kind="stable")[:SCREENED].tolist())
 
 
@@ -242,19 +247,18 @@ def sobol_candidates(table: xr.Dataset, design: np.ndarray, names: list[str]) ->
         ok = np.isfinite(margin)
         if ok.sum() < 4 or np.std(margin[ok]) == 0:
             continue
-        rho = np.array([abs(stats.spearmanr(design[ok, j], margin[ok])[0]) for j in range(len(names))])
-        best = np.maximum(best, np.nan_to_num(rho, nan=0.0))
+        best = np.maximum(best, np.nan_to_num(rank_correlations(margin, design), nan=0.0))
     return [names[i] for i in sorted(np.argsort(-best, kind="stable")[:SOBOL_PARAMETERS])]
 
 
 def run_stage(design: dict, names: list[str], checkpoints: pathlib.Path | None, workers: int, stage: str = ""):
-    """Both sweeps of one design; returns (main sweep, verdict table)."""
+    """Both sweeps of one design; returns (main spec, main sweep, verdict table)."""
     main_spec, eff_spec = sweep_specs(design, names, stage)
     ds = run_sweep(main_spec, checkpoints / main_spec.name if checkpoints else None, workers=workers)
     eff = run_sweep(eff_spec, checkpoints / eff_spec.name if checkpoints else None, workers=workers)
     table = verdicts(*outcomes(ds, eff))
     table.attrs["effector_sweep_failed_points"] = eff.attrs["failed_points"]
-    return ds, table
+    return main_spec, ds, table
 
 
 def binomial_interval(k: int, n: int) -> tuple[float, float]:
@@ -267,12 +271,11 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     checkpoints = None if quick else out_dir.parent / ".sweeps"
     workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
     names = varied_parameters()
-    ds, table = run_stage(QUICK if quick else FULL, names, checkpoints, workers)
-    main_spec = sweep_specs(QUICK if quick else FULL, names)[0]
+    main_spec, ds, table = run_stage(QUICK if quick else FULL, names, checkpoints, workers)
     design = ds["unit_design"].values
     if not quick:  # stage 2: Sobol on the parameters the screen ranks highest
         sobol_names = sobol_candidates(table, design, names)
-        sobol_ds, sobol_table = run_stage(FULL_SOBOL, sobol_names, checkpoints, workers, stage="_sobol")
+        _, sobol_ds, sobol_table = run_stage(FULL_SOBOL, sobol_names, checkpoints, workers, stage="_sobol")
     claims_by_key = {c.key: c for c in POINT_CLAIMS}
     summary_claims, sens = {}, {}
     for entry in table["entry"].values:
