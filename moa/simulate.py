@@ -152,19 +152,19 @@ _QSS_CACHE: dict = {}
 _QSS_CACHE_SIZE = 16
 
 
-def _quasi_steady(model, P: np.ndarray):
-    """:func:`quasi_steady_state` of (model, P), remembered for the last few distinct inputs.
+def _quasi_steady(model, P: np.ndarray, backend: str = "auto"):
+    """:func:`quasi_steady_state` of (model, P) on ``backend``, remembered for the last few distinct inputs.
 
     The start depends only on the model and the parameter matrix (no dose enters it), so the
     simulations of a dose-response or regimen comparison on the same patients share one solve. The
     key holds the parameter values exactly (their bytes), and the model object itself is kept and
     compared, so a new model with a reused ``id`` never gets another model's start."""
-    key = (id(model), P.shape, hashlib.sha256(np.ascontiguousarray(P).tobytes()).hexdigest())
+    key = (id(model), backend, P.shape, hashlib.sha256(np.ascontiguousarray(P).tobytes()).hexdigest())
     hit = _QSS_CACHE.get(key)
     if hit is None or hit[0] is not model:
         if len(_QSS_CACHE) >= _QSS_CACHE_SIZE:
             _QSS_CACHE.pop(next(iter(_QSS_CACHE)))
-        hit = _QSS_CACHE[key] = (model, quasi_steady_state(model, P))
+        hit = _QSS_CACHE[key] = (model, quasi_steady_state(model, P, backend=backend))
     qss = hit[1]
     return dataclasses.replace(qss, y=qss.y.copy())
 
@@ -304,7 +304,8 @@ def simulate(
     failed_at = np.full(N, np.nan)
     start_note = "parameters"
     if start == "quasi_steady":
-        qss = _quasi_steady(model, P)
+        # the numpy Rodas4 asked for explicitly relaxes with numpy too (no numba compilation for its model)
+        qss = _quasi_steady(model, P, "numpy" if getattr(backend, "backend", None) == "numpy" else "auto")
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
             status[k], message[k], failed_at[k] = (
@@ -321,7 +322,7 @@ def simulate(
                 stacklevel=2,
             )
         start_note = (
-            f"quasi_steady: held {','.join(qss.held)}; relaxed the rest for {qss.days:g} days; "
+            f"quasi_steady: held {','.join(qss.held)}; relaxed the rest for up to {qss.days:g} days ({qss.backend}); "
             f"converged {int(qss.converged.sum())}/{N}; max relative rate "
             f"{float(np.nanmax(qss.max_relative_rate_per_day)):.2g}/day"
         )

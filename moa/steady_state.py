@@ -23,10 +23,10 @@ import numpy as np
 from .codegen import compile_model
 from .mechanisms.tumour import CLONES
 from .solvers.base import Status
-from .solvers.rodas4 import SparseLUPlan, integrate_batch
+from .solvers.rodas4 import SparseLUPlan, integrate_batch, numba_kernels
 from .symbolic import Model
 
-__all__ = ["QuasiSteadyState", "quasi_steady_state"]
+__all__ = ["QuasiSteadyState", "quasi_steady_state", "QSS_BACKENDS"]
 
 
 @dataclasses.dataclass
@@ -34,10 +34,16 @@ class QuasiSteadyState:
     """Result of :func:`quasi_steady_state` for N parameter sets."""
 
     y: np.ndarray  # (n, N) states
-    days: float  # untreated days integrated with the tumour held
+    days: float  # the longest relaxation: untreated days integrated with the tumour held
     converged: np.ndarray  # (N,) bool
     max_relative_rate_per_day: np.ndarray  # (N,) largest |dy/dt| / (|y| + abs_floor) over relaxed states
     held: tuple[str, ...]
+    days_each: np.ndarray | None = None  # (N,) days each parameter set was relaxed (a multiple of chunk_days)
+    backend: str = "numpy"
+
+
+#: How :func:`quasi_steady_state` may integrate: the compiled Rodas4 when numba is available, else numpy.
+QSS_BACKENDS = ("auto", "numba", "numpy")
 
 
 def quasi_steady_state(
@@ -51,18 +57,26 @@ def quasi_steady_state(
     abs_floor: float = 1e-9,
     rtol: float = 1e-7,
     atol: float = 1e-10,
+    backend: str = "auto",
 ) -> QuasiSteadyState:
     """Relax the untreated model from its parameter-derived initial state with ``held`` states fixed.
 
     P: (m, N) parameter matrix in the compiled model's order (infusion inputs included, zero).
-    Integrates in chunks of ``chunk_days`` (numpy Rodas4, rows of held states zeroed in the rate and
-    the Jacobian) until every relaxed state satisfies ``|dy/dt| <= tol_per_day (|y| + abs_floor)``
-    (per day) or ``max_days`` is reached (then ``converged`` is False for those sets).
+    Each parameter set is integrated in chunks of ``chunk_days`` (Rodas4; the rows of held states are zero in
+    the rate and the Jacobian) until every relaxed state satisfies ``|dy/dt| <= tol_per_day (|y| + abs_floor)``
+    (per day), and then left where it is; after ``max_days`` the sets still moving are returned with
+    ``converged`` False. A set's start depends only on its own parameters, never on the other sets in the batch.
+
+    ``backend``: "numba" (compiled Rodas4, a separate kernel module for the held system, compiled once and
+    cached like the model's), "numpy" (batched Rodas4; the same steps, results equal to rounding) or "auto"
+    (numba when it is installed).
     """
     if not (np.isfinite(tol_per_day) and tol_per_day > 0):
         raise ValueError(f"tol_per_day={tol_per_day!r}: must be a finite number > 0")
     if not (np.isfinite(max_days) and max_days > 0 and np.isfinite(chunk_days) and chunk_days > 0):
         raise ValueError(f"max_days={max_days!r}, chunk_days={chunk_days!r}: must be finite numbers > 0")
+    if backend not in QSS_BACKENDS:
+        raise ValueError(f"backend={backend!r}: allowed values are {QSS_BACKENDS}")
     c = compile_model(model)
     held = tuple(s for s in (CLONES if held is None else held) if s in c.species_names)
     unknown = sorted(set(held or ()) - set(c.species_names))
@@ -70,6 +84,51 @@ def quasi_steady_state(
         raise ValueError(f"held={unknown}: not species of model {model.name!r}; allowed: {c.species_names}")
     rows = np.array([c.species_names.index(s) for s in held], dtype=int)
     free = np.setdiff1d(np.arange(c.n_species), rows)
+    if backend == "auto":
+        backend = "numba" if numba_kernels.available() else "numpy"
+    integrate = _integrator(c, rows, backend, rtol, atol)
+
+    def relative_rate(Y, P_):
+        with np.errstate(all="ignore"):
+            rate = c.rhs_T(0.0, Y, P_)
+            r = np.abs(rate[free]) / (np.abs(Y[free]) + abs_floor)
+        return np.nanmax(np.where(np.isfinite(r), r, np.inf), axis=0) if free.size else np.zeros(Y.shape[1])
+
+    P = np.asarray(P, dtype=float)
+    Y = c.initial_T(P)
+    N = Y.shape[1]
+    days = np.zeros(N)
+    h_next = np.full(N, np.nan)
+    rate = relative_rate(Y, P)
+    moving = np.nonzero(rate > tol_per_day)[0]
+    elapsed = 0.0
+    while moving.size and elapsed < max_days:
+        step = min(chunk_days, max_days - elapsed)
+        h0 = h_next[moving]
+        with np.errstate(all="ignore"):
+            res = integrate(step, Y[:, moving], P[:, moving], np.where(np.isfinite(h0), h0, np.nan))
+        ok = res.status == Status.OK
+        Y[:, moving] = np.where(ok[None], res.y_final, np.nan)
+        h_next[moving] = res.h_last
+        days[moving] += step
+        elapsed += step
+        rate[moving] = np.where(ok, relative_rate(Y[:, moving], P[:, moving]), np.inf)
+        moving = moving[(rate[moving] > tol_per_day) & ok]
+    return QuasiSteadyState(Y, float(days.max(initial=0.0)), rate <= tol_per_day, rate, held, days, backend)
+
+
+def _integrator(c, rows: np.ndarray, backend: str, rtol: float, atol: float):
+    """``integrate(days, Y, P, h0) -> BatchResult`` of the held system from day 0, on ``backend``.
+
+    ``h0``: each set's first step (NaN: the automatic starting step)."""
+    if backend == "numba":
+        k = numba_kernels.kernels_for_model(c, compile_now=True, held=tuple(int(r) for r in rows))
+
+        def integrate(days, Y, P, h0):
+            return numba_kernels.integrate_batch_jit(k, 0.0, days, Y, P, [], rtol=rtol, atol=atol, h0=h0)
+
+        return integrate
+    plan = SparseLUPlan(c.n_species, c.jac_rows, c.jac_cols)
     jac_held = np.isin(c.jac_rows, rows)
 
     def rhs(t, Y, P_):
@@ -82,23 +141,9 @@ def quasi_steady_state(
         v[: c.jac_nnz][jac_held] = 0.0
         return v
 
-    def relative_rate(Y):
-        with np.errstate(all="ignore"):
-            r = np.abs(rhs(0.0, Y, P)[free]) / (np.abs(Y[free]) + abs_floor)
-        return np.nanmax(np.where(np.isfinite(r), r, np.inf), axis=0) if free.size else np.zeros(Y.shape[1])
+    def integrate(days, Y, P, h0):
+        return integrate_batch(
+            rhs, jac_values, c.jac_rows, c.jac_cols, 0.0, days, Y, P, [], rtol=rtol, atol=atol, plan=plan, h0=h0
+        )
 
-    plan = SparseLUPlan(c.n_species, c.jac_rows, c.jac_cols)
-    Y = c.initial_T(P)
-    days = 0.0
-    rate = relative_rate(Y)
-    while np.any(rate > tol_per_day) and days < max_days:
-        step = min(chunk_days, max_days - days)
-        with np.errstate(all="ignore"):
-            res = integrate_batch(
-                rhs, jac_values, c.jac_rows, c.jac_cols, 0.0, step, Y, P, [], rtol=rtol, atol=atol, plan=plan
-            )
-        ok = res.status == Status.OK
-        Y = np.where(ok[None], res.y_final, np.nan)
-        days += step
-        rate = np.where(ok, relative_rate(Y), np.inf)
-    return QuasiSteadyState(Y, days, rate <= tol_per_day, rate, held)
+    return integrate

@@ -38,6 +38,7 @@ import re
 import sys
 import traceback
 import types
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -231,11 +232,12 @@ def lu_plan(rhs, y_syms) -> SparseLUPlan:
 
 
 @lru_cache(maxsize=16)
-def _kernels_for_compiled(compiled) -> JitKernels:
+def _kernels_for_compiled(compiled, held: tuple[int, ...] = ()) -> JitKernels:
     require()
     plan = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
-    # Writing the kernels takes sympy ~2 s for the full model: remember which module a model's
-    # generated numpy code (which fixes its equations and symbol order) led to.
+    # Writing the kernels takes sympy ~2 s for the full model (more for a held variant, which is cse'd
+    # afresh): remember which module a model's generated numpy code (which fixes its equations and symbol
+    # order) and its held rows led to.
     key = hashlib.sha256(
         "\n".join(
             [
@@ -247,6 +249,7 @@ def _kernels_for_compiled(compiled) -> JitKernels:
                 repr(compiled.jac_cols.tolist()),
                 repr(compiled.parameter_names),
             ]
+            + ([f"held rows {list(held)}"] if held else [])
         ).encode()
     ).hexdigest()[:20]
     index = cache_dir() / f"model_{key}.txt"
@@ -254,7 +257,18 @@ def _kernels_for_compiled(compiled) -> JitKernels:
     if k is not None:
         return k
     rhs, y_syms, p_syms = compiled.symbolic
-    k = kernels(rhs, y_syms, p_syms, plan, jacobian=compiled.model.jacobian(), families=compiled.families)
+    jacobian = compiled.model.jacobian()
+    if held:
+        # rows of held states are zero in the rate and in the Jacobian; the pattern (and so the LU plan) is kept
+        rhs = [sympy.Integer(0) if i in held else e for i, e in enumerate(rhs)]
+        jacobian = type(jacobian)(
+            jacobian.rows,
+            jacobian.cols,
+            [sympy.Integer(0) if int(r) in held else v for r, v in zip(jacobian.rows, jacobian.values)],
+        )
+        k = kernels(rhs, y_syms, p_syms, plan, jacobian=jacobian)
+    else:
+        k = kernels(rhs, y_syms, p_syms, plan, jacobian=jacobian, families=compiled.families)
     index = k.path.parent / index.name  # beside the module (the fallback folder on a full disk)
     try:
         atomic_write(index, k.path.name)
@@ -293,13 +307,19 @@ def _from_index(index: Path, plan: SparseLUPlan) -> JitKernels | None:
     return k
 
 
-def kernels_for_model(compiled, compile_now: bool = False) -> JitKernels:
+def kernels_for_model(compiled, compile_now: bool = False, held: Sequence[int] = ()) -> JitKernels:
     """Compiled Rodas4 for a :class:`moa.codegen.CompiledModel` (cached per model object).
 
     ``compile_now``: compile (or load from the disk cache) at once, on a one-step problem, so that a
-    model numba cannot compile fails here rather than inside a simulation.
+    model numba cannot compile fails here rather than inside a simulation. ``held``: indices of states held
+    constant (their rows of the rate and the Jacobian are zero): a separate module, used by the quasi-steady
+    start (:func:`moa.steady_state.quasi_steady_state`).
     """
-    k = _kernels_for_compiled(compiled)
+    held = tuple(sorted({int(i) for i in held}))
+    bad = [i for i in held if not 0 <= i < compiled.n_species]
+    if bad:
+        raise ValueError(f"held={bad}: state indices must lie in 0..{compiled.n_species - 1}")
+    k = _kernels_for_compiled(compiled, held)
     if compile_now and not k.compiled:
         if not _machine_code_cached(k.path):
             print(COMPILING_NOTICE, file=sys.stderr, flush=True)
