@@ -26,6 +26,7 @@ from moa.sweep import (
     spec_from_dict,
     unit_design,
 )
+from moa.sweep.store import code_fingerprint
 from sweep_helpers import DAYS, StarvedPoints, same, tiny_spec
 
 # ----- the spec ------------------------------------------------------------------------------------
@@ -241,6 +242,38 @@ def test_corrupt_or_partial_chunk_is_detected_and_recomputed(tmp_path, clean):
     assert "chunk 1" in texts and "chunk 2" in texts and "sha256" in texts
     assert again.attrs["chunks_reused"] == 2
     assert same(again, clean)
+
+
+def test_checkpoints_of_other_code_are_recomputed(tmp_path, clean):
+    """A manifest whose code fingerprint differs (moa's sources or models/ changed since) is not reused."""
+    spec = tiny_spec()
+    run_sweep(spec, tmp_path)
+    manifest = tmp_path / "manifest.json"
+    data = json.loads(manifest.read_text())
+    assert data["code"] == code_fingerprint()
+    data["code"] = "0123456789abcdef"
+    manifest.write_text(json.dumps(data))
+    with pytest.warns(ChunkWarning, match="computed by other code .*recomputing them all"):
+        again = run_sweep(spec, tmp_path, resume=True)
+    assert again.attrs["chunks_reused"] == 0 and same(again, clean)
+    assert json.loads(manifest.read_text())["code"] == code_fingerprint()
+
+
+def test_code_fingerprint_follows_sources_and_parameter_files_but_not_the_report_layer(tmp_path):
+    package, models = tmp_path / "moa", tmp_path / "models"
+    (package / "report").mkdir(parents=True)
+    models.mkdir()
+    (package / "engine.py").write_text("x = 1\n")
+    (package / "report" / "plots.py").write_text("y = 1\n")
+    (models / "parameters.toml").write_text("a = 1\n")
+    first = code_fingerprint(package, models)
+    (package / "report" / "plots.py").write_text("y = 2\n")
+    assert code_fingerprint.__wrapped__(package, models) == first
+    (models / "parameters.toml").write_text("a = 2\n")
+    second = code_fingerprint.__wrapped__(package, models)
+    assert second != first
+    (package / "engine.py").write_text("x = 2\n")
+    assert code_fingerprint.__wrapped__(package, models) not in (first, second)
 
 
 def test_another_spec_in_the_same_folder_is_refused(tmp_path):

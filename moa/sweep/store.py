@@ -3,7 +3,7 @@
 Layout of ``out_dir``::
 
     spec.json       the spec (JSON) and its digest
-    manifest.json   {"spec_hash", "n_chunks", "chunks": {index: {"file", "sha256", "arm", "setting", "points"}}}
+    manifest.json   {"spec_hash", "code", "n_chunks", "chunks": {index: {"file", "sha256", "arm", "setting", "points"}}}
     chunks/chunk_000012.npz   one finished chunk: every output, status and message of its points
     sweep.nc        the whole result (written when every chunk is done), with sweep.provenance.json
 
@@ -13,10 +13,16 @@ only. A chunk counts as done when its file exists, its sha256 equals the manifes
 back with the expected arrays; anything else (a missing manifest entry, a hash mismatch, a file
 that cannot be read) is recomputed with a :class:`ChunkWarning`. An ``out_dir`` holding a sweep of
 another spec is refused (:class:`SweepDirError`) rather than mixed.
+
+Checkpoints also record the code that computed them (:func:`code_fingerprint`: the sources of ``moa/`` that
+compute numbers and the data files in ``models/``). When the code or the parameter files have changed since,
+every checkpointed chunk is recomputed, with a :class:`ChunkWarning`: a resumed sweep never mixes results of
+two versions of the model.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +33,11 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["ChunkStore", "ChunkWarning", "SweepDirError", "sha256_file"]
+__all__ = ["ChunkStore", "ChunkWarning", "SweepDirError", "sha256_file", "code_fingerprint"]
+
+_PACKAGE = pathlib.Path(__file__).resolve().parents[1]
+#: Parts of ``moa/`` that only present results; a change there leaves checkpoints valid.
+_PRESENTATION = ("report", "cli.py", "__main__.py")
 
 
 class ChunkWarning(UserWarning):
@@ -46,6 +56,22 @@ def sha256_file(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=4)
+def code_fingerprint(package: pathlib.Path = _PACKAGE, models: pathlib.Path | None = None) -> str:
+    """sha256 (first 16 hex digits) of every ``*.py`` under ``package`` except the presentation layer
+    (:data:`_PRESENTATION`) and of every ``*.toml`` under ``models`` (default: ``models/`` beside the package,
+    where the parameter values live), each with its relative path."""
+    models = package.parent / "models" if models is None else models
+    h = hashlib.sha256()
+    files = [(f"moa/{p.relative_to(package)}", p) for p in package.rglob("*.py")]
+    files += [(f"models/{p.relative_to(models)}", p) for p in models.rglob("*.toml")] if models.is_dir() else []
+    for rel, path in sorted(files):
+        if rel.split("/")[1] in _PRESENTATION or "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _replace_atomically(path: pathlib.Path, write) -> None:
     """``write(tmp_path)`` then rename over ``path`` (same folder, so the rename is atomic)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,10 +87,13 @@ def _replace_atomically(path: pathlib.Path, write) -> None:
 class ChunkStore:
     """The checkpoint folder of one sweep (``spec_hash``) with ``n_chunks`` chunks."""
 
-    def __init__(self, out_dir: str | os.PathLike, spec_dict: dict, spec_hash: str, n_chunks: int):
+    def __init__(
+        self, out_dir: str | os.PathLike, spec_dict: dict, spec_hash: str, n_chunks: int, code: str | None = None
+    ):
         self.root = pathlib.Path(out_dir)
         self.chunks_dir = self.root / "chunks"
         self.spec_hash, self.n_chunks = spec_hash, n_chunks
+        self.code = code_fingerprint() if code is None else code
         manifest = self.root / "manifest.json"
         if manifest.exists():
             try:
@@ -80,6 +109,18 @@ class ChunkStore:
                     "so that results of two specs are never mixed"
                 )
             self.entries = {int(k): v for k, v in old.get("chunks", {}).items()}
+            if self.entries and old.get("code") != self.code:
+                warnings.warn(
+                    ChunkWarning(
+                        f"{self.root}: its {len(self.entries)} checkpointed chunk(s) were computed by other code "
+                        f"(fingerprint {old.get('code')}, now {self.code}: moa's sources or models/ changed); "
+                        "recomputing them all"
+                    ),
+                    stacklevel=3,
+                )
+                for stale in (self.root / "chunks").glob("chunk_*.npz"):
+                    stale.unlink()
+                self.entries = {}
         else:
             self.entries = {}
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +200,7 @@ class ChunkStore:
     def _write_manifest(self) -> None:
         data = {
             "spec_hash": self.spec_hash,
+            "code": self.code,
             "n_chunks": self.n_chunks,
             "chunks": {str(k): v for k, v in sorted(self.entries.items())},
         }
