@@ -95,6 +95,8 @@ def saltelli(args) -> dict:
     wall = time.perf_counter() - started
     points = int(ds.sizes["point"])
     return {
+        **accuracy(s, ds, args.accuracy_points, args.reference_rtol),
+        **top_sobol(ds, args.n_base, args.params),
         "n_base": args.n_base,
         "parameters": args.params,
         "points": points,
@@ -106,6 +108,41 @@ def saltelli(args) -> dict:
         "points_per_s": round(points / wall, 2),
         "failed_points": int(ds.attrs["failed_points"]),
         "under_10_minutes": wall < 600,
+    }
+
+
+def accuracy(s, ds, k: int, reference_rtol: float) -> dict:
+    """The first ``k`` points again at ``reference_rtol`` (one batch, not timed): the largest absolute
+    difference of each summary between the timed run and that reference."""
+    from moa.sweep.execute import simulate_chunk
+    from moa.sweep.sampling import parameter_values, unit_design
+
+    if k <= 0:
+        return {}
+    ref_spec = dataclasses.replace(s, rtol=reference_rtol)
+    values = parameter_values(ref_spec, unit_design(ref_spec)[:k])
+    ref = simulate_chunk(ref_spec, ARM, SETTING, values)
+    out = {"accuracy_points": k, "reference_rtol": reference_rtol}
+    for name in SUMMARIES:
+        got = ds[name].values.reshape(-1)[:k]
+        both = np.isfinite(got) & np.isfinite(ref[name])
+        out[f"max_abs_error_{name}"] = float(np.max(np.abs(got[both] - ref[name][both]), initial=0.0))
+        out[f"finite_mismatch_{name}"] = int(np.sum(np.isfinite(got) != np.isfinite(ref[name])))
+    return out
+
+
+def top_sobol(ds, n_base: int, n_params: int, top: int = 5) -> dict:
+    """Total-order Sobol indices of best change from the timed run: the ``top`` largest, with 95% CIs."""
+    from moa.sensitivity import sobol_indices
+
+    names = varied_names()[:n_params]
+    y = ds["best_change_pct"].values.reshape(-1)
+    idx = sobol_indices(y, n_base, n_params, names=names, n_bootstrap=200)
+    order = np.argsort(-idx["ST"].values)[:top]
+    return {
+        "sobol_ST_best_change_top": {
+            names[i]: [round(float(idx[v].values[i]), 4) for v in ("ST", "ST_low", "ST_high")] for i in order
+        }
     }
 
 
@@ -229,6 +266,14 @@ def main(argv=None) -> dict:
         help="solver rtol of the Saltelli run (default 1e-6, moa.simulate's; throughput.py measures the accuracy "
         "of each: tumour volume error 2.8e-6 at 1e-5, 1.9e-7 at 1e-6)",
     )
+    ap.add_argument(
+        "--accuracy-points",
+        type=int,
+        default=256,
+        help="points of the Saltelli run simulated again at --reference-rtol for the accuracy beside the speed "
+        "(0: none)",
+    )
+    ap.add_argument("--reference-rtol", type=float, default=1e-7, help="rtol of that reference (default 1e-7)")
     ap.add_argument("--out", default="results/benchmarks/sweep.json")
     args = ap.parse_args(argv)
     q = args.quick
