@@ -107,6 +107,7 @@ def saltelli(args) -> dict:
         "wall_s": round(wall, 2),
         "points_per_s": round(points / wall, 2),
         "failed_points": int(ds.attrs["failed_points"]),
+        "failures": failures(ds),
         "under_10_minutes": wall < 600,
     }
 
@@ -129,6 +130,13 @@ def accuracy(s, ds, k: int, reference_rtol: float) -> dict:
         out[f"max_abs_error_{name}"] = float(np.max(np.abs(got[both] - ref[name][both]), initial=0.0))
         out[f"finite_mismatch_{name}"] = int(np.sum(np.isfinite(got) != np.isfinite(ref[name])))
     return out
+
+
+def failures(ds, at_most: int = 5) -> list[str]:
+    """Index and message of the first ``at_most`` failed points."""
+    status = ds["status"].values.reshape(-1)
+    message = ds["message"].values.reshape(-1)
+    return [f"point {i}: {message[i]}" for i in np.nonzero(status != 0)[0][:at_most]]
 
 
 def top_sobol(ds, n_base: int, n_params: int, top: int = 5) -> dict:

@@ -33,9 +33,12 @@ from it instead. This module does not depend on it.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
 import pathlib
 import re
 import time
@@ -730,17 +733,32 @@ def _model_value(target: Target, trials: Mapping[str, xr.Dataset], control_arm: 
     return float(v[0]) if v is not None else float("nan")
 
 
+def _trial_without_stop(arm: str, population: Population) -> xr.Dataset:
+    return simulate_trial(arm, population, stop_at_progression=False)
+
+
 def objective(
-    spec: PopulationSpec, values: Sequence[float], *, n_patients: int, seed: int, control_arm: str = "nabp"
+    spec: PopulationSpec,
+    values: Sequence[float],
+    *,
+    n_patients: int,
+    seed: int,
+    control_arm: str = "nabp",
+    pool: concurrent.futures.Executor | None = None,
 ) -> tuple[float, list[dict], dict]:
     """The calibration objective at ``values`` of ``spec.calibration_parameters``: the weighted sum of squared
     residuals in units of each trial 95% CI half-width, over the targets with weight > 0. The same patients
     (``seed``) serve every evaluation and both arms (common random numbers). A NaN readout (e.g. median PFS
-    not reached) counts as 10 half-widths. Returns (objective, rows, trials)."""
+    not reached) counts as 10 half-widths. ``pool``: an executor running the arms side by side (same result).
+    Returns (objective, rows, trials)."""
     trial_spec = spec.with_values(dict(zip(spec.calibration_parameters, values)))
     population = sample_population(n_patients, seed, trial_spec)
     arms = sorted({t.arm for t in spec.targets} | {control_arm})
-    trials = {arm: simulate_trial(arm, population, stop_at_progression=False) for arm in arms}
+    if pool is None:
+        trials = {arm: _trial_without_stop(arm, population) for arm in arms}
+    else:
+        futures = {arm: pool.submit(_trial_without_stop, arm, population) for arm in arms}
+        trials = {arm: f.result() for arm, f in futures.items()}
     rows, total = [], 0.0
     for t in spec.targets:
         model = _model_value(t, trials, control_arm)
@@ -763,14 +781,34 @@ def objective(
 
 
 def calibrate(
-    *, n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec | None = None, profile_points: int = 0
+    *,
+    n_patients: int,
+    seed: int,
+    max_evaluations: int,
+    spec: PopulationSpec | None = None,
+    profile_points: int = 0,
+    workers: int = 1,
 ) -> dict:
     """Fit ``spec.calibration_parameters`` to the IMpassion130 targets by Nelder-Mead (scipy.optimize) from the
     values in models/population.toml, within the bounds of ``[calibration]`` (a point outside them costs 1e6),
     at most ``max_evaluations`` objective evaluations on ``n_patients`` patients per arm drawn with ``seed``.
     Deterministic: same inputs, same fitted values. ``profile_points`` > 0 adds a one-at-a-time profile of
-    the objective for each parameter around the fit (which the data pin down and which they do not)."""
-    spec = spec or load_population()
+    the objective for each parameter around the fit (which the data pin down and which they do not).
+    ``workers`` > 1 runs the arms of each evaluation in that many processes (the fitted values do not change)."""
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r}: must be an integer >= 1")
+    with contextlib.ExitStack() as stack:
+        pool = (
+            stack.enter_context(
+                concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            )
+            if workers > 1
+            else None
+        )
+        return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool)
+
+
+def _calibrate(n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec, profile_points: int, pool):
     names = list(spec.calibration_parameters)
     lower, upper = np.array(spec.calibration_lower), np.array(spec.calibration_upper)
     start = np.array([spec.value_of(f) for f in names])
@@ -780,7 +818,7 @@ def calibrate(
     def f(x):
         if np.any(x < lower) or np.any(x > upper):
             return 1e6
-        value = objective(spec, x, n_patients=n_patients, seed=seed)[0]
+        value = objective(spec, x, n_patients=n_patients, seed=seed, pool=pool)[0]
         history.append({"values": [float(v) for v in x], "objective": float(value)})
         return value
 
@@ -796,7 +834,7 @@ def calibrate(
         },
     )
     best = min(history, key=lambda h: h["objective"]) if history else {"values": list(start), "objective": float("nan")}
-    value, rows, _ = objective(spec, best["values"], n_patients=n_patients, seed=seed)
+    value, rows, _ = objective(spec, best["values"], n_patients=n_patients, seed=seed, pool=pool)
     profile = {}
     for i, name in enumerate(names if profile_points else ()):
         grid = np.linspace(lower[i], upper[i], profile_points)
@@ -804,7 +842,7 @@ def calibrate(
         for g in grid:
             x = np.array(best["values"], dtype=float)
             x[i] = g
-            pts.append([float(g), float(objective(spec, x, n_patients=n_patients, seed=seed)[0])])
+            pts.append([float(g), float(objective(spec, x, n_patients=n_patients, seed=seed, pool=pool)[0])])
         profile[name] = pts
     return {
         "parameters": names,
@@ -898,11 +936,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--evaluations", type=int, default=40, help="objective evaluations (default 40)")
     c.add_argument("--seed", type=int, default=2018)
     c.add_argument("--profile", type=int, default=5, help="points per one-at-a-time profile (0: none)")
+    c.add_argument("--workers", type=int, default=1, help="processes running the arms side by side (default 1)")
     c.add_argument("--out", default="results/virtual_trial/calibration.json")
     c.add_argument("--write", action="store_true", help="write the fitted values into models/population.toml")
     args = ap.parse_args(argv)
     result = calibrate(
-        n_patients=args.patients, seed=args.seed, max_evaluations=args.evaluations, profile_points=args.profile
+        n_patients=args.patients,
+        seed=args.seed,
+        max_evaluations=args.evaluations,
+        profile_points=args.profile,
+        workers=args.workers,
     )
     write_json(pathlib.Path(args.out), result)
     if args.write:

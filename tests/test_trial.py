@@ -173,10 +173,13 @@ def test_stopping_doses_at_progression_leaves_every_readout_unchanged():
 
 
 def test_calibration_is_reproducible_with_the_same_seed():
+    """Same seed, same fit; also when the arms of each evaluation run in two processes."""
     a = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
-    b = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
-    assert a["fitted"] == b["fitted"] and a["objective"] == b["objective"]
+    b = trial.calibrate(n_patients=3, seed=1, max_evaluations=2, workers=2)
+    assert a["fitted"] == b["fitted"] and a["objective"] == b["objective"] and a["history"] == b["history"]
     assert a["evaluations"] >= 2 and len(a["residuals"]) == len(trial.load_population().targets)
+    with pytest.raises(ValueError, match="workers=0: must be an integer >= 1"):
+        trial.calibrate(n_patients=3, seed=1, max_evaluations=2, workers=0)
 
 
 def test_fitted_values_are_written_into_the_population_file_with_their_source(tmp_path):
