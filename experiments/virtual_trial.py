@@ -321,7 +321,12 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             r = readouts[arm][sg]
 
             def ci(v, fmt="{:.0f}"):
-                return "-" if not v else f"{fmt.format(v[0])} ({fmt.format(v[1])}-{fmt.format(v[2])})"
+                if not v:
+                    return "-"
+                if not np.isfinite(v[0]):  # a median PFS that the follow-up does not reach
+                    return "not reached"
+                low, high = (fmt.format(x) if np.isfinite(x) else "NR" for x in v[1:3])
+                return f"{fmt.format(v[0])} ({low}-{high})"
 
             lines.append(
                 f"| {plots.arm_label(arm)} | {SUBGROUP_LABELS[sg]} | {r['n']} | {ci(r.get('orr'))} | "

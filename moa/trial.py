@@ -952,8 +952,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_calibrated(
             result["fitted"],
             f"IMpassion130 ITT and PD-L1+ ORR, median PFS, HR (models/population.toml "
-            f"[calibration.targets]); {args.patients} patients per arm, seed {args.seed}, "
-            f"objective {result['objective']:.3g}; python -m moa.trial calibrate",
+            f"[calibration.targets]); {args.patients} patients per arm, seed {args.seed}, Nelder-Mead "
+            f"{result['evaluations']} evaluations, objective {result['objective']:.3g}, {result['inside_trial_ci']} "
+            f"of {result['fitted_targets']} inside the trial CI; python -m moa.trial calibrate --patients "
+            f"{args.patients} --evaluations {args.evaluations} --profile {args.profile} --seed {args.seed} --write",
         )
     print(
         json.dumps(
