@@ -74,6 +74,7 @@ __all__ = [
     "objective",
     "calibrate",
     "write_calibrated",
+    "check_calibration",
     "DAYS_PER_MONTH",
     "MAX_LESIONS",
 ]
@@ -922,8 +923,39 @@ def write_calibrated(fitted: Mapping[str, float], note: str, path: pathlib.Path 
     tmp.replace(path)
 
 
+def check_calibration(*, n_patients: int, seed: int, workers: int = 1, spec: PopulationSpec | None = None) -> dict:
+    """The calibration targets at the values in models/population.toml on ``n_patients`` per arm drawn with
+    ``seed``: with another seed than the fit's, an out-of-sample check of the calibration. Returns the objective,
+    each target's row (:func:`objective`) and how many fitted targets lie inside their trial CI."""
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r}: must be an integer >= 1")
+    spec = spec or load_population()
+    values = [spec.value_of(f) for f in spec.calibration_parameters]
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        pool = (
+            stack.enter_context(
+                concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            )
+            if workers > 1
+            else None
+        )
+        value, rows, _ = objective(spec, values, n_patients=n_patients, seed=seed, pool=pool)
+    return {
+        "values": dict(zip(spec.calibration_parameters, [float(v) for v in values])),
+        "seed": seed,
+        "n_patients_per_arm": n_patients,
+        "objective": float(value),
+        "residuals": rows,
+        "inside_trial_ci": sum(r["inside_trial_ci"] for r in rows if r["weight"] > 0),
+        "fitted_targets": sum(1 for r in rows if r["weight"] > 0),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m moa.trial calibrate [--patients N] [--evaluations K] [--seed S] [--profile P] [--write]``."""
+    """``python -m moa.trial calibrate [--patients N] [--evaluations K] [--seed S] [--profile P] [--write]`` and
+    ``python -m moa.trial check [--patients N] [--seed S]`` (the calibrated values on another population)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m moa.trial", description="virtual-trial calibration to IMpassion130")
@@ -939,7 +971,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--workers", type=int, default=1, help="processes running the arms side by side (default 1)")
     c.add_argument("--out", default="results/virtual_trial/calibration.json")
     c.add_argument("--write", action="store_true", help="write the fitted values into models/population.toml")
+    k = sub.add_parser(
+        "check",
+        help="the calibration targets at the values in models/population.toml on another population (out of sample)",
+    )
+    k.add_argument("--patients", type=int, default=1000, help="virtual patients per arm (default 1000)")
+    k.add_argument("--seed", type=int, default=2019, help="population seed (default 2019; the fit used 2018)")
+    k.add_argument("--workers", type=int, default=1, help="processes running the arms side by side (default 1)")
+    k.add_argument("--out", default="results/virtual_trial/calibration_check_seed.json")
     args = ap.parse_args(argv)
+    if args.command == "check":
+        result = check_calibration(n_patients=args.patients, seed=args.seed, workers=args.workers)
+        write_json(pathlib.Path(args.out), result)
+        for r in result["residuals"]:
+            mark = "inside" if r["inside_trial_ci"] else "OUTSIDE"
+            fitted = "" if r["weight"] > 0 else "  (not fitted)"
+            print(
+                f"{r['name']:<45} model {r['model']:7.2f}  trial {r['trial']:6.2f} "
+                f"({r['trial_low']:.1f}-{r['trial_high']:.1f})  {mark}{fitted}"
+            )
+        print(
+            f"{result['inside_trial_ci']} of {result['fitted_targets']} fitted targets inside their trial CI; "
+            f"objective {result['objective']:.3g}; seed {args.seed}, {args.patients} patients per arm; "
+            f"{result['wall_s']} s"
+        )
+        return 0
     result = calibrate(
         n_patients=args.patients,
         seed=args.seed,

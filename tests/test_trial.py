@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -196,3 +198,18 @@ def test_fitted_values_are_written_into_the_population_file_with_their_source(tm
     with pytest.raises(ValueError, match="sd_log=-1"):
         trial.write_calibrated({"patient.antigenicity.sd_log": -1.0}, "bad", path)
     assert trial.load_population(path).value_of("patient.antigenicity.sd_log") >= 0  # file left as it was
+
+
+def test_calibration_check_on_another_population_reports_each_target(tmp_path, capsys):
+    """``python -m moa.trial check``: the file's values on a population of another seed, every target reported."""
+    out = tmp_path / "check.json"
+    assert trial.main(["check", "--patients", "4", "--seed", "7", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    spec = trial.load_population()
+    assert result["seed"] == 7 and result["n_patients_per_arm"] == 4
+    assert len(result["residuals"]) == len(spec.targets)
+    assert result["fitted_targets"] == sum(1 for t in spec.targets if t.weight > 0)
+    assert f"of {result['fitted_targets']} fitted targets inside their trial CI" in printed
+    again = trial.check_calibration(n_patients=4, seed=7)
+    assert again["objective"] == result["objective"]
