@@ -232,7 +232,7 @@ def _figures(
         )
         names.append("spider.png")
 
-        fig, axes = plots.subplots(1, 3, figsize=(19, 6.5))
+        fig, axes = plots.subplots(1, 3, figsize=(27, 8.5))
         for ax, sg in zip(axes, SUBGROUPS):
             curves = {}
             for arm in ARMS:
@@ -240,7 +240,7 @@ def _figures(
                 if sg != "itt":
                     pos = trials[arm]["pdl1_positive"].values
                     m &= pos if sg == "pdl1_positive" else ~pos
-                curves[plots.arm_label(arm)] = kaplan_meier(
+                curves[arm] = kaplan_meier(  # keyed by arm: plot_km gives each arm its colour and its name
                     trials[arm]["pfs_days"].values[m], trials[arm]["pfs_event"].values[m]
                 )
             trial_plots.plot_km(ax, curves)

@@ -189,7 +189,8 @@ def plot_km(
     ax.set_xticklabels([f"{d / scale:g}" if unit != "months" else f"{d / scale:.0f}" for d in at_risk_days])
     ax.set_xlabel(plots.label("time since start of treatment", unit))
     ax.set_ylabel(plots.label(ylabel, "%"))
-    ax.legend(loc="lower left")  # curves fall from the top left: the bottom left is free
+    # one legend per panel (its medians are the panel's), small and framed, where the curves have fallen from
+    ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
     _at_risk_table(ax, curves, at_risk_days, scale, colours)
     return ax
 
