@@ -796,17 +796,20 @@ def calibrate(
     Deterministic: same inputs, same fitted values. ``profile_points`` > 0 adds a one-at-a-time profile of
     the objective for each parameter around the fit (which the data pin down and which they do not).
     ``workers`` > 1 runs the arms of each evaluation in that many processes (the fitted values do not change)."""
+    with _arm_pool(workers) as pool:
+        return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool)
+
+
+@contextlib.contextmanager
+def _arm_pool(workers: int):
+    """A spawn process pool of ``workers`` processes for the arms of an evaluation, or None for one process."""
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers={workers!r}: must be an integer >= 1")
-    with contextlib.ExitStack() as stack:
-        pool = (
-            stack.enter_context(
-                concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            )
-            if workers > 1
-            else None
-        )
-        return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool)
+    if workers == 1:
+        yield None
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 def _calibrate(n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec, profile_points: int, pool):
@@ -927,19 +930,10 @@ def check_calibration(*, n_patients: int, seed: int, workers: int = 1, spec: Pop
     """The calibration targets at the values in models/population.toml on ``n_patients`` per arm drawn with
     ``seed``: with another seed than the fit's, an out-of-sample check of the calibration. Returns the objective,
     each target's row (:func:`objective`) and how many fitted targets lie inside their trial CI."""
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers={workers!r}: must be an integer >= 1")
     spec = spec or load_population()
     values = [spec.value_of(f) for f in spec.calibration_parameters]
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        pool = (
-            stack.enter_context(
-                concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            )
-            if workers > 1
-            else None
-        )
+    with _arm_pool(workers) as pool:
         value, rows, _ = objective(spec, values, n_patients=n_patients, seed=seed, pool=pool)
     return {
         "values": dict(zip(spec.calibration_parameters, [float(v) for v in values])),
