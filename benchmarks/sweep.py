@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from moa.codegen import compile_model  # noqa: E402
 from moa.sweep import SweepSpec, run_sweep  # noqa: E402
 from moa.sweep.spec import default_distribution  # noqa: E402
+from moa.report.results import write_json  # noqa: E402
 from throughput import load_average, machine_info, varied_names  # noqa: E402
 
 ARM, SETTING = "nabp_bsab_2x2", "hot_tnbc"
@@ -327,9 +328,7 @@ def main(argv=None) -> dict:
         },
         **results,
     }
-    out = ROOT / args.out if not pathlib.Path(args.out).is_absolute() else pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_json(ROOT / args.out, record)  # an absolute --out replaces ROOT; written atomically
     print(f"wrote {out}")
     return record
 

@@ -39,6 +39,7 @@ from moa import trial  # noqa: E402
 from moa.errors import BoundsWarning, DoseWarning  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
 from moa.symbolic.named_models import full_model  # noqa: E402
+from moa.report.results import write_json  # noqa: E402
 from throughput import load_average, machine_info  # noqa: E402
 
 ARMS_IN_TARGET, PATIENTS_IN_TARGET = 6, 1000
@@ -152,9 +153,7 @@ def main(argv=None) -> dict:
         "target_estimate": estimate,
         "libroadrunner": ratio,
     }
-    out = ROOT / args.out if not pathlib.Path(args.out).is_absolute() else pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_json(ROOT / args.out, record)  # an absolute --out replaces ROOT; written atomically
     print(f"wrote {out}")
     return record
 
