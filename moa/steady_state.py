@@ -38,8 +38,8 @@ class QuasiSteadyState:
     converged: np.ndarray  # (N,) bool
     max_relative_rate_per_day: np.ndarray  # (N,) largest |dy/dt| / (|y| + abs_floor) over relaxed states
     held: tuple[str, ...]
-    days_each: np.ndarray | None = None  # (N,) days each parameter set was relaxed (a multiple of chunk_days)
-    backend: str = "numpy"
+    days_each: np.ndarray  # (N,) days each parameter set was relaxed (a multiple of chunk_days)
+    backend: str  # "numba" or "numpy": what integrated it
 
 
 #: How :func:`quasi_steady_state` may integrate: the compiled Rodas4 when numba is available, else numpy.
@@ -104,9 +104,8 @@ def quasi_steady_state(
     elapsed = 0.0
     while moving.size and elapsed < max_days:
         step = min(chunk_days, max_days - elapsed)
-        h0 = h_next[moving]
         with np.errstate(all="ignore"):
-            res = integrate(step, Y[:, moving], P[:, moving], np.where(np.isfinite(h0), h0, np.nan))
+            res = integrate(step, Y[:, moving], P[:, moving], h_next[moving])
         ok = res.status == Status.OK
         Y[:, moving] = np.where(ok[None], res.y_final, np.nan)
         h_next[moving] = res.h_last
@@ -122,7 +121,7 @@ def _integrator(c, rows: np.ndarray, backend: str, rtol: float, atol: float):
 
     ``h0``: each set's first step (NaN: the automatic starting step)."""
     if backend == "numba":
-        k = numba_kernels.kernels_for_model(c, compile_now=True, held=tuple(int(r) for r in rows))
+        k = numba_kernels.kernels_for_model(c, compile_now=True, held=rows)
 
         def integrate(days, Y, P, h0):
             return numba_kernels.integrate_batch_jit(k, 0.0, days, Y, P, [], rtol=rtol, atol=atol, h0=h0)
