@@ -864,8 +864,7 @@ def _calibrate(n_patients: int, seed: int, max_evaluations: int, spec: Populatio
         "residuals": rows,
         "history": history,
         "profile": profile,
-        "inside_trial_ci": sum(r["inside_trial_ci"] for r in rows if r["weight"] > 0),
-        "fitted_targets": sum(1 for r in rows if r["weight"] > 0),
+        **_fit_counts(rows),
         "wall_s": round(time.perf_counter() - started, 1),
         "message": str(res.message),
     }
@@ -941,10 +940,15 @@ def check_calibration(*, n_patients: int, seed: int, workers: int = 1, spec: Pop
         "n_patients_per_arm": n_patients,
         "objective": float(value),
         "residuals": rows,
-        "inside_trial_ci": sum(r["inside_trial_ci"] for r in rows if r["weight"] > 0),
-        "fitted_targets": sum(1 for r in rows if r["weight"] > 0),
+        **_fit_counts(rows),
         "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def _fit_counts(rows: Sequence[dict]) -> dict:
+    """How many of the fitted targets (weight > 0) of :func:`objective`'s rows lie inside their trial CI."""
+    fitted = [r for r in rows if r["weight"] > 0]
+    return {"inside_trial_ci": sum(r["inside_trial_ci"] for r in fitted), "fitted_targets": len(fitted)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -972,11 +976,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--patients", type=int, default=1000, help="virtual patients per arm (default 1000)")
     k.add_argument("--seed", type=int, default=2019, help="population seed (default 2019; the fit used 2018)")
     k.add_argument("--workers", type=int, default=1, help="processes running the arms side by side (default 1)")
-    k.add_argument("--out", default="results/virtual_trial/calibration_check_seed.json")
+    k.add_argument("--out", default=None, help="default results/virtual_trial/calibration_check_seed<SEED>.json")
     args = ap.parse_args(argv)
     if args.command == "check":
         result = check_calibration(n_patients=args.patients, seed=args.seed, workers=args.workers)
-        write_json(pathlib.Path(args.out), result)
+        write_json(pathlib.Path(args.out or f"results/virtual_trial/calibration_check_seed{args.seed}.json"), result)
         for r in result["residuals"]:
             mark = "inside" if r["inside_trial_ci"] else "OUTSIDE"
             fitted = "" if r["weight"] > 0 else "  (not fitted)"
