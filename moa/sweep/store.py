@@ -66,7 +66,7 @@ def code_fingerprint(package: pathlib.Path = _PACKAGE, models: pathlib.Path | No
     files = [(f"moa/{p.relative_to(package)}", p) for p in package.rglob("*.py")]
     files += [(f"models/{p.relative_to(models)}", p) for p in models.rglob("*.toml")] if models.is_dir() else []
     for rel, path in sorted(files):
-        if rel.split("/")[1] in _PRESENTATION or "__pycache__" in rel:
+        if rel.split("/")[1] in _PRESENTATION:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
@@ -118,7 +118,7 @@ class ChunkStore:
                     ),
                     stacklevel=3,
                 )
-                for stale in (self.root / "chunks").glob("chunk_*.npz"):
+                for stale in self.chunks_dir.glob("chunk_*.npz"):
                     stale.unlink()
                 self.entries = {}
         else:
