@@ -14,6 +14,7 @@ Calibration itself is a separate command: ``python -m moa.trial calibrate --writ
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 
@@ -29,7 +30,7 @@ from moa.trial import (
     SUBGROUPS,
     load_population,
     sample_population,
-    simulate_trial,
+    simulate_trials,
     trial_readouts,
 )
 
@@ -106,7 +107,7 @@ def _previous_calibration(out_dir: pathlib.Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def _across_fits(record: dict, spec, n: int) -> dict:
+def _across_fits(record: dict, spec, n: int, workers: int) -> dict:
     """ORR and HRs of each arm under the ``N_FITS`` best distinct parameter sets the calibration evaluated:
     ``{arm: {subgroup: {readout: [min, max]}}}`` (the uncertainty the calibration leaves)."""
     seen, best = set(), []
@@ -121,7 +122,7 @@ def _across_fits(record: dict, spec, n: int) -> dict:
     for x in best:
         fit = spec.with_values(dict(zip(record["parameters"], x)))
         population = sample_population(n, SEED, fit)
-        trials = {arm: simulate_trial(arm, population, stop_at_progression=False) for arm in ARMS}
+        trials = simulate_trials(ARMS, population, workers=workers)
         for arm, by_sg in _readouts(trials).items():
             for sg, r in by_sg.items():
                 for k in ("orr", "median_pfs", "hr_vs_nabp", "hr_vs_nabp_apdl1"):
@@ -299,12 +300,14 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     n = QUICK_PATIENTS if quick else FULL_PATIENTS
     spec = load_population()
     population = sample_population(n, SEED, spec)
-    trials = {arm: simulate_trial(arm, population, stop_at_progression=not quick) for arm in ARMS}
+    # quick mode (make run) stays in one process; a full run uses every core (the same results)
+    workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
+    trials = simulate_trials(ARMS, population, workers=workers)
     readouts = _readouts(trials)
     calibration = _calibration_rows(trials, spec)
     spread = _bootstrap(trials, np.random.default_rng(SEED), N_BOOTSTRAP if not quick else 50)
     record = _previous_calibration(out_dir)
-    fit_spread = _across_fits(record, spec, FIT_PATIENTS) if (record and not quick) else None
+    fit_spread = _across_fits(record, spec, FIT_PATIENTS, workers) if (record and not quick) else None
     ds = _dataset(trials)
     save_dataset(ds, out_dir, "virtual_trial", csv_variables=["pfs_days", "pfs_event", "best_change_pct"])
     prov = ds.attrs

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -187,6 +187,7 @@ def simulate(
     strict_bounds: bool = False,
     keep: Sequence[str] | None = None,
     dose_stop_days: Sequence[float] | np.ndarray | None = None,
+    stop_when: Callable[[int, Mapping[str, np.ndarray]], np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Simulate ``model`` with ``parameters`` under ``regimen``.
 
@@ -223,6 +224,12 @@ def simulate(
         infusion that starts at or after it is not given (one started before it runs to its end).
         Treatment until progression in a virtual trial uses it (:mod:`moa.trial`); recorded in
         ``attrs["dose_stop_days"]``.
+    stop_when: ``stop_when(i, values) -> (N,) bool``, called once per output time ``times[i]``, in order,
+        after it is solved; ``values`` maps every species and observable name to its (N,) values there
+        (NaN for a sample already stopped or failed). A sample it marks is not simulated past ``times[i]``:
+        its later outputs are NaN, its ``status`` stays 0 and ``stop_day`` (dim ``sample``, NaN: ran to the
+        end) records the day. A virtual trial ends each patient's run at its progression scan this way
+        (:mod:`moa.trial`). Up to its stop day a sample's solution is the one it has without ``stop_when``.
 
     Parameters are converted to the units the model's mechanisms declare before they reach the
     solver (a different dimension is refused naming the file, parameter, value and both units);
@@ -297,6 +304,10 @@ def simulate(
     compiled = compile_model(model)
     N = parameters.batch_size
     dose_stop = _check_dose_stop(dose_stop_days, N)
+    if stop_when is not None and not callable(stop_when):
+        raise ValueError(f"stop_when={stop_when!r}: must be a function (i, values) -> (N,) bool, or None")
+    stopped = np.zeros(N, dtype=bool)
+    stop_day = np.full(N, np.nan)
     P = np.vstack([parameters.matrix(model.parameter_names), np.zeros((len(model.inputs), N))])
     Y = compiled.initial_T(P)
     status = np.zeros(N, dtype=int)
@@ -330,7 +341,7 @@ def simulate(
     steps = SolverSteps.zeros(N)
 
     def run(t0, t1, Y0, t_seg):
-        alive = status == Status.OK
+        alive = (status == Status.OK) & ~stopped
         out = np.full((len(t_seg), compiled.n_species, N), np.nan)
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
@@ -393,6 +404,12 @@ def simulate(
         if hi > lo:
             Y_out[lo:hi] = seg_out
             inputs_out[lo:hi] = P[input_rows]
+            for i in range(lo, hi) if stop_when is not None else ():
+                new = _stops(stop_when, i, t_out[i], Y_out[i], P, compiled, model, N) & ~stopped & (status == 0)
+                stop_day[new] = t_out[i]
+                stopped |= new
+                Y_out[i + 1 : hi, :, new] = np.nan
+                Y[:, new] = np.nan
 
     # A bolus at exactly the last output time: report the post-dose state there too.
     if t_end > 0:
@@ -431,6 +448,13 @@ def simulate(
         keep,
         steps,
     )
+    if stop_when is not None:
+        ds["stop_day"] = (
+            ds["status"].dims,
+            stop_day if parameters.is_batched else float(stop_day[0]),
+            {"units": "day", "description": "output time after which stop_when ended the sample's run (NaN: never)"},
+        )
+        ds.attrs["stop_when"] = getattr(stop_when, "description", getattr(stop_when, "__qualname__", repr(stop_when)))
     ds.attrs["start"] = start_note
     ds.attrs["dose_stop_days"] = (
         "none" if dose_stop_days is None else json.dumps([float(d) if np.isfinite(d) else "inf" for d in dose_stop])
@@ -450,6 +474,19 @@ def simulate(
         )
     )
     return ds
+
+
+def _stops(stop_when, i: int, t: float, y: np.ndarray, P: np.ndarray, compiled, model: Model, n: int) -> np.ndarray:
+    """``stop_when``'s answer at output ``i`` (state ``y``, (species, N)), checked to be an (N,) bool array."""
+    values = dict(zip(model.species_names, y))
+    values.update(zip(compiled.observable_names, compiled.observables_T(t, y, P)))
+    mask = np.asarray(stop_when(i, values))
+    if mask.shape != (n,) or mask.dtype != bool:
+        raise ValueError(
+            f"stop_when returned {mask.dtype} of shape {mask.shape} at output {i} (t={t:g} day): "
+            f"must be a bool array of shape ({n},), one per parameter set"
+        )
+    return mask
 
 
 def _check_dose_stop(dose_stop_days, n_samples: int) -> np.ndarray:

@@ -19,16 +19,15 @@ Trial conduct: scans at day 0 (baseline) and every 8 weeks in the first year, ev
 (:func:`moa.analysis.recist_lesions`); treatment until progression; every patient is censored at one fixed
 follow-up (the trial's median follow-up, 12.9 months); deaths without progression are not modelled.
 
-Treatment until progression is a two-pass run: pass 1 gives every patient every dose and finds the day of
-the progression scan; pass 2 repeats the patients who progressed with ``simulate(dose_stop_days=...)`` at
-that day. The solution up to a day does not depend on doses given at or after it, so pass 1 is exact for
-every readout up to progression (response, best response, PFS, duration of response); pass 2 is needed
-only for the trajectories after progression (spider plots), and :func:`simulate_trial` skips it with
-``stop_at_progression=False``.
+Treatment until progression: a patient leaves the trial at its first PD scan, as in IMpassion130, so by
+default its lesions are not simulated after it (``simulate(stop_when=OffStudyAtProgression(...))``: RECIST is
+asked at each scan during the run). Nothing after the first PD scan changes a readout (best response, PFS,
+duration of response), so this is exact, and it is the cheapest run: most patients progress long before the
+end of follow-up. ``simulate_trial(after_progression="untreated")`` follows the lesions to the end with doses
+stopped at progression (a second pass with ``simulate(dose_stop_days=...)``), ``"treated"`` with every dose.
 
-Sampling uses ``numpy.random.default_rng(seed)`` (inverse-CDF truncated lognormals). Note for the lead:
-``moa.sweep`` is being written in parallel; once it lands, :func:`sample_population` can draw its uniforms
-from it instead. This module does not depend on it.
+Sampling uses ``numpy.random.default_rng(seed)`` (inverse-CDF truncated lognormals), one stream per
+population, so that a patient's draws do not depend on how the sweep machinery chunks its work.
 """
 
 from __future__ import annotations
@@ -68,6 +67,9 @@ __all__ = [
     "sample_population",
     "scan_days",
     "simulate_trial",
+    "simulate_trials",
+    "OffStudyAtProgression",
+    "AFTER_PROGRESSION",
     "trajectory_values",
     "trial_readouts",
     "Target",
@@ -543,7 +545,13 @@ def trajectory_values(population: Population) -> tuple[dict[str, np.ndarray], np
 
 
 def _run(
-    arm: str, values: Mapping[str, np.ndarray], t_scan: np.ndarray, stop: np.ndarray | None, rtol: float, atol: float
+    arm: str,
+    values: Mapping[str, np.ndarray],
+    t_scan: np.ndarray,
+    stop: np.ndarray | None,
+    rtol: float,
+    atol: float,
+    stop_when=None,
 ) -> xr.Dataset:
     params, regimen = scenario(arm, "hot_tnbc", float(t_scan[-1]))  # the setting is replaced per trajectory
     with warnings.catch_warnings():
@@ -564,7 +572,32 @@ def _run(
             rtol=rtol,
             atol=atol,
             dose_stop_days=stop,
+            stop_when=stop_when,
         )
+
+
+class OffStudyAtProgression:
+    """``stop_when`` for :func:`moa.simulate`: each patient's lesions stop at the patient's first RECIST PD
+    scan (the sum of its target lesions, :func:`moa.analysis.recist_lesions`), as a patient leaves a trial.
+
+    ``patient`` and ``lesion``: the patient and lesion slot of each trajectory (:func:`trajectory_values`).
+    It keeps the diameters seen so far (``diameter_mm``: patient x scan x lesion) and asks RECIST at each scan
+    whether the patient progressed there; nothing after a patient's first PD scan changes a RECIST readout.
+    """
+
+    description = "each patient's lesions stop at its first RECIST progression scan (off study)"
+
+    def __init__(self, n_patients: int, patient: np.ndarray, lesion: np.ndarray, scan_days: np.ndarray):
+        self.patient, self.lesion, self.scan_days = patient, lesion, np.asarray(scan_days, dtype=float)
+        self.diameter_mm = np.full((n_patients, self.scan_days.size, MAX_LESIONS), np.nan)
+
+    def __call__(self, i: int, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        self.diameter_mm[self.patient, i, self.lesion] = values["tumour_diameter"]
+        if i == 0:
+            return np.zeros(self.patient.size, dtype=bool)
+        rec = recist_lesions(self.diameter_mm[:, : i + 1], self.scan_days[: i + 1], confirm=False)
+        progressed_here = np.asarray(rec["progression_day"].values) == self.scan_days[i]
+        return progressed_here[self.patient]
 
 
 def _record_status(
@@ -579,13 +612,17 @@ def _record_status(
             message[patient[k]] = f"lesion {int(lesion[k])}: {texts[k]}"
 
 
+#: What :func:`simulate_trial` simulates after a patient's progression scan (see its docstring).
+AFTER_PROGRESSION = ("off_study", "untreated", "treated")
+
+
 def simulate_trial(
     arm: str,
     population: Population,
     *,
     follow_up_days: float | None = None,
     scans: Sequence[float] | None = None,
-    stop_at_progression: bool = True,
+    after_progression: str = "off_study",
     confirm: bool = True,
     rtol: float = TRIAL_RTOL,
     atol: float = TRIAL_ATOL,
@@ -595,12 +632,24 @@ def simulate_trial(
     Each lesion is a separate trajectory with the patient's parameters and its own lesion parameters (they
     do not interact: see the module docstring). ``scans`` default: :func:`scan_days` of the population's
     trial conduct up to ``follow_up_days`` (default: the fixed follow-up of models/population.toml).
-    With ``stop_at_progression`` a second pass stops each progressed patient's doses at its progression scan
-    (it changes only the trajectories after progression). Returns dims ``patient``, ``scan``, ``lesion``:
-    ``diameter_mm``, the outputs of :func:`moa.analysis.recist_lesions`, ``pfs_days``/``pfs_event`` censored
-    at follow-up, ``pdl1_positive``, ``failed`` (a lesion's solver failed: the patient is left out of
-    readouts), and the run's provenance in attrs.
+
+    ``after_progression``: what happens after a patient's first PD scan. Every RECIST readout and PFS are
+    the same for the three (the test suite checks it); only ``diameter_mm`` after progression differs.
+
+    * ``"off_study"`` (default): the patient leaves the trial, as in IMpassion130: its lesions are not
+      simulated further (:class:`OffStudyAtProgression`) and its diameters after that scan are NaN. One pass;
+      the cheapest, since most patients progress long before the end of follow-up.
+    * ``"untreated"``: doses stop at the progression scan and the lesions are followed to the end (a second
+      pass of the progressed patients with ``simulate(dose_stop_days=...)``).
+    * ``"treated"``: every patient gets every dose to the end of follow-up (one pass).
+
+    Returns dims ``patient``, ``scan``, ``lesion``: ``diameter_mm``, the outputs of
+    :func:`moa.analysis.recist_lesions`, ``pfs_days``/``pfs_event`` censored at follow-up, ``pdl1_positive``,
+    ``failed`` (a lesion's solver failed: the patient is left out of readouts), and the run's provenance in
+    attrs (``simulated_lesion_days``: the lesion-days integrated, the run's cost).
     """
+    if after_progression not in AFTER_PROGRESSION:
+        raise ValueError(f"after_progression={after_progression!r}: allowed values are {AFTER_PROGRESSION}")
     spec = population.spec
     follow_up = float(follow_up_days if follow_up_days is not None else spec.follow_up_days)
     t_scan = (
@@ -611,9 +660,13 @@ def simulate_trial(
     if t_scan[0] != 0.0 or np.any(np.diff(t_scan) <= 0):
         raise ValueError(f"scans={t_scan.tolist()}: must start at day 0 (baseline) and increase")
     values, pi, li = trajectory_values(population)
-    started = time.perf_counter()
-    ds = _run(arm, values, t_scan, None, rtol, atol)
     n = population.size
+    started = time.perf_counter()
+    watch = OffStudyAtProgression(n, pi, li, t_scan) if after_progression == "off_study" else None
+    ds = _run(arm, values, t_scan, None, rtol, atol, stop_when=watch)
+    ends = np.full(pi.size, t_scan[-1])
+    if watch is not None:
+        ends = np.where(np.isnan(ds["stop_day"].values), t_scan[-1], ds["stop_day"].values)
     diam = np.full((n, t_scan.size, MAX_LESIONS), np.nan)
     diam[pi, :, li] = ds["tumour_diameter"].values
     status = np.zeros(n, dtype=int)
@@ -624,7 +677,7 @@ def simulate_trial(
     progression = np.asarray(rec["progression_day"].values, dtype=float)
     n_second = 0
     runs = [({"pass": 1}, ds.attrs)]
-    if stop_at_progression:
+    if after_progression == "untreated":
         again = np.isfinite(progression)[pi]
         if again.any():
             sub = {k: v[again] for k, v in values.items()}
@@ -654,7 +707,9 @@ def simulate_trial(
     out = out.assign_coords(scan_day=("scan", t_scan))
     out["pfs_days"].attrs["units"] = "day"
     out["diameter_mm"].attrs.update(
-        units="mm", description="longest diameter of each target lesion (sphere of its viable volume)"
+        units="mm",
+        description="longest diameter of each target lesion (sphere of its viable volume)"
+        + ("; NaN after the patient's progression scan (off study)" if after_progression == "off_study" else ""),
     )
     out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("moa_version", "git_commit", "model", "solver")})
     out.attrs["simulations"] = combine_simulations(
@@ -669,13 +724,106 @@ def simulate_trial(
             "rtol": rtol,
             "atol": atol,
             "trajectories": int(pi.size),
+            "after_progression": after_progression,
             "second_pass_trajectories": n_second,
+            "simulated_lesion_days": float(ends.sum() + n_second * t_scan[-1]),
             "wall_s": round(time.perf_counter() - started, 3),
             "lesions": "independent trajectories sharing the patient's parameters; no new lesions modelled",
             "censoring": f"fixed follow-up of {follow_up:g} days for every patient",
         }
     )
     return out
+
+
+#: Patients per task of :func:`simulate_trials`: small enough that two workers share six arms evenly, large
+#: enough that a task's fixed cost (scenario, unit checks, quasi-steady start set-up) stays a few percent.
+TRIAL_CHUNK_PATIENTS = 100
+
+
+def _patient_chunks(n_patients: int, chunk_patients: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk_patients, n_patients)) for a in range(0, n_patients, chunk_patients)]
+
+
+def _trial_chunk(arm: str, population: Population, lo: int, hi: int, kwargs: Mapping) -> xr.Dataset:
+    keep = np.zeros(population.size, dtype=bool)
+    keep[lo:hi] = True
+    return simulate_trial(arm, population.subset(keep), **kwargs)
+
+
+def _merge_chunks(parts: Sequence[xr.Dataset], chunks: Sequence[tuple[int, int]], wall_s: float) -> xr.Dataset:
+    """One arm's trial from its patient chunks, as :func:`simulate_trial` of all patients would give it."""
+    if len(parts) == 1:
+        return parts[0]
+    out = xr.concat(parts, "patient", data_vars="minimal", coords="minimal", compat="override", join="override")
+    out = out.assign_coords(patient=np.arange(out.sizes["patient"]))  # each chunk numbers its patients from 0
+    out.attrs = dict(parts[0].attrs)
+    for key in ("trajectories", "second_pass_trajectories"):
+        out.attrs[key] = int(sum(p.attrs[key] for p in parts))
+    out.attrs["simulated_lesion_days"] = float(sum(p.attrs["simulated_lesion_days"] for p in parts))
+    out.attrs["wall_s"] = round(wall_s, 3)
+    out.attrs["simulations"] = combine_simulations(
+        [({"patients": f"{lo}..{hi - 1}"}, p.attrs) for (lo, hi), p in zip(chunks, parts)]
+    )
+    return out
+
+
+def simulate_trials(
+    arms: Sequence[str],
+    population: Population,
+    *,
+    workers: int = 1,
+    pool: concurrent.futures.Executor | None = None,
+    chunk_patients: int = TRIAL_CHUNK_PATIENTS,
+    progress: bool = False,
+    **kwargs,
+) -> dict[str, xr.Dataset]:
+    """:func:`simulate_trial` of each arm on the same patients, ``{arm: dataset}``, with the work split into
+    chunks of ``chunk_patients`` patients run by ``workers`` processes (spawned; 1: in this process), or by
+    an executor ``pool`` that the caller keeps (a calibration reuses one for all its evaluations).
+
+    The result equals :func:`simulate_trial` of each arm on the whole population (every lesion trajectory and
+    its quasi-steady start are integrated on their own, and a patient's lesions stay in one chunk), except
+    ``attrs["wall_s"]``: the wall time of all arms together. ``kwargs`` go to :func:`simulate_trial`.
+    ``progress``: a tqdm bar over the chunks (needs the ``progress`` extra)."""
+    arms = list(arms)
+    if not arms:
+        raise ValueError("arms=[]: give at least one arm of models/arms.toml")
+    if not (isinstance(chunk_patients, int) and chunk_patients >= 1):
+        raise ValueError(f"chunk_patients={chunk_patients!r}: must be an integer >= 1")
+    chunks = _patient_chunks(population.size, chunk_patients)
+    tasks = [(arm, lo, hi) for arm in arms for lo, hi in chunks]
+    started = time.perf_counter()
+    if pool is not None:
+        done = _run_chunks(tasks, population, kwargs, pool, progress)
+    else:
+        with _process_pool(workers) as own:
+            done = _run_chunks(tasks, population, kwargs, own, progress)
+    wall = time.perf_counter() - started
+    return {arm: _merge_chunks([done[arm, lo] for lo, _ in chunks], chunks, wall) for arm in arms}
+
+
+def _run_chunks(tasks, population: Population, kwargs: Mapping, pool, progress: bool) -> dict:
+    """``{(arm, first patient): dataset}`` of each task ``(arm, lo, hi)``, in ``pool`` (None: here)."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # optional extra
+
+        bar = tqdm(total=len(tasks), desc="virtual trial", unit="chunk")
+    done = {}
+    if pool is None:
+        for arm, lo, hi in tasks:
+            done[arm, lo] = _trial_chunk(arm, population, lo, hi, kwargs)
+            if bar is not None:
+                bar.update()
+    else:
+        futures = {pool.submit(_trial_chunk, arm, population, lo, hi, kwargs): (arm, lo) for arm, lo, hi in tasks}
+        for f in concurrent.futures.as_completed(futures):
+            done[futures[f]] = f.result()
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return done
 
 
 def _mask(trial: xr.Dataset, subgroup: str) -> np.ndarray:
@@ -734,10 +882,6 @@ def _model_value(target: Target, trials: Mapping[str, xr.Dataset], control_arm: 
     return float(v[0]) if v is not None else float("nan")
 
 
-def _trial_without_stop(arm: str, population: Population) -> xr.Dataset:
-    return simulate_trial(arm, population, stop_at_progression=False)
-
-
 def objective(
     spec: PopulationSpec,
     values: Sequence[float],
@@ -750,16 +894,12 @@ def objective(
     """The calibration objective at ``values`` of ``spec.calibration_parameters``: the weighted sum of squared
     residuals in units of each trial 95% CI half-width, over the targets with weight > 0. The same patients
     (``seed``) serve every evaluation and both arms (common random numbers). A NaN readout (e.g. median PFS
-    not reached) counts as 10 half-widths. ``pool``: an executor running the arms side by side (same result).
-    Returns (objective, rows, trials)."""
+    not reached) counts as 10 half-widths. ``pool``: an executor running the arms' patient chunks side by side
+    (same result). Returns (objective, rows, trials)."""
     trial_spec = spec.with_values(dict(zip(spec.calibration_parameters, values)))
     population = sample_population(n_patients, seed, trial_spec)
     arms = sorted({t.arm for t in spec.targets} | {control_arm})
-    if pool is None:
-        trials = {arm: _trial_without_stop(arm, population) for arm in arms}
-    else:
-        futures = {arm: pool.submit(_trial_without_stop, arm, population) for arm in arms}
-        trials = {arm: f.result() for arm, f in futures.items()}
+    trials = simulate_trials(arms, population, pool=pool)
     rows, total = [], 0.0
     for t in spec.targets:
         model = _model_value(t, trials, control_arm)
@@ -795,14 +935,15 @@ def calibrate(
     at most ``max_evaluations`` objective evaluations on ``n_patients`` patients per arm drawn with ``seed``.
     Deterministic: same inputs, same fitted values. ``profile_points`` > 0 adds a one-at-a-time profile of
     the objective for each parameter around the fit (which the data pin down and which they do not).
-    ``workers`` > 1 runs the arms of each evaluation in that many processes (the fitted values do not change)."""
-    with _arm_pool(workers) as pool:
+    ``workers`` > 1 runs each evaluation's arms, in chunks of patients, in that many processes (the fitted values
+    do not change)."""
+    with _process_pool(workers) as pool:
         return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool)
 
 
 @contextlib.contextmanager
-def _arm_pool(workers: int):
-    """A spawn process pool of ``workers`` processes for the arms of an evaluation, or None for one process."""
+def _process_pool(workers: int):
+    """A spawn process pool of ``workers`` processes (arms or patient chunks side by side), or None for one."""
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers={workers!r}: must be an integer >= 1")
     if workers == 1:
@@ -932,7 +1073,7 @@ def check_calibration(*, n_patients: int, seed: int, workers: int = 1, spec: Pop
     spec = spec or load_population()
     values = [spec.value_of(f) for f in spec.calibration_parameters]
     started = time.perf_counter()
-    with _arm_pool(workers) as pool:
+    with _process_pool(workers) as pool:
         value, rows, _ = objective(spec, values, n_patients=n_patients, seed=seed, pool=pool)
     return {
         "values": dict(zip(spec.calibration_parameters, [float(v) for v in values])),

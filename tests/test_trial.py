@@ -63,6 +63,37 @@ def test_dose_stop_at_day_zero_means_untreated_and_bad_stops_are_refused():
         simulate(full_model(), params, regimen, duration_days=21.0, dose_stop_days=[1.0, 2.0, 3.0])
 
 
+def test_stop_when_ends_a_sample_at_an_output_time_and_leaves_the_others_exact():
+    """A sample stopped at output 2 has the unstopped solution up to it and NaN after (status 0, stop_day set);
+    the sample that is never stopped is bit-identical to a run without ``stop_when``."""
+    params, regimen = _two_patients("apdl1", 63.0)
+    times = np.array([0.0, 10.0, 21.0, 30.0, 50.0, 63.0])
+    seen = []
+
+    def stop_first_at_day_21(i, values):
+        seen.append((i, float(values["apdl1_central"][1]), float(values["tumour_diameter"][1])))
+        return np.array([times[i] == 21.0, False])
+
+    kw = dict(times=times, solver="rodas", start="quasi_steady", keep=["apdl1_central", "tumour_diameter"])
+    full = simulate(full_model(), params, regimen, **kw)
+    ds = simulate(full_model(), params, regimen, stop_when=stop_first_at_day_21, **kw)
+    assert [i for i, _, _ in seen] == list(range(times.size))  # called once per output time, in order
+    np.testing.assert_array_equal(ds["stop_day"].values, [21.0, np.nan])
+    np.testing.assert_array_equal(ds["status"].values, [0, 0])
+    for name in ("apdl1_central", "tumour_diameter"):
+        np.testing.assert_array_equal(ds[name].isel(sample=1).values, full[name].isel(sample=1).values)
+        np.testing.assert_array_equal(
+            ds[name].isel(sample=0, time=slice(0, 3)), full[name].isel(sample=0, time=slice(0, 3))
+        )
+        assert np.all(np.isnan(ds[name].isel(sample=0, time=slice(3, None)).values))
+    assert seen[3][1] == float(full["apdl1_central"].isel(sample=1, time=3))  # the values passed are the outputs
+    assert "stop_first_at_day_21" in ds.attrs["stop_when"]
+    with pytest.raises(ValueError, match=r"stop_when returned int64 of shape \(2,\) at output 0 \(t=0 day\)"):
+        simulate(full_model(), params, regimen, stop_when=lambda i, v: np.array([0, 1]), **kw)
+    with pytest.raises(ValueError, match="stop_when=3: must be a function"):
+        simulate(full_model(), params, regimen, stop_when=3, **kw)
+
+
 # ----------------------------------------------------------------------------- population and conduct
 
 
@@ -160,18 +191,54 @@ def test_population_file_errors_name_the_field(tmp_path):
 
 
 # ----------------------------------------------------------------------------- trial conduct and calibration
-def test_stopping_doses_at_progression_leaves_every_readout_unchanged():
-    """The two-pass run is exact: pass 2 (doses stopped at the progression scan) changes no RECIST readout,
-    and after progression the stopped patients' lesions are not smaller than with doses continued."""
+def test_what_happens_after_progression_changes_no_readout():
+    """Off study (the default: lesions not simulated after the progression scan), doses stopped at progression
+    (two passes) and every dose to the end give the same RECIST readouts and PFS; off study leaves NaN after
+    progression and is the cheapest; after progression the stopped patients' lesions are not smaller than
+    with doses continued."""
     population = trial.sample_population(8, seed=3)
-    stopped = trial.simulate_trial("nabp", population, stop_at_progression=True)
-    dosed = trial.simulate_trial("nabp", population, stop_at_progression=False)
-    for name in ("progression_day", "best_overall_response", "best_change_pct", "pfs_days"):
+    off = trial.simulate_trial("nabp", population)
+    stopped = trial.simulate_trial("nabp", population, after_progression="untreated")
+    dosed = trial.simulate_trial("nabp", population, after_progression="treated")
+    readouts = ("progression_day", "best_overall_response", "best_overall_response_unconfirmed", "best_change_pct")
+    for name in readouts + ("pfs_days", "pfs_event", "duration_of_response_days", "last_assessment_day"):
         np.testing.assert_array_equal(stopped[name].values, dosed[name].values)
+        np.testing.assert_array_equal(off[name].values, dosed[name].values)
     assert stopped.attrs["second_pass_trajectories"] > 0  # some patients progressed within follow-up
     after = stopped["scan_day"] > stopped["progression_day"]
     gap = (stopped["diameter_mm"].sum("lesion") - dosed["diameter_mm"].sum("lesion")).where(after)
     assert float(gap.min()) >= -1e-6 and float(gap.max()) > 0
+    later = after.transpose("patient", "scan").values[:, :, None]  # (patient, scan, 1)
+    d_off, d_dosed = off["diameter_mm"].values, dosed["diameter_mm"].values
+    assert np.all(np.isnan(d_off[later & np.isfinite(d_dosed)]))
+    np.testing.assert_array_equal(np.where(later, 0.0, d_off), np.where(later, 0.0, d_dosed))
+    assert (
+        off.attrs["simulated_lesion_days"]
+        < dosed.attrs["simulated_lesion_days"]
+        < stopped.attrs["simulated_lesion_days"]
+    )
+    with pytest.raises(ValueError, match=r"after_progression='ignore': allowed values are \('off_study'"):
+        trial.simulate_trial("nabp", population, after_progression="ignore")
+
+
+def test_trials_in_patient_chunks_over_two_processes_equal_one_run_per_arm():
+    population = trial.sample_population(9, seed=4)
+    one = {arm: trial.simulate_trial(arm, population) for arm in ("nabp", "bsab_2x2")}
+    chunked = trial.simulate_trials(["nabp", "bsab_2x2"], population, workers=2, chunk_patients=4)
+    for arm, ref in one.items():
+        got = chunked[arm]
+        assert set(got.data_vars) == set(ref.data_vars)
+        for name in ref.data_vars:
+            np.testing.assert_array_equal(got[name].values, ref[name].values)
+        np.testing.assert_array_equal(got["patient"].values, np.arange(9))
+        for key in ("trajectories", "simulated_lesion_days", "arm", "after_progression"):
+            assert got.attrs[key] == ref.attrs[key]
+        labels = [r["label"]["patients"] for r in json.loads(got.attrs["simulations"])]
+        assert labels == ["0..3", "4..7", "8..8"]  # every chunk's run record is kept for rerun
+    with pytest.raises(ValueError, match="chunk_patients=0: must be an integer >= 1"):
+        trial.simulate_trials(["nabp"], population, chunk_patients=0)
+    with pytest.raises(ValueError, match=r"arms=\[\]"):
+        trial.simulate_trials([], population)
 
 
 def test_calibration_is_reproducible_with_the_same_seed():
