@@ -1094,7 +1094,8 @@ def _fit_counts(rows: Sequence[dict]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m moa.trial calibrate [--patients N] [--evaluations K] [--seed S] [--profile P] [--write]`` and
-    ``python -m moa.trial check [--patients N] [--seed S]`` (the calibrated values on another population)."""
+    ``python -m moa.trial check [--patients N] [--seed S]`` (the calibrated values on another population; exit
+    status 1 when a fitted target falls outside its trial 95% CI, so that a script or CI job can fail on it)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m moa.trial", description="virtual-trial calibration to IMpassion130")
@@ -1107,7 +1108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--evaluations", type=int, default=40, help="objective evaluations (default 40)")
     c.add_argument("--seed", type=int, default=2018)
     c.add_argument("--profile", type=int, default=5, help="points per one-at-a-time profile (0: none)")
-    c.add_argument("--workers", type=int, default=1, help="processes running the arms' patient chunks side by side (default 1)")
+    c.add_argument(
+        "--workers", type=int, default=1, help="processes running the arms' patient chunks side by side (default 1)"
+    )
     c.add_argument("--out", default="results/virtual_trial/calibration.json")
     c.add_argument("--write", action="store_true", help="write the fitted values into models/population.toml")
     k = sub.add_parser(
@@ -1116,7 +1119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     k.add_argument("--patients", type=int, default=1000, help="virtual patients per arm (default 1000)")
     k.add_argument("--seed", type=int, default=2019, help="population seed (default 2019; the fit used 2018)")
-    k.add_argument("--workers", type=int, default=1, help="processes running the arms' patient chunks side by side (default 1)")
+    k.add_argument(
+        "--workers", type=int, default=1, help="processes running the arms' patient chunks side by side (default 1)"
+    )
     k.add_argument("--out", default=None, help="default results/virtual_trial/calibration_check_seed<SEED>.json")
     args = ap.parse_args(argv)
     if args.command == "check":
@@ -1134,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"objective {result['objective']:.3g}; seed {args.seed}, {args.patients} patients per arm; "
             f"{result['wall_s']} s"
         )
-        return 0
+        return 0 if result["inside_trial_ci"] == result["fitted_targets"] else 1
     result = calibrate(
         n_patients=args.patients,
         seed=args.seed,

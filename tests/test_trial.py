@@ -268,11 +268,13 @@ def test_fitted_values_are_written_into_the_population_file_with_their_source(tm
 
 
 def test_calibration_check_on_another_population_reports_each_target(tmp_path, capsys):
-    """``python -m moa.trial check``: the file's values on a population of another seed, every target reported."""
+    """``python -m moa.trial check``: the file's values on a population of another seed, every target reported;
+    exit status 1 when a fitted target falls outside its trial CI (four patients cannot hit them all)."""
     out = tmp_path / "check.json"
-    assert trial.main(["check", "--patients", "4", "--seed", "7", "--out", str(out)]) == 0
+    status = trial.main(["check", "--patients", "4", "--seed", "7", "--out", str(out)])
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
+    assert result["inside_trial_ci"] < result["fitted_targets"] and status == 1 and "OUTSIDE" in printed
     spec = trial.load_population()
     assert result["seed"] == 7 and result["n_patients_per_arm"] == 4
     assert len(result["residuals"]) == len(spec.targets)
