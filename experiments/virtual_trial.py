@@ -6,8 +6,9 @@ between-lesion variability) receive nab-paclitaxel (nabp), nab-paclitaxel + anti
 IMpassion130 arms), the 2:2 bispecific at 15 mg/kg Q3W (bsab_2x2) and nab-paclitaxel + bispecific
 (nabp_bsab_2x2); every arm treats the same patients (common random numbers). Scans every 8 weeks in year 1,
 RECIST 1.1 on the sum of target lesions with confirmation, treatment until progression, censoring at a fixed
-12.9-month follow-up (moa.trial). Quick: 200 patients per arm, no second pass (doses are not stopped after
-progression; no readout depends on it, see moa.trial); full: 1,000 per arm with the second pass.
+12.9-month follow-up (moa.trial); a patient is off study after its progression scan and not simulated
+further. Quick: 200 patients per arm in one process; full: 1,000 per arm, the arms' patient chunks run on
+every core (moa.trial.simulate_trials; the same results).
 Calibration itself is a separate command: ``python -m moa.trial calibrate --write`` (docs/validation.md).
 """
 
