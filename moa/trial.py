@@ -40,6 +40,7 @@ import math
 import multiprocessing
 import pathlib
 import re
+import sys
 import time
 import tomllib
 import warnings
@@ -929,6 +930,7 @@ def calibrate(
     spec: PopulationSpec | None = None,
     profile_points: int = 0,
     workers: int = 1,
+    progress: bool = False,
 ) -> dict:
     """Fit ``spec.calibration_parameters`` to the IMpassion130 targets by Nelder-Mead (scipy.optimize) from the
     values in models/population.toml, within the bounds of ``[calibration]`` (a point outside them costs 1e6),
@@ -936,9 +938,9 @@ def calibrate(
     Deterministic: same inputs, same fitted values. ``profile_points`` > 0 adds a one-at-a-time profile of
     the objective for each parameter around the fit (which the data pin down and which they do not).
     ``workers`` > 1 runs each evaluation's arms, in chunks of patients, in that many processes (the fitted values
-    do not change)."""
+    do not change). ``progress``: one line per evaluation on stderr (objective, best so far, elapsed time)."""
     with _process_pool(workers) as pool:
-        return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool)
+        return _calibrate(n_patients, seed, max_evaluations, spec or load_population(), profile_points, pool, progress)
 
 
 @contextlib.contextmanager
@@ -953,18 +955,39 @@ def _process_pool(workers: int):
         yield pool
 
 
-def _calibrate(n_patients: int, seed: int, max_evaluations: int, spec: PopulationSpec, profile_points: int, pool):
+def _calibrate(
+    n_patients: int,
+    seed: int,
+    max_evaluations: int,
+    spec: PopulationSpec,
+    profile_points: int,
+    pool,
+    progress: bool = False,
+):
     names = list(spec.calibration_parameters)
     lower, upper = np.array(spec.calibration_lower), np.array(spec.calibration_upper)
     start = np.array([spec.value_of(f) for f in names])
     history: list[dict] = []
     started = time.perf_counter()
+    total = max_evaluations + len(names) * profile_points
+
+    def evaluate(x, what: str) -> float:
+        value = float(objective(spec, x, n_patients=n_patients, seed=seed, pool=pool)[0])
+        if progress:
+            best = min([h["objective"] for h in history] + [value])
+            print(
+                f"calibrate: {what} objective {value:.4g} (best {best:.4g}), {time.perf_counter() - started:.0f} s; "
+                f"at most {total} evaluations",
+                file=sys.stderr,
+                flush=True,
+            )
+        return value
 
     def f(x):
         if np.any(x < lower) or np.any(x > upper):
             return 1e6
-        value = objective(spec, x, n_patients=n_patients, seed=seed, pool=pool)[0]
-        history.append({"values": [float(v) for v in x], "objective": float(value)})
+        value = evaluate(x, f"evaluation {len(history) + 1}:")
+        history.append({"values": [float(v) for v in x], "objective": value})
         return value
 
     res = optimize.minimize(
@@ -987,7 +1010,7 @@ def _calibrate(n_patients: int, seed: int, max_evaluations: int, spec: Populatio
         for g in grid:
             x = np.array(best["values"], dtype=float)
             x[i] = g
-            pts.append([float(g), float(objective(spec, x, n_patients=n_patients, seed=seed, pool=pool)[0])])
+            pts.append([float(g), evaluate(x, f"profile {name} = {g:.4g}:")])
         profile[name] = pts
     return {
         "parameters": names,
@@ -1146,6 +1169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_evaluations=args.evaluations,
         profile_points=args.profile,
         workers=args.workers,
+        progress=True,
     )
     write_json(pathlib.Path(args.out), result)
     if args.write:

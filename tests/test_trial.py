@@ -241,9 +241,12 @@ def test_trials_in_patient_chunks_over_two_processes_equal_one_run_per_arm():
         trial.simulate_trials([], population)
 
 
-def test_calibration_is_reproducible_with_the_same_seed():
-    """Same seed, same fit; also when the arms of each evaluation run in two processes."""
-    a = trial.calibrate(n_patients=3, seed=1, max_evaluations=2)
+def test_calibration_is_reproducible_with_the_same_seed(capsys):
+    """Same seed, same fit; also when the arms of each evaluation run in two processes. Progress: one line per
+    evaluation on stderr."""
+    a = trial.calibrate(n_patients=3, seed=1, max_evaluations=2, progress=True)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("calibrate: ")]
+    assert lines[0].startswith("calibrate: evaluation 1: objective ") and len(lines) == a["evaluations"]
     b = trial.calibrate(n_patients=3, seed=1, max_evaluations=2, workers=2)
     assert a["fitted"] == b["fitted"] and a["objective"] == b["objective"] and a["history"] == b["history"]
     assert a["evaluations"] >= 2 and len(a["residuals"]) == len(trial.load_population().targets)
