@@ -895,6 +895,14 @@ CASES: tuple[Case, ...] = (
         lambda tmp: moa.simulate(_decay(), {"k": 0.3}, duration_days=1.0),
     ),
     Case(
+        "stop-when-not-a-function",
+        S,
+        "simulate(..., stop_when=3)",
+        "ValueError",
+        "stop_when=3: must be a function",
+        lambda tmp: moa.simulate(_decay(), DECAY_PARAMETERS, duration_days=1.0, stop_when=3),
+    ),
+    Case(
         "solver-blows-up",
         S,
         "dx/dt = x^2 (solution infinite at t = 1 day), on_failure='raise'",
