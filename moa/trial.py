@@ -38,6 +38,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
 import pathlib
 import re
 import sys
@@ -574,6 +575,7 @@ def _run(
             atol=atol,
             dose_stop_days=stop,
             stop_when=stop_when,
+            progress=False,  # simulate_trials shows one bar over patient chunks instead
         )
 
 
@@ -775,7 +777,7 @@ def simulate_trials(
     workers: int = 1,
     pool: concurrent.futures.Executor | None = None,
     chunk_patients: int = TRIAL_CHUNK_PATIENTS,
-    progress: bool = False,
+    progress: bool | None = None,
     **kwargs,
 ) -> dict[str, xr.Dataset]:
     """:func:`simulate_trial` of each arm on the same patients, ``{arm: dataset}``, with the work split into
@@ -785,8 +787,11 @@ def simulate_trials(
     The result equals :func:`simulate_trial` of each arm on the whole population (every lesion trajectory and
     its quasi-steady start are integrated on their own, and a patient's lesions stay in one chunk), except
     ``attrs["wall_s"]``: the wall time of all arms together. ``kwargs`` go to :func:`simulate_trial`.
-    ``progress``: a tqdm bar over the chunks (needs the ``progress`` extra)."""
+    ``progress``: a tqdm bar over the chunks (needs the ``progress`` extra); None (the default): only when the
+    ``MOA_PROGRESS`` environment variable is set (``moa run --progress``), as :func:`moa.simulate`."""
     arms = list(arms)
+    if progress is None:
+        progress = bool(os.environ.get("MOA_PROGRESS"))
     if not arms:
         raise ValueError("arms=[]: give at least one arm of models/arms.toml")
     if not (isinstance(chunk_patients, int) and chunk_patients >= 1):
