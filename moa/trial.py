@@ -679,7 +679,7 @@ def simulate_trial(
     unconfirmed = recist_lesions(diam, t_scan, confirm=False)["best_overall_response"]
     progression = np.asarray(rec["progression_day"].values, dtype=float)
     n_second = 0
-    runs = [({"pass": 1}, ds.attrs)]
+    runs = [({"pass": 1, "after_progression": after_progression}, ds.attrs)]  # rerun: no stop, same up to it
     if after_progression == "untreated":
         again = np.isfinite(progression)[pi]
         if again.any():
