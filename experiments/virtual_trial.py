@@ -200,6 +200,8 @@ def _figures(
                 ax, trials[arm]["best_change_pct"].values, trials[arm]["best_overall_response"].values
             )
             ax.set_title(plots.arm_label(arm))
+        for ax in axes[:, 1]:
+            ax.set_ylabel("")  # shared y: labelled once per row, so long labels cannot run into the next panel
         plots.panel_letters(axes)
         plots.save_figure(
             fig,
@@ -223,6 +225,8 @@ def _figures(
                 progression_day=trials[arm]["progression_day"].values[:40],
             )
             ax.set_title(plots.arm_label(arm))
+        for ax in axes[:, 1]:
+            ax.set_ylabel("")
         plots.panel_letters(axes)
         plots.save_figure(
             fig,

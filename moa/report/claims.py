@@ -806,8 +806,9 @@ def _population_claims(vt) -> list[str]:
     fitted = [r for r in vt.calibration if r["weight"] > 0]
     out = [
         f"  - Calibration: {sum(r['inside_trial_ci'] for r in fitted)} of {len(fitted)} fitted IMpassion130 numbers "
-        f"inside their trial 95% CI ({vt.n_patients_per_arm} virtual patients per arm, the population the fit "
-        "used; on fresh populations see `python -m moa.trial check` and docs/validation.md)."
+        f"inside their trial 95% CI ({vt.n_patients_per_arm} virtual patients per arm"
+        + (f", seed {vt.seed}" if vt.seed is not None else "")
+        + "; the fit's own population and fresh ones: `python -m moa.trial check --seed S`, docs/validation.md)."
     ]
     for arm in ("bsab_2x2", "nabp_bsab_2x2"):
         for sg in ("pdl1_positive", "pdl1_negative"):

@@ -66,7 +66,8 @@ def plot_waterfall(ax, best_change_pct, best_overall_response):
         for c in RESPONSE_COLOURS
         if np.any(categories == c)
     ]
-    ax.legend(handles=handles, loc="lower left", title="best overall response")
+    # ranked from most growth to most shrinkage, the upper right is where no bar reaches
+    ax.legend(handles=handles, loc="upper right", title="best overall response", fontsize="small", frameon=True)
     ax.set_xticks([])
     ax.set_xlim(-0.6, max(values.size, 1) - 0.4)
     ax.set_xlabel(
@@ -124,7 +125,7 @@ def plot_spider(ax, scan_days, change_pct, best_overall_response=None, *, progre
         )
     ax.set_xlim(left=0)
     ax.set_xlabel(plots.label("time since start of treatment", unit))
-    ax.set_ylabel(plots.label("change in sum of diameters from baseline", "%"))
+    ax.set_ylabel(plots.label("change in sum of diameters", "%"))  # from baseline: say so in the caption
     return ax
 
 
