@@ -149,3 +149,21 @@ def test_bad_input_is_refused_naming_the_argument(call, match):
             call(ax)
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("xlim", "expected"),
+    [
+        ((0.005, 8.0), [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]),  # a CR rate 50x below the trial's: one or two per decade
+        ((0.25, 6.0), [0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0]),
+        ((0.6, 1.6), [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5]),  # hazard ratios near 1
+    ],
+)
+def test_log_ratio_axis_ticks_get_sparser_as_the_range_widens(xlim, expected):
+    """Neighbouring tick labels must not run into each other: wide ranges get ticks a factor of about 3 apart."""
+    fig, ax = plt.subplots()
+    ax.set_xlim(*xlim)
+    trial_plots._plain_log_x(ax)
+    np.testing.assert_allclose(ax.get_xticks(), expected)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{t:g}" for t in expected]
+    plt.close(fig)

@@ -350,13 +350,18 @@ def _at_risk_table(
 
 def _plain_log_x(ax) -> None:
     """Log x axis with ticks at round ratios labelled 0.5, 0.7, 1, 1.5 (not 5 x 10^-1): ratios near 1 span
-    less than a decade, where a log axis has no labelled major tick of its own."""
+    less than a decade, where a log axis has no labelled major tick of its own. The wider the range, the
+    sparser the ticks (labels of neighbouring ticks must not run into each other)."""
     ax.set_xscale("log")
     low, high = ax.get_xlim()
-    for round_ratios in (
-        [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0],
-        [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0],
-    ):
+    decades = math.log10(high / low) if low > 0 and high > low else 0.0
+    tick_sets = (
+        [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],  # wide: one or two per decade
+        [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0],
+        [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0],  # narrow: ratios near 1
+    )
+    start = 0 if decades > 1.5 else (1 if decades > 0.5 else 2)
+    for round_ratios in tick_sets[start:]:
         ticks = np.array(round_ratios)[(np.array(round_ratios) >= low) & (np.array(round_ratios) <= high)]
         if ticks.size >= 3:
             break
