@@ -360,7 +360,7 @@ def _plain_log_x(ax) -> None:
         [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0],
         [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0],  # narrow: ratios near 1
     )
-    start = 0 if decades > 1.5 else (1 if decades > 0.5 else 2)
+    start = 0 if decades > 2.0 else (1 if decades > 0.5 else 2)
     for round_ratios in tick_sets[start:]:
         ticks = np.array(round_ratios)[(np.array(round_ratios) >= low) & (np.array(round_ratios) <= high)]
         if ticks.size >= 3:
