@@ -184,13 +184,15 @@ def plot_km(
         censored = km.censored > 0
         ax.plot(km.times[censored] / scale, 100 * km.survival[censored], "|", color=colour, ms=7, mew=1.2)
     ax.axhline(50, color="0.5", lw=0.8, ls=":")
-    ax.set_ylim(0, 103)
+    # headroom above 100 % for the legend, so that it covers no curve (all curves start at 100 %)
+    ax.set_ylim(0, 105 + 8 * len(curves))
+    ax.set_yticks(np.arange(0, 101, 20))
     ax.set_xlim(0, max(longest, float(at_risk_days.max())) / scale * 1.02)
     ax.set_xticks(at_risk_days / scale)
     ax.set_xticklabels([f"{d / scale:g}" if unit != "months" else f"{d / scale:.0f}" for d in at_risk_days])
     ax.set_xlabel(plots.label("time since start of treatment", unit))
     ax.set_ylabel(plots.label(ylabel, "%"))
-    # one legend per panel (its medians are the panel's), small and framed, where the curves have fallen from
+    # one legend per panel (its medians are the panel's), small and framed, in the headroom above the curves
     ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
     _at_risk_table(ax, curves, at_risk_days, scale, colours)
     return ax
