@@ -185,7 +185,7 @@ def plot_km(
         ax.plot(km.times[censored] / scale, 100 * km.survival[censored], "|", color=colour, ms=7, mew=1.2)
     ax.axhline(50, color="0.5", lw=0.8, ls=":")
     # headroom above 100 % for the legend, so that it covers no curve (all curves start at 100 %)
-    ax.set_ylim(0, 105 + 8 * len(curves))
+    ax.set_ylim(0, 106 + 6 * len(curves))
     ax.set_yticks(np.arange(0, 101, 20))
     ax.set_xlim(0, max(longest, float(at_risk_days.max())) / scale * 1.02)
     ax.set_xticks(at_risk_days / scale)
