@@ -26,8 +26,11 @@ duration of response), so this is exact, and it is the cheapest run: most patien
 end of follow-up. ``simulate_trial(after_progression="untreated")`` follows the lesions to the end with doses
 stopped at progression (a second pass with ``simulate(dose_stop_days=...)``), ``"treated"`` with every dose.
 
-Sampling uses ``numpy.random.default_rng(seed)`` (inverse-CDF truncated lognormals), one stream per
-population, so that a patient's draws do not depend on how the sweep machinery chunks its work.
+Sampling uses ``numpy.random.default_rng(seed)`` (inverse-CDF truncated lognormals), not the designs of
+:mod:`moa.sweep`: a patient's number of draws varies (1-5 lesions, their organs) and acceptance redraws whole
+patients, which a fixed-dimension hypercube design (grid, LHS, Sobol) does not fit. The trial's lesion
+trajectories run through :func:`moa.simulate` like a sweep's points, in patient chunks over processes
+(:func:`simulate_trials`).
 """
 
 from __future__ import annotations
