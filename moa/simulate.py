@@ -404,7 +404,8 @@ def simulate(
         if hi > lo:
             Y_out[lo:hi] = seg_out
             inputs_out[lo:hi] = P[input_rows]
-            for i in range(lo, hi) if stop_when is not None else ():
+        if hi > lo and stop_when is not None:
+            for i in range(lo, hi):  # ask in output order; a sample stopped at i loses this segment's later outputs
                 new = _stops(stop_when, i, t_out[i], Y_out[i], P, compiled, model, N) & ~stopped & (status == 0)
                 stop_day[new] = t_out[i]
                 stopped |= new
