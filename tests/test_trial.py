@@ -191,6 +191,19 @@ def test_population_file_errors_name_the_field(tmp_path):
 
 
 # ----------------------------------------------------------------------------- trial conduct and calibration
+def test_off_study_rule_stops_every_lesion_of_a_patient_at_its_first_pd_scan():
+    """Hand-worked: patient 0 (two lesions, 10 + 10 mm) shrinks to 16 mm (nadir), then grows to 20 mm: +25 % and
+    +4 mm, not PD (5 mm rule), then 22 mm: PD at scan 3. Patient 1 (one lesion) stays at 30 mm. Only patient 0's
+    two trajectories stop, at scan 3 and not before."""
+    patient, lesion = np.array([0, 0, 1]), np.array([0, 1, 0])
+    days = np.array([0.0, 56.0, 112.0, 168.0, 224.0])
+    watch = trial.OffStudyAtProgression(2, patient, lesion, days)
+    diameters = [[10.0, 10.0, 30.0], [8.0, 8.0, 30.0], [10.0, 10.0, 30.0], [11.0, 11.0, 30.0], [12.0, 12.0, 30.0]]
+    answers = [watch(i, {"tumour_diameter": np.array(d)}) for i, d in enumerate(diameters[:4])]
+    assert [a.tolist() for a in answers] == [[False] * 3, [False] * 3, [False] * 3, [True, True, False]]
+    np.testing.assert_array_equal(watch.diameter_mm[0, 3, :2], [11.0, 11.0])
+
+
 def test_what_happens_after_progression_changes_no_readout():
     """Off study (the default: lesions not simulated after the progression scan), doses stopped at progression
     (two passes) and every dose to the end give the same RECIST readouts and PFS; off study leaves NaN after
