@@ -190,14 +190,17 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             ax.set_ylabel(ylabel)
             if var != "best_percent_change":
                 ax.set_ylim(bottom=0.0)  # non-negative: from 0, so a flat top does not look like a bell
-        axes[0].legend(fontsize=11, loc="upper left")  # low doses, bottom left, carry the data
+        # outside the panels: in (a) the plateaus reach the top left of where a legend would sit
+        axes[-1].legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.02, 1))
         plots.panel_letters(axes)
         axes[0].annotate(
             "RP2D 15 mg/kg",
-            (RP2D, 0),
+            (RP2D, 0.5),
             xycoords=("data", "axes fraction"),
-            xytext=(3, 5),
+            xytext=(4, 0),
             textcoords="offset points",
+            rotation=90,
+            va="center",
             fontsize=11,
             color="grey",
         )
