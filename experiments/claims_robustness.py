@@ -24,7 +24,6 @@ variants of the agonist and is not evaluated here.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import numpy as np
@@ -32,6 +31,7 @@ import xarray as xr
 from scipy import stats
 
 from moa import sensitivity
+from moa.parallel import available_cores
 from moa.report import plots
 from moa.report.claims import SETTING_LABELS, ArmOutcome, point_claims
 from moa.report.results import save_dataset, with_status, write_text
@@ -269,7 +269,7 @@ def binomial_interval(k: int, n: int) -> tuple[float, float]:
 
 def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     checkpoints = None if quick else out_dir.parent / ".sweeps"
-    workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
+    workers = 1 if quick else available_cores()
     names = varied_parameters()
     main_spec, ds, table = run_stage(QUICK if quick else FULL, names, checkpoints, workers)
     design = ds["unit_design"].values

@@ -15,7 +15,6 @@ Calibration itself is a separate command: ``python -m moa.trial calibrate --writ
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 
@@ -23,6 +22,7 @@ import numpy as np
 import xarray as xr
 from moa.survival import hazard_ratio, kaplan_meier
 
+from moa.parallel import available_cores
 from moa.report import plots, trial_plots
 from moa.report.provenance import combine_simulations
 from moa.report.results import save_dataset, write_json, write_text
@@ -306,7 +306,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     spec = load_population()
     population = sample_population(n, SEED, spec)
     # quick mode (make run) stays in one process; a full run uses every core (the same results)
-    workers = 1 if quick else max(1, len(os.sched_getaffinity(0)))
+    workers = 1 if quick else available_cores()
     trials = simulate_trials(ARMS, population, workers=workers)
     readouts = _readouts(trials)
     calibration = _calibration_rows(trials, spec)

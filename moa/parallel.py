@@ -64,11 +64,23 @@ from .report.provenance import combine_simulations
 from .solvers import auto_solver
 from .solvers.base import Status
 
-__all__ = ["simulate_parallel", "resolve_builder", "split_parameters", "check_main_guard", "limit_blas_threads"]
+__all__ = [
+    "simulate_parallel",
+    "resolve_builder",
+    "split_parameters",
+    "check_main_guard",
+    "limit_blas_threads",
+    "available_cores",
+]
 
 #: Samples per chunk when ``chunks`` is not given: large enough that the batched solver's
 #: per-step overhead is amortised, small enough that both cores get work and the progress bar moves.
 DEFAULT_CHUNK_SAMPLES = 1000
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform has one, e.g. Linux; else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_builder(builder: str | Callable):
@@ -181,7 +193,7 @@ def simulate_parallel(
         )
     N = parameters.batch_size
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = available_cores()
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers={workers!r}: must be an integer >= 1")
     if chunks is None:
