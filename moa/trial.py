@@ -758,8 +758,6 @@ def _trial_chunk(arm: str, population: Population, lo: int, hi: int, kwargs: Map
 
 def _merge_chunks(parts: Sequence[xr.Dataset], chunks: Sequence[tuple[int, int]], wall_s: float) -> xr.Dataset:
     """One arm's trial from its patient chunks, as :func:`simulate_trial` of all patients would give it."""
-    if len(parts) == 1:
-        return parts[0]
     out = xr.concat(parts, "patient", data_vars="minimal", coords="minimal", compat="override", join="override")
     out = out.assign_coords(patient=np.arange(out.sizes["patient"]))  # each chunk numbers its patients from 0
     out.attrs = dict(parts[0].attrs)
