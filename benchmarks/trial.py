@@ -91,11 +91,8 @@ def extrapolate(row: dict, cores: int) -> dict:
 def target_run(n_patients: int, days: float, cores: int, seed: int) -> dict:
     """The six arms on ``n_patients`` patients with ``cores`` processes, measured (spawn start-up included)."""
     population = trial.sample_population(n_patients, seed)
-    scans = trial.scan_days(
-        days, population.spec.scan_first_year_days, population.spec.scan_later_days, population.spec.first_year_days
-    )
     started = time.perf_counter()
-    trials = trial.simulate_trials(TARGET_ARMS, population, workers=cores, scans=scans, follow_up_days=days)
+    trials = trial.simulate_trials(TARGET_ARMS, population, workers=cores, follow_up_days=days)  # its scan grid
     wall = time.perf_counter() - started
     lesions = int(population.n_lesions.sum())
     return {
