@@ -51,6 +51,7 @@ from . import codegen
 from .codegen import NJIT_DECORATOR, kernel_body
 from .lu_plan import SparseLUPlan
 from .stepper_numpy import BatchResult
+from .tableau import RODAS4
 
 __all__ = [
     "missing",
@@ -146,8 +147,29 @@ def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:
         raise ValueError("cpu_source is not a module of the numba backend's current code generator") from None
     kept = [line for line in body.splitlines() if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
     text = "\n".join(kept).replace(NJIT_DECORATOR, _DEVICE_DECORATOR)
+    extra = _matrix_functions(plan) + _stage_tables() + [f"N_STATES = {plan.n}"]
+    return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(extra) + "\n"
+
+
+def _matrix_functions(plan: SparseLUPlan) -> list[str]:
+    """Straight-line device functions on the iteration matrix's slots: ``_add_diag(a, c)`` adds ``c`` on the
+    diagonal; ``_clear_fill(a)`` zeroes the slots the Jacobian does not write (diagonal and fill-in outside
+    its pattern), which hold the previous step's factors when the Jacobian is evaluated into ``a``."""
     diag = [_DEVICE_DECORATOR, "def _add_diag(a, c):"] + [f"    a[{s}] += c" for s in plan.diag_slot.tolist()]
-    return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(diag) + "\n" + f"N_STATES = {plan.n}\n"
+    outside = sorted(set(range(plan.nnz_fill)) - set(plan.jac_slot.tolist()))
+    clear = [_DEVICE_DECORATOR, "def _clear_fill(a):"] + ([f"    a[{s}] = 0.0" for s in outside] or ["    pass"])
+    return diag + [""] + clear + [""]
+
+
+def _stage_tables() -> list[str]:
+    """``A_TAB``, ``C_TAB`` (6, 5): the stage weights of :data:`~moa.solvers.rodas4.tableau.RODAS4`, row ``s`` for
+    stage ``s + 1`` (zero-padded), held in constant memory by the template's stage loop."""
+
+    def table(rows) -> str:
+        padded = [list(r) + [0.0] * (5 - len(r)) for r in rows]
+        return "np.array(" + repr(padded) + ", dtype=np.float64)"
+
+    return [f"A_TAB = {table(RODAS4.a)}", f"C_TAB = {table(RODAS4.c)}"]
 
 
 class CudaKernels:

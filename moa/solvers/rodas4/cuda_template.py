@@ -20,6 +20,7 @@ Status codes: 0 ok, 1 non-finite rhs/Jacobian after a step, 2 step size underflo
 
 import math
 
+import numpy as np
 from numba import cuda, float64
 
 N_STATES = 1
@@ -46,12 +47,17 @@ def _add_diag(a, c):  # placeholder: a[diagonal slots] += c
     raise NotImplementedError
 
 
+def _clear_fill(a):  # placeholder: a[slots outside the Jacobian's pattern] = 0
+    raise NotImplementedError
+
+
 # Coefficients and controller constants appended by the generator (from moa.solvers.rodas4.tableau).
 GAMMA = SAFE = FAC_MIN = FAC_MAX = GROWTH_LIMIT = float("nan")
 A21 = A31 = A32 = A41 = A42 = A43 = A51 = A52 = A53 = A54 = float("nan")
 C21 = C31 = C32 = C41 = C42 = C43 = C51 = C52 = C53 = C54 = float("nan")
 C61 = C62 = C63 = C64 = C65 = float("nan")
 H21 = H22 = H23 = H24 = H25 = H31 = H32 = H33 = H34 = H35 = float("nan")
+A_TAB = C_TAB = np.full((6, 5), np.nan)  # A[s, r], C[s, r] of stage s + 1 (rows as the scalars above)
 EPS = 2.220446049250313e-16
 INF = float("inf")
 NAN = float("nan")
@@ -127,37 +133,27 @@ def integrate_one(
 ):
     """One trajectory, as ``integrator.integrate_one``; ``y`` (local) ends as the final state.
     Returns ``(status, t_reached, n_accepted, n_rejected, h_last, last_nonfinite, h_now, ptr)``,
-    ``ptr``: the first output row not written."""
+    ``ptr``: the first output row not written.
+
+    Written for the GPU, with the same arithmetic as the CPU loop: each model kernel has one call site
+    (the stages are a loop over the tableau's rows, held in constant memory), so the compiler does not
+    copy the model's code once per stage; and the Jacobian is evaluated straight into the iteration
+    matrix's slots at the start of every step, a rejected one included (the same values again), so no
+    second copy of the Jacobian is kept per thread."""
     n = N_STATES
     n_out = t_out.shape[0]
+    a_tab = cuda.const.array_like(A_TAB)
+    c_tab = cuda.const.array_like(C_TAB)
     f0 = cuda.local.array(N_STATES, float64)
-    jv = cuda.local.array(N_SLOTS, float64)
     a = cuda.local.array(N_SLOTS, float64)
     d = cuda.local.array(N_STATES, float64)
-    k1 = cuda.local.array(N_STATES, float64)
-    k2 = cuda.local.array(N_STATES, float64)
-    k3 = cuda.local.array(N_STATES, float64)
-    k4 = cuda.local.array(N_STATES, float64)
-    k5 = cuda.local.array(N_STATES, float64)
-    k6 = cuda.local.array(N_STATES, float64)
+    ks = cuda.local.array((6, N_STATES), float64)
     ys = cuda.local.array(N_STATES, float64)
     fs = cuda.local.array(N_STATES, float64)
     y_new = cuda.local.array(N_STATES, float64)
-    for k in range(N_SLOTS):
-        jv[k] = 0.0  # slots outside the Jacobian's pattern are never written
 
-    _rhs_jac(y, p, f0, jv)
-    if not (_all_finite(y, n) and _all_finite(f0, n) and _all_finite(jv, N_SLOTS)):
-        return 5, t0, 0, 0, NAN, False, 0.0, k0
     span = t1 - t0
-    if fixed_step > 0:
-        h = fixed_step
-    elif h_start > 0 and math.isfinite(h_start):
-        h = h_start
-    else:
-        h = _initial_step(y, p, f0, atol, rtol, span, ys, fs)
-    h = min(h, span)
-
+    h = 0.0
     t = t0
     ptr = k0
     n_acc = 0
@@ -167,7 +163,26 @@ def integrate_one(
     rejected = False
     h_last = NAN
     last_nonfinite = False
+    first = True
     while True:
+        # rhs and Jacobian at (t, y): J into the matrix's pattern slots, its other slots cleared
+        _rhs_jac(y, p, f0, a)
+        _clear_fill(a)
+        if first:
+            if not (_all_finite(y, n) and _all_finite(f0, n) and _all_finite(a, N_SLOTS)):
+                return 5, t0, 0, 0, NAN, False, 0.0, k0
+            if fixed_step > 0:
+                h = fixed_step
+            elif h_start > 0 and math.isfinite(h_start):
+                h = h_start
+            else:
+                h = _initial_step(y, p, f0, atol, rtol, span, ys, fs)
+            h = min(h, span)
+            first = False
+        elif not rejected:
+            if not (_all_finite(f0, n) and _all_finite(a, N_SLOTS)):
+                return 1, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
+
         target = t1
         if not dense_output and ptr < n_out and t_out[ptr] < target:
             target = t_out[ptr]
@@ -180,59 +195,49 @@ def integrate_one(
 
         c = 1.0 / (GAMMA * hh)
         for k in range(N_SLOTS):
-            a[k] = -jv[k]
+            a[k] = -a[k]
         _add_diag(a, c)
         growth = _factor(a, d)
         if not (growth <= GROWTH_LIMIT and _all_finite(d, n)):
             return 6, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
         inv_h = 1.0 / hh
 
+        # stage s: argument ys = y + sum_r A[s, r] k_r (stage 6: stage 5's argument + k5), then
+        # k_s = (c I - J)^-1 (f(ys) + sum_r C[s, r] k_r / h); stage 1 uses f0
+        for s in range(6):
+            if s == 0:
+                for i in range(n):
+                    ks[0, i] = f0[i]
+            else:
+                if s < 5:
+                    for i in range(n):
+                        acc = y[i]
+                        for r in range(s):
+                            acc += a_tab[s, r] * ks[r, i]
+                        ys[i] = acc
+                else:
+                    for i in range(n):
+                        ys[i] = ys[i] + ks[4, i]  # stage-6 argument = embedded order-3 solution
+                _rhs(ys, p, fs)
+                for i in range(n):
+                    acc = c_tab[s, 0] * ks[0, i]
+                    for r in range(1, s):
+                        acc += c_tab[s, r] * ks[r, i]
+                    ks[s, i] = fs[i] + acc * inv_h
+            _solve(a, d, ks[s])
         for i in range(n):
-            k1[i] = f0[i]
-        _solve(a, d, k1)
-        for i in range(n):
-            ys[i] = y[i] + A21 * k1[i]
-        _rhs(ys, p, fs)
-        for i in range(n):
-            k2[i] = fs[i] + C21 * k1[i] * inv_h
-        _solve(a, d, k2)
-        for i in range(n):
-            ys[i] = y[i] + A31 * k1[i] + A32 * k2[i]
-        _rhs(ys, p, fs)
-        for i in range(n):
-            k3[i] = fs[i] + (C31 * k1[i] + C32 * k2[i]) * inv_h
-        _solve(a, d, k3)
-        for i in range(n):
-            ys[i] = y[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
-        _rhs(ys, p, fs)
-        for i in range(n):
-            k4[i] = fs[i] + (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) * inv_h
-        _solve(a, d, k4)
-        for i in range(n):
-            ys[i] = y[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
-        _rhs(ys, p, fs)
-        for i in range(n):
-            k5[i] = fs[i] + (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i]) * inv_h
-        _solve(a, d, k5)
-        for i in range(n):
-            ys[i] = ys[i] + k5[i]  # stage-6 argument = embedded order-3 solution
-        _rhs(ys, p, fs)
-        for i in range(n):
-            k6[i] = fs[i] + (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i]) * inv_h
-        _solve(a, d, k6)
-        for i in range(n):
-            y_new[i] = ys[i] + k6[i]
+            y_new[i] = ys[i] + ks[5, i]
 
         finite = _all_finite(y_new, n)
         if fixed_step > 0:
             err = 0.0 if finite else INF
         else:
-            s = 0.0
+            sq_sum = 0.0
             for i in range(n):
                 sc = atol[i] + rtol * max(abs(y[i]), abs(y_new[i]))
-                v = k6[i] / sc
-                s += v * v
-            err = math.sqrt(s / n)
+                v = ks[5, i] / sc
+                sq_sum += v * v
+            err = math.sqrt(sq_sum / n)
             if not (finite and math.isfinite(err)):
                 err = INF
         accept = err <= 1.0
@@ -260,8 +265,8 @@ def integrate_one(
         if accept and ptr < n_out and t_out[ptr] <= t_new:
             if dense_output:
                 for i in range(n):
-                    fs[i] = H21 * k1[i] + H22 * k2[i] + H23 * k3[i] + H24 * k4[i] + H25 * k5[i]
-                    ys[i] = H31 * k1[i] + H32 * k2[i] + H33 * k3[i] + H34 * k4[i] + H35 * k5[i]
+                    fs[i] = H21 * ks[0, i] + H22 * ks[1, i] + H23 * ks[2, i] + H24 * ks[3, i] + H25 * ks[4, i]
+                    ys[i] = H31 * ks[0, i] + H32 * ks[1, i] + H33 * ks[2, i] + H34 * ks[3, i] + H35 * ks[4, i]
             while ptr < n_out and t_out[ptr] <= t_new:
                 tq = t_out[ptr]
                 if dense_output and tq != t_new:
@@ -292,9 +297,6 @@ def integrate_one(
             rejected = False
             if t >= t1:
                 return 0, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
-            _rhs_jac(y, p, f0, jv)
-            if not (_all_finite(f0, n) and _all_finite(jv, N_SLOTS)):
-                return 1, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
         else:
             n_rej += 1
             h = h_new_rej
