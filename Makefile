@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77" wheel   # tests/test_install.py builds the wheel with these, offline
-	$(PY) -m pip install --quiet -e ".[dev,sbml,progress,fast,cluster,stats]"
+	$(PY) -m pip install --quiet -e ".[dev,sbml,progress,fast,cluster,stats,gpu]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -315,7 +315,7 @@ def main(argv=None) -> dict:
         "chunk_size": cuda.CHUNK_SIZE,
         "compile_seconds": compile_seconds,
         "first_launch_seconds": kernels.compile_seconds,
-        "kernel": kernels.resources(),
+        "kernel": kernels.resources() | {"max_registers": cuda.max_registers()},
         "reference": {"solver": f"numba Rodas4 rtol {REF_RTOL:g} atol {REF_ATOL:g}", "sets": n_ref},
         "cpu": cpu,
         "libroadrunner": rr,

@@ -3,7 +3,8 @@
 #   1. install the wheels the device image lacks (pint & co., carried in .whl/) into /tmp/site;
 #   2. print nvidia-smi and versions;
 #   3. benchmarks/gpu.py --quick --out $OUT (N = 1e3, 1e4, 1e5; gpu.json and gpu.md in $OUT); it pays
-#      the full-model kernel's first-launch compile (161 s on an H200 on 2026-11-30) and caches it;
+#      the full-model kernel's first-launch compile (161 s on an H200 on 2026-11-30, before the kernel was
+#      restructured and numba-cuda's lowering made linear: about 48 s on one core here since) and caches it;
 #   4. tests/cuda_check.py --device --check: the CUDA backend on the real GPU against the numba CPU
 #      backend on the same trajectories (Robertson, failures, full model 30 days x 3 sets): equal
 #      accepted/rejected steps and outputs within 1e-9 relative (loads the cached kernel).
@@ -68,5 +69,14 @@ for case in ("robertson", "failures", "full_model"):
         print(case, json.dumps(keep))
 print("failed checks:", d["failed_checks"] or "none", "| seconds:", round(d["seconds"], 1))
 PY
+
+# 5. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
+#    on a fast core since 2026-12-01), e.g. CAPS="128 168" CAP_ARGS="--n 100000 --n-ref 2 --n-cpu 2"
+for cap in ${CAPS:-}; do
+    step "register cap $cap: MOA_CUDA_MAX_REGISTERS=$cap benchmarks/gpu.py ${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2}"
+    mkdir -p "$OUT/cap$cap"
+    MOA_CUDA_MAX_REGISTERS=$cap timeout ${CAP_TIMEOUT:-240} "$PY" benchmarks/gpu.py ${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2} \
+        --out "$OUT/cap$cap" || echo "gpu.py with cap $cap: FAILED (exit $?)"
+done
 
 step "done"

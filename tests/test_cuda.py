@@ -10,6 +10,8 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 import pytest
 
 from moa.solvers.rodas4 import numba_kernels as jit
@@ -136,3 +138,129 @@ def test_unstable_sparse_lu_goes_to_the_cpu_or_is_reported(simulated):
     assert d["status_rerun"] == [0, 0, 0, 0] and d["n_steps_rerun"] == d["n_steps_cpu"]
     assert d["y_rel_diff_rerun"] == 0.0
     assert d["status_no_cpu"] == [4, 4, 4, 4] and "no dense-LU fallback" in d["message_no_cpu"]
+
+
+_LOWERING_CHECK = r"""
+import json
+from numba import types
+from numba.cuda import lowering
+from numba.cuda.compiler import compile_cuda
+from moa.solvers.rodas4 import cuda
+
+# a long straight-line block (the shape of the printed LU and Jacobian), names assigned more than once,
+# and a loop with a branch (several blocks)
+src = ["def f(a, n):", "    x = a[0]"]
+for i in range(1, 400):
+    src += [f"    x = x * a[{i % 7}] + a[{(i * 3) % 11}]", f"    z = x - a[{i % 5}]", f"    y{i} = z * z"]
+src += ["    s = 0.0", "    for k in range(n):", "        s += a[k] * y7", "        if s > y3:",
+        "            s = s - y5", "    return s + x"]
+ns = {}
+exec("\n".join(src), ns)
+numba_cuda_own = lowering.Lower._find_singly_assigned_variable
+found = []
+def both(lower):
+    numba_cuda_own(lower)
+    want = set(lower._singly_assigned_vars)
+    cuda._linear_singly_assigned_variables(lower)
+    found.append([len(want), want == set(lower._singly_assigned_vars)])
+lowering.Lower._find_singly_assigned_variable = both
+compile_cuda(ns["f"], types.float64, (types.Array(types.float64, 1, "C"), types.int64), cc=(9, 0))
+lowering.Lower._find_singly_assigned_variable = numba_cuda_own
+
+# a block in which a name is assigned twice (numba's SSA pass never leaves one, but the rule is part of the contract)
+from types import SimpleNamespace
+from numba.cuda.core import ir
+loc = ir.Loc("check", 1)
+scope = ir.Scope(None, loc)
+block = ir.Block(scope, loc)
+x, y = ir.Var(scope, "x", loc), ir.Var(scope, "y", loc)
+for stmt in (ir.Assign(ir.Const(1.0, loc), x, loc), ir.Assign(ir.Const(2.0, loc), x, loc), ir.Assign(x, y, loc)):
+    block.append(stmt)
+block.append(ir.Return(y, loc))
+def fake():
+    blocks = {0: block}
+    func_ir = SimpleNamespace(blocks=blocks, func_id=SimpleNamespace(is_generator=False))
+    return SimpleNamespace(func_ir=func_ir, blocks=blocks)
+own, ours = fake(), fake()
+numba_cuda_own(own)
+cuda._linear_singly_assigned_variables(ours)
+found.append([len(own._singly_assigned_vars), own._singly_assigned_vars == ours._singly_assigned_vars == {"y"}])
+print(json.dumps({"found": found, "installed": cuda.speed_up_numba_cuda_compile(),
+                  "now": lowering.Lower._find_singly_assigned_variable is cuda._linear_singly_assigned_variables}))
+"""
+
+
+def test_linear_lowering_finds_the_same_variables_as_numba_cuda():
+    """moa's replacement for numba-cuda's quadratic ``_find_singly_assigned_variable`` (cuda.py) gives the same set
+    on a function with a long straight-line block, reassigned names and several blocks (lowered to LLVM IR only: no
+    GPU, no NVVM needed)."""
+    pytest.importorskip("numba_cuda", reason="the gpu extra (numba-cuda) is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOWERING_CHECK], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["found"]) == 2 and out["found"][0][0] > 700 and out["found"][1][0] == 1
+    assert out["found"][0][1] is True and out["found"][1][1] is True
+    assert out["installed"] is True and out["now"] is True
+
+
+def test_cuda_module_negates_the_jacobian_and_clears_outside_its_pattern():
+    """The CUDA module's ``_rhs_jac`` writes -J (the CPU module's J negated, ``_rhs`` untouched), ``_clear_fill``
+    zeroes exactly the LU slots outside the Jacobian's pattern, and the stage tables are Rodas4's weights."""
+    import re
+
+    import sympy as sp
+
+    from moa.solvers.rodas4 import codegen, cuda
+    from moa.solvers.rodas4.tableau import RODAS4
+
+    y1, y2, y3, k1, k2 = sp.symbols("y1 y2 y3 k1 k2")
+    rhs = [-k1 * y1 + y2 * y3, k1 * y1 - k2 * y2**2, k2 * y2**2 - y3 * y1]  # fill-in at (1, 2), (2, 1)
+    ys, ps = [y1, y2, y3], [k1, k2]
+    plan = jit.lu_plan(rhs, ys)
+    cpu = codegen.kernel_source(rhs, ys, ps, plan)
+    text = cuda.cuda_source(cpu, plan)
+
+    def body(src: str, name: str) -> list[str]:
+        lines = src[src.rindex(f"def {name}(") :].splitlines()[1:]  # the generated one (the template has placeholders)
+        return [line for line in lines[: next(i for i, s in enumerate(lines) if not s.startswith("    "))]]
+
+    cpu_jac = [line for line in body(cpu, "_rhs_jac") if line.startswith("    jv[")]
+    gpu_jac = [line for line in body(text, "_rhs_jac") if line.startswith("    jv[")]
+    assert len(cpu_jac) == len(plan.jac_slot) == len(gpu_jac) > 0
+    for c, g in zip(cpu_jac, gpu_jac):
+        target, _, expr = c.partition(" = ")
+        assert g == f"{target} = -({expr})"
+    assert body(text, "_rhs") == body(cpu, "_rhs")
+    cleared = sorted(int(m) for m in re.findall(r"a\[(\d+)\] = 0\.0", "\n".join(body(text, "_clear_fill"))))
+    assert cleared == sorted(set(range(plan.nnz_fill)) - set(plan.jac_slot.tolist()))
+    assert len(cleared) >= 1  # this system's LU has slots outside the pattern
+    tables = {}
+    exec("\n".join(line for line in text.splitlines() if line.startswith(("A_TAB =", "C_TAB ="))), {"np": np}, tables)
+    for s in range(1, 6):
+        assert tables["A_TAB"][s, : len(RODAS4.a[s][:5])].tolist() == list(RODAS4.a[s][:5])
+        assert tables["C_TAB"][s, :s].tolist() == list(RODAS4.c[s])
+
+
+def test_register_cap_from_the_environment(monkeypatch):
+    """``MOA_CUDA_MAX_REGISTERS`` caps the kernel's registers (the kernel's decorator, nothing else, changes); a bad
+    value is refused naming the variable, the value and the range."""
+    import sympy as sp
+
+    from moa.solvers.rodas4 import codegen, cuda
+
+    monkeypatch.delenv("MOA_CUDA_MAX_REGISTERS", raising=False)
+    assert cuda.max_registers() is None
+    monkeypatch.setenv("MOA_CUDA_MAX_REGISTERS", " 128 ")
+    assert cuda.max_registers() == 128
+    for bad in ("12", "256", "many", "1e2"):
+        monkeypatch.setenv("MOA_CUDA_MAX_REGISTERS", bad)
+        with pytest.raises(ValueError, match=rf"MOA_CUDA_MAX_REGISTERS='{bad}': must be an integer in 16\.\.255"):
+            cuda.max_registers()
+    y, k = sp.symbols("y k")
+    plan = jit.lu_plan([-k * y], [y])
+    cpu = codegen.kernel_source([-k * y], [y], [k], plan)
+    plain, capped = cuda.cuda_source(cpu, plan), cuda.cuda_source(cpu, plan, 128)
+    assert "@cuda.jit(cache=True, max_registers=128)" in capped and "max_registers=" not in plain
+    assert capped.replace("@cuda.jit(cache=True, max_registers=128)", "@cuda.jit(cache=True)") == plain

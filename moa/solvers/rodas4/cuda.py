@@ -63,6 +63,8 @@ __all__ = [
     "kernels_for_model",
     "integrate_batch_cuda",
     "occupancy",
+    "max_registers",
+    "speed_up_numba_cuda_compile",
     "CHUNK_SIZE",
     "THREADS_PER_BLOCK",
 ]
@@ -130,25 +132,116 @@ def require() -> None:
         raise RuntimeError(f"RodasSolver(backend='cuda') cannot run: {why}")
 
 
+def _linear_singly_assigned_variables(lower) -> None:
+    """Drop-in for numba-cuda's ``Lower._find_singly_assigned_variable`` that counts each block's assignments
+    once (numba's own CPU lowering does the same since 0.59). numba-cuda up to at least 0.30.4 rescans a
+    block's assignments for every variable defined in it, which is quadratic in the length of a straight-line
+    block: the printed LU and Jacobian of the full model spent about 60% of the kernel's 110 s of compile
+    time there (cProfile, 2026-12-01). Same result: variables assigned exactly once, in one block, used
+    only there and not needing an alloca."""
+    from numba.cuda.core import ir
+    from numba.cuda.core.analysis import compute_use_defs, must_use_alloca
+
+    singly = set()
+    blocks = lower.func_ir.blocks
+    if not lower.func_ir.func_id.is_generator:
+        use_defs = compute_use_defs(blocks)
+        alloca_vars = must_use_alloca(blocks)
+        def_blocks: dict = {}
+        for blk, names in use_defs.defmap.items():
+            for var in names:
+                def_blocks.setdefault(var, set()).add(blk)
+        used_in = {var for names in use_defs.usemap.values() for var in names}
+        assigned_twice: dict = {}
+        for blk, block in lower.blocks.items():
+            counts: dict = {}
+            for stmt in block.find_insts(ir.assign_types):
+                counts[stmt.target.name] = counts.get(stmt.target.name, 0) + 1
+            assigned_twice[blk] = {v for v, c in counts.items() if c > 1}
+        for var, where in def_blocks.items():
+            if var in alloca_vars or len(where) != 1 or var in used_in:
+                continue
+            (blk,) = where
+            if var not in assigned_twice[blk]:
+                singly.add(var)
+    lower._singly_assigned_vars = singly
+    lower._blk_local_varmap = {}
+
+
+def speed_up_numba_cuda_compile() -> bool:
+    """Install :func:`_linear_singly_assigned_variables` in numba-cuda's lowering (once; True when installed or
+    already there, False when this numba-cuda has no such method, whose lowering is then left as it is)."""
+    try:
+        from numba.cuda import lowering
+        from numba.cuda.core import analysis, ir  # noqa: F401 -- what the replacement uses (numba-cuda >= 0.2x)
+    except ImportError:
+        return False
+    cls = getattr(lowering, "Lower", None)
+    if cls is None or not hasattr(cls, "_find_singly_assigned_variable"):
+        return False
+    cls._find_singly_assigned_variable = _linear_singly_assigned_variables
+    return True
+
+
 def kernel_source(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan) -> str:
     """The text of the CUDA module: the template plus this system's device functions, printed by
     the numba backend's printers (see :func:`cuda_source`)."""
-    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan)
+    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan, max_registers())
 
 
-def cuda_source(cpu_source: str, plan: SparseLUPlan) -> str:
+_KERNEL_DECORATOR = "@cuda.jit(cache=True)"
+
+
+def max_registers() -> int | None:
+    """The register cap per thread for the kernel from ``MOA_CUDA_MAX_REGISTERS`` (None when unset: the
+    compiler's choice, 255 for the full model). A lower cap allows more threads per multiprocessor and
+    spills more to local memory; ``benchmarks/gpu_build.py`` shows both without a GPU."""
+    raw = os.environ.get("MOA_CUDA_MAX_REGISTERS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not 16 <= value <= 255:
+        raise ValueError(f"MOA_CUDA_MAX_REGISTERS={raw!r}: must be an integer in 16..255 (or unset)")
+    return value
+
+
+def cuda_source(cpu_source: str, plan: SparseLUPlan, registers: int | None = None) -> str:
     """The CUDA module made from the numba backend's kernel module text ``cpu_source``: the same generated
     functions (:func:`~moa.solvers.rodas4.codegen.kernel_body`), decorated ``@cuda.jit(device=True)``, after the
     CUDA template; the diagonal of the iteration matrix is added by a printed straight-line function (the CPU
-    backend's index arrays are dropped)."""
+    backend's index arrays are dropped). ``registers``: a register cap per thread for the kernel (see
+    :func:`max_registers`, which the kernel functions read when they first make a module)."""
     try:
         body = kernel_body(cpu_source)
     except ValueError:
         raise ValueError("cpu_source is not a module of the numba backend's current code generator") from None
     kept = [line for line in body.splitlines() if not line.startswith(("DIAG_SLOT =", "FILL_ROWS =", "FILL_COLS ="))]
-    text = "\n".join(kept).replace(NJIT_DECORATOR, _DEVICE_DECORATOR)
+    text = _negated_jacobian("\n".join(kept)).replace(NJIT_DECORATOR, _DEVICE_DECORATOR)
     extra = _matrix_functions(plan) + _stage_tables() + [f"N_STATES = {plan.n}"]
-    return _TEMPLATE.read_text() + text + "\n\n" + "\n".join(extra) + "\n"
+    template = _TEMPLATE.read_text()
+    if registers is not None:
+        if template.count(_KERNEL_DECORATOR) != 1:
+            raise ValueError("cuda_template.py must have exactly one kernel decorated " + _KERNEL_DECORATOR)
+        template = template.replace(_KERNEL_DECORATOR, f"@cuda.jit(cache=True, max_registers={int(registers)})")
+    return template + text + "\n\n" + "\n".join(extra) + "\n"
+
+
+def _negated_jacobian(text: str) -> str:
+    """The kernels' text with ``_rhs_jac`` writing ``-J`` (each ``jv[k] = e`` printed as ``jv[k] = -(e)``), so
+    that the iteration matrix ``c I - J`` is built in place by clearing the slots outside the pattern and
+    adding ``c`` on the diagonal, with no pass over all slots (negation is exact: same numbers)."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("def "):
+            inside = line.startswith("def _rhs_jac(")
+        if inside and line.startswith("    jv["):
+            target, _, expr = line.partition(" = ")
+            line = f"{target} = -({expr})"
+        out.append(line)
+    return "\n".join(out)
 
 
 def _matrix_functions(plan: SparseLUPlan) -> list[str]:
@@ -226,6 +319,8 @@ def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = N
 
 
 def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
+    if not simulator():
+        speed_up_numba_cuda_compile()  # before the first launch compiles the kernel
     path = numba_kernels.write_module(source)  # moa_rodas_<hash>.py in the cache folder, checked on load
     return CudaKernels(numba_kernels.load_module(path), plan, path)
 
@@ -237,7 +332,8 @@ def kernels_for_model(compiled) -> CudaKernels:
     compiled-solver cache; numba's CPU compilation is not triggered)."""
     require()
     cpu = numba_kernels.kernels_for_model(compiled)  # its text, from the numba backend's cache (no sympy when cached)
-    return _load(cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan), cpu.plan)
+    source = cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan, max_registers())
+    return _load(source, cpu.plan)
 
 
 #: The GPU kernel's code for an unstable unpivoted LU (rerun on the CPU, else reported as Status.SOLVER_FAILURE).

@@ -31,7 +31,7 @@ def _rhs(y, p, out):  # placeholder, redefined by the generated kernels
     raise NotImplementedError
 
 
-def _rhs_jac(y, p, out, jv):  # placeholder
+def _rhs_jac(y, p, out, jv):  # placeholder (writes -J into jv: see cuda._negated_jacobian)
     raise NotImplementedError
 
 
@@ -137,9 +137,9 @@ def integrate_one(
 
     Written for the GPU, with the same arithmetic as the CPU loop: each model kernel has one call site
     (the stages are a loop over the tableau's rows, held in constant memory), so the compiler does not
-    copy the model's code once per stage; and the Jacobian is evaluated straight into the iteration
-    matrix's slots at the start of every step, a rejected one included (the same values again), so no
-    second copy of the Jacobian is kept per thread."""
+    copy the model's code once per stage; and ``-J`` is evaluated straight into the iteration matrix's
+    slots at the start of every step, a rejected one included (the same values again), so no second
+    copy of the Jacobian is kept per thread and no pass over all slots builds ``c I - J``."""
     n = N_STATES
     n_out = t_out.shape[0]
     a_tab = cuda.const.array_like(A_TAB)
@@ -165,7 +165,7 @@ def integrate_one(
     last_nonfinite = False
     first = True
     while True:
-        # rhs and Jacobian at (t, y): J into the matrix's pattern slots, its other slots cleared
+        # rhs and Jacobian at (t, y): -J into the matrix's pattern slots, its other slots cleared
         _rhs_jac(y, p, f0, a)
         _clear_fill(a)
         if first:
@@ -194,9 +194,7 @@ def integrate_one(
         hh = t_new - t
 
         c = 1.0 / (GAMMA * hh)
-        for k in range(N_SLOTS):
-            a[k] = -a[k]
-        _add_diag(a, c)
+        _add_diag(a, c)  # a = c I - J (a holds -J)
         growth = _factor(a, d)
         if not (growth <= GROWTH_LIMIT and _all_finite(d, n)):
             return 6, t, n_acc, n_rej, h_last, last_nonfinite, h, ptr
