@@ -20,8 +20,9 @@ Reported: seconds in numba's front end and lowering, in NVVM and in ptxas; PTX s
 registers, stack frame (per-thread local memory: work arrays and spills), spill stores and loads (bytes
 of spill instructions in the code, not bytes moved at run time) and the occupancy the registers allow
 at ``THREADS_PER_BLOCK`` (:func:`moa.solvers.rodas4.cuda.occupancy`). With ``--compare-lowering`` the
-PTX is built a second time without moa's linear replacement of numba-cuda's quadratic lowering step
-(``cuda.speed_up_numba_cuda_compile``), and the two PTX texts are compared line for line.
+PTX is built a second time, in a process of its own, without moa's linear replacement of numba-cuda's
+quadratic lowering step (``cuda.speed_up_numba_cuda_compile``), and the two PTX texts are compared line for
+line (symbol names masked, order of declarations aside).
 
 Not measured here: anything about speed on the card. Writes ``gpu_build.json`` and ``gpu_build.md``.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import glob
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -105,7 +107,7 @@ def build_ptx(module_path: pathlib.Path, cc: tuple[int, int]) -> dict:
 
     nvvm.compile_ir = timed
     try:
-        name = f"moa_gpu_build_{time.monotonic_ns()}"
+        name = "moa_gpu_build"
         spec = importlib.util.spec_from_file_location(name, module_path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -180,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cc", default="9.0", help="compute capability, e.g. 9.0 (H100/H200), 8.0 (A100)")
     ap.add_argument("--max-registers", default="255", help="comma-separated register caps for ptxas")
     ap.add_argument("--compare-lowering", action="store_true", help="also build without the linear lowering step")
+    ap.add_argument("--lowering-only", metavar="PTX_PATH", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "gpu_build"))
     args = ap.parse_args(argv)
     try:
@@ -194,8 +197,9 @@ def main(argv=None) -> int:
     if ptxas is None:
         sys.exit("ptxas not found: pip install -e '.[gpu-build]' (NVIDIA's nvidia-cuda-nvcc-cu12 wheel)")
     try:
-        import numba_cuda  # noqa: F401
-    except ImportError:
+        # the version from its metadata: importing the numba_cuda package itself slows numba-cuda's compile ~3x
+        numba_cuda_version = importlib.metadata.version("numba-cuda")
+    except importlib.metadata.PackageNotFoundError:
         sys.exit("numba-cuda is not installed: pip install -e '.[gpu-build]'")
 
     import platform
@@ -207,15 +211,15 @@ def main(argv=None) -> int:
     from moa.symbolic.named_models import full_model
 
     pretend_device(cc)
-    log("kernel text of the full model (the numba backend's module, read from the cache when there)")
+    if not args.lowering_only:
+        log("kernel text of the full model (the numba backend's module, read from the cache when there)")
     cpu = numba_kernels.kernels_for_model(compile_model(full_model()))
     source = mcuda.cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan)
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report = {
         "date": datetime.date.today().isoformat(),
         "moa_version": moa.__version__,
-        "numba_cuda": __import__("numba_cuda").__version__,
+        "numba_cuda": numba_cuda_version,
         "cpu": platform.processor() or platform.machine(),
         "cc": f"{cc[0]}.{cc[1]}",
         "n_states": cpu.plan.n,
@@ -224,29 +228,40 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         module_path = pathlib.Path(tmp) / "moa_rodas_cuda_build.py"
         module_path.write_text(source)
-        builds = {}
-        order = ["linear", "numba-cuda"] if args.compare_lowering else ["linear"]
-        for which in order[::-1]:  # the unpatched build first: the patch cannot be undone cleanly
-            if which == "linear":
-                mcuda.speed_up_numba_cuda_compile()
-            log(f"numba-cuda -> PTX for sm_{cc[0]}{cc[1]} ({which} lowering step)")
-            builds[which] = build_ptx(module_path, cc)
-            log(f"  {builds[which]['seconds']:.1f} s (NVVM {builds[which]['nvvm_seconds']:.1f} s)")
-        ptx = builds["linear"]["ptx"]
+        if args.lowering_only:  # the child of --compare-lowering: numba-cuda's own lowering, PTX to a file
+            built = build_ptx(module_path, cc)
+            pathlib.Path(args.lowering_only).write_text(built.pop("ptx"))
+            print(json.dumps(built))
+            return 0
+        other = None
+        if args.compare_lowering:
+            # in a process of its own: a second build in one process is slower for reasons of its own
+            log(f"numba-cuda -> PTX for sm_{cc[0]}{cc[1]}, numba-cuda's own lowering step (a child process)")
+            other_ptx = pathlib.Path(tmp) / "numba_cuda_lowering.ptx"
+            child = [sys.executable, __file__, "--cc", args.cc, "--lowering-only", str(other_ptx), "--out", tmp]
+            proc = subprocess.run(child, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the build without the linear lowering step failed: {proc.stderr[-2000:]}")
+            other = json.loads(proc.stdout.strip().splitlines()[-1]) | {"ptx": other_ptx.read_text()}
+            log(f"  {other['seconds']:.1f} s (NVVM {other['nvvm_seconds']:.1f} s)")
+        mcuda.speed_up_numba_cuda_compile()
+        log(f"numba-cuda -> PTX for sm_{cc[0]}{cc[1]}, moa's linear lowering step")
+        built = build_ptx(module_path, cc)
+        log(f"  {built['seconds']:.1f} s (NVVM {built['nvvm_seconds']:.1f} s)")
+        ptx = built["ptx"]
         report["build"] = {
-            "seconds": builds["linear"]["seconds"],
-            "nvvm_seconds": builds["linear"]["nvvm_seconds"],
+            "seconds": built["seconds"],
+            "nvvm_seconds": built["nvvm_seconds"],
             "ptx_kb": len(ptx) / 1e3,
             "ptx_lines": ptx.count("\n"),
         }
-        if args.compare_lowering:
+        if other is not None:
 
             def lines(text: str) -> list[str]:
-                # symbol names carry the module's name and numba's per-process version counters, and global
-                # declarations come in a set's order: compare the sorted lines with symbols masked
+                # symbol names carry the module's name and numba's version counters, and global declarations
+                # come in a set's order: compare the sorted lines with symbols masked
                 return sorted(re.sub(r"_ZN[0-9A-Za-z_$]+", "<symbol>", line) for line in text.splitlines())
 
-            other = builds["numba-cuda"]
             report["without_linear_lowering"] = {
                 "seconds": other["seconds"],
                 "nvvm_seconds": other["nvvm_seconds"],
@@ -258,6 +273,7 @@ def main(argv=None) -> int:
         for cap in caps:
             log(f"ptxas -v, register cap {cap}")
             report["assembled"].append(assemble(ptxas, ptx_path, cc, cap))
+    out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_build.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "gpu_build.md").write_text(markdown(report))
     print(markdown(report))
