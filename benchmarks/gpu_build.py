@@ -197,7 +197,6 @@ def main(argv=None) -> int:
     if ptxas is None:
         sys.exit("ptxas not found: pip install -e '.[gpu-build]' (NVIDIA's nvidia-cuda-nvcc-cu12 wheel)")
     try:
-        # the version from its metadata: importing the numba_cuda package itself slows numba-cuda's compile ~3x
         numba_cuda_version = importlib.metadata.version("numba-cuda")
     except importlib.metadata.PackageNotFoundError:
         sys.exit("numba-cuda is not installed: pip install -e '.[gpu-build]'")
@@ -206,6 +205,7 @@ def main(argv=None) -> int:
 
     import moa
     from moa.codegen import compile_model
+    from moa.codegen.cache import atomic_write
     from moa.solvers.rodas4 import cuda as mcuda
     from moa.solvers.rodas4 import numba_kernels
     from moa.symbolic.named_models import full_model
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
             return 0
         other = None
         if args.compare_lowering:
-            # in a process of its own: a second build in one process is slower for reasons of its own
+            # in a process of its own: the linear step, once installed, cannot be taken out cleanly
             log(f"numba-cuda -> PTX for sm_{cc[0]}{cc[1]}, numba-cuda's own lowering step (a child process)")
             other_ptx = pathlib.Path(tmp) / "numba_cuda_lowering.ptx"
             child = [sys.executable, __file__, "--cc", args.cc, "--lowering-only", str(other_ptx), "--out", tmp]
@@ -274,8 +274,8 @@ def main(argv=None) -> int:
             log(f"ptxas -v, register cap {cap}")
             report["assembled"].append(assemble(ptxas, ptx_path, cc, cap))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_build.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "gpu_build.md").write_text(markdown(report))
+    atomic_write(out / "gpu_build.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out / "gpu_build.md", markdown(report))
     print(markdown(report))
     return 0
 

@@ -72,11 +72,12 @@ PY
 
 # 5. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
 #    on a fast core since 2026-12-01), e.g. CAPS="128 168" CAP_ARGS="--n 100000 --n-ref 2 --n-cpu 2"
+CAP_ARGS=${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2}
 for cap in ${CAPS:-}; do
-    step "register cap $cap: MOA_CUDA_MAX_REGISTERS=$cap benchmarks/gpu.py ${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2}"
+    step "register cap $cap: MOA_CUDA_MAX_REGISTERS=$cap benchmarks/gpu.py $CAP_ARGS"
     mkdir -p "$OUT/cap$cap"
-    MOA_CUDA_MAX_REGISTERS=$cap timeout ${CAP_TIMEOUT:-240} "$PY" benchmarks/gpu.py ${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2} \
-        --out "$OUT/cap$cap" || echo "gpu.py with cap $cap: FAILED (exit $?)"
+    MOA_CUDA_MAX_REGISTERS=$cap timeout ${CAP_TIMEOUT:-240} "$PY" benchmarks/gpu.py $CAP_ARGS --out "$OUT/cap$cap" \
+        || echo "gpu.py with cap $cap: FAILED (exit $?)"
 done
 
 step "done"

@@ -406,7 +406,7 @@ def simulate(
             inputs_out[lo:hi] = P[input_rows]
         if hi > lo and stop_when is not None:
             for i in range(lo, hi):  # ask in output order; a sample stopped at i loses this segment's later outputs
-                new = _stops(stop_when, i, t_out[i], Y_out[i], P, compiled, model, N) & ~stopped & (status == 0)
+                new = _stops(stop_when, i, t_out[i], Y_out[i], P, compiled, model, N) & ~stopped & (status == Status.OK)
                 stop_day[new] = t_out[i]
                 stopped |= new
                 Y_out[i + 1 : hi, :, new] = np.nan

@@ -2,10 +2,11 @@
 
 The method is the compiled Rodas4 of :mod:`moa.solvers.rodas4.numba_kernels` -- same coefficients, controller,
 landing rule, dense output, extinction rule and status codes -- and the model's kernels (rhs,
-Jacobian into the sparse LU's slots, the straight-line LU) are printed by the same printers; only the
-decorator differs (``@cuda.jit(device=True)`` for ``@njit``). The integrator template
-``cuda_template.py`` runs :func:`moa.solvers.rodas4.integrator.integrate_one`'s loop in one GPU thread per trajectory,
-its work arrays (about 14 kB for the 54-state full model) in per-thread local memory.
+Jacobian into the sparse LU's slots, the straight-line LU) are printed by the same printers; they are
+decorated ``@cuda.jit(device=True)`` for ``@njit``, and ``_rhs_jac`` writes ``-J`` (:func:`_negated_jacobian`).
+The integrator template ``cuda_template.py`` runs the step of
+:func:`moa.solvers.rodas4.integrator.integrate_one` in one GPU thread per trajectory, its work arrays (about
+9 kB for the 54-state full model; 17 kB of local memory with the compiler's spills) in per-thread local memory.
 
 Why numba-cuda (not CuPy raw kernels or JAX): our kernels are already numba-compatible scalar
 Python, so the CPU and GPU backends share one generated text and one template style, and numba's
@@ -169,8 +170,9 @@ def _linear_singly_assigned_variables(lower) -> None:
 
 
 def speed_up_numba_cuda_compile() -> bool:
-    """Install :func:`_linear_singly_assigned_variables` in numba-cuda's lowering (once; True when installed or
-    already there, False when this numba-cuda has no such method, whose lowering is then left as it is)."""
+    """Install :func:`_linear_singly_assigned_variables` in numba-cuda's lowering (calling it again changes
+    nothing). True when installed; False when this numba-cuda has no such method or lacks the modules the
+    replacement uses, and its lowering is left as it is."""
     try:
         from numba.cuda import lowering
         from numba.cuda.core import analysis, ir  # noqa: F401 -- what the replacement uses (numba-cuda >= 0.2x)

@@ -5,9 +5,10 @@ by the same printers as the numba CPU backend (:mod:`moa.solvers.rodas4.codegen`
 ``@cuda.jit(device=True)``, and the constants ``N_STATES``, ``N_SLOTS`` (compile-time sizes of the
 per-thread work arrays) and the method's coefficients.
 
-One thread integrates one trajectory from ``t0`` to ``t1``: the loop of ``integrator.integrate_one``
-line for line (same tableau, controller, landing rule, dense output, extinction rule and status
-codes), with the work arrays in ``cuda.local.array``. Global arrays are laid out with the trajectory
+One thread integrates one trajectory from ``t0`` to ``t1``: the step of ``integrator.integrate_one``
+(same tableau, controller, landing rule, dense output, extinction rule and status codes, the same
+arithmetic), arranged for the GPU as :func:`integrate_one` says, with the work arrays in
+``cuda.local.array``. Global arrays are laid out with the trajectory
 index ``j`` last (``Y0``/``P`` (n, N), ``y_out`` (n_out, n, N)), so a warp's reads and writes of one
 component are coalesced.
 
@@ -53,11 +54,8 @@ def _clear_fill(a):  # placeholder: a[slots outside the Jacobian's pattern] = 0
 
 # Coefficients and controller constants appended by the generator (from moa.solvers.rodas4.tableau).
 GAMMA = SAFE = FAC_MIN = FAC_MAX = GROWTH_LIMIT = float("nan")
-A21 = A31 = A32 = A41 = A42 = A43 = A51 = A52 = A53 = A54 = float("nan")
-C21 = C31 = C32 = C41 = C42 = C43 = C51 = C52 = C53 = C54 = float("nan")
-C61 = C62 = C63 = C64 = C65 = float("nan")
 H21 = H22 = H23 = H24 = H25 = H31 = H32 = H33 = H34 = H35 = float("nan")
-A_TAB = C_TAB = np.full((6, 5), np.nan)  # A[s, r], C[s, r] of stage s + 1 (rows as the scalars above)
+A_TAB = C_TAB = np.full((6, 5), np.nan)  # A[s, r], C[s, r]: weights of k_r in stage s + 1 (cuda._stage_tables)
 EPS = 2.220446049250313e-16
 INF = float("inf")
 NAN = float("nan")
