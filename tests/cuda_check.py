@@ -10,17 +10,22 @@ Cases:
 
 * ``robertson``: Robertson's kinetics (sympy, 4 randomised trajectories to 4e5 s; on the GPU in two
   chunks of 3 and 1 and blocks of 2 threads), both backends'
-  ``integrate_batch``: accepted/rejected steps per trajectory and outputs.
+  ``integrate_batch``: accepted/rejected steps per trajectory and outputs. ``robertson_refill`` (and
+  ``failures_refill``): the same batch in one GPU thread that takes the trajectories one after another
+  (work refill), which must give the very same numbers.
 * ``failures``: the same batch with a NaN rate constant in column 1 and k1 = -1e10 (an exploding
   trajectory: step-size underflow) in column 2; columns 0 and 3 must finish as on the CPU.
 * ``full_model``: ``moa.simulate`` of the full model, hot TNBC, nab-paclitaxel + 2:2 bispecific,
   30 days, ``--n-full`` parameter sets, with ``RodasSolver(backend="cuda")`` and ``"numba"``;
-  accepted/rejected steps are recorded per segment from the backends' batch results.
+  accepted/rejected steps are recorded per segment from the backends' batch results. In the simulator
+  each launch runs in one thread (work refill); on a GPU as ``RodasSolver`` launches it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import pathlib
 import sys
@@ -69,6 +74,20 @@ def robertson(out: dict) -> None:
             )  # 2 chunks
             seconds = time.perf_counter() - t
             b = jit.integrate_batch_jit(kj, 0.0, t1, Y0, Pc, t_out, **kw)
+            # work refill: one thread takes the four trajectories one after another
+            r = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=1, threads=1, **kw)
+        out[case + "_refill"] = {
+            "status": r.status.tolist(),
+            "n_steps": r.n_steps.tolist(),
+            "n_rejected": r.n_rejected.tolist(),
+            "message": r.message,
+            "same_as_one_thread_each": bool(
+                np.array_equal(r.y, a.y, equal_nan=True)
+                and np.array_equal(r.y_final, a.y_final, equal_nan=True)
+                and np.array_equal(r.t_reached, a.t_reached)
+                and np.array_equal(r.h_last, a.h_last, equal_nan=True)
+            ),
+        }
         out[case] = {
             "seconds": seconds,
             "status_cuda": a.status.tolist(),
@@ -139,6 +158,19 @@ class _Recorder:
         return acc, rej
 
 
+@contextlib.contextmanager
+def _one_thread_in_the_simulator(cuda):
+    """In the simulator, every launch of the full model runs in one thread, which takes the trajectories
+    one after another (work refill); on a GPU, launches are left as ``RodasSolver`` makes them."""
+    original = cuda.integrate_batch_cuda
+    if cuda.simulator():
+        cuda.integrate_batch_cuda = functools.partial(original, threads_per_block=1, threads=1)
+    try:
+        yield
+    finally:
+        cuda.integrate_batch_cuda = original
+
+
 def full_model(out: dict, n_sets: int, days: float) -> None:
     import moa
     from moa.codegen import compile_model
@@ -162,7 +194,12 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
     for backend, module, fname in (("numba", jit, "integrate_batch_jit"), ("cuda", cuda, "integrate_batch_cuda")):
         solver = RodasSolver(backend=backend)
         t = time.perf_counter()
-        with _Recorder(module, fname, n_sets) as rec, warnings.catch_warnings(), np.errstate(all="ignore"):
+        with (
+            _Recorder(module, fname, n_sets) as rec,
+            _one_thread_in_the_simulator(cuda),
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+        ):
             warnings.simplefilter("ignore", DoseWarning)
             ds = moa.simulate(model, batch, regimen, duration_days=days, solver=solver, on_failure="record")
         runs[backend] = (ds, rec.steps(), time.perf_counter() - t, solver.name)
@@ -200,6 +237,10 @@ def check(out: dict, rtol: float) -> list[str]:
             bad.append(f"robertson {key}: cuda {r[f'{key}_cuda']} != cpu {r[f'{key}_cpu']}")
     if r["y_rel_diff"] > rtol:
         bad.append(f"robertson outputs differ by {r['y_rel_diff']:.3g} > {rtol:g}")
+    for case in ("robertson", "failures"):
+        rf = out[case + "_refill"]
+        if not rf["same_as_one_thread_each"] or rf["n_steps"] != out[case]["n_steps_cuda"]:
+            bad.append(f"{case}: one thread taking every trajectory (work refill) differs from one thread each")
     f = out["failures"]
     if f["status_cuda"][0] != 0 or f["status_cuda"][3] != 0:
         bad.append(f"failures: healthy trajectories did not finish: {f['status_cuda']}")

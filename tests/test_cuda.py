@@ -73,6 +73,44 @@ def test_failing_trajectory_reported_others_finish(simulated):
 
 
 @needs_numba
+@pytest.mark.parametrize("case", ["robertson", "failures"])
+def test_one_thread_taking_every_trajectory_gives_the_same_numbers(simulated, case):
+    """Work refill: one GPU thread integrates the four trajectories one after another (a failed one, a
+    NaN parameter or a step-size underflow, in between) with the very same outputs, steps and statuses as
+    one thread per trajectory; the full model's launches ran that way too (test above)."""
+    r, one_each = simulated[case + "_refill"], simulated[case]
+    assert r["same_as_one_thread_each"]
+    assert r["status"] == one_each["status_cuda"] and r["n_steps"] == one_each["n_steps_cuda"]
+    assert r["n_rejected"] == one_each["n_rejected_cuda"]
+
+
+def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):
+    """Enough blocks for the card's resident threads when it is known (refill), one thread per trajectory
+    when it is not or when MOA_CUDA_REFILL=0, never more threads than trajectories; a bad setting is
+    refused naming the variable."""
+    from moa.solvers.rodas4 import cuda
+
+    class Card:
+        def __init__(self, resident):
+            self.resident = resident
+
+        def resident_threads(self, threads_per_block):
+            return self.resident
+
+    monkeypatch.delenv("MOA_CUDA_REFILL", raising=False)
+    assert cuda.launch_blocks(Card(33_792), 100_000, 64, None) == 528  # 132 SMs x 4 blocks of 64
+    assert cuda.launch_blocks(Card(33_792), 1_000, 64, None) == 16  # fewer trajectories than the card holds
+    assert cuda.launch_blocks(Card(None), 100_000, 64, None) == 1_563  # unknown: one thread each
+    assert cuda.launch_blocks(Card(33_792), 100_000, 64, 100) == 2  # threads asked for, whole blocks
+    assert cuda.launch_blocks(Card(33_792), 3, 1, 1) == 1
+    monkeypatch.setenv("MOA_CUDA_REFILL", "0")
+    assert cuda.launch_blocks(Card(33_792), 100_000, 64, None) == 1_563
+    monkeypatch.setenv("MOA_CUDA_REFILL", "yes")
+    with pytest.raises(ValueError, match=r"MOA_CUDA_REFILL='yes': must be 0 .* or 1"):
+        cuda.launch_blocks(Card(33_792), 100_000, 64, None)
+
+
+@needs_numba
 def test_auto_never_picks_the_simulator(simulated):
     assert simulated["auto_picks_cuda"] is False
 

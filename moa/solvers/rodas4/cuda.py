@@ -1,4 +1,4 @@
-"""Rodas4 on an NVIDIA GPU, one thread per trajectory (optional extra ``moa[gpu]``: numba-cuda).
+"""Rodas4 on an NVIDIA GPU, one trajectory per thread at a time (optional extra ``moa[gpu]``: numba-cuda).
 
 The method is the compiled Rodas4 of :mod:`moa.solvers.rodas4.numba_kernels` -- same coefficients, controller,
 landing rule, dense output, extinction rule and status codes -- and the model's kernels (rhs,
@@ -7,6 +7,13 @@ decorated ``@cuda.jit(device=True)`` for ``@njit``, and ``_rhs_jac`` writes ``-J
 The integrator template ``cuda_template.py`` runs the step of
 :func:`moa.solvers.rodas4.integrator.integrate_one` in one GPU thread per trajectory, its work arrays (about
 9 kB for the 54-state full model; 17 kB of local memory with the compiler's spills) in per-thread local memory.
+
+Work refill: a launch has as many threads as the card holds at once (:func:`launch_blocks`), and a
+thread whose trajectory is done takes the next one from an atomic counter, inside one flat loop, so a
+warp's lanes are not left idle until its slowest trajectory is done. The number of steps a trajectory
+needs in one dose segment varies a lot (full model, one year of nab-paclitaxel + 2:2: 150-550 steps
+per segment on average, the slowest of 1,024 sets 2-5 times the mean), and each segment is a launch;
+``MOA_CUDA_REFILL=0`` launches one thread per trajectory instead, for comparing the two on a card.
 
 Why numba-cuda (not CuPy raw kernels or JAX): our kernels are already numba-compatible scalar
 Python, so the CPU and GPU backends share one generated text and one template style, and numba's
@@ -64,6 +71,8 @@ __all__ = [
     "kernels_for_model",
     "integrate_batch_cuda",
     "occupancy",
+    "launch_blocks",
+    "refill",
     "max_registers",
     "speed_up_numba_cuda_compile",
     "CHUNK_SIZE",
@@ -281,6 +290,17 @@ class CudaKernels:
         self.launches = 0
         self.cpu_reruns = 0  # trajectory-segments rerun on the CPU (sparse LU needed the dense fallback)
         self._compiled = False
+        self._resident: dict[int, int | None] = {}
+
+    def resident_threads(self, threads_per_block: int = THREADS_PER_BLOCK) -> int | None:
+        """Threads of this kernel the card runs at once in blocks of ``threads_per_block`` (the driver's
+        occupancy calculation, else :func:`occupancy` from the registers per thread, times the
+        multiprocessors); None before the first launch and in the simulator."""
+        if not self._compiled or simulator():
+            return None
+        if threads_per_block not in self._resident:
+            self._resident[threads_per_block] = _resident_threads(self.kernel, threads_per_block)
+        return self._resident[threads_per_block]
 
     def resources(self) -> dict:
         """Registers and local memory per thread of the compiled kernel, and the occupancy they allow
@@ -297,6 +317,29 @@ class CudaKernels:
         return {"registers_per_thread": regs, "local_bytes_per_thread": local} | occupancy(regs)
 
 
+def refill() -> bool:
+    """False when ``MOA_CUDA_REFILL=0`` (one thread per trajectory, as before work refill; for comparing
+    the two on a card); True otherwise."""
+    raw = os.environ.get("MOA_CUDA_REFILL", "1").strip()
+    if raw not in ("0", "1"):
+        raise ValueError(f"MOA_CUDA_REFILL={raw!r}: must be 0 (one thread per trajectory) or 1 (work refill)")
+    return raw == "1"
+
+
+def launch_blocks(k: "CudaKernels", m: int, threads_per_block: int, threads: int | None) -> int:
+    """Blocks of ``threads_per_block`` to launch for ``m`` trajectories: enough for ``threads`` when given,
+    else for the card's resident threads (work refill), never more than one thread per trajectory; one
+    thread per trajectory where the resident count is unknown (first launch, simulator) or refill is off."""
+    per_trajectory = -(-m // threads_per_block)
+    if threads is None:
+        if not refill():
+            return per_trajectory
+        threads = k.resident_threads(threads_per_block)
+        if threads is None:
+            return per_trajectory
+    return max(1, min(per_trajectory, -(-threads // threads_per_block)))
+
+
 def occupancy(regs_per_thread: int, threads_per_block: int = THREADS_PER_BLOCK) -> dict:
     """Blocks and threads a multiprocessor can hold at this register count (registers are the only
     limit: the kernel uses no shared memory), from the limits of compute capability 7.0-9.0."""
@@ -310,6 +353,23 @@ def occupancy(regs_per_thread: int, threads_per_block: int = THREADS_PER_BLOCK) 
         "max_active_threads_per_sm": blocks * threads_per_block,
         "occupancy": blocks * warps_per_block / (_MAX_THREADS_PER_SM // 32),
     }
+
+
+def _resident_threads(dispatcher, threads_per_block: int) -> int | None:
+    from numba import cuda
+
+    try:
+        kernel = next(iter(dispatcher.overloads.values()))
+        return int(kernel.max_cooperative_grid_blocks(threads_per_block)) * threads_per_block
+    except Exception:  # noqa: BLE001 -- an older numba-cuda: from the registers instead
+        pass
+    try:
+        regs = dispatcher.get_regs_per_thread()
+        regs = max(regs.values()) if isinstance(regs, dict) else int(regs)
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        return occupancy(regs, threads_per_block)["max_active_threads_per_sm"] * sms
+    except Exception:  # noqa: BLE001 -- unknown: one thread per trajectory
+        return None
 
 
 def kernels(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan | None = None) -> CudaKernels:
@@ -366,6 +426,7 @@ def integrate_batch_cuda(
     extinct_threshold=None,
     chunk_size: int = CHUNK_SIZE,
     threads_per_block: int = THREADS_PER_BLOCK,
+    threads: int | None = None,
     cpu_kernels=None,
 ) -> BatchResult:
     """Same contract as :func:`moa.solvers.rodas4.numba_kernels.integrate_batch_jit`, on the GPU.
@@ -374,6 +435,12 @@ def integrate_batch_cuda(
     function returning them or None, called only when needed), to rerun the trajectories whose sparse
     LU needs the dense fallback (status 6 on the GPU); without them those are reported failed
     (status 4).
+
+    ``threads``: threads per launch (rounded up to whole blocks, at most one per trajectory). None: as
+    many as the card holds at once (:meth:`CudaKernels.resident_threads`), each taking the next
+    trajectory when its own is done (work refill, see ``cuda_template.integrate_kernel``); one thread per
+    trajectory on the first launch (the kernel is compiled there, so its resources are not yet known),
+    in the simulator, and with ``MOA_CUDA_REFILL=0``.
     """
     from numba import cuda
 
@@ -381,6 +448,8 @@ def integrate_batch_cuda(
         raise ValueError(f"chunk_size={chunk_size!r}: must be an integer >= 1")
     if not (isinstance(threads_per_block, (int, np.integer)) and 1 <= threads_per_block <= 1024):
         raise ValueError(f"threads_per_block={threads_per_block!r}: must be an integer in 1..1024")
+    if threads is not None and not (isinstance(threads, (int, np.integer)) and threads >= 1):
+        raise ValueError(f"threads={threads!r}: must be an integer >= 1 or None")
     t0, t1, Y0, P, t_out, atol_c, k0 = numba_kernels.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
@@ -425,7 +494,7 @@ def integrate_batch_cuda(
         d_out = {name: cuda.device_array(arr.shape[:-1] + (m,), dtype=arr.dtype) for name, arr in out.items()}
         if ext_idx.size:
             d_out["ext_day"].copy_to_device(np.full((ext_idx.size, m), np.nan))
-        blocks = -(-m // threads_per_block)
+        blocks = launch_blocks(k, m, threads_per_block, threads)
         start = time.perf_counter()
         k.module.integrate_kernel[blocks, threads_per_block](
             cuda.to_device(np.ascontiguousarray(Y0[:, lo:hi])),
@@ -453,6 +522,7 @@ def integrate_batch_cuda(
             d_ext_idx,
             cuda.to_device(np.ascontiguousarray(ext_thr[:, lo:hi])),
             d_out["ext_day"],
+            cuda.to_device(np.zeros(1, np.int64)),  # the work counter: the next trajectory to take
         )
         for name, arr in out.items():
             if arr.size:
