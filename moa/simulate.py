@@ -340,29 +340,47 @@ def simulate(
     extinct_day = np.full((compiled.extinct_index.size, N), np.nan)
     steps = SolverSteps.zeros(N)
 
-    def run(t0, t1, Y0, t_seg):
+    def run(t0, t1, Y0, t_seg, out=None):
+        """Integrate the samples still running from ``t0`` to ``t1``; their outputs at ``t_seg`` go into
+        ``out`` (len(t_seg), species, N) when given (NaN for the others); returns the state at ``t1``."""
         alive = (status == Status.OK) & ~stopped
-        out = np.full((len(t_seg), compiled.n_species, N), np.nan)
+        everyone = bool(alive.all())
+        if out is not None and not everyone:
+            out[:] = np.nan
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
             with np.errstate(all="ignore"):
-                res = backend.integrate(compiled, t0, t1, Y0[:, alive], P[:, alive], t_seg, rtol, atol)
-            idx = np.nonzero(alive)[0]
-            out[:, :, idx], Yend[:, idx] = res.y, res.y_final
+                res = backend.integrate(
+                    compiled,
+                    t0,
+                    t1,
+                    Y0 if everyone else Y0[:, alive],
+                    P if everyone else P[:, alive],
+                    t_seg,
+                    rtol,
+                    atol,
+                )
+            idx = np.arange(N) if everyone else np.nonzero(alive)[0]
+            if out is not None:
+                if everyone:
+                    out[:] = res.y
+                else:
+                    out[:, :, idx] = res.y
+            Yend[:, idx] = res.y_final
             steps.add(idx, res)
             if res.extinct_day is not None and extinct_day.size:
                 seen = extinct_day[:, idx]
                 extinct_day[:, idx] = np.where(np.isnan(seen), res.extinct_day, seen)
-            for j, k in enumerate(idx):
-                if res.status[j] != Status.OK:
-                    status[k] = res.status[j]
-                    message[k] = res.message[j] or STATUS.get(int(res.status[j]), "failed")
-                    failed_at[k] = t0
+            for j in np.nonzero(np.asarray(res.status) != Status.OK)[0].tolist():
+                k = int(idx[j])
+                status[k] = res.status[j]
+                message[k] = res.message[j] or STATUS.get(int(res.status[j]), "failed")
+                failed_at[k] = t0
             Yend[:, status != Status.OK] = np.nan
-        return out, Yend
+        return Yend
 
     if pre_equilibrate_days > 0:
-        _, Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
+        Y = run(0.0, pre_equilibrate_days, Y, np.array([]))
         extinct_day[:] = np.nan  # the clock starts at the first dose
 
     per_mg = compiled.dose_per_mg_T(P) if compiled.drugs else np.zeros((0, N))
@@ -400,9 +418,8 @@ def simulate(
                     dose.time_days < dose_stop
                 )
             P[compiled.input_index[drug]] = rate
-        seg_out, Y = run(a, b, Y, t_out[lo:hi])
+        Y = run(a, b, Y, t_out[lo:hi], Y_out[lo:hi])
         if hi > lo:
-            Y_out[lo:hi] = seg_out
             inputs_out[lo:hi] = P[input_rows]
         if hi > lo and stop_when is not None:
             for i in range(lo, hi):  # ask in output order; a sample stopped at i loses this segment's later outputs
@@ -559,12 +576,14 @@ def negative_states(model: Model, t_out: np.ndarray, Y_out: np.ndarray, atol: fl
     entries are ignored.
     """
     with np.errstate(invalid="ignore"):
-        scale = np.nanmax(np.abs(Y_out), axis=0, initial=0.0)  # (species, N)
+        lowest = np.fmin.reduce(Y_out, axis=0)  # (species, N), NaN only where every time is NaN
+        highest = np.fmax.reduce(Y_out, axis=0)
+        scale = np.nan_to_num(np.maximum(np.abs(lowest), np.abs(highest)), nan=0.0)  # max_t |y|
         limit = -(NEGATIVE_NOISE_ATOL * np.maximum(atol, NOISE_ATOL_FLOOR) + NEGATIVE_NOISE_REL * scale)
-        below = np.nan_to_num(Y_out, nan=0.0) < limit[None]
+        below = lowest < limit  # (species, N); NaN compares False
     out = {}
-    for k in np.nonzero(below.any(axis=(0, 1)))[0]:
-        j = int(np.nonzero(below[:, :, k].any(axis=0))[0][0])
+    for k in np.nonzero(below.any(axis=0))[0]:
+        j = int(np.nonzero(below[:, k])[0][0])
         i = int(np.nanargmin(Y_out[:, j, k]))
         s = model.species[j]
         out[int(k)] = (
