@@ -2,12 +2,14 @@
 # The GPU checks of issue 18 in one run on a device machine (about 5-7 minutes on an H200):
 #   1. install the wheels the device image lacks (pint & co., carried in .whl/) into /tmp/site;
 #   2. print nvidia-smi and versions;
-#   3. benchmarks/gpu.py --quick --out $OUT (N = 1e3, 1e4, 1e5; gpu.json and gpu.md in $OUT); it pays
+#   3. benchmarks/gpu.py --quick --out $OUT (N = 1e3, 1e4 daily, 1e5 at scan days; gpu.json, gpu.md); it pays
 #      the full-model kernel's first-launch compile (161 s on an H200 on 2026-11-30, before the kernel was
 #      restructured and numba-cuda's lowering made linear: about 48 s on one core here since) and caches it;
 #   4. tests/cuda_check.py --device --check: the CUDA backend on the real GPU against the numba CPU
 #      backend on the same trajectories (Robertson, failures, full model 30 days x 3 sets): equal
-#      accepted/rejected steps and outputs within 1e-9 relative (loads the cached kernel).
+#      accepted/rejected steps and outputs within 1e-9 relative (loads the cached kernel);
+#   5. N = 1e5 at scan days again with MOA_CUDA_REFILL=0 (one thread per trajectory), against step 3's
+#      work refill (REFILL_AB=0 skips it); 6. optional register caps (CAPS, below).
 # The benchmark runs first since the first device run (2026-11-30): with the check first, the two
 # processes each paid the compile and neither finished inside its limit.
 # Usage (repository root): OUT=/some/folder bash benchmarks/gpu_device.sh
@@ -70,9 +72,18 @@ for case in ("robertson", "failures", "full_model"):
 print("failed checks:", d["failed_checks"] or "none", "| seconds:", round(d["seconds"], 1))
 PY
 
-# 5. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
-#    on a fast core since 2026-12-01), e.g. CAPS="128 168" CAP_ARGS="--n 100000 --n-ref 2 --n-cpu 2"
-CAP_ARGS=${CAP_ARGS:---n 100000 --n-ref 2 --n-cpu 2}
+# 5. the work refill against one thread per trajectory (MOA_CUDA_REFILL=0) on the largest scan-day batch of
+#    step 3 (the kernel is loaded from numba-cuda's cache); REFILL_AB=0 skips it
+if [ "${REFILL_AB:-1}" = "1" ]; then
+    step "one thread per trajectory: MOA_CUDA_REFILL=0 benchmarks/gpu.py ${AB_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0}"
+    mkdir -p "$OUT/norefill"
+    MOA_CUDA_REFILL=0 timeout ${AB_TIMEOUT:-200} "$PY" benchmarks/gpu.py ${AB_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0} \
+        --out "$OUT/norefill" || echo "gpu.py with MOA_CUDA_REFILL=0: FAILED (exit $?)"
+fi
+
+# 6. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
+#    on a fast core since 2026-12-01), e.g. CAPS="128 168"
+CAP_ARGS=${CAP_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0}
 for cap in ${CAPS:-}; do
     step "register cap $cap: MOA_CUDA_MAX_REGISTERS=$cap benchmarks/gpu.py $CAP_ARGS"
     mkdir -p "$OUT/cap$cap"

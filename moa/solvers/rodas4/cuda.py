@@ -82,8 +82,10 @@ __all__ = [
 _TEMPLATE = Path(__file__).with_name("cuda_template.py")
 _DEVICE_DECORATOR = "@cuda.jit(device=True)"
 
-#: Trajectories per kernel launch (outputs of one chunk: n_out x n x CHUNK_SIZE doubles on the card).
-CHUNK_SIZE = 65_536
+#: Trajectories per kernel launch (outputs of one chunk: n_out x n x CHUNK_SIZE doubles on the card, 3.2 GB
+#: for 28 daily outputs of 54 states). Several times the threads a card runs at once (33,792 for the full
+#: model on an H200), so that the work refill has trajectories to hand out.
+CHUNK_SIZE = 262_144
 #: Threads per block: small blocks let the scheduler refill a multiprocessor as warps finish.
 THREADS_PER_BLOCK = 64
 
@@ -525,7 +527,9 @@ def integrate_batch_cuda(
             cuda.to_device(np.zeros(1, np.int64)),  # the work counter: the next trajectory to take
         )
         for name, arr in out.items():
-            if arr.size:
+            if arr.size and m == N:
+                d_out[name].copy_to_host(arr)  # one chunk: straight into the result, no second host copy
+            elif arr.size:
                 arr[..., lo:hi] = d_out[name].copy_to_host()
         seconds = time.perf_counter() - start
         if not k._compiled:

@@ -1,0 +1,110 @@
+"""``moa.simulate``'s own work per parameter set, around the solver: the ceiling it puts on any backend's rate.
+
+Usage::
+
+    python benchmarks/simulate_host.py --n 1000 10000 --out results/benchmarks/simulate_host   # about 1 minute
+
+The throughput problem (full model, ``hot_tnbc``, nab-paclitaxel + 2:2, one year, as
+``benchmarks/throughput.py``) through ``moa.simulate`` with a stand-in solver that returns at once (it
+holds the state constant: no biology, only the host's work is timed): dose segments, dosing, outputs,
+the negative-state check, observables, the dataset and its provenance. Two output grids: daily (as the
+throughput benchmark) and the virtual trial's scan days (``moa.trial.scan_days`` and the last day).
+
+Reported per grid and N: seconds, milliseconds per set, and the rate no backend can pass through
+``moa.simulate`` on this core (1000 / ms per set), the number to hold against a GPU's solver rate
+(``benchmarks/gpu.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+import warnings
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import throughput as tp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import moa  # noqa: E402
+from moa import trial  # noqa: E402
+from moa.errors import DoseWarning  # noqa: E402
+from moa.scenarios import scenario  # noqa: E402
+from moa.solvers.base import SegmentDriver, SegmentResult  # noqa: E402
+from moa.symbolic.named_models import full_model  # noqa: E402
+
+
+class HeldState(SegmentDriver):
+    """A solver that returns at once: every output is the segment's starting state."""
+
+    name = "stand-in (state held constant; times moa.simulate's own work only)"
+
+    def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
+        n, N = Y0.shape
+        y = np.empty((len(t_out), n, N))
+        y[:] = Y0
+        zeros = np.zeros(N, int)
+        return SegmentResult(y, Y0.copy(), zeros, [""] * N, zeros, n_rejected=zeros)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000], help="parameter sets per call")
+    ap.add_argument("--days", type=float, default=365.0)
+    ap.add_argument("--seed", type=int, default=20241)
+    ap.add_argument("--out", default=None, help="folder for simulate_host.json")
+    args = ap.parse_args(argv)
+    if min(args.n) < 1 or args.days <= 0:
+        raise SystemExit(f"--n {args.n} must be >= 1 and --days {args.days} > 0")
+    model = full_model()
+    params, regimen = scenario(tp.ARM, tp.SETTING, duration_days=args.days)
+    values = tp.draw_parameters(params, max(args.n), args.seed)
+    grids = {
+        "daily": moa.output_times(args.days),
+        "scan days": np.union1d(trial.scan_days(args.days), [args.days]),
+    }
+    solver = HeldState()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DoseWarning)
+        moa.simulate(model, params, regimen, times=grids["daily"][:3], solver=solver)  # warm-up: model compiled
+        rows = []
+        for grid, times in grids.items():
+            for n in args.n:
+                batch = params.with_values(tp.subset(values, slice(0, n)))
+                t = time.perf_counter()
+                moa.simulate(model, batch, regimen, times=times, solver=solver, on_failure="record")
+                seconds = time.perf_counter() - t
+                rows.append(
+                    {
+                        "outputs": grid,
+                        "output_times": int(times.size),
+                        "n": n,
+                        "seconds": seconds,
+                        "ms_per_set": 1e3 * seconds / n,
+                        "ceiling_sims_per_s": n / seconds,
+                    }
+                )
+    print("| outputs | N | seconds | ms per set | ceiling (sims/s through moa.simulate, one core) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['outputs']} ({r['output_times']}) | {r['n']:,} | {r['seconds']:.2f} | {r['ms_per_set']:.3f} | "
+            f"{r['ceiling_sims_per_s']:,.0f} |"
+        )
+    result = {"benchmark": "benchmarks/simulate_host.py", "machine": tp.machine_info(), "rows": rows}
+    if args.out:
+        from moa.codegen.cache import atomic_write
+
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "simulate_host.json", json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
