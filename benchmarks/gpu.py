@@ -37,6 +37,7 @@ Writes ``gpu.json`` and ``gpu.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -127,6 +128,23 @@ def roadrunner_rate(model, params, regimen, values, times, n, rtol, atol):
     return {"sims_per_s": n / secs, "n": n, "failed": failures, "source": "measured in this process"}
 
 
+@contextlib.contextmanager
+def threads_per_launch(threads: int | None):
+    """``MOA_CUDA_THREADS`` set to ``threads`` inside (left as it is for None)."""
+    if threads is None:
+        yield
+        return
+    before = os.environ.get("MOA_CUDA_THREADS")
+    os.environ["MOA_CUDA_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MOA_CUDA_THREADS")
+        else:
+            os.environ["MOA_CUDA_THREADS"] = before
+
+
 def device_info() -> dict:
     from moa.solvers.rodas4 import cuda as _moa_cuda  # noqa: F401 -- its numpy/numba-cuda compatibility shim first
     from numba import cuda
@@ -153,13 +171,14 @@ def markdown(result: dict) -> str:
         f"rtol {result['rtol']:g}, atol {result['atol']:g}. Kernel compile: {result['compile_seconds']:.1f} s "
         "(first launch, excluded). " + (f"Kernel: {result['kernel']}." if result["kernel"] else ""),
         "",
-        "| N | outputs | wall s (simulate) | sims/s (simulate) | GPU solver s | sims/s (GPU solver) | host ms/set "
-        "| launches | failed |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | outputs | threads per launch | wall s (simulate) | sims/s (simulate) | GPU solver s | "
+        "sims/s (GPU solver) | host ms/set | launches | failed |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['n']:,} | {r['outputs']} ({r['output_times']}) | {r['seconds']:.1f} | {r['sims_per_s']:,.1f} | "
+            f"| {r['n']:,} | {r['outputs']} ({r['output_times']}) | {r['threads']} | {r['seconds']:.1f} | "
+            f"{r['sims_per_s']:,.1f} | "
             f"{r['solver_seconds']:.1f} | {r['solver_sims_per_s'] or 0:,.1f} | {r['host_ms_per_set']:.3f} | "
             f"{r['launches']} | {r['failed']} |"
         )
@@ -203,6 +222,13 @@ def main(argv=None) -> dict:
         "--per-call", type=int, default=32_768, help="sets per moa.simulate call, daily outputs (host memory)"
     )
     ap.add_argument("--per-call-scans", type=int, default=262_144, help="sets per moa.simulate call at scan days")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=[],
+        help="rerun the largest --n-scans batch with these threads per launch (MOA_CUDA_THREADS; default none)",
+    )
     ap.add_argument("--n-ref", type=int, default=None, help="sets with a reference (default 16; 8 with --quick)")
     ap.add_argument("--n-cpu", type=int, default=None, help="sets timed on one core (default 32; 16 with --quick)")
     ap.add_argument("--n-rr", type=int, default=20, help="sets run by libroadrunner when importable (0: none)")
@@ -238,7 +264,7 @@ def main(argv=None) -> dict:
     dens_all = np.broadcast_to(np.asarray(params.with_values(values)["tumour_cell_density"], float), (n_max,))
     log(
         f"full model: {compile_model(model).n_species} states; {len(regimen.doses)} doses in {args.days:g} days; "
-        f"N = {sizes}"
+        f"N = {sizes} daily, {scan_sizes} at scan days; threads per launch {args.threads or 'resident'}"
     )
 
     cpu_solver = RodasSolver(backend="numba")
@@ -274,11 +300,12 @@ def main(argv=None) -> dict:
     )
 
     rows, gpu_first, scan_first = [], None, None
-    for outputs, batch_sizes, at, per_call in (
-        ("daily", sizes, times, args.per_call),
-        ("scan days", scan_sizes, scans, args.per_call_scans),
-    ):
-        for n in batch_sizes:
+    plan = [("daily", n, times, args.per_call, None) for n in sizes]
+    plan += [("scan days", n, scans, args.per_call_scans, None) for n in scan_sizes]
+    if scan_sizes:  # the largest scan-day batch again with fewer threads per launch (MOA_CUDA_THREADS)
+        plan += [("scan days", max(scan_sizes), scans, args.per_call_scans, t) for t in args.threads]
+    for outputs, n, at, per_call, threads in plan:
+        with threads_per_launch(threads):
             secs, solver_secs, failed, launches = 0.0, 0.0, 0, kernels.launches
             for lo in range(0, n, per_call):
                 hi = min(n, lo + per_call)
@@ -295,6 +322,7 @@ def main(argv=None) -> dict:
                     scan_first = tumour
             row = {
                 "n": n,
+                "threads": threads or "resident",
                 "outputs": outputs,
                 "output_times": int(at.size),
                 "per_call": per_call,
@@ -308,7 +336,8 @@ def main(argv=None) -> dict:
             }
             rows.append(row)
             log(
-                f"N = {n:>9,} ({outputs}): {secs:8.2f} s  {row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver "
+                f"N = {n:>9,} ({outputs}, threads {threads or 'resident'}): {secs:8.2f} s  "
+                f"{row['sims_per_s']:10,.0f} sims/s (simulate)  GPU solver "
                 f"{solver_secs:8.2f} s  {row['solver_sims_per_s'] or 0:10,.0f} sims/s  host "
                 f"{row['host_ms_per_set']:.3f} ms/set  failed {failed}"
             )
@@ -333,7 +362,7 @@ def main(argv=None) -> dict:
             "sims_per_s": readme_roadrunner(),
             "source": "benchmarks/README.md (54-state model, rtol 1e-6, one AMD EPYC core; not measured here)",
         }
-    big = max(rows, key=lambda r: r["n"])
+    big = max((r for r in rows if r["threads"] == "resident"), key=lambda r: r["n"])
     summary = {
         "max_tumour_error": gpu_err,
         "max_tumour_error_scan_days": scan_err,

@@ -2,7 +2,8 @@
 # The GPU checks of issue 18 in one run on a device machine (about 5-7 minutes on an H200):
 #   1. install the wheels the device image lacks (pint & co., carried in .whl/) into /tmp/site;
 #   2. print nvidia-smi and versions;
-#   3. benchmarks/gpu.py --quick --out $OUT (N = 1e3, 1e4 daily, 1e5 at scan days; gpu.json, gpu.md); it pays
+#   3. benchmarks/gpu.py --quick --threads 8448 --out $OUT (N = 1e3, 1e4 daily, 1e5 at scan days, and
+#      1e5 again with fewer threads per launch; gpu.json, gpu.md); it pays
 #      the full-model kernel's first-launch compile (161 s on an H200 on 2026-11-30, before the kernel was
 #      restructured and numba-cuda's lowering made linear: about 48 s on one core here since) and caches it;
 #   4. tests/cuda_check.py --device --check: the CUDA backend on the real GPU against the numba CPU
@@ -47,8 +48,11 @@ from moa.solvers.rodas4 import cuda
 print("moa.solvers.rodas4.cuda.missing():", repr(cuda.missing()))
 PY
 
-step "benchmark: benchmarks/gpu.py ${GPU_ARGS:---quick} --out $OUT"
-timeout ${BENCH_TIMEOUT:-400} "$PY" benchmarks/gpu.py ${GPU_ARGS:---quick} --out "$OUT" || echo "gpu.py: FAILED (exit $?)"
+# --threads: N = 1e5 at scan days again with 1 block of 64 threads per SM of the H200 (132 SMs) instead of the 4
+# the registers allow: a smaller working set in local memory, which may then stay in the L2 cache
+GPU_ARGS=${GPU_ARGS:---quick --threads 8448}
+step "benchmark: benchmarks/gpu.py $GPU_ARGS --out $OUT"
+timeout ${BENCH_TIMEOUT:-420} "$PY" benchmarks/gpu.py $GPU_ARGS --out "$OUT" || echo "gpu.py: FAILED (exit $?)"
 
 DEVICE_FLAG=--device
 [ "${GPU_SH_SIM:-0}" = "1" ] && DEVICE_FLAG=

@@ -85,9 +85,9 @@ def test_one_thread_taking_every_trajectory_gives_the_same_numbers(simulated, ca
 
 
 def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):
-    """Enough blocks for the card's resident threads when it is known (refill), one thread per trajectory
-    when it is not or when MOA_CUDA_REFILL=0, never more threads than trajectories; a bad setting is
-    refused naming the variable."""
+    """Enough blocks for the card's resident threads when it is known (refill), or for MOA_CUDA_THREADS; one
+    thread per trajectory when neither is known or when MOA_CUDA_REFILL=0; never more threads than
+    trajectories; a bad setting is refused naming the variable."""
     from moa.solvers.rodas4 import cuda
 
     class Card:
@@ -98,11 +98,20 @@ def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):
             return self.resident
 
     monkeypatch.delenv("MOA_CUDA_REFILL", raising=False)
+    monkeypatch.delenv("MOA_CUDA_THREADS", raising=False)
     assert cuda.launch_blocks(Card(33_792), 100_000, 64, None) == 528  # 132 SMs x 4 blocks of 64
     assert cuda.launch_blocks(Card(33_792), 1_000, 64, None) == 16  # fewer trajectories than the card holds
     assert cuda.launch_blocks(Card(None), 100_000, 64, None) == 1_563  # unknown: one thread each
     assert cuda.launch_blocks(Card(33_792), 100_000, 64, 100) == 2  # threads asked for, whole blocks
     assert cuda.launch_blocks(Card(33_792), 3, 1, 1) == 1
+    monkeypatch.setenv("MOA_CUDA_THREADS", "8448")  # fewer threads than the card holds: 132 blocks
+    assert cuda.launch_blocks(Card(33_792), 100_000, 64, None) == 132
+    assert cuda.launch_blocks(Card(None), 100_000, 64, None) == 132
+    for bad in ("0", "-5", "8k", "1e4"):
+        monkeypatch.setenv("MOA_CUDA_THREADS", bad)
+        with pytest.raises(ValueError, match=rf"MOA_CUDA_THREADS='{bad}': must be a whole number of threads >= 1"):
+            cuda.launch_blocks(Card(33_792), 100_000, 64, None)
+    monkeypatch.delenv("MOA_CUDA_THREADS")
     monkeypatch.setenv("MOA_CUDA_REFILL", "0")
     assert cuda.launch_blocks(Card(33_792), 100_000, 64, None) == 1_563
     monkeypatch.setenv("MOA_CUDA_REFILL", "yes")

@@ -72,6 +72,7 @@ __all__ = [
     "integrate_batch_cuda",
     "occupancy",
     "launch_blocks",
+    "threads_from_environment",
     "refill",
     "max_registers",
     "speed_up_numba_cuda_compile",
@@ -328,15 +329,28 @@ def refill() -> bool:
     return raw == "1"
 
 
+def threads_from_environment() -> int | None:
+    """Threads per launch from ``MOA_CUDA_THREADS`` (None when unset): fewer than the card holds at once
+    shrink the working set the threads keep in local memory (17 kB each for the full model), which may
+    then stay in the L2 cache; for finding the best number on a card (``benchmarks/gpu.py --threads``)."""
+    raw = os.environ.get("MOA_CUDA_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"MOA_CUDA_THREADS={raw!r}: must be a whole number of threads >= 1 (or unset)")
+    return int(raw)
+
+
 def launch_blocks(k: "CudaKernels", m: int, threads_per_block: int, threads: int | None) -> int:
-    """Blocks of ``threads_per_block`` to launch for ``m`` trajectories: enough for ``threads`` when given,
-    else for the card's resident threads (work refill), never more than one thread per trajectory; one
-    thread per trajectory where the resident count is unknown (first launch, simulator) or refill is off."""
+    """Blocks of ``threads_per_block`` to launch for ``m`` trajectories: enough for ``threads`` when given
+    (else ``MOA_CUDA_THREADS``), else for the card's resident threads (work refill), never more than one
+    thread per trajectory; one thread per trajectory where the resident count is unknown (first launch,
+    simulator) or refill is off."""
     per_trajectory = -(-m // threads_per_block)
     if threads is None:
         if not refill():
             return per_trajectory
-        threads = k.resident_threads(threads_per_block)
+        threads = threads_from_environment() or k.resident_threads(threads_per_block)
         if threads is None:
             return per_trajectory
     return max(1, min(per_trajectory, -(-threads // threads_per_block)))
