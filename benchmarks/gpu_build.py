@@ -83,9 +83,9 @@ def kernel_signature():
     f8, i8 = types.float64, types.int64
     # Y0, P, t0, t1, t_out, k0, atol, rtol, h0, max_steps, h_min, dense_output, fixed_step,
     # y_out, y_final, status, t_reached, n_steps, n_rej, h_last, last_nonfinite, h_now, ext_idx, ext_thr, ext_day,
-    # next_job (the work counter)
+    # next_job (the work counter), order
     inputs = (f2, f2, f8, f8, f1, i8, f1, f8, f1, i8, f8, types.boolean, f8)
-    return inputs + (f3, f2, i1, f1, i1, i1, f1, b1, f1, i1, f2, f2, i1)
+    return inputs + (f3, f2, i1, f1, i1, i1, f1, b1, f1, i1, f2, f2, i1, i1)
 
 
 def build_ptx(module_path: pathlib.Path, cc: tuple[int, int]) -> dict:

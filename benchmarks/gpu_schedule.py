@@ -12,16 +12,18 @@ which the numba CPU backend measures exactly (the GPU takes the very same steps:
 What it does: the throughput problem (full model, ``hot_tnbc``, nab-paclitaxel + 2:2, one year, rtol
 1e-6, Latin-hypercube parameter sets as ``benchmarks/throughput.py``) on ``--sets`` sets with the numba
 backend, keeping the accepted + rejected steps of every set in every segment. Then, per segment, launches
-of N trajectories drawn from those counts (with replacement, ``--seed``) on a card that runs ``T``
-threads at once are scheduled step by step, in two ways:
+of N trajectories drawn from those sets (with replacement, ``--seed``; each keeps its counts through the
+segments) on a card that runs ``T`` threads at once are scheduled step by step:
 
 * one thread per trajectory: blocks of ``--block`` threads, each lasting as long as its slowest thread,
   are started by the hardware as earlier blocks finish;
 * work refill (``cuda_template.integrate_kernel``): ``T`` threads, each taking the next trajectory when
-  its own is done; the launch lasts as long as its busiest thread.
+  its own is done; the launch lasts as long as its busiest thread; in column order, and longest first
+  by the steps each trajectory took in the segments before (what ``moa.simulate`` hands the GPU backend
+  as ``expected_work``; ``cuda.work_order``).
 
 Reported: lane utilisation (steps taken / (threads x launch length in steps), summed over segments) of
-each, and their ratio, the speed-up of the refill if a step costs the same in both. Not modelled: memory
+each, and the speed-ups of the refill over one thread each if a step costs the same in all. Not modelled: memory
 effects of scattered trajectories after refills, the cost of a step itself, transfers.
 """
 
@@ -109,19 +111,26 @@ def refill(steps: np.ndarray, threads: int) -> float:
 
 
 def utilisation(per_segment: np.ndarray, n: int, threads: int, block: int, rng) -> dict:
-    work = one = fill = 0.0
-    for counts in per_segment:
-        steps = rng.choice(counts, n)
+    """Lane utilisation of the three schemes for launches of ``n`` trajectories (sets drawn with
+    replacement, each keeping its own step counts through the segments)."""
+    steps_of = per_segment[:, rng.integers(0, per_segment.shape[1], n)]  # (segments, n)
+    so_far = np.zeros(n)
+    work = one = fill = longest = 0.0
+    for steps in steps_of:
         work += steps.sum()
         one += one_thread_each(steps, threads, block)
         fill += refill(steps, threads)
+        longest += refill(steps[np.argsort(-so_far, kind="stable")], threads)  # as cuda.work_order
+        so_far += steps
     lanes = min(threads, n)
     return {
         "n": n,
         "resident_threads": threads,
         "utilisation_one_thread_each": work / (lanes * one),
         "utilisation_refill": work / (lanes * fill),
+        "utilisation_refill_longest_first": work / (lanes * longest),
         "refill_speedup": one / fill,
+        "refill_longest_first_speedup": one / longest,
     }
 
 
@@ -148,12 +157,16 @@ def main(argv=None) -> dict:
     )
     rng = np.random.default_rng(args.seed)
     rows = [utilisation(per_segment, n, threads, args.block, rng) for n, threads in CASES]
-    print("| N per launch | resident threads | lanes busy, one thread each | lanes busy, refill | refill speed-up |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "| N per launch | resident threads | lanes busy: one thread each | refill | refill, longest first "
+        "| speed-up: refill | refill, longest first |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['n']:,} | {r['resident_threads']:,} | {r['utilisation_one_thread_each']:.2f} | "
-            f"{r['utilisation_refill']:.2f} | {r['refill_speedup']:.2f} |"
+            f"{r['utilisation_refill']:.2f} | {r['utilisation_refill_longest_first']:.2f} | "
+            f"{r['refill_speedup']:.2f} | {r['refill_longest_first_speedup']:.2f} |"
         )
     result = {
         "benchmark": "benchmarks/gpu_schedule.py",

@@ -349,6 +349,9 @@ def simulate(
             out[:] = np.nan
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
+            idx = np.arange(N) if everyone else np.nonzero(alive)[0]
+            # a backend that hands trajectories to threads (the GPU) takes the longest-running ones first
+            hints = {"expected_work": steps.so_far(idx)} if getattr(backend, "takes_expected_work", False) else {}
             with np.errstate(all="ignore"):
                 res = backend.integrate(
                     compiled,
@@ -359,8 +362,8 @@ def simulate(
                     t_seg,
                     rtol,
                     atol,
+                    **hints,
                 )
-            idx = np.arange(N) if everyone else np.nonzero(alive)[0]
             if out is not None:
                 if everyone:
                     out[:] = res.y
@@ -534,6 +537,10 @@ class SolverSteps:
     @classmethod
     def zeros(cls, n_samples: int) -> "SolverSteps":
         return cls(np.zeros(n_samples), np.zeros(n_samples))
+
+    def so_far(self, samples: np.ndarray) -> np.ndarray:
+        """Accepted + rejected steps of ``samples`` so far (NaN counted as 0): their expected work."""
+        return np.nan_to_num(self.n_steps[samples] + self.n_rejected[samples], nan=0.0)
 
     def add(self, samples: np.ndarray, segment) -> None:
         """Add one segment's counts (a SegmentResult for ``samples``); a missing count adds NaN."""

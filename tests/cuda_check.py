@@ -12,7 +12,7 @@ Cases:
   chunks of 3 and 1 and blocks of 2 threads), both backends'
   ``integrate_batch``: accepted/rejected steps per trajectory and outputs. ``robertson_refill`` (and
   ``failures_refill``): the same batch in one GPU thread that takes the trajectories one after another
-  (work refill), which must give the very same numbers.
+  (work refill), in the order of their expected work, which must give the very same numbers.
 * ``failures``: the same batch with a NaN rate constant in column 1 and k1 = -1e10 (an exploding
   trajectory: step-size underflow) in column 2; columns 0 and 3 must finish as on the CPU.
 * ``full_model``: ``moa.simulate`` of the full model, hot TNBC, nab-paclitaxel + 2:2 bispecific,
@@ -74,8 +74,11 @@ def robertson(out: dict) -> None:
             )  # 2 chunks
             seconds = time.perf_counter() - t
             b = jit.integrate_batch_jit(kj, 0.0, t1, Y0, Pc, t_out, **kw)
-            # work refill: one thread takes the four trajectories one after another
-            r = cuda.integrate_batch_cuda(kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=1, threads=1, **kw)
+            # work refill: one thread takes the four trajectories one after another, the one with the most
+            # expected work first (the order 1, 3, 2, 0)
+            r = cuda.integrate_batch_cuda(
+                kc, 0.0, t1, Y0, Pc, t_out, threads_per_block=1, threads=1, expected_work=[1.0, 4.0, 2.0, 3.0], **kw
+            )
         out[case + "_refill"] = {
             "status": r.status.tolist(),
             "n_steps": r.n_steps.tolist(),

@@ -75,13 +75,56 @@ def test_failing_trajectory_reported_others_finish(simulated):
 @needs_numba
 @pytest.mark.parametrize("case", ["robertson", "failures"])
 def test_one_thread_taking_every_trajectory_gives_the_same_numbers(simulated, case):
-    """Work refill: one GPU thread integrates the four trajectories one after another (a failed one, a
-    NaN parameter or a step-size underflow, in between) with the very same outputs, steps and statuses as
-    one thread per trajectory; the full model's launches ran that way too (test above)."""
+    """Work refill: one GPU thread integrates the four trajectories one after another, in the order of an
+    expected work (a failed one, a NaN parameter or a step-size underflow, in between), with the very same
+    outputs, steps and statuses as one thread per trajectory; the full model's launches ran that way too,
+    ordered by the steps moa.simulate counted so far (test above)."""
     r, one_each = simulated[case + "_refill"], simulated[case]
     assert r["same_as_one_thread_each"]
     assert r["status"] == one_each["status_cuda"] and r["n_steps"] == one_each["n_steps_cuda"]
     assert r["n_rejected"] == one_each["n_rejected_cuda"]
+
+
+def test_work_order_takes_the_most_expected_work_first():
+    from moa.solvers.rodas4.cuda import work_order
+
+    assert work_order(None).tolist() == []
+    assert work_order([1.0, 4.0, 2.0, 3.0]).tolist() == [1, 3, 2, 0]
+    assert work_order([0.0, np.nan, 5.0, 0.0]).tolist() == [2, 0, 1, 3]  # NaN counts as 0; ties in column order
+    assert work_order(np.zeros(3)).dtype == np.int64
+
+
+def test_simulate_passes_steps_so_far_to_a_backend_that_takes_them():
+    """moa.simulate gives ``expected_work`` (steps so far of the samples still running) only to a backend that
+    declares ``takes_expected_work``; the first segment sees zeros, later ones the steps counted."""
+    import moa
+    from moa.solvers.base import SegmentDriver
+    from moa.solvers.scipy_backend import ScipySolver
+
+    seen = []
+
+    class Recording(SegmentDriver):
+        name = "recording LSODA"
+        takes_expected_work = True
+
+        def __init__(self):
+            self.inner = ScipySolver("LSODA")
+
+        def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol, expected_work=None):
+            seen.append(np.array(expected_work))
+            res = self.inner.integrate_segment(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+            res.n_steps = np.full(Y0.shape[1], 10.0) * (1 + np.arange(Y0.shape[1]))  # counts the hint will add up
+            res.n_rejected = np.ones(Y0.shape[1])
+            return res
+
+    from moa.symbolic.named_models import full_model
+    from moa.scenarios import scenario
+
+    params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=22.0)
+    batch = params.with_values({"tumour_growth_rate": np.array([0.002, 0.004])})
+    moa.simulate(full_model(), batch, regimen, duration_days=22.0, solver=Recording())
+    assert len(seen) >= 3 and seen[0].tolist() == [0.0, 0.0]
+    assert seen[1].tolist() == [11.0, 21.0] and seen[2].tolist() == [22.0, 42.0]
 
 
 def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):

@@ -44,3 +44,4 @@ def test_launch_lengths_by_hand():
     assert r["refill_more_threads_than_work"] == 4
     u = r["util"]
     assert u["utilisation_one_thread_each"] <= u["utilisation_refill"] <= 1.0
+    assert u["utilisation_refill_longest_first"] <= 1.0

@@ -66,7 +66,9 @@ class SegmentResult:
 
 
 class Solver(Protocol):
-    """What ``moa.simulate`` needs from a backend."""
+    """What ``moa.simulate`` needs from a backend. A backend whose speed depends on the order it takes the
+    trajectories in sets ``takes_expected_work = True``; ``moa.simulate`` then passes
+    ``expected_work=`` (N,), the steps each trajectory took so far, to :meth:`integrate`."""
 
     name: str
 
@@ -150,15 +152,17 @@ class SegmentDriver:
     (:func:`trivial_segment`) and only then calls the backend's :meth:`integrate_segment`."""
 
     name: str
+    takes_expected_work = False
 
     def integrate(
-        self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out, rtol: float, atol: float
+        self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out, rtol: float, atol: float, **hints
     ) -> SegmentResult:
+        """``hints`` (``expected_work``) are passed on to :meth:`integrate_segment` of a backend that takes them."""
         t_out = checked_output_times(float(t0), float(t1), t_out)
         trivial = trivial_segment(compiled, t0, t1, Y0, P, t_out)
         if trivial is not None:
             return trivial
-        return self.integrate_segment(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+        return self.integrate_segment(compiled, t0, t1, Y0, P, t_out, rtol, atol, **hints)
 
     def integrate_segment(
         self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray, rtol: float, atol: float

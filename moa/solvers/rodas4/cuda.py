@@ -72,6 +72,7 @@ __all__ = [
     "integrate_batch_cuda",
     "occupancy",
     "launch_blocks",
+    "work_order",
     "threads_from_environment",
     "refill",
     "max_registers",
@@ -341,6 +342,15 @@ def threads_from_environment() -> int | None:
     return int(raw)
 
 
+def work_order(expected_work) -> np.ndarray:
+    """The order in which a launch's threads take its trajectories: column indices, largest ``expected_work``
+    first (ties and NaN, counted as 0, in column order); an empty array (column order) for None."""
+    if expected_work is None:
+        return np.zeros(0, np.int64)
+    work = np.nan_to_num(np.asarray(expected_work, dtype=float), nan=0.0)
+    return np.argsort(-work, kind="stable").astype(np.int64)
+
+
 def launch_blocks(k: "CudaKernels", m: int, threads_per_block: int, threads: int | None) -> int:
     """Blocks of ``threads_per_block`` to launch for ``m`` trajectories: enough for ``threads`` when given
     (else ``MOA_CUDA_THREADS``), else for the card's resident threads (work refill), never more than one
@@ -443,6 +453,7 @@ def integrate_batch_cuda(
     chunk_size: int = CHUNK_SIZE,
     threads_per_block: int = THREADS_PER_BLOCK,
     threads: int | None = None,
+    expected_work=None,
     cpu_kernels=None,
 ) -> BatchResult:
     """Same contract as :func:`moa.solvers.rodas4.numba_kernels.integrate_batch_jit`, on the GPU.
@@ -457,6 +468,10 @@ def integrate_batch_cuda(
     trajectory when its own is done (work refill, see ``cuda_template.integrate_kernel``); one thread per
     trajectory on the first launch (the kernel is compiled there, so its resources are not yet known),
     in the simulator, and with ``MOA_CUDA_REFILL=0``.
+
+    ``expected_work``: (N,) any numbers that rank the trajectories by the work they are expected to need
+    (``moa.simulate`` passes the steps each took so far); the threads take the largest first
+    (:func:`work_order`). None: in column order. It changes the order, not the results.
     """
     from numba import cuda
 
@@ -468,6 +483,12 @@ def integrate_batch_cuda(
         raise ValueError(f"threads={threads!r}: must be an integer >= 1 or None")
     t0, t1, Y0, P, t_out, atol_c, k0 = numba_kernels.checked_batch(k.n, t0, t1, y0, p, t_out, atol)
     n, N = Y0.shape
+    if expected_work is not None:
+        expected_work = np.asarray(expected_work, dtype=float)
+        if expected_work.shape != (N,):
+            raise ValueError(
+                f"expected_work has shape {expected_work.shape}: must be ({N},), one number per trajectory"
+            )
     ext_idx = np.ascontiguousarray(np.zeros(0, np.int64) if extinct_index is None else extinct_index, dtype=np.int64)
     ext_thr = np.ascontiguousarray(
         np.zeros((0, N))
@@ -539,6 +560,7 @@ def integrate_batch_cuda(
             cuda.to_device(np.ascontiguousarray(ext_thr[:, lo:hi])),
             d_out["ext_day"],
             cuda.to_device(np.zeros(1, np.int64)),  # the work counter: the next trajectory to take
+            cuda.to_device(work_order(None if expected_work is None else expected_work[lo:hi])),
         )
         for name, arr in out.items():
             if arr.size and m == N:

@@ -333,6 +333,7 @@ def integrate_kernel(
     ext_thr,
     ext_day,
     next_job,
+    order,
 ):
     """Integrates the columns ``j`` of ``Y0`` (n, N) with parameters ``P[:, j]`` and writes every output
     row of ``y_out[:, :, j]`` (``Y0`` before ``k0``, NaN after a failure) and the per-trajectory results.
@@ -342,7 +343,9 @@ def integrate_kernel(
     finished trajectory's outputs and the next one's start are a branch inside it), so the lanes of a
     warp keep stepping their own trajectories side by side instead of idling until the warp's slowest
     is done. Launched with as many threads as the card holds at once; with one thread per trajectory
-    each thread takes one. Which thread runs a trajectory does not change its arithmetic."""
+    each thread takes one. The k-th trajectory taken is column ``order[k]`` (``order`` empty: column
+    k): the host hands out the longest expected first, so that the launch does not end waiting for a
+    long one taken last. Which thread runs a trajectory, and when, does not change its arithmetic."""
     N = Y0.shape[1]
     y = cuda.local.array(N_STATES, float64)
     f0 = cuda.local.array(N_STATES, float64)
@@ -378,6 +381,8 @@ def integrate_kernel(
             j = cuda.atomic.add(next_job, 0, 1)
             if j >= N:
                 return
+            if order.shape[0] > 0:
+                j = order[j]
             for i in range(N_STATES):
                 y[i] = Y0[i, j]
             for k in range(k0):

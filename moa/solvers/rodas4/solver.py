@@ -104,7 +104,10 @@ class RodasSolver(SegmentDriver):
             self._plans[key] = SparseLUPlan(compiled.n_species, compiled.jac_rows, compiled.jac_cols)
         return self._plans[key]
 
-    def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
+    #: ``expected_work`` orders the trajectories on the GPU (longest first); the CPU backends ignore it
+    takes_expected_work = True
+
+    def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol, expected_work=None) -> SegmentResult:
         ext = dict(extinct_index=compiled.extinct_index, extinct_threshold=compiled.extinct_threshold_T(P))
         if self._gpu_for(Y0.shape[1]):
             from . import cuda
@@ -121,6 +124,7 @@ class RodasSolver(SegmentDriver):
                     rtol=rtol,
                     atol=atol,
                     dense_output=self.dense_output,
+                    expected_work=expected_work,
                     cpu_kernels=cpu,
                     **ext,
                 )
