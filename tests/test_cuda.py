@@ -96,7 +96,8 @@ def test_work_order_takes_the_most_expected_work_first():
 
 def test_simulate_passes_steps_so_far_to_a_backend_that_takes_them():
     """moa.simulate gives ``expected_work`` (steps so far of the samples still running) only to a backend that
-    declares ``takes_expected_work``; the first segment sees zeros, later ones the steps counted."""
+    declares ``takes_expected_work`` and whose ``integrate`` takes it (a subclass overriding ``integrate`` with
+    the plain signature keeps working); the first segment sees zeros, later ones the steps counted."""
     import moa
     from moa.solvers.base import SegmentDriver
     from moa.solvers.scipy_backend import ScipySolver
@@ -125,6 +126,14 @@ def test_simulate_passes_steps_so_far_to_a_backend_that_takes_them():
     moa.simulate(full_model(), batch, regimen, duration_days=22.0, solver=Recording())
     assert len(seen) >= 3 and seen[0].tolist() == [0.0, 0.0]
     assert seen[1].tolist() == [11.0, 21.0] and seen[2].tolist() == [22.0, 42.0]
+
+    class PlainSignature(Recording):  # overrides integrate without the hint: called as before
+        def integrate(self, compiled, t0, t1, Y0, P, t_out, rtol, atol):
+            return super().integrate(compiled, t0, t1, Y0, P, t_out, rtol, atol)
+
+    seen.clear()
+    moa.simulate(full_model(), batch, regimen, duration_days=22.0, solver=PlainSignature())
+    assert len(seen) >= 3 and all(hint.tolist() is None for hint in seen)
 
 
 def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):
