@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -414,8 +413,10 @@ def main(argv=None) -> dict:
         "rows": rows,
         "summary": summary,
     }
-    (out_dir / "gpu.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "gpu.md").write_text(markdown(result))
+    from moa.codegen.cache import atomic_write
+
+    tp.write_json(out_dir, "gpu.json", result)
+    atomic_write(out_dir / "gpu.md", markdown(result))
     print(markdown(result), flush=True)
     log(f"wrote {out_dir / 'gpu.json'} and {out_dir / 'gpu.md'}")
     return result

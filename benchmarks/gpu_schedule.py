@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import pathlib
 import sys
 import time
@@ -180,11 +179,7 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     if args.out:
-        from moa.codegen.cache import atomic_write
-
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "gpu_schedule.json", json.dumps(result, indent=2))
+        tp.write_json(args.out, "gpu_schedule.json", result)
     return result
 
 

@@ -18,7 +18,6 @@ Reported per grid and N: seconds, milliseconds per set, and the rate no backend 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -98,11 +97,7 @@ def main(argv=None) -> dict:
         )
     result = {"benchmark": "benchmarks/simulate_host.py", "machine": tp.machine_info(), "rows": rows}
     if args.out:
-        from moa.codegen.cache import atomic_write
-
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "simulate_host.json", json.dumps(result, indent=2))
+        tp.write_json(args.out, "simulate_host.json", result)
     return result
 
 

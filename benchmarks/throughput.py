@@ -185,6 +185,16 @@ def subset(values: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in values.items()}
 
 
+def write_json(folder, name: str, result: dict) -> pathlib.Path:
+    """``result`` as indented JSON in ``folder/name`` (folder made if missing), written whole or not at all."""
+    from moa.codegen.cache import atomic_write
+
+    out = pathlib.Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / name, json.dumps(result, indent=2))
+    return out / name
+
+
 def machine_info() -> dict:
     cpu = "unknown"
     try:
