@@ -73,15 +73,8 @@ def segment_steps(n_sets: int, seed: int, rtol: float) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DoseWarning)
-            ds = moa.simulate(
-                model,
-                params.with_values(values),
-                regimen,
-                duration_days=365.0,
-                solver=RodasSolver(backend="numba"),
-                rtol=rtol,
-                atol=tp.ATOL,
-                on_failure="record",
+            _, ds = tp.run_moa(
+                model, params, regimen, values, moa.output_times(365.0), RodasSolver(backend="numba"), rtol
             )
     finally:
         jit.integrate_batch_jit = original

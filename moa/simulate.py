@@ -363,7 +363,7 @@ def simulate(
             out[:] = np.nan
         Yend = np.full_like(Y0, np.nan)
         if alive.any():
-            idx = np.arange(N) if everyone else np.nonzero(alive)[0]
+            idx = np.nonzero(alive)[0]
             # a backend that hands trajectories to threads (the GPU) takes the longest-running ones first
             hints = {"expected_work": steps.so_far(idx)} if wants_work else {}
             with np.errstate(all="ignore"):
