@@ -35,15 +35,19 @@ from moa import trial  # noqa: E402
 from moa.errors import DoseWarning  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
 from moa.solvers.base import SegmentDriver, SegmentResult  # noqa: E402
+from moa.solvers.rodas4.numba_kernels import checked_batch  # noqa: E402
 from moa.symbolic.named_models import full_model  # noqa: E402
 
 
 class HeldState(SegmentDriver):
-    """A solver that returns at once: every output is the segment's starting state."""
+    """A solver that returns at once: every output is the segment's starting state. It first does what
+    the compiled backends (numba, CUDA) do with their inputs on the host before any kernel runs
+    (``numba_kernels.checked_batch``: checks, and C-ordered float copies where the input is not one)."""
 
     name = "stand-in (state held constant; times moa.simulate's own work only)"
 
     def integrate_segment(self, compiled, t0, t1, Y0, P, t_out, rtol, atol) -> SegmentResult:
+        _, _, Y0, P, *_ = checked_batch(compiled.n_species, t0, t1, Y0, P, t_out, atol)
         n, N = Y0.shape
         y = np.empty((len(t_out), n, N))
         y[:] = Y0

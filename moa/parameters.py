@@ -372,8 +372,11 @@ class ParameterSet(Mapping):
         return np.array([np.broadcast_to(np.asarray(self._values[n], dtype=float), (N,)) for n in names])
 
     def digest(self) -> str:
-        """Stable short hash of all values (for provenance)."""
-        payload = {k: np.asarray(v).round(15).tolist() for k, v in sorted(self._values.items())}
+        """Stable short hash of all values (for provenance): sha256 of the JSON of every value rounded to
+        15 decimals, where a batched (per-sample) value enters as the sha256 of its rounded float64 bytes
+        (little-endian) with its length, not as a JSON list: a batch of 10,000 sets hashes in milliseconds
+        instead of a quarter second. A set of single values hashes as it always has."""
+        payload = {k: _digest_value(v) for k, v in sorted(self._values.items())}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def unit(self, name: str) -> str:
@@ -383,6 +386,16 @@ class ParameterSet(Mapping):
         return (
             f"ParameterSet({self.name!r}, {len(self)} parameters, overlays={list(self.overlays)}, N={self.batch_size})"
         )
+
+
+def _digest_value(value):
+    """A value as :meth:`ParameterSet.digest` hashes it: a number (rounded to 15 decimals), or for an array
+    ``{"n": length, "float64_sha256": hex}`` over its rounded little-endian float64 bytes."""
+    if np.ndim(value) == 0:
+        return np.asarray(value).round(15).tolist()
+    a = np.asarray(value, dtype=float).round(15)
+    data = np.ascontiguousarray(a, dtype="<f8").tobytes()
+    return {"n": int(a.size), "float64_sha256": hashlib.sha256(data).hexdigest()}
 
 
 def load_parameters(paths: Iterable[str | pathlib.Path] | None = None, name: str = "default") -> ParameterSet:

@@ -371,10 +371,10 @@ def simulate(
                     compiled,
                     t0,
                     t1,
-                    # always these copies (their memory layout too): the numpy backend's sums round by layout,
-                    # and tests/test_bit_identity.py holds it to the digit
-                    Y0[:, alive],
-                    P[:, alive],
+                    # no copy while every sample runs (backends do not write into their inputs), else the
+                    # running columns, C-ordered (np.take is several times faster than a boolean mask here)
+                    Y0 if everyone else np.take(Y0, idx, axis=1),
+                    P if everyone else np.take(P, idx, axis=1),
                     t_seg,
                     rtol,
                     atol,

@@ -167,5 +167,7 @@ class SegmentDriver:
     def integrate_segment(
         self, compiled, t0: float, t1: float, Y0: np.ndarray, P: np.ndarray, t_out: np.ndarray, rtol: float, atol: float
     ) -> SegmentResult:
-        """Integrate a non-trivial segment (``t1 - t0 >= TINY_SEGMENT_DAYS``, ``t_out`` checked)."""
+        """Integrate a non-trivial segment (``t1 - t0 >= TINY_SEGMENT_DAYS``, ``t_out`` checked). ``Y0`` and
+        ``P`` may be the caller's own arrays (moa.simulate passes them uncopied while every sample runs):
+        read them, never write into them."""
         raise NotImplementedError

@@ -410,8 +410,9 @@ def checked_batch(n_states: int, t0, t1, y0, p, t_out, atol):
     t0, t1 = float(t0), float(t1)
     if not t1 >= t0:
         raise ValueError("integrate_batch needs t1 >= t0")
-    Y0 = np.array(y0, dtype=float, ndmin=2, order="C")
-    P = np.array(p, dtype=float, ndmin=2, order="C")
+    # a C-ordered float array (moa.simulate's usual input) goes to the kernels as it is, not copied
+    Y0 = np.atleast_2d(np.asarray(y0, dtype=float, order="C"))
+    P = np.atleast_2d(np.asarray(p, dtype=float, order="C"))
     n, N = Y0.shape
     if n != n_states:
         raise ValueError(f"y0 has {n} states but the kernels were built for {n_states}")

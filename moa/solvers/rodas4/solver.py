@@ -150,6 +150,8 @@ class RodasSolver(SegmentDriver):
                 kernels, t0, t1, Y0, P, t_out, rtol=rtol, atol=atol, dense_output=self.dense_output, **ext
             )
         else:
+            # Fortran order, as moa.simulate's column copies always gave it: numpy's sums round by memory
+            # layout, and tests/test_bit_identity.py holds this backend to the digit
             res = integrate_batch(
                 compiled.rhs_T,
                 compiled.jac_values_T,
@@ -157,8 +159,8 @@ class RodasSolver(SegmentDriver):
                 compiled.jac_cols,
                 t0,
                 t1,
-                Y0,
-                P,
+                np.asfortranarray(Y0),
+                np.asfortranarray(P),
                 t_out,
                 rtol=rtol,
                 atol=atol,
