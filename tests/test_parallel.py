@@ -13,7 +13,7 @@ import pytest
 
 import moa
 from moa.symbolic.named_models import full_model, pk_model
-from moa.report.provenance import records_of
+from moa.report.provenance import recorded_value, records_of
 from moa.parallel import _inside_main_guard, resolve_builder, simulate_parallel, split_parameters
 from moa.scenarios import scenario
 from moa.solvers import RodasSolver
@@ -74,7 +74,7 @@ def test_parallel_equals_single_process_spawn(batch, single):
     records = records_of(par.attrs)  # each chunk's run record, for moa.report.results.rerun
     assert [r["label"]["samples"][0] for r in records] == [0, 5, 11] and records[-1]["label"]["samples"][1] == 16
     np.testing.assert_array_equal(
-        np.concatenate([r["parameters"]["cl_bsab"]["value"] for r in records]), params["cl_bsab"]
+        np.concatenate([recorded_value(r["parameters"]["cl_bsab"]["value"]) for r in records]), params["cl_bsab"]
     )
 
 

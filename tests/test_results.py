@@ -19,7 +19,8 @@ from moa.symbolic.named_models import pk_model
 from moa.symbolic import Mechanism, Model
 from moa.parameters import ParameterSet, ParameterSpec
 from moa.report import results
-from moa.report.provenance import concat_runs, run_context
+from moa.report import provenance
+from moa.report.provenance import RECORD_VERSION, concat_runs, recorded_value, records_of, run_context
 from moa.report.results import (
     read_csv,
     read_provenance,
@@ -337,6 +338,51 @@ def test_a_results_file_alone_reproduces_its_trajectories(tmp_path, pk_result):
         _assert_same_trajectories(again, saved)
 
 
+def test_a_version_1_record_with_json_lists_still_reruns_and_other_versions_are_refused(tmp_path, pk_result):
+    """Record version 2 writes per-sample values as base64 float64; a file written by version 1 (JSON
+    lists) re-simulates to the same trajectories, and a version this moa does not know is refused."""
+    paths = save_dataset(pk_result, tmp_path / "saved", "pk")
+    with xr.open_dataset(paths["netcdf"]) as saved:
+        saved = saved.load()
+    prov = read_provenance(paths["provenance"])
+    record = records_of(prov)[0]
+    old = {
+        **record,
+        "record_version": 1,
+        "parameters": {
+            name: {**entry, "value": np.asarray(recorded_value(entry["value"])).tolist()}
+            for name, entry in record["parameters"].items()
+        },
+    }
+    assert old["parameters"]["kd_pdl1_bsab"]["value"] == [0.1, 1.0]
+    v1 = tmp_path / "v1.provenance.json"
+    v1.write_text(json.dumps({**prov, "simulation": old}))
+    _assert_same_trajectories(rerun(v1), saved)
+    v9 = tmp_path / "v9.provenance.json"
+    v9.write_text(json.dumps({**prov, "simulation": {**record, "record_version": 9}}))
+    with pytest.raises(ValueError, match=r"record_version=9; this moa reads 1, 2"):
+        rerun(v9)
+
+
+def test_recorded_values_round_trip_exactly_and_bad_encodings_are_named():
+    values = np.random.default_rng(3).lognormal(size=1001) * 1e-7
+    entry = json.loads(
+        json.dumps(
+            provenance.parameter_values(
+                ParameterSet({"k": ParameterSpec("k", 1.0, "1/day", 0.0, 1.0, "assumed")}, {"k": values})
+            )
+        )
+    )["k"]
+    assert entry["unit"] == "1/day" and entry["value"]["n"] == 1001
+    back = recorded_value(entry["value"])
+    assert back.dtype == np.float64 and np.array_equal(back, values)  # bit for bit
+    assert recorded_value(0.25) == 0.25 and recorded_value([1, 2]).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="'n'=3 but 'float64_base64' holds 1001 values"):
+        recorded_value({**entry["value"], "n": 3})
+    with pytest.raises(ValueError, match="expected"):
+        recorded_value({"n": 1, "float64_base64": "not base64!"})
+
+
 def test_provenance_carries_values_units_regimen_model_and_mode(tmp_path, pk_result):
     with run_context(experiment="a_test", quick=True):
         paths = save_dataset(pk_result, tmp_path, "pk")
@@ -344,7 +390,9 @@ def test_provenance_carries_values_units_regimen_model_and_mode(tmp_path, pk_res
         prov = read_provenance(path)
         record = prov["simulation"]
         assert record["model"] == "pk_tmdd_bsab" and record["n_states"] == 4 == prov["model_states"]
-        assert record["parameters"]["kd_pdl1_bsab"] == {"value": [0.1, 1.0], "unit": "nM"}
+        assert record["record_version"] == RECORD_VERSION == 2
+        assert record["parameters"]["kd_pdl1_bsab"]["unit"] == "nM"
+        assert recorded_value(record["parameters"]["kd_pdl1_bsab"]["value"]).tolist() == [0.1, 1.0]
         assert record["parameters"]["body_weight"]["unit"] == "kg"  # doses in mg/kg are scaled by it
         assert record["varying"] == ["kd_pdl1_bsab"]
         doses = record["regimen"]["doses"]

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import xarray as xr
 
-from .provenance import current_run, records_of
+from .provenance import READABLE_RECORD_VERSIONS, current_run, recorded_value, records_of
 
 __all__ = [
     "atomic_write",
@@ -314,7 +314,7 @@ def _parameters_from(record: dict, origin: str):
 
     specs, values = {}, {}
     for name, entry in record["parameters"].items():
-        value = np.asarray(entry["value"], dtype=float)
+        value = np.asarray(recorded_value(entry["value"]), dtype=float)
         specs[name] = ParameterSpec(
             name=name,
             value=float(value.ravel()[0]),
@@ -359,11 +359,10 @@ def rerun(path: str | os.PathLike, *, solver=None) -> xr.Dataset | list[tuple[di
         )
     out = []
     for record in records:
-        from .provenance import RECORD_VERSION
-
-        if record.get("record_version") != RECORD_VERSION:
+        if record.get("record_version") not in READABLE_RECORD_VERSIONS:
             raise ValueError(
-                f"{path}: record_version={record.get('record_version')!r}; this moa reads {RECORD_VERSION}"
+                f"{path}: record_version={record.get('record_version')!r}; this moa reads "
+                f"{', '.join(map(str, READABLE_RECORD_VERSIONS))}"
             )
         ds = simulate(
             _model_named(record["model"], record["n_states"]),
