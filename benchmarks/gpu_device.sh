@@ -9,10 +9,13 @@
 #      restructured and numba-cuda's lowering made linear: about 48 s on one core here since) and caches it;
 #   4. tests/cuda_check.py --device --check: the CUDA backend on the real GPU against the numba CPU
 #      backend on the same trajectories (Robertson, failures, full model 30 days x 3 sets): equal
-#      accepted/rejected steps and outputs within 1e-9 relative (loads the cached kernel);
-#   5. N = 1e5 at scan days at rtol 1e-5 (RTOL_ROW=0 skips it);
-#   6. N = 1e5 at scan days again with MOA_CUDA_REFILL=0 (one thread per trajectory), against step 3's
-#      work refill (REFILL_AB=0 skips it); 7. optional register caps (CAPS, below).
+#      accepted/rejected steps and outputs within 1e-9 relative (loads the cached kernel; N_QSS=2 adds the
+#      quasi-steady start case, which compiles the held system for both backends);
+#   5. benchmarks/gpu_start.py --check: the quasi-steady start of 1e4 sets on the GPU against one core,
+#      starts equal within 1e-9 (two more compiles, GPU and CPU, of the held system; START_ROW=0 skips it);
+#   6. N = 1e5 at scan days at rtol 1e-5 (RTOL_ROW=0 skips it);
+#   7. N = 1e5 at scan days again with MOA_CUDA_REFILL=0 (one thread per trajectory), against step 3's
+#      work refill (REFILL_AB=0 skips it); 8. optional register caps (CAPS, below).
 # Most important first: a call stopped at its limit still returns what $OUT holds by then.
 # The benchmark runs first since the first device run (2026-11-30): with the check first, the two
 # processes each paid the compile and neither finished inside its limit.
@@ -60,7 +63,7 @@ timeout ${BENCH_TIMEOUT:-420} "$PY" benchmarks/gpu.py $GPU_ARGS --out "$OUT" || 
 DEVICE_FLAG=--device
 [ "${GPU_SH_SIM:-0}" = "1" ] && DEVICE_FLAG=
 step "correctness: CUDA vs numba CPU on the same trajectories (tests/cuda_check.py $DEVICE_FLAG --check)"
-if timeout ${CHECK_TIMEOUT:-300} "$PY" tests/cuda_check.py $DEVICE_FLAG --check --n-full ${N_FULL:-3} --days 30 > "$OUT/cuda_check.json"; then
+if timeout ${CHECK_TIMEOUT:-300} "$PY" tests/cuda_check.py $DEVICE_FLAG --check --n-full ${N_FULL:-3} --n-qss ${N_QSS:-0} --days 30 > "$OUT/cuda_check.json"; then
     echo "cuda_check: all checks passed"
 else
     echo "cuda_check: FAILED (exit $?)"
@@ -71,7 +74,7 @@ try:
     d = json.load(open(sys.argv[1]))
 except Exception as exc:  # noqa: BLE001
     sys.exit(f"no JSON from cuda_check ({exc})")
-for case in ("robertson", "failures", "full_model"):
+for case in ("robertson", "failures", "full_model", "quasi_steady"):
     c = d.get(case)
     if c:
         keep = {k: v for k, v in c.items() if not k.startswith("message_cpu")}
@@ -79,7 +82,15 @@ for case in ("robertson", "failures", "full_model"):
 print("failed checks:", d["failed_checks"] or "none", "| seconds:", round(d["seconds"], 1))
 PY
 
-# 5. N = 1e5 at scan days at rtol 1e-5 (about half the steps of rtol 1e-6; on 8 CPU sets the one-year tumour
+# 5. the quasi-steady start on the GPU (a trial's every lesion starts there; about 1 ms per set on one core)
+if [ "${START_ROW:-1}" = "1" ]; then
+    step "quasi-steady start: benchmarks/gpu_start.py ${START_ARGS:---n 10000 --n-cpu 200} --check"
+    mkdir -p "$OUT/start"
+    timeout ${START_TIMEOUT:-200} "$PY" benchmarks/gpu_start.py ${START_ARGS:---n 10000 --n-cpu 200} --check --out "$OUT/start" \
+        || echo "gpu_start.py: FAILED (exit $?)"
+fi
+
+# 6. N = 1e5 at scan days at rtol 1e-5 (about half the steps of rtol 1e-6; on 8 CPU sets the one-year tumour
 #    error against rtol 1e-10 was 3.1e-6, inside the issue's 1e-5), with its tumour error on 8 sets; RTOL_ROW=0 skips
 if [ "${RTOL_ROW:-1}" = "1" ]; then
     step "rtol 1e-5: benchmarks/gpu.py ${RTOL_ARGS:---n --n-scans 100000 --rtol 1e-5 --n-ref 8 --n-cpu 2 --n-rr 0}"
@@ -88,7 +99,7 @@ if [ "${RTOL_ROW:-1}" = "1" ]; then
         --out "$OUT/rtol1e-5" || echo "gpu.py at rtol 1e-5: FAILED (exit $?)"
 fi
 
-# 6. the work refill against one thread per trajectory (MOA_CUDA_REFILL=0) on the largest scan-day batch of
+# 7. the work refill against one thread per trajectory (MOA_CUDA_REFILL=0) on the largest scan-day batch of
 #    step 3 (the kernel is loaded from numba-cuda's cache); REFILL_AB=0 skips it
 if [ "${REFILL_AB:-1}" = "1" ]; then
     step "one thread per trajectory: MOA_CUDA_REFILL=0 benchmarks/gpu.py ${AB_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0}"
@@ -97,7 +108,7 @@ if [ "${REFILL_AB:-1}" = "1" ]; then
         --out "$OUT/norefill" || echo "gpu.py with MOA_CUDA_REFILL=0: FAILED (exit $?)"
 fi
 
-# 7. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
+# 8. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
 #    on a fast core since 2026-12-01), e.g. CAPS="128 168"
 CAP_ARGS=${CAP_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0}
 for cap in ${CAPS:-}; do

@@ -39,11 +39,12 @@ class QuasiSteadyState:
     max_relative_rate_per_day: np.ndarray  # (N,) largest |dy/dt| / (|y| + abs_floor) over relaxed states
     held: tuple[str, ...]
     days_each: np.ndarray  # (N,) days each parameter set was relaxed (a multiple of chunk_days)
-    backend: str  # "numba" or "numpy": what integrated it
+    backend: str  # "numba", "numpy" or "cuda": what integrated it
 
 
-#: How :func:`quasi_steady_state` may integrate: the compiled Rodas4 when numba is available, else numpy.
-QSS_BACKENDS = ("auto", "numba", "numpy")
+#: How :func:`quasi_steady_state` may integrate: "auto" is the compiled Rodas4 when numba is available, else
+#: numpy (never the GPU: ``moa.simulate`` asks for "cuda" when its solver sends the batch there).
+QSS_BACKENDS = ("auto", "numba", "numpy", "cuda")
 
 
 def quasi_steady_state(
@@ -68,8 +69,9 @@ def quasi_steady_state(
     ``converged`` False. A set's start depends only on its own parameters, never on the other sets in the batch.
 
     ``backend``: "numba" (compiled Rodas4, a separate kernel module for the held system, compiled once and
-    cached like the model's), "numpy" (batched Rodas4; the same steps, results equal to rounding) or "auto"
-    (numba when it is installed).
+    cached like the model's), "numpy" (batched Rodas4; the same steps, results equal to rounding), "cuda"
+    (the GPU Rodas4 of the same held system: the same steps as numba; raises without a usable GPU, naming
+    the missing piece) or "auto" (numba when it is installed, else numpy).
     """
     if not (np.isfinite(tol_per_day) and tol_per_day > 0):
         raise ValueError(f"tol_per_day={tol_per_day!r}: must be a finite number > 0")
@@ -120,6 +122,22 @@ def _integrator(c, rows: np.ndarray, backend: str, rtol: float, atol: float):
     """``integrate(days, Y, P, h0) -> BatchResult`` of the held system from day 0, on ``backend``.
 
     ``h0``: each set's first step (NaN: the automatic starting step)."""
+    if backend == "cuda":
+        from .solvers.rodas4 import cuda
+
+        held = tuple(rows.tolist())
+        k = cuda.kernels_for_model(c, held=held)
+        # trajectories whose unpivoted LU is unstable on the GPU are rerun on the CPU, as in RodasSolver
+        cpu = (
+            (lambda: numba_kernels.kernels_for_model(c, compile_now=True, held=held))
+            if numba_kernels.available()
+            else None
+        )
+
+        def integrate(days, Y, P, h0):
+            return cuda.integrate_batch_cuda(k, 0.0, days, Y, P, [], rtol=rtol, atol=atol, h0=h0, cpu_kernels=cpu)
+
+        return integrate
     if backend == "numba":
         k = numba_kernels.kernels_for_model(c, compile_now=True, held=rows)
 

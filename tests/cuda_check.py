@@ -19,6 +19,9 @@ Cases:
   30 days, ``--n-full`` parameter sets, with ``RodasSolver(backend="cuda")`` and ``"numba"``;
   accepted/rejected steps are recorded per segment from the backends' batch results. In the simulator
   each launch runs in one thread (work refill); on a GPU as ``RodasSolver`` launches it.
+* ``quasi_steady``: ``moa.simulate(start="quasi_steady")`` of ``--n-qss`` sets (tumour size, growth and kill
+  drawn) over one day with the two solvers: the CUDA run relaxes its start on the GPU, with the same
+  accepted/rejected steps per call as numba's and starts equal to ``--rtol``.
 """
 
 from __future__ import annotations
@@ -231,6 +234,66 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
     }
 
 
+def quasi_steady(out: dict, n_sets: int) -> None:
+    """``moa.simulate(start="quasi_steady")`` over one day with the CUDA and the numba solver: a batch that goes
+    to the GPU relaxes its start there (the held system's kernels), with the same steps as on the CPU."""
+    import moa
+    from moa.codegen import compile_model
+    from moa.symbolic.named_models import full_model as build
+    from moa.errors import DoseWarning
+    from moa.scenarios import scenario
+    from moa.solvers.rodas4 import cuda, numba_kernels as jit
+    from moa.solvers import RodasSolver
+
+    model = build()
+    params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=1.0)
+    rng = np.random.default_rng(11)
+    values = {}
+    for name in ("initial_tumour_diameter", "tumour_growth_rate", "kill_rate_max"):
+        spec = params.specs[name]
+        values[name] = np.exp(rng.uniform(np.log(spec.lower), np.log(spec.upper), n_sets))
+    batch = params.with_values(values)
+    runs = {}
+    for backend, module, fname in (("numba", jit, "integrate_batch_jit"), ("cuda", cuda, "integrate_batch_cuda")):
+        t = time.perf_counter()
+        with (
+            _Recorder(module, fname, n_sets) as rec,
+            _one_thread_in_the_simulator(cuda),
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+        ):
+            warnings.simplefilter("ignore", DoseWarning)
+            ds = moa.simulate(
+                model,
+                batch,
+                regimen,
+                times=[0.0, 1.0],
+                solver=RodasSolver(backend=backend),
+                start="quasi_steady",
+                on_failure="record",
+            )
+        runs[backend] = (ds, rec.steps(), time.perf_counter() - t)
+    (a, (acc_a, rej_a), sec_a), (b, (acc_b, rej_b), sec_b) = runs["cuda"], runs["numba"]
+    species = list(compile_model(model).species_names)
+    ya = np.stack([a[s].values[0] for s in species])  # the start itself (day 0)
+    yb = np.stack([b[s].values[0] for s in species])
+    out["quasi_steady"] = {
+        "sets": n_sets,
+        "start_cuda": a.attrs.get("start", ""),
+        "start_cpu": b.attrs.get("start", ""),
+        "seconds_cuda": sec_a,
+        "seconds_cpu": sec_b,
+        "calls": int(acc_a.shape[0]),
+        "steps_equal": bool(acc_a.shape == acc_b.shape and np.array_equal(acc_a, acc_b)),
+        "rejected_equal": bool(rej_a.shape == rej_b.shape and np.array_equal(rej_a, rej_b)),
+        "n_steps_cuda": acc_a.sum(axis=0).tolist(),
+        "n_steps_cpu": acc_b.sum(axis=0).tolist(),
+        "status_cuda": np.asarray(a["status"].values).tolist(),
+        "status_cpu": np.asarray(b["status"].values).tolist(),
+        "start_rel_diff": rel_diff(ya, yb, 1e-20),
+    }
+
+
 def check(out: dict, rtol: float) -> list[str]:
     """The failed checks (empty when all pass)."""
     bad = []
@@ -268,6 +331,16 @@ def check(out: dict, rtol: float) -> list[str]:
             bad.append(f"full model outputs differ by {m['y_rel_diff']:.3g} > {rtol:g}")
         if m["solver_cuda"] != "moa-rodas4-cuda":
             bad.append(f"full model: the cuda run reports solver {m['solver_cuda']!r}")
+    q = out.get("quasi_steady")
+    if q is not None:
+        if "(cuda)" not in q["start_cuda"]:
+            bad.append(f"quasi-steady start did not relax on the GPU: {q['start_cuda']!r}")
+        if not (q["steps_equal"] and q["rejected_equal"]):
+            bad.append(f"quasi-steady start steps: cuda {q['n_steps_cuda']} != cpu {q['n_steps_cpu']}")
+        if q["status_cuda"] != [0] * q["sets"] or q["status_cpu"] != [0] * q["sets"]:
+            bad.append(f"quasi-steady start status: cuda {q['status_cuda']} cpu {q['status_cpu']}")
+        if q["start_rel_diff"] > rtol:
+            bad.append(f"quasi-steady starts differ by {q['start_rel_diff']:.3g} > {rtol:g}")
     return bad
 
 
@@ -278,6 +351,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rtol", type=float, default=None, help="output agreement (default 1e-10 simulator, 1e-9 device)")
     ap.add_argument("--n-full", type=int, default=2, help="full-model parameter sets (0: skip the full model)")
     ap.add_argument("--days", type=float, default=30.0)
+    ap.add_argument("--n-qss", type=int, default=2, help="parameter sets of the quasi-steady start case (0: skip)")
     args = ap.parse_args(argv)
     from moa.solvers.rodas4 import cuda
 
@@ -295,6 +369,8 @@ def main(argv=None) -> int:
     robertson(out)
     if args.n_full > 0:
         full_model(out, args.n_full, args.days)
+    if args.n_qss > 0:
+        quasi_steady(out, args.n_qss)
     out["seconds"] = time.perf_counter() - t
     rtol = args.rtol if args.rtol is not None else (1e-9 if args.device else 1e-10)
     out["failed_checks"] = check(out, rtol)

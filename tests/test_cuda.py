@@ -14,8 +14,11 @@ import numpy as np
 
 import pytest
 
+import moa
+from moa.parameters import load_parameters
 from moa.solvers.rodas4 import numba_kernels as jit
 from moa.solvers import RodasSolver
+from moa.symbolic.named_models import pk_model
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 needs_numba = pytest.mark.skipif(not jit.available(), reason="numba not installed (pip install 'moa[fast]')")
@@ -169,6 +172,40 @@ def test_launch_blocks_fill_the_card_and_no_more(monkeypatch):
     monkeypatch.setenv("MOA_CUDA_REFILL", "yes")
     with pytest.raises(ValueError, match=r"MOA_CUDA_REFILL='yes': must be 0 .* or 1"):
         cuda.launch_blocks(Card(33_792), 100_000, 64, None)
+
+
+@needs_numba
+def test_quasi_steady_start_relaxes_on_the_gpu_with_the_same_steps(simulated):
+    """A batch moa.simulate sends to the GPU relaxes its quasi-steady start there too (the held system's
+    kernels), taking the CPU's steps: the start would otherwise cost more on one core than the GPU's run."""
+    q = simulated["quasi_steady"]
+    assert "(cuda)" in q["start_cuda"] and "(numba)" in q["start_cpu"]
+    assert q["start_cuda"].replace("(cuda)", "(numba)") == q["start_cpu"]  # same days, convergence, rates
+    assert q["status_cuda"] == q["status_cpu"] == [0, 0]
+    assert q["calls"] >= 3 and q["steps_equal"] and q["rejected_equal"], (q["n_steps_cuda"], q["n_steps_cpu"])
+    assert q["start_rel_diff"] <= 1e-10
+
+
+def test_a_failing_gpu_start_falls_back_to_the_cpu_with_a_warning():
+    """With backend "auto", a quasi-steady start the GPU cannot do (here: there is no GPU, though the
+    solver claims to send the batch there) is relaxed on the CPU, with a warning; "cuda" would raise."""
+    from moa.solvers.rodas4 import cuda
+
+    if cuda.available():
+        pytest.skip("this machine has a CUDA GPU (or the simulator is on)")
+
+    class ClaimsGpu(RodasSolver):
+        def sends_to_gpu(self, n_trajectories):
+            return True
+
+    solver = ClaimsGpu(backend="auto")
+    with pytest.warns(RuntimeWarning, match="quasi-steady start: the CUDA Rodas4 failed .*relaxing on the CPU"):
+        ds = moa.simulate(
+            pk_model("bsab"), load_parameters(), None, times=[0.0, 1.0], solver=solver, start="quasi_steady"
+        )
+    assert ds.attrs["start"].startswith("quasi_steady") and "(cuda)" not in ds.attrs["start"]
+    assert ("(numba)" if jit.available() else "(numpy)") in ds.attrs["start"]
+    assert int(ds["status"].values) == 0
 
 
 @needs_numba

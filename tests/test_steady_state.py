@@ -71,8 +71,18 @@ def test_compiled_and_numpy_relaxations_agree(patients):
 
 def test_bad_backend_is_refused_by_name(patients):
     model, _, P = patients
-    with pytest.raises(ValueError, match=r"backend='gpu': allowed values are \('auto', 'numba', 'numpy'\)"):
+    with pytest.raises(ValueError, match=r"backend='gpu': allowed values are \('auto', 'numba', 'numpy', 'cuda'\)"):
         quasi_steady_state(model, P, backend="gpu")
+
+
+def test_cuda_backend_without_a_gpu_names_the_missing_piece(patients):
+    from moa.solvers.rodas4 import cuda
+
+    if cuda.available():
+        pytest.skip("this machine has a CUDA GPU (or the simulator is on)")
+    model, _, P = patients
+    with pytest.raises(RuntimeError, match="no CUDA driver or GPU|numba-cuda is not installed|numba is not installed"):
+        quasi_steady_state(model, P, backend="cuda")
 
 
 @needs_numba

@@ -414,12 +414,14 @@ def _load(source: str, plan: SparseLUPlan) -> CudaKernels:
 
 
 @lru_cache(maxsize=16)
-def kernels_for_model(compiled) -> CudaKernels:
+def kernels_for_model(compiled, held: tuple[int, ...] = ()) -> CudaKernels:
     """CUDA Rodas4 for a :class:`moa.codegen.CompiledModel` (cached per model object), made from the
     numba backend's generated module for that model (written by sympy once, then read from the
-    compiled-solver cache; numba's CPU compilation is not triggered)."""
+    compiled-solver cache; numba's CPU compilation is not triggered). ``held``: states whose rate
+    rows are zero, as :func:`moa.solvers.rodas4.numba_kernels.kernels_for_model` (the quasi-steady start)."""
     require()
-    cpu = numba_kernels.kernels_for_model(compiled)  # its text, from the numba backend's cache (no sympy when cached)
+    # its text, from the numba backend's cache (no sympy when cached)
+    cpu = numba_kernels.kernels_for_model(compiled, held=tuple(int(i) for i in held))
     source = cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan, max_registers())
     return _load(source, cpu.plan)
 

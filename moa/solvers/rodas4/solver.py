@@ -74,6 +74,11 @@ class RodasSolver(SegmentDriver):
 
         return cuda.available() and not cuda.simulator()
 
+    def sends_to_gpu(self, n_trajectories: int) -> bool:
+        """Whether a batch of ``n_trajectories`` would be integrated on the GPU (``moa.simulate`` then relaxes
+        its quasi-steady start there too)."""
+        return self._gpu_for(n_trajectories)
+
     def _kernels(self, compiled):
         """The compiled kernels; with backend="auto", a model numba cannot compile falls back to numpy
         with a warning (backend="numba" raises)."""
