@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/simulate_host.py --n 1000 10000 --out results/benchmarks/simulate_host   # about 1 minute
+    python benchmarks/simulate_host.py --n 1000 --trial 10000      # and the virtual trial's own work
 
 The throughput problem (full model, ``hot_tnbc``, nab-paclitaxel + 2:2, one year, as
 ``benchmarks/throughput.py``) through ``moa.simulate`` with a stand-in solver that returns at once (it
@@ -55,15 +56,49 @@ class HeldState(SegmentDriver):
         return SegmentResult(y, Y0.copy(), zeros, [""] * N, zeros, n_rejected=zeros)
 
 
+def trial_host_work(n_patients: int, seed: int) -> dict:
+    """``moa.trial``'s own work per patient: drawing the population, and ``simulate_trial`` (RECIST at the
+    scans, PFS, off-study stops, the dataset) with the stand-in solver and the parameter-derived start in
+    place of the quasi-steady one (whose cost is a solver's: ``benchmarks/gpu_start.py``)."""
+    import moa.trial as trial_module
+
+    def with_stand_in(*args, **kwargs):
+        return moa.simulate(*args, **{**kwargs, "solver": HeldState(), "start": "parameters"})
+
+    t = time.perf_counter()
+    population = trial.sample_population(n_patients, seed)
+    sample_s = time.perf_counter() - t
+    original = trial_module.simulate
+    trial_module.simulate = with_stand_in
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial.simulate_trial(tp.ARM, trial.sample_population(8, seed + 1))  # warm-up
+            t = time.perf_counter()
+            trial.simulate_trial(tp.ARM, population)
+            trial_s = time.perf_counter() - t
+    finally:
+        trial_module.simulate = original
+    return {
+        "patients": n_patients,
+        "lesions": int(population.n_lesions.sum()),
+        "sample_ms_per_patient": 1e3 * sample_s / n_patients,
+        "trial_ms_per_patient": 1e3 * trial_s / n_patients,
+    }
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000], help="parameter sets per call")
     ap.add_argument("--days", type=float, default=365.0)
     ap.add_argument("--seed", type=int, default=20241)
+    ap.add_argument(
+        "--trial", type=int, default=0, help="also time moa.trial.simulate_trial's own work on this many patients"
+    )
     ap.add_argument("--out", default=None, help="folder for simulate_host.json")
     args = ap.parse_args(argv)
-    if min(args.n) < 1 or args.days <= 0:
-        raise SystemExit(f"--n {args.n} must be >= 1 and --days {args.days} > 0")
+    if min(args.n) < 1 or args.days <= 0 or args.trial < 0:
+        raise SystemExit(f"--n {args.n} must be >= 1, --days {args.days} > 0 and --trial {args.trial} >= 0")
     model = full_model()
     params, regimen = scenario(tp.ARM, tp.SETTING, duration_days=args.days)
     values = tp.draw_parameters(params, max(args.n), args.seed)
@@ -100,6 +135,14 @@ def main(argv=None) -> dict:
             f"{r['ceiling_sims_per_s']:,.0f} |"
         )
     result = {"benchmark": "benchmarks/simulate_host.py", "machine": tp.machine_info(), "rows": rows}
+    if args.trial:
+        result["trial"] = trial_host_work(args.trial, args.seed)
+        t = result["trial"]
+        print(
+            f"virtual trial, {t['patients']:,} patients ({t['lesions']:,} lesions), nabp_bsab_2x2: sample_population "
+            f"{t['sample_ms_per_patient']:.3f} ms/patient; simulate_trial around the solver "
+            f"{t['trial_ms_per_patient']:.3f} ms/patient"
+        )
     if args.out:
         tp.write_json(args.out, "simulate_host.json", result)
     return result
