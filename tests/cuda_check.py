@@ -177,25 +177,14 @@ def _one_thread_in_the_simulator(cuda):
         cuda.integrate_batch_cuda = original
 
 
-def full_model(out: dict, n_sets: int, days: float) -> None:
+def _both_backends(model, batch, regimen, n_sets: int, **simulate_kwargs) -> dict:
+    """``moa.simulate`` of ``batch`` with ``RodasSolver(backend="numba")`` and ``"cuda"``, each batch call's
+    accepted/rejected steps recorded: ``{backend: (dataset, (accepted, rejected), seconds, solver name)}``."""
     import moa
-    from moa.codegen import compile_model
-    from moa.symbolic.named_models import full_model as build
     from moa.errors import DoseWarning
-    from moa.scenarios import scenario
-    from moa.solvers.rodas4 import cuda, numba_kernels as jit
     from moa.solvers import RodasSolver
+    from moa.solvers.rodas4 import cuda, numba_kernels as jit
 
-    model = build()
-    params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=days)
-    rng = np.random.default_rng(7)
-    names = ["tumour_growth_rate", "kill_rate_max", "cl_bsab"]
-    values = {}
-    for name in names:
-        spec = params.specs[name]
-        lo, hi = float(spec.lower), float(spec.upper)
-        values[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n_sets)) if lo > 0 else rng.uniform(lo, hi, n_sets)
-    batch = params.with_values(values)
     runs = {}
     for backend, module, fname in (("numba", jit, "integrate_batch_jit"), ("cuda", cuda, "integrate_batch_cuda")):
         solver = RodasSolver(backend=backend)
@@ -207,8 +196,27 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
             np.errstate(all="ignore"),
         ):
             warnings.simplefilter("ignore", DoseWarning)
-            ds = moa.simulate(model, batch, regimen, duration_days=days, solver=solver, on_failure="record")
+            ds = moa.simulate(model, batch, regimen, solver=solver, on_failure="record", **simulate_kwargs)
         runs[backend] = (ds, rec.steps(), time.perf_counter() - t, solver.name)
+    return runs
+
+
+def full_model(out: dict, n_sets: int, days: float) -> None:
+    from moa.codegen import compile_model
+    from moa.symbolic.named_models import full_model as build
+    from moa.scenarios import scenario
+
+    model = build()
+    params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=days)
+    rng = np.random.default_rng(7)
+    names = ["tumour_growth_rate", "kill_rate_max", "cl_bsab"]
+    values = {}
+    for name in names:
+        spec = params.specs[name]
+        lo, hi = float(spec.lower), float(spec.upper)
+        values[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n_sets)) if lo > 0 else rng.uniform(lo, hi, n_sets)
+    batch = params.with_values(values)
+    runs = _both_backends(model, batch, regimen, n_sets, duration_days=days)
     (a, (acc_a, rej_a), sec_a, name_a), (b, (acc_b, rej_b), sec_b, name_b) = runs["cuda"], runs["numba"]
     species = list(compile_model(model).species_names)
     ya = np.stack([a[s].values for s in species])
@@ -237,13 +245,9 @@ def full_model(out: dict, n_sets: int, days: float) -> None:
 def quasi_steady(out: dict, n_sets: int) -> None:
     """``moa.simulate(start="quasi_steady")`` over one day with the CUDA and the numba solver: a batch that goes
     to the GPU relaxes its start there (the held system's kernels), with the same steps as on the CPU."""
-    import moa
     from moa.codegen import compile_model
     from moa.symbolic.named_models import full_model as build
-    from moa.errors import DoseWarning
     from moa.scenarios import scenario
-    from moa.solvers.rodas4 import cuda, numba_kernels as jit
-    from moa.solvers import RodasSolver
 
     model = build()
     params, regimen = scenario("nabp_bsab_2x2", "hot_tnbc", duration_days=1.0)
@@ -253,27 +257,8 @@ def quasi_steady(out: dict, n_sets: int) -> None:
         spec = params.specs[name]
         values[name] = np.exp(rng.uniform(np.log(spec.lower), np.log(spec.upper), n_sets))
     batch = params.with_values(values)
-    runs = {}
-    for backend, module, fname in (("numba", jit, "integrate_batch_jit"), ("cuda", cuda, "integrate_batch_cuda")):
-        t = time.perf_counter()
-        with (
-            _Recorder(module, fname, n_sets) as rec,
-            _one_thread_in_the_simulator(cuda),
-            warnings.catch_warnings(),
-            np.errstate(all="ignore"),
-        ):
-            warnings.simplefilter("ignore", DoseWarning)
-            ds = moa.simulate(
-                model,
-                batch,
-                regimen,
-                times=[0.0, 1.0],
-                solver=RodasSolver(backend=backend),
-                start="quasi_steady",
-                on_failure="record",
-            )
-        runs[backend] = (ds, rec.steps(), time.perf_counter() - t)
-    (a, (acc_a, rej_a), sec_a), (b, (acc_b, rej_b), sec_b) = runs["cuda"], runs["numba"]
+    runs = _both_backends(model, batch, regimen, n_sets, times=[0.0, 1.0], start="quasi_steady")
+    (a, (acc_a, rej_a), sec_a, _), (b, (acc_b, rej_b), sec_b, _) = runs["cuda"], runs["numba"]
     species = list(compile_model(model).species_names)
     ya = np.stack([a[s].values[0] for s in species])  # the start itself (day 0)
     yb = np.stack([b[s].values[0] for s in species])
