@@ -232,8 +232,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-cpu", type=int, default=None, help="sets timed on one core (default 32; 16 with --quick)")
     ap.add_argument("--n-rr", type=int, default=20, help="sets run by libroadrunner when importable (0: none)")
     ap.add_argument("--seed", type=int, default=20241)
+    ap.add_argument(
+        "--drugs",
+        nargs="+",
+        default=None,
+        help="only these antibodies in the model (full_model(drugs=...); the regimen gives bsab only): "
+        "--drugs bsab measures the 39-state exact reduction against itself",
+    )
     ap.add_argument("--out", required=True, help="output folder (gpu.json, gpu.md)")
     args = ap.parse_args(argv)
+    drugs = tuple(args.drugs) if args.drugs else None
     sizes = args.n if args.n is not None else ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
     scan_sizes = args.n_scans if args.n_scans is not None else ([100_000] if args.quick else [100_000, 1_000_000])
     if not sizes and not scan_sizes:
@@ -252,7 +260,7 @@ def main(argv=None) -> dict:
 
     cuda.require()
     log(f"device: {device_info()}")
-    model = full_model()
+    model = full_model(drugs)
     params, regimen = scenario(tp.ARM, tp.SETTING, duration_days=args.days)
     times = moa.output_times(args.days)
     # the virtual trial's scan days (every 56 days in the first year) and the last day, so the run is a year long
@@ -262,7 +270,7 @@ def main(argv=None) -> dict:
     values = tp.draw_parameters(params, n_max, args.seed)
     dens_all = np.broadcast_to(np.asarray(params.with_values(values)["tumour_cell_density"], float), (n_max,))
     log(
-        f"full model: {compile_model(model).n_species} states; {len(regimen.doses)} doses in {args.days:g} days; "
+        f"{model.name}: {compile_model(model).n_species} states; {len(regimen.doses)} doses in {args.days:g} days; "
         f"N = {sizes} daily, {scan_sizes} at scan days; threads per launch {args.threads or 'resident'}"
     )
 
@@ -385,7 +393,7 @@ def main(argv=None) -> dict:
         "device": device_info(),
         "machine": {"cpu": tp.machine_info().get("cpu"), "python": platform.python_version(), "numpy": np.__version__},
         "problem": {
-            "model": "full_model",
+            "model": model.name,
             "states": compile_model(model).n_species,
             "arm": tp.ARM,
             "setting": tp.SETTING,

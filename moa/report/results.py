@@ -274,17 +274,21 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 
 def _model_named(name: str, n_states: int):
-    """The model a run record names (``moa_pdl1_41bb`` or ``pk_tmdd_<drug>``), checked against its state count."""
+    """The model a run record names (``moa_pdl1_41bb``, ``moa_pdl1_41bb[<drug>,...]`` or ``pk_tmdd_<drug>``),
+    checked against its state count."""
     from ..mechanisms.binding import DRUG_ARMS
-    from ..symbolic.named_models import full_model, pk_model
+    from ..symbolic.named_models import FULL_MODEL_NAME, full_model, pk_model
 
-    if name == "moa_pdl1_41bb":
+    if name == FULL_MODEL_NAME:
         model = full_model()
+    elif name.startswith(FULL_MODEL_NAME + "[") and name.endswith("]"):
+        model = full_model(tuple(name[len(FULL_MODEL_NAME) + 1 : -1].split(",")))  # names an unknown drug: ValueError
     elif name.startswith("pk_tmdd_") and name[len("pk_tmdd_") :] in {a.drug for a in DRUG_ARMS}:
         model = pk_model(name[len("pk_tmdd_") :])
     else:
         raise ValueError(
-            f"model={name!r}: rerun knows 'moa_pdl1_41bb' (moa.symbolic.named_models.full_model) and "
+            f"model={name!r}: rerun knows 'moa_pdl1_41bb' and 'moa_pdl1_41bb[<drug>,...]' "
+            "(moa.symbolic.named_models.full_model) and "
             f"'pk_tmdd_<drug>' for drugs {[a.drug for a in DRUG_ARMS]} (moa.symbolic.named_models.pk_model)"
         )
     if len(model.species) != n_states:
