@@ -15,7 +15,8 @@
 #      starts equal within 1e-9 (two more compiles, GPU and CPU, of the held system; START_ROW=0 skips it);
 #   6. N = 1e5 at scan days at rtol 1e-5 (RTOL_ROW=0 skips it);
 #   7. N = 1e5 at scan days again with MOA_CUDA_REFILL=0 (one thread per trajectory), against step 3's
-#      work refill (REFILL_AB=0 skips it); 8. optional register caps (CAPS, below).
+#      work refill (REFILL_AB=0 skips it); 8. optional register caps (CAPS, below); 9. optional (REDUCED=1):
+#      N = 1e5 at scan days on full_model(drugs=("bsab",)), the 39-state model without the two monoclonals.
 # Most important first: a call stopped at its limit still returns what $OUT holds by then.
 # The benchmark runs first since the first device run (2026-11-30): with the check first, the two
 # processes each paid the compile and neither finished inside its limit.
@@ -117,5 +118,13 @@ for cap in ${CAPS:-}; do
     MOA_CUDA_MAX_REGISTERS=$cap timeout ${CAP_TIMEOUT:-240} "$PY" benchmarks/gpu.py $CAP_ARGS --out "$OUT/cap$cap" \
         || echo "gpu.py with cap $cap: FAILED (exit $?)"
 done
+
+# 9. optional: the reduced model (39 states: the regimen gives neither monoclonal), one more compile
+if [ "${REDUCED:-0}" = "1" ]; then
+    step "reduced model: benchmarks/gpu.py ${REDUCED_ARGS:---n --n-scans 100000 --n-ref 4 --n-cpu 4 --n-rr 0} --drugs bsab"
+    mkdir -p "$OUT/reduced"
+    timeout ${REDUCED_TIMEOUT:-240} "$PY" benchmarks/gpu.py ${REDUCED_ARGS:---n --n-scans 100000 --n-ref 4 --n-cpu 4 --n-rr 0} \
+        --drugs bsab --out "$OUT/reduced" || echo "gpu.py --drugs bsab: FAILED (exit $?)"
+fi
 
 step "done"
