@@ -185,7 +185,7 @@ def _quasi_steady(model, P: np.ndarray, backend: str = "auto"):
 def _start_on(solver, model, P: np.ndarray):
     """The quasi-steady start on the solver's own hardware: the numpy Rodas4 asked for explicitly relaxes
     with numpy (no numba compilation for its model), a batch the solver sends to the GPU relaxes there
-    (on one CPU core the start would cost about 0.7 ms per set, several times the GPU's whole run), anything
+    (on one CPU core the start costs 0.7-1.0 ms per set, several times the GPU's whole run), anything
     else with "auto". A GPU start that fails falls back to the CPU with a warning, unless the GPU was asked for."""
     kind = getattr(solver, "backend", None)
     gpu = getattr(solver, "sends_to_gpu", None)
@@ -352,8 +352,7 @@ def simulate(
     failed_at = np.full(N, np.nan)
     start_note = "parameters"
     if start == "quasi_steady":
-        # the numpy Rodas4 asked for explicitly relaxes with numpy too (no numba compilation for its model)
-        qss = _start_on(backend, model, P)
+        qss = _start_on(backend, model, P)  # on the solver's hardware: numpy, the GPU, or numba
         Y = qss.y
         for k in np.nonzero(~np.all(np.isfinite(Y), axis=0))[0]:
             status[k], message[k], failed_at[k] = (
