@@ -150,10 +150,10 @@ def assemble(ptxas: str, ptx_path: pathlib.Path, cc: tuple[int, int], max_regist
 def markdown(report: dict) -> str:
     b = report["build"]
     lines = [
-        f"CUDA Rodas4 kernel of the full model, built for sm_{report['cc'].replace('.', '')} without a GPU "
+        f"CUDA Rodas4 kernel of {report['model']}, built for sm_{report['cc'].replace('.', '')} without a GPU "
         f"({report['date']}, moa {report['moa_version']}, numba-cuda {report['numba_cuda']}, {report['cpu']})",
         "",
-        f"- states {report['n_states']}, LU slots {report['n_slots']}; "
+        f"- {report['model']}: states {report['n_states']}, LU slots {report['n_slots']}; "
         f"PTX {b['ptx_kb']:.0f} kB, {b['ptx_lines']} lines",
         f"- numba front end, lowering and NVVM: {b['seconds']:.1f} s (NVVM {b['nvvm_seconds']:.1f} s)",
     ]
@@ -184,6 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-registers", default="255", help="comma-separated register caps for ptxas")
     ap.add_argument("--compare-lowering", action="store_true", help="also build without the linear lowering step")
     ap.add_argument("--lowering-only", metavar="PTX_PATH", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--drugs", nargs="+", default=None, help="build full_model(drugs=...) instead, e.g. --drugs bsab (39 states)"
+    )
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "gpu_build"))
     args = ap.parse_args(argv)
     try:
@@ -213,8 +216,9 @@ def main(argv=None) -> int:
 
     pretend_device(cc)
     if not args.lowering_only:
-        log("kernel text of the full model (the numba backend's module, read from the cache when there)")
-    cpu = numba_kernels.kernels_for_model(compile_model(full_model()))
+        log("kernel text of the model (the numba backend's module, read from the cache when there)")
+    model = full_model(tuple(args.drugs) if args.drugs else None)
+    cpu = numba_kernels.kernels_for_model(compile_model(model))
     source = mcuda.cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan)
     out = pathlib.Path(args.out)
     report = {
@@ -223,6 +227,7 @@ def main(argv=None) -> int:
         "numba_cuda": numba_cuda_version,
         "cpu": platform.processor() or platform.machine(),
         "cc": f"{cc[0]}.{cc[1]}",
+        "model": model.name,
         "n_states": cpu.plan.n,
         "n_slots": int(cpu.plan.nnz_fill),
     }
@@ -240,6 +245,7 @@ def main(argv=None) -> int:
             log(f"numba-cuda -> PTX for sm_{cc[0]}{cc[1]}, numba-cuda's own lowering step (a child process)")
             other_ptx = pathlib.Path(tmp) / "numba_cuda_lowering.ptx"
             child = [sys.executable, __file__, "--cc", args.cc, "--lowering-only", str(other_ptx), "--out", tmp]
+            child += ["--drugs", *args.drugs] if args.drugs else []
             proc = subprocess.run(child, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"the build without the linear lowering step failed: {proc.stderr[-2000:]}")
