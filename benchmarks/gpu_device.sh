@@ -127,4 +127,12 @@ if [ "${REDUCED:-0}" = "1" ]; then
         --drugs bsab --out "$OUT/reduced" || echo "gpu.py --drugs bsab: FAILED (exit $?)"
 fi
 
+# the device returns at most 8 files from $OUT: past that, everything goes back as one archive
+n_files=$(find "$OUT" -type f | wc -l)
+if [ "$n_files" -gt 8 ]; then
+    tar -czf /tmp/gpu_device_out.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete \
+        && mv /tmp/gpu_device_out.tgz "$OUT/gpu_device_out.tgz" \
+        && echo "packed $n_files files into \$OUT/gpu_device_out.tgz (more than the 8 the device returns)"
+fi
+
 step "done"
