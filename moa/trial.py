@@ -746,6 +746,22 @@ def simulate_trial(
 TRIAL_CHUNK_PATIENTS = 100
 
 
+def _gpu_takes(n_trajectories: int) -> bool:
+    """Whether the compiled solver ``simulate_trial`` uses would send a batch this large to a GPU."""
+    from .solvers import RodasSolver
+
+    return RodasSolver().sends_to_gpu(n_trajectories)
+
+
+def _chunk_size(population: Population, workers: int, pool) -> int:
+    """Patients per task by default: :data:`TRIAL_CHUNK_PATIENTS`, or the whole population when the arms run
+    in this process and a GPU would take all its lesions as one batch (chunks of 100 patients, about 280
+    lesions, are too small for it: ``RodasSolver.gpu_min_batch``)."""
+    if workers == 1 and pool is None and _gpu_takes(int(population.n_lesions.sum())):
+        return population.size
+    return TRIAL_CHUNK_PATIENTS
+
+
 def _patient_chunks(n_patients: int, chunk_patients: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_patients, n_patients)) for a in range(0, n_patients, chunk_patients)]
 
@@ -777,7 +793,7 @@ def simulate_trials(
     *,
     workers: int = 1,
     pool: concurrent.futures.Executor | None = None,
-    chunk_patients: int = TRIAL_CHUNK_PATIENTS,
+    chunk_patients: int | None = None,
     progress: bool | None = None,
     **kwargs,
 ) -> dict[str, xr.Dataset]:
@@ -789,12 +805,16 @@ def simulate_trials(
     its quasi-steady start are integrated on their own, and a patient's lesions stay in one chunk), except
     ``attrs["wall_s"]``: the wall time of all arms together. ``kwargs`` go to :func:`simulate_trial`.
     ``progress``: a tqdm bar over the chunks (needs the ``progress`` extra); None (the default): only when the
-    ``MOA_PROGRESS`` environment variable is set (``moa run --progress``), as :func:`moa.simulate`."""
+    ``MOA_PROGRESS`` environment variable is set (``moa run --progress``), as :func:`moa.simulate`.
+    ``chunk_patients`` None (the default): :data:`TRIAL_CHUNK_PATIENTS`, or with ``workers=1`` and a GPU that
+    takes a batch of all the population's lesions, the whole population in one task per arm."""
     arms = list(arms)
     if progress is None:
         progress = bool(os.environ.get("MOA_PROGRESS"))
     if not arms:
         raise ValueError("arms=[]: give at least one arm of models/arms.toml")
+    if chunk_patients is None:
+        chunk_patients = _chunk_size(population, workers, pool)
     if not (isinstance(chunk_patients, int) and chunk_patients >= 1):
         raise ValueError(f"chunk_patients={chunk_patients!r}: must be an integer >= 1")
     chunks = _patient_chunks(population.size, chunk_patients)

@@ -254,6 +254,34 @@ def test_trials_in_patient_chunks_over_two_processes_equal_one_run_per_arm():
         trial.simulate_trials([], population)
 
 
+def test_with_a_gpu_one_process_runs_each_arm_as_one_batch(monkeypatch):
+    """Chunks of 100 patients would never reach a GPU (RodasSolver.gpu_min_batch); with one process and a GPU
+    that takes the whole population's lesions, each arm runs as one task. Without a GPU: 100-patient chunks."""
+    population = trial.sample_population(9, seed=4)
+    monkeypatch.setattr(trial, "TRIAL_CHUNK_PATIENTS", 4)  # so that 9 patients make several CPU chunks
+    seen = []
+    monkeypatch.setattr(trial, "_gpu_takes", lambda n: seen.append(n) or True)
+    assert trial._chunk_size(population, workers=1, pool=None) == 9
+    assert seen == [int(population.n_lesions.sum())]
+    assert trial._chunk_size(population, workers=2, pool=None) == 4
+
+    def chunk_labels():
+        got = trial.simulate_trials(["nabp"], population)["nabp"]
+        return [r["label"]["patients"] for r in json.loads(got.attrs["simulations"])]
+
+    assert chunk_labels() == ["0..8"]
+    monkeypatch.setattr(trial, "_gpu_takes", lambda n: False)
+    assert chunk_labels() == ["0..3", "4..7", "8..8"]
+
+
+def test_without_a_gpu_the_solver_sends_no_trial_to_it():
+    from moa.solvers.rodas4 import cuda
+
+    if cuda.available():
+        pytest.skip("this machine has a CUDA GPU (or the simulator is on)")
+    assert trial._gpu_takes(10**6) is False
+
+
 def test_calibration_is_reproducible_with_the_same_seed(capsys):
     """Same seed, same fit; also when the arms of each evaluation run in two processes. Progress: one line per
     evaluation on stderr."""
