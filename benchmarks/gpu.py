@@ -16,9 +16,10 @@ Outputs: ``--n`` batches have daily outputs (as ``throughput.py``), in calls of 
 batches have outputs at the virtual trial's scan days only (``moa.trial.scan_days``: every 56 days in
 the first year; and the last day), as a trial does, in calls of ``--per-call-scans`` sets. Why: with
 daily outputs ``moa.simulate``'s own host work (writing those 0.3 MB per set into fresh memory,
-observables, checks) is about 0.6 ms per set on one core, which alone caps the end-to-end rate near
-1,500 sims/s whatever the GPU does; and the larger calls give each launch several times the threads
-the card runs at once, so the work refill has trajectories to hand out.
+observables, checks) is 0.3-1 ms per set on one core (page faults: ``benchmarks/simulate_host.py``),
+which alone caps the end-to-end rate near 1,000-3,000 sims/s whatever the GPU does; and the larger calls
+give each launch several times the threads the card runs at once, so the work refill has trajectories
+to hand out.
 
 Reported per N: wall seconds and sims/s end to end (``moa.simulate``: dose segments, host-side outputs
 and observables included), of the GPU solver alone (kernel launches with their transfers), and the

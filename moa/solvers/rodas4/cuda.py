@@ -420,8 +420,7 @@ def kernels_for_model(compiled, held: tuple[int, ...] = ()) -> CudaKernels:
     compiled-solver cache; numba's CPU compilation is not triggered). ``held``: states whose rate
     rows are zero, as :func:`moa.solvers.rodas4.numba_kernels.kernels_for_model` (the quasi-steady start)."""
     require()
-    # its text, from the numba backend's cache (no sympy when cached)
-    cpu = numba_kernels.kernels_for_model(compiled, held=tuple(int(i) for i in held))
+    cpu = numba_kernels.kernels_for_model(compiled, held=held)  # its text, from the numba backend's cache
     source = cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan, max_registers())
     return _load(source, cpu.plan)
 
