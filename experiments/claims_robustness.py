@@ -31,6 +31,7 @@ import xarray as xr
 from scipy import stats
 
 from moa import sensitivity
+from moa.analysis import partial_response_pct
 from moa.parallel import available_cores
 from moa.report import plots
 from moa.report.claims import SETTING_LABELS, ArmOutcome, point_claims
@@ -193,6 +194,19 @@ def verdicts(outcome: dict[str, dict[str, ArmOutcome]], failed_by_arm: dict[str,
         },
         coords={"entry": keys, "point": np.arange(len(margins[0]))},
     )
+
+
+def untreated_partial_response(main: xr.Dataset) -> dict[str, float]:
+    """Per setting, the fraction of the points that ran where the untreated tumour itself reaches a partial
+    response (best change at or below RECIST's threshold): points where a drug's response cannot be told
+    from the tumour's own course."""
+    out = {}
+    for setting in SETTINGS:
+        sel = main.sel(arm="untreated", setting=setting)
+        ran = sel["status"].values == 0
+        if ran.any():  # a setting where no point ran is left out
+            out[setting] = round(float(np.mean(sel["best_change_pct"].values[ran] <= partial_response_pct())), 4)
+    return out
 
 
 def drivers(
@@ -361,6 +375,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
             "parameters most rank-correlated with a margin"
         )
     summary = {
+        "untreated_partial_response": untreated_partial_response(ds),
         "sampling": sampling,
         "n_points": int(ds.sizes["point"]),
         "parameters": names,

@@ -441,3 +441,84 @@ def test_robustness_table_gives_each_claims_fraction_in_section_order():
         "  - Across the plausible parameter space (`claims_robustness`), holds in: PD-L1-negative TNBC 62% (50-75%)."
     )
     assert "Across the plausible parameter space" not in claims_markdown({})
+
+
+# ----- claim 7: a partial response the untreated tumour does not reach -----------------------------
+def _experiment(name: str):
+    import importlib.util
+
+    from moa.experiment_runner import EXPERIMENTS_DIR
+
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pdl1_negative_case_is_not_tested_where_the_untreated_tumour_responds():
+    """A response on the bispecific counts only where the untreated tumour does not reach one itself
+    (before, a tumour that regressed untreated made the claim hold in 62% of the quick sweep's points)."""
+    from moa.report.claims import pdl1_negative_verdict
+
+    assert pdl1_negative_verdict(11.0, -35.0) == "the bispecific alone reaches a partial response"
+    assert pdl1_negative_verdict(-29.9, -30.0) == "the bispecific alone reaches a partial response"
+    assert pdl1_negative_verdict(11.0, -29.9) == "the bispecific alone does not reach a partial response"
+    assert pdl1_negative_verdict(-30.0, -100.0).startswith("NOT TESTED")
+    assert pdl1_negative_verdict(-100.0, -100.0).startswith("NOT TESTED")
+
+
+def test_point_verdicts_of_the_pdl1_negative_case_follow_the_typical_patient_rule():
+    """claims_robustness judges each point by the same rule as the typical patient's text: on a grid of
+    (untreated, bispecific) best changes, the point verdict is undecided exactly where the text says NOT
+    TESTED and holds exactly where it says the bispecific reaches a partial response."""
+    import numpy as np
+
+    from moa.report.claims import ArmOutcome, pdl1_negative_verdict, point_claims
+
+    values = np.array([-100.0, -45.0, -30.0, -29.9, 0.0, 15.0])
+    u, b = (a.ravel() for a in np.meshgrid(values, values, indexing="ij"))
+    d84 = np.full(u.shape, 20.0)
+    ones = np.ones(u.shape)
+    outcomes = {"untreated": ArmOutcome(best=u, d84=d84), "bsab_2x2": ArmOutcome(best=b, d84=d84, t_eff_fold=ones)}
+    claim = next(c for c in point_claims() if c.key == "pdl1neg")
+    assert set(claim.arms) == {"untreated", "bsab_2x2"}
+    texts = [pdl1_negative_verdict(x, y) for x, y in zip(u, b)]
+    np.testing.assert_array_equal(claim.tested(outcomes), [not t.startswith("NOT TESTED") for t in texts])
+    tested = claim.tested(outcomes)
+    np.testing.assert_array_equal(
+        claim.holds(outcomes)[tested],
+        [t == "the bispecific alone reaches a partial response" for t in texts if not t.startswith("NOT TESTED")],
+    )
+    module = _experiment("claims_robustness")
+    other = ArmOutcome(best=b, d84=d84, t_eff_fold=ones)  # the arms claim 7 does not read
+    everywhere = {s: {arm: outcomes.get(arm, other) for arm in module.ARMS} for s in module.SETTINGS}
+    no_failures = {s: {arm: np.zeros(u.shape, bool) for arm in module.ARMS} for s in module.SETTINGS}
+    table = module.verdicts(everywhere, no_failures)
+    held = table["holds"].sel(entry="pdl1neg|pdl1_negative_tnbc").values
+    assert np.isnan(held[~tested]).all() and np.isfinite(held[tested]).all()
+
+
+def test_untreated_responses_are_counted_per_setting_over_the_points_that_ran():
+    """The share of points whose untreated tumour reaches a partial response (failed points left out), and the
+    line claims.md gives it."""
+    import numpy as np
+    import xarray as xr
+
+    module = _experiment("claims_robustness")
+    settings = list(module.SETTINGS)
+    best = np.zeros((1, len(settings), 4))
+    status = np.zeros((1, len(settings), 4), int)
+    best[0, 0] = [-30.0, -29.9, -100.0, 5.0]  # two of four respond
+    best[0, 1] = [-50.0, -50.0, 10.0, 10.0]
+    status[0, 1] = [0, 1, 0, 1]  # of the two that ran, one responds
+    status[0, 2] = 1  # none ran: left out
+    main = xr.Dataset(
+        {"best_change_pct": (("arm", "setting", "point"), best), "status": (("arm", "setting", "point"), status)},
+        coords={"arm": ["untreated"], "setting": settings},
+    )
+    assert module.untreated_partial_response(main) == {settings[0]: 0.5, settings[1]: 0.5}
+    record = json.loads((SUMMARY_FIXTURES / "claims_robustness.json").read_text())
+    summary = {**record["summary"], "untreated_partial_response": {"cold": 0.36, "hot_tnbc": 0.28}}
+    text = claims_markdown({"claims_robustness": summary})
+    assert "itself reaches a partial response by day 84 in hot TNBC (PD-L1+) 28%; cold tumour 36% of the points" in text
+    assert "itself reaches a partial response by day" not in claims_markdown({"claims_robustness": record["summary"]})

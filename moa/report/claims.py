@@ -48,6 +48,7 @@ __all__ = [
     "PointClaim",
     "ArmOutcome",
     "point_claims",
+    "pdl1_negative_verdict",
     "volume_inhibition",
     "bliss_excess",
 ]
@@ -160,6 +161,20 @@ def cold_verdict(best_apdl1_pct: float, best_bsab_pct: float) -> str:
         else "DOES NOT HOLD"
         if resists
         else "NOT TESTED HERE (anti-PD-L1 already responds in this setting)"
+    )
+
+
+def pdl1_negative_verdict(best_untreated_pct: float, best_bsab_pct: float) -> str:
+    """Claim 7 in one setting: the bispecific alone reaches a partial response that the untreated tumour does
+    not. Where the untreated tumour itself shrinks by the partial-response threshold, a response on the
+    bispecific is not the drug's, so the claim is not tested there."""
+    thr = partial_response_pct()
+    if best_untreated_pct <= thr:
+        return "NOT TESTED HERE (the untreated tumour itself reaches a partial response)"
+    return (
+        "the bispecific alone reaches a partial response"
+        if best_bsab_pct <= thr
+        else "the bispecific alone does not reach a partial response"
     )
 
 
@@ -301,7 +316,7 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
     final = s.diameter_mm_day84 or s.final_diameter_mm
     day = 84.0 if s.diameter_mm_day84 is not None else s.duration_days if s.duration_days is not None else float("nan")
     out: dict[str, list[str]] = {k: [] for k in ("synergy", "cold", "broader", "format", "chemo", "pdl1neg")}
-    thr, meaningful = partial_response_pct(), decisions.meaningful_difference_pct_points
+    meaningful = decisions.meaningful_difference_pct_points
     margin, ratio = decisions.bliss_synergy_margin, decisions.format_diameter_ratio
     for setting, label in SETTING_LABELS.items():
         if setting not in best.get("untreated", {}):
@@ -365,11 +380,7 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
                 f"{_fmt(best['a41bb'][setting], '%')}, nab-paclitaxel {_fmt(best['nabp'][setting], '%')}, "
                 "nab-paclitaxel + 2:2 "
                 f"{_fmt(best['nabp_bsab_2x2'][setting], '%')} -> "
-                + (
-                    "the bispecific alone reaches a partial response"
-                    if b_bs <= thr
-                    else "the bispecific alone does not reach a partial response"
-                )
+                + pdl1_negative_verdict(best["untreated"][setting], b_bs)
             )
     return out
 
@@ -395,7 +406,8 @@ class PointClaim:
     ``holds(outcomes)`` is True/False per point (NaN-free inputs) and ``margin(outcomes)`` a number per
     point that is larger where the point favours the claim (what the sensitivity analysis ranks).
     A point is undecided where ``tested`` is False (the cold claim where anti-PD-L1 already responds:
-    :func:`cold_verdict`'s NOT TESTED) or the margin is undefined (no untreated tumour left at day 84
+    :func:`cold_verdict`'s NOT TESTED; the PD-L1-negative claim where the untreated tumour itself responds:
+    :func:`pdl1_negative_verdict`'s) or the margin is undefined (no untreated tumour left at day 84
     to compare inhibition with).
     """
 
@@ -524,12 +536,14 @@ def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClai
             7,
             "A case in PD-L1-negative TNBC",
             ("pdl1_negative_tnbc",),
-            ("bsab_2x2",),
-            f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%)",
+            ("untreated", "bsab_2x2"),
+            f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%); "
+            "tested where the untreated tumour does not",
             "threshold - bispecific best change",
             "%",
             lambda o: partial_response_pct() - o["bsab_2x2"].best,
             lambda o: o["bsab_2x2"].best <= partial_response_pct(),
+            lambda o: o["untreated"].best > partial_response_pct(),
         ),
     )
 
@@ -566,6 +580,21 @@ def _robustness_lines(summaries) -> list[str]:
             f"{entry['rule']} | {held} | {entry.get('undecided_points', 0)} / {entry['failed_points']} | "
             f"{', '.join(entry['drivers']) or 'none significant'} |"
         )
+    if rb.untreated_partial_response:
+        shares = "; ".join(
+            f"{SETTING_LABELS.get(s, s)} {100 * f:.0f}%"
+            for s, f in sorted(
+                rb.untreated_partial_response.items(),
+                key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+            )
+        )
+        lines += [
+            "",
+            f"Without treatment the tumour itself reaches a partial response by day {rb.duration_days:.0f} in {shares} "
+            "of the points that ran: the plausible ranges admit tumours the immune system controls alone. A "
+            "response on a drug there is not the drug's: claim 7 leaves those points undecided (claim 3 leaves "
+            "undecided those where anti-PD-L1 responds).",
+        ]
     return lines + [""]
 
 

@@ -455,6 +455,8 @@ class ClaimsRobustnessSummary(ExperimentSummary):
     driver_method: str
     claims: Mapping[str, RobustClaim]
     figures: Sequence[str] | None = None
+    #: per setting, the fraction of points that ran where the untreated tumour reaches a partial response [1]
+    untreated_partial_response: Mapping[str, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
