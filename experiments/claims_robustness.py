@@ -25,6 +25,7 @@ variants of the agonist and is not evaluated here.
 from __future__ import annotations
 
 import pathlib
+import textwrap
 
 import numpy as np
 import xarray as xr
@@ -390,7 +391,7 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
 def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, prov) -> None:
     entries = list(claims)
     with plots.style():
-        fig, ax = plots.subplots(figsize=(11, 0.45 * len(entries) + 1.5))
+        fig, ax = plots.subplots(figsize=(12, 0.62 * len(entries) + 1.5))
         y = np.arange(len(entries))[::-1]
         frac = np.array(
             [np.nan if claims[e]["fraction_holds"] is None else 100 * claims[e]["fraction_holds"] for e in entries]
@@ -399,10 +400,16 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
         high = np.array([np.nan if claims[e]["ci_high"] is None else 100 * claims[e]["ci_high"] for e in entries])
         ax.barh(y, frac, color="#4c72b0", xerr=np.vstack([frac - low, high - frac]), error_kw={"capsize": 3})
         labels = [
-            f"{claims[e]['section']}. {claims[e]['title'][:38]} | {SETTING_LABELS.get(claims[e]['setting'], '')}"
+            textwrap.fill(
+                f"{claims[e]['section']}. {claims[e]['title']} ({SETTING_LABELS.get(claims[e]['setting'], '')})", 52
+            )
             for e in entries
         ]
         ax.set_yticks(y, labels=labels, fontsize=10)
+        for yi, e, right in zip(y, entries, np.nan_to_num(high, nan=0.0)):
+            n = claims[e]["points"]
+            held = "" if claims[e]["fraction_holds"] is None else f"{round(claims[e]['fraction_holds'] * n)} of "
+            ax.text(right + 1.5, yi, f"{held}{n} tested", va="center", fontsize=9, color="0.3")
         ax.set_xlim(0, 100)
         ax.set_xlabel(plots.label("points where the verdict holds", "%"))
         plots.save_figure(
@@ -411,8 +418,10 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
             "claims_robustness",
             f"Fraction of {spec.sampling} points of the plausible parameter space ({len(spec.parameters)} "
             f"parameters within their bounds in models/, {DURATION_DAYS:.0f} days) where each claim's verdict "
-            "holds, by the rule and thresholds of results/claims.md, with 95% Clopper-Pearson intervals; "
-            "failed points are left out.",
+            "holds, by the rule and thresholds of results/claims.md, with 95% Clopper-Pearson intervals. Beside "
+            "each bar: the points where it holds, of those where the claim was tested; undecided points (the "
+            "claim is not tested there, e.g. claim 7 where the untreated tumour responds by itself) and failed "
+            "points are left out.",
             prov,
         )
         shown = list(sens)

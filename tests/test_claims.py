@@ -445,14 +445,9 @@ def test_robustness_table_gives_each_claims_fraction_in_section_order():
 
 # ----- claim 7: a partial response the untreated tumour does not reach -----------------------------
 def _experiment(name: str):
-    import importlib.util
+    from moa import experiment_runner
 
-    from moa.experiment_runner import EXPERIMENTS_DIR
-
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_runner.load(experiment_runner.find([name])[0])
 
 
 def test_pdl1_negative_case_is_not_tested_where_the_untreated_tumour_responds():

@@ -3,7 +3,6 @@ draws the rest; the sweeps and chemotherapy experiments write figures, data and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import matplotlib
@@ -13,16 +12,13 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from moa.experiment_runner import EXPERIMENTS_DIR  # noqa: E402
+from moa import experiment_runner  # noqa: E402
 from sweep_helpers import StarvedPoints  # noqa: E402
 from moa.solvers.base import STATUS  # noqa: E402
 
 
 def _experiment(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_runner.load(experiment_runner.find([name])[0])
 
 
 sweeps = _experiment("sweeps")
