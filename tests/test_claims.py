@@ -484,6 +484,8 @@ def test_point_verdicts_of_the_pdl1_negative_case_follow_the_typical_patient_rul
         claim.holds(outcomes)[tested],
         [t == "the bispecific alone reaches a partial response" for t in texts if not t.startswith("NOT TESTED")],
     )
+    margin = claim.margin(outcomes)  # the margin the drivers rank: positive exactly where the claim holds
+    np.testing.assert_array_equal(margin > 0, tested & claim.holds(outcomes) & (b < -30.0))
     module = _experiment("claims_robustness")
     other = ArmOutcome(best=b, d84=d84, t_eff_fold=ones)  # the arms claim 7 does not read
     everywhere = {s: {arm: outcomes.get(arm, other) for arm in module.ARMS} for s in module.SETTINGS}

@@ -439,6 +439,13 @@ def _cold_holds(o: PointOutcomes) -> np.ndarray:
     return (o["apdl1"].best > thr) & (o["bsab_2x2"].best <= thr)
 
 
+def _pdl1neg_margin(o: PointOutcomes) -> np.ndarray:
+    """Positive exactly where claim 7 holds: the untreated tumour stays above the response threshold and the
+    bispecific reaches it (as :func:`_cold_margin`, with the untreated tumour in anti-PD-L1's place)."""
+    thr = partial_response_pct()
+    return np.minimum(o["untreated"].best - thr, thr - o["bsab_2x2"].best)
+
+
 def _format_holds(o: PointOutcomes, d: DecisionThresholds) -> np.ndarray:
     """The format line's "2:2 better": best change lower by the meaningful margin, or day-84 diameter below
     the format ratio times 1:1's."""
@@ -539,9 +546,9 @@ def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClai
             ("untreated", "bsab_2x2"),
             f"2:2 bispecific alone reaches a partial response (best change <= {partial_response_pct():.0f}%); "
             "tested where the untreated tumour does not",
-            "threshold - bispecific best change",
+            "min(untreated - threshold, threshold - bispecific)",
             "%",
-            lambda o: partial_response_pct() - o["bsab_2x2"].best,
+            _pdl1neg_margin,
             lambda o: o["bsab_2x2"].best <= partial_response_pct(),
             lambda o: o["untreated"].best > partial_response_pct(),
         ),
