@@ -519,3 +519,37 @@ def test_untreated_responses_are_counted_per_setting_over_the_points_that_ran():
     text = claims_markdown({"claims_robustness": summary})
     assert "itself reaches a partial response by day 84 in hot TNBC (PD-L1+) 28%; cold tumour 36% of the points" in text
     assert "itself reaches a partial response by day" not in claims_markdown({"claims_robustness": record["summary"]})
+
+
+def test_robustness_gives_each_claim_over_the_points_whose_untreated_tumour_does_not_respond():
+    """The subset column and the per-claim line come from the summary's ``no_untreated_response``, and the
+    experiment counts a claim there only at points where the untreated tumour ran and did not respond."""
+    import numpy as np
+    import xarray as xr
+
+    record = json.loads((SUMMARY_FIXTURES / "claims_robustness.json").read_text())
+    summary = copy.deepcopy(record["summary"])
+    summary["claims"]["broader|hot_tnbc"]["no_untreated_response"] = {
+        "points": 46,
+        "fraction_holds": 0.2609,
+        "ci_low": 0.1427,
+        "ci_high": 0.4113,
+    }
+    text = claims_markdown({"claims_robustness": summary})
+    row = next(r for r in text.splitlines() if r.startswith("| 5. ") and "hot TNBC" in r)
+    assert "| 26% (14-41%) of 46 |" in row
+    other = next(r for r in text.splitlines() if r.startswith("| 5. ") and "cold tumour" in r)
+    assert "| - |" in other  # not recorded: a dash, not a number
+    assert ", 26% (14-41%) where the untreated tumour does not respond;" in _section(text, 5)
+
+    module = _experiment("claims_robustness")
+    settings = list(module.SETTINGS)
+    best = np.array([[[-30.0, -29.9, 10.0, 10.0]] * len(settings)])
+    status = np.zeros(best.shape, int)
+    status[0, 0, 3] = 1
+    main = xr.Dataset(
+        {"best_change_pct": (("arm", "setting", "point"), best), "status": (("arm", "setting", "point"), status)},
+        coords={"arm": ["untreated"], "setting": settings},
+    )
+    np.testing.assert_array_equal(module.untreated_does_not_respond(main, settings[0]), [False, True, True, False])
+    np.testing.assert_array_equal(module.untreated_does_not_respond(main, settings[1]), [False, True, True, True])

@@ -555,6 +555,18 @@ def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClai
     )
 
 
+def _percent_interval(frac: float | None, low: float | None, high: float | None) -> str:
+    """``"12% (9-19%)"`` from fractions; ``"n/a"`` where no point decided."""
+    return "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * low:.0f}-{100 * high:.0f}%)"
+
+
+def _subset_fraction(subset) -> str:
+    """A robustness subset (``no_untreated_response``) as ``"12% (9-19%) of 193"``; ``"-"`` when not recorded."""
+    if not subset:
+        return "-"
+    return f"{_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} of {subset['points']}"
+
+
 def _robustness_lines(summaries) -> list[str]:
     """The robustness table (experiment ``claims_robustness``), or nothing when it was not run."""
     rb = _read(summaries, "claims_robustness")
@@ -568,23 +580,22 @@ def _robustness_lines(summaries) -> list[str]:
         "the 95% Clopper-Pearson interval; undecided points (the claim is not tested there, or no untreated "
         f"tumour is left to compare with) are left out; drivers by {rb.driver_method}.",
         "",
-        "| claim | setting | verdict rule | holds in (95% CI) | undecided / failed points | main drivers |",
-        "|---|---|---|---|---|---|",
+        "| claim | setting | verdict rule | holds in (95% CI) | where the untreated tumour does not respond: "
+        "holds in (95% CI) of points | undecided / failed points | main drivers |",
+        "|---|---|---|---|---|---|---|",
     ]
     order = list(SETTING_LABELS)
     for entry in sorted(
         rb.claims.values(),
         key=lambda e: (e["section"], order.index(e["setting"]) if e["setting"] in order else len(order)),
     ):
-        frac = entry["fraction_holds"]
-        held = (
-            "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
-        )
+        held = _percent_interval(entry["fraction_holds"], entry["ci_low"], entry["ci_high"])
         if entry.get("by_construction"):
             held += f"; by construction: {entry['by_construction']}"
         lines.append(
             f"| {entry['section']}. {entry['title']} | {SETTING_LABELS.get(entry['setting'], entry['setting'])} | "
-            f"{entry['rule']} | {held} | {entry.get('undecided_points', 0)} / {entry['failed_points']} | "
+            f"{entry['rule']} | {held} | {_subset_fraction(entry.get('no_untreated_response'))} | "
+            f"{entry.get('undecided_points', 0)} / {entry['failed_points']} | "
             f"{', '.join(entry['drivers']) or 'none significant'} |"
         )
     if rb.untreated_partial_response:
@@ -880,8 +891,15 @@ def _with_robustness_per_claim(lines: list[str], summaries) -> list[str]:
         frac = entry["fraction_holds"]
         if frac is not None:
             label = SETTING_LABELS.get(entry["setting"], entry["setting"])
+            subset = entry.get("no_untreated_response")
             by_section.setdefault(entry["section"], []).append(
-                f"{label} {100 * frac:.0f}% ({100 * entry['ci_low']:.0f}-{100 * entry['ci_high']:.0f}%)"
+                f"{label} {_percent_interval(frac, entry['ci_low'], entry['ci_high'])}"
+                + (
+                    f", {_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} where "
+                    "the untreated tumour does not respond"
+                    if subset and subset["fraction_holds"] is not None
+                    else ""
+                )
             )
     out = []
     for i, line in enumerate(lines):

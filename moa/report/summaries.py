@@ -143,6 +143,15 @@ class SweepMap(TypedDict, total=False):
     failed_points: int
 
 
+class RobustSubset(TypedDict):
+    """A claim's fraction over a subset of the sampled points (e.g. where the untreated tumour does not respond)."""
+
+    points: int
+    fraction_holds: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
 class RobustClaim(TypedDict):
     """One claim in one setting of ``claims_robustness``: how often its verdict holds over the sampled points."""
 
@@ -159,6 +168,7 @@ class RobustClaim(TypedDict):
     by_construction: NotRequired[str | None]
     margin: NotRequired[str]
     undecided_points: NotRequired[int]
+    no_untreated_response: NotRequired[RobustSubset]  # the same over the points whose untreated tumour does not respond
 
 
 class InVivoBell(TypedDict):
