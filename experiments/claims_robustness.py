@@ -481,11 +481,18 @@ def _figures(out_dir, claims: dict, sens: dict, quick: bool, spec: SweepSpec, pr
             score = np.abs(ds["prcc"].values) if quick else np.nan_to_num(ds["ST"].values, nan=-1)
             top = ds.isel(parameter=np.argsort(-np.nan_to_num(score, nan=-1))[:8])
             (sensitivity.plot_tornado if quick else sensitivity.plot_sobol_bars)(ax, top)
-            key, setting = entry.split("|")
-            ax.set_title(f"{key} | {SETTING_LABELS.get(setting, setting)}", fontsize=12)
+            c = claims[entry]
+            title = f"{c['section']}. {c['title']} ({SETTING_LABELS.get(c['setting'], c['setting'])})"
+            ax.set_title(textwrap.fill(title, 52), fontsize=11)
             ax.tick_params(axis="y", labelsize=9)
         for ax in axes.ravel()[len(shown) :]:
             ax.set_visible(False)
+        handles, names = axes.ravel()[0].get_legend_handles_labels()
+        for ax in axes.ravel()[: len(shown)]:  # one legend for all panels, above them, so none hides a bar
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        if handles:
+            fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), fontsize=12)
         plots.panel_letters(axes.ravel()[: len(shown)])
         what = (
             "PRCC with 95% intervals"

@@ -506,5 +506,5 @@ def plot_sobol_bars(ax, sobol_ds: xr.Dataset):
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_yticks(positions, labels=names)
     ax.set_xlabel(plots.label(f"Sobol index{_interval_note(sobol_ds)}", "1"))
-    ax.legend(loc="lower right")  # total order first, as its bar sits above the first-order one
+    ax.legend(loc="best")  # total order first, as its bar sits above the first-order one; placed where it hides least
     return ax
