@@ -553,3 +553,42 @@ def test_robustness_gives_each_claim_over_the_points_whose_untreated_tumour_does
     )
     np.testing.assert_array_equal(module.untreated_does_not_respond(main, settings[0]), [False, True, True, False])
     np.testing.assert_array_equal(module.untreated_does_not_respond(main, settings[1]), [False, True, True, True])
+
+
+def test_what_makes_the_untreated_tumour_shrink_is_found_and_reported():
+    """A design where only the first parameter moves the untreated best change: it is the strongest driver
+    named, with a negative PRCC as raising it shrinks the tumour; claims.md names the drivers per setting."""
+    import numpy as np
+    import xarray as xr
+
+    module = _experiment("claims_robustness")
+    settings = list(module.SETTINGS)
+    rng = np.random.default_rng(7)
+    design = rng.random((200, 5))
+    best = np.stack([-100 * design[:, 0] + rng.normal(0, 5, 200)] * len(settings))[None]
+    status = np.zeros(best.shape, int)
+    status[0, 1, :150] = 1  # the second setting: only 50 points ran, the rest are left out
+    main = xr.Dataset(
+        {
+            "best_change_pct": (("arm", "setting", "point"), best),
+            "status": (("arm", "setting", "point"), status),
+            "unit_design": (("point", "parameter"), design),
+        },
+        coords={"arm": ["untreated"], "setting": settings},
+    )
+    top = module.untreated_response_drivers(main, ["kill", "a", "b", "c", "d"])
+    for setting in settings[:2]:  # the strongest is the one that matters; any other named is far weaker
+        assert top[setting][0].startswith("kill (-0.9"), top[setting]
+        assert all(abs(float(t.split("(")[1].rstrip(")"))) < 0.4 for t in top[setting][1:]), top[setting]
+    record = json.loads((SUMMARY_FIXTURES / "claims_robustness.json").read_text())
+    summary = {
+        **record["summary"],
+        "untreated_partial_response": {"hot_tnbc": 0.39},
+        "untreated_response_drivers": {"hot_tnbc": ["kill_rate_max (-0.56)", "tumour_growth_rate (+0.53)"], "cold": []},
+    }
+    text = claims_markdown({"claims_robustness": summary})
+    assert (
+        "it shrinks more as the parameter rises): hot TNBC (PD-L1+) kill_rate_max (-0.56), tumour_growth_rate (+0.53)."
+        in text
+    )
+    assert "cold tumour" not in text.split("What makes it shrink")[1].split("\n")[0]

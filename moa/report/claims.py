@@ -613,6 +613,20 @@ def _robustness_lines(summaries) -> list[str]:
             "response on a drug there is not the drug's: claim 7 leaves those points undecided (claim 3 leaves "
             "undecided those where anti-PD-L1 responds).",
         ]
+        if rb.untreated_response_drivers and any(rb.untreated_response_drivers.values()):
+            lines[-1] += (
+                " What makes it shrink (PRCC with the untreated best change, negative: it shrinks more as the "
+                "parameter rises): "
+                + "; ".join(
+                    f"{SETTING_LABELS.get(s, s)} {', '.join(top)}"
+                    for s, top in sorted(
+                        rb.untreated_response_drivers.items(),
+                        key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+                    )
+                    if top
+                )
+                + "."
+            )
     return lines + [""]
 
 

@@ -467,6 +467,8 @@ class ClaimsRobustnessSummary(ExperimentSummary):
     figures: Sequence[str] | None = None
     #: per setting, the fraction of points that ran where the untreated tumour reaches a partial response [1]
     untreated_partial_response: Mapping[str, float] | None = None
+    #: per setting, the parameters most rank-correlated with the untreated tumour's best change ("name (+0.53)")
+    untreated_response_drivers: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
