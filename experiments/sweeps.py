@@ -200,19 +200,28 @@ def run_sweeps(
 # numbers for the summary
 
 
-def sign_changes(x: np.ndarray, y: np.ndarray, log_scale: bool) -> list[float]:
-    """Where ``y`` changes sign along ``x`` (linear interpolation, in log10 x for log parameters).
+def sign_changes(x: np.ndarray, y: np.ndarray, log_scale: bool, margin: float = MARGIN_LOG10) -> list[float]:
+    """Where the benefit ``y`` changes sign along ``x`` by more than ``margin`` on each side: from a point
+    above ``+margin`` to the next point below ``-margin`` (or the reverse), with any points between them
+    inside the band; located where ``y`` crosses zero between those two points (linear interpolation, in
+    log10 x for log parameters).
 
-    Failed (NaN) points and exact zeros (both arms below one cell) are skipped.
+    A crossing that stays within +-``margin`` (noise around zero where both arms have eradicated the tumour
+    or neither acts, or a benefit of -0.04 log10 after +0.8) is no meaningful change of sign and is not
+    reported, as the experiment's "beats" needs more than ``margin``. Failed (NaN) points are skipped.
     """
-    keep = np.isfinite(y) & (y != 0)
+    keep = np.isfinite(y)
     xs = np.log10(x[keep]) if log_scale else x[keep]
     ys = y[keep]
+    side = np.where(ys > margin, 1, np.where(ys < -margin, -1, 0))
+    beyond = np.flatnonzero(side)
     out = []
-    for i in range(len(ys) - 1):
-        if ys[i] * ys[i + 1] < 0:
-            root = xs[i] + (xs[i + 1] - xs[i]) * ys[i] / (ys[i] - ys[i + 1])
-            out.append(float(10**root if log_scale else root))
+    for a, b in zip(beyond[:-1], beyond[1:]):
+        if side[a] == side[b]:
+            continue
+        i = next(i for i in range(a, b) if (ys[i] > 0) != (ys[i + 1] > 0))  # the first crossing between them
+        root = xs[i] + (xs[i + 1] - xs[i]) * ys[i] / (ys[i] - ys[i + 1])
+        out.append(float(10**root if log_scale else root))
     return out
 
 
@@ -470,7 +479,14 @@ def plot_map(grid: xr.Dataset, out_dir: pathlib.Path, stem: str = "benefit_map")
 
 
 def summarise(ds: xr.Dataset | None, grid: xr.Dataset | None) -> dict:
-    summary: dict = {"benefit_day": None, "sweeps": {}, "map": {}, "failed_points": 0, "failure_reasons": {}}
+    summary: dict = {
+        "benefit_day": None,
+        "margin_log10": MARGIN_LOG10,
+        "sweeps": {},
+        "map": {},
+        "failed_points": 0,
+        "failure_reasons": {},
+    }
     reasons: collections.Counter = collections.Counter()
     examples: list[str] = []
     if ds is not None:

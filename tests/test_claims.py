@@ -592,3 +592,25 @@ def test_what_makes_the_untreated_tumour_shrink_is_found_and_reported():
         in text
     )
     assert "cold tumour" not in text.split("What makes it shrink")[1].split("\n")[0]
+
+
+def test_sweep_sign_changes_are_written_as_values_with_units_and_the_margin():
+    """The one-parameter sweeps' line names each flip as "parameter value unit" (not a Python dict) and says
+    the benefit must pass the experiment's margin on both sides."""
+    record = json.loads((SUMMARY_FIXTURES / "sweeps.json").read_text())
+    summary = copy.deepcopy(record["summary"])
+    summary["margin_log10"] = 0.1
+    for params in summary["sweeps"].values():
+        for v in params.values():
+            v["sign_changes_at"] = []
+    summary["sweeps"]["hot_tnbc"]["priming_rate_max"]["sign_changes_at"] = [14820000.0, 3.0e7]
+    text = _section(claims_markdown({"sweeps": summary}), 3)
+    assert (
+        "One-parameter sweeps (hot_tnbc): the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 or back) "
+        "at priming_rate_max 1.48e+07, 3e+07 cell/day;" in text
+    )
+    assert (
+        "One-parameter sweeps (cold): the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 or back) "
+        "nowhere within the bounds;" in text
+    )
+    assert "{" not in text

@@ -91,6 +91,21 @@ def test_sign_changes_interpolate_in_log_space():
     assert sweeps.sign_changes(np.array([0.0, 1.0]), np.array([1.0, -3.0]), log_scale=False) == pytest.approx([0.25])
 
 
+def test_a_sign_change_must_pass_the_margin_on_both_sides():
+    """Noise around zero (both arms gone, or neither acting) and a dip to -0.04 log10 after +0.8 are no change
+    of sign: each side must pass the experiment's 0.1 log10; a real change is located at its zero crossing."""
+    x = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert sweeps.MARGIN_LOG10 == 0.1
+    # the full run's antigenicity sweep: -0.0 (about -1e-5) at 0, then a benefit: reported at 1.7e-10 before
+    assert sweeps.sign_changes(x, np.array([-1e-5, 0.2, 0.3, 0.33, 0.33]), log_scale=False) == []
+    assert sweeps.sign_changes(x, np.array([0.84, 1.4, 0.6, 0.05, -0.04]), log_scale=False) == []
+    # through the band: located where it crosses zero (between 0.05 at 0.5 and -0.05 at 0.75), not at its edges
+    assert sweeps.sign_changes(x, np.array([0.5, 0.3, 0.05, -0.05, -0.3]), log_scale=False) == pytest.approx([0.625])
+    assert sweeps.sign_changes(x, np.array([-0.5, 0.3, -0.5, np.nan, 0.3]), log_scale=False) == pytest.approx(
+        [0.15625, 0.34375, 0.8125]  # NaN skipped: the last crossing is between 0.5 and 1.0
+    )
+
+
 def test_sweeps_main_writes_figures_data_and_captions(tmp_path):
     summary = sweeps.main(tmp_path, quick=True, n_points=3, map_points=3, duration_days=28.0, settings=("cold",))
     json.dumps(summary)

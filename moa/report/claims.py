@@ -736,20 +736,29 @@ def claims_markdown(
                 f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10)."
             )
         for setting, params in (sw.sweeps or {}).items():
-            flips = {p: v["sign_changes_at"] for p, v in params.items() if v.get("sign_changes_at")}
+            flips = [
+                f"{p} {', '.join(f'{x:.3g}' for x in v['sign_changes_at'])} {v.get('unit', '')}".rstrip()
+                for p, v in params.items()
+                if v.get("sign_changes_at")
+            ]
             weakest = min(
                 params.items(),
                 key=lambda kv: min(
                     x for x in (kv[1]["low"]["benefit_log10"], kv[1]["high"]["benefit_log10"]) if x is not None
                 ),
             )
-            lines.append(
+            lines.append(  # "+ 0.0" below prints a benefit of -0.0 as 0, not as "-0"
                 f"  - One-parameter sweeps ({setting}): the benefit changes sign "
-                + (f"at {flips}" if flips else "nowhere within the bounds")
+                + (
+                    f"(from beyond +{sw.margin_log10:g} to beyond -{sw.margin_log10:g} log10 or back) "
+                    if sw.margin_log10 is not None
+                    else ""
+                )
+                + (f"at {'; '.join(flips)}" if flips else "nowhere within the bounds")
                 + "; it is smallest at the "
                 f"{('low' if weakest[1]['low']['benefit_log10'] <= weakest[1]['high']['benefit_log10'] else 'high')} "
                 f"end of {weakest[0]} "
-                f"({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']):.2g} log10)."
+                f"({min(weakest[1]['low']['benefit_log10'], weakest[1]['high']['benefit_log10']) + 0.0:.2g} log10)."
             )
         if sw.failed_points:
             lines.append(f"  - {sw.failed_points} sweep point(s) failed: {sw.failure_reasons}.")

@@ -392,6 +392,8 @@ class SweepsSummary(ExperimentSummary):
 
     EXPERIMENT: ClassVar[str] = "sweeps"
     benefit_day: float | None = None
+    #: the benefit that counts as "beats" [log10 cells]; a sign change must pass it on both sides
+    margin_log10: float | None = None
     sweeps: Mapping[str, Mapping[str, SweepParameter]] | None = None
     map: SweepMap | None = None
     failed_points: int | None = None
