@@ -614,3 +614,22 @@ def test_sweep_sign_changes_are_written_as_values_with_units_and_the_margin():
         "nowhere within the bounds;" in text
     )
     assert "{" not in text
+
+
+def test_format_lines_name_formats_and_settings_by_their_labels():
+    """Claim 4's in vivo and threshold lines read "2:2 bispecific (...), hot TNBC (PD-L1+)" from models/, and
+    say where the peak lies in words (not "bsab_2x2|hot_tnbc" and "interior peak: True")."""
+    record = json.loads((SUMMARY_FIXTURES / "format_bell.json").read_text())
+    summary = copy.deepcopy(record["summary"])
+    text = _section(claims_markdown({"format_bell": summary}), 4)
+    in_vivo = [line for line in text.splitlines() if line.startswith("  - In vivo")]
+    assert in_vivo and all("|" not in line and "True" not in line and "False" not in line for line in in_vivo)
+    key, v = next(iter(summary["in_vivo"].items()))
+    fmt, setting = key.split("|")
+    label = {"bsab_2x2": "2:2 bispecific (opatisumimab-like)", "bsab_1x1": "1:1 bispecific"}[fmt]
+    where = "inside the dose range" if v["peak_is_interior"] else "at an end of the dose range (no interior peak)"
+    assert (
+        f"  - In vivo, {label}, {claims.SETTING_LABELS[setting]}: tumour ternary peaks at "
+        f"{v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg, {where};" in in_vivo[0]
+    )
+    assert "threshold of conditional agonism (1:1 bispecific)" in text

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..analysis import partial_response_pct
 from ..parameters import MODELS_DIR, convert_value, load_parameter_file
+from ..scenarios import load_formats
 from .provenance import base_provenance
 from .results import write_text
 from .summaries import (
@@ -567,6 +568,14 @@ def _subset_fraction(subset) -> str:
     return f"{_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} of {subset['points']}"
 
 
+def _format_setting_label(key: str) -> str:
+    """``"bsab_1x1|cold"`` as ``"1:1 bispecific, cold tumour"`` (labels from models/formats.toml and the setting
+    labels); a part without a label is kept as written."""
+    fmt, *settings = key.split("|")
+    label = {name: f.label for name, f in load_formats().items()}.get(fmt, fmt)
+    return ", ".join([label] + [SETTING_LABELS.get(s, s) for s in settings])
+
+
 def _robustness_lines(summaries) -> list[str]:
     """The robustness table (experiment ``claims_robustness``), or nothing when it was not run."""
     rb = _read(summaries, "claims_robustness")
@@ -772,9 +781,12 @@ def claims_markdown(
             f"x{fb.format_gain_peak_ternary:.3g} that of 1:1 (same KDs, valency only)."
         )
         for key, v in (fb.in_vivo or {}).items():
+            where = (
+                "inside the dose range" if v["peak_is_interior"] else "at an end of the dose range (no interior peak)"
+            )
             lines.append(
-                f"  - In vivo {key}: tumour ternary peaks at {v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg "
-                f"(interior peak: {v['peak_is_interior']}); at 15 mg/kg it is "
+                f"  - In vivo, {_format_setting_label(key)}: tumour ternary peaks at "
+                f"{v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg, {where}; at 15 mg/kg it is "
                 f"{100 * v['ternary_at_rp2d_over_peak']:.0f}% of the peak; best change at 15 mg/kg "
                 f"{v['best_percent_change_at_rp2d']:+.0f}%"
                 + (
@@ -785,7 +797,8 @@ def claims_markdown(
             )
         for fmt, thr in (fb.pdl1_threshold_per_cell or {}).items():
             lines.append(
-                f"  - In vitro PD-L1 threshold of conditional agonism ({fmt}): half-maximal best 4-1BB signal at "
+                f"  - In vitro PD-L1 threshold of conditional agonism ({_format_setting_label(fmt)}): half-maximal "
+                "best 4-1BB signal at "
                 f"{thr:.3g} PD-L1 per cell (emerges from contact-zone bridging and clustering; MCLA-145 "
                 "needed about 5-6e3)."
             )
