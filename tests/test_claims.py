@@ -606,12 +606,12 @@ def test_sweep_sign_changes_are_written_as_values_with_units_and_the_margin():
     summary["sweeps"]["hot_tnbc"]["priming_rate_max"]["sign_changes_at"] = [14820000.0, 3.0e7]
     text = _section(claims_markdown({"sweeps": summary}), 3)
     assert (
-        "One-parameter sweeps (hot_tnbc): the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 or back) "
-        "at priming_rate_max 1.48e+07, 3e+07 cell/day;" in text
+        "One-parameter sweeps, hot TNBC (PD-L1+): the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 "
+        "or back) at priming_rate_max 1.48e+07, 3e+07 cell/day;" in text
     )
     assert (
-        "One-parameter sweeps (cold): the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 or back) "
-        "nowhere within the bounds;" in text
+        "One-parameter sweeps, cold tumour: the benefit changes sign (from beyond +0.1 to beyond -0.1 log10 "
+        "or back) nowhere within the bounds;" in text
     )
     assert "{" not in text
 
@@ -633,3 +633,20 @@ def test_format_lines_name_formats_and_settings_by_their_labels():
         f"{v['dose_at_peak_ternary_mg_per_kg']:g} mg/kg, {where};" in in_vivo[0]
     )
     assert "threshold of conditional agonism (1:1 bispecific)" in text
+
+
+def test_arms_subgroups_and_settings_are_written_by_their_labels():
+    """Claim 2's arms, the virtual trial's arms and subgroups and the sweeps' settings read as on a slide
+    (labels from models/arms.toml and settings), not as keys such as "a41bb (cold)" or "bsab_2x2, pdl1_positive"."""
+    summaries = {
+        name: json.loads((SUMMARY_FIXTURES / f"{name}.json").read_text())["summary"]
+        for name in ("exhaustion_dynamics", "virtual_trial", "sweeps")
+    }
+    text = claims_markdown(summaries)
+    arms = load_arms()
+    assert f"  - {arms['a41bb'].label}, cold tumour: peak Tpex x" in _section(text, 2)
+    assert f"  - {arms['nabp_bsab_2x2'].label}, PD-L1-positive: ORR " in text
+    assert f"  - {arms['bsab_2x2'].label}, PD-L1-negative: ORR " in text
+    assert "  - One-parameter sweeps, cold tumour: the benefit changes sign" in _section(text, 3)
+    for key in ("a41bb (cold)", "pdl1_positive", "pdl1_negative:", "(cold background", "sweeps (hot_tnbc)"):
+        assert key not in text, key

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..analysis import partial_response_pct
 from ..parameters import MODELS_DIR, convert_value, load_parameter_file
-from ..scenarios import load_formats
+from ..scenarios import load_arms, load_formats
 from .provenance import base_provenance
 from .results import write_text
 from .summaries import (
@@ -568,6 +568,12 @@ def _subset_fraction(subset) -> str:
     return f"{_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} of {subset['points']}"
 
 
+def _arm_label(arm: str) -> str:
+    """A treatment arm by its label in models/arms.toml (the name where it has none)."""
+    found = load_arms().get(arm)
+    return found.label if found is not None and found.label else arm
+
+
 def _format_setting_label(key: str) -> str:
     """``"bsab_1x1|cold"`` as ``"1:1 bispecific, cold tumour"`` (labels from models/formats.toml and the setting
     labels); a part without a label is kept as written."""
@@ -687,7 +693,8 @@ def claims_markdown(
                 continue
             w, wo = arms_ex[arm]["with_reinvigoration"], arms_ex[arm]["without_reinvigoration"]
             lines.append(
-                f"  - {arm} (cold): peak Tpex x{w['peak_t_pex_fold_vs_untreated']:.3g} and peak effectors "
+                f"  - {_arm_label(arm)}, cold tumour: peak Tpex x{w['peak_t_pex_fold_vs_untreated']:.3g} and peak "
+                "effectors "
                 f"x{w['peak_t_eff_fold_vs_untreated']:.3g} vs untreated; with reinvigoration set to 0: "
                 f"x{wo['peak_t_pex_fold_vs_untreated']:.3g} and x{wo['peak_t_eff_fold_vs_untreated']:.3g}; tumour at "
                 f"day 84 {w['diameter_day84']:.1f} vs {wo['diameter_day84']:.1f} mm."
@@ -739,7 +746,8 @@ def claims_markdown(
         if mp.get("fraction_bsab_beats_apdl1") is not None:
             lo, hi = mp.get("benefit_range_log10") or (float("nan"), float("nan"))
             lines.append(
-                f"  - {' x '.join(mp.get('axes', []))} map ({mp.get('setting')} background, day {sw.benefit_day}): "
+                f"  - {' x '.join(mp.get('axes', []))} map ({SETTING_LABELS.get(mp.get('setting'), mp.get('setting'))} "
+                f"background, day {sw.benefit_day:g}): "
                 f"the 2:2 bispecific leaves fewer tumour cells than anti-PD-L1 by > {mp.get('margin_log10')} log10 on "
                 f"{100 * mp['fraction_bsab_beats_apdl1']:.0f}% of the map and anti-PD-L1 wins on "
                 f"{100 * (mp.get('fraction_apdl1_beats_bsab') or 0):.0f}% (benefit {lo:.2g} to {hi:.2g} log10)."
@@ -757,7 +765,7 @@ def claims_markdown(
                 ),
             )
             lines.append(  # "+ 0.0" below prints a benefit of -0.0 as 0, not as "-0"
-                f"  - One-parameter sweeps ({setting}): the benefit changes sign "
+                f"  - One-parameter sweeps, {SETTING_LABELS.get(setting, setting)}: the benefit changes sign "
                 + (
                     f"(from beyond +{sw.margin_log10:g} to beyond -{sw.margin_log10:g} log10 or back) "
                     if sw.margin_log10 is not None
@@ -901,7 +909,8 @@ def _population_claims(vt) -> list[str]:
             hr = r.get("hr_vs_nabp_apdl1") or [float("nan")] * 3
             orr = r.get("orr") or [float("nan")] * 3
             out.append(
-                f"  - {arm}, {sg}: ORR {orr[0]:.0f}% ({orr[1]:.0f}-{orr[2]:.0f}), PFS HR vs nab-paclitaxel + "
+                f"  - {_arm_label(arm)}, {sg.replace('pdl1_', 'PD-L1-')}: ORR {orr[0]:.0f}% "
+                f"({orr[1]:.0f}-{orr[2]:.0f}), PFS HR vs nab-paclitaxel + "
                 f"anti-PD-L1 {hr[0]:.2f} ({hr[1]:.2f}-{hr[2]:.2f}) -> "
                 + ("better" if hr[2] < 1 else "worse" if hr[1] > 1 else "no difference shown")
             )
