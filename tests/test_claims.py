@@ -136,7 +136,9 @@ def _levers_summary(bsab_best_when_antigenic: float) -> dict:
 def test_lever_driving_the_cold_verdict_follows_the_numbers():
     text = _section(claims_markdown({"cold_levers": _levers_summary(-50.0)}), 3)
     assert "Verdict driver: the verdict changes when antigenicity alone" in text
-    assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in text and "-> HOLDS" in text
+    assert "antigenicity 0.1 -> 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in text and "-> HOLDS" in text
+    assert "infiltration_rate 0.02 -> 0.5 1/day: anti-PD-L1" in text  # a unit other than "1" is written
+    assert "Levers (cold tumour with one lever at a time at its hot TNBC (PD-L1+) value" in text
     text = _section(claims_markdown({"cold_levers": _levers_summary(25.0)}), 3)
     assert "no single lever changes the verdict alone" in text
     assert "All levers at once: anti-PD-L1 -40%, 2:2 bispecific -90% -> NOT TESTED HERE" in text
@@ -348,7 +350,7 @@ def test_optional_keys_may_be_absent_and_required_nested_keys_may_not():
         ColdLeversSummary.from_summary(levers).lever_outcomes["antigenicity"]["best_percent_change"]["bsab_2x2"]
         == -50.0
     )
-    assert "antigenicity 0.1 -> 1 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in claims_markdown({"cold_levers": levers})
+    assert "antigenicity 0.1 -> 1: anti-PD-L1 +35%, 2:2 bispecific -50%" in claims_markdown({"cold_levers": levers})
     bell = {
         "dose_at_peak_ternary_mg_per_kg": 3.2,
         "peak_is_interior": True,

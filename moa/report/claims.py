@@ -203,7 +203,8 @@ def _lever_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[s
     base_cold, base_prolif = _point_verdicts(points[BASELINE_POINT], decisions)
     base_bs = points[BASELINE_POINT]["best_percent_change"]["bsab_2x2"]
     out = [
-        f"Levers ({s.setting} with one lever at a time at its {s.reference_setting} value, day "
+        f"Levers ({SETTING_LABELS.get(s.setting, s.setting)} with one lever at a time at its "
+        f"{SETTING_LABELS.get(s.reference_setting, s.reference_setting)} value, day "
         f"{s.duration_days:.0f}; experiment `cold_levers`): as it stands the cold verdict {base_cold}, the 2:2 "
         f"bispecific's best change {_fmt(base_bs, '%')}."
     ]
@@ -220,7 +221,9 @@ def _lever_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[s
             flips.append(lever)
         fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
         out.append(
-            f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g} {info['unit']}: anti-PD-L1 "
+            f"{lever} {info['value']:.3g} -> {info['reference_value']:.3g}"
+            + ("" if info["unit"] in ("1", "") else f" {info['unit']}")  # unit "1": dimensionless, no unit written
+            + f": anti-PD-L1 "
             f"{_fmt(best['apdl1'], '%')}, 2:2 bispecific {_fmt(best['bsab_2x2'], '%')} (its peak effectors "
             f"x{fold:.3g} untreated) -> {cold}."
         )
