@@ -289,7 +289,7 @@ def _gain_claims(s: ColdLeversSummary, decisions: DecisionThresholds) -> list[st
             cold, prolif = _point_verdicts(point, decisions)
             fold = point["peak_t_eff_fold_vs_untreated"]["bsab_2x2"]
             parts.append(
-                f"{gain} {end} ({values[label][gain]:.3g}): effectors x{fold:.3g}, bispecific "
+                f"{gain} {end} ({values[label][gain]:.3g}): peak effectors x{fold:.3g}, bispecific best change "
                 f"{_fmt(point['best_percent_change']['bsab_2x2'], '%')}"
             )
             if prolif != base_prolif:
@@ -345,7 +345,7 @@ def _arms_claims(s: ArmsSettingsSummary, decisions: DecisionThresholds) -> dict[
             )
         better = b_bs < b_pd - meaningful
         out["broader"].append(
-            f"{label}: 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
+            f"{label}: best change 2:2 bispecific {_fmt(b_bs, '%')} vs anti-PD-L1 {_fmt(b_pd, '%')} -> "
             + (
                 "bispecific better"
                 if better
