@@ -17,6 +17,8 @@
 #   7. N = 1e5 at scan days again with MOA_CUDA_REFILL=0 (one thread per trajectory), against step 3's
 #      work refill (REFILL_AB=0 skips it); 8. optional register caps (CAPS, below); 9. optional (REDUCED=1):
 #      N = 1e5 at scan days on full_model(drugs=("bsab",)), the 39-state model without the two monoclonals.
+# Before step 3, benchmarks/gpu_warm.py compiles what steps 3, 5, 8 and 9 need in background processes (other
+# cores), so that those steps load the kernels instead of compiling them one after another (WARM=0: not).
 # Most important first: a call stopped at its limit still returns what $OUT holds by then.
 # The benchmark runs first since the first device run (2026-11-30): with the check first, the two
 # processes each paid the compile and neither finished inside its limit.
@@ -55,6 +57,36 @@ from moa.solvers.rodas4 import cuda
 print("moa.solvers.rodas4.cuda.missing():", repr(cuda.missing()))
 PY
 
+# Side compiles (benchmarks/gpu_warm.py; WARM=0 skips them): the kernel modules are generated first (sympy), then
+# the full model's CUDA kernel, the quasi-steady start's held system (CUDA and numba), any register-cap variant
+# and the reduced model are compiled by other cores while step 3 compiles the numba CPU kernels and times the
+# CPU; each later step loads them from numba's disk cache instead of compiling one after another.
+WARM_LOG=/tmp/gpu_warm
+mkdir -p "$WARM_LOG"
+START_PID= REDUCED_PID= CAP_PIDS=
+warm() {  # warm NAME ARGS...: one side compile in the background, its line in $WARM_LOG/NAME.log
+    local name=$1; shift
+    timeout ${WARM_TIMEOUT:-420} "$PY" benchmarks/gpu_warm.py "$@" > "$WARM_LOG/$name.log" 2>&1 \
+        || echo "gpu_warm $*: FAILED (exit $?)" >> "$WARM_LOG/$name.log"
+}
+warm_report() {  # warm_report NAME PID: wait for that side compile and print its last line
+    [ -n "$2" ] && wait "$2"
+    echo "side compile $1: $(tail -n 1 "$WARM_LOG/$1.log" 2>/dev/null || echo 'no log')"
+}
+if [ "${WARM:-1}" = "1" ]; then
+    GEN_ARGS=""
+    [ "${START_ROW:-1}" = "1" ] && GEN_ARGS="--start"
+    step "side compiles: benchmarks/gpu_warm.py generate $GEN_ARGS, then cuda, start, caps and reduced in the background"
+    timeout ${WARM_TIMEOUT:-420} "$PY" benchmarks/gpu_warm.py generate $GEN_ARGS || echo "gpu_warm generate: FAILED (exit $?)"
+    warm cuda cuda &
+    if [ "${START_ROW:-1}" = "1" ]; then warm start start & START_PID=$!; fi
+    for cap in ${CAPS:-}; do MOA_CUDA_MAX_REGISTERS=$cap warm "cap$cap" cuda & CAP_PIDS="$CAP_PIDS $!"; done
+    if [ "${REDUCED:-0}" = "1" ]; then
+        ( warm reduced_generate generate --drugs bsab && { warm reduced_cuda cuda --drugs bsab & warm reduced_cpu cpu --drugs bsab; wait; } ) &
+        REDUCED_PID=$!
+    fi
+fi
+
 # --threads: N = 1e5 at scan days again with 1 block of 64 threads per SM of the H200 (132 SMs) instead of the 4
 # the registers allow: a smaller working set in local memory, which may then stay in the L2 cache
 GPU_ARGS=${GPU_ARGS:---quick --threads 8448}
@@ -85,6 +117,7 @@ PY
 
 # 5. the quasi-steady start on the GPU (a trial's every lesion starts there; about 1 ms per set on one core)
 if [ "${START_ROW:-1}" = "1" ]; then
+    [ "${WARM:-1}" = "1" ] && warm_report start "$START_PID"
     step "quasi-steady start: benchmarks/gpu_start.py ${START_ARGS:---n 10000 --n-cpu 200} --check"
     mkdir -p "$OUT/start"
     timeout ${START_TIMEOUT:-200} "$PY" benchmarks/gpu_start.py ${START_ARGS:---n 10000 --n-cpu 200} --check --out "$OUT/start" \
@@ -112,6 +145,7 @@ fi
 # 8. optional: the benchmark again under register caps (MOA_CUDA_MAX_REGISTERS), one compile each (about 50 s
 #    on a fast core since 2026-12-01), e.g. CAPS="128 168"
 CAP_ARGS=${CAP_ARGS:---n --n-scans 100000 --n-ref 2 --n-cpu 2 --n-rr 0}
+[ -n "${CAPS:-}" ] && [ "${WARM:-1}" = "1" ] && { for pid in $CAP_PIDS; do wait "$pid"; done; for cap in $CAPS; do warm_report "cap$cap" ""; done; }
 for cap in ${CAPS:-}; do
     step "register cap $cap: MOA_CUDA_MAX_REGISTERS=$cap benchmarks/gpu.py $CAP_ARGS"
     mkdir -p "$OUT/cap$cap"
@@ -121,10 +155,19 @@ done
 
 # 9. optional: the reduced model (39 states: the regimen gives neither monoclonal), one more compile
 if [ "${REDUCED:-0}" = "1" ]; then
+    [ -n "$REDUCED_PID" ] && { wait "$REDUCED_PID"; for w in reduced_generate reduced_cuda reduced_cpu; do warm_report $w ""; done; }
     step "reduced model: benchmarks/gpu.py ${REDUCED_ARGS:---n --n-scans 100000 --n-ref 4 --n-cpu 4 --n-rr 0} --drugs bsab"
     mkdir -p "$OUT/reduced"
     timeout ${REDUCED_TIMEOUT:-240} "$PY" benchmarks/gpu.py ${REDUCED_ARGS:---n --n-scans 100000 --n-ref 4 --n-cpu 4 --n-rr 0} \
         --drugs bsab --out "$OUT/reduced" || echo "gpu.py --drugs bsab: FAILED (exit $?)"
+fi
+
+# the full model's side compile (its seconds are the CUDA compile step 3 did not pay); side compiles still
+# running are stopped, so that the packing below happens inside the call's limit
+if [ "${WARM:-1}" = "1" ]; then
+    warm_report cuda ""
+    left=$(jobs -p)
+    [ -n "$left" ] && { echo "stopping side compiles still running"; pkill -f benchmarks/gpu_warm.py; kill $left 2>/dev/null; }
 fi
 
 # the device returns at most 8 files from $OUT: past that, everything goes back as one archive

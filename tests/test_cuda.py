@@ -400,3 +400,19 @@ def test_register_cap_from_the_environment(monkeypatch):
     plain, capped = cuda.cuda_source(cpu, plan), cuda.cuda_source(cpu, plan, 128)
     assert "@cuda.jit(cache=True, max_registers=128)" in capped and "max_registers=" not in plain
     assert capped.replace("@cuda.jit(cache=True, max_registers=128)", "@cuda.jit(cache=True)") == plain
+
+
+def test_register_cap_is_dropped_with_a_warning_in_the_simulator(monkeypatch):
+    """numba's CUDA simulator has no registers and its cuda.jit refuses max_registers: a dry run with a cap runs
+    uncapped and says so; a bad value is still refused there; on a GPU the cap is kept."""
+    from moa.solvers.rodas4 import cuda
+
+    monkeypatch.setenv("MOA_CUDA_MAX_REGISTERS", "128")
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    assert cuda._register_cap() == 128
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    with pytest.warns(RuntimeWarning, match="MOA_CUDA_MAX_REGISTERS=128 ignored: numba's CUDA simulator"):
+        assert cuda._register_cap() is None
+    monkeypatch.setenv("MOA_CUDA_MAX_REGISTERS", "300")
+    with pytest.raises(ValueError, match="MOA_CUDA_MAX_REGISTERS='300'"):
+        cuda._register_cap()

@@ -41,6 +41,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def speed_up_numba_cuda_compile() -> bool:
 def kernel_source(rhs: list[sympy.Expr], y_syms, p_syms, plan: SparseLUPlan) -> str:
     """The text of the CUDA module: the template plus this system's device functions, printed by
     the numba backend's printers (see :func:`cuda_source`)."""
-    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan, max_registers())
+    return cuda_source(codegen.kernel_source(rhs, list(y_syms), list(p_syms), plan), plan, _register_cap())
 
 
 _KERNEL_DECORATOR = "@cuda.jit(cache=True)"
@@ -221,6 +222,21 @@ def max_registers() -> int | None:
     if value is None or not 16 <= value <= 255:
         raise ValueError(f"MOA_CUDA_MAX_REGISTERS={raw!r}: must be an integer in 16..255 (or unset)")
     return value
+
+
+def _register_cap() -> int | None:
+    """:func:`max_registers` (checked in any case), or None in numba's CUDA simulator: it runs the kernel as Python,
+    has no registers, and its ``cuda.jit`` refuses ``max_registers`` (so a dry run of the device script with a
+    cap runs uncapped, with a warning, instead of failing)."""
+    cap = max_registers()
+    if cap is not None and simulator():
+        warnings.warn(
+            f"MOA_CUDA_MAX_REGISTERS={cap} ignored: numba's CUDA simulator has no registers",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return cap
 
 
 def cuda_source(cpu_source: str, plan: SparseLUPlan, registers: int | None = None) -> str:
@@ -421,7 +437,7 @@ def kernels_for_model(compiled, held: tuple[int, ...] = ()) -> CudaKernels:
     rows are zero, as :func:`moa.solvers.rodas4.numba_kernels.kernels_for_model` (the quasi-steady start)."""
     require()
     cpu = numba_kernels.kernels_for_model(compiled, held=held)  # its text, from the numba backend's cache
-    source = cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan, max_registers())
+    source = cuda_source(numba_kernels.read_verified(cpu.path), cpu.plan, _register_cap())
     return _load(source, cpu.plan)
 
 
