@@ -188,3 +188,29 @@ def test_cell_axis_is_floored_at_one_cell_only_when_extinction_is_in_view(smalle
     assert ax.get_yscale() == "log"
     assert bool(ax.get_ylim()[0] < 1.0) == floored
     plt.close(fig)
+
+
+@pytest.mark.parametrize("quick", [True, False, None])
+def test_figures_state_their_mode_version_and_parameter_set(tmp_path, quick):
+    """Inside an experiment run the caption names the mode and the image's foot carries moa's version, the mode
+    and the parameter set (text in the SVG); outside a run no mode is claimed. The stamp is not left on the
+    figure object."""
+    from moa.report.provenance import base_provenance, run_context
+
+    fig = _figure()
+    before = len(fig.texts)
+    with run_context(**({} if quick is None else {"quick": quick})):
+        paths = plots.save_figure(
+            fig, tmp_path, "demo", "What it shows.", {"parameter_set": "default; arms x"}, close=False
+        )
+    caption, svg = paths["caption"].read_text(), paths["svg"].read_text()
+    version = base_provenance()["moa_version"]
+    mode = {True: "quick", False: "full", None: None}[quick]
+    assert f"moa {version}" in svg and "parameters: default" in svg and "arms x" not in svg
+    if mode is None:
+        assert "- mode:" not in caption and " mode |" not in svg
+    else:
+        assert f"- mode: {mode}" in caption and f"{mode} mode" in svg
+    assert ("do not present it" in caption) is (quick is True)
+    assert len(fig.texts) == before
+    assert plots.run_mode({"quick": "True"}) == "quick" and plots.run_mode({"quick": 0}) == "full"

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
 
-from .provenance import base_provenance
+from .provenance import base_provenance, current_run
 from .results import atomic_write
 
 __all__ = [
@@ -166,13 +166,46 @@ def label(name: str, unit: str | None) -> str:
     return f"{name} ({pretty})" if pretty else f"{name} (dimensionless)"
 
 
+def run_mode(provenance: Mapping[str, object] | None = None) -> str | None:
+    """ "quick" or "full": the mode of the experiment run the figure belongs to (its provenance's ``quick``, else
+    the enclosing :func:`moa.report.provenance.run_context`'s); None outside a run."""
+    for quick in ((provenance or {}).get("quick"), current_run().get("quick")):
+        if isinstance(quick, (bool, np.bool_, int, np.integer)) and quick in (0, 1):
+            return "quick" if bool(quick) else "full"
+        if isinstance(quick, str) and quick.lower() in ("true", "false"):  # as read back from a file's attributes
+            return "quick" if quick.lower() == "true" else "full"
+    return None
+
+
+#: What a caption says of each mode.
+MODE_NOTE = {
+    "quick": "quick (short horizons, coarse grids: check the figure, do not present it)",
+    "full": "full",
+}
+
+
+def stamp_text(provenance: Mapping[str, object] | None = None) -> str:
+    """The line at a figure's foot: moa version, mode (when known) and parameter set (its first clause), so
+    that a figure cut out of its caption still says where it came from (the caption has the commit)."""
+    prov = {**base_provenance(), **dict(provenance or {})}
+    parts = [f"moa {prov.get('moa_version', '?')}"]
+    mode = run_mode(provenance)
+    if mode:
+        parts.append(f"{mode} mode")
+    parameter_set = str(prov.get("parameter_set", "default")).split(";")[0].strip()
+    parts.append(f"parameters: {parameter_set[:60]}")
+    return " | ".join(parts)
+
+
 def caption_text(stem: str, caption: str, provenance: Mapping[str, object] | None = None) -> str:
     """The caption file's Markdown: what the figure shows, then where it came from."""
     if not caption or not caption.strip():
         raise ValueError(f"caption for {stem!r} is empty: say what the figure shows")
     prov = {**base_provenance(), **dict(provenance or {})}
     lines = [f"# {stem}", "", caption.strip(), "", "## Provenance", ""]
+    mode = run_mode(provenance)
     fields = [
+        ("mode", MODE_NOTE.get(mode) if mode else None),
         ("parameter set", prov.get("parameter_set", "default")),
         ("overlays", prov.get("overlays") or "none"),
         ("parameter hash", prov.get("parameter_hash")),
@@ -201,20 +234,27 @@ def save_figure(
     :func:`panel_letters`, is refused (nothing written).
 
     ``caption`` says what the figure shows (and its caveats); ``provenance`` (usually the
-    dataset's ``attrs``) supplies the parameter set, overlays, hash, solver and moa version.
+    dataset's ``attrs``) supplies the parameter set, overlays, hash, solver and moa version. The figure
+    carries :func:`stamp_text` at its foot (moa version, quick or full mode inside an experiment run, parameter
+    set) in the saved files only; the caption names the mode too.
     """
     out_dir = pathlib.Path(out_dir)
     paths = {"png": out_dir / f"{stem}.png", "svg": out_dir / f"{stem}.svg", "caption": out_dir / f"{stem}.caption.md"}
     text = caption_text(stem, caption, provenance)
+    stamp = None
     try:
         _check_panels(fig, stem)
         with contextlib.ExitStack() as stack:
             tmp = {key: stack.enter_context(atomic_write(path)) for key, path in paths.items()}
+            # the stamp sits just below the figure (the tight bounding box takes it in), over nothing drawn
+            stamp = fig.text(0.995, -0.005, stamp_text(provenance), ha="right", va="top", fontsize=7, color="0.4")
             with plt.rc_context(_SAVE_RC):
                 fig.savefig(tmp["png"], format="png", dpi=SAVE_DPI)
                 fig.savefig(tmp["svg"], format="svg", metadata={"Date": None})
             tmp["caption"].write_text(text)
     finally:
+        if stamp is not None:
+            stamp.remove()
         if close:
             plt.close(fig)
     return paths
