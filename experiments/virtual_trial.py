@@ -315,7 +315,11 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
     fit_spread = _across_fits(record, spec, FIT_PATIENTS, workers) if (record and not quick) else None
     ds = _dataset(trials)
     save_dataset(ds, out_dir, "virtual_trial", csv_variables=["pfs_days", "pfs_event", "best_change_pct"])
-    prov = ds.attrs
+    prov = {
+        **ds.attrs,  # the figures' parameters are the drawn population's, not the defaults
+        "parameter_set": f"virtual population, models/population.toml, {n} patients per arm, seed {SEED}",
+        "overlays": f"{spec.pdl1_positive_setting} (PD-L1+) or {spec.pdl1_negative_setting} (PD-L1-) per patient",
+    }
     figures = _figures(out_dir, trials, readouts, calibration, n, prov)
     write_json(out_dir / "calibration_check.json", calibration)
 

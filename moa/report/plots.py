@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import textwrap
 import zlib
 from collections.abc import Iterator, Mapping
 
@@ -193,7 +194,7 @@ def stamp_text(provenance: Mapping[str, object] | None = None) -> str:
     if mode:
         parts.append(f"{mode} mode")
     parameter_set = str(prov.get("parameter_set", "default")).split(";")[0].strip()
-    parts.append(f"parameters: {parameter_set[:60]}")
+    parts.append(f"parameters: {textwrap.shorten(parameter_set, 80, placeholder=' ...')}")
     return " | ".join(parts)
 
 
