@@ -143,6 +143,7 @@ def run_sweeps(
     if benefit_day > duration_days:
         raise ValueError(f"benefit_day={benefit_day}: must be <= duration_days={duration_days}")
     sweeps, grid, attrs, runs = [], None, {}, []
+    swept_overlays: dict[str, None] = {}  # the overlays of every swept setting, in order
     run_settings = list(settings) + ([MAP_SETTING] if map_points and MAP_SETTING not in settings else [])
     for setting in run_settings:
         base, _ = scenario(ARMS[-1], setting, duration_days)
@@ -166,6 +167,7 @@ def run_sweeps(
             "overlays": ", ".join(dict.fromkeys(o for p in parts for o in p.attrs.get("overlays", "").split(",") if o)),
         }
         if setting in settings:
+            swept_overlays.update(dict.fromkeys(attrs["overlays"].split(", ")))
             per_parameter = [
                 _as_sweep(points.isel(point=slice(i * n_points, (i + 1) * n_points)), p, base.specs[p])
                 for i, p in enumerate(parameters)
@@ -191,6 +193,7 @@ def run_sweeps(
         ds.attrs = {
             **attrs,
             "parameter_set": f"default + setting overlay ({', '.join(settings)}); one parameter varied at a time",
+            "overlays": ", ".join(o for o in swept_overlays if o),
             "simulations": combine_simulations(runs),
         }
     return ds, grid
