@@ -416,3 +416,26 @@ def test_register_cap_is_dropped_with_a_warning_in_the_simulator(monkeypatch):
     monkeypatch.setenv("MOA_CUDA_MAX_REGISTERS", "300")
     with pytest.raises(ValueError, match="MOA_CUDA_MAX_REGISTERS='300'"):
         cuda._register_cap()
+
+
+def test_device_script_parses_and_asks_gpu_warm_only_for_what_it_does():
+    """benchmarks/gpu_device.sh runs on a lent machine with minutes to spare: it must parse, and each side compile
+    it asks of benchmarks/gpu_warm.py must be one that script knows (a typo would only show on the device)."""
+    import re
+    import shutil
+
+    script = ROOT / "benchmarks" / "gpu_device.sh"
+    bash = shutil.which("bash")
+    assert bash is not None
+    assert subprocess.run([bash, "-n", str(script)], capture_output=True).returncode == 0
+    code = "\n".join(line.split("#")[0] for line in script.read_text().splitlines())  # comments dropped
+    direct = re.findall(r"gpu_warm\.py\s+(\w+)", code)
+    via_warm = re.findall(r"\bwarm\s+\"?[\w$]+\"?\s+(\w+)", code)  # warm NAME WHAT ...
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_warm
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    asked = set(direct + via_warm)
+    assert {"generate", "cuda", "start", "cpu"} <= asked  # the script asks for each of them
+    assert asked <= set(gpu_warm.WHAT), sorted(asked - set(gpu_warm.WHAT))
