@@ -85,8 +85,13 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> dict:
         ]
     summary["bsab_liver_readout_by_cis_efficacy"] = sweep
     merged = xr.merge(data, compat="no_conflicts", join="outer")
+    arms_run = sorted({a for a, _ in results})
+    settings_run = sorted({s for _, s in results})
     merged.attrs = {
         **results[("bsab_2x2", "hot_tnbc")].attrs,
+        # every arm and setting drawn, not only the bispecific in hot TNBC whose attributes are kept
+        "parameter_set": f"default; arms {', '.join(arms_run)} over their dose ranges",
+        "overlays": ", ".join(settings_run) + " (each arm in each)",
         "simulations": combine_simulations([({"arm": a, "setting": s}, r.attrs) for (a, s), r in results.items()]),
     }
     save_dataset(merged, out_dir, "mabs_vs_bispecific", csv_variables=["best_percent_change", "liver_readout"])
