@@ -50,6 +50,7 @@ __all__ = [
     "ArmOutcome",
     "point_claims",
     "pdl1_negative_verdict",
+    "percent_interval",
     "volume_inhibition",
     "bliss_excess",
 ]
@@ -559,7 +560,7 @@ def point_claims(decisions: DecisionThresholds | None = None) -> tuple[PointClai
     )
 
 
-def _percent_interval(frac: float | None, low: float | None, high: float | None) -> str:
+def percent_interval(frac: float | None, low: float | None, high: float | None) -> str:
     """``"12% (9-19%)"`` from fractions; ``"n/a"`` where no point decided."""
     return "n/a" if frac is None else f"{100 * frac:.0f}% ({100 * low:.0f}-{100 * high:.0f}%)"
 
@@ -568,7 +569,7 @@ def _subset_fraction(subset) -> str:
     """A robustness subset (``no_untreated_response``) as ``"12% (9-19%) of 193"``; ``"-"`` when not recorded."""
     if not subset:
         return "-"
-    return f"{_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} of {subset['points']}"
+    return f"{percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} of {subset['points']}"
 
 
 def _arm_label(arm: str) -> str:
@@ -607,7 +608,7 @@ def _robustness_lines(summaries) -> list[str]:
         rb.claims.values(),
         key=lambda e: (e["section"], order.index(e["setting"]) if e["setting"] in order else len(order)),
     ):
-        held = _percent_interval(entry["fraction_holds"], entry["ci_low"], entry["ci_high"])
+        held = percent_interval(entry["fraction_holds"], entry["ci_low"], entry["ci_high"])
         if entry.get("by_construction"):
             held += f"; by construction: {entry['by_construction']}"
         lines.append(
@@ -943,9 +944,9 @@ def _with_robustness_per_claim(lines: list[str], summaries) -> list[str]:
             label = SETTING_LABELS.get(entry["setting"], entry["setting"])
             subset = entry.get("no_untreated_response")
             by_section.setdefault(entry["section"], []).append(
-                f"{label} {_percent_interval(frac, entry['ci_low'], entry['ci_high'])}"
+                f"{label} {percent_interval(frac, entry['ci_low'], entry['ci_high'])}"
                 + (
-                    f", {_percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} where "
+                    f", {percent_interval(subset['fraction_holds'], subset['ci_low'], subset['ci_high'])} where "
                     "the untreated tumour does not respond"
                     if subset and subset["fraction_holds"] is not None
                     else ""
