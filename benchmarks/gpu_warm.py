@@ -41,16 +41,15 @@ from moa.errors import DoseWarning  # noqa: E402
 from moa.scenarios import scenario  # noqa: E402
 from moa.solvers import RodasSolver  # noqa: E402
 from moa.solvers.rodas4 import numba_kernels  # noqa: E402
-from moa.mechanisms.tumour import CLONES  # noqa: E402
-from moa.steady_state import quasi_steady_state  # noqa: E402
+from moa.steady_state import held_species, quasi_steady_state  # noqa: E402
 from moa.symbolic.named_models import full_model  # noqa: E402
 
 WHAT = ("generate", "cuda", "cpu", "start")
 
 
 def held_rows(compiled) -> tuple[int, ...]:
-    """The states the quasi-steady start holds (the tumour clones), as it chooses them."""
-    return tuple(compiled.species_names.index(s) for s in CLONES if s in compiled.species_names)
+    """The states the quasi-steady start holds, as it chooses them (``steady_state.held_species``)."""
+    return tuple(compiled.species_names.index(s) for s in held_species(compiled))
 
 
 def two_sets(model):

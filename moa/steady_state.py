@@ -26,7 +26,7 @@ from .solvers.base import Status
 from .solvers.rodas4 import SparseLUPlan, integrate_batch, numba_kernels
 from .symbolic import Model
 
-__all__ = ["QuasiSteadyState", "quasi_steady_state", "QSS_BACKENDS"]
+__all__ = ["QuasiSteadyState", "quasi_steady_state", "held_species", "QSS_BACKENDS"]
 
 
 @dataclasses.dataclass
@@ -80,7 +80,7 @@ def quasi_steady_state(
     if backend not in QSS_BACKENDS:
         raise ValueError(f"backend={backend!r}: allowed values are {QSS_BACKENDS}")
     c = compile_model(model)
-    held = tuple(s for s in (CLONES if held is None else held) if s in c.species_names)
+    held = held_species(c, held)
     unknown = sorted(set(held or ()) - set(c.species_names))
     if unknown:
         raise ValueError(f"held={unknown}: not species of model {model.name!r}; allowed: {c.species_names}")
@@ -116,6 +116,12 @@ def quasi_steady_state(
         rate[moving] = np.where(ok, relative_rate(Y[:, moving], P[:, moving]), np.inf)
         moving = moving[(rate[moving] > tol_per_day) & ok]
     return QuasiSteadyState(Y, float(days.max(initial=0.0)), rate <= tol_per_day, rate, held, days, backend)
+
+
+def held_species(c, held: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The states the start holds in compiled model ``c``: ``held`` (default the tumour clones,
+    ``moa.mechanisms.tumour.CLONES``), those that are species of ``c``, in that order."""
+    return tuple(s for s in (CLONES if held is None else held) if s in c.species_names)
 
 
 def _integrator(c, rows: np.ndarray, backend: str, rtol: float, atol: float):

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
 
-from .provenance import base_provenance, current_run
+from .provenance import base_provenance, current_run, version
 from .results import atomic_write
 
 __all__ = [
@@ -188,8 +188,8 @@ MODE_NOTE = {
 def stamp_text(provenance: Mapping[str, object] | None = None) -> str:
     """The line at a figure's foot: moa version, mode (when known) and parameter set (its first clause), so
     that a figure cut out of its caption still says where it came from (the caption has the commit)."""
-    prov = {**base_provenance(), **dict(provenance or {})}
-    parts = [f"moa {prov.get('moa_version', '?')}"]
+    prov = dict(provenance or {})
+    parts = [f"moa {prov.get('moa_version') or version()}"]
     mode = run_mode(provenance)
     if mode:
         parts.append(f"{mode} mode")
